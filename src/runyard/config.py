@@ -1,0 +1,36 @@
+"""Settings read from RUNYARD_* environment variables, in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_WORKSPACE_DIRNAME = ".runyard"
+
+#: Environment variables a submitted run's process receives. The AZUREML_* twins let v1 code that reads
+#: them directly keep working.
+ENV_RUN_ID = "RUNYARD_RUN_ID"
+ENV_WORKSPACE = "RUNYARD_WORKSPACE"
+ENV_TRACKING_URI = "RUNYARD_TRACKING_URI"
+ENV_EXPERIMENT = "RUNYARD_EXPERIMENT_NAME"
+ENV_SPOOL_DIR = "RUNYARD_SPOOL_DIR"
+
+
+def env_workspace() -> Path | None:
+    value = os.environ.get(ENV_WORKSPACE)
+    return Path(value).expanduser() if value else None
+
+
+def metric_flush_interval() -> float:
+    """Seconds between background metric flushes (RUNYARD_METRIC_FLUSH_SECONDS, default 0.5)."""
+    return float(os.environ.get("RUNYARD_METRIC_FLUSH_SECONDS", "0.5"))
+
+
+def cancel_grace_seconds() -> float:
+    """Seconds between SIGTERM and SIGKILL when a run is canceled (RUNYARD_CANCEL_GRACE_SECONDS, default 10)."""
+    return float(os.environ.get("RUNYARD_CANCEL_GRACE_SECONDS", "10"))
+
+
+def studio_url() -> str:
+    """Base address of the studio used in portal URLs (RUNYARD_STUDIO_URL, default http://127.0.0.1:8765)."""
+    return os.environ.get("RUNYARD_STUDIO_URL", "http://127.0.0.1:8765").rstrip("/")

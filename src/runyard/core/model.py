@@ -1,0 +1,243 @@
+"""Model registry: named, versioned files or folders, usable from inside a running script."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runyard.errors import InvalidInputError, ModelNotFound
+from runyard.store import ModelRecord
+
+if TYPE_CHECKING:
+    from runyard.core.run import Run
+    from runyard.core.workspace import Workspace
+
+NAME_RULE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-._]{0,254}$")
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not NAME_RULE.match(name):
+        raise InvalidInputError(
+            f"Model name {name!r} is not allowed: use 1-255 letters, digits, '-', '.' or '_', "
+            "starting with a letter or digit."
+        )
+    return name
+
+
+class Model:
+    class Framework:
+        CUSTOM = "Custom"
+        TENSORFLOW = "TensorFlow"
+        SCIKITLEARN = "ScikitLearn"
+        ONNX = "Onnx"
+        TFKERAS = "TfKeras"
+        PYTORCH = "PyTorch"
+        MULTI = "Multi"
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        name: str | None = None,
+        id: str | None = None,
+        tags: Any = None,
+        properties: Any = None,
+        version: int | None = None,
+        **_: Any,
+    ) -> None:
+        if id is not None:
+            name, _sep, ver = id.partition(":")
+            version = int(ver) if ver else version
+        if name is None:
+            raise InvalidInputError("Model(workspace, name) needs a name (or id='name:version').")
+        self._load(workspace, workspace.store.get_model(name, version))
+
+    def _load(self, workspace: Workspace, record: ModelRecord) -> None:
+        self.workspace = workspace
+        self.name = record.name
+        self.version = record.version
+        self.id = f"{record.name}:{record.version}"
+        self.tags = dict(record.tags)
+        self.properties = dict(record.properties)
+        self.description = record.description
+        self.run_id = record.run_id
+        self.created_time = record.created_time
+        self.model_framework = record.framework
+        self._path = record.path
+
+    @classmethod
+    def _from_record(cls, workspace: Workspace, record: ModelRecord) -> Model:
+        model = cls.__new__(cls)
+        model._load(workspace, record)
+        return model
+
+    @property
+    def url(self) -> str:
+        """Where the model's file or folder is stored."""
+        return str(self.workspace.artifacts.local_path(self._path))
+
+    @classmethod
+    def register(
+        cls,
+        workspace: Workspace,
+        model_path: str | os.PathLike[str],
+        model_name: str,
+        tags: dict[str, Any] | None = None,
+        properties: dict[str, Any] | None = None,
+        description: str | None = None,
+        model_framework: str | None = None,
+        child_paths: list[str] | None = None,
+        **_azure_kwargs: Any,
+    ) -> Model:
+        """Copy a local file or folder into the registry as the next version of `model_name`."""
+        _check_name(model_name)
+        source = Path(model_path)
+        if not source.exists():
+            raise InvalidInputError(
+                f"Model.register: {source} does not exist. Pass the path of a local file or folder."
+            )
+        return cls._store_version(
+            workspace,
+            source,
+            model_name,
+            tags,
+            properties,
+            description,
+            model_framework,
+            run_id=None,
+            child_paths=child_paths,
+        )
+
+    @classmethod
+    def _store_version(
+        cls,
+        workspace: Workspace,
+        source: Path,
+        name: str,
+        tags: Any,
+        properties: Any,
+        description: str | None,
+        framework: str | None,
+        run_id: str | None,
+        child_paths: list[str] | None = None,
+    ) -> Model:
+        """Copy into a staging folder, take a version number, then rename the folder into place, so a
+        reader never sees a version whose files are half copied."""
+        root = workspace.artifacts.local_path(f"models/{name}")
+        staging = root / f".staging-{uuid.uuid4().hex}"
+        target = staging / source.name
+        if source.is_dir():
+            if child_paths:
+                for child in child_paths:
+                    (target / child).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(source / child, target / child)
+            else:
+                shutil.copytree(source, target)
+        else:
+            staging.mkdir(parents=True)
+            shutil.copy2(source, target)
+        record = workspace.store.register_model(
+            ModelRecord(
+                name=name,
+                version=0,
+                path=f"models/{name}/{{version}}/{source.name}",
+                created_time=time.time(),
+                tags={k: v for k, v in (tags or {}).items()},
+                properties=dict(properties or {}),
+                description=description,
+                run_id=run_id,
+                framework=framework,
+            )
+        )
+        os.replace(staging, root / str(record.version))
+        return cls._from_record(workspace, record)
+
+    @classmethod
+    def _register_from_run(
+        cls, run: Run, name: str, model_path: str, tags: Any, properties: Any, description: str | None
+    ) -> Model:
+        _check_name(name)
+        stored = run.workspace.artifacts.local_path(run._artifact(model_path))
+        if not stored.exists():
+            raise InvalidInputError(
+                f"run.register_model: run {run.id} has no file or folder {model_path!r}. "
+                "model_path is a path inside the run (e.g. 'outputs/model.pkl'); see run.get_file_names()."
+            )
+        return cls._store_version(
+            run.workspace, stored, name, tags, properties, description, None, run_id=run.id
+        )
+
+    @classmethod
+    def list(
+        cls,
+        workspace: Workspace,
+        name: str | None = None,
+        tags: Any = None,
+        properties: Any = None,
+        run_id: str | None = None,
+        latest: bool = False,
+        **_: Any,
+    ) -> list[Model]:
+        models = [
+            cls._from_record(workspace, r) for r in workspace.store.list_models(name=name, latest=latest)
+        ]
+        if run_id is not None:
+            models = [m for m in models if m.run_id == run_id]
+        if tags:
+            wanted = [tags] if isinstance(tags, str) else list(tags)
+            models = [
+                m for m in models if all((t[0] if isinstance(t, list) else t) in m.tags for t in wanted)
+            ]
+        return models
+
+    def download(self, target_dir: str = ".", exist_ok: bool = False, exists_ok: bool | None = None) -> str:
+        dest = Path(target_dir) / Path(self._path).name
+        if dest.exists() and not (exist_ok or exists_ok):
+            raise InvalidInputError(f"{dest} already exists; pass exist_ok=True to overwrite it.")
+        self.workspace.artifacts.copy_tree_local(self._path, dest)
+        return str(dest)
+
+    @staticmethod
+    def get_model_path(
+        model_name: str, version: int | None = None, _workspace: Workspace | None = None
+    ) -> str:
+        """Local path of a registered model. Inside a submitted run the run's workspace is used; outside,
+        `_workspace` or the nearest workspace; with none, ./azureml-models/<name>/<version>/ as Azure ML does."""
+        from runyard.core.context import workspace_of_current_run
+        from runyard.core.workspace import Workspace
+        from runyard.errors import WorkspaceNotFound
+
+        if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+            raise InvalidInputError(f"get_model_path: version must be an int, got {version!r}.")
+        workspace = workspace_of_current_run() or _workspace
+        if workspace is None:
+            try:
+                workspace = Workspace.from_config()
+            except WorkspaceNotFound:
+                return _local_model_cache(model_name, version)
+        record = workspace.store.get_model(model_name, version)
+        return str(workspace.artifacts.local_path(record.path))
+
+    def __repr__(self) -> str:
+        return f"Model(name={self.name!r}, version={self.version})"
+
+
+def _local_model_cache(name: str, version: int | None) -> str:
+    root = Path(os.environ.get("AML_APP_ROOT", ".")) / "azureml-models" / name
+    versions = (
+        sorted((int(p.name) for p in root.glob("*") if p.name.isdigit()), reverse=True)
+        if root.is_dir()
+        else []
+    )
+    chosen = version if version is not None else (versions[0] if versions else None)
+    if chosen is not None and (root / str(chosen)).is_dir():
+        entries = list((root / str(chosen)).iterdir())
+        if len(entries) == 1:
+            return str(entries[0])
+    if version is None and Path(name).exists():
+        return str(Path(name).resolve())
+    raise ModelNotFound(name, version, f"the local cache {root} (no workspace found)")

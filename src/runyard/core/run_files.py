@@ -1,0 +1,135 @@
+"""The file half of the Run API: uploads, listings, downloads, logs. Mixed into Run."""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from runyard.errors import InvalidInputError, NotFoundError
+from runyard.store.artifacts import clean_relpath
+
+if TYPE_CHECKING:
+    from runyard.core.workspace import Workspace
+
+LOG_DIR = "azureml-logs"
+DRIVER_LOG = f"{LOG_DIR}/70_driver_log.txt"
+
+
+class RunFilesMixin:
+    id: str
+    workspace: Workspace
+
+    @property
+    def _prefix(self) -> str:
+        return f"runs/{self.id}"
+
+    def _artifact(self, name: str) -> str:
+        return f"{self._prefix}/{clean_relpath(name)}"
+
+    def upload_file(
+        self, name: str, path_or_stream: str | os.PathLike[str] | IO[bytes], datastore_name: str | None = None
+    ) -> None:
+        """Store a local file (or a binary stream) as `name` in the run's folder."""
+        if hasattr(path_or_stream, "read"):
+            data = path_or_stream.read()
+            self.workspace.artifacts.put_bytes(
+                self._artifact(name), data if isinstance(data, bytes) else data.encode()
+            )
+            return
+        src = Path(path_or_stream)
+        if not src.is_file():
+            raise InvalidInputError(f"upload_file: {src} is not a file. Pass the path of an existing file.")
+        self.workspace.artifacts.put_file(self._artifact(name), src)
+
+    def upload_files(
+        self, names: list[str], paths: list[str], return_artifacts: bool = False, **_: Any
+    ) -> None:
+        if len(names) != len(paths):
+            raise InvalidInputError(
+                f"upload_files: {len(names)} names but {len(paths)} paths; pass one name per path."
+            )
+        for name, path in zip(names, paths, strict=True):
+            self.upload_file(name, path)
+
+    def upload_folder(
+        self, name: str, path: str | os.PathLike[str], datastore_name: str | None = None
+    ) -> list[str]:
+        src = Path(path)
+        if not src.is_dir():
+            raise InvalidInputError(f"upload_folder: {src} is not a folder.")
+        written = self.workspace.artifacts.put_dir(self._artifact(name), src)
+        return [w[len(self._prefix) + 1 :] for w in written]
+
+    def get_file_names(self) -> list[str]:
+        """Every file stored with the run, e.g. ['azureml-logs/70_driver_log.txt', 'outputs/model.pkl']."""
+        return self.workspace.artifacts.list(self._prefix)
+
+    def download_file(
+        self, name: str, output_file_path: str | os.PathLike[str] | None = None, **_: Any
+    ) -> str:
+        rel = clean_relpath(name)
+        dest = Path(output_file_path) if output_file_path else Path(posixpath.basename(rel))
+        if dest.is_dir():
+            dest = dest / posixpath.basename(rel)
+        try:
+            self.workspace.artifacts.get_file(self._artifact(rel), dest)
+        except NotFoundError:
+            raise NotFoundError(
+                f"Run {self.id} has no file {rel!r}. See its files with run.get_file_names() "
+                f"or `runyard runs show {self.id}`."
+            ) from None
+        return str(dest)
+
+    def download_files(
+        self,
+        prefix: str | None = None,
+        output_directory: str | os.PathLike[str] | None = None,
+        output_paths: list[str] | None = None,
+        batch_size: int = 100,
+        append_prefix: bool = True,
+        **_: Any,
+    ) -> list[str]:
+        out = Path(output_directory or ".")
+        names = [n for n in self.get_file_names() if prefix is None or n.startswith(prefix)]
+        written = []
+        for i, name in enumerate(names):
+            if output_paths:
+                dest = Path(output_paths[i])
+            elif append_prefix or not prefix:
+                dest = out / name
+            else:
+                dest = out / name[len(prefix) :].lstrip("/")
+            self.workspace.artifacts.get_file(self._artifact(name), dest)
+            written.append(str(dest))
+        return written
+
+    def get_all_logs(self, destination: str | os.PathLike[str] | None = None) -> list[str]:
+        dest = Path(destination or self.id)
+        return [
+            self.download_file(n, dest / n)
+            for n in self.get_file_names()
+            if n.startswith((f"{LOG_DIR}/", "logs/"))
+        ]
+
+    def _log_files(self) -> list[str]:
+        return [n for n in self.get_file_names() if n.startswith((f"{LOG_DIR}/", "logs/"))]
+
+    def read_log(self, name: str = DRIVER_LOG, offset: int = 0, length: int | None = None) -> bytes:
+        """Raw bytes of a log file from `offset`; b'' when it does not exist yet."""
+        rel = self._artifact(name)
+        if not self.workspace.artifacts.exists(rel):
+            return b""
+        return self.workspace.artifacts.read_bytes(rel, offset, length)
+
+    def _log_file_url(self, name: str) -> str:
+        try:
+            return self.workspace.artifacts.local_path(self._artifact(name)).as_uri()
+        except NotImplementedError:
+            return f"{self.workspace.artifact_root}/{self._artifact(name)}"
+
+    @staticmethod
+    def _decode(data: bytes) -> str:
+        return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace").read()

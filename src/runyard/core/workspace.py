@@ -1,0 +1,196 @@
+"""Workspace: a folder that holds a database (or points at one) and an artifact root.
+
+Layout of the embedded default (`.runyard/`):
+
+    config.json     tracking_uri, artifact_root, name
+    runyard.db      SQLite database (WAL mode)
+    artifacts/      runs/<run_id>/…, models/<name>/<version>/…
+    work/           per-run working copies of source directories, removed when a run ends
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runyard import config
+from runyard.errors import ConflictError, InvalidInputError, WorkspaceNotFound
+from runyard.store import ArtifactStore, Store, open_store
+
+if TYPE_CHECKING:
+    from runyard.core.experiment import Experiment
+    from runyard.core.model import Model
+    from runyard.core.run import Run
+
+CONFIG_FILE = "config.json"
+
+
+class Workspace:
+    """The root of everything runyard records. Cheap to construct; share one per process if you like."""
+
+    def __init__(self, path: str | os.PathLike[str], *, _config: dict[str, Any] | None = None) -> None:
+        self.path = Path(path).expanduser().resolve()
+        cfg = _config if _config is not None else self._read_config(self.path)
+        self.name: str = cfg.get("name") or self.path.parent.name or "runyard"
+        self.tracking_uri: str = cfg["tracking_uri"]
+        self.artifact_root: str = cfg["artifact_root"]
+        self.studio_url: str = cfg.get("studio_url") or config.studio_url()
+        self._store: Store | None = None
+        self._artifacts: ArtifactStore | None = None
+
+    # -- construction -------------------------------------------------------------------------
+    @staticmethod
+    def _read_config(path: Path) -> dict[str, Any]:
+        cfg_file = path / CONFIG_FILE
+        if not cfg_file.is_file():
+            raise WorkspaceNotFound(path, [cfg_file])
+        try:
+            cfg = json.loads(cfg_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"{cfg_file} is not valid JSON ({exc}); fix or delete it.") from exc
+        for key in ("tracking_uri", "artifact_root"):
+            if key not in cfg:
+                raise InvalidInputError(f"{cfg_file} lacks {key!r}; recreate it with `runyard init`.")
+        # Relative entries are relative to the workspace folder, so a workspace can be moved or copied.
+        root = cfg["artifact_root"]
+        if "://" not in root and not os.path.isabs(root):
+            cfg["artifact_root"] = str((path / root).resolve())
+        uri = cfg["tracking_uri"]
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            cfg["tracking_uri"] = "sqlite:///" + str((path / uri[len("sqlite:///") :]).resolve())
+        return dict(cfg)
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str] = config.DEFAULT_WORKSPACE_DIRNAME,
+        *,
+        name: str | None = None,
+        tracking_uri: str | None = None,
+        artifact_root: str | None = None,
+        exist_ok: bool = False,
+        **_azure_kwargs: Any,
+    ) -> Workspace:
+        """Create a workspace folder. Azure-only arguments (subscription_id, location, …) are accepted and ignored."""
+        folder = Path(path).expanduser().resolve()
+        if (folder / CONFIG_FILE).exists():
+            if not exist_ok:
+                raise ConflictError(
+                    f"A workspace already exists at {folder}. Open it with Workspace.get({str(folder)!r}) "
+                    "or pass exist_ok=True."
+                )
+            return cls(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        cfg = {
+            "name": name
+            or (folder.parent.name if folder.name == config.DEFAULT_WORKSPACE_DIRNAME else folder.name),
+            "tracking_uri": tracking_uri or "sqlite:///runyard.db",
+            "artifact_root": artifact_root or "artifacts",
+        }
+        tmp = folder / f".{CONFIG_FILE}.tmp"
+        tmp.write_text(json.dumps(cfg, indent=2) + "\n")
+        os.replace(tmp, folder / CONFIG_FILE)
+        ws = cls(folder)
+        ws.store  # noqa: B018 - create the schema now, so later concurrent openers find it ready
+        return ws
+
+    @classmethod
+    def get(
+        cls, path: str | os.PathLike[str] = config.DEFAULT_WORKSPACE_DIRNAME, **_azure_kwargs: Any
+    ) -> Workspace:
+        """Open an existing workspace folder (or a project folder that contains `.runyard/`)."""
+        folder = Path(path).expanduser().resolve()
+        if (
+            not (folder / CONFIG_FILE).exists()
+            and (folder / config.DEFAULT_WORKSPACE_DIRNAME / CONFIG_FILE).exists()
+        ):
+            folder = folder / config.DEFAULT_WORKSPACE_DIRNAME
+        return cls(folder)
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None, **_azure_kwargs: Any) -> Workspace:
+        """Find the workspace: RUNYARD_WORKSPACE, else the nearest `.runyard/` walking up from `path` (default cwd)."""
+        env = config.env_workspace()
+        if env is not None and path is None:
+            return cls.get(env)
+        start = Path(path or ".").expanduser().resolve()
+        checked = []
+        for folder in [start, *start.parents]:
+            for candidate in (folder, folder / config.DEFAULT_WORKSPACE_DIRNAME):
+                if (candidate / CONFIG_FILE).is_file() and candidate.name == config.DEFAULT_WORKSPACE_DIRNAME:
+                    return cls(candidate)
+            checked.append(folder / config.DEFAULT_WORKSPACE_DIRNAME)
+        raise WorkspaceNotFound(start, checked)
+
+    @classmethod
+    def find_or_create(cls, path: str | os.PathLike[str] | None = None) -> tuple[Workspace, bool]:
+        """The nearest workspace, or a new `./.runyard/`; the flag says whether one was created."""
+        try:
+            return cls.from_config(path), False
+        except WorkspaceNotFound:
+            return cls.create(Path(path or ".") / config.DEFAULT_WORKSPACE_DIRNAME, exist_ok=True), True
+
+    # -- parts ----------------------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.tracking_uri, workspace_label=str(self.path))
+        return self._store
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        if self._artifacts is None:
+            self._artifacts = ArtifactStore(self.artifact_root)
+        return self._artifacts
+
+    @property
+    def work_dir(self) -> Path:
+        return self.path / "work"
+
+    # -- Azure-style accessors -------------------------------------------------------------------
+    @property
+    def experiments(self) -> dict[str, Experiment]:
+        from runyard.core.experiment import Experiment
+
+        return {e.name: Experiment(self, e.name) for e in self.store.list_experiments()}
+
+    @property
+    def models(self) -> dict[str, Model]:
+        from runyard.core.model import Model
+
+        return {m.name: Model._from_record(self, m) for m in self.store.list_models(latest=True)}
+
+    def get_run(self, run_id: str) -> Run:
+        from runyard.core.run import Run
+
+        return Run.get(self, run_id)
+
+    def iter_runs(self, experiment_name: str | None = None, status: list[str] | None = None) -> Iterator[Run]:
+        from runyard.core.run import Run
+
+        for record in self.store.list_runs(experiment_name=experiment_name, status=status):
+            yield Run._from_record(self, record)
+
+    def get_details(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "tracking_uri": self.tracking_uri,
+            "artifact_root": self.artifact_root,
+            "studio_url": self.studio_url,
+        }
+
+    def get_mlflow_tracking_uri(self) -> str:
+        return self.tracking_uri
+
+    def __repr__(self) -> str:
+        return f"Workspace(name={self.name!r}, path={str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Workspace) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)

@@ -1,0 +1,114 @@
+"""Errors runyard raises on purpose. Every message is written for the user and says how to fix it.
+
+    RunyardError
+    ├── NotFoundError            something named does not exist
+    │   ├── WorkspaceNotFound
+    │   ├── RunNotFound
+    │   ├── ExperimentNotFound
+    │   └── ModelNotFound
+    ├── InvalidInputError        the caller passed something runyard cannot accept
+    │   └── MetricValueError
+    ├── ConflictError            the request is valid but the current state forbids it
+    │   └── RunFinishedError
+    ├── RunFailedError           waiting on a run that ended Failed (raise_on_error=True)
+    └── StoreError               the database or artifact store could not do its job
+        └── StoreMigrationRequired
+
+A user script that crashes is not a RunyardError: it is a run that ends Failed with its exit code
+and the last lines of its log in the run's details.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class RunyardError(Exception):
+    """Base of every error runyard raises on purpose. The message is for the user."""
+
+
+class NotFoundError(RunyardError):
+    pass
+
+
+class WorkspaceNotFound(NotFoundError):
+    def __init__(self, start: Path, checked: list[Path]) -> None:
+        shown = ", ".join(str(p) for p in checked[:3])
+        more = f" and {len(checked) - 3} more" if len(checked) > 3 else ""
+        super().__init__(
+            f"No runyard workspace found from {start} upwards (checked {shown}{more}). "
+            "Create one with `runyard init` or Workspace.create(path), or set RUNYARD_WORKSPACE=PATH."
+        )
+
+
+class RunNotFound(NotFoundError):
+    def __init__(self, run_id: str, where: str) -> None:
+        super().__init__(
+            f"No run {run_id!r} in workspace {where}. List runs with `runyard runs list`, "
+            "or pass --workspace PATH if it lives in another workspace."
+        )
+
+
+class ExperimentNotFound(NotFoundError):
+    def __init__(self, name: str, where: str) -> None:
+        super().__init__(
+            f"No experiment {name!r} in workspace {where}. List experiments with `runyard runs list`; "
+            "Experiment(workspace, name) creates one."
+        )
+
+
+class ModelNotFound(NotFoundError):
+    def __init__(self, name: str, version: int | None, where: str) -> None:
+        which = f"version {version} of model {name!r}" if version else f"model {name!r}"
+        super().__init__(
+            f"No {which} in {where}. List models with `runyard models list`; "
+            "register one with Model.register(workspace, model_path, model_name)."
+        )
+
+
+class InvalidInputError(RunyardError, ValueError):
+    """Bad arguments. Also a ValueError so code written against the Azure SDK's checks keeps working."""
+
+
+class MetricValueError(InvalidInputError):
+    pass
+
+
+class ConflictError(RunyardError):
+    pass
+
+
+class RunFinishedError(ConflictError):
+    def __init__(self, run_id: str, status: str, action: str) -> None:
+        super().__init__(
+            f"Cannot {action} run {run_id!r}: it already ended with status {status}. "
+            "Start a new run (experiment.start_logging() or experiment.submit(...)) to record more."
+        )
+
+
+class RunFailedError(RunyardError):
+    """Raised by wait_for_completion(raise_on_error=True) when the run ended Failed."""
+
+    def __init__(self, run_id: str, error: dict[str, Any] | None) -> None:
+        self.error = error or {}
+        message = self.error.get("message", "no error message was recorded")
+        super().__init__(f"Run {run_id} failed: {message}\nRead the whole log with `runyard logs {run_id}`.")
+
+
+class StoreError(RunyardError):
+    pass
+
+
+class StoreMigrationRequired(StoreError):
+    def __init__(self, uri: str, current: str | None, head: str) -> None:
+        super().__init__(
+            f"The database at {uri} has schema version {current or 'none'}, but this runyard needs {head}. "
+            "Upgrade it with `runyard db upgrade` (back up the workspace folder first)."
+        )
+
+
+# Names an Azure ML SDK v1 user catches, mapped onto runyard's tree.
+UserErrorException = InvalidInputError
+ActivityFailedException = RunFailedError
+ModelNotFoundException = ModelNotFound

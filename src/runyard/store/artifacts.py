@@ -1,0 +1,118 @@
+"""ArtifactStore: the bytes of runs (logs, outputs, uploads) and models, behind fsspec.
+
+The root is a local folder today; any fsspec URL (s3://bucket/prefix) can stand in later without
+changing callers, because callers only speak in paths relative to the root. Every write is atomic:
+a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import fsspec
+
+from runyard.errors import InvalidInputError, NotFoundError
+
+
+def clean_relpath(name: str) -> str:
+    """Normalise a user-given artifact path and refuse anything that escapes its folder."""
+    raw = str(name).replace("\\", "/")
+    norm = posixpath.normpath(raw)
+    if not raw or raw.startswith("/") or norm == ".." or norm.startswith("../") or norm == ".":
+        raise InvalidInputError(
+            f"Artifact path {name!r} is not a relative path inside the run's folder; "
+            "use a name like 'outputs/model.pkl'."
+        )
+    return norm
+
+
+class ArtifactStore:
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/")
+        self.fs, self._base = fsspec.core.url_to_fs(self.root)
+        self.is_local = self.fs.protocol in ("file", "local", ("file", "local"))
+
+    def _full(self, rel: str) -> str:
+        return posixpath.join(self._base, clean_relpath(rel))
+
+    def local_path(self, rel: str) -> Path:
+        """A real path for code that must hand a file to a process (only for a local root)."""
+        if not self.is_local:
+            raise NotImplementedError("local_path needs a local artifact root")
+        return Path(self._full(rel))
+
+    def put_bytes(self, rel: str, data: bytes) -> None:
+        full = self._full(rel)
+        self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+        tmp = f"{full}.tmp-{uuid.uuid4().hex[:8]}"
+        with self.fs.open(tmp, "wb") as fh:
+            fh.write(data)
+        self.fs.mv(tmp, full)
+
+    def put_file(self, rel: str, src: str | os.PathLike[str]) -> None:
+        full = self._full(rel)
+        self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+        tmp = f"{full}.tmp-{uuid.uuid4().hex[:8]}"
+        self.fs.put_file(os.fspath(src), tmp)
+        self.fs.mv(tmp, full)
+
+    def put_dir(self, rel: str, src_dir: str | os.PathLike[str]) -> list[str]:
+        """Copy a folder's files under `rel`; returns the artifact paths written."""
+        written = []
+        src = Path(src_dir)
+        for path in sorted(p for p in src.rglob("*") if p.is_file()):
+            name = posixpath.join(clean_relpath(rel), path.relative_to(src).as_posix())
+            self.put_file(name, path)
+            written.append(name)
+        return written
+
+    def exists(self, rel: str) -> bool:
+        return bool(self.fs.exists(self._full(rel)))
+
+    def list(self, prefix: str) -> list[str]:
+        """Relative paths of the files under `prefix` (itself a relative folder), sorted."""
+        base = self._full(prefix)
+        if not self.fs.exists(base):
+            return []
+        found = self.fs.find(base)
+        start = len(base.rstrip("/")) + 1
+        return sorted(p[start:] for p in found if ".tmp-" not in posixpath.basename(p))
+
+    def size(self, rel: str) -> int:
+        return int(self.fs.size(self._full(rel)))
+
+    def read_bytes(self, rel: str, offset: int = 0, length: int | None = None) -> bytes:
+        full = self._full(rel)
+        if not self.fs.exists(full):
+            raise NotFoundError(f"No file {rel!r} in the artifact store at {self.root}.")
+        with self.fs.open(full, "rb") as fh:
+            fh.seek(offset)
+            return fh.read() if length is None else fh.read(length)
+
+    def get_file(self, rel: str, dest: str | os.PathLike[str]) -> None:
+        full = self._full(rel)
+        if not self.fs.exists(full):
+            raise NotFoundError(f"No file {rel!r} in the artifact store at {self.root}.")
+        dest_path = Path(dest)
+        dest_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest_path.parent, prefix=f".{dest_path.name}.")
+        os.close(fd)
+        self.fs.get_file(full, tmp)
+        os.replace(tmp, dest_path)
+
+    def copy_tree_local(self, rel: str, dest: Path) -> None:
+        """Copy a stored folder (or file) to a local destination, e.g. to materialise a model."""
+        full = self._full(rel)
+        if self.is_local:
+            if Path(full).is_dir():
+                shutil.copytree(full, dest, dirs_exist_ok=True)
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(full, dest)
+            return
+        self.fs.get(full, str(dest), recursive=True)

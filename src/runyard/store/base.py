@@ -1,0 +1,97 @@
+"""The Store protocol: everything runyard records about experiments, runs, metrics and models.
+
+Bytes (logs, outputs, model files) live in the ArtifactStore; this protocol holds the records.
+`SqlStore` implements it for SQLite and PostgreSQL; a REST implementation will talk to a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from runyard.store.records import ExperimentRecord, MetricRow, MetricSummary, ModelRecord, RunRecord
+
+
+class Store(Protocol):
+    uri: str
+
+    # experiments
+    def get_or_create_experiment(self, name: str) -> ExperimentRecord: ...
+    def get_experiment(self, name: str) -> ExperimentRecord:
+        """ExperimentNotFound if absent."""
+        ...
+
+    def list_experiments(self) -> list[ExperimentRecord]: ...
+
+    # runs
+    def create_run(self, run: RunRecord) -> RunRecord:
+        """Insert the run and assign its per-experiment `number`. ConflictError if the id is taken."""
+        ...
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """RunNotFound if absent."""
+        ...
+
+    def list_runs(
+        self,
+        experiment_name: str | None = None,
+        status: Sequence[str] | None = None,
+        parent_id: str | None = None,
+        top_level_only: bool = False,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        """Newest first."""
+        ...
+
+    def list_descendants(self, run_id: str, recursive: bool) -> list[RunRecord]: ...
+
+    def set_run_status(
+        self, run_id: str, status: str, *, error: Mapping[str, Any] | None = None, force: bool = False
+    ) -> RunRecord:
+        """Move a run to `status`, stamping start/end times.
+
+        A run that reached a terminal status keeps it (the call returns the record unchanged) unless
+        `force`; this makes a late "Completed" from a dying process unable to overwrite "Canceled".
+        """
+        ...
+
+    def update_run_data(self, run_id: str, patch: Mapping[str, Any]) -> RunRecord:
+        """Merge `patch` into the run's data (top-level keys replaced)."""
+        ...
+
+    # tags and properties
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None: ...
+    def remove_tags(self, run_id: str, keys: Iterable[str]) -> None: ...
+    def get_tags(self, run_id: str) -> dict[str, Any]: ...
+    def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
+        """ConflictError when a key already holds a different value: properties are immutable."""
+        ...
+
+    def get_properties(self, run_id: str) -> dict[str, str]: ...
+
+    # metrics
+    def append_metrics(self, rows: Sequence[MetricRow]) -> None:
+        """Insert many rows in one transaction and update each metric's summary."""
+        ...
+
+    def get_metric_rows(self, run_ids: Sequence[str], name: str | None = None) -> list[MetricRow]:
+        """Rows in the order they were logged."""
+        ...
+
+    def get_metric_summaries(self, run_ids: Sequence[str]) -> list[MetricSummary]: ...
+    def last_metric_seq(self, run_id: str, writer: str) -> int:
+        """Highest `seq` stored for this writer on this run, or -1."""
+        ...
+
+    def count_metric_rows(self, run_id: str | None = None) -> int: ...
+
+    # models
+    def register_model(self, model: ModelRecord) -> ModelRecord:
+        """Store `model` as the next version of its name (the given version is ignored)."""
+        ...
+
+    def get_model(self, name: str, version: int | None = None) -> ModelRecord:
+        """Latest version when `version` is None. ModelNotFound if absent."""
+        ...
+
+    def list_models(self, name: str | None = None, latest: bool = False) -> list[ModelRecord]: ...

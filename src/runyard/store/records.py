@@ -1,0 +1,83 @@
+"""Plain records that cross the store boundary. No SQL types leak out of store/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    id: str
+    name: str
+    created_time: float
+
+
+@dataclass
+class RunRecord:
+    """One run. Columns the store filters or sorts on are fields; everything else lives in `data`.
+
+    `data` holds the run definition, error details, warnings and other JSON the API returns as-is,
+    so adding a detail never needs a migration.
+    """
+
+    run_id: str
+    experiment_id: str
+    experiment_name: str
+    status: str
+    run_type: str
+    created_time: float
+    parent_id: str | None = None
+    display_name: str | None = None
+    target: str = "local"
+    start_time: float | None = None
+    end_time: float | None = None
+    number: int = 0
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One logged value.
+
+    kind: "scalar" (run.log), "list" (one element of log_list), "row" (log_row / one row of log_table),
+    "image" (log_image; payload names the artifact). `writer`/`seq` identify the process that logged the
+    row and its sequence number there, so a crash-recovery pass can insert exactly what is missing.
+    """
+
+    run_id: str
+    name: str
+    kind: str
+    timestamp: float
+    value: float | None = None
+    text: str | None = None
+    payload: Any = None
+    step: int | None = None
+    writer: str | None = None
+    seq: int | None = None
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """Last/min/max of a numeric scalar metric, kept current on every write so run lists stay fast."""
+
+    run_id: str
+    name: str
+    count: int
+    last: float | None
+    min: float | None
+    max: float | None
+    last_step: int | None
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    name: str
+    version: int
+    path: str  # relative to the artifact root: models/<name>/<version>/<basename>
+    created_time: float
+    tags: dict[str, Any] = field(default_factory=dict)
+    properties: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
+    run_id: str | None = None
+    framework: str | None = None

@@ -1,0 +1,100 @@
+"""The database schema, as SQLAlchemy Core tables. Change it only through an Alembic migration.
+
+Timestamps are float seconds since the epoch: they sort and compare the same on SQLite and
+PostgreSQL and need no time-zone handling.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+#: The Alembic revision this code expects. tests/test_migrations.py checks it equals Alembic's head.
+SCHEMA_HEAD = "0001"
+
+metadata = sa.MetaData()
+
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("created_time", sa.Float, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(256), primary_key=True),
+    sa.Column("experiment_id", sa.String(64), sa.ForeignKey("experiments.id"), nullable=False),
+    sa.Column("parent_id", sa.String(256), nullable=True),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("run_type", sa.String(64), nullable=False),
+    sa.Column("display_name", sa.String(256), nullable=True),
+    sa.Column("target", sa.String(256), nullable=False),
+    sa.Column("created_time", sa.Float, nullable=False),
+    sa.Column("start_time", sa.Float, nullable=True),
+    sa.Column("end_time", sa.Float, nullable=True),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.UniqueConstraint("experiment_id", "number", name="uq_runs_experiment_number"),
+    sa.Index("ix_runs_experiment_created", "experiment_id", "created_time"),
+    sa.Index("ix_runs_parent", "parent_id"),
+    sa.Index("ix_runs_status", "status"),
+)
+
+run_tags = sa.Table(
+    "run_tags",
+    metadata,
+    sa.Column("run_id", sa.String(256), sa.ForeignKey("runs.run_id"), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text, nullable=True),
+)
+
+run_properties = sa.Table(
+    "run_properties",
+    metadata,
+    sa.Column("run_id", sa.String(256), sa.ForeignKey("runs.run_id"), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+metrics = sa.Table(
+    "metrics",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(256), sa.ForeignKey("runs.run_id"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("step", sa.Integer, nullable=True),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("text", sa.Text, nullable=True),
+    sa.Column("payload", sa.JSON, nullable=True),
+    sa.Column("timestamp", sa.Float, nullable=False),
+    sa.Column("writer", sa.String(64), nullable=True),
+    sa.Column("seq", sa.Integer, nullable=True),
+    sa.Index("ix_metrics_run_name", "run_id", "name", "id"),
+    sa.Index("ix_metrics_run_writer_seq", "run_id", "writer", "seq"),
+)
+
+metric_summaries = sa.Table(
+    "metric_summaries",
+    metadata,
+    sa.Column("run_id", sa.String(256), sa.ForeignKey("runs.run_id"), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("last_value", sa.Float, nullable=True),
+    sa.Column("min_value", sa.Float, nullable=True),
+    sa.Column("max_value", sa.Float, nullable=True),
+    sa.Column("last_step", sa.Integer, nullable=True),
+)
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("created_time", sa.Float, nullable=False),
+    sa.Column("run_id", sa.String(256), nullable=True),
+    sa.Column("data", sa.JSON, nullable=False),
+)
