@@ -353,7 +353,10 @@ class Run(RunFilesMixin):
         )
 
     def create_children(
-        self, count: int | None = None, tag_key: str | None = None, tag_values: builtins.list[str] | None = None
+        self,
+        count: int | None = None,
+        tag_key: str | None = None,
+        tag_values: builtins.list[str] | None = None,
     ) -> builtins.list[Run]:
         if (count is None) == (tag_key is None or tag_values is None):
             raise InvalidInputError("create_children: pass either count, or both tag_key and tag_values.")

@@ -1,0 +1,1 @@
+"""The `runyard` command line: thin Typer commands over the public API."""

@@ -1,0 +1,166 @@
+"""Shared fixtures: real SQLite files, a real PostgreSQL server, real subprocesses.
+
+`workspace` is parametrized over both databases, so every test that takes it runs twice. The
+PostgreSQL server is started once per test process (xdist worker) and each test gets its own database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runyard import Workspace
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests must not see a developer's own runyard settings."""
+    for key in list(os.environ):
+        if key.startswith(("RUNYARD_", "AZUREML_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("RUNYARD_CANCEL_GRACE_SECONDS", "2")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """Start PostgreSQL 15 from Debian's package in a temporary folder; yields postgresql://runyard@127.0.0.1:PORT."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.skip("PostgreSQL binaries not installed (apt-get install postgresql; .ci/run does this)")
+    root = Path(tempfile.mkdtemp(prefix="runyard-pg-"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    data = root / "data"
+    subprocess.run(
+        [*as_postgres, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "runyard"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_postgres,
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            f"-k {root} -h 127.0.0.1 -p {port} -F",
+            "-l",
+            str(root / "log"),
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://runyard@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_uri(postgres_server: str) -> str:
+    """A fresh, empty database on the session's server."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{postgres_server}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def tracking_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    """None means the embedded default (a SQLite file inside the workspace folder)."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("postgres_uri"))
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, tracking_uri: str | None) -> Workspace:
+    return Workspace.create(tmp_path / "ws" / ".runyard", tracking_uri=tracking_uri)
+
+
+@pytest.fixture
+def sqlite_workspace(tmp_path: Path) -> Workspace:
+    return Workspace.create(tmp_path / "ws" / ".runyard")
+
+
+class SourceDir:
+    """A folder of scripts written by the test: `src.gen({"train.py": "..."})`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+
+    def gen(self, files: dict[str, str | bytes]) -> SourceDir:
+        for name, content in files.items():
+            target = self.path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(textwrap.dedent(content))
+        return self
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+@pytest.fixture
+def source_dir(tmp_path: Path) -> SourceDir:
+    return SourceDir(tmp_path / "src")
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `runyard` command line in a subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "runyard", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
