@@ -34,3 +34,13 @@ def cancel_grace_seconds() -> float:
 def studio_url() -> str:
     """Base address of the studio used in portal URLs (RUNYARD_STUDIO_URL, default http://127.0.0.1:8765)."""
     return os.environ.get("RUNYARD_STUDIO_URL", "http://127.0.0.1:8765").rstrip("/")
+
+
+def scheduler_idle_seconds() -> float:
+    """Seconds a background scheduler waits without work before exiting (RUNYARD_SCHEDULER_IDLE_SECONDS, default 60)."""
+    return float(os.environ.get("RUNYARD_SCHEDULER_IDLE_SECONDS", "60"))
+
+
+def local_slots() -> int:
+    """How many steps run at once on the local target (RUNYARD_LOCAL_SLOTS, default: the number of CPU cores)."""
+    return int(os.environ.get("RUNYARD_LOCAL_SLOTS") or os.cpu_count() or 1)

@@ -68,7 +68,7 @@ def _end_with_interpreter(run: Run) -> None:
     sys.excepthook = hook
 
     def finish() -> None:
-        if run.get_status() in TERMINAL_STATUSES:
+        if run._refresh().status in TERMINAL_STATUSES:
             return
         if failure:
             run.fail(failure[0])

@@ -43,6 +43,11 @@ def submitted_by() -> str:
         return "unknown"
 
 
+#: Run subclasses by run type, so a looked-up run comes back as the class its type needs (PipelineRun,
+#: StepRun, …). Higher layers register theirs on import; core stays unaware of them.
+RUN_CLASSES: dict[str, type[Run]] = {}
+
+
 class Run(RunFilesMixin):
     def __init__(self, experiment: Experiment, run_id: str, outputs: Any = None, **_: Any) -> None:
         self.experiment = experiment
@@ -56,7 +61,8 @@ class Run(RunFilesMixin):
     def _from_record(cls, workspace: Workspace, record: RunRecord) -> Run:
         from runyard.core.experiment import Experiment
 
-        run = cls.__new__(cls)
+        run_class = RUN_CLASSES.get(record.run_type, cls) if cls is Run else cls
+        run = run_class.__new__(run_class)
         run.experiment = Experiment._existing(workspace, record.experiment_name)
         run.workspace = workspace
         run.id = record.run_id
@@ -303,7 +309,7 @@ class Run(RunFilesMixin):
             stream_until_done(self, sys.stdout)
         else:
             delay = 0.05
-            while self.get_status() not in TERMINAL_STATUSES:
+            while self._refresh().status not in TERMINAL_STATUSES:
                 time.sleep(delay)
                 delay = min(delay * 1.5, 1.0)
         details = self.get_details()
@@ -415,7 +421,7 @@ class Run(RunFilesMixin):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.get_status() in TERMINAL_STATUSES:
+        if self._refresh().status in TERMINAL_STATUSES:
             return
         if exc is None:
             self.complete()

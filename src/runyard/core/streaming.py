@@ -18,7 +18,9 @@ def follow_log(run: Run, out: TextIO, name: str = DRIVER_LOG, poll: float = 0.1)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     offset = 0
     while True:
-        finished = run.get_status() in TERMINAL_STATUSES  # read status first: no bytes can be missed after it
+        finished = (
+            run._refresh().status in TERMINAL_STATUSES
+        )  # read status first: no bytes can be missed after it
         chunk = run.read_log(name, offset)
         if chunk:
             offset += len(chunk)
@@ -43,6 +45,6 @@ def stream_until_done(run: Run, out: TextIO) -> None:
             f"\nStopped streaming; run {run.id} keeps going. Follow it with `runyard logs {run.id} -f`.\n"
         )
         raise
-    status = run.get_status()
+    status = run._refresh().status
     out.write(f"\nExecution Summary\n{'=' * 17}\nRunId: {run.id}\nStatus: {status}\nWeb View: {url}\n\n")
     out.flush()

@@ -28,6 +28,10 @@ class Store(Protocol):
         """Insert the run and assign its per-experiment `number`. ConflictError if the id is taken."""
         ...
 
+    def create_runs(self, runs: Sequence[RunRecord]) -> list[RunRecord]:
+        """Insert several runs in one transaction (a pipeline and its steps)."""
+        ...
+
     def get_run(self, run_id: str) -> RunRecord:
         """RunNotFound if absent."""
         ...
@@ -39,16 +43,28 @@ class Store(Protocol):
         parent_id: str | None = None,
         top_level_only: bool = False,
         limit: int | None = None,
+        run_type: str | None = None,
+        display_name: str | None = None,
+        fingerprint: str | None = None,
+        exclude_parent: str | None = None,
     ) -> list[RunRecord]:
-        """Newest first."""
+        """Newest first. `exclude_parent` leaves out the children of that run."""
         ...
 
     def list_descendants(self, run_id: str, recursive: bool) -> list[RunRecord]: ...
 
     def set_run_status(
-        self, run_id: str, status: str, *, error: Mapping[str, Any] | None = None, force: bool = False
+        self,
+        run_id: str,
+        status: str,
+        *,
+        error: Mapping[str, Any] | None = None,
+        force: bool = False,
+        data: Mapping[str, Any] | None = None,
+        fingerprint: str | None = None,
     ) -> RunRecord:
-        """Move a run to `status`, stamping start/end times.
+        """Move a run to `status`, stamping start/end times, merging `data` into its data and setting
+        its fingerprint, all in one transaction.
 
         A run that reached a terminal status keeps it (the call returns the record unchanged) unless
         `force`; this makes a late "Completed" from a dying process unable to overwrite "Canceled".

@@ -34,6 +34,7 @@ class RunRecord:
     end_time: float | None = None
     number: int = 0
     data: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 #: The Alembic revision this code expects. tests/test_migrations.py checks it equals Alembic's head.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 
 metadata = sa.MetaData()
 
@@ -36,10 +36,14 @@ runs = sa.Table(
     sa.Column("start_time", sa.Float, nullable=True),
     sa.Column("end_time", sa.Float, nullable=True),
     sa.Column("data", sa.JSON, nullable=False),
+    # sha256 of a pipeline step's inputs and definition (engine/reuse.py); the reuse lookup key
+    sa.Column("fingerprint", sa.String(64), nullable=True),
     sa.UniqueConstraint("experiment_id", "number", name="uq_runs_experiment_number"),
     sa.Index("ix_runs_experiment_created", "experiment_id", "created_time"),
     sa.Index("ix_runs_parent", "parent_id"),
     sa.Index("ix_runs_status", "status"),
+    sa.Index("ix_runs_fingerprint", "fingerprint"),
+    sa.Index("ix_runs_type_name", "run_type", "display_name"),
 )
 
 run_tags = sa.Table(

@@ -143,40 +143,59 @@ class SqlStore:
             end_time=row.end_time,
             number=row.number,
             data=dict(row.data or {}),
+            fingerprint=row.fingerprint,
         )
 
     @_retry_on_conflict
-    def _insert_run(self, run: RunRecord) -> int:
+    def _insert_runs(self, runs: Sequence[RunRecord]) -> list[int]:
         with self._write() as conn:
-            exists = conn.execute(sa.select(t.runs.c.run_id).where(t.runs.c.run_id == run.run_id)).first()
-            if exists:
-                raise ConflictError(f"A run with id {run.run_id!r} already exists; choose another run_id.")
-            number = conn.execute(
-                sa.select(sa.func.coalesce(sa.func.max(t.runs.c.number), 0) + 1).where(
-                    t.runs.c.experiment_id == run.experiment_id
+            ids = [r.run_id for r in runs]
+            taken = conn.execute(sa.select(t.runs.c.run_id).where(t.runs.c.run_id.in_(ids))).scalars().first()
+            if taken is not None or len(set(ids)) != len(ids):
+                raise ConflictError(
+                    f"A run with id {taken or ids[0]!r} already exists; choose another run_id."
                 )
-            ).scalar_one()
+            numbers: list[int] = []
+            next_number: dict[str, int] = {}
+            for run in runs:
+                if run.experiment_id not in next_number:
+                    next_number[run.experiment_id] = conn.execute(
+                        sa.select(sa.func.coalesce(sa.func.max(t.runs.c.number), 0) + 1).where(
+                            t.runs.c.experiment_id == run.experiment_id
+                        )
+                    ).scalar_one()
+                numbers.append(next_number[run.experiment_id])
+                next_number[run.experiment_id] += 1
             conn.execute(
-                t.runs.insert().values(
-                    run_id=run.run_id,
-                    experiment_id=run.experiment_id,
-                    parent_id=run.parent_id,
-                    number=number,
-                    status=run.status,
-                    run_type=run.run_type,
-                    display_name=run.display_name,
-                    target=run.target,
-                    created_time=run.created_time,
-                    start_time=run.start_time,
-                    end_time=run.end_time,
-                    data=run.data,
-                )
+                t.runs.insert(),
+                [
+                    {
+                        "run_id": run.run_id,
+                        "experiment_id": run.experiment_id,
+                        "parent_id": run.parent_id,
+                        "number": number,
+                        "status": run.status,
+                        "run_type": run.run_type,
+                        "display_name": run.display_name,
+                        "target": run.target,
+                        "created_time": run.created_time,
+                        "start_time": run.start_time,
+                        "end_time": run.end_time,
+                        "data": run.data,
+                        "fingerprint": run.fingerprint,
+                    }
+                    for run, number in zip(runs, numbers, strict=True)
+                ],
             )
-            return int(number)
+            return numbers
+
+    def create_runs(self, runs: Sequence[RunRecord]) -> list[RunRecord]:
+        for run, number in zip(runs, self._insert_runs(runs), strict=True):
+            run.number = number
+        return list(runs)
 
     def create_run(self, run: RunRecord) -> RunRecord:
-        run.number = self._insert_run(run)
-        return run
+        return self.create_runs([run])[0]
 
     def get_run(self, run_id: str) -> RunRecord:
         with self._read() as conn:
@@ -192,8 +211,20 @@ class SqlStore:
         parent_id: str | None = None,
         top_level_only: bool = False,
         limit: int | None = None,
+        run_type: str | None = None,
+        display_name: str | None = None,
+        fingerprint: str | None = None,
+        exclude_parent: str | None = None,
     ) -> list[RunRecord]:
         query = self._run_select()
+        if run_type is not None:
+            query = query.where(t.runs.c.run_type == run_type)
+        if display_name is not None:
+            query = query.where(t.runs.c.display_name == display_name)
+        if fingerprint is not None:
+            query = query.where(t.runs.c.fingerprint == fingerprint)
+        if exclude_parent is not None:
+            query = query.where(sa.or_(t.runs.c.parent_id.is_(None), t.runs.c.parent_id != exclude_parent))
         if experiment_name is not None:
             query = query.where(t.experiments.c.name == experiment_name)
         if status:
@@ -224,7 +255,14 @@ class SqlStore:
         return found
 
     def set_run_status(
-        self, run_id: str, status: str, *, error: Mapping[str, Any] | None = None, force: bool = False
+        self,
+        run_id: str,
+        status: str,
+        *,
+        error: Mapping[str, Any] | None = None,
+        force: bool = False,
+        data: Mapping[str, Any] | None = None,
+        fingerprint: str | None = None,
     ) -> RunRecord:
         now = time.time()
         with self._write() as conn:
@@ -243,9 +281,14 @@ class SqlStore:
                 values["end_time"] = run.end_time = now
                 if run.start_time is None:
                     values["start_time"] = run.start_time = now
+            if data:
+                run.data.update(data)
+                values["data"] = run.data
             if error is not None:
                 run.data["error"] = dict(error)
                 values["data"] = run.data
+            if fingerprint is not None:
+                values["fingerprint"] = run.fingerprint = fingerprint
             conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(**values))
             run.status = status
             return run
@@ -353,7 +396,9 @@ class SqlStore:
                 ],
             )
             ms = t.metric_summaries
-            for (run_id, name), s in summaries.items():
+            # Upsert in one fixed order so that concurrent batches naming the same metrics in different
+            # orders lock the summary rows in the same order (PostgreSQL would otherwise deadlock).
+            for (run_id, name), s in sorted(summaries.items()):
                 stmt = self._insert(ms).values(
                     run_id=run_id,
                     name=name,

@@ -1,0 +1,222 @@
+"""Everything around one process of a run: its log folder, environment, start and wrap-up.
+
+Shared by the one-run supervisor (`compute/supervisor.py`) and the pipeline scheduler
+(`engine/`), so a pipeline step's log folder looks exactly like a script run's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from runyard import config
+from runyard.core.metrics import replay_spool
+from runyard.core.run_files import DRIVER_LOG, LOG_DIR
+from runyard.core.workspace import Workspace
+
+TAIL_LINES = 30
+
+
+def utc_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
+def tail_lines(path: Path, lines: int = TAIL_LINES, max_bytes: int = 16384) -> list[str]:
+    if not path.exists():
+        return []
+    with path.open("rb") as fh:
+        fh.seek(max(0, path.stat().st_size - max_bytes))
+        data = fh.read()
+    return data.decode("utf-8", errors="replace").splitlines()[-lines:]
+
+
+def describe_exit(code: int | None, ended: str, max_seconds: Any = None) -> str:
+    if ended == "timeout":
+        return f"The run exceeded max_run_duration_seconds={max_seconds} and was stopped."
+    if ended == "interrupted":
+        return "The scheduler stopped while this step was running, so its result is unknown."
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return f"The script was killed by signal {name} (exit code {code})."
+    return f"The script exited with code {code}."
+
+
+class ProcessJob:
+    def __init__(self, workspace: Workspace, run_id: str, experiment_name: str, work: Path) -> None:
+        self.ws = workspace
+        self.run_id = run_id
+        self.experiment_name = experiment_name
+        self.work = work
+        self.cwd = work / "snapshot"
+        self.spool = work / "spool"
+        self.run_dir = workspace.artifacts.local_path(f"runs/{run_id}")
+        self.log_dir = self.run_dir / LOG_DIR
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._prep_lines: list[str] = []
+
+    def prep(self, message: str) -> None:
+        """Append a line to 65_job_prep.txt (opened per line: it stays readable while the job runs)."""
+        with (self.log_dir / "65_job_prep.txt").open("a", encoding="utf-8") as fh:
+            fh.write(f"{utc_now()} {message}\n")
+
+    def write_json(self, name: str, data: Any) -> None:
+        self.ws.artifacts.put_bytes(
+            f"runs/{self.run_id}/{LOG_DIR}/{name}", json.dumps(data, indent=2).encode()
+        )
+
+    def link_run_folders(self) -> None:
+        """Point ./outputs and ./logs of the working copy at the run's folder, so files are kept live."""
+        for folder in ("outputs", "logs"):
+            stored = self.run_dir / folder
+            stored.mkdir(parents=True, exist_ok=True)
+            local = self.cwd / folder
+            if local.is_dir() and not local.is_symlink():
+                shutil.copytree(local, stored, dirs_exist_ok=True)
+                shutil.rmtree(local)
+            elif local.exists() or local.is_symlink():
+                local.unlink()
+            local.symlink_to(stored, target_is_directory=True)
+        self.prep(f"./outputs and ./logs are linked to the run's folder {self.run_dir}")
+
+    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                config.ENV_RUN_ID: self.run_id,
+                config.ENV_WORKSPACE: str(self.ws.path),
+                config.ENV_TRACKING_URI: self.ws.tracking_uri,
+                config.ENV_EXPERIMENT: self.experiment_name,
+                config.ENV_SPOOL_DIR: str(self.spool),
+                "AZUREML_RUN_ID": self.run_id,
+                "AZUREML_ARM_PROJECT_NAME": self.experiment_name,
+                "AZUREML_ARM_WORKSPACE_NAME": self.ws.name,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(extra or {})
+        return env
+
+    def spawn(self, argv: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start the process in its own process group; stdout and stderr go straight to the driver log."""
+        self.prep(f"Interpreter: {sys.executable} (Python {sys.version.split()[0]})")
+        self.prep(f"Command: {' '.join(argv)}")
+        with (self.run_dir / DRIVER_LOG).open("ab") as out:
+            proc = subprocess.Popen(
+                argv,
+                cwd=self.cwd,
+                env=self.environment(extra_env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.write_json(
+            "process_info.json",
+            {
+                "processes": [
+                    {
+                        "rank": 0,
+                        "pid": proc.pid,
+                        "host": socket.gethostname(),
+                        "command": argv,
+                        "cwd": str(self.cwd),
+                        "startTimeUtc": utc_now(),
+                        "logFile": DRIVER_LOG,
+                    }
+                ]
+            },
+        )
+        self.write_json(
+            "process_status.json", {"processes": [{"rank": 0, "pid": proc.pid, "status": "Running"}]}
+        )
+        self.prep(f"Started process {proc.pid}")
+        return proc
+
+    def wrap_up(
+        self,
+        code: int | None,
+        ended: str,
+        started: float,
+        extra: list[str] | None = None,
+        max_seconds: Any = None,
+        keep_work: bool = False,
+    ) -> dict[str, Any] | None:
+        """Recover spooled metrics, write process_status.json and 75_job_post.txt, clean the working copy.
+
+        Returns the error dict for a failed run, or None when the process succeeded."""
+        post = [f"{utc_now()} Process ended: {ended}, exit code {code}"]
+        replayed = replay_spool(self.ws.store, self.spool) if self.spool.exists() else 0
+        post.append(
+            f"{utc_now()} Metrics recovered from the spool (logged but not yet written when the process "
+            f"ended): {replayed}"
+        )
+        outputs = [p for p in (self.run_dir / "outputs").rglob("*") if p.is_file()]
+        post.append(
+            f"{utc_now()} Kept {len(outputs)} files in outputs/ ({sum(p.stat().st_size for p in outputs)} bytes)"
+        )
+        post.extend(f"{utc_now()} {line}" for line in extra or [])
+        state = {"exited": "Completed" if code == 0 else "Failed", "canceled": "Canceled"}.get(
+            ended, "Failed"
+        )
+        self.write_json(
+            "process_status.json", {"processes": [{"rank": 0, "status": state, "exitCode": code}]}
+        )
+        post.append(f"{utc_now()} Took {time.time() - started:.3f}s")
+        if keep_work or os.environ.get("RUNYARD_KEEP_WORK") == "1":
+            post.append(f"{utc_now()} Kept the working copy {self.work}")
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+        (self.log_dir / "75_job_post.txt").write_text("\n".join(post) + "\n", encoding="utf-8")
+        if ended == "canceled" or (ended == "exited" and code == 0):
+            return None
+        tail = tail_lines(self.run_dir / DRIVER_LOG)
+        what = describe_exit(code, ended, max_seconds)
+        return {
+            "code": "UserError"
+            if ended == "exited"
+            else "SystemError"
+            if ended == "interrupted"
+            else "Timeout",
+            "message": what + (f"\nLast lines of {DRIVER_LOG}:\n" + "\n".join(tail) if tail else ""),
+            "exitCode": code,
+            "logTail": tail,
+        }
+
+
+def stop_process_group(proc: subprocess.Popen[bytes] | int, grace: float | None = None) -> None:
+    """SIGTERM the process group, then SIGKILL it after `grace` seconds."""
+    pid = proc if isinstance(proc, int) else proc.pid
+    grace = config.cancel_grace_seconds() if grace is None else grace
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if isinstance(proc, subprocess.Popen):
+            if proc.poll() is not None:
+                return
+        else:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                return
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    if isinstance(proc, subprocess.Popen):
+        proc.wait()

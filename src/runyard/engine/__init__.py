@@ -1,0 +1,1 @@
+"""The scheduler service: runs pipeline graphs, decides reuse, recovers after a crash."""

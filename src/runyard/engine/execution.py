@@ -1,0 +1,152 @@
+"""One pipeline run's progress: which steps may start, which are reused, which are canceled.
+
+The state lives in the store (each step is a child run); this object is a cache of it that the
+scheduler rebuilds after a restart, so it must never hold a fact the store does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runyard.core.workspace import Workspace
+from runyard.engine.reuse import ReuseDecision, explain, step_material
+from runyard.engine.step_runner import resolve_arguments, resolve_params
+from runyard.pipeline.graph import dependencies, topological_order
+from runyard.status import TERMINAL_STATUSES, RunStatus
+from runyard.store import RunRecord
+from runyard.store.snapshots import SnapshotStore
+
+STEP_RUN_TYPE = "azureml.StepRun"
+PIPELINE_RUN_TYPE = "azureml.PipelineRun"
+
+
+@dataclass
+class StepState:
+    name: str
+    run_id: str
+    status: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+class PipelineExecution:
+    def __init__(self, ws: Workspace, record: RunRecord) -> None:
+        self.ws = ws
+        self.store = ws.store
+        self.run_id = record.run_id
+        self.experiment_name = record.experiment_name
+        self.experiment_id = record.experiment_id
+        self.graph: dict[str, Any] = record.data["graph"]
+        self.params: dict[str, Any] = record.data.get("parameters", {})
+        self.continue_on_failure: bool = record.data.get("continueOnStepFailure", False)
+        self.regenerate: bool = record.data.get("regenerateOutputs", False)
+        self.steps_by_name = {s["name"]: s for s in self.graph["steps"]}
+        self.deps = dependencies(self.graph)
+        self.order = topological_order(self.graph)
+        self.canceling = False
+        # Steps whose reuse was decided against; the decision is recorded when the step starts.
+        self.pending: dict[str, tuple[dict[str, Any], str]] = {}
+        self.states: dict[str, StepState] = {}
+        for child in self.store.list_descendants(self.run_id, recursive=False):
+            name = child.display_name or ""
+            if name in self.steps_by_name:
+                self.states[name] = StepState(name, child.run_id, child.status, child.data.get("outputs", {}))
+        self._snapshots = SnapshotStore(ws.artifacts)
+
+    # -- queries ---------------------------------------------------------------------------------
+    @property
+    def failed(self) -> bool:
+        return any(s.status == RunStatus.FAILED for s in self.states.values())
+
+    def finished(self) -> bool:
+        return all(s.status in TERMINAL_STATUSES for s in self.states.values())
+
+    def final_status(self) -> str:
+        statuses = {s.status for s in self.states.values()}
+        if RunStatus.FAILED in statuses:
+            return RunStatus.FAILED
+        if self.canceling or RunStatus.CANCELED in statuses:
+            return RunStatus.CANCELED
+        return RunStatus.COMPLETED
+
+    def ready(self) -> list[str]:
+        """Steps not started whose every dependency completed, in topological order."""
+        return [
+            n
+            for n in self.order
+            if self.states[n].status == RunStatus.NOT_STARTED
+            and all(self.states[d].status == RunStatus.COMPLETED for d in self.deps[n])
+        ]
+
+    def blocked(self) -> list[tuple[str, str]]:
+        """Steps that can never run: a dependency failed or was canceled. Returns (name, reason)."""
+        out = []
+        for name in self.order:
+            if self.states[name].status != RunStatus.NOT_STARTED:
+                continue
+            bad = [
+                d for d in self.deps[name] if self.states[d].status in (RunStatus.FAILED, RunStatus.CANCELED)
+            ]
+            if bad:
+                out.append((name, f"Not run: upstream step {bad[0]!r} ended {self.states[bad[0]].status}."))
+            elif self.failed and not self.continue_on_failure:
+                out.append((name, "Not run: another step failed and continue_on_step_failure is False."))
+        return out
+
+    # -- inputs and reuse --------------------------------------------------------------------------
+    def input_paths(self, name: str) -> dict[str, str]:
+        step = self.steps_by_name[name]
+        return {i["name"]: self.states[i["step"]].outputs[i["output"]]["path"] for i in step["inputs"]}
+
+    def material(self, name: str) -> dict[str, Any]:
+        step = self.steps_by_name[name]
+        paths = self.input_paths(name)
+        placeholder_outputs = {o["name"]: f"<output:{o['name']}>" for o in step["outputs"]}
+        placeholder_inputs = {n: f"<input:{n}>" for n in paths}
+        args = resolve_arguments(step, self.params, placeholder_inputs, placeholder_outputs)
+        hashes = {i["name"]: self.states[i["step"]].outputs[i["output"]]["hash"] for i in step["inputs"]}
+        files = self._snapshots.load(step["source"]["snapshot"]).files
+        return step_material(step, args, resolve_params(step, self.params), files, hashes)
+
+    def decide_reuse(self, name: str, material: dict[str, Any], fp: str) -> ReuseDecision:
+        step = self.steps_by_name[name]
+        if self.regenerate:
+            return ReuseDecision(False, "regenerate_outputs=True was passed at submit", ("regenerate",))
+        if not step["allow_reuse"]:
+            return ReuseDecision(False, "allow_reuse=False on this step", ("allow_reuse",))
+        candidates = self.store.list_runs(
+            run_type=STEP_RUN_TYPE, fingerprint=fp, status=[RunStatus.COMPLETED], limit=20
+        )
+        for candidate in candidates:
+            if candidate.data.get("reusedFrom") is not None:
+                continue
+            outputs = candidate.data.get("outputs", {})
+            if all(Path(o["path"]).exists() for o in outputs.values()):
+                return ReuseDecision(
+                    True,
+                    f"reused run {candidate.run_id}: nothing it depends on changed",
+                    (),
+                    candidate.run_id,
+                )
+        previous = self.store.list_runs(
+            experiment_name=self.experiment_name,
+            run_type=STEP_RUN_TYPE,
+            display_name=name,
+            status=[RunStatus.COMPLETED],
+            limit=1,
+            exclude_parent=self.run_id,
+        )
+        if not previous or "material" not in previous[0].data:
+            if candidates:
+                return ReuseDecision(
+                    False,
+                    "an earlier run with these exact inputs exists, but its outputs are no longer present",
+                    ("outputs-missing",),
+                )
+            return ReuseDecision(False, f"no earlier run of step {name!r}", ("new",))
+        sources = {i["name"]: i["step"] for i in step["inputs"]}
+        return explain(previous[0].data["material"], material, sources)
+
+    def reuse_outputs(self, reused_run_id: str) -> dict[str, Any]:
+        return dict(self.store.get_run(reused_run_id).data.get("outputs", {}))

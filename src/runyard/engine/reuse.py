@@ -1,0 +1,143 @@
+"""Step fingerprints and reuse decisions that explain themselves.
+
+The fingerprint is the sha256 of the step's canonical "material" (sorted-key JSON, no timestamps):
+step type, script, resolved arguments and params, the source snapshot id, the environment, the
+content hashes of its inputs, and its output declarations. The material is stored beside the
+fingerprint on the step run, so the reason a step reran is computed from the same bytes as the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+FINGERPRINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ReuseDecision:
+    reused: bool
+    reason: str  # one sentence for people: "file train.py changed (and 2 others)"
+    changed: tuple[str, ...] = ()  # machine-readable: "source:train.py", "arg:--lr", "input:prepared", …
+    reused_run_id: str | None = None
+    details: list[str] = field(default_factory=list)  # one line per difference
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["changed"] = list(self.changed)
+        return data
+
+
+def fingerprint(material: dict[str, Any]) -> str:
+    hashed = {k: v for k, v in material.items() if k != "source_files"}
+    text = json.dumps(hashed, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def step_material(
+    step: dict[str, Any],
+    resolved_args: list[str],
+    resolved_params: dict[str, str],
+    source_files: dict[str, str],
+    input_hashes: dict[str, str],
+) -> dict[str, Any]:
+    """Plain JSON values only, so a material read back from the store compares equal to a fresh one."""
+    material = {
+        "v": FINGERPRINT_VERSION,
+        "type": step["type"],
+        "script": step["script"],
+        "arguments": resolved_args,
+        "params": resolved_params,
+        "source": step["source"]["snapshot"],
+        "source_files": source_files,
+        "environment": step["environment"],
+        "inputs": input_hashes,
+        "outputs": sorted(
+            (o["name"], o["mode"], o["datastore"], o["destination"] or "") for o in step["outputs"]
+        ),
+        "version": step.get("version"),
+        "compute_target": step["compute_target"],
+    }
+    return dict(json.loads(json.dumps(material, default=str)))
+
+
+def _args_diff(old: list[str], new: list[str]) -> list[tuple[str, str, str]]:
+    """Pair up `--flag value` arguments so a change reads 'argument --lr changed from 0.1 to 0.2'."""
+
+    def pairs(args: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        index = 0
+        while index < len(args):
+            token = args[index]
+            if token.startswith("-") and index + 1 < len(args) and not args[index + 1].startswith("--"):
+                out[token] = args[index + 1]
+                index += 2
+            else:
+                out[f"#{index}"] = token
+                index += 1
+        return out
+
+    a, b = pairs(old), pairs(new)
+    return [
+        (k, a.get(k, "(absent)"), b.get(k, "(absent)"))
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
+
+
+def explain(old: dict[str, Any], new: dict[str, Any], input_sources: dict[str, str]) -> ReuseDecision:
+    """Why `new` cannot reuse `old` (the latest completed run of the same step), most useful reason first."""
+    changed: list[str] = []
+    details: list[str] = []
+    files_old, files_new = old.get("source_files", {}), new.get("source_files", {})
+    touched = sorted(
+        [f for f in files_new if files_old.get(f) != files_new[f]]
+        + [f for f in files_old if f not in files_new]
+    )
+    for name in touched:
+        what = "added" if name not in files_old else "removed" if name not in files_new else "changed"
+        changed.append(f"source:{name}")
+        details.append(f"file {name} {what}")
+    for flag, before, after in _args_diff(old.get("arguments", []), new.get("arguments", [])):
+        label = f"argument {flag}" if not flag.startswith("#") else f"argument {int(flag[1:]) + 1}"
+        changed.append(f"arg:{flag}")
+        details.append(f"{label} changed from {before} to {after}")
+    for key in sorted(set(old.get("params", {})) | set(new.get("params", {}))):
+        if old.get("params", {}).get(key) != new.get("params", {}).get(key):
+            changed.append(f"param:{key}")
+            details.append(
+                f"param {key} changed from {old.get('params', {}).get(key)} to {new['params'].get(key)}"
+            )
+    for name in sorted(set(old.get("inputs", {})) | set(new.get("inputs", {}))):
+        if old.get("inputs", {}).get(name) != new.get("inputs", {}).get(name):
+            changed.append(f"input:{name}")
+            origin = input_sources.get(name)
+            details.append(f"input from step {origin!r} changed" if origin else f"input {name!r} changed")
+    simple = [
+        ("environment", "environment changed"),
+        ("script", "script name changed"),
+        ("type", "step type changed"),
+        ("outputs", "outputs changed"),
+        ("version", "step version changed"),
+        ("compute_target", "compute target changed"),
+        ("v", "runyard's fingerprint format changed"),
+    ]
+    for key, text in simple:
+        if old.get(key) != new.get(key):
+            changed.append(key)
+            details.append(text)
+    if not details:
+        details.append("an earlier run with these exact inputs exists, but its outputs are no longer present")
+        changed.append("outputs-missing")
+    first_files = [d for d in details if d.startswith("file ")]
+    if first_files and len(first_files) > 1:
+        reason = (
+            f"{first_files[0]} (and {len(first_files) - 1} other file{'s' if len(first_files) > 2 else ''})"
+        )
+        rest = [d for d in details if not d.startswith("file ")]
+        reason = "; ".join([reason, *rest])
+    else:
+        reason = "; ".join(details)
+    return ReuseDecision(False, reason, tuple(changed), None, details)

@@ -1,0 +1,311 @@
+"""The per-workspace scheduler service.
+
+One service per workspace, guarded by an flock on <workspace>/scheduler.lock (the kernel releases it
+if the service dies, even by SIGKILL). `submit` starts one when none holds the lock; it exits after
+RUNYARD_SCHEDULER_IDLE_SECONDS without work; `runyard up` runs it in the foreground.
+
+Threads: the main thread owns all scheduling state and every store write; one waiter thread per
+running step blocks in wait() and posts the exit to the main thread's queue, so a finished step is
+noticed at once instead of at the next poll.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from runyard import config
+from runyard.compute.process_job import ProcessJob, describe_exit, stop_process_group
+from runyard.core.workspace import Workspace
+from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE, PipelineExecution
+from runyard.engine.reuse import fingerprint
+from runyard.engine.step_runner import StartedStep, finish_step, start_step
+from runyard.errors import ConflictError
+from runyard.status import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
+
+LOCK_FILE = "scheduler.lock"
+INFO_FILE = "scheduler.json"
+LOG_FILE = "scheduler.log"
+POLL_SECONDS = 0.05
+
+
+def _try_lock(ws: Workspace) -> IO[str] | None:
+    handle = open(ws.path / LOCK_FILE, "a+")  # noqa: SIM115 - held for the service's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def service_info(ws: Workspace) -> dict[str, Any] | None:
+    """The running service's pid/host, or None when no service holds the lock."""
+    handle = _try_lock(ws)
+    if handle is not None:
+        handle.close()
+        return None
+    try:
+        return dict(json.loads((ws.path / INFO_FILE).read_text()))
+    except (OSError, json.JSONDecodeError):
+        return {"pid": None}
+
+
+def ensure_running(ws: Workspace) -> bool:
+    """Start a background service for `ws` unless one runs; returns True when one was started."""
+    if service_info(ws) is not None:
+        return False
+    with open(ws.path / LOG_FILE, "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "runyard.engine", str(ws.path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    return True
+
+
+class SchedulerService:
+    def __init__(
+        self,
+        ws: Workspace,
+        idle_seconds: float | None = None,
+        slots: int | None = None,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
+        self.ws = ws
+        self.store = ws.store
+        self.idle_seconds = config.scheduler_idle_seconds() if idle_seconds is None else idle_seconds
+        self.slots = slots or config.local_slots()
+        self.events: queue.Queue[tuple[str, int | None]] = queue.Queue()
+        self.executions: dict[str, PipelineExecution] = {}
+        self.running: dict[str, StartedStep] = {}
+        self.echo = echo or (lambda line: print(line, flush=True))
+        self._stop = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def serve(self) -> None:
+        lock = _try_lock(self.ws)
+        if lock is None:
+            info = service_info(self.ws) or {}
+            raise ConflictError(
+                f"A scheduler already runs for workspace {self.ws.path} (pid {info.get('pid')}). "
+                "Stop it first, or let it do the work."
+            )
+        try:
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+            (self.ws.path / INFO_FILE).write_text(json.dumps(info))
+            signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_stop", True))
+            self.echo(f"runyard scheduler for {self.ws.path} (pid {os.getpid()}, {self.slots} local slots)")
+            self.recover()
+            self._loop()
+        finally:
+            lock.close()
+
+    def _loop(self) -> None:
+        idle_since = time.monotonic()
+        last_poll = 0.0
+        while not self._stop:
+            now = time.monotonic()
+            if now - last_poll >= POLL_SECONDS:
+                self.poll_store()
+                last_poll = now
+            self.advance()
+            if self.executions or self.running:
+                idle_since = now
+            elif now - idle_since > self.idle_seconds:
+                self.echo("idle; exiting")
+                return
+            try:
+                event = self.events.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                continue
+            self.on_exit(*event)
+            while True:
+                try:
+                    self.on_exit(*self.events.get_nowait())
+                except queue.Empty:
+                    break
+
+    # -- discovering work -------------------------------------------------------------------------
+    def poll_store(self) -> None:
+        for record in self.store.list_runs(run_type=PIPELINE_RUN_TYPE, status=sorted(ACTIVE_STATUSES)):
+            execution = self.executions.get(record.run_id)
+            if execution is None:
+                execution = self.executions[record.run_id] = PipelineExecution(self.ws, record)
+                self.store.set_run_status(
+                    record.run_id,
+                    RunStatus.RUNNING,
+                    data={"supervisor": {"pid": os.getpid(), "host": socket.gethostname()}},
+                )
+                self.echo(f"pipeline {record.run_id}: started ({len(execution.states)} steps)")
+            if record.status == RunStatus.CANCEL_REQUESTED and not execution.canceling:
+                self.cancel(execution)
+
+    def recover(self) -> None:
+        """After a crash: steps that were mid-flight are marked Failed with the reason; the rest goes on."""
+        for record in self.store.list_runs(run_type=STEP_RUN_TYPE, status=sorted(ACTIVE_STATUSES)):
+            parent = self.store.get_run(record.parent_id) if record.parent_id else None
+            if (
+                record.status in (RunStatus.NOT_STARTED,)
+                and parent
+                and parent.status not in TERMINAL_STATUSES
+            ):
+                continue
+            if record.status == RunStatus.QUEUED and parent and parent.status not in TERMINAL_STATUSES:
+                self.store.set_run_status(record.run_id, RunStatus.NOT_STARTED, force=True)
+                continue
+            process = record.data.get("process") or {}
+            if process.get("host") == socket.gethostname() and process.get("pid"):
+                stop_process_group(int(process["pid"]), grace=1.0)
+            if record.status == RunStatus.NOT_STARTED:
+                self.store.set_run_status(
+                    record.run_id,
+                    RunStatus.CANCELED,
+                    error={"code": "Canceled", "message": "Not run: the pipeline ended."},
+                )
+                continue
+            job = ProcessJob(self.ws, record.run_id, record.experiment_name, self.ws.work_dir / record.run_id)
+            error = job.wrap_up(None, "interrupted", record.start_time or time.time(), keep_work=True)
+            self.store.set_run_status(record.run_id, RunStatus.FAILED, error=error)
+            self.echo(
+                f"step {record.display_name} ({record.run_id}): interrupted by a scheduler restart; marked Failed"
+            )
+
+    # -- scheduling -------------------------------------------------------------------------------
+    def advance(self) -> None:
+        for execution in list(self.executions.values()):
+            self._advance(execution)
+
+    def _advance(self, ex: PipelineExecution) -> None:
+        progressed = True
+        while progressed and not ex.canceling:
+            progressed = False
+            for name, reason in ex.blocked():
+                self._set_step(ex, name, RunStatus.CANCELED, error={"code": "NotRun", "message": reason})
+                progressed = True
+            for name in ex.ready():
+                if self._try_reuse(ex, name):
+                    progressed = True
+                elif len(self.running) < self.slots:
+                    self._start(ex, name)
+                elif ex.states[name].status != RunStatus.QUEUED:
+                    self._set_step(ex, name, RunStatus.QUEUED, data={"queuedBecause": "all local slots busy"})
+        for name in ex.order:  # queued steps take free slots in graph order
+            if ex.canceling or len(self.running) >= self.slots:
+                break
+            if ex.states[name].status == RunStatus.QUEUED:
+                self._start(ex, name)
+        if ex.finished():
+            status = ex.final_status()
+            self.store.set_run_status(ex.run_id, status, force=ex.canceling)
+            self.echo(f"pipeline {ex.run_id}: {status}")
+            del self.executions[ex.run_id]
+
+    def _set_step(self, ex: PipelineExecution, name: str, status: str, **kwargs: Any) -> None:
+        state = ex.states[name]
+        record = self.store.set_run_status(state.run_id, status, **kwargs)
+        state.status = record.status
+        if "outputs" in record.data:
+            state.outputs = record.data["outputs"]
+
+    def _try_reuse(self, ex: PipelineExecution, name: str) -> bool:
+        """Decide reuse for a ready step; a reused step completes here, at no process cost."""
+        material = ex.material(name)
+        fp = fingerprint(material)
+        decision = ex.decide_reuse(name, material, fp)
+        data: dict[str, Any] = {"material": material, "reuse": decision.as_dict()}
+        if decision.reused and decision.reused_run_id:
+            data["reusedFrom"] = decision.reused_run_id
+            data["outputs"] = ex.reuse_outputs(decision.reused_run_id)
+            self._set_step(ex, name, RunStatus.COMPLETED, data=data, fingerprint=fp)
+            self.echo(f"step {name}: reused {decision.reused_run_id}")
+            return True
+        ex.pending[name] = (data, fp)
+        return False
+
+    def _start(self, ex: PipelineExecution, name: str) -> None:
+        if name not in ex.pending and self._try_reuse(ex, name):  # queued before a restart: decide again
+            return
+        data, fp = ex.pending.pop(name)
+        state = ex.states[name]
+        step = ex.steps_by_name[name]
+        try:
+            started = start_step(
+                self.ws, ex.experiment_name, step, state.run_id, ex.params, ex.input_paths(name)
+            )
+        except Exception as exc:
+            self._set_step(
+                ex,
+                name,
+                RunStatus.FAILED,
+                data=data,
+                fingerprint=fp,
+                error={"code": "SystemError", "message": f"Could not start step {name!r}: {exc}"},
+            )
+            return
+        data["process"] = {"pid": str(started.proc.pid), "host": socket.gethostname()}
+        self._set_step(ex, name, RunStatus.RUNNING, data=data, fingerprint=fp)
+        self.running[state.run_id] = started
+        started.execution_id = ex.run_id
+        threading.Thread(target=self._wait, args=(started,), daemon=True, name=f"wait-{name}").start()
+        self.echo(f"step {name}: started ({data['reuse']['reason']})")
+
+    def _wait(self, started: StartedStep) -> None:
+        code = started.proc.wait()
+        self.events.put((started.run_id, code))
+
+    def on_exit(self, run_id: str, code: int | None) -> None:
+        started = self.running.pop(run_id, None)
+        if started is None:
+            return
+        ex = self.executions.get(started.execution_id)
+        ended = "canceled" if started.canceled else "exited"
+        error, outputs = finish_step(started, code, ended)
+        if ex is None:
+            return
+        if started.canceled:
+            self._set_step(ex, started.name, RunStatus.CANCELED)
+        elif error is None:
+            self._set_step(ex, started.name, RunStatus.COMPLETED, data={"outputs": outputs})
+        else:
+            self._set_step(ex, started.name, RunStatus.FAILED, error=error, data={"exitCode": code})
+        self.echo(
+            f"step {started.name}: {ex.states[started.name].status} "
+            f"({describe_exit(code, ended) if code else 'ok'})"
+        )
+        self._advance(ex)
+
+    def cancel(self, ex: PipelineExecution) -> None:
+        ex.canceling = True
+        for name, state in ex.states.items():
+            if state.status in (RunStatus.NOT_STARTED, RunStatus.QUEUED):
+                self._set_step(
+                    ex, name, RunStatus.CANCELED, error={"code": "Canceled", "message": "Pipeline canceled."}
+                )
+        for started in list(self.running.values()):
+            if started.execution_id == ex.run_id:
+                started.canceled = True
+                threading.Thread(target=stop_process_group, args=(started.proc,), daemon=True).start()
+        self.echo(f"pipeline {ex.run_id}: cancel requested")
+
+
+def main(argv: list[str]) -> None:
+    ws = Workspace.get(Path(argv[0]))
+    try:
+        SchedulerService(ws).serve()
+    except ConflictError as exc:
+        print(f"runyard scheduler: {exc}", flush=True)

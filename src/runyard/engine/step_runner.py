@@ -1,0 +1,119 @@
+"""Starting one pipeline step as a process, and recording how it ended."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runyard.compute.process_job import ProcessJob
+from runyard.core.workspace import Workspace
+from runyard.engine.data_paths import describe_output, output_location, publish, scratch_location
+from runyard.errors import RunyardError
+from runyard.store.snapshots import SnapshotStore
+
+
+@dataclass
+class StartedStep:
+    name: str
+    run_id: str
+    job: ProcessJob
+    proc: subprocess.Popen[bytes]
+    started: float
+    outputs: dict[str, dict[str, Any]]  # name → {"final": path, "write": path, "mode": …, "overwrite": …}
+    execution_id: str = ""
+    canceled: bool = False
+    extra: list[str] = field(default_factory=list)
+
+
+def resolve_arguments(
+    step: dict[str, Any], params: dict[str, Any], inputs: dict[str, str], outputs: dict[str, str]
+) -> list[str]:
+    resolved = []
+    for token in step["arguments"]:
+        if "literal" in token:
+            resolved.append(token["literal"])
+        elif "param" in token:
+            resolved.append(str(params[token["param"]]))
+        elif "input" in token:
+            resolved.append(inputs[token["input"]])
+        else:
+            resolved.append(outputs[token["output"]])
+    return resolved
+
+
+def resolve_params(step: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
+    return {k: (str(params[v["param"]]) if "param" in v else v["literal"]) for k, v in step["params"].items()}
+
+
+def start_step(
+    ws: Workspace,
+    experiment_name: str,
+    step: dict[str, Any],
+    run_id: str,
+    params: dict[str, Any],
+    input_paths: dict[str, str],
+) -> StartedStep:
+    """Materialise the snapshot, create every output folder, then spawn the script."""
+    work = ws.work_dir / run_id
+    job = ProcessJob(ws, run_id, experiment_name, work)
+    snap = SnapshotStore(ws.artifacts).materialize(step["source"]["snapshot"], job.cwd)
+    job.prep(
+        f"Step {step['name']!r}: snapshot {snap.id[:12]} ({len(snap.files)} files) of {step['source']['dir']}"
+    )
+    job.link_run_folders()
+    outputs: dict[str, dict[str, Any]] = {}
+    for out in step["outputs"]:
+        final = output_location(ws, out, run_id)
+        write = scratch_location(work, out["name"]) if out["mode"] == "upload" else final
+        write.mkdir(parents=True, exist_ok=True)
+        outputs[out["name"]] = {
+            "final": final,
+            "write": write,
+            "mode": out["mode"],
+            "overwrite": out["overwrite"],
+        }
+        job.prep(
+            f"Output {out['name']!r} ({out['mode']}): created {write}"
+            + (f"; published to {final} when the step succeeds" if write != final else "")
+        )
+    for name, path in input_paths.items():
+        job.prep(f"Input {name!r}: {path}")
+    write_paths = {n: str(o["write"]) for n, o in outputs.items()}
+    argv = [sys.executable, "-u", step["script"], *resolve_arguments(step, params, input_paths, write_paths)]
+    env = {f"AZUREML_DATAREFERENCE_{n}": p for n, p in {**input_paths, **write_paths}.items()}
+    env.update({f"AML_PARAMETER_{k}": v for k, v in resolve_params(step, params).items()})
+    proc = job.spawn(argv, env)
+    return StartedStep(step["name"], run_id, job, proc, time.time(), outputs)
+
+
+def finish_step(
+    started: StartedStep, code: int | None, ended: str
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Publish upload outputs of a successful step; returns (error or None, recorded outputs)."""
+    recorded: dict[str, Any] = {}
+    error = None
+    if ended == "exited" and code == 0:
+        try:
+            for name, out in started.outputs.items():
+                if out["mode"] == "upload":
+                    publish(Path(out["write"]), Path(out["final"]), out["overwrite"])
+                    started.extra.append(f"Published output {name!r} to {out['final']}")
+                recorded[name] = {**describe_output(Path(out["final"])), "mode": out["mode"]}
+        except RunyardError as exc:
+            error = {"code": "OutputError", "message": str(exc)}
+    else:
+        for name, out in started.outputs.items():
+            if out["mode"] == "upload":
+                started.extra.append(
+                    f"Output {name!r} not published (step did not succeed); partial files kept in "
+                    f"{out['write']}"
+                )
+    keep = error is not None or (
+        any(o["mode"] == "upload" for o in started.outputs.values()) and not (ended == "exited" and code == 0)
+    )
+    job_error = started.job.wrap_up(code, ended, started.started, started.extra, keep_work=keep)
+    return error or job_error, recorded

@@ -1,0 +1,236 @@
+"""Authoring objects → one plain, serializable graph (a dict that is also JSON).
+
+The scheduler, the store and the studio read only this graph; nothing downstream touches the
+authoring classes. `compile_graph` also returns every problem it finds, so validate() can report
+them all at once instead of the first.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from runyard.pipeline.data import InputBinding, OutputFileDatasetConfig, PipelineParameter, _OutputData
+from runyard.pipeline.steps import PythonScriptStep, data_consumed_by, data_produced_by
+
+GRAPH_VERSION = 1
+
+
+def _datastore_name(data: _OutputData) -> str:
+    store = getattr(data, "datastore", None)
+    return str(getattr(store, "name", store) or "workspaceblobstore")
+
+
+def _env_spec(environment: Any) -> dict[str, Any]:
+    return {
+        "name": getattr(environment, "name", environment),
+        "python": ".".join(str(v) for v in sys.version_info[:3]),
+    }
+
+
+def collect_steps(steps: list[Any], resolve_closure: bool) -> list[PythonScriptStep]:
+    """Flatten StepSequences; with resolve_closure, pull in producers of data the listed steps consume."""
+    flat: list[PythonScriptStep] = []
+    for item in steps:
+        for step in getattr(item, "steps", [item]):
+            if step not in flat:
+                flat.append(step)
+    if resolve_closure:
+        producers = {id(d): s for s in _all_reachable(flat) for d in data_produced_by(s)}
+        frontier = list(flat)
+        while frontier:
+            step = frontier.pop()
+            for binding in data_consumed_by(step):
+                producer = producers.get(id(binding.data))
+                if producer is not None and producer not in flat:
+                    flat.append(producer)
+                    frontier.append(producer)
+    return flat
+
+
+def _all_reachable(steps: list[PythonScriptStep]) -> list[PythonScriptStep]:
+    seen: list[PythonScriptStep] = []
+    frontier = list(steps)
+    while frontier:
+        step = frontier.pop()
+        if step in seen:
+            continue
+        seen.append(step)
+        frontier.extend(step._run_after)
+    return seen
+
+
+def compile_graph(
+    steps: list[PythonScriptStep],
+    *,
+    description: str | None,
+    default_source_directory: str | None,
+    parameter_values: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """Returns (graph, errors, warnings). The graph is only usable when errors is empty."""
+    errors: list[str] = []
+    warnings: list[str] = []
+
+    names = [s.name for s in steps]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        errors.append(f"Two steps are named {name!r}; give each step a unique name=.")
+
+    # Name unnamed OutputFileDatasetConfigs from their producer, so names are stable across submissions.
+    producer: dict[int, tuple[str, str]] = {}
+    for step in steps:
+        for index, data in enumerate(data_produced_by(step)):
+            if isinstance(data, OutputFileDatasetConfig) and not data.name:
+                data.name = f"{step.name}_output_{index}".replace("-", "_").replace(".", "_")
+            if id(data) in producer and producer[id(data)][0] != step.name:
+                errors.append(
+                    f"Output {data.name!r} is written by both {producer[id(data)][0]!r} and {step.name!r}; "
+                    "each output needs exactly one producing step."
+                )
+            producer[id(data)] = (step.name, data.name)
+    output_names = [p[1] for p in producer.values()]
+    for name in sorted({n for n in output_names if output_names.count(n) > 1}):
+        errors.append(f"Two different outputs are named {name!r}; output names must be unique in a pipeline.")
+
+    parameters: dict[str, Any] = {}
+    sources: dict[str, list[str]] = {}
+    graph_steps = []
+    for step in steps:
+        source = Path(step.source_directory or default_source_directory or ".").expanduser().resolve()
+        sources.setdefault(str(source), []).append(step.name)
+        script = (source / step.script_name).resolve()
+        if not source.is_dir():
+            errors.append(f"Step {step.name!r}: source_directory {str(source)!r} is not a folder.")
+        elif not script.is_relative_to(source):
+            errors.append(
+                f"Step {step.name!r}: script {step.script_name!r} lies outside its source_directory {source}."
+            )
+        elif not script.is_file():
+            errors.append(
+                f"Step {step.name!r}: script {step.script_name!r} does not exist in source_directory {source}; "
+                "check script_name and source_directory."
+            )
+
+        inputs = []
+        for binding in data_consumed_by(step):
+            origin = producer.get(id(binding.data))
+            if origin is None:
+                errors.append(
+                    f"Step {step.name!r} reads {binding.data.name!r}, but no step in the pipeline produces it. "
+                    "Add it to outputs=[...] of the step that writes it (or pass that step in steps=[...])."
+                )
+                continue
+            inputs.append(
+                {"name": binding.name, "step": origin[0], "output": origin[1], "mode": binding.mode}
+            )
+
+        outputs = [
+            {
+                "name": d.name,
+                "mode": d.mode,
+                "datastore": _datastore_name(d),
+                "destination": d.destination[1] if d.destination else None,
+                "overwrite": d.overwrite,
+            }
+            for d in data_produced_by(step)
+        ]
+        own = {id(d) for d in data_produced_by(step)}
+        arguments: list[dict[str, Any]] = []
+        for arg in step.arguments:
+            if isinstance(arg, PipelineParameter):
+                _add_parameter(parameters, arg, errors)
+                arguments.append({"param": arg.name})
+            elif isinstance(arg, InputBinding):
+                arguments.append({"input": arg.name})
+            elif isinstance(arg, _OutputData):
+                arguments.append({"output": arg.name} if id(arg) in own else {"input": arg.name})
+            else:
+                arguments.append({"literal": str(arg)})
+        params = {}
+        for key, value in step.params.items():
+            if isinstance(value, PipelineParameter):
+                _add_parameter(parameters, value, errors)
+                params[key] = {"param": value.name}
+            else:
+                params[key] = {"literal": str(value)}
+
+        after = [s.name for s in step._run_after]
+        missing_after = [n for n in after if n not in names]
+        if missing_after:
+            errors.append(f"Step {step.name!r} runs after {missing_after}, which are not in the pipeline.")
+        graph_steps.append(
+            {
+                "name": step.name,
+                "type": step.step_type,
+                "script": step.script_name,
+                "source": {"dir": str(source)},
+                "arguments": arguments,
+                "params": params,
+                "inputs": inputs,
+                "outputs": outputs,
+                "run_after": after,
+                "compute_target": str(getattr(step.compute_target, "name", step.compute_target)),
+                "environment": _env_spec(step.environment),
+                "allow_reuse": step.allow_reuse,
+                "version": step.version,
+            }
+        )
+
+    for shared, users in sources.items():
+        if len(users) > 1:
+            warnings.append(
+                f"Steps {', '.join(repr(u) for u in users)} share source_directory {shared}: a change to any file "
+                "in it reruns all of them. Give each step its own folder to keep reuse precise."
+            )
+
+    values = dict(parameter_values or {})
+    for name in values:
+        if name not in parameters:
+            errors.append(
+                f"pipeline_parameters names {name!r}, but no step uses a PipelineParameter of that name "
+                f"(known: {', '.join(sorted(parameters)) or 'none'})."
+            )
+    for name, default in parameters.items():
+        if values.get(name, default) is None:
+            errors.append(
+                f"PipelineParameter {name!r} has no value: give it a default_value or pass "
+                f"pipeline_parameters={{{name!r}: ...}} at submit."
+            )
+
+    graph = {
+        "version": GRAPH_VERSION,
+        "description": description,
+        "parameters": {n: {"default": d} for n, d in parameters.items()},
+        "steps": graph_steps,
+    }
+    if not errors:
+        errors.extend(_cycle_errors(graph))
+    return graph, errors, warnings
+
+
+def _add_parameter(parameters: dict[str, Any], param: PipelineParameter, errors: list[str]) -> None:
+    if param.name in parameters and parameters[param.name] != param.default_value:
+        errors.append(
+            f"Two PipelineParameters are named {param.name!r} with different defaults "
+            f"({parameters[param.name]!r} and {param.default_value!r}); use one object or two names."
+        )
+    parameters.setdefault(param.name, param.default_value)
+
+
+def dependencies(graph: dict[str, Any]) -> dict[str, set[str]]:
+    """Step name → names of the steps it waits for (data producers and run_after)."""
+    return {s["name"]: {i["step"] for i in s["inputs"]} | set(s["run_after"]) for s in graph["steps"]}
+
+
+def _cycle_errors(graph: dict[str, Any]) -> list[str]:
+    try:
+        tuple(graphlib.TopologicalSorter(dependencies(graph)).static_order())
+    except graphlib.CycleError as exc:
+        cycle = " → ".join(exc.args[1])
+        return [f"The steps form a cycle ({cycle}); a step cannot depend on its own output, directly or not."]
+    return []
+
+
+def topological_order(graph: dict[str, Any]) -> list[str]:
+    return list(graphlib.TopologicalSorter(dependencies(graph)).static_order())

@@ -1,0 +1,183 @@
+"""Pipeline: a set of steps, validated and compiled to one graph, then submitted as a PipelineRun."""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runyard.core.experiment import Experiment
+from runyard.core.snapshot import snapshot_files
+from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
+from runyard.engine.service import ensure_running
+from runyard.errors import InvalidInputError
+from runyard.pipeline.graph import collect_steps, compile_graph
+from runyard.status import RunStatus
+from runyard.store import RunRecord
+from runyard.store.snapshots import SnapshotStore
+
+if TYPE_CHECKING:
+    from runyard.core.workspace import Workspace
+    from runyard.pipeline.runs import PipelineRun
+
+
+class Pipeline:
+    def __init__(
+        self,
+        workspace: Workspace,
+        steps: list[Any],
+        description: str | None = None,
+        default_datastore: Any = None,
+        default_source_directory: str | None = None,
+        resolve_closure: bool = True,
+        **_: Any,
+    ) -> None:
+        self.workspace = workspace
+        self.description = description
+        self.default_source_directory = default_source_directory
+        self.steps = collect_steps(list(steps), resolve_closure)
+        self._graph: dict[str, Any] | None = None  # set for drafts cloned from a run
+
+    @classmethod
+    def _from_graph(cls, workspace: Workspace, graph: dict[str, Any]) -> Pipeline:
+        draft = cls(workspace, [], description=graph.get("description"))
+        draft._graph = copy.deepcopy(graph)
+        return draft
+
+    def _compile(
+        self, parameter_values: dict[str, Any] | None
+    ) -> tuple[dict[str, Any], list[str], list[str]]:
+        if self._graph is not None:
+            graph = copy.deepcopy(self._graph)
+            params = graph["parameters"]
+            errors = [
+                f"pipeline_parameters names {n!r}, but this pipeline has no such parameter "
+                f"(known: {', '.join(sorted(params)) or 'none'})."
+                for n in (parameter_values or {})
+                if n not in params
+            ]
+            return graph, errors, []
+        if not self.steps:
+            return {}, ["The pipeline has no steps; pass steps=[...]."], []
+        return compile_graph(
+            self.steps,
+            description=self.description,
+            default_source_directory=self.default_source_directory,
+            parameter_values=parameter_values,
+        )
+
+    def validate(self, pipeline_parameters: dict[str, Any] | None = None) -> list[str]:
+        """Every problem that would stop the pipeline, as sentences; [] when it can run. Warnings are issued too."""
+        _graph, errors, notes = self._compile(pipeline_parameters)
+        for note in notes:
+            warnings.warn(note, stacklevel=2)
+        return errors
+
+    @property
+    def graph(self) -> dict[str, Any]:
+        graph, errors, _ = self._compile(None)
+        if errors:
+            raise InvalidInputError("The pipeline is not valid:\n- " + "\n- ".join(errors))
+        return graph
+
+    def submit(
+        self,
+        experiment_name: str,
+        pipeline_parameters: dict[str, Any] | None = None,
+        continue_on_step_failure: bool = False,
+        regenerate_outputs: bool = False,
+        tags: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> PipelineRun:
+        experiment = Experiment(self.workspace, experiment_name)
+        return self._submit_to(
+            experiment,
+            tags,
+            pipeline_parameters=pipeline_parameters,
+            continue_on_step_failure=continue_on_step_failure,
+            regenerate_outputs=regenerate_outputs,
+            **kwargs,
+        )
+
+    def _submit_to(
+        self,
+        experiment: Experiment,
+        tags: dict[str, Any] | None,
+        pipeline_parameters: dict[str, Any] | None = None,
+        continue_on_step_failure: bool = False,
+        regenerate_outputs: bool = False,
+        pipeline_params: dict[str, Any] | None = None,
+        show_output: bool = True,
+        **_: Any,
+    ) -> PipelineRun:
+        from runyard.pipeline.runs import PipelineRun
+
+        values = dict(pipeline_parameters or pipeline_params or {})
+        graph, errors, notes = self._compile(values)
+        for note in notes:
+            warnings.warn(note, stacklevel=3)
+        if errors:
+            raise InvalidInputError("The pipeline cannot be submitted:\n- " + "\n- ".join(errors))
+        _snapshot_sources(experiment.workspace, graph)
+        params = {n: values.get(n, p["default"]) for n, p in graph["parameters"].items()}
+        run_id = str(uuid.uuid4())
+        now = time.time()
+        pipeline_record = RunRecord(
+            run_id=run_id,
+            experiment_id=experiment.id,
+            experiment_name=experiment.name,
+            status=RunStatus.NOT_STARTED,
+            run_type=PIPELINE_RUN_TYPE,
+            created_time=now,
+            display_name=graph.get("description") or None,
+            target="local",
+            data={
+                "graph": graph,
+                "parameters": params,
+                "continueOnStepFailure": continue_on_step_failure,
+                "regenerateOutputs": regenerate_outputs,
+            },
+        )
+        step_records = [
+            RunRecord(
+                run_id=str(uuid.uuid4()),
+                experiment_id=experiment.id,
+                experiment_name=experiment.name,
+                status=RunStatus.NOT_STARTED,
+                run_type=STEP_RUN_TYPE,
+                created_time=now,
+                parent_id=run_id,
+                display_name=step["name"],
+                target=step["compute_target"],
+                data={"step": step["name"]},
+            )
+            for step in graph["steps"]
+        ]
+        experiment.workspace.store.create_runs([pipeline_record, *step_records])
+        run = PipelineRun(experiment, run_id)
+        if tags:
+            run.set_tags(tags)
+        if show_output:
+            for step in graph["steps"]:
+                print(f"Created step {step['name']} [{step['source']['snapshot'][:8]}]")
+            print(f"Submitted PipelineRun {run_id}\nLink to runyard studio: {run.get_portal_url()}")
+        ensure_running(experiment.workspace)
+        return run
+
+
+def _snapshot_sources(ws: Workspace, graph: dict[str, Any]) -> None:
+    """Store each distinct source directory once (content-addressed) and pin its snapshot id in the graph."""
+    store = SnapshotStore(ws.artifacts)
+    done: dict[str, tuple[str, int]] = {}
+    for step in graph["steps"]:
+        source = step["source"]
+        if "snapshot" in source:
+            continue
+        if source["dir"] not in done:
+            folder = Path(source["dir"])
+            snap = store.save(folder, snapshot_files(folder))
+            done[source["dir"]] = (snap.id, len(snap.files))
+        source["snapshot"], source["files"] = done[source["dir"]]

@@ -1,0 +1,77 @@
+"""Content-addressed snapshots of source directories: each distinct file stored once.
+
+A snapshot is a manifest {relative path: sha256}; its id is the sha256 of the manifest's canonical
+JSON, so the id of a source directory changes exactly when a file name or a file's bytes change.
+Blobs live at snapshots/blobs/<aa>/<sha256>, manifests at snapshots/manifests/<id>.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from runyard.errors import NotFoundError
+from runyard.store.artifacts import ArtifactStore
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest_id(files: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(files, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    files: dict[str, str]
+
+
+class SnapshotStore:
+    def __init__(self, artifacts: ArtifactStore) -> None:
+        self.artifacts = artifacts
+
+    @staticmethod
+    def _blob(sha: str) -> str:
+        return f"snapshots/blobs/{sha[:2]}/{sha}"
+
+    def save(self, source_dir: Path, files: list[Path]) -> Snapshot:
+        manifest: dict[str, str] = {}
+        for rel in files:
+            sha = file_sha256(source_dir / rel)
+            manifest[rel.as_posix()] = sha
+            if not self.artifacts.exists(self._blob(sha)):
+                self.artifacts.put_file(self._blob(sha), source_dir / rel)
+        snap_id = manifest_id(manifest)
+        name = f"snapshots/manifests/{snap_id}.json"
+        if not self.artifacts.exists(name):
+            self.artifacts.put_bytes(name, json.dumps(manifest, sort_keys=True, indent=1).encode())
+        return Snapshot(snap_id, manifest)
+
+    def load(self, snap_id: str) -> Snapshot:
+        try:
+            data = self.artifacts.read_bytes(f"snapshots/manifests/{snap_id}.json")
+        except NotFoundError:
+            raise NotFoundError(f"Snapshot {snap_id} is missing from {self.artifacts.root}.") from None
+        return Snapshot(snap_id, json.loads(data))
+
+    def materialize(self, snap_id: str, dest: Path) -> Snapshot:
+        """Copy a snapshot's files into `dest` (copies, not links: a script may change its own files)."""
+        snap = self.load(snap_id)
+        dest.mkdir(parents=True, exist_ok=True)
+        for rel, sha in snap.files.items():
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if self.artifacts.is_local:
+                shutil.copyfile(self.artifacts.local_path(self._blob(sha)), target)
+            else:
+                self.artifacts.get_file(self._blob(sha), target)
+        return snap
