@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from runyard import Workspace
-from runyard.cli import models, runs
+from runyard.cli import models, pipelines, runs
 from runyard.cli.render import err_console
 from runyard.errors import RunyardError
 
@@ -23,9 +23,10 @@ app = typer.Typer(
 )
 app.add_typer(runs.runs_app, name="runs")
 app.add_typer(models.models_app, name="models")
+app.add_typer(pipelines.pipeline_app, name="pipeline")
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-for command in (runs.submit, runs.logs, runs.metrics):
+for command in (runs.submit, runs.logs, runs.metrics, pipelines.up):
     app.command(context_settings=getattr(command, "context_settings", None))(command)
 
 _state: dict[str, Any] = {"debug": False}
@@ -43,8 +44,7 @@ def _options(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     _state["debug"] = debug
-    runs.workspace_path = workspace
-    models.workspace_path = workspace
+    runs.workspace_path = models.workspace_path = pipelines.workspace_path = workspace
 
 
 @app.command()

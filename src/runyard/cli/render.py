@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from datetime import datetime
 from typing import Any
@@ -10,8 +12,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+def _width() -> int | None:
+    """Terminal width on a terminal; 160 columns when piped (Rich's default 80 folds run ids)."""
+    return None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+
+
+console = Console(highlight=False, width=_width())
+err_console = Console(stderr=True, highlight=False, width=_width())
 
 STATUS_STYLE = {
     "Completed": "green",

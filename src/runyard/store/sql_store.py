@@ -234,7 +234,7 @@ class SqlStore:
         if top_level_only:
             query = query.where(t.runs.c.parent_id.is_(None))
         query = query.order_by(t.runs.c.created_time.desc(), t.runs.c.number.desc())
-        if limit:
+        if limit is not None:
             query = query.limit(limit)
         with self._read() as conn:
             return [self._to_run(r) for r in conn.execute(query)]

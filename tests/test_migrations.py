@@ -1,0 +1,199 @@
+"""The Alembic migrations agree with store/schema.py, and SqlStore refuses databases it must not touch."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from runyard.errors import StoreMigrationRequired
+from runyard.store import schema
+from runyard.store.migrations.runner import SCRIPT_LOCATION, current_revision, upgrade
+from runyard.store.sql_store import SqlStore, engine_for
+from store_suite import make_run
+
+
+def _script_directory() -> ScriptDirectory:
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    return ScriptDirectory.from_config(config)
+
+
+def _sa_url(uri: str) -> str:
+    return uri.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a new SQLite file or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/m.db"
+    return str(request.getfixturevalue("postgres_uri"))
+
+
+@pytest.fixture
+def raw_sql(db_uri: str) -> Iterator[Callable[[str], None]]:
+    """Run SQL on the database outside runyard, the way another tool or an older runyard would."""
+    engine = sa.create_engine(_sa_url(db_uri))
+
+    def execute(sql: str) -> None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(sql)
+
+    yield execute
+    engine.dispose()
+
+
+def _table_names(uri: str) -> set[str]:
+    engine = sa.create_engine(_sa_url(uri))
+    try:
+        with engine.connect() as conn:
+            return set(sa.inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_schema_head_is_alembic_head() -> None:
+    script = _script_directory()
+    heads = script.get_heads()
+    assert len(heads) == 1, f"the migrations have several heads {heads}; merge them"
+    assert heads[0] == schema.SCHEMA_HEAD
+    # every revision chains back to the first one
+    revisions = list(script.walk_revisions())
+    assert revisions[-1].down_revision is None
+    assert revisions[0].revision == schema.SCHEMA_HEAD
+
+
+def assert_matches_schema(engine: sa.Engine) -> None:
+    """The live database has exactly the tables, columns, keys and indexes of store/schema.py."""
+    assert current_revision(engine) == schema.SCHEMA_HEAD
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        assert set(inspector.get_table_names()) == set(schema.metadata.tables) | {"alembic_version"}
+        for name, table in schema.metadata.tables.items():
+            columns = {c["name"]: c for c in inspector.get_columns(name)}
+            assert list(columns) == [c.name for c in table.columns], name
+            for column in table.columns:
+                assert columns[column.name]["nullable"] == column.nullable, f"{name}.{column.name}"
+            pk = inspector.get_pk_constraint(name)["constrained_columns"]
+            assert pk == [c.name for c in table.primary_key.columns], name
+            indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes(name)}
+            for index in table.indexes:
+                assert indexes.get(index.name) == [c.name for c in index.columns], f"{name}: {index.name}"
+            fks = sorted(
+                (fk["referred_table"], tuple(fk["constrained_columns"]))
+                for fk in inspector.get_foreign_keys(name)
+            )
+            assert fks == sorted((fk.column.table.name, (fk.parent.name,)) for fk in table.foreign_keys), name
+
+        # Alembic's own comparison: nothing to autogenerate between the migrated database and schema.py
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(context, schema.metadata)
+        assert diff == [], diff
+
+
+def test_migrated_tables_match_schema_metadata(db_uri: str) -> None:
+    store = SqlStore(db_uri)
+    try:
+        assert_matches_schema(store.engine)
+    finally:
+        store.engine.dispose()
+
+
+OLDER_REVISIONS = [
+    r.revision for r in _script_directory().walk_revisions() if r.revision != schema.SCHEMA_HEAD
+]
+
+
+@pytest.mark.parametrize("revision", OLDER_REVISIONS)
+def test_older_database_is_refused_then_upgraded(db_uri: str, revision: str) -> None:
+    """A database left at an older revision: SqlStore refuses it, `runyard db upgrade` brings it to head."""
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    old_engine = sa.create_engine(_sa_url(db_uri))
+    try:
+        with old_engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+        with old_engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO experiments (id, name, created_time) VALUES ('e1', 'old-exp', 1.0)"
+            )
+    finally:
+        old_engine.dispose()
+
+    with pytest.raises(StoreMigrationRequired) as info:
+        SqlStore(db_uri)
+    message = str(info.value)
+    assert f"schema version {revision}," in message
+    assert "runyard db upgrade" in message
+
+    upgrade(engine_for(db_uri))  # exactly what `runyard db upgrade` runs
+    store = SqlStore(db_uri)
+    try:
+        assert_matches_schema(store.engine)
+        assert store.get_experiment("old-exp").id == "e1"
+        run = make_run(store, "old-exp")
+        assert run.number == 1
+    finally:
+        store.engine.dispose()
+
+
+def test_upgrade_is_a_no_op_at_head(db_uri: str) -> None:
+    store = SqlStore(db_uri)
+    try:
+        store.get_or_create_experiment("kept")
+        upgrade(store.engine)  # what `runyard db upgrade` runs on a current database
+        assert current_revision(store.engine) == schema.SCHEMA_HEAD
+        assert [e.name for e in SqlStore(db_uri).list_experiments()] == ["kept"]
+    finally:
+        store.engine.dispose()
+
+
+@pytest.mark.parametrize("revision", ["0000", "ffffdeadbeef"])
+def test_other_revision_requires_migration(
+    db_uri: str, raw_sql: Callable[[str], None], revision: str
+) -> None:
+    raw_sql("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+    raw_sql(f"INSERT INTO alembic_version (version_num) VALUES ('{revision}')")
+    with pytest.raises(StoreMigrationRequired) as info:
+        SqlStore(db_uri)
+    message = str(info.value)
+    assert "runyard db upgrade" in message
+    assert revision in message
+    assert schema.SCHEMA_HEAD in message
+    assert db_uri in message
+    assert _table_names(db_uri) == {"alembic_version"}  # runyard created nothing
+
+
+def test_non_empty_database_without_version_requires_migration(
+    db_uri: str, raw_sql: Callable[[str], None]
+) -> None:
+    raw_sql("CREATE TABLE somebody_elses (id INTEGER PRIMARY KEY, note TEXT)")
+    raw_sql("INSERT INTO somebody_elses (id, note) VALUES (1, 'keep me')")
+    with pytest.raises(StoreMigrationRequired) as info:
+        SqlStore(db_uri)
+    message = str(info.value)
+    assert "runyard db upgrade" in message
+    assert "schema version none" in message
+    assert _table_names(db_uri) == {"somebody_elses"}  # runyard created nothing
+
+
+def test_existing_empty_sqlite_file_gets_schema(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()  # a zero-table database file, e.g. made by `touch`-like tools
+    store = SqlStore(f"sqlite:///{path}")
+    try:
+        assert current_revision(store.engine) == schema.SCHEMA_HEAD
+        assert store.list_experiments() == []
+    finally:
+        store.engine.dispose()
+    assert _table_names(f"sqlite:///{path}") == set(schema.metadata.tables) | {"alembic_version"}
