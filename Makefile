@@ -26,7 +26,12 @@ unit: $(STAMP)
 
 test: lint unit
 
-bench: $(STAMP)
+bench/.venv-compare/.installed:
+	$(PYTHON) -m venv bench/.venv-compare
+	bench/.venv-compare/bin/pip install --quiet metaflow prefect 'fastapi<0.150'
+	touch $@
+
+bench: $(STAMP) bench/.venv-compare/.installed
 	$(PY) bench/run_all.py
 
 clean:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import bench_pipeline
 import bench_run_log
 
 if __name__ == "__main__":
-    print("\n".join(bench_run_log.main()))
+    for bench in (bench_run_log, bench_pipeline):
+        print("\n".join(bench.main()))
+        print()

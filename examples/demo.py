@@ -1,70 +1,120 @@
-"""`make demo`: submit a real training script to a fresh local workspace, watch it, read it back."""
+"""`make demo`: a three-step ML pipeline in a fresh local workspace — run, resubmit (all reused),
+change a parameter (only what depends on it reruns, and it says why), then read it all back."""
 
 from __future__ import annotations
 
 import shutil
-import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
-from runyard import Experiment, Model, ScriptRunConfig, Workspace
+from runyard import Workspace
+from runyard.pipeline import (
+    OutputFileDatasetConfig,
+    Pipeline,
+    PipelineData,
+    PipelineParameter,
+    PythonScriptStep,
+)
 
 HERE = Path(__file__).resolve().parent
+STEPS = HERE / "pipeline"
 WORKSPACE = HERE.parent / "demo-workspace"
 console = Console(highlight=False, soft_wrap=True)
+
+
+def build(ws: Workspace) -> Pipeline:
+    dataset = PipelineData("dataset")
+    model = OutputFileDatasetConfig("model").as_upload()  # published only if training succeeds
+    report = OutputFileDatasetConfig("report")
+    learning_rate = PipelineParameter("learning_rate", 0.5)
+    prepare = PythonScriptStep(
+        "prepare.py",
+        name="prepare",
+        source_directory=STEPS / "prepare",
+        arguments=["--output", dataset],
+        outputs=[dataset],
+    )
+    train = PythonScriptStep(
+        "train.py",
+        name="train",
+        source_directory=STEPS / "train",
+        arguments=["--data", dataset, "--lr", learning_rate, "--model", model],
+        inputs=[dataset],
+    )
+    evaluate = PythonScriptStep(
+        "evaluate.py",
+        name="evaluate",
+        source_directory=STEPS / "evaluate",
+        arguments=["--data", dataset, "--model", model.as_input("model"), "--report", report],
+        inputs=[dataset],
+    )
+    return Pipeline(ws, [prepare, train, evaluate], description="demo: prepare → train → evaluate")
+
+
+def summary(run) -> None:  # type: ignore[no-untyped-def]
+    for item in run.get_reuse_report():
+        if item["reused"]:
+            console.print(f"  [green]{item['step']:<9}[/] reused  {item['reusedFrom']}")
+        else:
+            console.print(f"  [yellow]{item['step']:<9}[/] ran     because {item['reason']}")
 
 
 def main() -> None:
     shutil.rmtree(WORKSPACE, ignore_errors=True)
     ws = Workspace.create(WORKSPACE)
-    console.rule("[bold]runyard demo")
-    console.print(f"Workspace: {ws.path}  (SQLite database + artifact folder; nothing else to start)\n")
+    console.rule("[bold]runyard demo: a pipeline on your machine")
+    console.print(f"Workspace {ws.path}: a SQLite file and a folder. No server, no cloud.\n")
 
-    experiment = Experiment(ws, "demo-train")
-    config = ScriptRunConfig(
-        source_directory=HERE / "train", script="train.py", arguments=["--epochs", "40", "--lr", "0.5"]
-    )
-    run = experiment.submit(config)
-    console.print(f"Submitted run [bold]{run.id}[/] — status {run.get_status()}. Streaming its driver log:\n")
-    run.wait_for_completion(show_output=True)
-
-    metrics = run.get_metrics()
-    table = Table(title="What the script logged (run.get_metrics())", title_justify="left")
-    for column in ("metric", "value"):
-        table.add_column(column)
-    for name, value in metrics.items():
-        shown = f"{len(value)} values, last {value[-1]:.4f}" if isinstance(value, list) else str(value)
-        table.add_row(name, shown)
-    console.print(table)
-
-    model = run.register_model("demo-logreg", "outputs/model.npz", tags={"accuracy": metrics["accuracy"][-1]})
+    pipeline = build(ws)
+    console.print("[bold]1. First run[/] — every step runs as its own process; lines are prefixed by step:\n")
+    started = time.perf_counter()
+    first = pipeline.submit("demo", show_output=False)
+    first.wait_for_completion(show_output=True)
     console.print(
-        f"\nRegistered model [bold]{model.name}[/] version {model.version} from the run's outputs/."
+        f"\nTook {time.perf_counter() - started:.1f} s. Test accuracy: "
+        f"{first.find_step_run('evaluate')[0].get_metrics()['test_accuracy']:.3f}\n"
     )
+
+    console.print("[bold]2. Resubmit unchanged[/] — nothing changed, so every step is reused:")
+    started = time.perf_counter()
+    second = build(ws).submit("demo", show_output=False)
+    second.wait_for_completion(show_output=False)
+    console.print(f"  done in {time.perf_counter() - started:.2f} s")
+    summary(second)
+
     console.print(
-        f"Model.get_model_path('demo-logreg') → {Model.get_model_path('demo-logreg', _workspace=ws)}\n"
+        "\n[bold]3. Change one parameter[/] (learning_rate 0.5 → 0.1) — prepare is reused, the rest says why it ran:"
+    )
+    third = build(ws).submit("demo", pipeline_parameters={"learning_rate": 0.1}, show_output=False)
+    third.wait_for_completion(show_output=False)
+    summary(third)
+    accuracy = third.find_step_run("evaluate")[0].get_metrics()["test_accuracy"]
+    console.print(f"  test accuracy with learning_rate=0.1: {accuracy:.3f}")
+
+    train = third.find_step_run("train")[0]
+    model_dir = train.get_output_data("model").path_on_datastore
+    console.print(
+        f"\nThe train step logged {len(train.get_metrics()['loss'])} loss values; its model is in {model_dir}"
     )
 
-    console.print("Files kept with the run:")
-    for name in run.get_file_names():
-        console.print(f"  {name}")
-
-    w = f"--workspace {WORKSPACE.relative_to(Path.cwd()) if WORKSPACE.is_relative_to(Path.cwd()) else WORKSPACE}"
-    console.rule("[bold]Read it back from the command line")
+    w = "--workspace demo-workspace"
+    console.rule("[bold]Look around")
     for command, what in [
-        (f"runyard {w} runs list", "every run, newest first"),
-        (f"runyard {w} runs show {run.id}", "status, times, tags, metric summary, files"),
-        (f"runyard {w} metrics {run.id}", "metrics as logged"),
-        (f"runyard {w} logs {run.id}", "the script's stdout/stderr (azureml-logs/70_driver_log.txt)"),
-        (f"runyard {w} models list", "registered models"),
+        (f"runyard {w} pipeline list", "pipeline runs with steps done / reused"),
+        (f"runyard {w} pipeline show {third.id}", "steps, reuse, outputs (path, size, files)"),
+        (f"runyard {w} pipeline why {third.id}", "why each step ran or was reused"),
+        (f"runyard {w} pipeline graph {third.id}", "the steps and the data between them"),
+        (f"runyard {w} logs {train.id}", "the train step's driver log (70_driver_log.txt)"),
+        (f"runyard {w} metrics {train.id}", "the train step's metrics"),
+        (
+            f"runyard {w} pipeline rerun {third.id} --set learning_rate=0.3",
+            "rerun from the snapshot, new value",
+        ),
     ]:
         console.print(f"  [cyan].venv/bin/{command}[/]\n      {what}")
-    console.print(
-        "\nSubmit your own script: [cyan].venv/bin/runyard submit path/to/train.py -- --your-args[/]"
-    )
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
