@@ -108,7 +108,8 @@ class SchedulerService:
         try:
             info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
             (self.ws.path / INFO_FILE).write_text(json.dumps(info))
-            signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_stop", True))
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_stop", True))
             self.echo(f"runyard scheduler for {self.ws.path} (pid {os.getpid()}, {self.slots} local slots)")
             self.recover()
             self._loop()
