@@ -60,11 +60,10 @@ def init(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Bring the workspace database to the schema this runyard needs."""
-    from runyard.store.migrations.runner import upgrade
-    from runyard.store.sql_store import engine_for
+    from runyard.store import upgrade_store
 
     ws = Workspace.get(runs.workspace_path) if runs.workspace_path else Workspace.from_config()
-    upgrade(engine_for(ws.tracking_uri))
+    upgrade_store(ws.tracking_uri)
     print(f"Database {ws.tracking_uri} is up to date.")
 
 

@@ -17,6 +17,14 @@ def open_store(uri: str, *, workspace_label: str | None = None) -> Store:
     )
 
 
+def upgrade_store(uri: str) -> None:
+    """Run pending schema migrations on the database at `uri` (`runyard db upgrade`)."""
+    from runyard.store.migrations.runner import upgrade
+    from runyard.store.sql_base import engine_for
+
+    upgrade(engine_for(uri))
+
+
 __all__ = [
     "ArtifactStore",
     "ExperimentRecord",

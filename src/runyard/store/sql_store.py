@@ -1,105 +1,30 @@
 """SqlStore: the Store protocol on SQLAlchemy Core, for SQLite files and PostgreSQL.
 
-SQLite notes: every connection runs in WAL mode with a long busy timeout, and write transactions
-start with BEGIN IMMEDIATE so that concurrent writers queue on the lock instead of failing with
-"database is locked" when a read turns into a write.
+Split by concern: engine and transactions in sql_base.py, metrics in sql_metrics.py, models in
+sql_models.py; experiments, runs, tags and properties here.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random
 
-from runyard.errors import ConflictError, ExperimentNotFound, ModelNotFound, RunNotFound, StoreError
+from runyard.errors import ConflictError, ExperimentNotFound, RunNotFound
 from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import schema as t
-from runyard.store.migrations.runner import SCHEMA_HEAD, current_revision, ensure_schema
-from runyard.store.records import ExperimentRecord, MetricRow, MetricSummary, ModelRecord, RunRecord
+from runyard.store.records import ExperimentRecord, RunRecord
+from runyard.store.sql_base import _retry_on_conflict, engine_for
+from runyard.store.sql_metrics import SqlMetrics
+from runyard.store.sql_models import SqlModels
 
-_engines: dict[str, sa.Engine] = {}
-_engines_lock = threading.Lock()
-
-
-def _make_engine(uri: str) -> sa.Engine:
-    if uri.startswith("sqlite"):
-        engine = sa.create_engine(uri, connect_args={"timeout": 60})
-
-        @sa.event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=60000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        @sa.event.listens_for(engine, "begin")
-        def _on_begin(conn: sa.Connection) -> None:
-            immediate = conn.get_execution_options().get("runyard_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-        return engine
-    if uri.startswith("postgresql://"):
-        uri = "postgresql+psycopg://" + uri[len("postgresql://") :]
-    return sa.create_engine(uri, pool_pre_ping=True)
+__all__ = ["SqlStore", "engine_for"]
 
 
-def engine_for(uri: str) -> sa.Engine:
-    """One engine (and connection pool) per database per process."""
-    with _engines_lock:
-        if uri not in _engines:
-            _engines[uri] = _make_engine(uri)
-        return _engines[uri]
-
-
-_retry_on_conflict = retry(
-    retry=retry_if_exception_type(sa.exc.IntegrityError),
-    stop=stop_after_attempt(20),
-    wait=wait_random(0.001, 0.05),
-    reraise=True,
-)
-
-
-class SqlStore:
-    def __init__(self, uri: str, *, workspace_label: str | None = None) -> None:
-        self.uri = uri
-        self.where = workspace_label or uri
-        self.engine = engine_for(uri)
-        self._insert = sqlite.insert if self.engine.dialect.name == "sqlite" else postgresql.insert
-        try:
-            ensure_schema(self.engine, uri)
-        except sa.exc.OperationalError as exc:
-            if current_revision(self.engine) != SCHEMA_HEAD:  # lost a creation race: fine if it now exists
-                raise StoreError(f"Cannot open the database at {uri}: {exc.orig}") from exc
-
-    # -- transactions -------------------------------------------------------------------------
-    @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        try:
-            with self.engine.connect().execution_options(runyard_write=True) as conn, conn.begin():
-                yield conn
-        except sa.exc.IntegrityError:
-            raise
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"The database at {self.uri} refused a write: {exc.orig}") from exc
-
-    @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        try:
-            with self.engine.connect() as conn:
-                yield conn
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"The database at {self.uri} refused a read: {exc.orig}") from exc
-
+class SqlStore(SqlMetrics, SqlModels):
     # -- experiments ----------------------------------------------------------------------------
     def get_or_create_experiment(self, name: str) -> ExperimentRecord:
         with self._write() as conn:
@@ -306,10 +231,6 @@ class SqlStore:
             conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(**values))
             return run
 
-    def _require_run(self, conn: sa.Connection, run_id: str) -> None:
-        if conn.execute(sa.select(t.runs.c.run_id).where(t.runs.c.run_id == run_id)).first() is None:
-            raise RunNotFound(run_id, self.where)
-
     # -- tags and properties --------------------------------------------------------------------
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         if not tags:
@@ -363,196 +284,3 @@ class SqlStore:
         with self._read() as conn:
             rows = conn.execute(sa.select(t.run_properties).where(t.run_properties.c.run_id == run_id))
             return {r.key: r.value for r in rows}
-
-    # -- metrics --------------------------------------------------------------------------------
-    def append_metrics(self, rows: Sequence[MetricRow]) -> None:
-        if not rows:
-            return
-        summaries: dict[tuple[str, str], dict[str, Any]] = {}
-        for r in rows:
-            if r.kind != "scalar" or r.value is None:
-                continue
-            s = summaries.setdefault((r.run_id, r.name), {"count": 0, "min": r.value, "max": r.value})
-            s["count"] += 1
-            s["last"], s["step"] = r.value, r.step
-            s["min"], s["max"] = min(s["min"], r.value), max(s["max"], r.value)
-        with self._write() as conn:
-            conn.execute(
-                t.metrics.insert(),
-                [
-                    {
-                        "run_id": r.run_id,
-                        "name": r.name,
-                        "kind": r.kind,
-                        "step": r.step,
-                        "value": r.value,
-                        "text": r.text,
-                        "payload": r.payload,
-                        "timestamp": r.timestamp,
-                        "writer": r.writer,
-                        "seq": r.seq,
-                    }
-                    for r in rows
-                ],
-            )
-            ms = t.metric_summaries
-            # Upsert in one fixed order so that concurrent batches naming the same metrics in different
-            # orders lock the summary rows in the same order (PostgreSQL would otherwise deadlock).
-            for (run_id, name), s in sorted(summaries.items()):
-                stmt = self._insert(ms).values(
-                    run_id=run_id,
-                    name=name,
-                    count=s["count"],
-                    last_value=s["last"],
-                    min_value=s["min"],
-                    max_value=s["max"],
-                    last_step=s["step"],
-                )
-                ex = stmt.excluded
-                conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["run_id", "name"],
-                        set_={
-                            "count": ms.c["count"] + ex["count"],
-                            "last_value": ex.last_value,
-                            "last_step": ex.last_step,
-                            "min_value": sa.case(
-                                (ex.min_value < ms.c.min_value, ex.min_value), else_=ms.c.min_value
-                            ),
-                            "max_value": sa.case(
-                                (ex.max_value > ms.c.max_value, ex.max_value), else_=ms.c.max_value
-                            ),
-                        },
-                    )
-                )
-
-    def get_metric_rows(self, run_ids: Sequence[str], name: str | None = None) -> list[MetricRow]:
-        query = sa.select(t.metrics).where(t.metrics.c.run_id.in_(list(run_ids)))
-        if name is not None:
-            query = query.where(t.metrics.c.name == name)
-        with self._read() as conn:
-            return [
-                MetricRow(
-                    run_id=r.run_id,
-                    name=r.name,
-                    kind=r.kind,
-                    timestamp=r.timestamp,
-                    value=r.value,
-                    text=r.text,
-                    payload=r.payload,
-                    step=r.step,
-                    writer=r.writer,
-                    seq=r.seq,
-                )
-                for r in conn.execute(query.order_by(t.metrics.c.id))
-            ]
-
-    def get_metric_summaries(self, run_ids: Sequence[str]) -> list[MetricSummary]:
-        ms = t.metric_summaries
-        with self._read() as conn:
-            rows = conn.execute(
-                sa.select(ms).where(ms.c.run_id.in_(list(run_ids))).order_by(ms.c.run_id, ms.c.name)
-            )
-            return [
-                MetricSummary(
-                    run_id=r.run_id,
-                    name=r.name,
-                    count=r._mapping["count"],
-                    last=r.last_value,
-                    min=r.min_value,
-                    max=r.max_value,
-                    last_step=r.last_step,
-                )
-                for r in rows
-            ]
-
-    def last_metric_seq(self, run_id: str, writer: str) -> int:
-        m = t.metrics
-        with self._read() as conn:
-            value = conn.execute(
-                sa.select(sa.func.max(m.c.seq)).where(m.c.run_id == run_id, m.c.writer == writer)
-            ).scalar()
-        return -1 if value is None else int(value)
-
-    def count_metric_rows(self, run_id: str | None = None) -> int:
-        query = sa.select(sa.func.count()).select_from(t.metrics)
-        if run_id is not None:
-            query = query.where(t.metrics.c.run_id == run_id)
-        with self._read() as conn:
-            return int(conn.execute(query).scalar_one())
-
-    # -- models ---------------------------------------------------------------------------------
-    @staticmethod
-    def _to_model(row: Any) -> ModelRecord:
-        data = dict(row.data or {})
-        return ModelRecord(
-            name=row.name,
-            version=row.version,
-            path=row.path,
-            created_time=row.created_time,
-            run_id=row.run_id,
-            tags=data.get("tags", {}),
-            properties=data.get("properties", {}),
-            description=data.get("description"),
-            framework=data.get("framework"),
-        )
-
-    @_retry_on_conflict
-    def register_model(self, model: ModelRecord) -> ModelRecord:
-        with self._write() as conn:
-            version = conn.execute(
-                sa.select(sa.func.coalesce(sa.func.max(t.models.c.version), 0) + 1).where(
-                    t.models.c.name == model.name
-                )
-            ).scalar_one()
-            path = model.path.replace("{version}", str(version))
-            conn.execute(
-                t.models.insert().values(
-                    name=model.name,
-                    version=version,
-                    path=path,
-                    created_time=model.created_time,
-                    run_id=model.run_id,
-                    data={
-                        "tags": model.tags,
-                        "properties": model.properties,
-                        "description": model.description,
-                        "framework": model.framework,
-                    },
-                )
-            )
-        return ModelRecord(
-            name=model.name,
-            version=int(version),
-            path=path,
-            created_time=model.created_time,
-            tags=model.tags,
-            properties=model.properties,
-            description=model.description,
-            run_id=model.run_id,
-            framework=model.framework,
-        )
-
-    def get_model(self, name: str, version: int | None = None) -> ModelRecord:
-        query = sa.select(t.models).where(t.models.c.name == name)
-        query = (
-            query.where(t.models.c.version == version)
-            if version is not None
-            else query.order_by(t.models.c.version.desc())
-        )
-        with self._read() as conn:
-            row = conn.execute(query.limit(1)).first()
-        if row is None:
-            raise ModelNotFound(name, version, self.where)
-        return self._to_model(row)
-
-    def list_models(self, name: str | None = None, latest: bool = False) -> list[ModelRecord]:
-        query = sa.select(t.models).order_by(t.models.c.name, t.models.c.version.desc())
-        if name is not None:
-            query = query.where(t.models.c.name == name)
-        with self._read() as conn:
-            records = [self._to_model(r) for r in conn.execute(query)]
-        if latest:
-            seen: set[str] = set()
-            records = [m for m in records if not (m.name in seen or seen.add(m.name))]  # type: ignore[func-returns-value]
-        return records
