@@ -14,6 +14,12 @@ ENV_WORKSPACE = "RUNYARD_WORKSPACE"
 ENV_TRACKING_URI = "RUNYARD_TRACKING_URI"
 ENV_EXPERIMENT = "RUNYARD_EXPERIMENT_NAME"
 ENV_SPOOL_DIR = "RUNYARD_SPOOL_DIR"
+ENV_TOKEN = "RUNYARD_TOKEN"
+
+
+def cache_dir() -> Path:
+    """Local folder for server workspaces' working copies (RUNYARD_CACHE_DIR, default ~/.cache/runyard)."""
+    return Path(os.environ.get("RUNYARD_CACHE_DIR") or Path.home() / ".cache" / "runyard").expanduser()
 
 
 def env_workspace() -> Path | None:

@@ -10,6 +10,7 @@
     │   └── MetricValueError
     ├── ConflictError            the request is valid but the current state forbids it
     │   └── RunFinishedError
+    ├── AuthError                the server refused the token (missing, invalid, expired, wrong scope)
     ├── RunFailedError           waiting on a run that ended Failed (raise_on_error=True)
     └── StoreError               the database or artifact store could not do its job
         └── StoreMigrationRequired
@@ -85,6 +86,10 @@ class RunFinishedError(ConflictError):
             f"Cannot {action} run {run_id!r}: it already ended with status {status}. "
             "Start a new run (experiment.start_logging() or experiment.submit(...)) to record more."
         )
+
+
+class AuthError(RunyardError):
+    """The tracking server refused the request's credentials; the message says which token or scope."""
 
 
 class RunFailedError(RunyardError):

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from runyard import Workspace
-from runyard.cli import models, pipelines, runs
+from runyard.cli import models, pipelines, runs, server
 from runyard.cli.render import err_console
 from runyard.errors import RunyardError
 
@@ -24,9 +24,10 @@ app = typer.Typer(
 app.add_typer(runs.runs_app, name="runs")
 app.add_typer(models.models_app, name="models")
 app.add_typer(pipelines.pipeline_app, name="pipeline")
+app.add_typer(server.token_app, name="token")
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-for command in (runs.submit, runs.logs, runs.metrics, pipelines.up):
+for command in (runs.submit, runs.logs, runs.metrics, pipelines.up, server.server):
     app.command(context_settings=getattr(command, "context_settings", None))(command)
 
 _state: dict[str, Any] = {"debug": False}
@@ -34,17 +35,17 @@ _state: dict[str, Any] = {"debug": False}
 
 @app.callback()
 def _options(
-    workspace: Path | None = typer.Option(
+    workspace: str | None = typer.Option(
         None,
         "--workspace",
         "-w",
         envvar="RUNYARD_WORKSPACE",
-        help="Workspace folder (default: the nearest .runyard/ walking up from here).",
+        help="Workspace folder or server URL (default: the nearest .runyard/ walking up from here).",
     ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     _state["debug"] = debug
-    runs.workspace_path = models.workspace_path = pipelines.workspace_path = workspace
+    runs.workspace_path = models.workspace_path = pipelines.workspace_path = server.workspace_path = workspace
 
 
 @app.command()

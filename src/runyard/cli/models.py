@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 
 import typer
 
@@ -11,7 +10,7 @@ from runyard import Workspace
 from runyard.cli.render import console, print_json, table, when
 
 models_app = typer.Typer(help="Registered models.", no_args_is_help=True)
-workspace_path: Path | None = None
+workspace_path: str | None = None
 
 
 @models_app.command("list")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -19,7 +18,7 @@ from runyard.pipeline.graph import dependencies, topological_order
 from runyard.status import TERMINAL_STATUSES
 
 pipeline_app = typer.Typer(help="Pipeline runs: steps, reuse, graph, cancel, rerun.", no_args_is_help=True)
-workspace_path: Path | None = None
+workspace_path: str | None = None
 
 
 def _workspace() -> Workspace:

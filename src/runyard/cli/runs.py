@@ -15,7 +15,7 @@ from runyard.errors import InvalidInputError, NotFoundError
 from runyard.status import RunStatus
 
 runs_app = typer.Typer(help="List, inspect and cancel runs.", no_args_is_help=True)
-workspace_path: Path | None = None
+workspace_path: str | None = None
 
 
 def _workspace() -> Workspace:

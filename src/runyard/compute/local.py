@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
+from runyard import config
 from runyard.core.run_files import LOG_DIR
 from runyard.core.workspace import Workspace
 
@@ -15,6 +17,9 @@ class LocalLauncher:
         pressing Ctrl-C in the submitting terminal does not stop the run."""
         log_dir = workspace.artifacts.local_path(f"runs/{run_id}/{LOG_DIR}")
         log_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        if workspace.token:  # a server workspace opened with token=...: the supervisor needs it too
+            env[config.ENV_TOKEN] = workspace.token
         with open(log_dir / "60_control_log.txt", "ab") as control_log:
             subprocess.Popen(
                 [sys.executable, "-m", "runyard.compute.supervisor", str(workspace.path), run_id],
@@ -23,4 +28,5 @@ class LocalLauncher:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
+                env=env,
             )

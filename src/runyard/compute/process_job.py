@@ -21,6 +21,7 @@ from runyard import config
 from runyard.core.metrics import replay_spool
 from runyard.core.run_files import DRIVER_LOG, LOG_DIR
 from runyard.core.workspace import Workspace
+from runyard.store.rest_artifacts import MirrorSync, RestArtifactStore
 
 TAIL_LINES = 30
 
@@ -64,7 +65,12 @@ class ProcessJob:
         self.run_dir = workspace.artifacts.local_path(f"runs/{run_id}")
         self.log_dir = self.run_dir / LOG_DIR
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._prep_lines: list[str] = []
+        # A server workspace: files are written to a local mirror and sent to the server while the job runs.
+        self._sync = (
+            MirrorSync(workspace.artifacts, f"runs/{run_id}")
+            if isinstance(workspace.artifacts, RestArtifactStore)
+            else None
+        )
 
     def prep(self, message: str) -> None:
         """Append a line to 65_job_prep.txt (opened per line: it stays readable while the job runs)."""
@@ -105,6 +111,10 @@ class ProcessJob:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        create_run_token = getattr(self.ws.store, "create_run_token", None)
+        if create_run_token is not None:  # against a server: the job gets a token for its own run only
+            env[config.ENV_TOKEN] = create_run_token(self.run_id)
+            env[config.ENV_TRACKING_URI] = self.ws.tracking_uri
         env.update(extra or {})
         return env
 
@@ -179,6 +189,7 @@ class ProcessJob:
         else:
             shutil.rmtree(self.work, ignore_errors=True)
         (self.log_dir / "75_job_post.txt").write_text("\n".join(post) + "\n", encoding="utf-8")
+        self.close()
         if ended == "canceled" or (ended == "exited" and code == 0):
             return None
         tail = tail_lines(self.run_dir / DRIVER_LOG)
@@ -193,6 +204,12 @@ class ProcessJob:
             "exitCode": code,
             "logTail": tail,
         }
+
+    def close(self) -> None:
+        """Send the last changes of a mirrored run folder to the server."""
+        if self._sync is not None:
+            self._sync.stop()
+            self._sync = None
 
 
 def stop_process_group(proc: subprocess.Popen[bytes] | int, grace: float | None = None) -> None:

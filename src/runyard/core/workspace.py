@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from runyard import config
 from runyard.errors import ConflictError, InvalidInputError, WorkspaceNotFound
 from runyard.store import ArtifactStore, Store, open_store
+from runyard.store.rest_artifacts import RestArtifactStore
 
 if TYPE_CHECKING:
     from runyard.core.experiment import Experiment
@@ -31,15 +34,19 @@ CONFIG_FILE = "config.json"
 class Workspace:
     """The root of everything runyard records. Cheap to construct; share one per process if you like."""
 
-    def __init__(self, path: str | os.PathLike[str], *, _config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, token: str | None = None, _config: dict[str, Any] | None = None
+    ) -> None:
         self.path = Path(path).expanduser().resolve()
         cfg = _config if _config is not None else self._read_config(self.path)
+        # A server token: argument, else RUNYARD_TOKEN (how a submitted run gets its run token), else config.
+        self.token: str | None = token or os.environ.get(config.ENV_TOKEN) or cfg.get("token")
         self.name: str = cfg.get("name") or self.path.parent.name or "runyard"
         self.tracking_uri: str = cfg["tracking_uri"]
         self.artifact_root: str = cfg["artifact_root"]
         self.studio_url: str = cfg.get("studio_url") or config.studio_url()
         self._store: Store | None = None
-        self._artifacts: ArtifactStore | None = None
+        self._artifacts: ArtifactStore | RestArtifactStore | None = None
 
     # -- construction -------------------------------------------------------------------------
     @staticmethod
@@ -56,7 +63,7 @@ class Workspace:
                 raise InvalidInputError(f"{cfg_file} lacks {key!r}; recreate it with `runyard init`.")
         # Relative entries are relative to the workspace folder, so a workspace can be moved or copied.
         root = cfg["artifact_root"]
-        if "://" not in root and not os.path.isabs(root):
+        if "://" not in root and not os.path.isabs(root):  # relative to the workspace folder
             cfg["artifact_root"] = str((path / root).resolve())
         uri = cfg["tracking_uri"]
         if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
@@ -99,20 +106,44 @@ class Workspace:
 
     @classmethod
     def get(
-        cls, path: str | os.PathLike[str] = config.DEFAULT_WORKSPACE_DIRNAME, **_azure_kwargs: Any
+        cls,
+        path: str | os.PathLike[str] = config.DEFAULT_WORKSPACE_DIRNAME,
+        *,
+        token: str | None = None,
+        **_azure_kwargs: Any,
     ) -> Workspace:
-        """Open an existing workspace folder (or a project folder that contains `.runyard/`)."""
+        """Open a workspace folder (or a project folder that contains `.runyard/`), or a server's URL."""
+        if str(path).startswith(("http://", "https://")):
+            return cls._remote(str(path), token)
         folder = Path(path).expanduser().resolve()
         if (
             not (folder / CONFIG_FILE).exists()
             and (folder / config.DEFAULT_WORKSPACE_DIRNAME / CONFIG_FILE).exists()
         ):
             folder = folder / config.DEFAULT_WORKSPACE_DIRNAME
-        return cls(folder)
+        return cls(folder, token=token)
+
+    @classmethod
+    def _remote(cls, url: str, token: str | None) -> Workspace:
+        """A server's workspace. Its local folder (under ~/.cache/runyard) holds only what local
+        processes need: working copies of runs and the mirror of files they write."""
+        parsed = urlsplit(url)
+        folder = config.cache_dir() / "servers" / re.sub(r"[^A-Za-z0-9.-]", "_", parsed.netloc + parsed.path)
+        folder.mkdir(parents=True, exist_ok=True)
+        cfg = {"name": parsed.netloc, "tracking_uri": url.rstrip("/"), "artifact_root": url.rstrip("/")}
+        target = folder / CONFIG_FILE
+        if not target.exists() or json.loads(target.read_text()) != cfg:
+            tmp = folder / f".{CONFIG_FILE}.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(cfg, indent=2) + "\n")
+            os.replace(tmp, target)
+        return cls(folder, token=token)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, **_azure_kwargs: Any) -> Workspace:
         """Find the workspace: RUNYARD_WORKSPACE, else the nearest `.runyard/` walking up from `path` (default cwd)."""
+        uri = os.environ.get(config.ENV_TRACKING_URI, "")
+        if path is None and uri.startswith(("http://", "https://")):
+            return cls.get(uri)
         env = config.env_workspace()
         if env is not None and path is None:
             return cls.get(env)
@@ -135,15 +166,23 @@ class Workspace:
 
     # -- parts ----------------------------------------------------------------------------------
     @property
+    def is_remote(self) -> bool:
+        return self.tracking_uri.startswith(("http://", "https://"))
+
+    @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = open_store(self.tracking_uri, workspace_label=str(self.path))
+            label = self.tracking_uri if self.is_remote else str(self.path)
+            self._store = open_store(self.tracking_uri, workspace_label=label, token=self.token)
         return self._store
 
     @property
-    def artifacts(self) -> ArtifactStore:
+    def artifacts(self) -> ArtifactStore | RestArtifactStore:
         if self._artifacts is None:
-            self._artifacts = ArtifactStore(self.artifact_root)
+            if self.artifact_root.startswith(("http://", "https://")):
+                self._artifacts = RestArtifactStore(self.artifact_root, self.token, self.path / "mirror")
+            else:
+                self._artifacts = ArtifactStore(self.artifact_root)
         return self._artifacts
 
     @property

@@ -2,18 +2,29 @@
 
 from runyard.store.artifacts import ArtifactStore
 from runyard.store.base import Store
-from runyard.store.records import ExperimentRecord, MetricRow, MetricSummary, ModelRecord, RunRecord
+from runyard.store.records import (
+    ExperimentRecord,
+    MetricRow,
+    MetricSummary,
+    ModelRecord,
+    RunRecord,
+    TokenRecord,
+)
 from runyard.store.sql_store import SqlStore
 
 
-def open_store(uri: str, *, workspace_label: str | None = None) -> Store:
-    """The store behind a tracking URI: sqlite:///… or postgresql://…"""
+def open_store(uri: str, *, workspace_label: str | None = None, token: str | None = None) -> Store:
+    """The store behind a tracking URI: sqlite:///…, postgresql://… or http(s):// (a runyard server)."""
     from runyard.errors import InvalidInputError
+    from runyard.store.rest_store import RestStore
 
     if uri.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
         return SqlStore(uri, workspace_label=workspace_label)
+    if uri.startswith(("http://", "https://")):
+        return RestStore(uri, token)
     raise InvalidInputError(
-        f"Unsupported tracking URI {uri!r}. Use sqlite:///PATH/runyard.db or postgresql://USER@HOST:PORT/DB."
+        f"Unsupported tracking URI {uri!r}. Use sqlite:///PATH/runyard.db, postgresql://USER@HOST:PORT/DB "
+        "or http://HOST:PORT (a runyard server)."
     )
 
 
@@ -34,5 +45,6 @@ __all__ = [
     "RunRecord",
     "SqlStore",
     "Store",
+    "TokenRecord",
     "open_store",
 ]

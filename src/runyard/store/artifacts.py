@@ -46,6 +46,10 @@ class ArtifactStore:
             raise NotImplementedError("local_path needs a local artifact root")
         return Path(self._full(rel))
 
+    def fetch(self, rel: str) -> Path:
+        """The local path of `rel` (for a remote store: downloaded into its mirror first)."""
+        return self.local_path(rel)
+
     def put_bytes(self, rel: str, data: bytes) -> None:
         full = self._full(rel)
         self.fs.makedirs(posixpath.dirname(full), exist_ok=True)

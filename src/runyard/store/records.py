@@ -82,3 +82,17 @@ class ModelRecord:
     description: str | None = None
     run_id: str | None = None
     framework: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """A workspace or run token. The secret itself is never stored, only its sha256."""
+
+    token_id: str
+    scope: str
+    secret_hash: str
+    created_time: float
+    name: str | None = None
+    run_id: str | None = None
+    expires_time: float | None = None
+    revoked_time: float | None = None

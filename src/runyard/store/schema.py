@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 #: The Alembic revision this code expects. tests/test_migrations.py checks it equals Alembic's head.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 
 metadata = sa.MetaData()
 
@@ -101,4 +101,18 @@ models = sa.Table(
     sa.Column("created_time", sa.Float, nullable=False),
     sa.Column("run_id", sa.String(256), nullable=True),
     sa.Column("data", sa.JSON, nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("token_id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=True),
+    # sha256 of the secret part; tokens are 256-bit random, so a slow hash would buy nothing
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("scope", sa.String(16), nullable=False),  # admin | write | read | run
+    sa.Column("run_id", sa.String(256), nullable=True),  # set for run tokens: the run they may write
+    sa.Column("created_time", sa.Float, nullable=False),
+    sa.Column("expires_time", sa.Float, nullable=True),
+    sa.Column("revoked_time", sa.Float, nullable=True),
 )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from runyard.errors import NotFoundError
 from runyard.store.artifacts import ArtifactStore
+from runyard.store.rest_artifacts import RestArtifactStore
 
 
 def file_sha256(path: Path) -> str:
@@ -36,7 +37,7 @@ class Snapshot:
 
 
 class SnapshotStore:
-    def __init__(self, artifacts: ArtifactStore) -> None:
+    def __init__(self, artifacts: ArtifactStore | RestArtifactStore) -> None:
         self.artifacts = artifacts
 
     @staticmethod

@@ -20,11 +20,12 @@ from runyard.store.records import ExperimentRecord, RunRecord
 from runyard.store.sql_base import _retry_on_conflict, engine_for
 from runyard.store.sql_metrics import SqlMetrics
 from runyard.store.sql_models import SqlModels
+from runyard.store.sql_tokens import SqlTokens
 
 __all__ = ["SqlStore", "engine_for"]
 
 
-class SqlStore(SqlMetrics, SqlModels):
+class SqlStore(SqlMetrics, SqlModels, SqlTokens):
     # -- experiments ----------------------------------------------------------------------------
     def get_or_create_experiment(self, name: str) -> ExperimentRecord:
         with self._write() as conn:

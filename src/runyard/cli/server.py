@@ -1,0 +1,138 @@
+"""`runyard server` and `runyard token ...`."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+
+import typer
+
+from runyard import Workspace
+from runyard.cli.render import console, print_json, table, when
+from runyard.errors import InvalidInputError
+from runyard.store import SqlStore
+
+token_app = typer.Typer(help="Workspace tokens for the server's --auth mode.", no_args_is_help=True)
+workspace_path: str | None = None
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _local_store() -> SqlStore:
+    ws = Workspace.get(workspace_path) if workspace_path else Workspace.from_config()
+    if not isinstance(ws.store, SqlStore):
+        raise InvalidInputError("Tokens are managed on the server's own workspace folder, not through a URL.")
+    return ws.store
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def server(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (non-loopback needs --auth)."),
+    port: int = typer.Option(8765, "--port", help="Port to listen on."),
+    auth: bool = typer.Option(False, "--auth", help="Require a token on every request."),
+) -> None:
+    """Serve the workspace over HTTP: the tracking API, artifacts, and MLflow-compatible routes."""
+    import uvicorn
+
+    from runyard.server.app import create_app
+
+    if not _is_loopback(host) and not auth:
+        raise InvalidInputError(
+            f"Refusing to serve on {host} without --auth: anyone who can reach it could read and change every run. "
+            "Add --auth (and create tokens with `runyard token create`), or bind to 127.0.0.1."
+        )
+    ws = Workspace.get(workspace_path) if workspace_path else Workspace.from_config()
+    app = create_app(ws, auth=auth)
+    console.print(f"Serving workspace {ws.path} on http://{host}:{port} (auth {'on' if auth else 'off'})")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _seconds(text: str) -> float:
+    unit = text[-1:].lower()
+    try:
+        return float(text[:-1]) * _UNITS[unit] if unit in _UNITS else float(text)
+    except ValueError:
+        raise InvalidInputError(
+            f"--expires-in {text!r} is not a duration like 3600, 30m, 12h or 7d."
+        ) from None
+
+
+@token_app.command("create")
+def create(
+    scope: str = typer.Option(..., "--scope", help="admin, write or read."),
+    name: str | None = typer.Option(None, "--name", help="A label to recognise the token by."),
+    expires_in: str | None = typer.Option(None, "--expires-in", help="Lifetime: seconds, or 30m / 12h / 7d."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Create a token and print it once (only its hash is stored)."""
+    from runyard.server.auth import create_token
+
+    secret, record = create_token(
+        _local_store(), scope, name=name, expires_in=_seconds(expires_in) if expires_in else None
+    )
+    if as_json:
+        print_json(
+            {
+                "token": secret,
+                "token_id": record.token_id,
+                "scope": record.scope,
+                "expires_time": record.expires_time,
+            }
+        )
+        return
+    print(secret)
+    console.print(
+        f"Token {record.token_id} ({record.scope}) created. It is shown only now; "
+        "clients send it as `Authorization: Bearer TOKEN` or set RUNYARD_TOKEN.",
+        style="dim",
+    )
+
+
+@token_app.command("list")
+def list_tokens(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List workspace tokens (never their secrets)."""
+    records = _local_store().list_tokens()
+    if as_json:
+        print_json(
+            [
+                {
+                    "token_id": r.token_id,
+                    "scope": r.scope,
+                    "name": r.name,
+                    "created_time": r.created_time,
+                    "expires_time": r.expires_time,
+                    "revoked_time": r.revoked_time,
+                }
+                for r in records
+            ]
+        )
+        return
+    out = table("Token", "Scope", "Name", "Created", "Expires", "State")
+    now = time.time()
+    for r in records:
+        state = (
+            "revoked"
+            if r.revoked_time
+            else "expired"
+            if r.expires_time and r.expires_time < now
+            else "active"
+        )
+        out.add_row(
+            r.token_id, r.scope, r.name or "", when(r.created_time), when(r.expires_time) or "never", state
+        )
+    console.print(out)
+
+
+@token_app.command("revoke")
+def revoke(token_id: str) -> None:
+    """Revoke a token: requests that use it are refused from now on."""
+    _local_store().revoke_token(token_id)
+    console.print(f"Token {token_id} revoked.")

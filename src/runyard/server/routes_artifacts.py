@@ -1,0 +1,171 @@
+"""Artifacts and logs over HTTP: list, download (byte ranges, for tailing logs), upload, append.
+
+Paths are relative to the workspace's artifact root and pass through `clean_relpath`, so `..`, absolute
+and percent-encoded escapes are refused before any file is touched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel
+
+from runyard.errors import ConflictError, InvalidInputError, NotFoundError
+from runyard.server.auth import Principal
+from runyard.server.errors import ERROR_RESPONSES, HTTPError, error_body, forbidden
+from runyard.store import ArtifactStore, SqlStore
+from runyard.store.artifacts import clean_relpath
+
+MAX_UPLOAD_BYTES = 1024 * 1024 * 1024  # 1 GiB per file
+
+
+class FileStat(BaseModel):
+    path: str
+    exists: bool
+    size: int | None = None
+
+
+def _check(store: SqlStore, who: Principal, rel: str, *, write: bool) -> str:
+    rel = clean_relpath(rel)
+    parts = rel.split("/")
+    if parts[0] == "runs" and len(parts) >= 2:
+        who.family_check(store, parts[1], write=write)
+    elif who.scope == "run" and write:
+        raise forbidden(f"A run token may only write files of its own run (runs/<run id>/...), not {rel!r}.")
+    else:
+        who.require("write" if write else "read")
+    return rel
+
+
+def _range(header: str | None, size: int) -> tuple[int, int] | None:
+    """Parse one `bytes=a-b` / `bytes=a-` / `bytes=-n` range; None means the whole file."""
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    start_s, dash, end_s = spec.partition("-")
+    if unit.strip() != "bytes" or not dash or "," in spec:
+        raise HTTPError(
+            416, error_body("RangeNotSatisfiable", f"Unsupported Range {header!r}; use bytes=START-END.")
+        )
+    try:
+        if start_s == "":
+            start, end = max(0, size - int(end_s)), size - 1
+        else:
+            start = int(start_s)
+            end = int(end_s) if end_s else size - 1
+    except ValueError:
+        raise HTTPError(416, error_body("RangeNotSatisfiable", f"Range {header!r} is not numeric.")) from None
+    if (start >= size and size > 0) or start < 0 or end < start:
+        raise HTTPError(
+            416, error_body("RangeNotSatisfiable", f"Range {header!r} is outside the file ({size} bytes).")
+        )
+    return start, min(end, size - 1)
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
+        raise HTTPError(413, error_body("PayloadTooLarge", f"Files are limited to {MAX_UPLOAD_BYTES} bytes."))
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > MAX_UPLOAD_BYTES:
+            raise HTTPError(
+                413, error_body("PayloadTooLarge", f"Files are limited to {MAX_UPLOAD_BYTES} bytes.")
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def artifact_router(store: SqlStore, artifacts: ArtifactStore, principal: Any) -> APIRouter:
+    router = APIRouter(
+        prefix="/api/v1/artifacts",
+        responses={**ERROR_RESPONSES, 416: {"description": "Bad range"}},
+        tags=["artifacts"],
+    )
+    auth = Depends(principal)
+
+    @router.get("", response_model=list[str])
+    def list_files(prefix: str = Query(..., min_length=1), who: Principal = auth) -> list[str]:
+        return artifacts.list(_check(store, who, prefix, write=False))
+
+    @router.get("/stat", response_model=FileStat)
+    def stat(path: str = Query(..., min_length=1), who: Principal = auth) -> FileStat:
+        rel = _check(store, who, path, write=False)
+        exists = artifacts.exists(rel)
+        return FileStat(path=rel, exists=exists, size=artifacts.size(rel) if exists else None)
+
+    @router.get(
+        "/file",
+        response_class=Response,
+        responses={
+            200: {"content": {"application/octet-stream": {}}},
+            206: {"content": {"application/octet-stream": {}}},
+        },
+    )
+    def download(request: Request, path: str = Query(..., min_length=1), who: Principal = auth) -> Response:
+        rel = _check(store, who, path, write=False)
+        if not artifacts.exists(rel) or artifacts.fs.isdir(artifacts._full(rel)):
+            raise NotFoundError(f"No file {rel!r} in the workspace's artifacts.")
+        size = artifacts.size(rel)
+        wanted = _range(request.headers.get("range"), size)
+        if wanted is None:
+            return Response(
+                artifacts.read_bytes(rel),
+                media_type="application/octet-stream",
+                headers={"Accept-Ranges": "bytes"},
+            )
+        start, end = wanted
+        data = artifacts.read_bytes(rel, start, end - start + 1) if size else b""
+        return Response(
+            data,
+            status_code=206,
+            media_type="application/octet-stream",
+            headers={"Content-Range": f"bytes {start}-{end}/{size}", "Accept-Ranges": "bytes"},
+        )
+
+    @router.put(
+        "/file",
+        status_code=204,
+        openapi_extra={
+            "requestBody": {
+                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+            }
+        },
+    )
+    async def upload(request: Request, path: str = Query(..., min_length=1), who: Principal = auth) -> None:
+        rel = _check(store, who, path, write=True)
+        artifacts.put_bytes(rel, await _read_body(request))
+
+    @router.post(
+        "/append",
+        status_code=204,
+        openapi_extra={
+            "requestBody": {
+                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+            }
+        },
+    )
+    async def append(
+        request: Request,
+        path: str = Query(..., min_length=1),
+        offset: int = Query(..., ge=0),
+        who: Principal = auth,
+    ) -> None:
+        """Append to a growing file (a log being tailed), only if it is `offset` bytes long now."""
+        rel = _check(store, who, path, write=True)
+        data = await _read_body(request)
+        current = artifacts.size(rel) if artifacts.exists(rel) else 0
+        if current != offset:
+            raise ConflictError(
+                f"{rel} is {current} bytes, not {offset}; re-read its size and append from there."
+            )
+        if not artifacts.is_local:
+            raise InvalidInputError("Appending needs a local artifact root on the server.")
+        target = artifacts.local_path(rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "ab") as fh:
+            fh.write(data)
+
+    return router

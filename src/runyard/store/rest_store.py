@@ -1,0 +1,225 @@
+"""RestStore: the Store protocol over HTTP, talking to `runyard server`.
+
+Chosen by an http(s):// tracking URI. Records travel as the same dataclasses SqlStore returns
+(validated by pydantic on both ends); errors come back as the RunyardError subclass the server raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import TypeAdapter
+
+from runyard import errors as e
+from runyard.store.records import ExperimentRecord, MetricRow, MetricSummary, ModelRecord, RunRecord
+
+T = TypeVar("T")
+METRIC_BATCH = 5000
+
+
+def error_from_response(response: httpx.Response) -> e.RunyardError:
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = {}
+    error = payload.get("error", {}) if isinstance(payload, dict) else {}
+    if not isinstance(error, dict):
+        error = {}
+    message = error.get("message") or (payload.get("message") if isinstance(payload, dict) else None)
+    if isinstance(payload, dict) and payload.get("details") and payload.get("code") == "Unauthorized":
+        message = payload["details"][0].get("message")
+    message = message or f"HTTP {response.status_code} from {response.request.url}"
+    kind = getattr(e, str(error.get("type")), None) if error.get("type") else None
+    if isinstance(kind, type) and issubclass(kind, e.RunyardError):
+        exc = kind.__new__(kind)
+        Exception.__init__(exc, message)
+        return exc
+    status = response.status_code
+    if status in (401, 403):
+        return e.AuthError(f"{message} (HTTP {status}; set RUNYARD_TOKEN or pass token= to Workspace.get)")
+    if status == 404:
+        return e.NotFoundError(message)
+    if status == 409:
+        return e.ConflictError(message)
+    if status >= 500:
+        return e.StoreError(message)
+    return e.InvalidInputError(message)
+
+
+class HttpClient:
+    """A shared httpx client with runyard's error translation."""
+
+    def __init__(self, base_url: str, token: str | None, timeout: float = 60.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.base_url = base_url.rstrip("/")
+        self.client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise e.StoreError(
+                f"Cannot reach the runyard server at {self.base_url} ({exc}). Start it with `runyard server` "
+                "or check the tracking URI."
+            ) from exc
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        return response
+
+
+def _load(kind: Any, data: Any) -> Any:
+    return TypeAdapter(kind).validate_python(data)
+
+
+def _dump(kind: Any, value: Any) -> Any:
+    return TypeAdapter(kind).dump_python(value, mode="json")
+
+
+class RestStore:
+    def __init__(self, uri: str, token: str | None = None) -> None:
+        self.uri = uri.rstrip("/")
+        self.where = self.uri
+        self.http = HttpClient(self.uri, token)
+
+    def _get(self, path: str, kind: Any, **params: Any) -> Any:
+        clean = {k: v for k, v in params.items() if v is not None}
+        return _load(kind, self.http.request("GET", f"/api/v1{path}", params=clean).json())
+
+    def _send(self, method: str, path: str, body: Any, kind: Any = None) -> Any:
+        response = self.http.request(method, f"/api/v1{path}", json=body)
+        return None if kind is None else _load(kind, response.json())
+
+    # experiments
+    def get_or_create_experiment(self, name: str) -> ExperimentRecord:
+        return self._send("POST", "/experiments", {"name": name}, ExperimentRecord)
+
+    def get_experiment(self, name: str) -> ExperimentRecord:
+        return self._get(f"/experiments/{name}", ExperimentRecord)
+
+    def list_experiments(self) -> list[ExperimentRecord]:
+        return self._get("/experiments", list[ExperimentRecord])
+
+    # runs
+    def create_runs(self, runs: Sequence[RunRecord]) -> list[RunRecord]:
+        created = self._send("POST", "/runs", _dump(list[RunRecord], list(runs)), list[RunRecord])
+        for run, made in zip(runs, created, strict=True):
+            run.number = made.number
+        return list(runs)
+
+    def create_run(self, run: RunRecord) -> RunRecord:
+        return self.create_runs([run])[0]
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return self._get(f"/runs/{run_id}", RunRecord)
+
+    def list_runs(
+        self,
+        experiment_name: str | None = None,
+        status: Sequence[str] | None = None,
+        parent_id: str | None = None,
+        top_level_only: bool = False,
+        limit: int | None = None,
+        run_type: str | None = None,
+        display_name: str | None = None,
+        fingerprint: str | None = None,
+        exclude_parent: str | None = None,
+    ) -> list[RunRecord]:
+        return self._get(
+            "/runs",
+            list[RunRecord],
+            experiment_name=experiment_name,
+            status=list(status) if status else None,
+            parent_id=parent_id,
+            top_level_only=top_level_only or None,
+            limit=limit,
+            run_type=run_type,
+            display_name=display_name,
+            fingerprint=fingerprint,
+            exclude_parent=exclude_parent,
+        )
+
+    def list_descendants(self, run_id: str, recursive: bool) -> list[RunRecord]:
+        return self._get(f"/runs/{run_id}/descendants", list[RunRecord], recursive=recursive)
+
+    def set_run_status(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        error: Mapping[str, Any] | None = None,
+        force: bool = False,
+        data: Mapping[str, Any] | None = None,
+        fingerprint: str | None = None,
+    ) -> RunRecord:
+        body = {
+            "status": status,
+            "error": dict(error) if error is not None else None,
+            "force": force,
+            "data": dict(data) if data else None,
+            "fingerprint": fingerprint,
+        }
+        return self._send("POST", f"/runs/{run_id}/status", body, RunRecord)
+
+    def update_run_data(self, run_id: str, patch: Mapping[str, Any]) -> RunRecord:
+        return self._send("PATCH", f"/runs/{run_id}/data", {"patch": dict(patch)}, RunRecord)
+
+    # tags and properties
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        if tags:
+            self._send(
+                "PUT",
+                f"/runs/{run_id}/tags",
+                {"tags": {str(k): None if v is None else str(v) for k, v in tags.items()}},
+            )
+
+    def remove_tags(self, run_id: str, keys: Iterable[str]) -> None:
+        self._send("POST", f"/runs/{run_id}/tags/remove", {"keys": list(keys)})
+
+    def get_tags(self, run_id: str) -> dict[str, Any]:
+        return self._get(f"/runs/{run_id}/tags", dict[str, str | None])
+
+    def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
+        if properties:
+            self._send(
+                "POST",
+                f"/runs/{run_id}/properties",
+                {"properties": {str(k): str(v) for k, v in properties.items()}},
+            )
+
+    def get_properties(self, run_id: str) -> dict[str, str]:
+        return self._get(f"/runs/{run_id}/properties", dict[str, str])
+
+    # metrics
+    def append_metrics(self, rows: Sequence[MetricRow]) -> None:
+        """One request per METRIC_BATCH rows; the metric writer already hands over batches."""
+        for start in range(0, len(rows), METRIC_BATCH):
+            chunk = list(rows[start : start + METRIC_BATCH])
+            self._send("POST", "/metrics", {"rows": _dump(list[MetricRow], chunk)})
+
+    def get_metric_rows(self, run_ids: Sequence[str], name: str | None = None) -> list[MetricRow]:
+        return self._get("/metrics", list[MetricRow], run_id=list(run_ids), name=name)
+
+    def get_metric_summaries(self, run_ids: Sequence[str]) -> list[MetricSummary]:
+        return self._get("/metrics/summaries", list[MetricSummary], run_id=list(run_ids))
+
+    def last_metric_seq(self, run_id: str, writer: str) -> int:
+        return int(self._get("/metrics/last-seq", dict[str, int], run_id=run_id, writer=writer)["seq"])
+
+    def count_metric_rows(self, run_id: str | None = None) -> int:
+        return int(self._get("/metrics/count", dict[str, int], run_id=run_id)["count"])
+
+    # models
+    def register_model(self, model: ModelRecord) -> ModelRecord:
+        return self._send("POST", "/models", _dump(ModelRecord, model), ModelRecord)
+
+    def get_model(self, name: str, version: int | None = None) -> ModelRecord:
+        return self._get(f"/models/{name}", ModelRecord, version=version)
+
+    def list_models(self, name: str | None = None, latest: bool = False) -> list[ModelRecord]:
+        return self._get("/models", list[ModelRecord], name=name, latest=latest or None)
+
+    # runs tokens (used by whoever launches a run's process against a server)
+    def create_run_token(self, run_id: str) -> str:
+        return str(self.http.request("POST", f"/api/v1/runs/{run_id}/token").json()["token"])
