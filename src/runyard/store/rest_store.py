@@ -51,10 +51,15 @@ def error_from_response(response: httpx.Response) -> e.RunyardError:
 class HttpClient:
     """A shared httpx client with runyard's error translation."""
 
-    def __init__(self, base_url: str, token: str | None, timeout: float = 60.0) -> None:
+    def __init__(
+        self, base_url: str, token: str | None, timeout: float = 60.0, client: httpx.Client | None = None
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
-        self.client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        # `client` lets tests drive the ASGI app in-process (starlette's TestClient is an httpx.Client).
+        self.client = client or httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        if client is not None:
+            self.client.headers.update(headers)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -78,10 +83,10 @@ def _dump(kind: Any, value: Any) -> Any:
 
 
 class RestStore:
-    def __init__(self, uri: str, token: str | None = None) -> None:
+    def __init__(self, uri: str, token: str | None = None, client: httpx.Client | None = None) -> None:
         self.uri = uri.rstrip("/")
         self.where = self.uri
-        self.http = HttpClient(self.uri, token)
+        self.http = HttpClient(self.uri, token, client=client)
 
     def _get(self, path: str, kind: Any, **params: Any) -> Any:
         clean = {k: v for k, v in params.items() if v is not None}
