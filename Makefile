@@ -28,7 +28,7 @@ test: lint unit
 
 bench/.venv-compare/.installed:
 	$(PYTHON) -m venv bench/.venv-compare
-	bench/.venv-compare/bin/pip install --quiet metaflow prefect 'fastapi<0.150'
+	bench/.venv-compare/bin/pip install --quiet metaflow prefect mlflow 'fastapi<0.150'
 	touch $@
 
 bench: $(STAMP) bench/.venv-compare/.installed

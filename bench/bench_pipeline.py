@@ -42,7 +42,9 @@ def _steps(root: Path, n: int, chain: bool, allow_reuse: bool) -> list[Any]:
         folder = root / f"s{i}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "noop.py").write_text(f"# step {i}\n")
-        steps.append(PythonScriptStep("noop.py", name=f"s{i}", source_directory=folder, allow_reuse=allow_reuse))
+        steps.append(
+            PythonScriptStep("noop.py", name=f"s{i}", source_directory=folder, allow_reuse=allow_reuse)
+        )
     if chain:
         StepSequence(steps)
     return steps
@@ -68,8 +70,11 @@ def runyard_cases() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         ws = Workspace.create(root / ".runyard")
-        service = subprocess.Popen([sys.executable, "-m", "runyard", "-w", str(ws.path), "up"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        service = subprocess.Popen(
+            [sys.executable, "-m", "runyard", "-w", str(ws.path), "up"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.time() + 30
             while not (ws.path / "scheduler.json").exists() and time.time() < deadline:
@@ -90,7 +95,7 @@ def runyard_cases() -> dict[str, Any]:
     return results
 
 
-METAFLOW_FLOW = '''
+METAFLOW_FLOW = """
 from metaflow import FlowSpec, step
 
 class Chain(FlowSpec):
@@ -98,7 +103,7 @@ class Chain(FlowSpec):
 
 if __name__ == "__main__":
     Chain()
-'''
+"""
 
 
 def _compare_has(module: str) -> bool:
@@ -117,15 +122,22 @@ def metaflow_chain() -> float | None:
     with tempfile.TemporaryDirectory() as tmp:
         flow = Path(tmp) / "chain_flow.py"
         flow.write_text(METAFLOW_FLOW.format(steps="\n".join(body)))
-        env = {**os.environ, "USERNAME": "bench", "USER": "bench", "METAFLOW_HOME": tmp,
-               "METAFLOW_DEFAULT_DATASTORE": "local", "METAFLOW_DATASTORE_SYSROOT_LOCAL": tmp}
+        env = {
+            **os.environ,
+            "USERNAME": "bench",
+            "USER": "bench",
+            "METAFLOW_HOME": tmp,
+            "METAFLOW_DEFAULT_DATASTORE": "local",
+            "METAFLOW_DATASTORE_SYSROOT_LOCAL": tmp,
+        }
         start = time.perf_counter()
-        subprocess.run([str(COMPARE_PY), str(flow), "--quiet", "run"], cwd=tmp, env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [str(COMPARE_PY), str(flow), "--quiet", "run"], cwd=tmp, env=env, check=True, capture_output=True
+        )
         return (time.perf_counter() - start) / CHAIN
 
 
-PREFECT_SCRIPT = textwrap.dedent('''
+PREFECT_SCRIPT = textwrap.dedent("""
     import time
     from prefect import flow, task
 
@@ -144,7 +156,7 @@ PREFECT_SCRIPT = textwrap.dedent('''
     start = time.perf_counter()
     chain({n})
     print((time.perf_counter() - start) / {n})
-''')
+""")
 
 
 def prefect_chain() -> float | None:
@@ -153,8 +165,14 @@ def prefect_chain() -> float | None:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PREFECT_HOME": tmp, "PREFECT_LOGGING_LEVEL": "ERROR"}
         env.pop("PREFECT_API_URL", None)
-        out = subprocess.run([str(COMPARE_PY), "-c", PREFECT_SCRIPT.format(n=CHAIN)], env=env, check=True,
-                             capture_output=True, text=True, timeout=600)
+        out = subprocess.run(
+            [str(COMPARE_PY), "-c", PREFECT_SCRIPT.format(n=CHAIN)],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -178,10 +196,14 @@ def main() -> list[str]:
         f"| runyard, {FANOUT}-step fan-out, process per step ({r['fanout'][1]}) | {ms(r['fanout'][0])} | "
         f"{r['fanout'][0] / bare:.1f}x |",
     ]
-    lines.append(f"| Metaflow {CHAIN}-step chain, local runtime (process per step) | "
-                 + (f"{ms(mf)} | {mf / bare:.1f}x |" if mf else "not installed | |"))
-    lines.append(f"| Prefect {CHAIN}-task chain, in-process (no isolation) | "
-                 + (f"{ms(pf)} | {pf / bare:.1f}x |" if pf else "not installed | |"))
+    lines.append(
+        f"| Metaflow {CHAIN}-step chain, local runtime (process per step) | "
+        + (f"{ms(mf)} | {mf / bare:.1f}x |" if mf else "not installed | |")
+    )
+    lines.append(
+        f"| Prefect {CHAIN}-task chain, in-process (no isolation) | "
+        + (f"{ms(pf)} | {pf / bare:.1f}x |" if pf else "not installed | |")
+    )
     lines += [
         "",
         f"Fully reused {REUSE}-step resubmit, submit to Completed: **{r['reuse'][0]:.2f} s** "

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import bench_pipeline
 import bench_run_log
+import bench_server
 
 if __name__ == "__main__":
-    for bench in (bench_run_log, bench_pipeline):
+    for bench in (bench_run_log, bench_pipeline, bench_server):
         print("\n".join(bench.main()))
         print()
