@@ -168,6 +168,7 @@ def main() -> list[str]:
             os.environ.update(env_ry)
             for mode, (n_ry, n_mf) in sizes.items():
                 for count in (1, 8):
+                    print(f"... {mode} x{count}", file=sys.stderr, flush=True)
                     results[("runyard", mode, count)] = clients(
                         sys.executable,
                         RUNYARD_CLIENT,

@@ -9,7 +9,14 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from runyard.core.run import INTERACTIVE_RUN_TYPE, Run, submitted_by
+from runyard.core.run import (
+    INTERACTIVE_RUN_TYPE,
+    MAX_ID_LENGTH,
+    Run,
+    check_run_id,
+    check_text,
+    submitted_by,
+)
 from runyard.errors import InvalidInputError
 from runyard.status import RunStatus
 from runyard.store import RunRecord
@@ -121,6 +128,9 @@ class Experiment:
         display_name: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> Run:
+        check_run_id(run_id)
+        if display_name is not None:
+            check_text("Run name", display_name, MAX_ID_LENGTH, empty_ok=True)
         now = time.time()
         record = RunRecord(
             run_id=run_id,

@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from runyard import config
-from runyard.errors import MetricValueError, RunyardError
+from runyard.errors import InvalidInputError, MetricValueError, RunyardError, StoreError
 from runyard.store import MetricRow, Store
 
 MAX_NAME_LENGTH = 255
 BATCH_SIZE = 1000
+#: Steps are stored as 32-bit integers (PostgreSQL's INTEGER; SQLite would take more, but the two must agree).
+MIN_STEP, MAX_STEP = -(2**31), 2**31 - 1
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -40,7 +42,20 @@ def check_name(name: Any) -> str:
             f"Metric name {name[:40]!r}… is {len(name)} characters; the limit is {MAX_NAME_LENGTH}. "
             "Shorten it, or log a row metric (run.log_row) with the variable part as a column."
         )
+    if "\x00" in name:
+        raise MetricValueError(f"Metric name {name!r} contains a NUL character (\\x00); remove it.")
     return name
+
+
+def check_step(name: str, step: Any) -> None:
+    if step is None:
+        return
+    if not isinstance(step, int) or isinstance(step, bool):
+        raise InvalidInputError(f"run.log({name!r}): step must be an int, got {step!r}.")
+    if not MIN_STEP <= step <= MAX_STEP:
+        raise InvalidInputError(
+            f"run.log({name!r}): step {step} is outside the range runyard stores ({MIN_STEP} to {MAX_STEP})."
+        )
 
 
 def _plain(value: Any) -> Any:
@@ -71,6 +86,11 @@ def scalar_fields(name: str, value: Any, *, where: str = "run.log") -> dict[str,
             )
         return {"value": value, "text": None, "payload": None}
     if isinstance(value, str):
+        if "\x00" in value:
+            raise MetricValueError(
+                f"{where}({name!r}): the string contains a NUL character (\\x00), which databases cannot store; "
+                "remove it (or log repr(value))."
+            )
         return {"value": None, "text": value, "payload": None}
     if isinstance(value, (list, tuple, range, set)) or hasattr(value, "__next__"):
         raise MetricValueError(
@@ -216,7 +236,7 @@ class MetricWriter:
                 try:
                     self.store.append_metrics(batch)
                     self._last_error = None
-                except Exception as exc:  # keep the rows; the store may come back
+                except StoreError as exc:  # the database is busy or away: keep the rows; it may come back
                     self._last_error = str(exc)
                     print(
                         f"runyard: could not write {len(batch)} metrics yet ({exc}); retrying",
@@ -225,9 +245,42 @@ class MetricWriter:
                     with self._lock:
                         self._pending[:0] = batch
                     time.sleep(min(interval, 1.0))
+                except Exception:
+                    # Not an outage: the store refuses something in this batch. Retrying it would hold back
+                    # every later metric (and make flush() wait out its timeout), so write the rows one by
+                    # one and drop only those refused.
+                    unwritten = append_row_by_row(self.store, batch)
+                    if unwritten:
+                        with self._lock:
+                            self._pending[:0] = unwritten
+                        time.sleep(min(interval, 1.0))
             with self._lock:
                 self._in_flight = 0
                 self._idle.notify_all()
+
+
+def append_row_by_row(store: Store, rows: list[MetricRow]) -> list[MetricRow]:
+    """Append `rows` one at a time, dropping (and reporting, once) those the store refuses. Returns the rows
+    left unwritten because the store became unreachable (StoreError) part way."""
+    refused: list[tuple[MetricRow, Exception]] = []
+    unwritten: list[MetricRow] = []
+    for index, row in enumerate(rows):
+        try:
+            store.append_metrics([row])
+        except StoreError:
+            unwritten = rows[index:]
+            break
+        except Exception as exc:
+            refused.append((row, exc))
+    if refused:
+        names = sorted({f"{row.name!r} of run {row.run_id}" for row, _ in refused})
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        print(
+            f"runyard: the store refused {len(refused)} metric value(s) ({shown}) and they were dropped: "
+            f"{refused[0][1]}",
+            file=sys.stderr,
+        )
+    return unwritten
 
 
 _writers: dict[str, MetricWriter] = {}
@@ -251,6 +304,27 @@ def flush_all(timeout: float = 300.0) -> None:
 
 
 atexit.register(flush_all)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (multiprocessing's default on Linux) inherits the parent's writers without their
+    threads: its flush() would wait forever, its rows would reuse the parent's writer id and sequence
+    numbers (so the spool replay would skip them), and at exit it would write the parent's pending rows a
+    second time. The child starts over with writers of its own, and with fresh database connection pools:
+    a connection must not be shared between two processes."""
+    global _writers_lock
+    inherited = list(_writers.values())
+    _writers.clear()
+    _writers_lock = threading.Lock()
+    for writer in inherited:
+        if writer._spool_fd is not None:
+            os.close(writer._spool_fd)
+        engine = getattr(writer.store, "engine", None)
+        if engine is not None and hasattr(engine, "dispose"):
+            engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def replay_spool(store: Store, spool_dir: Path) -> int:
@@ -287,6 +361,13 @@ def replay_spool(store: Store, spool_dir: Path) -> int:
                         )
                     )
         for start in range(0, len(rows), BATCH_SIZE):
-            store.append_metrics(rows[start : start + BATCH_SIZE])
+            chunk = rows[start : start + BATCH_SIZE]
+            try:
+                store.append_metrics(chunk)
+            except StoreError:
+                raise
+            except Exception:  # one refused row must not cost the others
+                if append_row_by_row(store, chunk):
+                    raise StoreError(f"The store at {store.uri} went away while replaying metrics.") from None
         added += len(rows)
     return added

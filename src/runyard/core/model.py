@@ -29,6 +29,12 @@ def _check_name(name: Any) -> str:
     return name
 
 
+def _check_version(version: Any, where: str) -> None:
+    """A version is an int (or None for the latest); a string would match on SQLite and fail on PostgreSQL."""
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+        raise InvalidInputError(f"{where}: version must be an int, got {version!r}.")
+
+
 class Model:
     class Framework:
         CUSTOM = "Custom"
@@ -51,7 +57,10 @@ class Model:
     ) -> None:
         if id is not None:
             name, _sep, ver = id.partition(":")
+            if ver and not ver.isdigit():
+                raise InvalidInputError(f"Model id {id!r} is not 'name:version' with an integer version.")
             version = int(ver) if ver else version
+        _check_version(version, "Model()")
         if name is None:
             raise InvalidInputError("Model(workspace, name) needs a name (or id='name:version').")
         self._load(workspace, workspace.store.get_model(name, version))
@@ -211,8 +220,7 @@ class Model:
         from runyard.core.workspace import Workspace
         from runyard.errors import WorkspaceNotFound
 
-        if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
-            raise InvalidInputError(f"get_model_path: version must be an int, got {version!r}.")
+        _check_version(version, "get_model_path")
         workspace = workspace_of_current_run() or _workspace
         if workspace is None:
             try:

@@ -30,6 +30,30 @@ if TYPE_CHECKING:
 
 SCRIPT_RUN_TYPE = "azureml.scriptrun"
 INTERACTIVE_RUN_TYPE = "runyard.interactive"
+MAX_ID_LENGTH = 256  # display names (Azure ML's limit, and the database column's)
+MAX_ID_BYTES = 255  # run ids: each names a folder (runs/<run_id>/), and file names stop at 255 bytes
+MAX_KEY_LENGTH = 255  # tag and property names (the database column)
+
+
+def check_text(what: str, value: Any, limit: int | None = None, *, empty_ok: bool = False) -> str:
+    """Refuse what one database would store and the other would not: over-long ids and keys, NUL characters."""
+    text = str(value)
+    if limit is not None and (len(text) > limit or not (text or empty_ok)):
+        raise InvalidInputError(f"{what} {text[:40]!r} must be 1-{limit} characters long, not {len(text)}.")
+    if "\x00" in text:
+        raise InvalidInputError(f"{what} {text[:40]!r} contains a NUL character (\\x00); remove it.")
+    return text
+
+
+def check_run_id(run_id: Any) -> str:
+    """A run id names the run's folder in the artifact store, so it must be one safe path component."""
+    text = check_text("Run id", run_id)
+    if not text or len(text.encode()) > MAX_ID_BYTES or text in (".", "..") or any(c in text for c in "/\\"):
+        raise InvalidInputError(
+            f"Run id {text[:40]!r} is not allowed: use 1-{MAX_ID_BYTES} bytes without '/' or '\\', "
+            "not '.' or '..'. Leave run_id out to get a generated one."
+        )
+    return text
 
 
 def _iso(ts: float | None) -> str | None:
@@ -107,6 +131,7 @@ class Run(RunFilesMixin):
 
     @display_name.setter
     def display_name(self, value: str) -> None:
+        check_text("Display name", value, MAX_ID_LENGTH, empty_ok=True)
         self._record = self.workspace.store.update_run_data(self.id, {"display_name": value})
 
     @property
@@ -165,8 +190,7 @@ class Run(RunFilesMixin):
         """Record a scalar; returns at once. Repeated calls with one name build a series."""
         m.check_name(name)
         fields = m.scalar_fields(name, value)
-        if step is not None and (not isinstance(step, int) or isinstance(step, bool)):
-            raise InvalidInputError(f"run.log({name!r}): step must be an int, got {step!r}.")
+        m.check_step(name, step)
         self._check_writable("log to")
         self._add(name, "scalar", fields, step)
 
@@ -251,6 +275,10 @@ class Run(RunFilesMixin):
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if not isinstance(tags, Mapping):
             raise InvalidInputError("set_tags: pass a dict of tag name → value.")
+        for key, value in tags.items():
+            check_text("Tag name", key, MAX_KEY_LENGTH)
+            if value is not None:
+                check_text(f"Tag {key!r} value", value)
         self.workspace.store.set_tags(self.id, tags)
 
     def get_tags(self) -> dict[str, Any]:
@@ -260,6 +288,9 @@ class Run(RunFilesMixin):
         self.workspace.store.remove_tags(self.id, tags)
 
     def add_properties(self, properties: Mapping[str, Any]) -> None:
+        for key, value in properties.items():
+            check_text("Property name", key, MAX_KEY_LENGTH)
+            check_text(f"Property {key!r} value", value)
         self.workspace.store.add_properties(self.id, {k: str(v) for k, v in properties.items()})
 
     def get_properties(self) -> dict[str, str]:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runyard.core.run import MAX_ID_BYTES
 from runyard.core.snapshot import copy_snapshot
 from runyard.core.targets import launcher_for
 from runyard.errors import InvalidInputError
@@ -82,7 +83,12 @@ class ScriptRunConfig:
     def _submit_to(self, experiment: Experiment, tags: dict[str, Any] | None, **kwargs: Any) -> Run:
         source = self._check_script()
         launcher = launcher_for(self.compute_target)
-        run_id = f"{experiment.name}_{int(time.time())}_{secrets.token_hex(4)}"
+        suffix = f"_{int(time.time())}_{secrets.token_hex(4)}"
+        # Azure ML's form; a long experiment name is cut so the id still names a folder (255 bytes at most).
+        prefix = experiment.name
+        while len((prefix + suffix).encode()) > MAX_ID_BYTES:
+            prefix = prefix[:-1]
+        run_id = prefix + suffix
         definition = self.run_definition()
         work = experiment.workspace.work_dir / run_id
         files = copy_snapshot(source, work / "snapshot")

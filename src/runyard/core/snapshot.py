@@ -25,8 +25,8 @@ def ignore_spec(source_dir: Path) -> tuple[pathspec.PathSpec, str | None]:
         path = source_dir / name
         if path.is_file():
             lines = path.read_text(errors="replace").splitlines()
-            return pathspec.PathSpec.from_lines("gitwildmatch", [*ALWAYS_IGNORED, *lines]), name
-    return pathspec.PathSpec.from_lines("gitwildmatch", ALWAYS_IGNORED), None
+            return pathspec.GitIgnoreSpec.from_lines([*ALWAYS_IGNORED, *lines]), name
+    return pathspec.GitIgnoreSpec.from_lines(ALWAYS_IGNORED), None
 
 
 def snapshot_files(source_dir: Path) -> list[Path]:
