@@ -52,7 +52,9 @@ class JobSupervisor:
         except OSError as exc:
             self.job.prep(f"Could not start the process: {exc}")
             return 127, "exited"
-        self._set(RunStatus.RUNNING)
+        self.record = self.store.set_run_status(
+            self.run_id, RunStatus.RUNNING, data={"process": {"pid": proc.pid, "host": socket.gethostname()}}
+        )
         limit = float(self.definition.get("maxRunDurationSeconds") or 2592000)
         started = time.time()
         while True:
@@ -70,6 +72,8 @@ class JobSupervisor:
 
     def run(self) -> None:
         started = time.time()
+        if self.record.status in (RunStatus.CANCELED, RunStatus.FAILED, RunStatus.COMPLETED):
+            return  # canceled before this supervisor got going
         try:
             self.store.update_run_data(
                 self.run_id, {"supervisor": {"pid": os.getpid(), "host": socket.gethostname()}}

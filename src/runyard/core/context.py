@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import signal
 import socket
 import sys
 import threading
@@ -78,13 +80,53 @@ def _end_with_interpreter(run: Run) -> None:
     atexit.register(finish)
 
 
-def _process_alive(info: dict[str, object]) -> bool:
-    if info.get("host") != socket.gethostname():
-        return False
+def process_state(info: object) -> str:
+    """'alive', 'dead' or 'unknown' (no pid recorded, or the process is on another host).
+
+    A zombie counts as dead: the submitting process may not have reaped a supervisor that died."""
+    if not isinstance(info, dict) or "pid" not in info or info.get("host") != socket.gethostname():
+        return "unknown"
+    pid = int(info["pid"])
     try:
-        os.kill(int(info["pid"]), 0)  # type: ignore[call-overload]
-    except (ProcessLookupError, PermissionError, KeyError, ValueError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return "dead" if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X") else "alive"
+    except FileNotFoundError:
+        return "dead"
+    except OSError:
+        pass  # no /proc: fall back to signal 0
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "dead"
+    except PermissionError:
+        return "alive"
+    return "alive"
+
+
+def _kill_group(info: object) -> None:
+    if process_state(info) == "alive":
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(int(info["pid"]), signal.SIGKILL)  # type: ignore[index]
+
+
+def reap_if_orphaned(run: Run) -> bool:
+    """A script run whose supervisor died (killed, machine reboot) would stay Running forever: end it.
+
+    Kills the script's process group if it is still running and marks the run Failed with the reason.
+    Returns True when the run was reaped."""
+    record = run.workspace.store.get_run(run.id)
+    if record.status in TERMINAL_STATUSES or process_state(record.data.get("supervisor")) != "dead":
         return False
+    _kill_group(record.data.get("process"))
+    run.workspace.store.set_run_status(
+        run.id,
+        RunStatus.FAILED,
+        error={
+            "code": "SystemError",
+            "message": f"The job's supervisor process (pid {record.data['supervisor']['pid']}) stopped unexpectedly, "
+            "so the run's result is unknown. Logs and metrics written so far are kept.",
+        },
+    )
     return True
 
 
@@ -94,9 +136,10 @@ def request_cancel(run: Run) -> None:
     if record.status in TERMINAL_STATUSES:
         return
     supervisor = record.data.get("supervisor")
-    if isinstance(supervisor, dict) and _process_alive(supervisor):
-        store.set_run_status(run.id, RunStatus.CANCEL_REQUESTED)
+    if supervisor is not None and process_state(supervisor) != "dead":
+        store.set_run_status(run.id, RunStatus.CANCEL_REQUESTED)  # the supervisor stops the process
         return
+    _kill_group(record.data.get("process"))
     store.set_run_status(run.id, RunStatus.CANCELED)
 
 

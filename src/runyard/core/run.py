@@ -340,13 +340,27 @@ class Run(RunFilesMixin):
             stream_until_done(self, sys.stdout)
         else:
             delay = 0.05
-            while self._refresh().status not in TERMINAL_STATUSES:
+            while not self._ended():
                 time.sleep(delay)
                 delay = min(delay * 1.5, 1.0)
         details = self.get_details()
         if raise_on_error and details["status"] == RunStatus.FAILED:
             raise RunFailedError(self.id, details.get("error"))
         return details
+
+    def _ended(self) -> bool:
+        """Terminal yet? Every few seconds also checks that a script run's supervisor is still alive."""
+        if self._refresh().status in TERMINAL_STATUSES:
+            return True
+        now = time.monotonic()
+        if now - getattr(self, "_last_orphan_check", 0.0) > 2.0:
+            from runyard.core.context import reap_if_orphaned
+
+            self._last_orphan_check = now
+            if reap_if_orphaned(self):
+                self._refresh()
+                return True
+        return False
 
     # -- lifecycle ------------------------------------------------------------------------------
     def _finish(self, status: str, error: Mapping[str, Any] | None = None) -> None:

@@ -7,7 +7,6 @@ import time
 from typing import TYPE_CHECKING, TextIO
 
 from runyard.core.run_files import DRIVER_LOG
-from runyard.status import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
     from runyard.core.run import Run
@@ -18,9 +17,7 @@ def follow_log(run: Run, out: TextIO, name: str = DRIVER_LOG, poll: float = 0.1)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     offset = 0
     while True:
-        finished = (
-            run._refresh().status in TERMINAL_STATUSES
-        )  # read status first: no bytes can be missed after it
+        finished = run._ended()  # read the status first: no bytes can be missed after it
         chunk = run.read_log(name, offset)
         if chunk:
             offset += len(chunk)
