@@ -162,7 +162,14 @@ class Model:
                 framework=framework,
             )
         )
-        os.replace(staging, root / str(record.version))
+        if workspace.artifacts.is_local:
+            os.replace(staging, root / str(record.version))
+        else:  # a server workspace: upload from the local staging copy, then drop it
+            if target.is_dir():
+                workspace.artifacts.put_dir(record.path, target)
+            else:
+                workspace.artifacts.put_file(record.path, target)
+            shutil.rmtree(staging, ignore_errors=True)
         return cls._from_record(workspace, record)
 
     @classmethod
@@ -170,7 +177,12 @@ class Model:
         cls, run: Run, name: str, model_path: str, tags: Any, properties: Any, description: str | None
     ) -> Model:
         _check_name(name)
-        stored = run.workspace.artifacts.local_path(run._artifact(model_path))
+        artifacts = run.workspace.artifacts
+        stored = (
+            artifacts.fetch(run._artifact(model_path))
+            if artifacts.exists(run._artifact(model_path))
+            else (artifacts.local_path(run._artifact(model_path)))
+        )
         if not stored.exists():
             raise InvalidInputError(
                 f"run.register_model: run {run.id} has no file or folder {model_path!r}. "
@@ -228,7 +240,7 @@ class Model:
             except WorkspaceNotFound:
                 return _local_model_cache(model_name, version)
         record = workspace.store.get_model(model_name, version)
-        return str(workspace.artifacts.local_path(record.path))
+        return str(workspace.artifacts.fetch(record.path))
 
     def __repr__(self) -> str:
         return f"Model(name={self.name!r}, version={self.version})"
