@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from runyard import Workspace
@@ -111,7 +112,7 @@ def list_pipelines(
         "Pipeline run", "Experiment", "Status", "Steps done", "Reused", "Started", "Duration", "Parameters"
     )
     for row, r in zip(rows, records, strict=True):
-        params = ", ".join(f"{k}={v}" for k, v in row["parameters"].items())
+        params = escape(", ".join(f"{k}={v}" for k, v in row["parameters"].items()))
         out.add_row(
             row["runId"],
             row["experiment"],
@@ -159,13 +160,13 @@ def show(
     console.print(steps_table(run))
     params = run.get_parameters()
     if params:
-        console.print("Parameters: " + ", ".join(f"{k}={v!r}" for k, v in params.items()))
+        console.print("Parameters: " + escape(", ".join(f"{k}={v!r}" for k, v in params.items())))
     for step in run._step_runs():
         for name, out in step._record.data.get("outputs", {}).items():
-            console.print(f"  {step.name}.{name} → {out['path']}")
+            console.print(f"  {step.name}.{name} → {escape(out['path'])}")
         error = step._record.data.get("error")
         if error and step._record.status == "Failed":
-            console.print(f"[bold red]{step.name} failed:[/] {error.get('message', '')}", markup=True)
+            console.print(f"[bold red]{step.name} failed:[/] {escape(error.get('message', ''))}", markup=True)
             console.print(f"  Log: `runyard logs {step.id}`")
 
 
@@ -217,9 +218,9 @@ def why(run_id: str, as_json: bool = typer.Option(False, "--json", help="Print J
         if item["reused"]:
             console.print(f"[green]{item['step']}[/]: reused {item['reusedFrom']}")
             continue
-        console.print(f"[bold]{item['step']}[/] ran: {item['reason']}")
+        console.print(f"[bold]{item['step']}[/] ran: {escape(item['reason'])}")
         for line in item["details"][1:] if len(item["details"]) > 1 else []:
-            console.print(f"    - {line}")
+            console.print(f"    - {escape(line)}")
 
 
 @pipeline_app.command("cancel")
@@ -292,5 +293,5 @@ def up(
 
     ws = _workspace()
     SchedulerService(
-        ws, idle_seconds=idle_seconds or float("inf"), echo=lambda line: console.print(line)
+        ws, idle_seconds=idle_seconds or float("inf"), echo=lambda line: console.print(line, markup=False)
     ).serve()

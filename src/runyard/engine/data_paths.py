@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,21 @@ def scratch_location(work: Path, output_name: str) -> Path:
     return work / "upload" / output_name
 
 
+def _beside(scratch: Path, final: Path) -> Path:
+    """The scratch folder, or a copy of it next to `final` when the two are on different filesystems
+    (a rename cannot cross them), so that publishing stays one rename."""
+    if os.stat(scratch).st_dev == os.stat(final.parent).st_dev:
+        return scratch
+    staged = final.with_name(f".{final.name}.incoming-{uuid.uuid4().hex[:8]}")
+    try:
+        shutil.copytree(scratch, staged, symlinks=True)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    shutil.rmtree(scratch, ignore_errors=True)
+    return staged
+
+
 def publish(scratch: Path, final: Path, overwrite: bool) -> None:
     """Move a finished upload-mode output into place in one rename, so readers see all of it or nothing."""
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -35,12 +51,14 @@ def publish(scratch: Path, final: Path, overwrite: bool) -> None:
                 f"Output destination {final} already holds files. Use .as_upload(overwrite=True), or put "
                 "{run-id} in the destination path so each run writes its own folder."
             )
+        scratch = _beside(scratch, final)
         old = final.with_name(f".{final.name}.replaced")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
         os.replace(scratch, final)
         shutil.rmtree(old, ignore_errors=True)
         return
+    scratch = _beside(scratch, final)
     if final.exists():
         final.rmdir()
     os.replace(scratch, final)

@@ -83,8 +83,8 @@ class PipelineExecution:
         """Steps that can never run: a dependency failed or was canceled. Returns (name, reason)."""
         out = []
         for name in self.order:
-            if self.states[name].status != RunStatus.NOT_STARTED:
-                continue
+            if self.states[name].status not in (RunStatus.NOT_STARTED, RunStatus.QUEUED):
+                continue  # a Queued step waits for a slot: it must not take one after a failure either
             bad = [
                 d for d in self.deps[name] if self.states[d].status in (RunStatus.FAILED, RunStatus.CANCELED)
             ]

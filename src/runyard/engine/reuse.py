@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ def step_material(
     """Plain JSON values only, so a material read back from the store compares equal to a fresh one."""
     material = {
         "v": FINGERPRINT_VERSION,
+        "name": step["name"],  # as in v1: two steps that differ only by name do not reuse each other
         "type": step["type"],
         "script": step["script"],
         "arguments": resolved_args,
@@ -117,6 +118,7 @@ def explain(old: dict[str, Any], new: dict[str, Any], input_sources: dict[str, s
             details.append(f"input from step {origin!r} changed" if origin else f"input {name!r} changed")
     simple = [
         ("environment", "environment changed"),
+        ("name", "step name changed"),
         ("script", "script name changed"),
         ("type", "step type changed"),
         ("outputs", "outputs changed"),

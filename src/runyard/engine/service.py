@@ -147,11 +147,14 @@ class SchedulerService:
             execution = self.executions.get(record.run_id)
             if execution is None:
                 execution = self.executions[record.run_id] = PipelineExecution(self.ws, record)
-                self.store.set_run_status(
+                claimed = self.store.set_run_status(
                     record.run_id,
                     RunStatus.RUNNING,
                     data={"supervisor": {"pid": os.getpid(), "host": socket.gethostname()}},
                 )
+                if claimed.status in TERMINAL_STATUSES:  # canceled between the listing and the claim
+                    del self.executions[record.run_id]
+                    continue
                 self.echo(f"pipeline {record.run_id}: started ({len(execution.states)} steps)")
             if record.status == RunStatus.CANCEL_REQUESTED and not execution.canceling:
                 self.cancel(execution)
@@ -181,6 +184,13 @@ class SchedulerService:
                 continue
             job = ProcessJob(self.ws, record.run_id, record.experiment_name, self.ws.work_dir / record.run_id)
             error = job.wrap_up(None, "interrupted", record.start_time or time.time(), keep_work=True)
+            if parent is not None and parent.status == RunStatus.CANCEL_REQUESTED:  # stopped as asked
+                self.store.set_run_status(
+                    record.run_id,
+                    RunStatus.CANCELED,
+                    error={"code": "Canceled", "message": "Pipeline canceled."},
+                )
+                continue
             self.store.set_run_status(record.run_id, RunStatus.FAILED, error=error)
             self.echo(
                 f"step {record.display_name} ({record.run_id}): interrupted by a scheduler restart; marked Failed"
@@ -259,7 +269,8 @@ class SchedulerService:
             )
             return
         data["process"] = {"pid": str(started.proc.pid), "host": socket.gethostname()}
-        self._set_step(ex, name, RunStatus.RUNNING, data=data, fingerprint=fp)
+        # As in v1, a run with regenerate_outputs=True is not offered for reuse later: no fingerprint.
+        self._set_step(ex, name, RunStatus.RUNNING, data=data, fingerprint=None if ex.regenerate else fp)
         self.running[state.run_id] = started
         started.execution_id = ex.run_id
         threading.Thread(target=self._wait, args=(started,), daemon=True, name=f"wait-{name}").start()

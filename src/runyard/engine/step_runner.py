@@ -103,7 +103,7 @@ def finish_step(
                     publish(Path(out["write"]), Path(out["final"]), out["overwrite"])
                     started.extra.append(f"Published output {name!r} to {out['final']}")
                 recorded[name] = {**describe_output(Path(out["final"])), "mode": out["mode"]}
-        except RunyardError as exc:
+        except (RunyardError, OSError) as exc:  # a publish that fails fails the step, not the scheduler
             error = {"code": "OutputError", "message": str(exc)}
     else:
         for name, out in started.outputs.items():

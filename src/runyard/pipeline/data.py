@@ -51,6 +51,7 @@ class _OutputData:
     mode: str
     destination: tuple[Any, str] | None
     overwrite: bool
+    _producer: Any = None  # the step that writes it (set by the step), so resolve_closure can find it
 
     def as_input(self, input_name: str | None = None) -> InputBinding:
         return InputBinding(self, input_name or self.name, "mount")

@@ -43,7 +43,7 @@ def collect_steps(steps: list[Any], resolve_closure: bool) -> list[PythonScriptS
         while frontier:
             step = frontier.pop()
             for binding in data_consumed_by(step):
-                producer = producers.get(id(binding.data))
+                producer = producers.get(id(binding.data)) or binding.data._producer
                 if producer is not None and producer not in flat:
                     flat.append(producer)
                     frontier.append(producer)

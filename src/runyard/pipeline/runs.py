@@ -7,12 +7,14 @@ other words ("Finished" for Completed); those translations happen here, at the e
 from __future__ import annotations
 
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from runyard.compute.process_job import stop_process_group
 from runyard.core.run import RUN_CLASSES, Run
 from runyard.core.run_files import DRIVER_LOG
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
@@ -120,6 +122,26 @@ class PipelineRun(Run):
     def get_status(self) -> str:
         """v1's pipeline vocabulary: NotStarted, Running, Finished, Failed, Canceled."""
         return PIPELINE_STATUS.get(self._refresh().status, "Running")  # type: ignore[call-overload]
+
+    def cancel(self) -> None:
+        """Ask the scheduler to stop the pipeline. A run no live scheduler owns (not picked up yet, or its
+        scheduler died) ends here: its step processes are stopped and its steps canceled."""
+        super().cancel()
+        status = self._refresh().status
+        if status == RunStatus.CANCEL_REQUESTED:
+            ensure_running(self.workspace)  # the recorded scheduler may be gone: one must act on the request
+        if status != RunStatus.CANCELED:
+            return  # a live scheduler owns the run and stops its steps
+        store = self.workspace.store
+        for step in store.list_descendants(self.id, recursive=False):
+            if step.status in TERMINAL_STATUSES:
+                continue
+            process = step.data.get("process") or {}
+            if process.get("pid") and process.get("host") == socket.gethostname():
+                stop_process_group(int(process["pid"]))
+            store.set_run_status(
+                step.run_id, RunStatus.CANCELED, error={"code": "Canceled", "message": "Pipeline canceled."}
+            )
 
     def get_graph(self) -> dict[str, Any]:
         """The graph this run executes (plain dict, the same JSON the scheduler and studio read)."""

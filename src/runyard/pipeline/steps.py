@@ -54,6 +54,8 @@ class PythonScriptStep:
                     f"Step {self.name!r}: cannot use a {type(item).__name__} here; arguments take strings, numbers, "
                     "PipelineParameter, PipelineData and OutputFileDatasetConfig."
                 )
+        for data in data_produced_by(self):
+            data._producer = self
 
     def run_after(self, step: PythonScriptStep) -> None:
         """Run this step only after `step` has finished, even without data between them."""
