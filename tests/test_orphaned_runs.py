@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 from conftest import SourceDir, wait_for
-
 from runyard import Experiment, ScriptRunConfig, Workspace
 
 SLEEPER = """

@@ -8,7 +8,7 @@ import time
 import typer
 
 from runyard import Workspace
-from runyard.cli.render import console, print_json, table, when
+from runyard.cli.render import console, err_console, print_json, table, when
 from runyard.errors import InvalidInputError
 from runyard.store import SqlStore
 
@@ -89,7 +89,7 @@ def create(
         )
         return
     print(secret)
-    console.print(
+    err_console.print(  # stderr: `TOKEN=$(runyard token create ...)` captures the token alone
         f"Token {record.token_id} ({record.scope}) created. It is shown only now; "
         "clients send it as `Authorization: Bearer TOKEN` or set RUNYARD_TOKEN.",
         style="dim",

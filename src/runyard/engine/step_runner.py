@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -80,6 +81,12 @@ def start_step(
             f"Output {out['name']!r} ({out['mode']}): created {write}"
             + (f"; published to {final} when the step succeeds" if write != final else "")
         )
+    input_paths = dict(input_paths)
+    for binding in step["inputs"]:
+        if binding["mode"] == "download":  # a private copy: the step may change it without touching upstream
+            copy = work / "inputs" / binding["name"]
+            shutil.copytree(input_paths[binding["name"]], copy, dirs_exist_ok=True)
+            input_paths[binding["name"]] = str(copy)
     for name, path in input_paths.items():
         job.prep(f"Input {name!r}: {path}")
     write_paths = {n: str(o["write"]) for n, o in outputs.items()}

@@ -255,7 +255,8 @@ class _StepLogWatcher:
                     if step._record.data.get("reusedFrom")
                     else ""
                 )
-                self.out.write(f"StepRun({name}) Status: {status}{extra}\n")
+                shown = STEP_STATUS.get(status, "Running")  # type: ignore[call-overload]
+                self.out.write(f"StepRun({name}) Status: {shown}{extra}\n")
             data = step.read_log(DRIVER_LOG, self.offsets.get(step.id, 0))
             if not data:
                 continue

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runyard import __version__
 from runyard.core.workspace import Workspace
@@ -17,6 +20,37 @@ from runyard.server.routes_tokens import token_router
 from runyard.store import ArtifactStore, SqlStore
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
+TOO_LARGE = f"Request bodies are limited to {MAX_JSON_BYTES} bytes; send metrics in batches."
+
+
+class JsonBodyLimit:
+    """413 for request bodies (files excepted) over MAX_JSON_BYTES, whether the size is declared in
+    Content-Length or only known while the body streams in (Transfer-Encoding: chunked)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/api/v1/artifacts"):
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length", "")
+        if length.isdigit() and int(length) > MAX_JSON_BYTES:
+            response = JSONResponse(errors.error_body("PayloadTooLarge", TOO_LARGE), status_code=413)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_JSON_BYTES:
+                # an HTTPException: FastAPI lets it through its body parsing to errors.install's handler
+                raise HTTPException(413, TOO_LARGE)
+            return message
+
+        await self.app(scope, limited_receive, send)
 
 
 def create_app(workspace: Workspace, *, auth: bool = False) -> FastAPI:
@@ -39,19 +73,7 @@ def create_app(workspace: Workspace, *, auth: bool = False) -> FastAPI:
     app.include_router(token_router(store, principal))
     app.include_router(mlflow_router(store, principal))
 
-    @app.middleware("http")
-    async def limit_json_bodies(request, call_next):
-        length = request.headers.get("content-length")
-        is_file = request.url.path.startswith("/api/v1/artifacts")
-        if length and length.isdigit() and int(length) > MAX_JSON_BYTES and not is_file:
-            return JSONResponse(
-                errors.error_body(
-                    "PayloadTooLarge",
-                    f"Request bodies are limited to {MAX_JSON_BYTES} bytes; send metrics in batches.",
-                ),
-                status_code=413,
-            )
-        return await call_next(request)
+    app.add_middleware(JsonBodyLimit)
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from runyard import errors as e
 
@@ -64,6 +65,15 @@ STATUS_BY_ERROR: list[tuple[type[e.RunyardError], int, str]] = [
 ]
 
 
+HTTP_CODES = {
+    400: "BadRequest",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+}
+
+
 def runyard_error_response(exc: e.RunyardError) -> JSONResponse:
     for kind, status, code in STATUS_BY_ERROR:
         if isinstance(exc, kind):
@@ -80,6 +90,13 @@ def install(app: Any) -> None:
     @app.exception_handler(e.RunyardError)
     async def _runyard_error(_request: Request, exc: e.RunyardError) -> JSONResponse:
         return runyard_error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _starlette_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Unknown routes, wrong methods, unparsable bodies, oversized bodies: the same JSON shape as the rest.
+        code = HTTP_CODES.get(exc.status_code, "HTTPError")
+        message = f"{exc.detail} ({request.method} {request.url.path})"
+        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -6,6 +6,9 @@ and percent-encoded escapes are refused before any file is touched.
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -27,12 +30,17 @@ class FileStat(BaseModel):
 
 
 def _check(store: SqlStore, who: Principal, rel: str, *, write: bool) -> str:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in rel):
+        raise InvalidInputError(f"Artifact path {rel!r} contains a control character (NUL, newline, ...).")
     rel = clean_relpath(rel)
     parts = rel.split("/")
     if parts[0] == "runs" and len(parts) >= 2:
         who.family_check(store, parts[1], write=write)
-    elif who.scope == "run" and write:
-        raise forbidden(f"A run token may only write files of its own run (runs/<run id>/...), not {rel!r}.")
+    elif who.scope == "run" and (write or parts[0] == "runs"):  # not even the list of every run's folder
+        raise forbidden(
+            f"A run token may only {'write' if write else 'list'} files of its own run (runs/<run id>/...), "
+            f"not {rel!r}."
+        )
     else:
         who.require("write" if write else "read")
     return rel
@@ -56,11 +64,33 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
             end = int(end_s) if end_s else size - 1
     except ValueError:
         raise HTTPError(416, error_body("RangeNotSatisfiable", f"Range {header!r} is not numeric.")) from None
-    if (start >= size and size > 0) or start < 0 or end < start:
+    if start >= size or start < 0 or end < start:  # an empty file has no satisfiable range
         raise HTTPError(
             416, error_body("RangeNotSatisfiable", f"Range {header!r} is outside the file ({size} bytes).")
         )
     return start, min(end, size - 1)
+
+
+@contextmanager
+def _file_errors(rel: str) -> Iterator[None]:
+    """A path the file system cannot take is the client's problem (4xx), not a server error."""
+    try:
+        yield
+    except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+        raise ConflictError(
+            f"{rel!r} clashes with an existing file or folder of the same name ({exc.strerror})."
+        ) from None
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise InvalidInputError(
+                f"Artifact path {rel[:80]!r}... has a name too long for a file."
+            ) from None
+        raise
+
+
+def _not_a_folder(artifacts: ArtifactStore, rel: str) -> None:
+    if artifacts.fs.isdir(artifacts._full(rel)):
+        raise ConflictError(f"{rel!r} is a folder; write files inside it, e.g. {rel}/name.txt.")
 
 
 async def _read_body(request: Request) -> bytes:
@@ -136,7 +166,10 @@ def artifact_router(store: SqlStore, artifacts: ArtifactStore, principal: Any) -
     )
     async def upload(request: Request, path: str = Query(..., min_length=1), who: Principal = auth) -> None:
         rel = _check(store, who, path, write=True)
-        artifacts.put_bytes(rel, await _read_body(request))
+        data = await _read_body(request)
+        with _file_errors(rel):
+            _not_a_folder(artifacts, rel)
+            artifacts.put_bytes(rel, data)
 
     @router.post(
         "/append",
@@ -156,16 +189,18 @@ def artifact_router(store: SqlStore, artifacts: ArtifactStore, principal: Any) -
         """Append to a growing file (a log being tailed), only if it is `offset` bytes long now."""
         rel = _check(store, who, path, write=True)
         data = await _read_body(request)
-        current = artifacts.size(rel) if artifacts.exists(rel) else 0
-        if current != offset:
-            raise ConflictError(
-                f"{rel} is {current} bytes, not {offset}; re-read its size and append from there."
-            )
-        if not artifacts.is_local:
-            raise InvalidInputError("Appending needs a local artifact root on the server.")
-        target = artifacts.local_path(rel)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "ab") as fh:
-            fh.write(data)
+        with _file_errors(rel):
+            _not_a_folder(artifacts, rel)
+            current = artifacts.size(rel) if artifacts.exists(rel) else 0
+            if current != offset:
+                raise ConflictError(
+                    f"{rel} is {current} bytes, not {offset}; re-read its size and append from there."
+                )
+            if not artifacts.is_local:
+                raise InvalidInputError("Appending needs a local artifact root on the server.")
+            target = artifacts.local_path(rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "ab") as fh:
+                fh.write(data)
 
     return router

@@ -74,7 +74,7 @@ class MetricIn(_Body):
     key: str = Field(min_length=1, max_length=250)
     value: float
     timestamp: int | None = None
-    step: int | None = 0
+    step: int | None = Field(default=0, ge=-(2**63), le=2**63 - 1)  # the database's 64-bit integer
 
 
 class LogMetric(MetricIn):
@@ -328,6 +328,10 @@ def mlflow_router(store: SqlStore, principal: Any) -> APIRouter:
         records = [
             r for r in store.list_runs(top_level_only=False) if names is None or r.experiment_name in names
         ]
+        if who.scope == "run":  # a job finds its own run and its children, not every run's data
+            assert who.run_id is not None
+            family = {who.run_id, *(r.run_id for r in store.list_descendants(who.run_id, True))}
+            records = [r for r in records if r.run_id in family]
         offset = int(body.page_token) if body.page_token and body.page_token.isdigit() else 0
         clauses = _parse_filter(body.filter)
         matched = [run_json(r) for r in records]
@@ -392,7 +396,10 @@ def _clause_ok(run: dict[str, Any], clause: tuple[str, str, str, str]) -> bool:
         if key not in items:
             return op == "!="
         actual = items[key]
-    if kind == "metric":
+    # Metrics, and numeric attributes such as start_time, compare as numbers.
+    if kind == "metric" or (isinstance(actual, (int, float)) and not isinstance(actual, bool)):
+        if actual is None:  # a metric whose last value was NaN
+            return False
         try:
             value: Any = float(raw)
         except ValueError:

@@ -5,10 +5,11 @@ Every route declares the scope it needs; run tokens are limited to their run's f
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from runyard.errors import InvalidInputError
 from runyard.server.auth import Principal
@@ -16,6 +17,7 @@ from runyard.server.errors import ERROR_RESPONSES, forbidden
 from runyard.store import ExperimentRecord, MetricRow, MetricSummary, ModelRecord, RunRecord, SqlStore
 
 MAX_METRIC_ROWS = 10_000
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class ExperimentIn(BaseModel):
@@ -49,6 +51,18 @@ class PropertiesIn(BaseModel):
 class MetricsIn(BaseModel):
     rows: list[MetricRow]
 
+    @field_validator("rows")
+    @classmethod
+    def _fits_the_database(cls, rows: list[MetricRow]) -> list[MetricRow]:
+        for row in rows:
+            for name in ("step", "seq"):
+                value = getattr(row, name)
+                if value is not None and not INT64_MIN <= value <= INT64_MAX:
+                    raise ValueError(f"{name}={value} does not fit in a 64-bit integer")
+            if not math.isfinite(row.timestamp):
+                raise ValueError(f"timestamp must be a finite number, got {row.timestamp}")
+        return rows
+
 
 class Count(BaseModel):
     count: int
@@ -75,7 +89,7 @@ def store_router(store: SqlStore, principal: Any) -> APIRouter:
         who.require("read")
         return store.list_experiments()
 
-    @router.get("/experiments/{name}", response_model=ExperimentRecord)
+    @router.get("/experiments/{name:path}", response_model=ExperimentRecord)  # names may hold "/"
     def get_experiment(name: str, who: Principal = auth) -> ExperimentRecord:
         who.require("read")
         return store.get_experiment(name)
@@ -231,7 +245,9 @@ def store_router(store: SqlStore, principal: Any) -> APIRouter:
         return store.register_model(model)
 
     @router.get("/models/{name}", response_model=ModelRecord)
-    def get_model(name: str, version: int | None = Query(None, ge=1), who: Principal = auth) -> ModelRecord:
+    def get_model(
+        name: str, version: int | None = Query(None, ge=1, le=INT64_MAX), who: Principal = auth
+    ) -> ModelRecord:
         who.require("read")
         return store.get_model(name, version)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter
@@ -74,6 +75,12 @@ class HttpClient:
         return response
 
 
+def _seg(value: str) -> str:
+    """One URL path segment: names and ids may hold '/', '?', '#', '%' (MLflow experiments often do)."""
+    quoted = quote(value, safe="")
+    return quoted.replace(".", "%2E") if value in (".", "..") else quoted
+
+
 def _load(kind: Any, data: Any) -> Any:
     return TypeAdapter(kind).validate_python(data)
 
@@ -101,7 +108,7 @@ class RestStore:
         return self._send("POST", "/experiments", {"name": name}, ExperimentRecord)
 
     def get_experiment(self, name: str) -> ExperimentRecord:
-        return self._get(f"/experiments/{name}", ExperimentRecord)
+        return self._get(f"/experiments/{_seg(name)}", ExperimentRecord)
 
     def list_experiments(self) -> list[ExperimentRecord]:
         return self._get("/experiments", list[ExperimentRecord])
@@ -117,7 +124,7 @@ class RestStore:
         return self.create_runs([run])[0]
 
     def get_run(self, run_id: str) -> RunRecord:
-        return self._get(f"/runs/{run_id}", RunRecord)
+        return self._get(f"/runs/{_seg(run_id)}", RunRecord)
 
     def list_runs(
         self,
@@ -146,7 +153,7 @@ class RestStore:
         )
 
     def list_descendants(self, run_id: str, recursive: bool) -> list[RunRecord]:
-        return self._get(f"/runs/{run_id}/descendants", list[RunRecord], recursive=recursive)
+        return self._get(f"/runs/{_seg(run_id)}/descendants", list[RunRecord], recursive=recursive)
 
     def set_run_status(
         self,
@@ -165,36 +172,36 @@ class RestStore:
             "data": dict(data) if data else None,
             "fingerprint": fingerprint,
         }
-        return self._send("POST", f"/runs/{run_id}/status", body, RunRecord)
+        return self._send("POST", f"/runs/{_seg(run_id)}/status", body, RunRecord)
 
     def update_run_data(self, run_id: str, patch: Mapping[str, Any]) -> RunRecord:
-        return self._send("PATCH", f"/runs/{run_id}/data", {"patch": dict(patch)}, RunRecord)
+        return self._send("PATCH", f"/runs/{_seg(run_id)}/data", {"patch": dict(patch)}, RunRecord)
 
     # tags and properties
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         if tags:
             self._send(
                 "PUT",
-                f"/runs/{run_id}/tags",
+                f"/runs/{_seg(run_id)}/tags",
                 {"tags": {str(k): None if v is None else str(v) for k, v in tags.items()}},
             )
 
     def remove_tags(self, run_id: str, keys: Iterable[str]) -> None:
-        self._send("POST", f"/runs/{run_id}/tags/remove", {"keys": list(keys)})
+        self._send("POST", f"/runs/{_seg(run_id)}/tags/remove", {"keys": list(keys)})
 
     def get_tags(self, run_id: str) -> dict[str, Any]:
-        return self._get(f"/runs/{run_id}/tags", dict[str, str | None])
+        return self._get(f"/runs/{_seg(run_id)}/tags", dict[str, str | None])
 
     def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
         if properties:
             self._send(
                 "POST",
-                f"/runs/{run_id}/properties",
+                f"/runs/{_seg(run_id)}/properties",
                 {"properties": {str(k): str(v) for k, v in properties.items()}},
             )
 
     def get_properties(self, run_id: str) -> dict[str, str]:
-        return self._get(f"/runs/{run_id}/properties", dict[str, str])
+        return self._get(f"/runs/{_seg(run_id)}/properties", dict[str, str])
 
     # metrics
     def append_metrics(self, rows: Sequence[MetricRow]) -> None:
@@ -204,9 +211,13 @@ class RestStore:
             self._send("POST", "/metrics", {"rows": _dump(list[MetricRow], chunk)})
 
     def get_metric_rows(self, run_ids: Sequence[str], name: str | None = None) -> list[MetricRow]:
+        if not run_ids:  # as SqlStore: no runs, no rows (the route needs at least one run_id)
+            return []
         return self._get("/metrics", list[MetricRow], run_id=list(run_ids), name=name)
 
     def get_metric_summaries(self, run_ids: Sequence[str]) -> list[MetricSummary]:
+        if not run_ids:
+            return []
         return self._get("/metrics/summaries", list[MetricSummary], run_id=list(run_ids))
 
     def last_metric_seq(self, run_id: str, writer: str) -> int:
@@ -220,11 +231,11 @@ class RestStore:
         return self._send("POST", "/models", _dump(ModelRecord, model), ModelRecord)
 
     def get_model(self, name: str, version: int | None = None) -> ModelRecord:
-        return self._get(f"/models/{name}", ModelRecord, version=version)
+        return self._get(f"/models/{_seg(name)}", ModelRecord, version=version)
 
     def list_models(self, name: str | None = None, latest: bool = False) -> list[ModelRecord]:
         return self._get("/models", list[ModelRecord], name=name, latest=latest or None)
 
     # runs tokens (used by whoever launches a run's process against a server)
     def create_run_token(self, run_id: str) -> str:
-        return str(self.http.request("POST", f"/api/v1/runs/{run_id}/token").json()["token"])
+        return str(self.http.request("POST", f"/api/v1/runs/{_seg(run_id)}/token").json()["token"])
