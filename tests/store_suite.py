@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from runyard.errors import ConflictError, ExperimentNotFound, ModelNotFound, RunNotFound
+from runyard.errors import ConflictError, ExperimentNotFound, InvalidInputError, ModelNotFound, RunNotFound
 from runyard.status import RunStatus
 from runyard.store.base import Store
 from runyard.store.records import ExperimentRecord, MetricRow, ModelRecord, RunRecord
@@ -176,6 +176,12 @@ class StoreSuite:
         assert ids(top_level_only=True, experiment_name="exp-a") == ["p1"]
         assert ids(top_level_only=True, limit=1) == ["q2"]
         assert all(r.experiment_name == "exp-b" for r in store.list_runs(experiment_name="exp-b"))
+
+    def test_unknown_status_is_refused(self, store: Store) -> None:
+        run = make_run(store, "statuses")
+        with pytest.raises(InvalidInputError, match="Unknown run status 'Bogus'"):
+            store.set_run_status(run.run_id, "Bogus")
+        assert store.get_run(run.run_id).status == "NotStarted"
 
     def test_list_descendants(self, store: Store) -> None:
         base = 1_700_000_000.0

@@ -288,11 +288,14 @@ _writers_lock = threading.Lock()
 
 
 def writer_for(store: Store) -> MetricWriter:
+    """One writer per database and credential: two server workspaces opened with different tokens in one
+    process must not send each other's metrics with the wrong token."""
+    key = getattr(store, "identity", store.uri)
     with _writers_lock:
-        if store.uri not in _writers:
+        if key not in _writers:
             spool = os.environ.get(config.ENV_SPOOL_DIR)
-            _writers[store.uri] = MetricWriter(store, Path(spool) if spool else None)
-        return _writers[store.uri]
+            _writers[key] = MetricWriter(store, Path(spool) if spool else None)
+        return _writers[key]
 
 
 def flush_all(timeout: float = 300.0) -> None:

@@ -22,7 +22,8 @@ from runyard.server.errors import authentication_failed, forbidden, invalid_toke
 from runyard.store import SqlStore, TokenRecord
 
 SCOPES = ("read", "write", "admin")
-RUN_TOKEN_SECONDS = 7 * 24 * 3600
+RUN_TOKEN_SECONDS = 7 * 24 * 3600  # at most; a run token also stops working shortly after its run ends
+RUN_TOKEN_GRACE_SECONDS = 300
 TOKEN_RE = re.compile(r"^ry_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
 
 
@@ -132,7 +133,17 @@ def authenticate(store: SqlStore, header: str | None) -> Principal:
         or (record.expires_time is not None and record.expires_time < now)
     ):
         raise invalid_token()
+    if record.run_id is not None and _run_ended_long_ago(store, record.run_id, now):
+        raise invalid_token()  # a run token lives as long as its run, plus a grace period for the wrap-up
     return Principal(record.scope, record.token_id, record.run_id)
+
+
+def _run_ended_long_ago(store: SqlStore, run_id: str, now: float) -> bool:
+    try:
+        run = store.get_run(run_id)
+    except RunNotFound:
+        return True
+    return run.end_time is not None and now - run.end_time > RUN_TOKEN_GRACE_SECONDS
 
 
 def principal_dependency(store: SqlStore, enabled: bool):

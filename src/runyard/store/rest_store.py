@@ -6,6 +6,7 @@ Chosen by an http(s):// tracking URI. Records travel as the same dataclasses Sql
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -93,6 +94,7 @@ class RestStore:
     def __init__(self, uri: str, token: str | None = None, client: httpx.Client | None = None) -> None:
         self.uri = uri.rstrip("/")
         self.where = self.uri
+        self.identity = f"{self.uri}#{hashlib.sha256((token or '').encode()).hexdigest()[:12]}"
         self.http = HttpClient(self.uri, token, client=client)
 
     def _get(self, path: str, kind: Any, **params: Any) -> Any:

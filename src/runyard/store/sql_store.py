@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from runyard.errors import ConflictError, ExperimentNotFound, RunNotFound
+from runyard.errors import ConflictError, ExperimentNotFound, InvalidInputError, RunNotFound
 from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import schema as t
 from runyard.store.records import ExperimentRecord, RunRecord
@@ -190,6 +190,10 @@ class SqlStore(SqlMetrics, SqlModels, SqlTokens):
         data: Mapping[str, Any] | None = None,
         fingerprint: str | None = None,
     ) -> RunRecord:
+        if status not in RunStatus.__members__.values():
+            raise InvalidInputError(
+                f"Unknown run status {status!r}; use one of {', '.join(s.value for s in RunStatus)}."
+            )
         now = time.time()
         with self._write() as conn:
             row = conn.execute(self._run_select().where(t.runs.c.run_id == run_id)).first()
