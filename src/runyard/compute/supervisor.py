@@ -73,7 +73,11 @@ class JobSupervisor:
     def run(self) -> None:
         started = time.time()
         if self.record.status in (RunStatus.CANCELED, RunStatus.FAILED, RunStatus.COMPLETED):
-            return  # canceled before this supervisor got going
+            # Canceled before this supervisor got going: nothing to run, but the working copy goes away
+            # and the log folder says what happened.
+            self.job.prep(f"Run {self.run_id} was {self.record.status} before it started; nothing to run")
+            self.job.wrap_up(None, "canceled", started)
+            return
         try:
             self.store.update_run_data(
                 self.run_id, {"supervisor": {"pid": os.getpid(), "host": socket.gethostname()}}
