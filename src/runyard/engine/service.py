@@ -202,6 +202,12 @@ class SchedulerService:
             self._advance(execution)
 
     def _advance(self, ex: PipelineExecution) -> None:
+        if (
+            not ex.canceling
+            and ex.ready()
+            and self.store.get_run(ex.run_id).status == RunStatus.CANCEL_REQUESTED
+        ):
+            self.cancel(ex)  # a cancel that arrived since the last poll wins over starting the next step
         progressed = True
         while progressed and not ex.canceling:
             progressed = False
