@@ -35,7 +35,9 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> N
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited early: {proc.stdout.read().decode() if proc.stdout else ''}")
+            raise RuntimeError(
+                f"server exited early (exit code {proc.returncode}); see its log in the temp folder"
+            )
         try:
             httpx.get(url, timeout=1)
             return
@@ -110,6 +112,12 @@ def clients(python: str, script: str, url: str, mode: str, n: int, count: int) -
     return n * count / max(times)
 
 
+def per_client(total: int, count: int, mode: str) -> int:
+    """Split a workload over clients; bulk clients send whole batches of 1,000."""
+    share = total // count
+    return max(1000, share // 1000 * 1000) if mode == "bulk" else share
+
+
 def main() -> list[str]:
     import platform
 
@@ -136,7 +144,7 @@ def main() -> list[str]:
                 "--port",
                 str(ry_port),
             ],
-            stdout=subprocess.PIPE,
+            stdout=open(root / "runyard-server.log", "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
         )
         mf = subprocess.Popen(
@@ -156,7 +164,7 @@ def main() -> list[str]:
                 "--workers",
                 "1",
             ],
-            stdout=subprocess.PIPE,
+            stdout=open(root / "mlflow-server.log", "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
             env={**os.environ, "MLFLOW_HOME": tmp},
         )
@@ -174,7 +182,7 @@ def main() -> list[str]:
                         RUNYARD_CLIENT,
                         ry_url,
                         mode,
-                        n_ry // count if count > 1 else n_ry,
+                        per_client(n_ry, count, mode),
                         count,
                     )
                     results[("mlflow", mode, count)] = clients(
@@ -182,7 +190,7 @@ def main() -> list[str]:
                         MLFLOW_CLIENT,
                         mf_url,
                         mode,
-                        max(1000, n_mf // count) if mode == "bulk" else n_mf // count if count > 1 else n_mf,
+                        per_client(n_mf, count, mode),
                         count,
                     )
         finally:

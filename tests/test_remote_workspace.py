@@ -185,3 +185,56 @@ def test_submitted_run_reports_to_the_server_with_its_own_token(
     assert child.get_metrics() == {"child_loss": 0.5} and child.get_tags()["made_by"] == "job"
     assert Workspace.get(remote.workspace).get_run(other.id).get_tags() == {}
     assert fresh.read_log().decode() == log  # read back over HTTP
+
+
+PRODUCE = """
+import sys, pathlib
+(pathlib.Path(sys.argv[1]) / "numbers.txt").write_text("1 2 3")
+print("produced")
+"""
+CONSUME = """
+import sys, pathlib
+from runyard import Run
+numbers = (pathlib.Path(sys.argv[1]) / "numbers.txt").read_text().split()
+Run.get_context().log("total", sum(int(n) for n in numbers))
+print("consumed", numbers)
+"""
+
+
+def test_a_pipeline_runs_against_the_server_and_is_reused(
+    remote: Remote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runyard.pipeline import Pipeline, PipelineData, PythonScriptStep
+
+    monkeypatch.setenv("RUNYARD_SCHEDULER_IDLE_SECONDS", "3")
+    produce_dir = SourceDir(tmp_path / "produce").gen({"produce.py": PRODUCE})
+    consume_dir = SourceDir(tmp_path / "consume").gen({"consume.py": CONSUME})
+
+    def pipeline(ws: Workspace) -> Pipeline:
+        data = PipelineData("numbers")
+        produce = PythonScriptStep(
+            "produce.py", name="produce", arguments=[data], outputs=[data], source_directory=produce_dir
+        )
+        consume = PythonScriptStep(
+            "consume.py", name="consume", arguments=[data], inputs=[data], source_directory=consume_dir
+        )
+        return Pipeline(ws, [produce, consume])
+
+    ws = remote.open()
+    first = pipeline(ws).submit("remote-pipeline", show_output=False)
+    assert first.wait_for_completion(show_output=False, timeout_seconds=120) == "Finished"
+    consume_run = first.find_step_run("consume")[0]
+    assert consume_run.get_metrics() == {"total": 6}
+    # The step's driver log reached the server's own folder.
+    wait_for(
+        lambda: (
+            "consumed" in remote.on_disk(consume_run.id, "azureml-logs/70_driver_log.txt").read_text()
+            if remote.on_disk(consume_run.id, "azureml-logs/70_driver_log.txt").exists()
+            else False
+        ),
+        timeout=30,
+    )
+
+    second = pipeline(ws).submit("remote-pipeline", show_output=False)
+    assert second.wait_for_completion(show_output=False, timeout_seconds=120) == "Finished"
+    assert [item["reused"] for item in second.get_reuse_report()] == [True, True]

@@ -5,28 +5,33 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from runyard import config
 from runyard.core.run_files import LOG_DIR
 from runyard.core.workspace import Workspace
 
 
+def spawn_detached(workspace: Workspace, module_args: list[str], log_file: Path) -> None:
+    """Start `python -m …` in its own session (closing the notebook or Ctrl-C in the submitting terminal
+    does not stop it), with output appended to `log_file` and the workspace's token in its environment."""
+    env = dict(os.environ)
+    if workspace.token:  # a server workspace opened with token=...: the child needs it too
+        env[config.ENV_TOKEN] = workspace.token
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", *module_args],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+        )
+
+
 class LocalLauncher:
     def start(self, workspace: Workspace, run_id: str) -> None:
-        """Spawn `python -m runyard.compute.supervisor` in its own session, so closing the notebook or
-        pressing Ctrl-C in the submitting terminal does not stop the run."""
-        log_dir = workspace.artifacts.local_path(f"runs/{run_id}/{LOG_DIR}")
-        log_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        if workspace.token:  # a server workspace opened with token=...: the supervisor needs it too
-            env[config.ENV_TOKEN] = workspace.token
-        with open(log_dir / "60_control_log.txt", "ab") as control_log:
-            subprocess.Popen(
-                [sys.executable, "-m", "runyard.compute.supervisor", str(workspace.path), run_id],
-                stdin=subprocess.DEVNULL,
-                stdout=control_log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                env=env,
-            )
+        log = workspace.artifacts.local_path(f"runs/{run_id}/{LOG_DIR}/60_control_log.txt")
+        spawn_detached(workspace, ["runyard.compute.supervisor", str(workspace.path), run_id], log)

@@ -17,8 +17,6 @@ import os
 import queue
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from runyard import config
+from runyard.compute.local import spawn_detached
 from runyard.compute.process_job import ProcessJob, describe_exit, stop_process_group
 from runyard.core.workspace import Workspace
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE, PipelineExecution
@@ -66,15 +65,7 @@ def ensure_running(ws: Workspace) -> bool:
     """Start a background service for `ws` unless one runs; returns True when one was started."""
     if service_info(ws) is not None:
         return False
-    with open(ws.path / LOG_FILE, "ab") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "runyard.engine", str(ws.path)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
+    spawn_detached(ws, ["runyard.engine", str(ws.path)], ws.path / LOG_FILE)
     return True
 
 
