@@ -12,6 +12,7 @@ import posixpath
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import fsspec
@@ -29,6 +30,17 @@ def clean_relpath(name: str) -> str:
             "use a name like 'outputs/model.pkl'."
         )
     return norm
+
+
+def put_tree(put_file: Callable[[str, Path], None], rel: str, src_dir: str | os.PathLike[str]) -> list[str]:
+    """Store a folder's files under `rel` one `put_file` at a time; returns the artifact paths written."""
+    written = []
+    src = Path(src_dir)
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        name = posixpath.join(clean_relpath(rel), path.relative_to(src).as_posix())
+        put_file(name, path)
+        written.append(name)
+    return written
 
 
 class ArtifactStore:
@@ -66,14 +78,7 @@ class ArtifactStore:
         self.fs.mv(tmp, full)
 
     def put_dir(self, rel: str, src_dir: str | os.PathLike[str]) -> list[str]:
-        """Copy a folder's files under `rel`; returns the artifact paths written."""
-        written = []
-        src = Path(src_dir)
-        for path in sorted(p for p in src.rglob("*") if p.is_file()):
-            name = posixpath.join(clean_relpath(rel), path.relative_to(src).as_posix())
-            self.put_file(name, path)
-            written.append(name)
-        return written
+        return put_tree(self.put_file, rel, src_dir)
 
     def exists(self, rel: str) -> bool:
         return bool(self.fs.exists(self._full(rel)))

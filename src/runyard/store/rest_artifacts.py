@@ -9,12 +9,11 @@ Reads go to the server, so every client sees the same bytes.
 from __future__ import annotations
 
 import os
-import posixpath
 import threading
 from pathlib import Path
 
 from runyard.errors import ConflictError, NotFoundError
-from runyard.store.artifacts import clean_relpath
+from runyard.store.artifacts import clean_relpath, put_tree
 from runyard.store.rest_store import HttpClient
 
 
@@ -39,13 +38,7 @@ class RestArtifactStore:
             )
 
     def put_dir(self, rel: str, src_dir: str | os.PathLike[str]) -> list[str]:
-        written = []
-        src = Path(src_dir)
-        for path in sorted(p for p in src.rglob("*") if p.is_file()):
-            name = posixpath.join(clean_relpath(rel), path.relative_to(src).as_posix())
-            self.put_file(name, path)
-            written.append(name)
-        return written
+        return put_tree(self.put_file, rel, src_dir)
 
     # -- reads ----------------------------------------------------------------------------------
     def _stat(self, rel: str) -> dict[str, object]:
