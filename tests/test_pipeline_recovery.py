@@ -230,3 +230,22 @@ def test_one_scheduler_per_workspace(sqlite_workspace: Workspace, tmp_path: Path
     with pytest.raises(ConflictError, match=f"already runs for workspace .*pid {info['pid']}"):
         SchedulerService(ws, idle_seconds=1).serve()
     assert run.wait_for_completion(show_output=False) == "Finished"
+
+
+def test_looking_at_pipelines_restarts_a_killed_scheduler(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    from conftest import run_cli
+
+    ws = sqlite_workspace
+    run = Pipeline(ws, [make_step(tmp_path, "slow", 60)]).submit("look", show_output=False)
+    wait_running(run, "slow")
+    kill_scheduler(ws)
+    time.sleep(0.3)
+    assert service_info(ws) is None
+
+    listed = run_cli("-w", str(ws.path), "pipeline", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    # Nobody waits on the run; the listing alone brought a scheduler back, which recovers it.
+    wait_for(lambda: run._refresh().status in ("Failed", "Canceled", "Completed"), timeout=60)
+    assert statuses(run) == {"slow": "Failed"}

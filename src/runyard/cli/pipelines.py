@@ -13,6 +13,7 @@ from rich.table import Table
 from runyard import Workspace
 from runyard.cli.render import console, duration, print_json, status_text, table, when
 from runyard.engine.execution import PIPELINE_RUN_TYPE
+from runyard.engine.service import ensure_running
 from runyard.errors import InvalidInputError
 from runyard.pipeline import PipelineRun
 from runyard.pipeline.graph import dependencies, topological_order
@@ -27,7 +28,16 @@ def _workspace() -> Workspace:
 
 
 def _pipeline_run(run_id: str) -> PipelineRun:
-    return PipelineRun.get(_workspace(), run_id)
+    run = PipelineRun.get(_workspace(), run_id)
+    _keep_scheduled([run._record.status], run.workspace)
+    return run
+
+
+def _keep_scheduled(statuses: list[str], ws: Workspace) -> None:
+    """Looking at an unfinished pipeline also makes sure a scheduler owns it: if the last one was killed,
+    a new one recovers its runs, so nothing shows Running forever."""
+    if any(s not in TERMINAL_STATUSES for s in statuses):
+        ensure_running(ws)
 
 
 def _size(n: int | None) -> str:
@@ -86,6 +96,7 @@ def list_pipelines(
     """Pipeline runs, newest first."""
     ws = _workspace()
     records = ws.store.list_runs(experiment_name=experiment, run_type=PIPELINE_RUN_TYPE, limit=limit)
+    _keep_scheduled([r.status for r in records], ws)
     rows = []
     for r in records:
         steps = ws.store.list_descendants(r.run_id, recursive=False)
