@@ -165,8 +165,11 @@ def test_get_model_path_inside_a_submitted_script(
     assert result["latest_text"] == "version two"
     assert result["first_text"] == "version one"
     assert result["missing"] == "ModelNotFound"
-    assert Path(result["latest"]) == Path(Model(workspace, "served").url)
-    assert Path(result["first"]) == Path(Model(workspace, "served", version=1).url)
+    # Inside a job the script gets its own copy (v1's azureml-models/ cache), not the registry's file.
+    assert Path(result["latest"]).parts[-4:] == ("azureml-models", "served", "2", "model.txt")
+    assert Path(result["first"]).parts[-4:] == ("azureml-models", "served", "1", "model.txt")
+    assert Path(result["latest"]) != Path(Model(workspace, "served").url)
+    assert Path(Model(workspace, "served").url).read_text() == "version two"
     assert f"LATEST {result['latest']}" in run.read_log().decode()
 
 

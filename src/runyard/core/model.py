@@ -233,14 +233,36 @@ class Model:
         from runyard.errors import WorkspaceNotFound
 
         _check_version(version, "get_model_path")
-        workspace = workspace_of_current_run() or _workspace
+        in_job = workspace_of_current_run()
+        workspace = in_job or _workspace
         if workspace is None:
             try:
                 workspace = Workspace.from_config()
             except WorkspaceNotFound:
                 return _local_model_cache(model_name, version)
         record = workspace.store.get_model(model_name, version)
-        return str(workspace.artifacts.fetch(record.path))
+        stored = workspace.artifacts.fetch(record.path)
+        if in_job is None:
+            return str(stored)
+        # Inside a job, hand out a copy in the job's azureml-models/ cache (as v1 does), so a script that
+        # writes to "its" model cannot change the registered version.
+        local = (
+            Path(os.environ.get("AML_APP_ROOT", ".")) / "azureml-models" / record.name / str(record.version)
+        )
+        target = local / stored.name
+        if not target.exists():
+            staging = local.with_name(f".{local.name}.{uuid.uuid4().hex[:8]}")
+            if stored.is_dir():
+                shutil.copytree(stored, staging / stored.name)
+            else:
+                staging.mkdir(parents=True)
+                shutil.copy2(stored, staging / stored.name)
+            local.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(staging, local)
+            except OSError:  # another process of the job got there first
+                shutil.rmtree(staging, ignore_errors=True)
+        return str(target.resolve())
 
     def __repr__(self) -> str:
         return f"Model(name={self.name!r}, version={self.version})"
