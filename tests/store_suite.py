@@ -177,6 +177,12 @@ class StoreSuite:
         assert ids(top_level_only=True, limit=1) == ["q2"]
         assert all(r.experiment_name == "exp-b" for r in store.list_runs(experiment_name="exp-b"))
 
+    def test_metrics_for_an_unknown_run_raise_run_not_found(self, store: Store) -> None:
+        run = make_run(store, "metrics-unknown")
+        with pytest.raises(RunNotFound, match="ghost-run"):
+            store.append_metrics([scalar(run.run_id, "m", 1.0), scalar("ghost-run", "m", 2.0)])
+        assert store.count_metric_rows(run.run_id) == 0  # all or nothing
+
     def test_unknown_status_is_refused(self, store: Store) -> None:
         run = make_run(store, "statuses")
         with pytest.raises(InvalidInputError, match="Unknown run status 'Bogus'"):

@@ -311,7 +311,7 @@ def test_unknown_ids_are_404(api: Api, method: str, url: str, kwargs: dict[str, 
 def test_metrics_for_an_unknown_run_are_refused(api: Api) -> None:
     before = api.client.get("/api/v1/metrics/count").json()["count"]
     response = api.client.post("/api/v1/metrics", json={"rows": [_metric(), _metric(run_id="ghost-run")]})
-    assert_error(response, 409, "Conflict", "run")
+    assert_error(response, 404, "NotFound", "ghost-run")
     assert api.client.get("/api/v1/metrics/count").json()["count"] == before
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from runyard.errors import RunNotFound
 from runyard.store import schema as t
 from runyard.store.records import MetricRow, MetricSummary
 from runyard.store.sql_base import SqlBase
@@ -25,6 +26,10 @@ class SqlMetrics(SqlBase):
             s["last"], s["step"] = r.value, r.step
             s["min"], s["max"] = min(s["min"], r.value), max(s["max"], r.value)
         with self._write() as conn:
+            wanted = {r.run_id for r in rows}
+            found = set(conn.execute(sa.select(t.runs.c.run_id).where(t.runs.c.run_id.in_(wanted))).scalars())
+            if wanted - found:
+                raise RunNotFound(sorted(wanted - found)[0], self.where)
             conn.execute(
                 t.metrics.insert(),
                 [
