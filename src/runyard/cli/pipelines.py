@@ -13,10 +13,10 @@ from rich.table import Table
 from runyard import Workspace
 from runyard.cli.render import console, duration, print_json, status_text, table, when
 from runyard.engine.execution import PIPELINE_RUN_TYPE
+from runyard.engine.graph_order import dependencies, topological_order
 from runyard.engine.service import ensure_running
 from runyard.errors import InvalidInputError
 from runyard.pipeline import PipelineRun
-from runyard.pipeline.graph import dependencies, topological_order
 from runyard.status import TERMINAL_STATUSES
 
 pipeline_app = typer.Typer(help="Pipeline runs: steps, reuse, graph, cancel, rerun.", no_args_is_help=True)

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from runyard.core.workspace import Workspace
+from runyard.engine.graph_order import dependencies, topological_order
 from runyard.engine.reuse import ReuseDecision, explain, step_material
 from runyard.engine.step_runner import resolve_arguments, resolve_params
-from runyard.pipeline.graph import dependencies, topological_order
 from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import RunRecord
 from runyard.store.snapshots import SnapshotStore

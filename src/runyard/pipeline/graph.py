@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from runyard.engine.graph_order import topological_order
 from runyard.pipeline.data import InputBinding, OutputFileDatasetConfig, PipelineParameter, _OutputData
 from runyard.pipeline.steps import PythonScriptStep, data_consumed_by, data_produced_by
 
@@ -218,19 +219,10 @@ def _add_parameter(parameters: dict[str, Any], param: PipelineParameter, errors:
     parameters.setdefault(param.name, param.default_value)
 
 
-def dependencies(graph: dict[str, Any]) -> dict[str, set[str]]:
-    """Step name → names of the steps it waits for (data producers and run_after)."""
-    return {s["name"]: {i["step"] for i in s["inputs"]} | set(s["run_after"]) for s in graph["steps"]}
-
-
 def _cycle_errors(graph: dict[str, Any]) -> list[str]:
     try:
-        tuple(graphlib.TopologicalSorter(dependencies(graph)).static_order())
+        topological_order(graph)
     except graphlib.CycleError as exc:
         cycle = " → ".join(exc.args[1])
         return [f"The steps form a cycle ({cycle}); a step cannot depend on its own output, directly or not."]
     return []
-
-
-def topological_order(graph: dict[str, Any]) -> list[str]:
-    return list(graphlib.TopologicalSorter(dependencies(graph)).static_order())
