@@ -82,6 +82,8 @@ def watch(run: PipelineRun) -> None:
             time.sleep(0.25)
             live.update(steps_table(run))
         live.update(steps_table(run))
+    if not console.is_terminal:
+        console.line()  # a non-terminal Live leaves the cursor after the table's last border
     console.print(
         f"Pipeline {run.id}: {status_text(run._record.status)}. Why each step ran: `runyard pipeline why {run.id}`"
     )
