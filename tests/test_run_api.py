@@ -518,16 +518,17 @@ def test_experiment_names_that_are_allowed(workspace: Workspace) -> None:
 
 
 # -- input both databases must treat alike -------------------------------------------------------------
-# PostgreSQL refuses NUL characters, over-long keys and steps beyond 32 bits where SQLite would store
-# them; runyard refuses them up front on every database, with a message, instead of a raw SQL error.
-@pytest.mark.parametrize("step", [2**31, -(2**31) - 1, 2**40], ids=["2^31", "-2^31-1", "2^40"])
+# PostgreSQL refuses NUL characters, over-long keys and integers beyond its column types where SQLite
+# would store them; runyard refuses them up front on every database, with a message, not a raw SQL error.
+@pytest.mark.parametrize("step", [2**63, -(2**63) - 1, 2**70], ids=["2^63", "-2^63-1", "2^70"])
 def test_step_outside_the_stored_range_is_rejected(workspace: Workspace, step: int) -> None:
     run = _start(workspace)
     with pytest.raises(InvalidInputError, match="outside the range"):
         run.log("acc", 0.5, step=step)
-    run.log("acc", 0.5, step=2**31 - 1)
-    run.log("acc", 0.25, step=-(2**31))
-    assert run.get_metrics() == {"acc": [0.5, 0.25]}
+    run.log("acc", 0.5, step=2**63 - 1)
+    run.log("acc", 0.25, step=-(2**63))
+    run.log("acc", 0.125, step=2**40)  # beyond 32 bits: steps are 64-bit on both databases
+    assert run.get_metrics() == {"acc": [0.5, 0.25, 0.125]}
 
 
 def test_nul_characters_are_rejected(workspace: Workspace) -> None:

@@ -29,8 +29,8 @@ from runyard.store import MetricRow, Store
 
 MAX_NAME_LENGTH = 255
 BATCH_SIZE = 1000
-#: Steps are stored as 32-bit integers (PostgreSQL's INTEGER; SQLite would take more, but the two must agree).
-MIN_STEP, MAX_STEP = -(2**31), 2**31 - 1
+#: Steps are stored as 64-bit integers (BIGINT on both databases, like MLflow's steps).
+MIN_STEP, MAX_STEP = -(2**63), 2**63 - 1
 
 
 # -- validation ---------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 #: The Alembic revision this code expects. tests/test_migrations.py checks it equals Alembic's head.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 
 metadata = sa.MetaData()
 
@@ -69,13 +69,13 @@ metrics = sa.Table(
     sa.Column("run_id", sa.String(256), sa.ForeignKey("runs.run_id"), nullable=False),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("step", sa.Integer, nullable=True),
+    sa.Column("step", sa.BigInteger, nullable=True),
     sa.Column("value", sa.Float, nullable=True),
     sa.Column("text", sa.Text, nullable=True),
     sa.Column("payload", sa.JSON, nullable=True),
     sa.Column("timestamp", sa.Float, nullable=False),
     sa.Column("writer", sa.String(64), nullable=True),
-    sa.Column("seq", sa.Integer, nullable=True),
+    sa.Column("seq", sa.BigInteger, nullable=True),
     sa.Index("ix_metrics_run_name", "run_id", "name", "id"),
     sa.Index("ix_metrics_run_writer_seq", "run_id", "writer", "seq"),
 )
@@ -89,7 +89,7 @@ metric_summaries = sa.Table(
     sa.Column("last_value", sa.Float, nullable=True),
     sa.Column("min_value", sa.Float, nullable=True),
     sa.Column("max_value", sa.Float, nullable=True),
-    sa.Column("last_step", sa.Integer, nullable=True),
+    sa.Column("last_step", sa.BigInteger, nullable=True),
 )
 
 models = sa.Table(
