@@ -6,8 +6,10 @@ PostgreSQL server is started once per test process (xdist worker) and each test 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +40,28 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         if key.startswith(("RUNYARD_", "AZUREML_")):
             monkeypatch.delenv(key)
     monkeypatch.setenv("RUNYARD_CANCEL_GRACE_SECONDS", "2")
+
+
+@pytest.fixture
+def no_stray_processes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """For pipeline tests: background schedulers exit soon when idle, and whatever a test started (its
+    scheduler, step processes working under its tmp_path) is killed at teardown."""
+    monkeypatch.setenv("RUNYARD_SCHEDULER_IDLE_SECONDS", "3")
+    yield
+    for info in tmp_path.rglob("scheduler.json"):
+        pid = json.loads(info.read_text()).get("pid")
+        try:
+            if pid and b"runyard.engine" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if os.readlink(proc / "cwd").startswith(str(tmp_path)):
+                    os.kill(int(proc.name), signal.SIGKILL)
+            except OSError:
+                pass
 
 
 @pytest.fixture(scope="session")

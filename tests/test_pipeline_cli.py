@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,26 +22,12 @@ from runyard.pipeline import (
 )
 from runyard.status import RunStatus
 
+pytestmark = pytest.mark.usefixtures("no_stray_processes")
+
 
 @pytest.fixture(autouse=True)
-def _no_stray_processes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    monkeypatch.setenv("RUNYARD_SCHEDULER_IDLE_SECONDS", "3")
+def _wide_tables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "400")  # wide tables: no folded ids or paths
-    yield
-    for info in tmp_path.rglob("scheduler.json"):
-        pid = json.loads(info.read_text()).get("pid")
-        try:
-            if pid and b"runyard.engine" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(int(pid), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
-    for proc in Path("/proc").iterdir():  # step processes work in a folder under the test's tmp_path
-        if proc.name.isdigit():
-            try:
-                if os.readlink(proc / "cwd").startswith(str(tmp_path)):
-                    os.kill(int(proc.name), signal.SIGKILL)
-            except OSError:
-                pass
 
 
 PREP = """

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,26 +23,7 @@ from runyard.errors import ConflictError
 from runyard.pipeline import Pipeline, PipelineRun, PythonScriptStep, StepRun
 from runyard.status import ACTIVE_STATUSES, RunStatus
 
-
-@pytest.fixture(autouse=True)
-def _no_stray_processes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    monkeypatch.setenv("RUNYARD_SCHEDULER_IDLE_SECONDS", "3")
-    yield
-    for info in tmp_path.rglob("scheduler.json"):
-        pid = json.loads(info.read_text()).get("pid")
-        try:
-            if pid and b"runyard.engine" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(int(pid), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
-    for proc in Path("/proc").iterdir():  # step processes work in a folder under the test's tmp_path
-        if proc.name.isdigit():
-            try:
-                if os.readlink(proc / "cwd").startswith(str(tmp_path)):
-                    os.kill(int(proc.name), signal.SIGKILL)
-            except OSError:
-                pass
-
+pytestmark = pytest.mark.usefixtures("no_stray_processes")
 
 SCRIPT = """
     import sys, time

@@ -7,11 +7,7 @@ either reaches evaluate through the content hash of train's output.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,19 +23,7 @@ from runyard.pipeline import (
     PythonScriptStep,
 )
 
-
-@pytest.fixture(autouse=True)
-def _no_stray_schedulers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    monkeypatch.setenv("RUNYARD_SCHEDULER_IDLE_SECONDS", "3")
-    yield
-    for info in tmp_path.rglob("scheduler.json"):
-        pid = json.loads(info.read_text()).get("pid")
-        try:
-            if pid and b"runyard.engine" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(int(pid), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
-
+pytestmark = pytest.mark.usefixtures("no_stray_processes")
 
 PREP = """
     import sys, pathlib

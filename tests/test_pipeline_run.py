@@ -8,9 +8,7 @@ import itertools
 import json
 import os
 import shutil
-import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,30 +28,7 @@ from runyard.pipeline import (
 )
 from runyard.status import ACTIVE_STATUSES, RunStatus
 
-
-@pytest.fixture(autouse=True)
-def _no_stray_processes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """Background schedulers exit after 3 s idle; whatever a failing test left behind is killed by pid."""
-    monkeypatch.setenv("RUNYARD_SCHEDULER_IDLE_SECONDS", "3")
-    yield
-    kill_leftovers(tmp_path)
-
-
-def kill_leftovers(root: Path) -> None:
-    for info in root.rglob("scheduler.json"):
-        pid = json.loads(info.read_text()).get("pid")
-        try:
-            if pid and b"runyard.engine" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(int(pid), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
-    for proc in Path("/proc").iterdir():  # step processes work in a folder under the test's tmp_path
-        if proc.name.isdigit():
-            try:
-                if os.readlink(proc / "cwd").startswith(str(root)):
-                    os.kill(int(proc.name), signal.SIGKILL)
-            except OSError:
-                pass
+pytestmark = pytest.mark.usefixtures("no_stray_processes")
 
 
 def alive(pid: int) -> bool:

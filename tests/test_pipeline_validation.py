@@ -6,10 +6,7 @@ Validation runs before anything is stored or started, so most of these tests nee
 from __future__ import annotations
 
 import json
-import os
-import signal
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,18 +25,7 @@ from runyard.pipeline import (
     StepSequence,
 )
 
-
-@pytest.fixture(autouse=True)
-def _no_stray_schedulers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    monkeypatch.setenv("RUNYARD_SCHEDULER_IDLE_SECONDS", "3")
-    yield
-    for info in tmp_path.rglob("scheduler.json"):
-        pid = json.loads(info.read_text()).get("pid")
-        try:
-            if pid and b"runyard.engine" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(int(pid), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
+pytestmark = pytest.mark.usefixtures("no_stray_processes")
 
 
 def folder(tmp_path: Path, name: str, scripts: tuple[str, ...] = ("main.py",)) -> SourceDir:
