@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from alembic.script import ScriptDirectory
 from runyard.errors import StoreMigrationRequired
 from runyard.store import schema
 from runyard.store.migrations.runner import SCRIPT_LOCATION, current_revision, upgrade
+from runyard.store.records import MetricRow
 from runyard.store.sql_store import SqlStore, engine_for
 from store_suite import make_run
 
@@ -145,6 +147,109 @@ def test_older_database_is_refused_then_upgraded(db_uri: str, revision: str) -> 
         assert run.number == 1
     finally:
         store.engine.dispose()
+
+
+def _rollups(engine: sa.Engine) -> list[tuple[object, ...]]:
+    mr = schema.metric_rollups
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(mr).order_by(*mr.primary_key.columns))]
+
+
+def test_upgrade_backfills_metric_rollups(db_uri: str, tmp_path: Path) -> None:
+    """0005 fills metric_rollups from the metrics already logged, exactly as append_metrics builds them."""
+    rng = random.Random(11)
+    rows: list[MetricRow] = []
+    # more scalar rows than the migration reads per page (10,000), so a page ends inside a series
+    for run_id, name, n in [("r1", "loss", 9000), ("r1", "acc", 500), ("r2", "loss", 2600)]:
+        for i in range(n):
+            step = i * 2 if rng.random() < 0.5 else None
+            rows.append(MetricRow(run_id, name, "scalar", 1.0, value=round(rng.uniform(-1, 1), 1), step=step))
+            if i % 97 == 0:
+                rows.append(MetricRow(run_id, name, "scalar", 1.0, text="not a number"))
+                rows.append(MetricRow(run_id, name, "list", 1.0, value=-5.0))
+    rng.shuffle(rows)  # series interleave in log order, as when several metrics are logged together
+
+    reference = SqlStore(f"sqlite:///{tmp_path}/reference.db")
+    old_engine = sa.create_engine(_sa_url(db_uri))
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    try:
+        with old_engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0004")
+        with old_engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO experiments (id, name, created_time) VALUES ('e1', 'old', 1.0)")
+        for number, run_id in enumerate(["r1", "r2"], 1):
+            make_run(reference, "old", run_id)
+            with old_engine.begin() as conn:
+                conn.execute(
+                    schema.runs.insert().values(
+                        run_id=run_id,
+                        experiment_id="e1",
+                        number=number,
+                        status="Completed",
+                        run_type="azureml.scriptrun",
+                        target="local",
+                        created_time=1.0,
+                        data={},
+                    )
+                )
+        with old_engine.begin() as conn:
+            conn.execute(
+                schema.metrics.insert(),
+                [
+                    {
+                        "run_id": r.run_id,
+                        "name": r.name,
+                        "kind": r.kind,
+                        "value": r.value,
+                        "text": r.text,
+                        "step": r.step,
+                        "timestamp": r.timestamp,
+                    }
+                    for r in rows
+                ],
+            )
+            series: dict[tuple[str, str], list[float]] = {}
+            for r in rows:
+                if r.kind == "scalar" and r.value is not None:
+                    series.setdefault((r.run_id, r.name), []).append(r.value)
+            conn.execute(  # what the older append_metrics kept alongside
+                schema.metric_summaries.insert(),
+                [
+                    {
+                        "run_id": run_id,
+                        "name": name,
+                        "count": len(values),
+                        "last_value": values[-1],
+                        "min_value": min(values),
+                        "max_value": max(values),
+                    }
+                    for (run_id, name), values in series.items()
+                ],
+            )
+        for start in range(0, len(rows), 1234):  # uneven batches
+            reference.append_metrics(rows[start : start + 1234])
+    finally:
+        old_engine.dispose()
+
+    upgrade(engine_for(db_uri))
+    store = SqlStore(db_uri)
+    try:
+        expected = _rollups(reference.engine)
+        assert len(expected) == 141 + 8 + 41 + 3 + 1 + 1  # buckets of 64, then of 4096, per series
+        assert _rollups(store.engine) == expected
+        chart = store.get_metric_chart("r1", "loss", max_points=100)
+        assert chart.downsampled
+        assert chart.count == 9000
+        # and appending after the upgrade carries on from where the backfill ended
+        more = [MetricRow("r2", "loss", "scalar", 1.0, value=float(v)) for v in (-9, 9, 0)]
+        store.append_metrics(more)
+        reference.append_metrics(more)
+        assert _rollups(store.engine) == _rollups(reference.engine)
+    finally:
+        store.engine.dispose()
+        reference.engine.dispose()
 
 
 def test_upgrade_is_a_no_op_at_head(db_uri: str) -> None:

@@ -3,10 +3,15 @@
 from runyard.store.artifacts import ArtifactStore
 from runyard.store.base import Store
 from runyard.store.records import (
+    ChartSeries,
     ExperimentRecord,
+    ExperimentSummary,
+    MetricColumn,
     MetricRow,
     MetricSummary,
     ModelRecord,
+    RunPage,
+    RunQuery,
     RunRecord,
     TokenRecord,
 )
@@ -38,10 +43,15 @@ def upgrade_store(uri: str) -> None:
 
 __all__ = [
     "ArtifactStore",
+    "ChartSeries",
     "ExperimentRecord",
+    "ExperimentSummary",
+    "MetricColumn",
     "MetricRow",
     "MetricSummary",
     "ModelRecord",
+    "RunPage",
+    "RunQuery",
     "RunRecord",
     "SqlStore",
     "Store",

@@ -96,3 +96,73 @@ class TokenRecord:
     run_id: str | None = None
     expires_time: float | None = None
     revoked_time: float | None = None
+
+
+# -- studio queries (SqlStore only: the studio is served by the process that holds the database) ----
+
+METRIC_AGGREGATES = ("last", "min", "max")
+
+
+@dataclass(frozen=True)
+class MetricColumn:
+    """A runs-table column showing one scalar metric's last, min or max value."""
+
+    name: str
+    agg: str = "last"  # one of METRIC_AGGREGATES
+
+    @property
+    def key(self) -> str:
+        return f"{self.agg}:{self.name}"
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """One page of the runs table: filters, metric columns, sort and window.
+
+    `sort` is one of "created", "status", "duration", "experiment", "name", "number" or a
+    MetricColumn key ("last:loss"); runs without a value for a sorted metric come last either way.
+    """
+
+    experiment_name: str | None = None
+    status: str | None = None
+    tag_key: str | None = None
+    tag_value: str | None = None  # None: any run that has the tag
+    text: str | None = None  # case-insensitive substring of run id, display name or experiment name
+    top_level_only: bool = True
+    columns: tuple[MetricColumn, ...] = ()
+    sort: str = "created"
+    descending: bool = True
+    offset: int = 0
+    limit: int = 50
+
+
+@dataclass
+class RunPage:
+    runs: list[RunRecord]
+    total: int  # runs matching the filters, all pages
+    values: dict[str, dict[str, float | None]]  # run_id -> column key -> value
+    tags: dict[str, dict[str, Any]]  # run_id -> tags
+
+
+@dataclass(frozen=True)
+class ExperimentSummary:
+    name: str
+    created_time: float
+    run_count: int  # top-level runs
+    latest_run: RunRecord | None
+
+
+@dataclass(frozen=True)
+class ChartSeries:
+    """A scalar metric ready to plot: x is the logged step, or the row's index when no step was given.
+
+    When `downsampled`, each kept point is the minimum or maximum of a stretch of the series, so
+    spikes survive; `count` is the number of values logged.
+    """
+
+    run_id: str
+    name: str
+    x: list[float]
+    y: list[float]
+    count: int
+    downsampled: bool

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 #: The Alembic revision this code expects. tests/test_migrations.py checks it equals Alembic's head.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 
 metadata = sa.MetaData()
 
@@ -44,6 +44,7 @@ runs = sa.Table(
     sa.Index("ix_runs_status", "status"),
     sa.Index("ix_runs_fingerprint", "fingerprint"),
     sa.Index("ix_runs_type_name", "run_type", "display_name"),
+    sa.Index("ix_runs_created", "created_time"),
 )
 
 run_tags = sa.Table(
@@ -90,6 +91,29 @@ metric_summaries = sa.Table(
     sa.Column("min_value", sa.Float, nullable=True),
     sa.Column("max_value", sa.Float, nullable=True),
     sa.Column("last_step", sa.BigInteger, nullable=True),
+)
+
+#: Rollup levels: a level-L bucket holds ROLLUP_SIZES[L] consecutive values of one scalar series.
+ROLLUP_SIZES = (64, 4096)
+
+# Min/max (with their x) of each fixed-size stretch of a scalar series, kept current by append_metrics so
+# charts of huge series read a few thousand rows. A value's index is its 0-based position among its
+# (run_id, name)'s scalar rows with a value, in log order; bucket = index // ROLLUP_SIZES[level]; x is the
+# value's step, or its index when it was logged without one.
+metric_rollups = sa.Table(
+    "metric_rollups",
+    metadata,
+    sa.Column("run_id", sa.String(256), sa.ForeignKey("runs.run_id"), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("bucket", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("min_value", sa.Float, nullable=False),
+    sa.Column("min_x", sa.BigInteger, nullable=False),
+    sa.Column("max_value", sa.Float, nullable=False),
+    sa.Column("max_x", sa.BigInteger, nullable=False),
+    sa.Column("first_x", sa.BigInteger, nullable=False),
+    sa.Column("last_x", sa.BigInteger, nullable=False),
 )
 
 models = sa.Table(

@@ -19,6 +19,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random
 from runyard.errors import ConflictError, RunNotFound, StoreError
 from runyard.store import schema as t
 from runyard.store.migrations.runner import SCHEMA_HEAD, current_revision, ensure_schema
+from runyard.store.records import RunRecord
 
 _engines: dict[str, sa.Engine] = {}
 _engines_lock = threading.Lock()
@@ -108,3 +109,23 @@ class SqlBase:
     def _require_run(self, conn: sa.Connection, run_id: str) -> None:
         if conn.execute(sa.select(t.runs.c.run_id).where(t.runs.c.run_id == run_id)).first() is None:
             raise RunNotFound(run_id, self.where)
+
+
+def run_from_row(row: Any) -> RunRecord:
+    """A RunRecord from a runs row joined with its experiment's name (as `experiment_name`)."""
+    return RunRecord(
+        run_id=row.run_id,
+        experiment_id=row.experiment_id,
+        experiment_name=row.experiment_name,
+        status=row.status,
+        run_type=row.run_type,
+        created_time=row.created_time,
+        parent_id=row.parent_id,
+        display_name=row.display_name,
+        target=row.target,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        number=row.number,
+        data=dict(row.data or {}),
+        fingerprint=row.fingerprint,
+    )

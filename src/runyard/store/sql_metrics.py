@@ -1,8 +1,13 @@
-"""Metric rows and their per-run summaries (last/min/max kept current on every write)."""
+"""Metric rows, their per-run summaries (last/min/max) and rollups, all kept current on every write.
+
+Rollups (schema.metric_rollups) hold the min and max, with their x, of each fixed-size stretch of a
+scalar series, so a chart of a million values reads a few thousand rows (sql_studio.get_metric_chart).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,7 +15,86 @@ import sqlalchemy as sa
 from runyard.errors import RunNotFound
 from runyard.store import schema as t
 from runyard.store.records import MetricRow, MetricSummary
+from runyard.store.schema import ROLLUP_SIZES
 from runyard.store.sql_base import SqlBase
+
+#: [count, min_value, min_x, max_value, max_x, first_x, last_x] of a stretch of a series
+Stats = list[Any]
+
+
+def bucket_stats(
+    start: int, points: Sequence[tuple[float, int | None]], size: int
+) -> list[tuple[int, Stats]]:
+    """Rollup stats of `points` ((value, step) in log order, the first at series index `start`), one entry
+    per touched bucket of `size` values, in bucket order. Ties keep the earliest value's x."""
+    out: list[tuple[int, Stats]] = []
+    current = -1
+    s: Stats = []
+    for index, (value, step) in enumerate(points, start):
+        x = index if step is None else step
+        bucket = index // size
+        if bucket != current:
+            current, s = bucket, [0, value, x, value, x, x, x]
+            out.append((bucket, s))
+        s[0] += 1
+        if value < s[1]:
+            s[1], s[2] = value, x
+        if value > s[3]:
+            s[3], s[4] = value, x
+        s[6] = x
+    return out
+
+
+def merge_stats(parts: Iterable[Stats]) -> Stats:
+    """One stretch's stats from its consecutive sub-stretches' stats (in order)."""
+    merged: Stats = []
+    for p in parts:
+        if not merged:
+            merged = list(p)
+            continue
+        merged[0] += p[0]
+        if p[1] < merged[1]:
+            merged[1], merged[2] = p[1], p[2]
+        if p[3] > merged[3]:
+            merged[3], merged[4] = p[3], p[4]
+        merged[6] = p[6]
+    return merged
+
+
+def rollup_rows(
+    run_id: str, name: str, start: int, points: Sequence[tuple[float, int | None]]
+) -> list[dict[str, Any]]:
+    """metric_rollups rows (every level) for `points` appended at series index `start`."""
+    finest = bucket_stats(start, points, ROLLUP_SIZES[0])
+    rows: list[dict[str, Any]] = []
+    for level, size in enumerate(ROLLUP_SIZES):
+        if level == 0:
+            grouped = finest
+        else:
+            per = size // ROLLUP_SIZES[0]  # finer buckets nest inside coarser ones
+            grouped = []
+            for bucket, s in finest:
+                if grouped and grouped[-1][0] == bucket // per:
+                    grouped[-1] = (bucket // per, merge_stats([grouped[-1][1], s]))
+                else:
+                    grouped.append((bucket // per, s))
+        rows.extend(
+            {
+                "run_id": run_id,
+                "name": name,
+                "level": level,
+                "bucket": bucket,
+                "count": s[0],
+                "min_value": s[1],
+                "min_x": s[2],
+                "max_value": s[3],
+                "max_x": s[4],
+                "first_x": s[5],
+                "last_x": s[6],
+            }
+            for bucket, s in grouped
+        )
+    return rows
 
 
 class SqlMetrics(SqlBase):
@@ -18,6 +102,7 @@ class SqlMetrics(SqlBase):
         if not rows:
             return
         summaries: dict[tuple[str, str], dict[str, Any]] = {}
+        points: dict[tuple[str, str], list[tuple[float, int | None]]] = {}
         for r in rows:
             if r.kind != "scalar" or r.value is None:
                 continue
@@ -25,11 +110,33 @@ class SqlMetrics(SqlBase):
             s["count"] += 1
             s["last"], s["step"] = r.value, r.step
             s["min"], s["max"] = min(s["min"], r.value), max(s["max"], r.value)
+            points.setdefault((r.run_id, r.name), []).append((r.value, r.step))
         with self._write() as conn:
             wanted = {r.run_id for r in rows}
             found = set(conn.execute(sa.select(t.runs.c.run_id).where(t.runs.c.run_id.in_(wanted))).scalars())
             if wanted - found:
                 raise RunNotFound(sorted(wanted - found)[0], self.where)
+            rollups: list[dict[str, Any]] = []
+            # Upsert in one fixed order so that concurrent batches naming the same metrics in different
+            # orders lock the summary rows in the same order (PostgreSQL would otherwise deadlock).
+            for (run_id, name), s in sorted(summaries.items()):
+                new_count = conn.execute(
+                    self._summary_upsert,
+                    {
+                        "run_id": run_id,
+                        "name": name,
+                        "count": s["count"],
+                        "last_value": s["last"],
+                        "min_value": s["min"],
+                        "max_value": s["max"],
+                        "last_step": s["step"],
+                    },
+                ).scalar_one()
+                # The summary row stays locked until commit (PostgreSQL; SQLite has one writer at a time),
+                # so no other batch can take these indexes: this batch's values are the last s["count"].
+                rollups.extend(rollup_rows(run_id, name, new_count - s["count"], points[(run_id, name)]))
+            # Insert the rows only now, holding the summary locks: on PostgreSQL, concurrent batches of one
+            # metric then get ids in the same order as their series indexes, so log order is id order.
             conn.execute(
                 t.metrics.insert(),
                 [
@@ -48,41 +155,57 @@ class SqlMetrics(SqlBase):
                     for r in rows
                 ],
             )
-            ms = t.metric_summaries
-            # Upsert in one fixed order so that concurrent batches naming the same metrics in different
-            # orders lock the summary rows in the same order (PostgreSQL would otherwise deadlock).
-            for (run_id, name), s in sorted(summaries.items()):
-                stmt = self._insert(ms).values(
-                    run_id=run_id,
-                    name=name,
-                    count=s["count"],
-                    last_value=s["last"],
-                    min_value=s["min"],
-                    max_value=s["max"],
-                    last_step=s["step"],
-                )
-                ex = stmt.excluded
-                conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["run_id", "name"],
-                        set_={
-                            "count": ms.c["count"] + ex["count"],
-                            "last_value": ex.last_value,
-                            "last_step": ex.last_step,
-                            "min_value": sa.case(
-                                (ex.min_value < ms.c.min_value, ex.min_value), else_=ms.c.min_value
-                            ),
-                            "max_value": sa.case(
-                                (ex.max_value > ms.c.max_value, ex.max_value), else_=ms.c.max_value
-                            ),
-                        },
-                    )
-                )
+            if rollups:
+                # one statement for every touched bucket, in (run_id, name, level, bucket) order: the
+                # fixed lock order again
+                conn.execute(self._rollup_upsert, rollups)
 
-    def get_metric_rows(self, run_ids: Sequence[str], name: str | None = None) -> list[MetricRow]:
+    @cached_property
+    def _summary_upsert(self) -> Any:
+        """Add a batch's count/min/max to a metric's summary; returns the new count. Built once: building
+        the statement costs more than running it."""
+        ms = t.metric_summaries
+        stmt = self._insert(ms)
+        ex = stmt.excluded
+        return stmt.on_conflict_do_update(
+            index_elements=["run_id", "name"],
+            set_={
+                "count": ms.c["count"] + ex["count"],
+                "last_value": ex.last_value,
+                "last_step": ex.last_step,
+                "min_value": sa.case((ex.min_value < ms.c.min_value, ex.min_value), else_=ms.c.min_value),
+                "max_value": sa.case((ex.max_value > ms.c.max_value, ex.max_value), else_=ms.c.max_value),
+            },
+        ).returning(ms.c["count"])
+
+    @cached_property
+    def _rollup_upsert(self) -> Any:
+        """Merge a batch's stats for one bucket into the stored bucket (first_x stays, last_x moves on)."""
+        mr = t.metric_rollups
+        stmt = self._insert(mr)
+        ex = stmt.excluded
+        lower, higher = ex.min_value < mr.c.min_value, ex.max_value > mr.c.max_value
+        return stmt.on_conflict_do_update(
+            index_elements=["run_id", "name", "level", "bucket"],
+            set_={
+                "count": mr.c["count"] + ex["count"],
+                "min_value": sa.case((lower, ex.min_value), else_=mr.c.min_value),
+                "min_x": sa.case((lower, ex.min_x), else_=mr.c.min_x),
+                "max_value": sa.case((higher, ex.max_value), else_=mr.c.max_value),
+                "max_x": sa.case((higher, ex.max_x), else_=mr.c.max_x),
+                "last_x": ex.last_x,
+            },
+        )
+
+    def get_metric_rows(
+        self, run_ids: Sequence[str], name: str | None = None, kinds: Sequence[str] | None = None
+    ) -> list[MetricRow]:
+        """`kinds` (SqlStore only) narrows to some row kinds, e.g. the studio's tables and images."""
         query = sa.select(t.metrics).where(t.metrics.c.run_id.in_(list(run_ids)))
         if name is not None:
             query = query.where(t.metrics.c.name == name)
+        if kinds is not None:
+            query = query.where(t.metrics.c.kind.in_(list(kinds)))
         with self._read() as conn:
             return [
                 MetricRow(

@@ -1,7 +1,8 @@
 """SqlStore: the Store protocol on SQLAlchemy Core, for SQLite files and PostgreSQL.
 
 Split by concern: engine and transactions in sql_base.py, metrics in sql_metrics.py, models in
-sql_models.py; experiments, runs, tags and properties here.
+sql_models.py, tokens in sql_tokens.py, the studio's queries (SqlStore only) in sql_studio.py;
+experiments, runs, tags and properties here.
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ from runyard.errors import ConflictError, ExperimentNotFound, InvalidInputError,
 from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import schema as t
 from runyard.store.records import ExperimentRecord, RunRecord
-from runyard.store.sql_base import _retry_on_conflict, engine_for
+from runyard.store.sql_base import _retry_on_conflict, engine_for, run_from_row
 from runyard.store.sql_metrics import SqlMetrics
 from runyard.store.sql_models import SqlModels
+from runyard.store.sql_studio import SqlStudio
 from runyard.store.sql_tokens import SqlTokens
 
 __all__ = ["SqlStore", "engine_for"]
 
 
-class SqlStore(SqlMetrics, SqlModels, SqlTokens):
+class SqlStore(SqlMetrics, SqlModels, SqlTokens, SqlStudio):
     # -- experiments ----------------------------------------------------------------------------
     def get_or_create_experiment(self, name: str) -> ExperimentRecord:
         with self._write() as conn:
@@ -53,24 +55,7 @@ class SqlStore(SqlMetrics, SqlModels, SqlTokens):
     def _run_select(self) -> sa.Select[Any]:
         return sa.select(*self._run_columns).join(t.experiments, t.experiments.c.id == t.runs.c.experiment_id)
 
-    @staticmethod
-    def _to_run(row: Any) -> RunRecord:
-        return RunRecord(
-            run_id=row.run_id,
-            experiment_id=row.experiment_id,
-            experiment_name=row.experiment_name,
-            status=row.status,
-            run_type=row.run_type,
-            created_time=row.created_time,
-            parent_id=row.parent_id,
-            display_name=row.display_name,
-            target=row.target,
-            start_time=row.start_time,
-            end_time=row.end_time,
-            number=row.number,
-            data=dict(row.data or {}),
-            fingerprint=row.fingerprint,
-        )
+    _to_run = staticmethod(run_from_row)
 
     @_retry_on_conflict
     def _insert_runs(self, runs: Sequence[RunRecord]) -> list[int]:
