@@ -188,3 +188,36 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):  # type:
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+# -- headless Chromium for the studio tests (Debian's, never a downloaded one)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    from runyard.studio.headless import CHROMIUM, launch_chromium
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does this)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = launch_chromium(p)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser):  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(20_000)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield tab
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

@@ -235,7 +235,7 @@ def test_show_explains_a_failed_step(sqlite_workspace: Workspace, tmp_path: Path
 def test_up_runs_the_scheduler_in_the_foreground(sqlite_workspace: Workspace, tmp_path: Path) -> None:
     ws = sqlite_workspace
     up = subprocess.Popen(
-        [sys.executable, "-m", "runyard", "-w", str(ws.path), "up", "--idle-seconds", "2"],
+        [sys.executable, "-m", "runyard", "-w", str(ws.path), "up", "--no-studio", "--idle-seconds", "2"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

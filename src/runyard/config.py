@@ -37,9 +37,10 @@ def cancel_grace_seconds() -> float:
     return float(os.environ.get("RUNYARD_CANCEL_GRACE_SECONDS", "10"))
 
 
-def studio_url() -> str:
-    """Base address of the studio used in portal URLs (RUNYARD_STUDIO_URL, default http://127.0.0.1:8765)."""
-    return os.environ.get("RUNYARD_STUDIO_URL", "http://127.0.0.1:8765").rstrip("/")
+def studio_url(default: str = "http://127.0.0.1:8765") -> str:
+    """Base address of the studio used in portal URLs (RUNYARD_STUDIO_URL; default http://127.0.0.1:8765,
+    or the server's own address for a workspace opened by URL)."""
+    return (os.environ.get("RUNYARD_STUDIO_URL") or default).rstrip("/")
 
 
 def scheduler_idle_seconds() -> float:

@@ -15,7 +15,7 @@ from runyard.cli.render import console, duration, print_json, status_text, table
 from runyard.engine.execution import PIPELINE_RUN_TYPE
 from runyard.engine.graph_order import dependencies, topological_order
 from runyard.engine.service import ensure_running
-from runyard.errors import InvalidInputError
+from runyard.errors import ConflictError, InvalidInputError
 from runyard.pipeline import PipelineRun
 from runyard.status import TERMINAL_STATUSES
 
@@ -300,11 +300,35 @@ def up(
     idle_seconds: float = typer.Option(
         0, "--idle-seconds", help="Exit after this long without work (0: never)."
     ),
+    port: int = typer.Option(8765, "--port", help="Port of the studio on 127.0.0.1."),
+    studio: bool = typer.Option(True, "--studio/--no-studio", help="Also serve the studio in the browser."),
 ) -> None:
-    """Run the workspace's pipeline scheduler in the foreground (otherwise submit starts one in the background)."""
+    """Run the workspace's scheduler in the foreground and serve the studio on http://127.0.0.1:8765."""
+    import threading
+
+    from runyard.cli.server import serve
     from runyard.engine.service import SchedulerService
 
     ws = _workspace()
-    SchedulerService(
+    service = SchedulerService(
         ws, idle_seconds=idle_seconds or float("inf"), echo=lambda line: console.print(line, markup=False)
-    ).serve()
+    )
+    if not studio:
+        service.serve()
+        return
+
+    def schedule() -> None:
+        try:
+            service.serve()
+        except ConflictError as exc:  # a background scheduler already does the work; the studio still serves
+            console.print(str(exc), markup=False)
+
+    worker = threading.Thread(target=schedule, name="runyard-scheduler", daemon=True)
+    worker.start()
+    try:  # with --idle-seconds the whole command ends when the scheduler goes idle
+        serve(
+            ws, "127.0.0.1", port, auth=False, until=(lambda: not worker.is_alive()) if idle_seconds else None
+        )
+    finally:
+        service._stop = True
+        worker.join(timeout=10)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import threading
 import time
+from collections.abc import Callable
 
 import typer
 
@@ -39,20 +41,37 @@ def server(
     port: int = typer.Option(8765, "--port", help="Port to listen on."),
     auth: bool = typer.Option(False, "--auth", help="Require a token on every request."),
 ) -> None:
-    """Serve the workspace over HTTP: the tracking API, artifacts, and MLflow-compatible routes."""
-    import uvicorn
-
-    from runyard.server.app import create_app
-
+    """Serve the workspace over HTTP: the studio, the tracking API, artifacts, and MLflow-compatible routes."""
     if not _is_loopback(host) and not auth:
         raise InvalidInputError(
             f"Refusing to serve on {host} without --auth: anyone who can reach it could read and change every run. "
             "Add --auth (and create tokens with `runyard token create`), or bind to 127.0.0.1."
         )
-    ws = Workspace.get(workspace_path) if workspace_path else Workspace.from_config()
+    serve(Workspace.get(workspace_path) if workspace_path else Workspace.from_config(), host, port, auth=auth)
+
+
+def serve(
+    ws: Workspace, host: str, port: int, *, auth: bool, until: Callable[[], bool] | None = None
+) -> None:
+    """Serve until Ctrl-C, or until `until()` turns true (checked every second)."""
+    import uvicorn
+
+    from runyard.server.app import create_app
+
     app = create_app(ws, auth=auth)
     console.print(f"Serving workspace {ws.path} on http://{host}:{port} (auth {'on' if auth else 'off'})")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    console.print(f"Studio: http://{host}:{port}/experiments")
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    if until is not None:
+
+        def watch() -> None:
+            while not server.should_exit:
+                if until():
+                    server.should_exit = True
+                time.sleep(1)
+
+        threading.Thread(target=watch, name="runyard-serve-until", daemon=True).start()
+    server.run()
 
 
 def _seconds(text: str) -> float:

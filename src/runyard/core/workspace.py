@@ -44,7 +44,10 @@ class Workspace:
         self.name: str = cfg.get("name") or self.path.parent.name or "runyard"
         self.tracking_uri: str = cfg["tracking_uri"]
         self.artifact_root: str = cfg["artifact_root"]
-        self.studio_url: str = cfg.get("studio_url") or config.studio_url()
+        remote = self.tracking_uri.startswith(("http://", "https://"))
+        self.studio_url: str = cfg.get("studio_url") or (
+            config.studio_url(self.tracking_uri) if remote else config.studio_url()
+        )
         self._store: Store | None = None
         self._artifacts: ArtifactStore | RestArtifactStore | None = None
 

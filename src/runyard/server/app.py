@@ -18,6 +18,7 @@ from runyard.server.routes_mlflow import mlflow_router
 from runyard.server.routes_store import store_router
 from runyard.server.routes_tokens import token_router
 from runyard.store import ArtifactStore, SqlStore
+from runyard.studio import install_studio
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 TOO_LARGE = f"Request bodies are limited to {MAX_JSON_BYTES} bytes; send metrics in batches."
@@ -72,6 +73,7 @@ def create_app(workspace: Workspace, *, auth: bool = False) -> FastAPI:
     app.include_router(artifact_router(store, artifacts, principal))
     app.include_router(token_router(store, principal))
     app.include_router(mlflow_router(store, principal))
+    install_studio(app, workspace, store, auth=auth)
 
     app.add_middleware(JsonBodyLimit)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from runyard import errors as e
@@ -88,8 +88,10 @@ def install(app: Any) -> None:
         return JSONResponse(exc.body, status_code=exc.status, headers=headers)
 
     @app.exception_handler(e.RunyardError)
-    async def _runyard_error(_request: Request, exc: e.RunyardError) -> JSONResponse:
-        return runyard_error_response(exc)
+    async def _runyard_error(request: Request, exc: e.RunyardError) -> Response:
+        html_error = getattr(request.app.state, "html_error", None)  # the studio's pages answer HTML
+        page = html_error(request, exc) if html_error else None
+        return page if page is not None else runyard_error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _starlette_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -1,0 +1,191 @@
+"""Run pages: overview, metrics, outputs + logs, the pipeline graph, file downloads and clone.
+
+A pipeline run's page is its graph with the selected step's own run page below it, so a step
+reads exactly like any other run: same tabs, same log viewer, plus why it was or was not reused.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from starlette.background import BackgroundTask
+
+from runyard.core.workspace import Workspace
+from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
+from runyard.errors import InvalidInputError, NotFoundError
+from runyard.server.auth import Principal
+from runyard.store import ArtifactStore, RunRecord, SqlStore
+from runyard.store.artifacts import clean_relpath
+from runyard.studio import views
+from runyard.studio.auth import require_write
+from runyard.studio.graph_layout import layout
+
+TABS = ("overview", "metrics", "files")
+
+
+def coerce_parameter(raw: str, default: Any) -> Any:
+    """A form field as the type of the parameter's default: forms send text, pipelines want values."""
+    if isinstance(default, bool):
+        if raw.lower() in ("true", "1", "yes"):
+            return True
+        if raw.lower() in ("false", "0", "no"):
+            return False
+        raise InvalidInputError(f"{raw!r} is not true or false.")
+    for kind in (int, float):
+        if isinstance(default, kind):
+            try:
+                return kind(raw)
+            except ValueError:
+                raise InvalidInputError(
+                    f"{raw!r} is not a{'n' if kind is int else ''} {kind.__name__}."
+                ) from None
+    return raw
+
+
+def add_run_routes(
+    router: APIRouter,
+    workspace: Workspace,
+    store: SqlStore,
+    principal: Callable[..., Principal],
+    render: Callable[..., Response],
+) -> None:
+    artifacts = workspace.artifacts
+    assert isinstance(artifacts, ArtifactStore)  # create_app serves only workspaces that hold their files
+
+    def run_context(run: RunRecord, tab: str, file: str | None) -> dict[str, Any]:
+        """What one run's tabs need (used for plain runs and for the selected step of a pipeline)."""
+        if tab not in TABS:
+            raise InvalidInputError(f"tab={tab!r} is not one of {', '.join(TABS)}.")
+        context: dict[str, Any] = {"run": run, "tab": tab}
+        context["tags"] = store.get_tags(run.run_id)
+        context["properties"] = store.get_properties(run.run_id)
+        context["children"] = store.list_descendants(run.run_id, recursive=False)
+        context["parent"] = store.get_run(run.parent_id) if run.parent_id else None
+        context["reuse"] = run.data.get("reuse") if run.run_type == STEP_RUN_TYPE else None
+        context["error"] = run.data.get("error")
+        if tab == "metrics":
+            context["metrics"] = views.metric_view(store, run.run_id)
+        if tab == "files":
+            tree = views.file_tree(artifacts, run.run_id)
+            paths = [e.path for e in tree if not e.is_dir]
+            selected = file if file in paths else views.default_log(paths)
+            context.update(tree=tree, selected=selected, kind=views.file_kind(selected) if selected else None)
+        return context
+
+    @router.get("/runs/{run_id}")
+    def run_page(
+        request: Request,
+        run_id: str,
+        tab: str = "overview",
+        file: str | None = None,
+        step: str | None = None,
+        who: Principal = Depends(principal),
+    ) -> Response:
+        run = store.get_run(run_id)
+        if run.run_type != PIPELINE_RUN_TYPE:
+            return render(request, "run.html", who, **run_context(run, tab, file), pipeline=None)
+        steps = {c.display_name or c.run_id: c for c in store.list_descendants(run_id, recursive=False)}
+        graph = run.data.get("graph") or {"steps": []}
+        selected = None
+        if step is not None:
+            selected = next((s for s in steps.values() if s.run_id == step), None)
+            if selected is None:
+                raise NotFoundError(
+                    f"Pipeline run {run_id} has no step run {step!r}; pick a step in the graph."
+                )
+        context = run_context(selected, tab, file) if selected else run_context(run, tab, file)
+        return render(
+            request,
+            "run.html",
+            who,
+            **context,
+            pipeline=run,
+            graph=layout(graph),
+            steps=steps,
+            step=selected,
+            parameters=run.data.get("parameters", {}),
+        )
+
+    @router.get("/runs/{run_id}/files/{path:path}")
+    def run_file(
+        run_id: str, path: str, download: bool = False, who: Principal = Depends(principal)
+    ) -> Response:
+        store.get_run(run_id)
+        rel = f"runs/{run_id}/{clean_relpath(path)}"
+        if not artifacts.exists(rel):
+            raise NotFoundError(
+                f"Run {run_id} has no file {path!r}; its Outputs + logs tab lists what it has."
+            )
+        local = artifacts.local_path(rel)
+        media = "text/plain; charset=utf-8" if views.file_kind(path) == "text" and not download else None
+        return FileResponse(
+            local,
+            media_type=media,
+            filename=os.path.basename(path) if download else None,
+            content_disposition_type="attachment" if download else "inline",
+        )
+
+    @router.get("/runs/{run_id}/download.zip")
+    def run_zip(run_id: str, who: Principal = Depends(principal)) -> Response:
+        store.get_run(run_id)
+        handle, name = tempfile.mkstemp(suffix=".zip")
+        os.close(handle)
+        with zipfile.ZipFile(name, "w", zipfile.ZIP_DEFLATED) as archive:
+            for rel in artifacts.list(f"runs/{run_id}"):
+                archive.write(artifacts.local_path(f"runs/{run_id}/{rel}"), f"{run_id}/{rel}")
+        return FileResponse(
+            name,
+            media_type="application/zip",
+            filename=f"{run_id}.zip",
+            background=BackgroundTask(os.unlink, name),
+        )
+
+    @router.get("/runs/{run_id}/clone")
+    def clone_form(request: Request, run_id: str, who: Principal = Depends(principal)) -> Response:
+        run = _pipeline(store, run_id)
+        return render(
+            request, "clone.html", who, run=run, parameters=run.data.get("parameters", {}), error=None
+        )
+
+    @router.post("/runs/{run_id}/clone")
+    async def clone_submit(request: Request, run_id: str, who: Principal = Depends(principal)) -> Response:
+        require_write(who, request)
+        run = _pipeline(store, run_id)
+        defaults: dict[str, Any] = run.data.get("parameters", {})
+        form = await request.form()
+        values, problems = {}, []
+        for name, default in defaults.items():
+            raw = str(form.get(f"param.{name}", "")).strip()
+            try:
+                values[name] = coerce_parameter(raw, default) if raw != "" else default
+            except InvalidInputError as exc:
+                problems.append(f"{name}: {exc}")
+        experiment = str(form.get("experiment") or run.experiment_name).strip()
+        if problems:
+            return render(
+                request,
+                "clone.html",
+                who,
+                run=run,
+                parameters=defaults,
+                error="; ".join(problems),
+                values=form,
+            )
+        from runyard.pipeline.runs import PipelineRun
+
+        old = PipelineRun.get(workspace, run_id)
+        new = old.clone().submit(experiment, pipeline_parameters=values, show_output=False)
+        return RedirectResponse(f"/runs/{new.id}", status_code=303)
+
+
+def _pipeline(store: SqlStore, run_id: str) -> RunRecord:
+    run = store.get_run(run_id)
+    if run.run_type != PIPELINE_RUN_TYPE:
+        raise InvalidInputError(f"Run {run_id} is not a pipeline run; only pipeline runs can be cloned here.")
+    return run

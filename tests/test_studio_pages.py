@@ -1,0 +1,220 @@
+"""The studio over plain HTTP against a real `runyard server`: pages, downloads, chart data, the log
+stream, sign-in cookies, portal links and `runyard up`. Browser behaviour is in test_studio_browser.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import SourceDir, free_port, wait_for
+from runyard import Experiment, ScriptRunConfig, Workspace
+from runyard.server.auth import create_token
+from runyard.store import MetricRow
+from server_process import ServerProcess, clean_env, running_server
+
+pytestmark = pytest.mark.usefixtures("no_stray_processes")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Workspace, ServerProcess]]:
+    ws = Workspace.create(tmp_path / "ws")
+    with running_server(ws.path, tmp_path / "server.log") as server:
+        yield ws, server
+
+
+def sse_events(client: httpx.Client, url: str, until: str, timeout: float = 30) -> list[tuple[str, dict]]:
+    """Read a Server-Sent Events stream until an event named `until` arrives."""
+    events: list[tuple[str, dict]] = []
+    name = None
+    with client.stream("GET", url, timeout=timeout) as response:
+        assert response.status_code == 200, response.read()
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and name:
+                events.append((name, json.loads(line.split(":", 1)[1])))
+                if name == until:
+                    return events
+    return events
+
+
+def test_log_stream_sends_the_tail_then_new_lines_until_the_run_ends(served, tmp_path: Path) -> None:
+    ws, server = served
+    go = tmp_path / "go"
+    src = SourceDir(tmp_path / "src").gen(
+        {
+            "slow.py": """
+            import pathlib, sys, time
+            print("before", flush=True)
+            while not pathlib.Path(sys.argv[1]).exists():
+                time.sleep(0.05)
+            print("after ünïcode", flush=True)
+            print("no newline at the end", end="", flush=True)
+            """
+        }
+    )
+    run = Experiment(ws, "logs").submit(ScriptRunConfig(src, "slow.py", arguments=[str(go)]))
+    wait_for(
+        lambda: "before" in run.get_details_with_logs()["logFiles"].get("azureml-logs/70_driver_log.txt", "")
+    )
+    with httpx.Client(base_url=server.url) as client:
+        url = f"/studio/api/runs/{run.id}/log?path=azureml-logs/70_driver_log.txt"
+        go.touch()
+        events = sse_events(client, url, until="end")
+    names = [name for name, _ in events]
+    assert names[0] == "start" and names[-1] == "end"
+    text = "".join(data["text"] for name, data in events if name == "append")
+    assert "before\n" in text and "after ünïcode\n" in text
+    assert text.endswith("no newline at the end")  # the last partial line arrives once the run has ended
+    assert events[-1][1]["offset"] == len(text.encode())
+
+
+def test_chart_data_of_a_long_series_is_downsampled_with_its_extremes(served) -> None:
+    ws, server = served
+    run = Experiment(ws, "long").start_logging()
+    values = [((i * 7919) % 1000) / 1000 for i in range(50_000)]
+    values[12_345], values[40_000] = 99.0, -99.0  # one spike, one dip
+    ws.store.append_metrics(
+        [MetricRow(run.id, "loss", "scalar", 0.0, value=v, step=i) for i, v in enumerate(values)]
+    )
+    run.complete()
+    body = httpx.get(
+        f"{server.url}/studio/api/metrics", params={"run": run.id, "name": "loss", "points": 500}
+    ).json()
+    series = body["series"][0]
+    assert series["count"] == 50_000 and series["downsampled"] is True
+    assert len(series["y"]) <= 500
+    assert max(series["y"]) == 99.0 and min(series["y"]) == -99.0
+    assert series["x"][series["y"].index(99.0)] == 12_345  # at the step where it was logged
+    bad = httpx.get(f"{server.url}/studio/api/metrics", params={"run": run.id, "name": "loss", "points": 5})
+    assert bad.status_code == 400 and "between 10 and" in bad.json()["error"]["message"]
+
+
+def test_files_download_one_by_one_and_as_a_zip(served, tmp_path: Path) -> None:
+    ws, server = served
+    src = SourceDir(tmp_path / "src").gen(
+        {
+            "out.py": "import os\nos.makedirs('outputs', exist_ok=True)\nopen('outputs/model.txt', 'w').write('w=1')\n"
+        }
+    )
+    run = Experiment(ws, "files").submit(ScriptRunConfig(src, "out.py"))
+    run.wait_for_completion()
+    base = f"{server.url}/runs/{run.id}"
+    one = httpx.get(f"{base}/files/outputs/model.txt", params={"download": 1})
+    assert one.status_code == 200 and one.content == b"w=1"
+    assert "attachment" in one.headers["content-disposition"]
+    archive = zipfile.ZipFile(io.BytesIO(httpx.get(f"{base}/download.zip").content))
+    names = set(archive.namelist())
+    assert {f"{run.id}/outputs/model.txt", f"{run.id}/azureml-logs/70_driver_log.txt"} <= names
+    assert archive.read(f"{run.id}/outputs/model.txt") == b"w=1"
+    escape = httpx.get(f"{base}/files/..%2F..%2Fdb.sqlite")
+    assert escape.status_code in (400, 404)
+    page = httpx.get(f"{base}?tab=files")
+    assert "70_driver_log.txt" in page.text and "model.txt" in page.text
+
+
+def test_pages_escape_what_users_wrote(served) -> None:
+    ws, server = served
+    run = Experiment(ws, "esc").start_logging(name="<b>bold</b>")
+    run.tag("x", "<img src=x onerror=alert(1)>")
+    run.add_properties({"p": "<script>alert('prop')</script>"})
+    run.log_row("t", note="<script>alert('row')</script>")
+    run.complete()
+    for path in ("/experiments", "/runs", f"/runs/{run.id}", f"/runs/{run.id}?tab=metrics"):
+        html = httpx.get(server.url + path).text
+        assert "<script>alert" not in html and "<img src=x" not in html and "<b>bold" not in html, path
+    assert "&lt;img src=x onerror=alert(1)&gt;" in httpx.get(f"{server.url}/runs/{run.id}").text
+
+
+def test_unknown_things_get_a_page_that_says_what_to_do(served) -> None:
+    _, server = served
+    missing = httpx.get(f"{server.url}/runs/nope")
+    assert missing.status_code == 404 and "text/html" in missing.headers["content-type"]
+    assert "No run &#39;nope&#39;" in missing.text and "runyard runs list" in missing.text
+    bad = httpx.get(f"{server.url}/runs", params={"sort": "colour"})
+    assert bad.status_code == 400 and "Cannot sort runs by" in bad.text
+    api = httpx.get(f"{server.url}/api/v1/runs/nope")  # the API keeps answering JSON
+    assert api.status_code == 404 and api.json()["error"]["code"] == "NotFound"
+
+
+def test_sign_in_sets_a_cookie_and_data_routes_need_it(tmp_path: Path) -> None:
+    ws = Workspace.create(tmp_path / "ws")
+    token, record = create_token(ws.store, "read")  # type: ignore[arg-type]
+    run_token, _ = create_token(ws.store, "run", run_id=Experiment(ws, "job-runs").start_logging().id)  # type: ignore[arg-type]
+    with (
+        running_server(ws.path, tmp_path / "server.log", auth=True) as server,
+        httpx.Client(base_url=f"http://127.0.0.1:{server.port}") as client,
+    ):
+        page = client.get("/runs?status=Running")
+        assert (
+            page.status_code == 303 and page.headers["location"] == "/login?next=%2Fruns%3Fstatus%3DRunning"
+        )
+        assert client.get("/studio/api/changes").status_code == 401
+        refused = client.post("/login", data={"token": run_token, "next": "/runs"})
+        assert refused.status_code == 401 and "run token" in refused.text
+        offsite = client.post("/login", data={"token": token, "next": "https://evil.example/"})
+        assert offsite.headers["location"] == "/experiments"  # never sent elsewhere
+        cookie = offsite.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+        assert client.get("/runs").status_code == 200
+        ws.store.revoke_token(record.token_id)
+        assert client.get("/runs").status_code == 303  # a revoked token ends the session at once
+
+
+def test_portal_urls_lead_to_the_studio(served) -> None:
+    ws, server = served
+    run = Experiment(ws, "portal").start_logging(name="linked")
+    run.complete()
+    remote = Workspace.get(server.url)
+    remote_run = remote.get_run(run.id)
+    assert remote_run.get_portal_url() == f"{server.url}/runs/{run.id}"
+    page = httpx.get(remote_run.get_portal_url())
+    assert page.status_code == 200 and "linked" in page.text
+    assert httpx.get(Experiment(remote, "portal").get_portal_url()).status_code == 200
+    assert run.get_portal_url() == f"http://127.0.0.1:8765/runs/{run.id}"  # the default for a local workspace
+
+
+def test_runyard_up_serves_the_studio_and_runs_the_scheduler(tmp_path: Path) -> None:
+    from runyard.pipeline import Pipeline, PythonScriptStep
+
+    ws = Workspace.create(tmp_path / "ws")
+    port = free_port()
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "runyard", "-w", str(ws.path), "up", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=clean_env(),
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(f"{url}/compute"), timeout=60)
+        assert "Scheduler: running (pid " in httpx.get(f"{url}/compute").text
+        src = SourceDir(tmp_path / "s").gen({"s.py": "print('hi')"})
+        run = Pipeline(ws, [PythonScriptStep("s.py", name="s", source_directory=src)]).submit(
+            "via-up", show_output=False
+        )
+        assert run.wait_for_completion(show_output=False, timeout_seconds=60) == "Finished"
+        assert str(up.pid) in (ws.path / "scheduler.json").read_text()  # `up` ran it, not a background one
+    finally:
+        up.terminate()
+        up.wait(timeout=30)
+        log.close()
+    assert "Traceback" not in (tmp_path / "up.log").read_text()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        time.sleep(0.1)
+        return False
