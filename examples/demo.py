@@ -116,6 +116,7 @@ def main() -> None:
             f"runyard {w} pipeline rerun {third.id} --set learning_rate=0.3",
             "rerun from the snapshot, new value",
         ),
+        (f"runyard {w} up", f"the studio in your browser: {third.get_portal_url()}"),
     ]:
         console.print(f"  [cyan].venv/bin/{command}[/]\n      {what}")
 

@@ -40,7 +40,8 @@ runs = sa.Table(
     sa.Column("fingerprint", sa.String(64), nullable=True),
     sa.UniqueConstraint("experiment_id", "number", name="uq_runs_experiment_number"),
     sa.Index("ix_runs_experiment_created", "experiment_id", "created_time"),
-    sa.Index("ix_runs_parent", "parent_id"),
+    # top-level runs newest first (the studio's default page) and a run's children in order
+    sa.Index("ix_runs_parent_created", "parent_id", "created_time", "number"),
     sa.Index("ix_runs_status", "status"),
     sa.Index("ix_runs_fingerprint", "fingerprint"),
     sa.Index("ix_runs_type_name", "run_type", "display_name"),
@@ -91,6 +92,7 @@ metric_summaries = sa.Table(
     sa.Column("min_value", sa.Float, nullable=True),
     sa.Column("max_value", sa.Float, nullable=True),
     sa.Column("last_step", sa.BigInteger, nullable=True),
+    sa.Index("ix_metric_summaries_name", "name"),  # the studio's list of metric names
 )
 
 #: Rollup levels: a level-L bucket holds ROLLUP_SIZES[L] consecutive values of one scalar series.

@@ -1,4 +1,4 @@
-"""Metric rollups for fast charts of huge series, and an index for the all-runs page.
+"""Metric rollups for fast charts of huge series, and indexes for the studio's runs page.
 
 Creates metric_rollups and fills it from the metrics already logged: the scalar rows are read in
 (run_id, name, id) order a page at a time (keyset pagination, so memory stays bounded however many rows
@@ -44,10 +44,17 @@ def upgrade() -> None:
         sa.Column("last_x", sa.BigInteger, nullable=False),
     )
     op.create_index("ix_runs_created", "runs", ["created_time"])
+    # replaces ix_runs_parent: serves the same lookups, and top-level runs newest first without a sort
+    op.create_index("ix_runs_parent_created", "runs", ["parent_id", "created_time", "number"])
+    op.drop_index("ix_runs_parent", "runs")
+    op.create_index("ix_metric_summaries_name", "metric_summaries", ["name"])
     _backfill(op.get_bind())
 
 
 def downgrade() -> None:
+    op.drop_index("ix_metric_summaries_name", "metric_summaries")
+    op.create_index("ix_runs_parent", "runs", ["parent_id"])
+    op.drop_index("ix_runs_parent_created", "runs")
     op.drop_index("ix_runs_created", "runs")
     op.drop_table("metric_rollups")
 
