@@ -14,6 +14,7 @@ from conftest import SourceDir, wait_for
 from runyard import Experiment, ScriptRunConfig, Workspace
 from runyard.pipeline import Pipeline, PipelineParameter, PipelineRun, PythonScriptStep
 from runyard.server.auth import create_token
+from runyard.store import MetricRow
 from server_process import ServerProcess, running_server
 
 pytestmark = pytest.mark.usefixtures("no_stray_processes")
@@ -223,3 +224,32 @@ def test_sign_in_with_a_token_and_read_tokens_change_nothing(
     assert response.status == 403
     assert "can look but not change" in response.text()
     assert len(store.list_runs(experiment_name="guarded", top_level_only=True)) == 1  # nothing was submitted
+
+
+def test_compare_draws_one_line_per_run_from_downsampled_data(studio: Studio, page) -> None:
+    exp = Experiment(studio.ws, "charts")
+    ids = []
+    for name, length in [("<b>short</b>", 30), ("long", 20_000)]:
+        run = exp.start_logging(name=name)
+        studio.ws.store.append_metrics(
+            [MetricRow(run.id, "loss", "scalar", 0.0, value=1 / (i + 1), step=i) for i in range(length)]
+        )
+        run.complete()
+        ids.append(run.id)
+
+    page.goto(f"{studio.url}/runs?experiment=charts")
+    for run_id in ids:
+        page.get_by_role("checkbox", name=re.compile("Select")).and_(
+            page.locator(f'[value="{run_id}"]')
+        ).check()
+    page.get_by_role("button", name="Compare selected runs").click()
+    chart = page.locator('[data-chart][data-metric="loss"]')
+    expect(chart.locator(".main-svg").first).to_be_visible()
+    expect(chart).to_have_attribute("data-points", re.compile(r"^\d+,\d+$"))
+    runs_attr, points_attr = chart.get_attribute("data-runs") or "", chart.get_attribute("data-points") or ""
+    drawn = dict(zip(runs_attr.split(","), points_attr.split(","), strict=True))
+    assert drawn[ids[0]] == "30"  # a short series arrives whole
+    assert 100 < int(drawn[ids[1]]) <= 2000  # 20,000 values arrive as at most 2,000 points
+    legend = chart.locator(".legendtext")
+    expect(legend).to_have_count(2)
+    assert sorted(legend.all_text_contents()) == ["<b>short</b>", "long"]  # shown as written, not as markup

@@ -323,6 +323,12 @@ def test_pagination_total_and_windows(store: SqlStore, table: dict[str, Any]) ->
     assert [p.total for p in pages] == [6, 6, 6]
     assert [len(p.runs) for p in pages] == [4, 2, 0]
     assert [run.run_id for p in pages for run in p.runs] == everything
+    for size in (1, 3, 5):  # pages that end inside, at and across the boundary to runs without the metric
+        windows = [
+            ids(store, top_level_only=False, sort="last:loss", offset=o, limit=size)
+            for o in range(0, 8, size)
+        ]
+        assert [i for w in windows for i in w] == everything
     filtered = store.search_runs(RunQuery(tag_key="team", columns=(MetricColumn("loss"),), limit=1))
     assert filtered.total == 3
     assert [run.run_id for run in filtered.runs] == ["b2"]

@@ -121,6 +121,8 @@ class RunQuery:
 
     `sort` is one of "created", "status", "duration", "experiment", "name", "number" or a
     MetricColumn key ("last:loss"); runs without a value for a sorted metric come last either way.
+    Runs with equal values are ordered by creation time, or by run id when sorted by a metric (which
+    lets the database read the page straight off an index).
     """
 
     experiment_name: str | None = None

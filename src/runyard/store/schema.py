@@ -92,7 +92,10 @@ metric_summaries = sa.Table(
     sa.Column("min_value", sa.Float, nullable=True),
     sa.Column("max_value", sa.Float, nullable=True),
     sa.Column("last_step", sa.BigInteger, nullable=True),
-    sa.Index("ix_metric_summaries_name", "name"),  # the studio's list of metric names
+    # the studio's runs table sorted by a metric reads these in order (and lists metric names from them)
+    sa.Index("ix_metric_summaries_last", "name", "last_value", "run_id"),
+    sa.Index("ix_metric_summaries_min", "name", "min_value", "run_id"),
+    sa.Index("ix_metric_summaries_max", "name", "max_value", "run_id"),
 )
 
 #: Rollup levels: a level-L bucket holds ROLLUP_SIZES[L] consecutive values of one scalar series.

@@ -158,7 +158,6 @@ class SqlStudio(SqlBase):
         base: sa.FromClause = with_experiment if needs_experiment else runs
 
         # Page ids first, joining only what the sort needs; then the page's rows with every column.
-        sort_from: sa.FromClause = base
         keys: list[sa.ColumnElement[Any]] = []  # never NULL
         sort_expr: sa.ColumnElement[Any] | None = None  # may be NULL
         if query.sort == "created":
@@ -174,14 +173,7 @@ class SqlStudio(SqlBase):
         elif query.sort == "duration":
             end = sa.func.coalesce(runs.c.end_time, sa.literal(time.time(), sa.Float))
             sort_expr = end - runs.c.start_time
-        else:
-            column = _parse_column_key(query.sort)
-            assert column is not None
-            sorted_ms = ms.alias("sort_metric")
-            sort_from = base.outerjoin(
-                sorted_ms, sa.and_(sorted_ms.c.run_id == runs.c.run_id, sorted_ms.c.name == column.name)
-            )
-            sort_expr = sorted_ms.c[_AGG_COLUMN[column.agg]]
+        sort_column = None if query.sort in RUN_SORTS else _parse_column_key(query.sort)
         order: list[sa.ColumnElement[Any]] = [k.desc() if query.descending else k.asc() for k in keys]
         if sort_expr is not None:
             # NULLs last in both directions, written out so both databases do the same
@@ -194,7 +186,7 @@ class SqlStudio(SqlBase):
         order.append(runs.c.run_id)
         page_ids = (
             sa.select(runs.c.run_id)
-            .select_from(sort_from)
+            .select_from(base)
             .where(*filters)
             .order_by(*order)
             .offset(query.offset)
@@ -213,7 +205,10 @@ class SqlStudio(SqlBase):
             value_columns.append(alias.c[_AGG_COLUMN[column.agg]].label(f"col{i}"))
 
         with self._read() as conn:
-            ids = list(conn.execute(page_ids).scalars())
+            if sort_column is not None:
+                ids = self._page_by_metric(conn, query, sort_column, base, filters)
+            else:
+                ids = list(conn.execute(page_ids).scalars())
             total = int(conn.execute(total_query).scalar_one())
             if not ids:
                 return RunPage(runs=[], total=total, values={}, tags={})
@@ -238,6 +233,51 @@ class SqlStudio(SqlBase):
             values={r.run_id: {c.key: r._mapping[f"col{i}"] for i, c in enumerate(columns)} for r in page},
             tags=tags,
         )
+
+    @staticmethod
+    def _page_by_metric(
+        conn: sa.Connection,
+        query: RunQuery,
+        column: MetricColumn,
+        base: sa.FromClause,
+        filters: list[sa.ColumnElement[bool]],
+    ) -> list[str]:
+        """Run ids of one page sorted by a metric: runs with a value first, in value order (ties by run
+        id), read in order off the index (name, <agg>_value, run_id), so a page costs its offset rather
+        than a sort of every run; then runs without a value, newest first."""
+        runs, ms = t.runs, t.metric_summaries.alias("sort_metric")
+        value = ms.c[_AGG_COLUMN[column.agg]]
+        has_value = sa.and_(ms.c.name == column.name, value.is_not(None))
+        valued = (
+            sa.select(runs.c.run_id)
+            .select_from(base.join(ms, ms.c.run_id == runs.c.run_id))
+            .where(has_value, *filters)
+        )
+        order = [value.desc(), ms.c.run_id.desc()] if query.descending else [value.asc(), ms.c.run_id.asc()]
+        ids = list(conn.execute(valued.order_by(*order).offset(query.offset).limit(query.limit)).scalars())
+        if len(ids) == query.limit:
+            return ids
+        if ids or query.offset == 0:
+            valued_total = query.offset + len(ids)
+        else:  # a page past the last run with a value: count them to know where the rest starts
+            valued_total = conn.execute(
+                sa.select(sa.func.count()).select_from(valued.subquery())
+            ).scalar_one()
+        other = t.metric_summaries.alias("has_metric")
+        lacking = ~sa.exists().where(
+            other.c.run_id == runs.c.run_id,
+            other.c.name == column.name,
+            other.c[_AGG_COLUMN[column.agg]].is_not(None),
+        )
+        rest = (
+            sa.select(runs.c.run_id)
+            .select_from(base)
+            .where(lacking, *filters)
+            .order_by(runs.c.created_time.desc(), runs.c.number.desc(), runs.c.run_id)
+            .offset(max(query.offset - valued_total, 0))
+            .limit(query.limit - len(ids))
+        )
+        return ids + list(conn.execute(rest).scalars())
 
     def list_metric_names(self, experiment_name: str | None = None) -> list[str]:
         """Sorted names of the scalar metrics logged (in that experiment's runs, when named)."""

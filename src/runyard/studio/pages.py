@@ -176,7 +176,17 @@ def studio_page_router(
         summaries = store.get_metric_summaries(run_ids)
         names = sorted({s.name for s in summaries})
         table = {(s.run_id, s.name): s for s in summaries}
-        return render(request, "compare.html", who, runs=records, names=names, table=table, run_ids=run_ids)
+        charted = sorted({s.name for s in summaries if s.count > 1})  # single values read better in the table
+        return render(
+            request,
+            "compare.html",
+            who,
+            runs=records,
+            names=names,
+            charted=charted,
+            table=table,
+            run_ids=run_ids,
+        )
 
     @router.get("/compute")
     def compute(request: Request, who: Principal = Depends(principal)) -> Response:

@@ -31,6 +31,9 @@ async function refreshRegions() {
 }
 
 // -- charts: one line per run, data downsampled by the server (extremes kept)
+// plotly reads a few HTML-like tags in names and hover text, so user text goes in as entities
+const plain = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
 async function drawChart(el) {
   if (!window.Plotly) return;
   const params = new URLSearchParams({ name: el.dataset.metric, points: "2000" });
@@ -40,10 +43,10 @@ async function drawChart(el) {
   const body = await response.json();
   const many = body.series.length > 1;
   const traces = body.series.map((s) => ({
-    x: s.x, y: s.y, name: many ? s.label : body.name, type: "scattergl", mode: s.x.length > 200 ? "lines" : "lines+markers",
-    hovertemplate: `${s.label}<br>step %{x}<br>${body.name} %{y}<extra></extra>`,
+    x: s.x, y: s.y, name: plain(many ? s.label : body.name), type: "scattergl", mode: s.x.length > 200 ? "lines" : "lines+markers",
+    hovertemplate: `${plain(s.label)}<br>step %{x}<br>${plain(body.name)} %{y}<extra></extra>`,
   }));
-  const note = body.series.filter((s) => s.downsampled).map((s) => `${s.label}: ${s.count.toLocaleString()} values, extremes kept`);
+  const note = body.series.filter((s) => s.downsampled).map((s) => `${plain(s.label)}: ${s.count.toLocaleString()} values, extremes kept`);
   el.dataset.points = body.series.map((s) => s.x.length).join(",");
   window.Plotly.react(el, traces, {
     margin: { l: 50, r: 10, t: 10, b: 40 }, height: 260, showlegend: many,

@@ -47,12 +47,14 @@ def upgrade() -> None:
     # replaces ix_runs_parent: serves the same lookups, and top-level runs newest first without a sort
     op.create_index("ix_runs_parent_created", "runs", ["parent_id", "created_time", "number"])
     op.drop_index("ix_runs_parent", "runs")
-    op.create_index("ix_metric_summaries_name", "metric_summaries", ["name"])
+    for agg in ("last", "min", "max"):  # the runs table sorted by a metric reads these in order
+        op.create_index(f"ix_metric_summaries_{agg}", "metric_summaries", ["name", f"{agg}_value", "run_id"])
     _backfill(op.get_bind())
 
 
 def downgrade() -> None:
-    op.drop_index("ix_metric_summaries_name", "metric_summaries")
+    for agg in ("last", "min", "max"):
+        op.drop_index(f"ix_metric_summaries_{agg}", "metric_summaries")
     op.create_index("ix_runs_parent", "runs", ["parent_id"])
     op.drop_index("ix_runs_parent_created", "runs")
     op.drop_index("ix_runs_created", "runs")
