@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
+
+# Needs Debian's chromium (apt-get install chromium); writes docs/images/studio-*.png
+screenshots: $(STAMP)
+	$(PY) examples/screenshots.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench examples

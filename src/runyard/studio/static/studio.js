@@ -6,8 +6,9 @@ const ERROR_LINE = /(error|exception)\b|\b(traceback|failed|fatal|killed)\b/i;
 // -- live regions: re-render the page's [data-live-region] parts when the server says something changed
 function startLive() {
   const url = document.body.dataset.liveUrl;
-  if (!url || !window.EventSource) return;
   const dot = document.getElementById("live-dot");
+  if (dot) dot.hidden = !url;  // pages that do not change (compare, clone) show no live marker
+  if (!url || !window.EventSource) return;
   const source = new EventSource(url);
   let pending = null;
   source.addEventListener("open", () => dot && dot.classList.add("on"));
