@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -247,7 +248,7 @@ def test_compare_draws_one_line_per_run_from_downsampled_data(studio: Studio, pa
     expect(chart.locator(".main-svg").first).to_be_visible()
     expect(chart).to_have_attribute("data-points", re.compile(r"^\d+,\d+$"))
     runs_attr, points_attr = chart.get_attribute("data-runs") or "", chart.get_attribute("data-points") or ""
-    drawn = dict(zip(runs_attr.split(","), points_attr.split(","), strict=True))
+    drawn = dict(zip(json.loads(runs_attr), points_attr.split(","), strict=True))
     assert drawn[ids[0]] == "30"  # a short series arrives whole
     assert 100 < int(drawn[ids[1]]) <= 2000  # 20,000 values arrive as at most 2,000 points
     legend = chart.locator(".legendtext")

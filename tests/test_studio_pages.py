@@ -3,8 +3,10 @@ stream, sign-in cookies, portal links and `runyard up`. Browser behaviour is in 
 
 from __future__ import annotations
 
+import html
 import io
 import json
+import re
 import subprocess
 import sys
 import time
@@ -18,7 +20,7 @@ import pytest
 from conftest import SourceDir, free_port, wait_for
 from runyard import Experiment, ScriptRunConfig, Workspace
 from runyard.server.auth import create_token
-from runyard.store import MetricRow
+from runyard.store import MetricRow, RunRecord
 from server_process import ServerProcess, clean_env, running_server
 
 pytestmark = pytest.mark.usefixtures("no_stray_processes")
@@ -218,3 +220,115 @@ def _answers(url: str) -> bool:
     except httpx.TransportError:
         time.sleep(0.1)
         return False
+
+
+def test_a_run_token_cannot_read_the_studio_even_as_a_header(tmp_path: Path) -> None:
+    ws = Workspace.create(tmp_path / "ws")
+    mine = Experiment(ws, "jobs").start_logging()
+    other = Experiment(ws, "private").start_logging(name="someone-else")
+    other.upload_file("outputs/secret.txt", io.BytesIO(b"s3cret"))
+    run_token, _ = create_token(ws.store, "run", run_id=mine.id)  # type: ignore[arg-type]
+    with running_server(ws.path, tmp_path / "server.log", auth=True) as server:
+        headers = {"Authorization": f"Bearer {run_token}"}
+        for path in ("/runs", f"/runs/{other.id}/files/outputs/secret.txt", f"/runs/{other.id}/download.zip"):
+            response = httpx.get(server.url + path, headers=headers)
+            assert response.status_code == 403, path
+            assert "run token" in response.text and "s3cret" not in response.text
+        api = httpx.get(
+            f"{server.url}/studio/api/metrics", params={"run": other.id, "name": "x"}, headers=headers
+        )
+        assert api.status_code == 403
+
+
+def test_files_a_job_wrote_never_run_in_the_studio(served, tmp_path: Path) -> None:
+    ws, server = served
+    run = Experiment(ws, "files").start_logging()
+    run.upload_file("outputs/page.html", io.BytesIO(b"<script>alert(1)</script>"))
+    run.upload_file("outputs/pic.svg", io.BytesIO(b"<svg xmlns='http://www.w3.org/2000/svg'><script/></svg>"))
+    run.upload_file("outputs/plot.png", io.BytesIO(b"\x89PNG\r\n\x1a\n"))
+    run.upload_file("outputs/notes.txt", io.BytesIO(b"<b>plain</b>"))
+    run.complete()
+    base = f"{server.url}/runs/{run.id}/files/outputs"
+    for name in ("page.html", "pic.svg"):
+        response = httpx.get(f"{base}/{name}")
+        assert response.headers["content-disposition"].startswith("attachment"), name
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "sandbox" in response.headers["content-security-policy"]
+    png = httpx.get(f"{base}/plot.png")
+    assert png.headers["content-type"] == "image/png" and png.headers["content-disposition"] == "inline"
+    text = httpx.get(f"{base}/notes.txt")
+    assert text.headers["content-type"].startswith("text/plain") and text.text == "<b>plain</b>"
+    assert httpx.get(f"{server.url}/runs").headers["x-frame-options"] == "DENY"
+
+
+def test_cross_site_form_posts_and_foreign_host_names_are_refused(served) -> None:
+    _, server = served
+    for path, data in [("/login", {"token": "x"}), ("/logout", {}), ("/runs/x/clone", {})]:
+        for origin in ("http://evil.example", "null"):
+            response = httpx.post(server.url + path, data=data, headers={"Origin": origin})
+            assert response.status_code == 403 and "must come from the studio" in response.text, (
+                path,
+                origin,
+            )
+    rebound = httpx.get(f"{server.url}/runs", headers={"Host": "evil.example"})  # DNS rebinding
+    assert rebound.status_code == 400
+
+
+def test_file_names_with_url_characters_link_to_themselves(served) -> None:
+    ws, server = served
+    run = Experiment(ws, "names").start_logging()
+    name = "outputs/a #1 %41?.txt"
+    run.upload_file(name, io.BytesIO(b"found me"))
+    run.complete()
+    page = httpx.get(f"{server.url}/runs/{run.id}", params={"tab": "files", "file": name}).text
+    href = re.search(r'href="([^"]*)" download>Download', page)
+    assert href is not None
+    assert httpx.get(server.url + html.unescape(href.group(1))).content == b"found me"
+
+
+def test_a_long_log_opens_at_a_whole_line(served, tmp_path: Path) -> None:
+    ws, server = served
+    src = SourceDir(tmp_path / "src").gen(
+        {"chatty.py": "for i in range(30000):\n    print(f'line {i:06d} ' + 'é' * 10)\n"}
+    )
+    run = Experiment(ws, "chatty").submit(ScriptRunConfig(src, "chatty.py"))
+    run.wait_for_completion()
+    with httpx.Client(base_url=server.url) as client:
+        events = sse_events(
+            client, f"/studio/api/runs/{run.id}/log?path=azureml-logs/70_driver_log.txt", "end"
+        )
+    assert events[0][0] == "start" and events[0][1]["skipped"] > 0
+    text = "".join(data["text"] for name, data in events if name == "append")
+    assert text.startswith("line ") and "\ufffd" not in text  # no half line, no broken character
+    assert "line 029999 " in text
+
+
+def test_a_step_page_works_when_the_pipeline_has_no_graph(served) -> None:
+    ws, server = served
+    store = ws.store
+    exp = store.get_or_create_experiment("legacy")
+    parent = store.create_run(
+        RunRecord(
+            run_id="p1",
+            experiment_id=exp.id,
+            experiment_name=exp.name,
+            status="Completed",
+            run_type="azureml.PipelineRun",
+            created_time=time.time(),
+        )
+    )
+    store.create_run(
+        RunRecord(
+            run_id="s1",
+            experiment_id=exp.id,
+            experiment_name=exp.name,
+            status="Completed",
+            run_type="azureml.StepRun",
+            created_time=time.time(),
+            parent_id=parent.run_id,
+            display_name="old",
+        )
+    )
+    for tab in ("overview", "metrics", "files"):
+        response = httpx.get(f"{server.url}/runs/p1", params={"step": "s1", "tab": tab})
+        assert response.status_code == 200 and "Step old" in response.text, tab

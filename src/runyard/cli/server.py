@@ -59,6 +59,12 @@ def serve(
     from runyard.server.app import create_app
 
     app = create_app(ws, auth=auth)
+    if host in ("127.0.0.1", "localhost"):
+        # A page on another site can point a DNS name at 127.0.0.1 (DNS rebinding); a loopback server
+        # answers only requests addressed to the loopback names.
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])
     console.print(f"Serving workspace {ws.path} on http://{host}:{port} (auth {'on' if auth else 'off'})")
     console.print(f"Studio: http://{host}:{port}/experiments")
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))

@@ -31,11 +31,21 @@ MAX_CHART_POINTS = 5000
 
 
 def _decode(data: bytes, final: bool) -> tuple[str, int]:
-    """Text up to the last complete line (or everything when `final`), and how many bytes that used."""
+    """Text up to the last complete line (everything when `final`), and how many bytes that used."""
     if not final:
-        cut = data.rfind(b"\n") + 1
-        data = data[:cut]
+        data = data[: data.rfind(b"\n") + 1]
     return data.decode("utf-8", errors="replace"), len(data)
+
+
+def _whole_characters(data: bytes) -> int:
+    """How many bytes of `data` end on a UTF-8 character boundary (a very long line goes in pieces)."""
+    lead = len(data) - 1
+    while lead > 0 and lead > len(data) - 4 and (data[lead] & 0xC0) == 0x80:
+        lead -= 1  # step back over continuation bytes to the last character's first byte
+    first = data[lead] if data else 0
+    needed = 4 if first >= 0xF0 else 3 if first >= 0xE0 else 2 if first >= 0xC0 else 1
+    complete = lead + needed <= len(data)
+    return len(data) if complete or lead == 0 else lead
 
 
 def studio_api_router(workspace: Workspace, store: SqlStore, auth: bool) -> APIRouter:
@@ -93,21 +103,32 @@ def studio_api_router(workspace: Workspace, store: SqlStore, auth: bool) -> APIR
         if not await run_in_threadpool(artifacts.exists, rel):
             raise NotFoundError(f"Run {run_id} has no file {path!r}.")
 
+        async def read(offset: int, length: int) -> bytes:
+            return await run_in_threadpool(artifacts.read_bytes, rel, offset, length)
+
         async def events() -> AsyncIterator[dict[str, str]]:
             size = await run_in_threadpool(artifacts.size, rel)
             offset = max(size - TAIL_BYTES, 0)
+            if offset:  # start after a line break, so the first line shown is whole
+                newline = (await read(offset, min(size - offset, CHUNK_BYTES))).find(b"\n")
+                offset += newline + 1 if newline >= 0 else 0
             yield {"event": "start", "data": json.dumps({"skipped": offset, "size": size})}
             while not await request.is_disconnected():
                 ended = (await run_in_threadpool(store.get_run, run_id)).status in TERMINAL_STATUSES
                 size = await run_in_threadpool(artifacts.size, rel)
+                if size < offset:  # rewritten from the start (open(..., "w")): show it again from the top
+                    offset = 0
+                    yield {"event": "reset", "data": json.dumps({"size": size})}
                 while size > offset:
-                    length = min(size - offset, CHUNK_BYTES)
-                    data = await run_in_threadpool(artifacts.read_bytes, rel, offset, length)
-                    text, used = _decode(data, final=ended and offset + length >= size)
+                    data = await read(offset, min(size - offset, CHUNK_BYTES))
+                    if not data:
+                        break  # shrank while we looked; the next pass sees the new size
+                    text, used = _decode(data, final=ended and offset + len(data) >= size)
                     if used == 0:
-                        if length < CHUNK_BYTES:
+                        if len(data) < CHUNK_BYTES:
                             break  # a line still being written: wait for its end
-                        text, used = _decode(data, final=True)  # one very long line
+                        used = _whole_characters(data)  # one very long line: send what is whole
+                        text = data[:used].decode("utf-8", errors="replace")
                     offset += used
                     yield {"event": "append", "data": json.dumps({"text": text, "offset": offset})}
                 if ended:

@@ -9,15 +9,34 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runyard import __version__
 from runyard.core.workspace import Workspace
-from runyard.errors import InvalidInputError, NotFoundError, RunyardError
+from runyard.errors import RunyardError
+from runyard.server.errors import STATUS_BY_ERROR
 from runyard.store import SqlStore
 from runyard.studio import views
 from runyard.studio.auth import LoginRequired, StudioForbidden, login_url
 
 HERE = Path(__file__).parent
+ERROR_TITLES = {404: "Not found", 400: "Cannot show this", 409: "Cannot do this now", 503: "Not available"}
+
+
+class NoFraming:
+    """X-Frame-Options: DENY on every response, so no other site can frame a studio page (and its
+    Clone button) to trick a click."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-frame-options", b"DENY"))
+            await send(message)
+
+        await self.app(scope, receive, send_with_header if scope["type"] == "http" else send)
 
 
 def plotly_js() -> Path:
@@ -55,6 +74,7 @@ def install_studio(app: FastAPI, workspace: Workspace, store: SqlStore, *, auth:
             plotly_js(), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"}
         )
 
+    app.add_middleware(NoFraming)
     app.include_router(studio_page_router(workspace, store, templates, auth))
     app.include_router(studio_api_router(workspace, store, auth))
 
@@ -74,10 +94,7 @@ def install_studio(app: FastAPI, workspace: Workspace, store: SqlStore, *, auth:
         """An HTML page for errors on studio pages; None for API routes, which answer JSON."""
         if request.url.path.startswith(("/api/", "/studio/api/", "/ajax-api/")):
             return None
-        if isinstance(exc, NotFoundError):
-            return error_page(request, 404, "Not found", str(exc))
-        if isinstance(exc, InvalidInputError):
-            return error_page(request, 400, "Cannot show this", str(exc))
-        return error_page(request, 409, "Cannot do this now", str(exc))
+        status = next(status for kind, status, _ in STATUS_BY_ERROR if isinstance(exc, kind))  # as the API
+        return error_page(request, status, ERROR_TITLES.get(status, "Cannot do this"), str(exc))
 
     app.state.html_error = html_error

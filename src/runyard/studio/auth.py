@@ -61,31 +61,34 @@ def studio_principal(store: SqlStore, enabled: bool):
         if not enabled:
             return ADMIN
         token = request.cookies.get(COOKIE)
-        header = request.headers.get("authorization")
+        kind, _, header_token = request.headers.get("authorization", "").partition(" ")
+        if not token and kind.lower() == "bearer":
+            token = header_token
         try:
             if token:
-                return check_token(store, token)
-            if header:
-                return authenticate(store, header)
+                return check_token(store, token)  # run tokens are refused here too: they belong to one job
         except HTTPError:
             pass
         if request.url.path.startswith("/studio/api/"):
             raise HTTPError(401, {"error": {"code": "AuthenticationFailed", "message": "Sign in at /login."}})
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raw = request.scope.get("raw_path")  # as sent, still percent-encoded
+        path = raw.decode("latin-1") if raw else request.url.path
+        target = path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target)
 
     return dependency
 
 
+def require_same_origin(request: Request) -> None:
+    """Form posts must come from the studio's own pages (browsers send Origin with every POST)."""
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise StudioForbidden(f"Refusing a form posted from {origin}: it must come from the studio itself.")
+
+
 def require_write(principal: Principal, request: Request) -> None:
     """Changes need a write token and a same-origin form post."""
-    origin = request.headers.get("origin")
-    if origin and origin != "null":
-        host = request.headers.get("host", "")
-        if urlsplit(origin).netloc != host:
-            raise StudioForbidden(
-                f"Refusing a form posted from {origin}: it must come from the studio itself."
-            )
+    require_same_origin(request)
     if principal.scope not in ("write", "admin"):
         raise StudioForbidden(
             f"Your token has the '{principal.scope}' scope, which can look but not change anything. "

@@ -25,7 +25,14 @@ from runyard.server.errors import HTTPError
 from runyard.status import ACTIVE_STATUSES, RunStatus
 from runyard.store import SqlStore
 from runyard.store.records import METRIC_AGGREGATES, MetricColumn, RunQuery
-from runyard.studio.auth import COOKIE, StudioForbidden, check_token, safe_next, studio_principal
+from runyard.studio.auth import (
+    COOKIE,
+    StudioForbidden,
+    check_token,
+    require_same_origin,
+    safe_next,
+    studio_principal,
+)
 from runyard.studio.run_pages import add_run_routes
 
 PAGE_SIZE = 50
@@ -44,6 +51,13 @@ def query_url(path: str, params: Sequence[tuple[str, str]], **changes: Any) -> s
         elif value is not None:
             kept.append((key, str(value)))
     return f"{path}?{urlencode(kept)}" if kept else path
+
+
+def raw_path(request: Request) -> str:
+    """The path as the browser sent it (still percent-encoded), so links built from it lead back here
+    even when a name holds a '%' or a '/'."""
+    raw = request.scope.get("raw_path")
+    return raw.decode("latin-1") if raw else request.url.path
 
 
 def parse_columns(raw: list[str]) -> tuple[MetricColumn, ...]:
@@ -82,6 +96,7 @@ def studio_page_router(
 
     @router.post("/login")
     def login(request: Request, token: str = Form(""), next: str = Form("/experiments")) -> Response:
+        require_same_origin(request)
         target = safe_next(next)
         try:
             check_token(store, token)
@@ -102,7 +117,8 @@ def studio_page_router(
         return response
 
     @router.post("/logout")
-    def logout() -> Response:
+    def logout(request: Request) -> Response:
+        require_same_origin(request)
         response = RedirectResponse("/login" if auth else "/experiments", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response
@@ -129,7 +145,7 @@ def studio_page_router(
             key, sep, value = q["tag"].partition("=")
             tag_key, tag_value = key.strip(), (value.strip() if sep else None)
         try:
-            page = max(int(q.get("page", "1")), 1)
+            page = min(max(int(q.get("page", "1")), 1), 10**9)
         except ValueError:
             raise InvalidInputError(f"page={q.get('page')!r} is not a page number.") from None
         experiment_name = fixed_experiment or q.get("experiment") or None
@@ -159,7 +175,8 @@ def studio_page_router(
             page=page,
             pages=pages,
             params=params,
-            url=lambda **changes: query_url(request.url.path, params, **changes),
+            url=lambda **changes: query_url(raw_path(request), params, **changes),
+            page_path=raw_path(request),
             experiment_names=[e.name for e in store.list_experiments()],
             metric_names=store.list_metric_names(experiment_name),
             statuses=[s.value for s in RunStatus],

@@ -11,10 +11,12 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 
 from runyard.core.workspace import Workspace
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
@@ -100,6 +102,11 @@ def add_run_routes(
                     f"Pipeline run {run_id} has no step run {step!r}; pick a step in the graph."
                 )
         context = run_context(selected, tab, file) if selected else run_context(run, tab, file)
+        step_spec = None
+        if selected is not None:
+            step_spec = next(
+                (s for s in graph.get("steps", []) if s.get("name") == selected.display_name), None
+            )
         return render(
             request,
             "run.html",
@@ -109,6 +116,7 @@ def add_run_routes(
             graph=layout(graph),
             steps=steps,
             step=selected,
+            step_spec=step_spec,
             parameters=run.data.get("parameters", {}),
         )
 
@@ -118,27 +126,36 @@ def add_run_routes(
     ) -> Response:
         store.get_run(run_id)
         rel = f"runs/{run_id}/{clean_relpath(path)}"
-        if not artifacts.exists(rel):
+        local = artifacts.local_path(rel)
+        if not local.is_file():
             raise NotFoundError(
                 f"Run {run_id} has no file {path!r}; its Outputs + logs tab lists what it has."
             )
-        local = artifacts.local_path(rel)
-        media = "text/plain; charset=utf-8" if views.file_kind(path) == "text" and not download else None
-        return FileResponse(
-            local,
-            media_type=media,
-            filename=os.path.basename(path) if download else None,
-            content_disposition_type="attachment" if download else "inline",
-        )
+        # Files are what jobs wrote, so never let the browser run them on the studio's origin: text is
+        # shown as plain text, raster images as images, and everything else (HTML, SVG, …) downloads.
+        kind = views.file_kind(path)
+        inline = not download and kind in ("text", "image")
+        safety = {
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        }
+        if inline:
+            media = "text/plain; charset=utf-8" if kind == "text" else None
+            return FileResponse(local, media_type=media, headers={**safety, "Content-Disposition": "inline"})
+        return FileResponse(local, filename=os.path.basename(path), headers=safety)
 
     @router.get("/runs/{run_id}/download.zip")
     def run_zip(run_id: str, who: Principal = Depends(principal)) -> Response:
         store.get_run(run_id)
         handle, name = tempfile.mkstemp(suffix=".zip")
         os.close(handle)
-        with zipfile.ZipFile(name, "w", zipfile.ZIP_DEFLATED) as archive:
-            for rel in artifacts.list(f"runs/{run_id}"):
-                archive.write(artifacts.local_path(f"runs/{run_id}/{rel}"), f"{run_id}/{rel}")
+        try:
+            with zipfile.ZipFile(name, "w", zipfile.ZIP_DEFLATED) as archive:
+                for rel in artifacts.list(f"runs/{run_id}"):
+                    archive.write(artifacts.local_path(f"runs/{run_id}/{rel}"), f"{run_id}/{rel}")
+        except BaseException:
+            os.unlink(name)
+            raise
         return FileResponse(
             name,
             media_type="application/zip",
@@ -156,7 +173,7 @@ def add_run_routes(
     @router.post("/runs/{run_id}/clone")
     async def clone_submit(request: Request, run_id: str, who: Principal = Depends(principal)) -> Response:
         require_write(who, request)
-        run = _pipeline(store, run_id)
+        run = await run_in_threadpool(_pipeline, store, run_id)
         defaults: dict[str, Any] = run.data.get("parameters", {})
         form = await request.form()
         values, problems = {}, []
@@ -179,9 +196,12 @@ def add_run_routes(
             )
         from runyard.pipeline.runs import PipelineRun
 
-        old = PipelineRun.get(workspace, run_id)
-        new = old.clone().submit(experiment, pipeline_parameters=values, show_output=False)
-        return RedirectResponse(f"/runs/{new.id}", status_code=303)
+        def submit() -> str:  # database writes, snapshot hashing, maybe starting the scheduler
+            old = PipelineRun.get(workspace, run_id)
+            return old.clone().submit(experiment, pipeline_parameters=values, show_output=False).id
+
+        new_id = await run_in_threadpool(submit)
+        return RedirectResponse(f"/runs/{quote(new_id, safe='')}", status_code=303)
 
 
 def _pipeline(store: SqlStore, run_id: str) -> RunRecord:

@@ -17,7 +17,7 @@ from runyard.status import TERMINAL_STATUSES
 from runyard.store import ArtifactStore, MetricRow, RunRecord, SqlStore
 
 TEXT_SUFFIXES = (".txt", ".log", ".json", ".py", ".yaml", ".yml", ".csv", ".md", ".cfg", ".ini", ".toml")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp")
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")  # images a browser shows but cannot run
 
 
 def fmt_time(ts: float | None) -> str:
@@ -104,7 +104,7 @@ def default_log(paths: list[str]) -> str | None:
 
 def file_kind(path: str) -> str:
     lowered = path.lower()
-    if lowered.endswith(IMAGE_SUFFIXES):
+    if lowered.endswith(RASTER_SUFFIXES):  # SVG can carry script: it downloads instead
         return "image"
     if lowered.endswith(TEXT_SUFFIXES) or "." not in posixpath.basename(lowered):
         return "text"

@@ -10,6 +10,7 @@ function startLive() {
   if (dot) dot.hidden = !url;  // pages that do not change (compare, clone) show no live marker
   if (!url || !window.EventSource) return;
   const source = new EventSource(url);
+  window.addEventListener("pagehide", () => source.close());  // browsers allow few connections per host
   let pending = null;
   source.addEventListener("open", () => dot && dot.classList.add("on"));
   source.addEventListener("error", () => dot && dot.classList.remove("on"));
@@ -38,7 +39,7 @@ const plain = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;"
 async function drawChart(el) {
   if (!window.Plotly) return;
   const params = new URLSearchParams({ name: el.dataset.metric, points: "2000" });
-  el.dataset.runs.split(",").forEach((run) => params.append("run", run));
+  JSON.parse(el.dataset.runs).forEach((run) => params.append("run", run));
   const response = await fetch(`/studio/api/metrics?${params}`);
   if (!response.ok) { el.textContent = "Could not load this chart."; return; }
   const body = await response.json();
@@ -50,7 +51,7 @@ async function drawChart(el) {
   const note = body.series.filter((s) => s.downsampled).map((s) => `${plain(s.label)}: ${s.count.toLocaleString()} values, extremes kept`);
   el.dataset.points = body.series.map((s) => s.x.length).join(",");
   window.Plotly.react(el, traces, {
-    margin: { l: 50, r: 10, t: 10, b: 40 }, height: 260, showlegend: many,
+    margin: { l: 50, r: 10, t: 10, b: 40 }, height: 260, showlegend: many, uirevision: "keep",  // keep zoom on refresh
     legend: { orientation: "h" }, xaxis: { title: { text: "step" } },
     annotations: note.length ? [{ text: note.join("; "), xref: "paper", yref: "paper", x: 0, y: 1.08, showarrow: false, font: { size: 10 } }] : [],
   }, { displaylogo: false, responsive: true });
@@ -65,7 +66,9 @@ function startLog() {
   const state = document.getElementById("log-state");
   const follow = document.getElementById("follow");
   const source = new EventSource(pre.dataset.logUrl);
+  window.addEventListener("pagehide", () => source.close());
   let partial = "";
+  const clear = () => { pre.textContent = ""; partial = ""; };
   const append = (text) => {
     const lines = (partial + text).split("\n");
     partial = lines.pop();
@@ -80,6 +83,7 @@ function startLog() {
     if (follow && follow.checked) pre.scrollTop = pre.scrollHeight;
   };
   source.addEventListener("start", (event) => {
+    clear();  // a reconnect starts over from the file's tail
     const info = JSON.parse(event.data);
     if (info.skipped > 0) {
       const note = document.createElement("span");
@@ -90,6 +94,7 @@ function startLog() {
     if (state) state.textContent = "live";
   });
   source.addEventListener("append", (event) => append(JSON.parse(event.data).text));
+  source.addEventListener("reset", clear);  // the file was rewritten from its start
   source.addEventListener("end", () => {
     if (partial) append("\n");
     source.close();
