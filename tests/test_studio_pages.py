@@ -332,3 +332,24 @@ def test_a_step_page_works_when_the_pipeline_has_no_graph(served) -> None:
     for tab in ("overview", "metrics", "files"):
         response = httpx.get(f"{server.url}/runs/p1", params={"step": "s1", "tab": tab})
         assert response.status_code == 200 and "Step old" in response.text, tab
+
+
+def test_clone_form_says_which_value_is_wrong_and_submits_nothing(served, tmp_path: Path) -> None:
+    from runyard.pipeline import Pipeline, PipelineParameter, PythonScriptStep
+
+    ws, server = served
+    src = SourceDir(tmp_path / "p").gen({"p.py": "print('ok')"})
+    step = PythonScriptStep(
+        "p.py", name="p", source_directory=src, arguments=[PipelineParameter("epochs", 3)]
+    )
+    run = Pipeline(ws, [step]).submit("forms", show_output=False)
+    run.wait_for_completion(show_output=False)
+    origin = {"Origin": server.url}  # as a browser posting from the studio sends
+    bad = httpx.post(f"{server.url}/runs/{run.id}/clone", data={"param.epochs": "three"}, headers=origin)
+    assert bad.status_code == 400 and "epochs: &#39;three&#39; is not an integer" in bad.text
+    assert 'value="three"' in bad.text  # what the user typed is kept for correcting
+    assert len(ws.store.list_runs(experiment_name="forms", top_level_only=True)) == 1
+    good = httpx.post(f"{server.url}/runs/{run.id}/clone", data={"param.epochs": "5"}, headers=origin)
+    assert good.status_code == 303
+    new_id = good.headers["location"].rsplit("/", 1)[1]
+    assert ws.get_run(new_id).get_parameters() == {"epochs": 5}

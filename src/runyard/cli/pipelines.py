@@ -17,6 +17,7 @@ from runyard.engine.graph_order import dependencies, topological_order
 from runyard.engine.service import ensure_running
 from runyard.errors import ConflictError, InvalidInputError
 from runyard.pipeline import PipelineRun
+from runyard.pipeline.data import parameter_from_text
 from runyard.status import TERMINAL_STATUSES
 
 pipeline_app = typer.Typer(help="Pipeline runs: steps, reuse, graph, cancel, rerun.", no_args_is_help=True)
@@ -244,26 +245,6 @@ def cancel(run_id: str) -> None:
     console.print(f"Cancel requested for pipeline {run.id}.")
 
 
-def _coerce(raw: str, default: Any) -> Any:
-    if isinstance(default, bool):
-        if raw.lower() in ("true", "1", "yes"):
-            return True
-        if raw.lower() in ("false", "0", "no"):
-            return False
-        raise InvalidInputError(f"{raw!r} is not a boolean (true/false).")
-    if isinstance(default, int):
-        try:
-            return int(raw)
-        except ValueError:
-            raise InvalidInputError(f"{raw!r} is not an integer.") from None
-    if isinstance(default, float):
-        try:
-            return float(raw)
-        except ValueError:
-            raise InvalidInputError(f"{raw!r} is not a number.") from None
-    return raw
-
-
 @pipeline_app.command("rerun")
 def rerun(
     run_id: str,
@@ -285,7 +266,7 @@ def rerun(
             raise InvalidInputError(
                 f"Pipeline run {run_id} has no parameter {name!r}; it has {sorted(defaults) or 'none'}."
             )
-        values[name] = _coerce(raw, defaults[name])
+        values[name] = parameter_from_text(raw, defaults[name])
     new = old.clone().submit(
         experiment or old.experiment.name, pipeline_parameters={**defaults, **values}, show_output=False
     )

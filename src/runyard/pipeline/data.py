@@ -36,6 +36,24 @@ class PipelineParameter:
         return f"PipelineParameter(name={self.name!r}, default_value={self.default_value!r})"
 
 
+def parameter_from_text(raw: str, default: Any) -> Any:
+    """A parameter value typed as text (`--set lr=0.2`, a studio form field), as the type of the
+    parameter's default: pipelines compare and pass typed values."""
+    if isinstance(default, bool):
+        if raw.lower() in ("true", "1", "yes"):
+            return True
+        if raw.lower() in ("false", "0", "no"):
+            return False
+        raise InvalidInputError(f"{raw!r} is not a boolean (true/false).")
+    for kind, word in ((int, "an integer"), (float, "a number")):
+        if isinstance(default, kind):
+            try:
+                return kind(raw)
+            except ValueError:
+                raise InvalidInputError(f"{raw!r} is not {word}.") from None
+    return raw
+
+
 def _check_data_name(name: Any, what: str) -> str:
     if not isinstance(name, str) or not DATA_NAME_RULE.match(name):
         raise InvalidInputError(

@@ -80,9 +80,11 @@ def studio_page_router(
     router = APIRouter(include_in_schema=False)
     principal = studio_principal(store, auth)
 
-    def render(request: Request, name: str, who: Principal, **context: Any) -> Response:
+    def render(
+        request: Request, name: str, who: Principal, status_code: int = 200, **context: Any
+    ) -> Response:
         context.update(principal=who)
-        return templates.TemplateResponse(request, name, context)
+        return templates.TemplateResponse(request, name, context, status_code=status_code)
 
     @router.get("/")
     def home() -> Response:

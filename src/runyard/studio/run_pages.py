@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from runyard.core.workspace import Workspace
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.errors import InvalidInputError, NotFoundError
+from runyard.pipeline.data import parameter_from_text
 from runyard.server.auth import Principal
 from runyard.store import ArtifactStore, RunRecord, SqlStore
 from runyard.store.artifacts import clean_relpath
@@ -29,25 +30,6 @@ from runyard.studio.auth import require_write
 from runyard.studio.graph_layout import layout
 
 TABS = ("overview", "metrics", "files")
-
-
-def coerce_parameter(raw: str, default: Any) -> Any:
-    """A form field as the type of the parameter's default: forms send text, pipelines want values."""
-    if isinstance(default, bool):
-        if raw.lower() in ("true", "1", "yes"):
-            return True
-        if raw.lower() in ("false", "0", "no"):
-            return False
-        raise InvalidInputError(f"{raw!r} is not true or false.")
-    for kind in (int, float):
-        if isinstance(default, kind):
-            try:
-                return kind(raw)
-            except ValueError:
-                raise InvalidInputError(
-                    f"{raw!r} is not a{'n' if kind is int else ''} {kind.__name__}."
-                ) from None
-    return raw
 
 
 def add_run_routes(
@@ -180,7 +162,7 @@ def add_run_routes(
         for name, default in defaults.items():
             raw = str(form.get(f"param.{name}", "")).strip()
             try:
-                values[name] = coerce_parameter(raw, default) if raw != "" else default
+                values[name] = parameter_from_text(raw, default) if raw != "" else default
             except InvalidInputError as exc:
                 problems.append(f"{name}: {exc}")
         experiment = str(form.get("experiment") or run.experiment_name).strip()
@@ -193,6 +175,7 @@ def add_run_routes(
                 parameters=defaults,
                 error="; ".join(problems),
                 values=form,
+                status_code=400,
             )
         from runyard.pipeline.runs import PipelineRun
 
