@@ -88,7 +88,7 @@ def postgres_server() -> Iterator[str]:
             "-D",
             str(data),
             "-o",
-            f"-k {root} -h 127.0.0.1 -p {port} -F",
+            f"-k {root} -h 127.0.0.1 -p {port} -F -c max_connections=300",
             "-l",
             str(root / "log"),
             "-w",
@@ -108,14 +108,20 @@ def postgres_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def postgres_uri(postgres_server: str) -> str:
-    """A fresh, empty database on the session's server."""
+def postgres_uri(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the session's server, dropped afterwards with its connections (pools
+    in this process and in whatever processes the test left behind), so the server never runs out."""
     import psycopg
+
+    from runyard.store.sql_base import dispose_engine
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    return f"{postgres_server}/{name}"
+    yield f"{postgres_server}/{name}"
+    dispose_engine(f"{postgres_server}/{name}")
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

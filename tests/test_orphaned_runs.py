@@ -7,6 +7,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import SourceDir, wait_for
 from runyard import Experiment, ScriptRunConfig, Workspace
 
@@ -58,3 +60,27 @@ def test_cancel_with_a_dead_supervisor_still_cancels(
     run.cancel()
     assert run.get_status() == "Canceled"
     wait_for(lambda: not _alive(script), timeout=10)
+
+
+def test_a_supervisor_that_dies_before_it_records_anything_is_noticed(
+    sqlite_workspace: Workspace, source_dir: SourceDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Python runs sitecustomize in every child before any runyard code: this one makes the supervisor
+    # exit at once, as one would whose database refuses it ("too many clients") or whose venv is broken.
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os\n"
+        "if b'runyard.compute.supervisor' in open('/proc/self/cmdline', 'rb').read():\n"
+        "    os._exit(7)\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(hook))
+    source_dir.gen({"ok.py": "print('never runs')"})
+    run = Experiment(sqlite_workspace, "orphans").submit(ScriptRunConfig(source_dir, "ok.py"))
+
+    started = time.monotonic()
+    details = run.wait_for_completion(raise_on_error=False)
+    assert time.monotonic() - started < 30
+    assert details["status"] == "Failed"
+    assert "supervisor process" in details["error"]["message"]
+    assert "60_control_log.txt" in details["error"]["message"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from runyard.core.run_files import LOG_DIR
 from runyard.core.workspace import Workspace
 
 
-def spawn_detached(workspace: Workspace, module_args: list[str], log_file: Path) -> None:
+def spawn_detached(workspace: Workspace, module_args: list[str], log_file: Path) -> subprocess.Popen[bytes]:
     """Start `python -m …` in its own session (closing the notebook or Ctrl-C in the submitting terminal
     does not stop it), with output appended to `log_file` and the workspace's token in its environment."""
     env = dict(os.environ)
@@ -20,7 +21,7 @@ def spawn_detached(workspace: Workspace, module_args: list[str], log_file: Path)
         env[config.ENV_TOKEN] = workspace.token
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
-        subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", *module_args],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -34,4 +35,9 @@ def spawn_detached(workspace: Workspace, module_args: list[str], log_file: Path)
 class LocalLauncher:
     def start(self, workspace: Workspace, run_id: str) -> None:
         log = workspace.artifacts.local_path(f"runs/{run_id}/{LOG_DIR}/60_control_log.txt")
-        spawn_detached(workspace, ["runyard.compute.supervisor", str(workspace.path), run_id], log)
+        proc = spawn_detached(workspace, ["runyard.compute.supervisor", str(workspace.path), run_id], log)
+        # Recorded here as well as by the supervisor itself: one that dies before it writes anything
+        # (a database that refuses it, a broken environment) is still noticed by whoever waits.
+        workspace.store.update_run_data(
+            run_id, {"supervisor": {"pid": proc.pid, "host": socket.gethostname()}}
+        )

@@ -124,7 +124,8 @@ def reap_if_orphaned(run: Run) -> bool:
         error={
             "code": "SystemError",
             "message": f"The job's supervisor process (pid {record.data['supervisor']['pid']}) stopped unexpectedly, "
-            "so the run's result is unknown. Logs and metrics written so far are kept.",
+            "so the run's result is unknown. Logs and metrics written so far are kept; "
+            "azureml-logs/60_control_log.txt says what the supervisor printed.",
         },
     )
     return True

@@ -58,6 +58,14 @@ def engine_for(uri: str) -> sa.Engine:
         return _engines[uri]
 
 
+def dispose_engine(uri: str) -> None:
+    """Close this process's pool for `uri` (a later engine_for opens a new one)."""
+    with _engines_lock:
+        engine = _engines.pop(uri, None)
+    if engine is not None:
+        engine.dispose()
+
+
 def _is_constraint_race(exc: BaseException) -> bool:
     return isinstance(exc.__cause__, sa.exc.IntegrityError)
 
