@@ -353,3 +353,19 @@ def test_clone_form_says_which_value_is_wrong_and_submits_nothing(served, tmp_pa
     assert good.status_code == 303
     new_id = good.headers["location"].rsplit("/", 1)[1]
     assert ws.get_run(new_id).get_parameters() == {"epochs": 5}
+
+
+def test_revoking_a_token_ends_its_open_streams(tmp_path: Path) -> None:
+    import threading
+
+    ws = Workspace.create(tmp_path / "ws")
+    token, record = create_token(ws.store, "read")  # type: ignore[arg-type]
+    with (
+        running_server(ws.path, tmp_path / "server.log", auth=True) as server,
+        httpx.Client(base_url=server.url, headers={"Origin": server.url}) as client,
+    ):
+        assert client.post("/login", data={"token": token}).status_code == 303  # the cookie is kept
+        threading.Timer(1.0, ws.store.revoke_token, args=[record.token_id]).start()
+        started = time.monotonic()
+        events = sse_events(client, "/studio/api/changes", until="signed-out", timeout=30)
+        assert events[-1][0] == "signed-out" and time.monotonic() - started < 15

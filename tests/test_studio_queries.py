@@ -400,3 +400,29 @@ def test_experiment_summaries_take_the_same_queries_for_any_number_of_experiment
         make_run(store, f"exp-{i}")
     assert len(store.experiment_summaries()) == 9
     assert queries_for_summaries() == few == 1
+
+
+# -- live pages ------------------------------------------------------------------------------------
+
+
+def test_change_marker_moves_with_what_pages_show_and_only_then(store: SqlStore) -> None:
+    parent = make_run(store, "live", "parent")
+    child = make_run(store, "live", "child", parent_id="parent")
+    other = make_run(store, "live", "other")
+    family, workspace = store.change_marker(parent.run_id), store.change_marker()
+    assert store.change_marker(parent.run_id) == family and store.change_marker() == workspace  # steady
+
+    def moved(action) -> tuple[bool, bool]:  # type: ignore[no-untyped-def]
+        nonlocal family, workspace
+        before = (family, workspace)
+        action()
+        family, workspace = store.change_marker(parent.run_id), store.change_marker()
+        return family != before[0], workspace != before[1]
+
+    assert moved(lambda: store.set_run_status(child.run_id, RunStatus.QUEUED)) == (True, True)
+    assert moved(lambda: store.set_run_status(child.run_id, RunStatus.RUNNING)) == (True, True)
+    assert moved(lambda: store.append_metrics([scalar(child.run_id, "loss", 0.5)])) == (True, True)
+    assert moved(lambda: store.set_tags(child.run_id, {"stage": "fit"})) == (True, False)  # run pages only
+    assert moved(lambda: store.set_run_status(other.run_id, RunStatus.RUNNING)) == (False, True)
+    assert moved(lambda: make_run(store, "live", "newer")) == (False, True)
+    assert moved(lambda: None) == (False, False)

@@ -348,7 +348,7 @@ class SqlStudio(SqlBase):
     def change_marker(self, run_id: str | None = None) -> str:
         """A short string that changes whenever a studio page may show something new.
 
-        For one run: its family's statuses, times and metric counts. For the workspace: the number of
+        For one run: its family's statuses, times, names, tags and metric counts. For the workspace: the number of
         runs, the latest start/end/create times, how many runs sit in each unfinished status, and the
         metric counts of unfinished runs (only running code logs). Cheap enough to ask every second.
         """
@@ -358,16 +358,24 @@ class SqlStudio(SqlBase):
             if run_id is not None:
                 family = sa.or_(runs.c.run_id == run_id, runs.c.parent_id == run_id)
                 states = conn.execute(
-                    sa.select(runs.c.run_id, runs.c.status, runs.c.start_time, runs.c.end_time)
+                    sa.select(
+                        runs.c.run_id, runs.c.status, runs.c.start_time, runs.c.end_time, runs.c.display_name
+                    )
                     .where(family)
                     .order_by(runs.c.run_id)
+                ).all()
+                tags = conn.execute(
+                    sa.select(t.run_tags.c.run_id, t.run_tags.c.key, t.run_tags.c.value)
+                    .where(t.run_tags.c.run_id.in_([r.run_id for r in states]))
+                    .order_by(t.run_tags.c.run_id, t.run_tags.c.key)
                 ).all()
                 logged = conn.execute(
                     sa.select(sa.func.coalesce(sa.func.sum(ms.c["count"]), 0))
                     .select_from(ms.join(runs, runs.c.run_id == ms.c.run_id))
                     .where(family)
                 ).scalar_one()
-                return f"{hash(tuple(tuple(r) for r in states)) & 0xFFFFFFFF:x}-{logged}"
+                seen = (tuple(tuple(r) for r in states), tuple(tuple(r) for r in tags))
+                return f"{hash(seen) & 0xFFFFFFFF:x}-{logged}"
             totals = conn.execute(
                 sa.select(
                     sa.func.count(),

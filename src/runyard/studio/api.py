@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,16 +19,18 @@ from starlette.concurrency import run_in_threadpool
 from runyard.core.workspace import Workspace
 from runyard.errors import InvalidInputError, NotFoundError
 from runyard.server.auth import Principal
+from runyard.server.errors import HTTPError
 from runyard.status import TERMINAL_STATUSES
 from runyard.store import SqlStore
 from runyard.store.artifacts import clean_relpath
-from runyard.studio.auth import studio_principal
+from runyard.studio.auth import LoginRequired, StudioForbidden, studio_principal
 
 POLL_SECONDS = 1.0
 LOG_POLL_SECONDS = 0.4
 TAIL_BYTES = 512 * 1024  # a log opens at its last 512 KB; the rest is a download away
 CHUNK_BYTES = 256 * 1024
 MAX_CHART_POINTS = 5000
+RECHECK_SECONDS = 5.0  # an open stream re-checks its token this often, so revoking it ends the stream
 
 
 def _decode(data: bytes, final: bool) -> tuple[str, int]:
@@ -52,6 +55,25 @@ def studio_api_router(workspace: Workspace, store: SqlStore, auth: bool) -> APIR
     router = APIRouter(prefix="/studio/api", include_in_schema=False)
     principal = studio_principal(store, auth)
     artifacts = workspace.artifacts
+
+    class Session:
+        """Whether the token that opened a stream still works, asked at most every RECHECK_SECONDS."""
+
+        def __init__(self, request: Request) -> None:
+            self.request = request
+            self.checked = time.monotonic()
+
+        async def ended(self) -> bool:
+            if not auth or time.monotonic() - self.checked < RECHECK_SECONDS:
+                return False
+            self.checked = time.monotonic()
+            try:
+                await run_in_threadpool(principal, self.request)
+            except (HTTPError, StudioForbidden, LoginRequired):
+                return True
+            return False
+
+    SIGNED_OUT = {"event": "signed-out", "data": "{}"}
 
     @router.get("/metrics")
     def chart(
@@ -83,9 +105,13 @@ def studio_api_router(workspace: Workspace, store: SqlStore, auth: bool) -> APIR
         """An event whenever what the page shows may have changed: statuses, new runs, new metric values."""
 
         async def events() -> AsyncIterator[dict[str, str]]:
+            session = Session(request)
             last = await run_in_threadpool(store.change_marker, run)
             while not await request.is_disconnected():
                 await asyncio.sleep(POLL_SECONDS)
+                if await session.ended():
+                    yield SIGNED_OUT
+                    return
                 marker = await run_in_threadpool(store.change_marker, run)
                 if marker != last:
                     last = marker
@@ -113,7 +139,11 @@ def studio_api_router(workspace: Workspace, store: SqlStore, auth: bool) -> APIR
                 newline = (await read(offset, min(size - offset, CHUNK_BYTES))).find(b"\n")
                 offset += newline + 1 if newline >= 0 else 0
             yield {"event": "start", "data": json.dumps({"skipped": offset, "size": size})}
+            session = Session(request)
             while not await request.is_disconnected():
+                if await session.ended():
+                    yield SIGNED_OUT
+                    return
                 ended = (await run_in_threadpool(store.get_run, run_id)).status in TERMINAL_STATUSES
                 size = await run_in_threadpool(artifacts.size, rel)
                 if size < offset:  # rewritten from the start (open(..., "w")): show it again from the top

@@ -14,6 +14,7 @@ function startLive() {
   let pending = null;
   source.addEventListener("open", () => dot && dot.classList.add("on"));
   source.addEventListener("error", () => dot && dot.classList.remove("on"));
+  source.addEventListener("signed-out", () => { source.close(); location.reload(); });  // to the sign-in page
   source.addEventListener("change", () => {
     if (pending) return;
     pending = setTimeout(() => { pending = null; refreshRegions(); refreshCharts(); }, 250);
@@ -95,6 +96,7 @@ function startLog() {
   });
   source.addEventListener("append", (event) => append(JSON.parse(event.data).text));
   source.addEventListener("reset", clear);  // the file was rewritten from its start
+  source.addEventListener("signed-out", () => { source.close(); if (state) state.textContent = "signed out"; });
   source.addEventListener("end", () => {
     if (partial) append("\n");
     source.close();
