@@ -311,5 +311,5 @@ def up(
             ws, "127.0.0.1", port, auth=False, until=(lambda: not worker.is_alive()) if idle_seconds else None
         )
     finally:
-        service._stop = True
+        service.stop()
         worker.join(timeout=10)

@@ -100,12 +100,16 @@ class SchedulerService:
             info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
             (self.ws.path / INFO_FILE).write_text(json.dumps(info))
             if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_stop", True))
+                signal.signal(signal.SIGTERM, lambda *_: self.stop())
             self.echo(f"runyard scheduler for {self.ws.path} (pid {os.getpid()}, {self.slots} local slots)")
             self.recover()
             self._loop()
         finally:
             lock.close()
+
+    def stop(self) -> None:
+        """Ask the loop to end after its current pass (SIGTERM, or `runyard up` shutting down)."""
+        self._stop = True
 
     def _loop(self) -> None:
         idle_since = time.monotonic()

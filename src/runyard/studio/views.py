@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runyard.core.run_files import DRIVER_LOG
-from runyard.status import TERMINAL_STATUSES
 from runyard.store import ArtifactStore, MetricRow, RunRecord, SqlStore
 
 TEXT_SUFFIXES = (".txt", ".log", ".json", ".py", ".yaml", ".yml", ".csv", ".md", ".cfg", ".ini", ".toml")
@@ -58,10 +57,6 @@ def fmt_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
-
-
-def is_active(run: RunRecord) -> bool:
-    return run.status not in TERMINAL_STATUSES
 
 
 @dataclass
