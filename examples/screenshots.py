@@ -27,6 +27,7 @@ from demo import build  # noqa: E402
 
 from runyard import Experiment, ScriptRunConfig, Workspace  # noqa: E402
 from runyard.pipeline import Pipeline, PythonScriptStep  # noqa: E402
+from runyard.server.auth import create_token  # noqa: E402
 from runyard.studio.headless import launch_chromium  # noqa: E402
 
 HOLD = """
@@ -111,11 +112,12 @@ def main() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "runyard", "-w", str(ws.path), "server", "--port", str(port)],
+        [sys.executable, "-m", "runyard", "-w", str(ws.path), "server", "--port", str(port), "--auth"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
+    token, _ = create_token(ws.store, "write", name="screenshots")  # type: ignore[arg-type]
     try:
         for _ in range(100):
             try:
@@ -128,6 +130,7 @@ def main() -> None:
             ("experiments", "/experiments"),
             ("runs", "/runs?col=last:loss&col=max:accuracy&col=last:learning_rate&sort=max:accuracy"),
             ("compare", "/compare?" + "&".join(f"run={r}" for r in sweep)),
+            ("run-overview", f"/runs/{sweep[2]}"),
             ("run-metrics", f"/runs/{sweep[2]}?tab=metrics"),
             ("pipeline", f"/runs/{ids['third']}?step={ids['train']}&tab=overview"),
             ("failed-step-log", f"/runs/{ids['failed']}?step={ids['failed_train']}&tab=files"),
@@ -137,6 +140,11 @@ def main() -> None:
         with sync_playwright() as p:
             browser = launch_chromium(p)
             page = browser.new_page(viewport={"width": 1360, "height": 860})
+            page.goto(base + "/experiments")  # --auth: the studio asks for a token first
+            page.get_by_label("Workspace token").fill(token)
+            page.screenshot(path=str(IMAGES / "studio-login.png"))
+            print("docs/images/studio-login.png  ← /login")
+            page.get_by_role("button", name="Sign in").click()
             for name, path in shots:
                 page.goto(base + path)
                 if "metrics" in path or "compare" in path:
