@@ -73,9 +73,12 @@ def test_live_log_line_appears_while_the_run_runs(studio: Studio, page, tmp_path
     page.get_by_role("link", name="live-exp", exact=True).click()
     page.get_by_role("link", name="live-exp #1").click()
     expect(page.locator(f'h1 [data-status-of="{run.id}"]')).to_have_text("Running")
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/studio/api/live" in r.url else None)
     page.get_by_role("link", name="Outputs + logs").click()
     log = page.locator("#log")
     expect(log).to_contain_text("first line")
+    assert len(streams) == 1 and "log_run=" in streams[0]  # one stream carries changes and the log
     expect(log).not_to_contain_text("LIVE-LINE-42")
 
     go.touch()

@@ -69,7 +69,7 @@ def test_log_stream_sends_the_tail_then_new_lines_until_the_run_ends(served, tmp
         lambda: "before" in run.get_details_with_logs()["logFiles"].get("azureml-logs/70_driver_log.txt", "")
     )
     with httpx.Client(base_url=server.url) as client:
-        url = f"/studio/api/runs/{run.id}/log?path=azureml-logs/70_driver_log.txt"
+        url = f"/studio/api/live?log_run={run.id}&log=azureml-logs/70_driver_log.txt"
         go.touch()
         events = sse_events(client, url, until="end")
     names = [name for name, _ in events]
@@ -160,7 +160,7 @@ def test_sign_in_sets_a_cookie_and_data_routes_need_it(tmp_path: Path) -> None:
         assert (
             page.status_code == 303 and page.headers["location"] == "/login?next=%2Fruns%3Fstatus%3DRunning"
         )
-        assert client.get("/studio/api/changes").status_code == 401
+        assert client.get("/studio/api/live").status_code == 401
         refused = client.post("/login", data={"token": run_token, "next": "/runs"})
         assert refused.status_code == 401 and "run token" in refused.text
         offsite = client.post("/login", data={"token": token, "next": "https://evil.example/"})
@@ -295,7 +295,7 @@ def test_a_long_log_opens_at_a_whole_line(served, tmp_path: Path) -> None:
     run.wait_for_completion()
     with httpx.Client(base_url=server.url) as client:
         events = sse_events(
-            client, f"/studio/api/runs/{run.id}/log?path=azureml-logs/70_driver_log.txt", "end"
+            client, f"/studio/api/live?log_run={run.id}&log=azureml-logs/70_driver_log.txt", "end"
         )
     assert events[0][0] == "start" and events[0][1]["skipped"] > 0
     text = "".join(data["text"] for name, data in events if name == "append")
@@ -367,5 +367,5 @@ def test_revoking_a_token_ends_its_open_streams(tmp_path: Path) -> None:
         assert client.post("/login", data={"token": token}).status_code == 303  # the cookie is kept
         threading.Timer(1.0, ws.store.revoke_token, args=[record.token_id]).start()
         started = time.monotonic()
-        events = sse_events(client, "/studio/api/changes", until="signed-out", timeout=30)
+        events = sse_events(client, "/studio/api/live", until="signed-out", timeout=30)
         assert events[-1][0] == "signed-out" and time.monotonic() - started < 15

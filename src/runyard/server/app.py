@@ -73,7 +73,7 @@ def create_app(workspace: Workspace, *, auth: bool = False) -> FastAPI:
     app.include_router(artifact_router(store, artifacts, principal))
     app.include_router(token_router(store, principal))
     app.include_router(mlflow_router(store, principal))
-    install_studio(app, workspace, store, auth=auth)
+    install_studio(app, workspace, store, artifacts, auth=auth)
 
     app.add_middleware(JsonBodyLimit)
 

@@ -1,13 +1,13 @@
-"""Data behind the studio's pages: chart series, log tails and change notices (Server-Sent Events).
+"""Data behind the studio's pages: chart series, and each page's one event stream (Server-Sent
+Events) of change notices and, on a log view, the log's new lines (studio/streams.py).
 
-Both streams poll the store or the file from a worker thread and push only what changed, so an
+The stream polls the store and the file from worker threads and pushes only what changed, so an
 open page costs one cheap query a second and nothing is resent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,45 +16,23 @@ from fastapi import APIRouter, Depends, Query, Request
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from runyard.core.workspace import Workspace
 from runyard.errors import InvalidInputError, NotFoundError
 from runyard.server.auth import Principal
 from runyard.server.errors import HTTPError
-from runyard.status import TERMINAL_STATUSES
-from runyard.store import SqlStore
+from runyard.store import ArtifactStore, SqlStore
 from runyard.store.artifacts import clean_relpath
 from runyard.studio.auth import LoginRequired, StudioForbidden, studio_principal
+from runyard.studio.streams import ChangeWatch, LogTail
 
 POLL_SECONDS = 1.0
 LOG_POLL_SECONDS = 0.4
-TAIL_BYTES = 512 * 1024  # a log opens at its last 512 KB; the rest is a download away
-CHUNK_BYTES = 256 * 1024
 MAX_CHART_POINTS = 5000
 RECHECK_SECONDS = 5.0  # an open stream re-checks its token this often, so revoking it ends the stream
 
 
-def _decode(data: bytes, final: bool) -> tuple[str, int]:
-    """Text up to the last complete line (everything when `final`), and how many bytes that used."""
-    if not final:
-        data = data[: data.rfind(b"\n") + 1]
-    return data.decode("utf-8", errors="replace"), len(data)
-
-
-def _whole_characters(data: bytes) -> int:
-    """How many bytes of `data` end on a UTF-8 character boundary (a very long line goes in pieces)."""
-    lead = len(data) - 1
-    while lead > 0 and lead > len(data) - 4 and (data[lead] & 0xC0) == 0x80:
-        lead -= 1  # step back over continuation bytes to the last character's first byte
-    first = data[lead] if data else 0
-    needed = 4 if first >= 0xF0 else 3 if first >= 0xE0 else 2 if first >= 0xC0 else 1
-    complete = lead + needed <= len(data)
-    return len(data) if complete or lead == 0 else lead
-
-
-def studio_api_router(workspace: Workspace, store: SqlStore, auth: bool) -> APIRouter:
+def studio_api_router(store: SqlStore, artifacts: ArtifactStore, auth: bool) -> APIRouter:
     router = APIRouter(prefix="/studio/api", include_in_schema=False)
     principal = studio_principal(store, auth)
-    artifacts = workspace.artifacts
 
     class Session:
         """Whether the token that opened a stream still works, asked at most every RECHECK_SECONDS."""
@@ -100,71 +78,44 @@ def studio_api_router(workspace: Workspace, store: SqlStore, auth: bool) -> APIR
             )
         return {"name": name, "series": series}
 
-    @router.get("/changes")
-    async def changes(request: Request, run: str | None = None, who: Principal = Depends(principal)) -> Any:
-        """An event whenever what the page shows may have changed: statuses, new runs, new metric values."""
-
-        async def events() -> AsyncIterator[dict[str, str]]:
-            session = Session(request)
-            last = await run_in_threadpool(store.change_marker, run)
-            while not await request.is_disconnected():
-                await asyncio.sleep(POLL_SECONDS)
-                if await session.ended():
-                    yield SIGNED_OUT
-                    return
-                marker = await run_in_threadpool(store.change_marker, run)
-                if marker != last:
-                    last = marker
-                    yield {"event": "change", "data": json.dumps({"marker": marker})}
-
-        return EventSourceResponse(events(), ping=15)
-
-    @router.get("/runs/{run_id}/log")
-    async def log_stream(
-        request: Request, run_id: str, path: str, who: Principal = Depends(principal)
+    @router.get("/live")
+    async def live(
+        request: Request,
+        run: str | None = None,
+        log_run: str | None = None,
+        log: str | None = None,
+        who: Principal = Depends(principal),
     ) -> Any:
-        """The file's last TAIL_BYTES, then every line appended to it until the run ends."""
-        await run_in_threadpool(store.get_run, run_id)
-        rel = f"runs/{run_id}/{clean_relpath(path)}"
-        if not await run_in_threadpool(artifacts.exists, rel):
-            raise NotFoundError(f"Run {run_id} has no file {path!r}.")
-
-        async def read(offset: int, length: int) -> bytes:
-            return await run_in_threadpool(artifacts.read_bytes, rel, offset, length)
+        """The page's one event stream: "change" whenever what it shows may have changed (statuses, new
+        runs, metric values, names, tags), and with `log_run` and `log` that file's tail, live."""
+        watch = ChangeWatch(store, run)
+        tail = None
+        if log_run is not None and log is not None:
+            await run_in_threadpool(store.get_run, log_run)
+            rel = f"runs/{log_run}/{clean_relpath(log)}"
+            if not await run_in_threadpool(artifacts.exists, rel):
+                raise NotFoundError(f"Run {log_run} has no file {log!r}.")
+            tail = LogTail(store, artifacts, log_run, rel)
 
         async def events() -> AsyncIterator[dict[str, str]]:
-            size = await run_in_threadpool(artifacts.size, rel)
-            offset = max(size - TAIL_BYTES, 0)
-            if offset:  # start after a line break, so the first line shown is whole
-                newline = (await read(offset, min(size - offset, CHUNK_BYTES))).find(b"\n")
-                offset += newline + 1 if newline >= 0 else 0
-            yield {"event": "start", "data": json.dumps({"skipped": offset, "size": size})}
             session = Session(request)
+            await watch.poll()  # the marker the page was rendered with
+            if tail is not None:
+                yield await tail.start()
+            next_check = time.monotonic()
             while not await request.is_disconnected():
                 if await session.ended():
                     yield SIGNED_OUT
                     return
-                ended = (await run_in_threadpool(store.get_run, run_id)).status in TERMINAL_STATUSES
-                size = await run_in_threadpool(artifacts.size, rel)
-                if size < offset:  # rewritten from the start (open(..., "w")): show it again from the top
-                    offset = 0
-                    yield {"event": "reset", "data": json.dumps({"size": size})}
-                while size > offset:
-                    data = await read(offset, min(size - offset, CHUNK_BYTES))
-                    if not data:
-                        break  # shrank while we looked; the next pass sees the new size
-                    text, used = _decode(data, final=ended and offset + len(data) >= size)
-                    if used == 0:
-                        if len(data) < CHUNK_BYTES:
-                            break  # a line still being written: wait for its end
-                        used = _whole_characters(data)  # one very long line: send what is whole
-                        text = data[:used].decode("utf-8", errors="replace")
-                    offset += used
-                    yield {"event": "append", "data": json.dumps({"text": text, "offset": offset})}
-                if ended:
-                    yield {"event": "end", "data": json.dumps({"offset": offset})}
-                    return
-                await asyncio.sleep(LOG_POLL_SECONDS)
+                if tail is not None:
+                    for item in await tail.poll():
+                        yield item
+                if time.monotonic() >= next_check:
+                    for item in await watch.poll():
+                        yield item
+                    next_check = time.monotonic() + POLL_SECONDS
+                following = tail is not None and not tail.done
+                await asyncio.sleep(LOG_POLL_SECONDS if following else POLL_SECONDS)
 
         return EventSourceResponse(events(), ping=15)
 

@@ -15,7 +15,7 @@ from runyard import __version__
 from runyard.core.workspace import Workspace
 from runyard.errors import RunyardError
 from runyard.server.errors import STATUS_BY_ERROR
-from runyard.store import SqlStore
+from runyard.store import ArtifactStore, SqlStore
 from runyard.studio import views
 from runyard.studio.auth import LoginRequired, StudioForbidden, login_url
 
@@ -61,7 +61,9 @@ def make_templates(auth: bool, workspace_name: str) -> Jinja2Templates:
     return templates
 
 
-def install_studio(app: FastAPI, workspace: Workspace, store: SqlStore, *, auth: bool) -> None:
+def install_studio(
+    app: FastAPI, workspace: Workspace, store: SqlStore, artifacts: ArtifactStore, *, auth: bool
+) -> None:
     from runyard.studio.api import studio_api_router
     from runyard.studio.pages import studio_page_router
 
@@ -75,8 +77,8 @@ def install_studio(app: FastAPI, workspace: Workspace, store: SqlStore, *, auth:
         )
 
     app.add_middleware(NoFraming)
-    app.include_router(studio_page_router(workspace, store, templates, auth))
-    app.include_router(studio_api_router(workspace, store, auth))
+    app.include_router(studio_page_router(workspace, store, artifacts, templates, auth))
+    app.include_router(studio_api_router(store, artifacts, auth))
 
     def error_page(request: Request, status: int, title: str, message: str) -> Response:
         context: dict[str, Any] = {"title": title, "message": message, "status": status}

@@ -23,7 +23,7 @@ from runyard.errors import InvalidInputError
 from runyard.server.auth import Principal
 from runyard.server.errors import HTTPError
 from runyard.status import ACTIVE_STATUSES, RunStatus
-from runyard.store import SqlStore
+from runyard.store import ArtifactStore, SqlStore
 from runyard.store.records import METRIC_AGGREGATES, MetricColumn, RunQuery
 from runyard.studio.auth import (
     COOKIE,
@@ -75,7 +75,7 @@ def parse_columns(raw: list[str]) -> tuple[MetricColumn, ...]:
 
 
 def studio_page_router(
-    workspace: Workspace, store: SqlStore, templates: Jinja2Templates, auth: bool
+    workspace: Workspace, store: SqlStore, artifacts: ArtifactStore, templates: Jinja2Templates, auth: bool
 ) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     principal = studio_principal(store, auth)
@@ -231,5 +231,5 @@ def studio_page_router(
             scheduler=service_info(workspace),
         )
 
-    add_run_routes(router, workspace, store, principal, render)
+    add_run_routes(router, workspace, store, artifacts, principal, render)
     return router

@@ -36,11 +36,10 @@ def add_run_routes(
     router: APIRouter,
     workspace: Workspace,
     store: SqlStore,
+    artifacts: ArtifactStore,
     principal: Callable[..., Principal],
     render: Callable[..., Response],
 ) -> None:
-    artifacts = workspace.artifacts
-    assert isinstance(artifacts, ArtifactStore)  # create_app serves only workspaces that hold their files
 
     def run_context(run: RunRecord, tab: str, file: str | None) -> dict[str, Any]:
         """What one run's tabs need (used for plain runs and for the selected step of a pipeline)."""

@@ -9,8 +9,12 @@ function startLive() {
   const dot = document.getElementById("live-dot");
   if (dot) dot.hidden = !url;  // pages that do not change (compare, clone) show no live marker
   if (!url || !window.EventSource) return;
-  const source = new EventSource(url);
-  window.addEventListener("pagehide", () => source.close());  // browsers allow few connections per host
+  // One stream per page (browsers allow six connections per host): changes, plus the open log's lines
+  const pre = document.getElementById("log");
+  const params = pre ? `&${new URLSearchParams({ log_run: pre.dataset.logRun, log: pre.dataset.logPath })}` : "";
+  const source = new EventSource(url + (url.includes("?") ? params : params.replace("&", "?")));
+  window.addEventListener("pagehide", () => source.close());
+  if (pre) followLog(source, pre);
   let pending = null;
   source.addEventListener("open", () => dot && dot.classList.add("on"));
   source.addEventListener("error", () => dot && dot.classList.remove("on"));
@@ -61,13 +65,9 @@ async function drawChart(el) {
 function refreshCharts() { document.querySelectorAll("[data-chart]").forEach(drawChart); }
 
 // -- log viewer: the file's tail, then each appended line, live until the run ends
-function startLog() {
-  const pre = document.getElementById("log");
-  if (!pre || !window.EventSource) return;
+function followLog(source, pre) {
   const state = document.getElementById("log-state");
   const follow = document.getElementById("follow");
-  const source = new EventSource(pre.dataset.logUrl);
-  window.addEventListener("pagehide", () => source.close());
   let partial = "";
   const clear = () => { pre.textContent = ""; partial = ""; };
   const append = (text) => {
@@ -96,17 +96,14 @@ function startLog() {
   });
   source.addEventListener("append", (event) => append(JSON.parse(event.data).text));
   source.addEventListener("reset", clear);  // the file was rewritten from its start
-  source.addEventListener("signed-out", () => { source.close(); if (state) state.textContent = "signed out"; });
   source.addEventListener("end", () => {
     if (partial) append("\n");
-    source.close();
     if (state) state.textContent = "run ended";
   });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   startLive();
-  startLog();
   if (window.Plotly) refreshCharts();
   else window.addEventListener("load", refreshCharts);
 });
