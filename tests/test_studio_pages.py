@@ -369,3 +369,28 @@ def test_revoking_a_token_ends_its_open_streams(tmp_path: Path) -> None:
         started = time.monotonic()
         events = sse_events(client, "/studio/api/live", until="signed-out", timeout=30)
         assert events[-1][0] == "signed-out" and time.monotonic() - started < 15
+
+
+def test_the_studio_on_a_postgresql_workspace(tmp_path: Path, postgres_uri: str) -> None:
+    ws = Workspace.create(tmp_path / "ws", tracking_uri=postgres_uri)
+    exp = Experiment(ws, "on-postgres")
+    ids = []
+    for i in range(3):
+        run = exp.start_logging(name=f"trial-{i}")
+        ws.store.append_metrics(
+            [MetricRow(run.id, "loss", "scalar", 0.0, value=(i + 1) / (s + 1), step=s) for s in range(3000)]
+        )
+        run.tag("size", str(i))
+        run.complete()
+        ids.append(run.id)
+    with running_server(ws.path, tmp_path / "server.log") as server:
+        page = httpx.get(
+            f"{server.url}/runs", params=[("col", "min:loss"), ("sort", "min:loss"), ("desc", "0")]
+        )
+        assert page.status_code == 200
+        assert [m for m in re.findall(r">(trial-\d)<", page.text)] == ["trial-0", "trial-1", "trial-2"]
+        chart = httpx.get(f"{server.url}/studio/api/metrics", params={"run": ids[2], "name": "loss"}).json()
+        series = chart["series"][0]
+        assert series["count"] == 3000 and series["downsampled"] and max(series["y"]) == 3.0
+        assert httpx.get(f"{server.url}/experiments").status_code == 200
+        assert "size" in httpx.get(f"{server.url}/runs/{ids[0]}").text
