@@ -100,9 +100,10 @@ def timed(client: httpx.Client, url: str) -> float:
     return statistics.median(times)
 
 
-def main() -> list[str]:
+def main(tracking_uri: str | None = None) -> list[str]:
+    """`tracking_uri`: an empty PostgreSQL database to measure instead of the embedded SQLite file."""
     with tempfile.TemporaryDirectory() as tmp:
-        ws = Workspace.create(Path(tmp) / "ws")
+        ws = Workspace.create(Path(tmp) / "ws", tracking_uri=tracking_uri)
         started = time.perf_counter()
         add_runs(ws, 0, RUNS)
         big = add_long_series(ws)
@@ -140,7 +141,7 @@ def main() -> list[str]:
             log.close()
     ms = lambda s: f"{s * 1000:.0f} ms"  # noqa: E731
     lines = [
-        "## Studio (bench/bench_studio.py)",
+        f"## Studio (bench/bench_studio.py), {'PostgreSQL' if tracking_uri else 'SQLite'}",
         f"Workspace: {RUNS:,} runs × 3 metrics × 3 steps, plus one run with a {CHART_POINTS:,}-value series "
         f"(filled in {filled:.0f} s); then grown to {MORE_RUNS:,} runs. Median of {REPEAT} warm requests to a "
         "`runyard server` on 127.0.0.1 (the change marker: called in-process, as the server does once a second "
@@ -167,4 +168,10 @@ def marker_time(ws: Workspace) -> float:
 
 
 if __name__ == "__main__":
-    print("\n".join(main()))
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--tracking-uri", help="an empty PostgreSQL database, e.g. postgresql://user@host:port/db"
+    )
+    print("\n".join(main(parser.parse_args().tracking_uri)))
