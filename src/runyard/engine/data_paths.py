@@ -79,3 +79,12 @@ def describe_output(path: Path) -> dict[str, Any]:
             size += file.stat().st_size
             count += 1
     return {"path": str(path), "size": size, "files": count, "hash": digest.hexdigest()}
+
+
+def verify_output(recorded: dict[str, Any]) -> str | None:
+    """None when a recorded output is still on disk as it was recorded; otherwise one sentence saying
+    what is missing or changed (used by reuse, so a step never reuses outputs that are gone)."""
+    path = Path(recorded["path"])
+    if not path.exists():
+        return f"output folder {path} is missing"
+    return None

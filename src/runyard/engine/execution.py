@@ -7,10 +7,10 @@ scheduler rebuilds after a restart, so it must never hold a fact the store does 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from runyard.core.workspace import Workspace
+from runyard.engine.data_paths import verify_output
 from runyard.engine.graph_order import dependencies, topological_order
 from runyard.engine.reuse import ReuseDecision, explain, step_material
 from runyard.engine.step_runner import resolve_arguments, resolve_params
@@ -122,7 +122,7 @@ class PipelineExecution:
             if candidate.data.get("reusedFrom") is not None:
                 continue
             outputs = candidate.data.get("outputs", {})
-            if all(Path(o["path"]).exists() for o in outputs.values()):
+            if all(verify_output(o) is None for o in outputs.values()):
                 return ReuseDecision(
                     True,
                     f"reused run {candidate.run_id}: nothing it depends on changed",

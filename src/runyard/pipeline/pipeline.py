@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +25,21 @@ from runyard.store.snapshots import SnapshotStore
 if TYPE_CHECKING:
     from runyard.core.workspace import Workspace
     from runyard.pipeline.runs import PipelineRun
+
+
+#: Who submits pipelines in this context, when it is not the local user: the studio sets it to the
+#: signed-in token, so the scheduler can check that token may run code on the target (docs/security.md).
+_submitter: ContextVar[dict[str, Any] | None] = ContextVar("runyard_submitter", default=None)
+
+
+@contextlib.contextmanager
+def submitted_as(principal: dict[str, Any]) -> Iterator[None]:
+    """Pipelines submitted inside this block are recorded as submitted by `principal` (e.g. a token)."""
+    reset = _submitter.set(dict(principal))
+    try:
+        yield
+    finally:
+        _submitter.reset(reset)
 
 
 class Pipeline:
@@ -139,6 +157,7 @@ class Pipeline:
                 "parameters": params,
                 "continueOnStepFailure": continue_on_step_failure,
                 "regenerateOutputs": regenerate_outputs,
+                **({"submittedBy": _submitter.get()} if _submitter.get() else {}),
             },
         )
         step_records = [

@@ -13,6 +13,19 @@ class ExperimentRecord:
     created_time: float
 
 
+#: Keys of RunRecord.data that define what a pipeline run executes and who asked for it. They are set
+#: when the run is created and never change afterwards (docs/security.md): a token that may edit
+#: records must not be able to swap the code a scheduler runs.
+SUBMISSION_KEYS = (
+    "graph",
+    "parameters",
+    "continueOnStepFailure",
+    "regenerateOutputs",
+    "submittedBy",
+    "placement",
+)
+
+
 @dataclass
 class RunRecord:
     """One run. Columns the store filters or sorts on are fields; everything else lives in `data`.
@@ -96,6 +109,7 @@ class TokenRecord:
     run_id: str | None = None
     expires_time: float | None = None
     revoked_time: float | None = None
+    compute: tuple[str, ...] = ()  # compute targets this token may submit code to (docs/security.md)
 
 
 # -- studio queries (SqlStore only: the studio is served by the process that holds the database) ----

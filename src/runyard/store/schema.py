@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 #: The Alembic revision this code expects. tests/test_migrations.py checks it equals Alembic's head.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 
 metadata = sa.MetaData()
 
@@ -141,6 +141,8 @@ tokens = sa.Table(
     sa.Column("secret_hash", sa.String(64), nullable=False),
     sa.Column("scope", sa.String(16), nullable=False),  # admin | write | read | run
     sa.Column("run_id", sa.String(256), nullable=True),  # set for run tokens: the run they may write
+    # comma-separated compute target names this token may submit code to (NULL: none); see docs/security.md
+    sa.Column("compute", sa.String(1024), nullable=True),
     sa.Column("created_time", sa.Float, nullable=False),
     sa.Column("expires_time", sa.Float, nullable=True),
     sa.Column("revoked_time", sa.Float, nullable=True),

@@ -26,6 +26,7 @@ class SqlTokens(SqlBase):
             run_id=row.run_id,
             expires_time=row.expires_time,
             revoked_time=row.revoked_time,
+            compute=tuple(c for c in (row.compute or "").split(",") if c),
         )
 
     def create_token(self, token: TokenRecord) -> None:
@@ -40,6 +41,7 @@ class SqlTokens(SqlBase):
                     created_time=token.created_time,
                     expires_time=token.expires_time,
                     revoked_time=None,
+                    compute=",".join(token.compute) or None,
                 )
             )
 
