@@ -45,7 +45,9 @@ class Studio:
 def studio(tmp_path: Path) -> Iterator[Studio]:
     ws = Workspace.create(tmp_path / "ws")
     with running_server(
-        ws.path, tmp_path / "server.log", env={"RUNYARD_SCHEDULER_IDLE_SECONDS": "3"}
+        ws.path,
+        tmp_path / "server.log",
+        env={"RUNYARD_SCHEDULER_IDLE_SECONDS": "3", "RUNYARD_SERVER_COMPUTE": "1"},
     ) as server:
         yield Studio(ws, server)
 

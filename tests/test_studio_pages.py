@@ -29,7 +29,8 @@ pytestmark = pytest.mark.usefixtures("no_stray_processes")
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Workspace, ServerProcess]]:
     ws = Workspace.create(tmp_path / "ws")
-    with running_server(ws.path, tmp_path / "server.log") as server:
+    # this machine is compute, so the studio's clone may start the scheduler here (docs/security.md)
+    with running_server(ws.path, tmp_path / "server.log", env={"RUNYARD_SERVER_COMPUTE": "1"}) as server:
         yield ws, server
 
 

@@ -38,8 +38,15 @@ def _is_loopback(host: str) -> bool:
 
 def server(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (non-loopback needs --auth)."),
-    port: int = typer.Option(8765, "--port", help="Port to listen on."),
+    port: int = typer.Option(8765, "--port", help="Port to listen on (1-65535)."),
     auth: bool = typer.Option(False, "--auth", help="Require a token on every request."),
+    compute: bool = typer.Option(
+        False,
+        "--compute",
+        envvar="RUNYARD_SERVER_COMPUTE",
+        help="This machine is compute: the studio may start a scheduler here for pipelines it submits "
+        "(still only for tokens that hold compute for each step's target).",
+    ),
 ) -> None:
     """Serve the workspace over HTTP: the studio, the tracking API, artifacts, and MLflow-compatible routes."""
     if not _is_loopback(host) and not auth:
@@ -47,25 +54,43 @@ def server(
             f"Refusing to serve on {host} without --auth: anyone who can reach it could read and change every run. "
             "Add --auth (and create tokens with `runyard token create`), or bind to 127.0.0.1."
         )
-    serve(Workspace.get(workspace_path) if workspace_path else Workspace.from_config(), host, port, auth=auth)
+    check_port(port)
+    ws = Workspace.get(workspace_path) if workspace_path else Workspace.from_config()
+    serve(ws, host, port, auth=auth, host_is_compute=compute)
+
+
+def check_port(port: int) -> None:
+    """A port outside 1-65535 is a one-line error, not a traceback from the socket layer."""
+    if not 1 <= port <= 65535:
+        raise InvalidInputError(f"--port {port} is not a TCP port; use a number from 1 to 65535, e.g. 8765.")
 
 
 def serve(
-    ws: Workspace, host: str, port: int, *, auth: bool, until: Callable[[], bool] | None = None
+    ws: Workspace,
+    host: str,
+    port: int,
+    *,
+    auth: bool,
+    until: Callable[[], bool] | None = None,
+    host_is_compute: bool = False,
 ) -> None:
     """Serve until Ctrl-C, or until `until()` turns true (checked every second)."""
     import uvicorn
 
     from runyard.server.app import create_app
 
-    app = create_app(ws, auth=auth)
+    check_port(port)
+    app = create_app(ws, auth=auth, host_is_compute=host_is_compute)
     if host in ("127.0.0.1", "localhost"):
         # A page on another site can point a DNS name at 127.0.0.1 (DNS rebinding); a loopback server
         # answers only requests addressed to the loopback names.
         from starlette.middleware.trustedhost import TrustedHostMiddleware
 
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])
-    console.print(f"Serving workspace {ws.path} on http://{host}:{port} (auth {'on' if auth else 'off'})")
+    console.print(
+        f"Serving workspace {ws.path} on http://{host}:{port} (auth {'on' if auth else 'off'}; "
+        f"{'this machine is compute' if host_is_compute else 'no code runs on this machine from HTTP'})"
+    )
     console.print(f"Studio: http://{host}:{port}/experiments")
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     if until is not None:
@@ -95,13 +120,23 @@ def create(
     scope: str = typer.Option(..., "--scope", help="admin, write or read."),
     name: str | None = typer.Option(None, "--name", help="A label to recognise the token by."),
     expires_in: str | None = typer.Option(None, "--expires-in", help="Lifetime: seconds, or 30m / 12h / 7d."),
+    compute: list[str] = typer.Option(
+        [],
+        "--compute",
+        help="A compute target this token may submit code to (repeat it, or '*' for every target). "
+        "Without it the token can read and change records but never run code.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Create a token and print it once (only its hash is stored)."""
     from runyard.server.auth import create_token
 
     secret, record = create_token(
-        _local_store(), scope, name=name, expires_in=_seconds(expires_in) if expires_in else None
+        _local_store(),
+        scope,
+        name=name,
+        expires_in=_seconds(expires_in) if expires_in else None,
+        compute=compute,
     )
     if as_json:
         print_json(
@@ -110,12 +145,13 @@ def create(
                 "token_id": record.token_id,
                 "scope": record.scope,
                 "expires_time": record.expires_time,
+                "compute": list(record.compute),
             }
         )
         return
     print(secret)
     err_console.print(  # stderr: `TOKEN=$(runyard token create ...)` captures the token alone
-        f"Token {record.token_id} ({record.scope}) created. It is shown only now; "
+        f"Token {record.token_id} ({record.scope}; compute: {', '.join(record.compute) or 'none'}) created. It is shown only now; "
         "clients send it as `Authorization: Bearer TOKEN` or set RUNYARD_TOKEN.",
         style="dim",
     )
@@ -135,12 +171,13 @@ def list_tokens(as_json: bool = typer.Option(False, "--json", help="Print JSON."
                     "created_time": r.created_time,
                     "expires_time": r.expires_time,
                     "revoked_time": r.revoked_time,
+                    "compute": list(r.compute),
                 }
                 for r in records
             ]
         )
         return
-    out = table("Token", "Scope", "Name", "Created", "Expires", "State")
+    out = table("Token", "Scope", "Compute", "Name", "Created", "Expires", "State")
     now = time.time()
     for r in records:
         state = (
@@ -151,7 +188,13 @@ def list_tokens(as_json: bool = typer.Option(False, "--json", help="Print JSON."
             else "active"
         )
         out.add_row(
-            r.token_id, r.scope, r.name or "", when(r.created_time), when(r.expires_time) or "never", state
+            r.token_id,
+            r.scope,
+            ", ".join(r.compute) or "none",
+            r.name or "",
+            when(r.created_time),
+            when(r.expires_time) or "never",
+            state,
         )
     console.print(out)
 

@@ -54,7 +54,9 @@ class JsonBodyLimit:
         await self.app(scope, limited_receive, send)
 
 
-def create_app(workspace: Workspace, *, auth: bool = False) -> FastAPI:
+def create_app(workspace: Workspace, *, auth: bool = False, host_is_compute: bool = False) -> FastAPI:
+    """The app for one workspace. `host_is_compute` says this machine may run pipelines that the studio
+    submits (a scheduler started from an HTTP request); without it such requests are refused."""
     store, artifacts = workspace.store, workspace.artifacts
     if not isinstance(store, SqlStore) or not isinstance(artifacts, ArtifactStore):
         raise InvalidInputError(
@@ -87,4 +89,5 @@ def create_app(workspace: Workspace, *, auth: bool = False) -> FastAPI:
         }
 
     app.state.workspace = workspace
+    app.state.host_is_compute = host_is_compute
     return app

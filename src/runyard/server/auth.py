@@ -4,6 +4,9 @@ A token reads `ry_<id>_<secret>`; the store keeps the id, the sha256 of the secr
 optional expiry. Scopes nest: read < write < admin. A run token (scope "run") belongs to one run: it
 may write to that run and its descendants, read that family and the workspace's models and
 experiments, and nothing else — a job that tries a management operation is told so.
+
+Running code is a separate grant: a token's `compute` names the compute targets (or "*") it may submit
+code to. read/write/admin alone never run anything, and run tokens never hold compute (docs/security.md).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 
@@ -38,8 +42,16 @@ def create_token(
     name: str | None = None,
     expires_in: float | None = None,
     run_id: str | None = None,
+    compute: tuple[str, ...] | list[str] = (),
 ) -> tuple[str, TokenRecord]:
     """Returns (the token to hand out — shown once, never stored — and its record)."""
+    compute = _compute_targets(compute)
+    if compute and scope not in ("write", "admin"):
+        raise InvalidInputError(
+            f"--compute needs a 'write' or 'admin' token (submitting creates runs); this one is {scope!r}."
+            if scope != "run"
+            else "Run tokens can never hold compute: a job must not be able to start code elsewhere."
+        )
     if scope not in (*SCOPES, "run"):
         raise InvalidInputError(f"Unknown scope {scope!r}; use one of {', '.join(SCOPES)}.")
     if (scope == "run") != (run_id is not None):
@@ -56,9 +68,24 @@ def create_token(
         name=name,
         run_id=run_id,
         expires_time=now + expires_in if expires_in else None,
+        compute=compute,
     )
     store.create_token(record)
     return f"ry_{token_id}_{secret}", record
+
+
+def _compute_targets(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Clean compute target names: distinct, no empty or comma-holding names ("*" means every target)."""
+    cleaned: list[str] = []
+    for name in names:
+        name = name.strip()
+        if not name or "," in name or len(name) > 255 or any(ord(ch) < 32 for ch in name):
+            raise InvalidInputError(
+                f"Compute target {name!r} is not a valid name; give a target name such as 'local', or '*'."
+            )
+        if name not in cleaned:
+            cleaned.append(name)
+    return ("*",) if "*" in cleaned else tuple(cleaned)
 
 
 @dataclass(frozen=True)
@@ -66,6 +93,24 @@ class Principal:
     scope: str  # admin | write | read | run
     token_id: str | None = None
     run_id: str | None = None
+    compute: tuple[str, ...] = ()  # compute targets this principal may submit code to ("*": all)
+
+    @property
+    def auth_off(self) -> bool:
+        """True for the stand-in principal of a server started without --auth."""
+        return self.token_id is None
+
+    def stamp(self) -> dict[str, Any]:
+        """What the server records as RunRecord.data["submittedBy"]: schedulers trust only this."""
+        if self.auth_off:
+            return {"auth": "off"}
+        return {"token": self.token_id, "scope": self.scope}
+
+    def may_run_on(self, target: str) -> bool:
+        """Whether this principal may submit code to `target` (always, when the server has no auth)."""
+        if self.auth_off:
+            return True
+        return self.scope != "run" and ("*" in self.compute or target in self.compute)
 
     def require(self, needed: str) -> None:
         """Raise 403 unless this principal holds `needed` (read, write or admin)."""
@@ -135,7 +180,9 @@ def authenticate(store: SqlStore, header: str | None) -> Principal:
         raise invalid_token()
     if record.run_id is not None and _run_ended_long_ago(store, record.run_id, now):
         raise invalid_token()  # a run token lives as long as its run, plus a grace period for the wrap-up
-    return Principal(record.scope, record.token_id, record.run_id)
+    return Principal(
+        record.scope, record.token_id, record.run_id, record.compute if record.run_id is None else ()
+    )
 
 
 def _run_ended_long_ago(store: SqlStore, run_id: str, now: float) -> bool:

@@ -36,14 +36,28 @@ def _check(store: SqlStore, who: Principal, rel: str, *, write: bool) -> str:
     parts = rel.split("/")
     if parts[0] == "runs" and len(parts) >= 2:
         who.family_check(store, parts[1], write=write)
-    elif who.scope == "run" and (write or parts[0] == "runs"):  # not even the list of every run's folder
-        raise forbidden(
-            f"A run token may only {'write' if write else 'list'} files of its own run (runs/<run id>/...), "
-            f"not {rel!r}."
-        )
+    elif who.scope == "run":
+        _run_token_outside_runs(store, who, rel, parts, write=write)
     else:
         who.require("write" if write else "read")
     return rel
+
+
+def _run_token_outside_runs(
+    store: SqlStore, who: Principal, rel: str, parts: list[str], *, write: bool
+) -> None:
+    """A job sees its own family's step outputs (datastores/<store>/azureml/<run id>/...) and the models;
+    never the snapshots (other experiments' code: jobs get theirs as local files, not over HTTP), other
+    runs' outputs, or the list of every run's folder."""
+    if parts[0] == "datastores" and len(parts) >= 4 and parts[2] == "azureml":
+        who.family_check(store, parts[3], write=write)
+        return
+    if not write and parts[0] == "models":
+        return
+    raise forbidden(
+        f"A run token may only {'write' if write else 'read'} files of its own run family (runs/<run id>/... "
+        f"and datastores/<store>/azureml/<run id>/...){'' if write else ' and models/'}, not {rel!r}."
+    )
 
 
 def _range(header: str | None, size: int) -> tuple[int, int] | None:

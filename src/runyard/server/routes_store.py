@@ -11,10 +11,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, field_validator
 
+from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.errors import InvalidInputError
 from runyard.server.auth import Principal
 from runyard.server.errors import ERROR_RESPONSES, forbidden
 from runyard.store import ExperimentRecord, MetricRow, MetricSummary, ModelRecord, RunRecord, SqlStore
+from runyard.store.records import SUBMISSION_KEYS
 
 MAX_METRIC_ROWS = 10_000
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -72,6 +74,17 @@ class Seq(BaseModel):
     seq: int
 
 
+def _refuse_submission_keys(run_id: str, patch: dict[str, Any] | None) -> None:
+    """What a run executes and who submitted it are fixed at creation: a token that may edit records
+    must not be able to swap a pending pipeline's graph or its submitter."""
+    touched = sorted(set(patch or {}) & set(SUBMISSION_KEYS))
+    if touched:
+        raise forbidden(
+            f"Run {run_id}: {', '.join(touched)} cannot change after a run is created (they define what it "
+            "runs and who submitted it). Submit a new run instead, e.g. clone it with new parameters."
+        )
+
+
 def store_router(store: SqlStore, principal: Any) -> APIRouter:
     router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES, tags=["store"])
     auth = Depends(principal)
@@ -103,11 +116,19 @@ def store_router(store: SqlStore, principal: Any) -> APIRouter:
             raise InvalidInputError(f"At most 1000 runs per request, got {len(runs)}.")
         if who.scope == "run":
             for run in runs:
+                if run.run_type in (PIPELINE_RUN_TYPE, STEP_RUN_TYPE):
+                    raise forbidden(
+                        f"A run token cannot create pipeline or step runs ({run.run_type}): a job may not "
+                        "schedule code. Submit pipelines from outside the job with a token that holds "
+                        "compute for the target (`runyard token create --scope write --compute TARGET`)."
+                    )
                 if run.parent_id is None:
                     raise forbidden("A run token may only create child runs of its own run.")
                 who.family_check(store, run.parent_id, write=True)
         else:
             who.require("write")
+        for run in runs:  # who asked is the server's word, never the client's (docs/security.md)
+            run.data["submittedBy"] = who.stamp()
         return store.create_runs(runs)
 
     @router.get("/runs/{run_id}", response_model=RunRecord)
@@ -154,6 +175,7 @@ def store_router(store: SqlStore, principal: Any) -> APIRouter:
     @router.post("/runs/{run_id}/status", response_model=RunRecord)
     def set_run_status(run_id: str, body: StatusIn, who: Principal = auth) -> RunRecord:
         who.family_check(store, run_id, write=True)
+        _refuse_submission_keys(run_id, body.data)
         return store.set_run_status(
             run_id,
             body.status,
@@ -166,6 +188,7 @@ def store_router(store: SqlStore, principal: Any) -> APIRouter:
     @router.patch("/runs/{run_id}/data", response_model=RunRecord)
     def update_run_data(run_id: str, body: DataPatch, who: Principal = auth) -> RunRecord:
         who.family_check(store, run_id, write=True)
+        _refuse_submission_keys(run_id, body.patch)
         return store.update_run_data(run_id, body.patch)
 
     @router.put("/runs/{run_id}/tags", status_code=204)

@@ -16,6 +16,9 @@ class TokenIn(BaseModel):
     scope: str = Field(pattern="^(admin|write|read)$")
     name: str | None = Field(default=None, max_length=255)
     expires_in: float | None = Field(default=None, gt=0, le=10 * 365 * 24 * 3600)
+    compute: list[str] = Field(
+        default_factory=list, max_length=100, description='Compute targets it may submit code to ("*": all).'
+    )
 
 
 class TokenOut(BaseModel):
@@ -26,6 +29,7 @@ class TokenOut(BaseModel):
     created_time: float
     expires_time: float | None = None
     revoked_time: float | None = None
+    compute: list[str] = Field(default_factory=list)
 
 
 class NewToken(TokenOut):
@@ -39,7 +43,9 @@ def token_router(store: SqlStore, principal: Any) -> APIRouter:
     @router.post("/tokens", response_model=NewToken)
     def create(body: TokenIn, who: Principal = auth) -> NewToken:
         who.require("admin")
-        secret, record = create_token(store, body.scope, name=body.name, expires_in=body.expires_in)
+        secret, record = create_token(
+            store, body.scope, name=body.name, expires_in=body.expires_in, compute=body.compute
+        )
         return NewToken(token=secret, **_public(record))
 
     @router.get("/tokens", response_model=list[TokenOut])
@@ -65,4 +71,6 @@ def token_router(store: SqlStore, principal: Any) -> APIRouter:
 
 
 def _public(record: Any) -> dict[str, Any]:
-    return {k: getattr(record, k) for k in TokenOut.model_fields}
+    public = {k: getattr(record, k) for k in TokenOut.model_fields}
+    public["compute"] = list(record.compute)
+    return public

@@ -3,6 +3,12 @@
 The root is a local folder today; any fsspec URL (s3://bucket/prefix) can stand in later without
 changing callers, because callers only speak in paths relative to the root. Every write is atomic:
 a reader never sees half a file.
+
+Jobs write into their run's folder directly, so they can leave symbolic links there (outputs/x ->
+/etc/passwd, or a link to a folder). Every path is resolved before use and refused if it leads out of
+its container: the run's folder for runs/<id>/..., a step's output folder for
+datastores/<store>/azureml/<id>/..., the artifact root otherwise. Listings never show links. The API,
+the studio and the engine all go through `_full`, so they share this one check.
 """
 
 from __future__ import annotations
@@ -50,7 +56,31 @@ class ArtifactStore:
         self.is_local = self.fs.protocol in ("file", "local", ("file", "local"))
 
     def _full(self, rel: str) -> str:
-        return posixpath.join(self._base, clean_relpath(rel))
+        rel = clean_relpath(rel)
+        full = posixpath.join(self._base, rel)
+        if self.is_local:
+            self._confine(rel, full)
+        return full
+
+    def _container(self, rel: str) -> str:
+        """The folder `rel` must stay in once every link on the way is resolved."""
+        parts = rel.split("/")
+        depth = (
+            2 if parts[0] == "runs" else 4 if parts[0] == "datastores" and parts[2:3] == ["azureml"] else 0
+        )
+        return posixpath.join(self._base, *parts[:depth]) if depth and len(parts) >= depth else self._base
+
+    def _confine(self, rel: str, full: str) -> None:
+        root = os.path.realpath(self._base)
+        container = os.path.realpath(self._container(rel))
+        real = os.path.realpath(full)
+        if not _inside(container, root) or not _inside(real, container):
+            shown = self._container(rel)[len(self._base) :].lstrip("/") or "the artifact root"
+            raise InvalidInputError(
+                f"Artifact path {rel!r} leads outside {shown} through a symbolic link, so it is not served or "
+                "written. runyard never follows links that leave a run's folder; replace the link with a "
+                "copy of the file if it should be kept."
+            )
 
     def local_path(self, rel: str) -> Path:
         """A real path for code that must hand a file to a process (only for a local root)."""
@@ -84,8 +114,11 @@ class ArtifactStore:
         return bool(self.fs.exists(self._full(rel)))
 
     def list(self, prefix: str) -> list[str]:
-        """Relative paths of the files under `prefix` (itself a relative folder), sorted."""
+        """Relative paths of the files under `prefix` (itself a relative folder), sorted. Symbolic links
+        are left out: a listing never shows what a link points at."""
         base = self._full(prefix)
+        if self.is_local:
+            return _walk_local(base)
         if not self.fs.exists(base):
             return []
         found = self.fs.find(base)
@@ -118,10 +151,33 @@ class ArtifactStore:
         """Copy a stored folder (or file) to a local destination, e.g. to materialise a model."""
         full = self._full(rel)
         if self.is_local:
-            if Path(full).is_dir():
-                shutil.copytree(full, dest, dirs_exist_ok=True)
+            if Path(full).is_dir():  # links stay behind: a copy must not carry files from outside
+                shutil.copytree(full, dest, dirs_exist_ok=True, ignore=_links)
             else:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(full, dest)
             return
         self.fs.get(full, str(dest), recursive=True)
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _walk_local(base: str) -> list[str]:
+    """Files under a local folder, never descending into or listing symbolic links."""
+    if os.path.islink(base) or not os.path.isdir(base):
+        return []
+    found = []
+    for folder, dirs, files in os.walk(base, followlinks=False):
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+        rel_folder = os.path.relpath(folder, base)
+        for name in files:
+            if ".tmp-" in name or os.path.islink(os.path.join(folder, name)):
+                continue
+            found.append(name if rel_folder == "." else f"{rel_folder}/{name}".replace(os.sep, "/"))
+    return sorted(found)
+
+
+def _links(folder: str, names: list[str]) -> set[str]:
+    return {n for n in names if os.path.islink(os.path.join(folder, n))}

@@ -26,7 +26,7 @@ from runyard.server.auth import Principal
 from runyard.store import ArtifactStore, RunRecord, SqlStore
 from runyard.store.artifacts import clean_relpath
 from runyard.studio import views
-from runyard.studio.auth import require_write
+from runyard.studio.auth import StudioForbidden, require_write
 from runyard.studio.graph_layout import layout
 
 TABS = ("overview", "metrics", "files")
@@ -155,6 +155,7 @@ def add_run_routes(
     async def clone_submit(request: Request, run_id: str, who: Principal = Depends(principal)) -> Response:
         require_write(who, request)
         run = await run_in_threadpool(_pipeline, store, run_id)
+        may_run_here(request, who, run)
         defaults: dict[str, Any] = run.data.get("parameters", {})
         form = await request.form()
         values, problems = {}, []
@@ -176,14 +177,37 @@ def add_run_routes(
                 values=form,
                 status_code=400,
             )
+        from runyard.pipeline.pipeline import submitted_as
         from runyard.pipeline.runs import PipelineRun
 
         def submit() -> str:  # database writes, snapshot hashing, maybe starting the scheduler
             old = PipelineRun.get(workspace, run_id)
-            return old.clone().submit(experiment, pipeline_parameters=values, show_output=False).id
+            with submitted_as(who.stamp()):  # the scheduler checks this token's compute grant again
+                return old.clone().submit(experiment, pipeline_parameters=values, show_output=False).id
 
         new_id = await run_in_threadpool(submit)
         return RedirectResponse(f"/runs/{quote(new_id, safe='')}", status_code=303)
+
+
+def may_run_here(request: Request, who: Principal, run: RunRecord) -> None:
+    """A clone starts code on this machine: only when the server was started as compute, and only for
+    a principal that holds compute for every step's target (docs/security.md)."""
+    if not getattr(request.app.state, "host_is_compute", False):
+        raise StudioForbidden(
+            "This server does not run pipelines: it was started without --compute, so nothing submitted "
+            "over HTTP may start code on its machine. Start it with `runyard server --compute` (or "
+            "`runyard up`) if this machine is meant to be compute, or submit from a machine that is."
+        )
+    steps = (run.data.get("graph") or {}).get("steps") or []
+    targets = sorted({str(s.get("compute_target") or "local") for s in steps if isinstance(s, dict)})
+    missing = [t for t in targets if not who.may_run_on(t)]
+    if missing:
+        raise StudioForbidden(
+            f"Your token may not run code on {', '.join(missing)} (its compute: "
+            f"{', '.join(who.compute) or 'none'}); reading, writing and admin scopes do not run code. "
+            f"Sign in with a token made by `runyard token create --scope write "
+            f"{' '.join('--compute ' + t for t in missing)}`."
+        )
 
 
 def _pipeline(store: SqlStore, run_id: str) -> RunRecord:
