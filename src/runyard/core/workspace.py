@@ -10,9 +10,12 @@ Layout of the embedded default (`.runyard/`):
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from runyard.core.run import Run
 
 CONFIG_FILE = "config.json"
+CONFIG_LOCK = ".config.lock"
 
 
 class Workspace:
@@ -48,6 +52,7 @@ class Workspace:
         self.studio_url: str = cfg.get("studio_url") or (
             config.studio_url(self.tracking_uri) if remote else config.studio_url()
         )
+        self._identity: str | None = cfg.get("id") if isinstance(cfg.get("id"), str) else None
         self._store: Store | None = None
         self._artifacts: ArtifactStore | RestArtifactStore | None = None
 
@@ -86,6 +91,11 @@ class Workspace:
     ) -> Workspace:
         """Create a workspace folder. Azure-only arguments (subscription_id, location, …) are accepted and ignored."""
         folder = Path(path).expanduser().resolve()
+        if folder.exists() and not folder.is_dir():
+            raise InvalidInputError(
+                f"Cannot create a workspace at {folder}: it is a file, not a folder. "
+                "Choose another path, or move the file away."
+            )
         if (folder / CONFIG_FILE).exists():
             if not exist_ok:
                 raise ConflictError(
@@ -99,6 +109,7 @@ class Workspace:
             or (folder.parent.name if folder.name == config.DEFAULT_WORKSPACE_DIRNAME else folder.name),
             "tracking_uri": tracking_uri or "sqlite:///runyard.db",
             "artifact_root": artifact_root or "artifacts",
+            "id": uuid.uuid4().hex,
         }
         tmp = folder / f".{CONFIG_FILE}.tmp"
         tmp.write_text(json.dumps(cfg, indent=2) + "\n")
@@ -134,11 +145,11 @@ class Workspace:
         folder = config.cache_dir() / "servers" / re.sub(r"[^A-Za-z0-9.-]", "_", parsed.netloc + parsed.path)
         folder.mkdir(parents=True, exist_ok=True)
         cfg = {"name": parsed.netloc, "tracking_uri": url.rstrip("/"), "artifact_root": url.rstrip("/")}
-        target = folder / CONFIG_FILE
-        if not target.exists() or json.loads(target.read_text()) != cfg:
-            tmp = folder / f".{CONFIG_FILE}.{os.getpid()}.tmp"
-            tmp.write_text(json.dumps(cfg, indent=2) + "\n")
-            os.replace(tmp, target)
+        with _config_lock(folder):
+            current = _read_json(folder / CONFIG_FILE)
+            kept = {"id": current["id"]} if isinstance(current.get("id"), str) else {}
+            if {k: v for k, v in current.items() if k != "id"} != cfg:  # keep this client's identity
+                _write_config(folder, {**cfg, **kept})
         return cls(folder, token=token)
 
     @classmethod
@@ -189,6 +200,23 @@ class Workspace:
         return self._artifacts
 
     @property
+    def identity(self) -> str:
+        """This workspace folder's stable id (a uuid in its config.json, added when missing).
+
+        Pipelines record it as their placement, so a scheduler starts, recovers and stops only the
+        runs submitted from its own folder, even when several folders share one database or server
+        (docs/security.md). For a workspace opened by URL it is the client's own cache folder's id.
+        """
+        if self._identity is None:
+            with _config_lock(self.path):
+                current = _read_json(self.path / CONFIG_FILE)
+                if not isinstance(current.get("id"), str):
+                    current["id"] = uuid.uuid4().hex
+                    _write_config(self.path, current)
+                self._identity = str(current["id"])
+        return self._identity
+
+    @property
     def work_dir(self) -> Path:
         return self.path / "work"
 
@@ -236,3 +264,27 @@ class Workspace:
 
     def __hash__(self) -> int:
         return hash(self.path)
+
+
+@contextlib.contextmanager
+def _config_lock(folder: Path) -> Iterator[None]:
+    """Serialise read-modify-write of config.json between processes (flock on a side file)."""
+    with (folder / CONFIG_LOCK).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{path} is not valid JSON ({exc}); fix or delete it.") from exc
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _write_config(folder: Path, cfg: dict[str, Any]) -> None:
+    tmp = folder / f".{CONFIG_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(cfg, indent=2) + "\n")
+    os.replace(tmp, folder / CONFIG_FILE)

@@ -2,6 +2,10 @@
 
 The state lives in the store (each step is a child run); this object is a cache of it that the
 scheduler rebuilds after a restart, so it must never hold a fact the store does not.
+
+The record is input, not truth: constructing a PipelineExecution parses the graph
+(engine/graph_spec.py), checks its parameters, its step runs and that each script is a file of its
+snapshot, and raises InvalidPipeline with the reason. The scheduler then fails that one run.
 """
 
 from __future__ import annotations
@@ -12,14 +16,20 @@ from typing import Any
 from runyard.core.workspace import Workspace
 from runyard.engine.data_paths import verify_output
 from runyard.engine.graph_order import dependencies, topological_order
+from runyard.engine.graph_spec import GraphSpec, parse_graph
 from runyard.engine.reuse import ReuseDecision, explain, step_material
 from runyard.engine.step_runner import resolve_arguments, resolve_params
+from runyard.errors import InvalidInputError, NotFoundError
 from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import RunRecord
 from runyard.store.snapshots import SnapshotStore
 
 STEP_RUN_TYPE = "azureml.StepRun"
 PIPELINE_RUN_TYPE = "azureml.PipelineRun"
+
+
+class InvalidPipeline(InvalidInputError):
+    """A pipeline run record the scheduler cannot run (bad graph, parameters, step runs or snapshot)."""
 
 
 @dataclass
@@ -37,10 +47,17 @@ class PipelineExecution:
         self.run_id = record.run_id
         self.experiment_name = record.experiment_name
         self.experiment_id = record.experiment_id
-        self.graph: dict[str, Any] = record.data["graph"]
-        self.params: dict[str, Any] = record.data.get("parameters", {})
-        self.continue_on_failure: bool = record.data.get("continueOnStepFailure", False)
-        self.regenerate: bool = record.data.get("regenerateOutputs", False)
+        self._snapshots = SnapshotStore(ws.artifacts)
+        data = record.data if isinstance(record.data, dict) else {}
+        try:
+            self.spec: GraphSpec = parse_graph(data.get("graph"))
+        except InvalidInputError as exc:
+            raise InvalidPipeline(f"its graph is invalid: {exc}") from None
+        # Plain JSON of the validated graph: the step runner and reuse read steps as dicts.
+        self.graph: dict[str, Any] = self.spec.to_json()
+        self.params: dict[str, Any] = self._parameters(data.get("parameters", {}))
+        self.continue_on_failure = data.get("continueOnStepFailure", False) is True
+        self.regenerate = data.get("regenerateOutputs", False) is True
         self.steps_by_name = {s["name"]: s for s in self.graph["steps"]}
         self.deps = dependencies(self.graph)
         self.order = topological_order(self.graph)
@@ -50,9 +67,33 @@ class PipelineExecution:
         self.states: dict[str, StepState] = {}
         for child in self.store.list_descendants(self.run_id, recursive=False):
             name = child.display_name or ""
-            if name in self.steps_by_name:
+            if name in self.steps_by_name and name not in self.states:
                 self.states[name] = StepState(name, child.run_id, child.status, child.data.get("outputs", {}))
-        self._snapshots = SnapshotStore(ws.artifacts)
+        missing = [n for n in self.order if n not in self.states]
+        if missing:
+            raise InvalidPipeline(f"step {missing[0]!r} of its graph has no step run")
+        self._check_scripts()
+
+    def _parameters(self, values: Any) -> dict[str, Any]:
+        if not isinstance(values, dict):
+            raise InvalidPipeline(f"its parameter values are {type(values).__name__}, not an object")
+        for name in self.spec.parameters:
+            value = values.get(name)
+            if value is None or not isinstance(value, (str, int, float, bool)):
+                raise InvalidPipeline(f"parameter {name!r} has no usable value ({value!r})")
+        return dict(values)
+
+    def _check_scripts(self) -> None:
+        """Every script must be a file of its own snapshot, whose manifest matches its id."""
+        manifests: dict[str, dict[str, str]] = {}
+        try:
+            for step in self.spec.steps:
+                snap = step.source.snapshot
+                if snap is not None and snap not in manifests:
+                    manifests[snap] = self._snapshots.load(snap).files
+            self.spec.check_scripts(manifests)
+        except (InvalidInputError, NotFoundError) as exc:
+            raise InvalidPipeline(str(exc)) from None
 
     # -- queries ---------------------------------------------------------------------------------
     @property

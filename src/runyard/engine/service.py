@@ -7,6 +7,10 @@ RUNYARD_SCHEDULER_IDLE_SECONDS without work; `runyard up` runs it in the foregro
 Threads: the main thread owns all scheduling state and every store write; one waiter thread per
 running step blocks in wait() and posts the exit to the main thread's queue, so a finished step is
 noticed at once instead of at the next poll.
+
+Trust (docs/security.md): a scheduler touches only pipeline runs placed on its own workspace identity
+and a target it serves, runs them only when their submitter may use that target, and fails a run it
+cannot parse instead of dying on it (engine/placement.py, engine/execution.py).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import signal
 import socket
 import threading
 import time
+import traceback
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -27,11 +33,13 @@ from runyard import config
 from runyard.compute.local import spawn_detached
 from runyard.compute.process_job import ProcessJob, describe_exit, stop_process_group
 from runyard.core.workspace import Workspace
-from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE, PipelineExecution
+from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE, InvalidPipeline, PipelineExecution
+from runyard.engine.placement import Placement, Submitters
 from runyard.engine.reuse import fingerprint
 from runyard.engine.step_runner import StartedStep, finish_step, start_step
-from runyard.errors import ConflictError
+from runyard.errors import ConflictError, StoreError
 from runyard.status import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
+from runyard.store import RunRecord
 
 LOCK_FILE = "scheduler.lock"
 INFO_FILE = "scheduler.json"
@@ -76,7 +84,11 @@ class SchedulerService:
         idle_seconds: float | None = None,
         slots: int | None = None,
         echo: Callable[[str], None] | None = None,
+        *,
+        accept_unauthenticated: bool = False,
     ) -> None:
+        """accept_unauthenticated: also run pipelines a server without --auth stamped {"auth": "off"}
+        (only `runyard up`, whose studio is that server; see engine/placement.py)."""
         self.ws = ws
         self.store = ws.store
         self.idle_seconds = config.scheduler_idle_seconds() if idle_seconds is None else idle_seconds
@@ -86,6 +98,10 @@ class SchedulerService:
         self.running: dict[str, StartedStep] = {}
         self.echo = echo or (lambda line: print(line, flush=True))
         self._stop = False
+        self.instance = uuid.uuid4().hex
+        self.placement = Placement(ws)
+        self.submitters = Submitters(ws, accept_unauthenticated=accept_unauthenticated)
+        self.not_ours: set[str] = set()  # placement never changes (store/records.py SUBMISSION_KEYS)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -97,7 +113,13 @@ class SchedulerService:
                 "Stop it first, or let it do the work."
             )
         try:
-            info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+            info = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": time.time(),
+                "instance": self.instance,
+                "workspace": self.placement.identity,
+            }
             (self.ws.path / INFO_FILE).write_text(json.dumps(info))
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGTERM, lambda *_: self.stop())
@@ -139,13 +161,34 @@ class SchedulerService:
     # -- discovering work -------------------------------------------------------------------------
     def poll_store(self) -> None:
         for record in self.store.list_runs(run_type=PIPELINE_RUN_TYPE, status=sorted(ACTIVE_STATUSES)):
+            if record.run_id in self.not_ours:
+                continue
             execution = self.executions.get(record.run_id)
             if execution is None:
-                execution = self.executions[record.run_id] = PipelineExecution(self.ws, record)
+                if not self.placement.is_ours(record):
+                    self.not_ours.add(record.run_id)
+                    continue
+                target = self.placement.target_of(record)
+                refusal = self.submitters.refusal(record, target)
+                if refusal is not None:
+                    self.refuse(record, "NotAuthorized", f"Not run on compute target {target!r}: {refusal}")
+                    continue
+                try:
+                    execution = PipelineExecution(self.ws, record)
+                except InvalidPipeline as exc:
+                    self.refuse(record, "InvalidPipeline", f"Not run: {exc}.")
+                    continue
+                self.executions[record.run_id] = execution
                 claimed = self.store.set_run_status(
                     record.run_id,
                     RunStatus.RUNNING,
-                    data={"supervisor": {"pid": os.getpid(), "host": socket.gethostname()}},
+                    data={
+                        "supervisor": {
+                            "pid": os.getpid(),
+                            "host": socket.gethostname(),
+                            "scheduler": self.instance,
+                        }
+                    },
                 )
                 if claimed.status in TERMINAL_STATUSES:  # canceled between the listing and the claim
                     del self.executions[record.run_id]
@@ -154,10 +197,25 @@ class SchedulerService:
             if record.status == RunStatus.CANCEL_REQUESTED and not execution.canceling:
                 self.cancel(execution)
 
+    def refuse(self, record: RunRecord, code: str, message: str) -> None:
+        """Fail a pipeline run this scheduler will not execute, and cancel its steps; nothing starts."""
+        for child in self.store.list_descendants(record.run_id, recursive=False):
+            if child.status not in TERMINAL_STATUSES:
+                self.store.set_run_status(
+                    child.run_id, RunStatus.CANCELED, error={"code": "NotRun", "message": message}
+                )
+        self.store.set_run_status(record.run_id, RunStatus.FAILED, error={"code": code, "message": message})
+        self.echo(f"pipeline {record.run_id}: refused: {message}")
+
     def recover(self) -> None:
-        """After a crash: steps that were mid-flight are marked Failed with the reason; the rest goes on."""
+        """After a crash: steps that were mid-flight are marked Failed with the reason; the rest goes on.
+
+        Only steps of pipelines placed on this workspace: another folder's scheduler (same database or
+        server, maybe the same host) owns its own, and its steps are alive."""
         for record in self.store.list_runs(run_type=STEP_RUN_TYPE, status=sorted(ACTIVE_STATUSES)):
             parent = self.store.get_run(record.parent_id) if record.parent_id else None
+            if parent is None or not self.placement.is_ours(parent):
+                continue
             if (
                 record.status in (RunStatus.NOT_STARTED,)
                 and parent
@@ -194,7 +252,16 @@ class SchedulerService:
     # -- scheduling -------------------------------------------------------------------------------
     def advance(self) -> None:
         for execution in list(self.executions.values()):
-            self._advance(execution)
+            try:
+                self._advance(execution)
+            except StoreError:
+                raise  # the store is down: every pipeline is stuck alike; the next scheduler recovers
+            except Exception as exc:  # one pipeline's fault must not stop the others
+                self.echo(traceback.format_exc().rstrip())
+                self.executions.pop(execution.run_id, None)
+                self._stop_processes(execution)
+                record = self.store.get_run(execution.run_id)
+                self.refuse(record, "SystemError", f"The scheduler could not run it: {exc!r}")
 
     def _advance(self, ex: PipelineExecution) -> None:
         if (
@@ -269,7 +336,11 @@ class SchedulerService:
                 error={"code": "SystemError", "message": f"Could not start step {name!r}: {exc}"},
             )
             return
-        data["process"] = {"pid": str(started.proc.pid), "host": socket.gethostname()}
+        data["process"] = {
+            "pid": str(started.proc.pid),
+            "host": socket.gethostname(),
+            "scheduler": self.instance,
+        }
         # As in v1, a run with regenerate_outputs=True is not offered for reuse later: no fingerprint.
         self._set_step(ex, name, RunStatus.RUNNING, data=data, fingerprint=None if ex.regenerate else fp)
         self.running[state.run_id] = started
@@ -309,11 +380,14 @@ class SchedulerService:
                 self._set_step(
                     ex, name, RunStatus.CANCELED, error={"code": "Canceled", "message": "Pipeline canceled."}
                 )
+        self._stop_processes(ex)
+        self.echo(f"pipeline {ex.run_id}: cancel requested")
+
+    def _stop_processes(self, ex: PipelineExecution) -> None:
         for started in list(self.running.values()):
             if started.execution_id == ex.run_id:
                 started.canceled = True
                 threading.Thread(target=stop_process_group, args=(started.proc,), daemon=True).start()
-        self.echo(f"pipeline {ex.run_id}: cancel requested")
 
 
 def main(argv: list[str]) -> None:

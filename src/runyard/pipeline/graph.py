@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from runyard.engine.graph_order import topological_order
+from runyard.engine.graph_spec import GRAPH_VERSION, GraphError, parse_graph
 from runyard.pipeline.data import InputBinding, OutputFileDatasetConfig, PipelineParameter, _OutputData
 from runyard.pipeline.steps import PythonScriptStep, data_consumed_by, data_produced_by
 
-GRAPH_VERSION = 1
+__all__ = ["GRAPH_VERSION", "collect_steps", "compile_graph"]
 
 
 def _datastore_name(data: _OutputData) -> str:
@@ -25,8 +26,9 @@ def _datastore_name(data: _OutputData) -> str:
 
 
 def _env_spec(environment: Any) -> dict[str, Any]:
+    name = getattr(environment, "name", environment)
     return {
-        "name": getattr(environment, "name", environment),
+        "name": None if name is None else str(name),
         "python": ".".join(str(v) for v in sys.version_info[:3]),
     }
 
@@ -207,6 +209,11 @@ def compile_graph(
     }
     if not errors:
         errors.extend(_cycle_errors(graph))
+    if not errors:  # the scheduler will parse it the same way (engine/graph_spec.py): refuse it now
+        try:
+            parse_graph(graph)
+        except GraphError as exc:
+            errors.append(f"The pipeline's graph is not valid: {exc}.")
     return graph, errors, warnings
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from runyard.core.experiment import Experiment
 from runyard.core.snapshot import snapshot_files
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
+from runyard.engine.placement import placement_for
 from runyard.engine.service import ensure_running
 from runyard.errors import InvalidInputError
 from runyard.pipeline.graph import collect_steps, compile_graph
@@ -157,6 +158,8 @@ class Pipeline:
                 "parameters": params,
                 "continueOnStepFailure": continue_on_step_failure,
                 "regenerateOutputs": regenerate_outputs,
+                # which scheduler may run it: this folder's, on the local target (docs/security.md)
+                "placement": placement_for(experiment.workspace, "local"),
                 **({"submittedBy": _submitter.get()} if _submitter.get() else {}),
             },
         )

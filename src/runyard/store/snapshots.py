@@ -3,17 +3,24 @@
 A snapshot is a manifest {relative path: sha256}; its id is the sha256 of the manifest's canonical
 JSON, so the id of a source directory changes exactly when a file name or a file's bytes change.
 Blobs live at snapshots/blobs/<aa>/<sha256>, manifests at snapshots/manifests/<id>.json.
+
+Both addresses are checked on the way out: `load` refuses a manifest whose content does not hash to
+its id, and `materialize` refuses a blob whose bytes do not hash to its name. Anyone who may write
+files to the artifact store (a server's write token) could otherwise replace the code of a pipeline
+someone else submitted, because the graph only pins the snapshot id (docs/security.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from runyard.errors import NotFoundError
+from runyard.errors import NotFoundError, SnapshotIntegrityError
 from runyard.store.artifacts import ArtifactStore
 from runyard.store.rest_artifacts import RestArtifactStore
 
@@ -24,6 +31,9 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def manifest_id(files: dict[str, str]) -> str:
@@ -58,14 +68,42 @@ class SnapshotStore:
         return Snapshot(snap_id, manifest)
 
     def load(self, snap_id: str) -> Snapshot:
+        """The manifest of `snap_id`, after checking that its content hashes to that id."""
+        if not _SHA256.match(snap_id):
+            raise SnapshotIntegrityError(f"{snap_id!r} is not a snapshot id (a sha256 in hex).")
         try:
             data = self.artifacts.read_bytes(f"snapshots/manifests/{snap_id}.json")
         except NotFoundError:
             raise NotFoundError(f"Snapshot {snap_id} is missing from {self.artifacts.root}.") from None
-        return Snapshot(snap_id, json.loads(data))
+        try:
+            files = json.loads(data)
+        except ValueError:
+            files = None
+        if not isinstance(files, dict) or manifest_id(files) != snap_id:
+            raise SnapshotIntegrityError(
+                f"Snapshot {snap_id[:12]} was changed after it was saved: its manifest no longer matches its "
+                "id. Nothing from it will run; submit the pipeline again to store a fresh snapshot."
+            )
+        for rel, sha in files.items():
+            normal = posixpath.normpath(rel) if isinstance(rel, str) else ""
+            if (
+                not isinstance(sha, str)
+                or not _SHA256.match(sha)
+                or normal != rel
+                or rel.startswith(("/", "../"))
+                or rel in (".", "..")
+                or "\x00" in rel
+            ):
+                raise SnapshotIntegrityError(
+                    f"Snapshot {snap_id[:12]} lists {rel!r}: {sha!r}; a manifest maps relative file names "
+                    "inside the source folder to sha256 hashes. Nothing from it will run."
+                )
+        return Snapshot(snap_id, files)
 
     def materialize(self, snap_id: str, dest: Path) -> Snapshot:
-        """Copy a snapshot's files into `dest` (copies, not links: a script may change its own files)."""
+        """Copy a snapshot's files into `dest` (copies, not links: a script may change its own files).
+
+        Each copy is hashed after it is written, so what is checked is exactly what will run."""
         snap = self.load(snap_id)
         dest.mkdir(parents=True, exist_ok=True)
         for rel, sha in snap.files.items():
@@ -75,4 +113,12 @@ class SnapshotStore:
                 shutil.copyfile(self.artifacts.local_path(self._blob(sha)), target)
             else:
                 self.artifacts.get_file(self._blob(sha), target)
+            actual = file_sha256(target)
+            if actual != sha:
+                target.unlink()
+                raise SnapshotIntegrityError(
+                    f"File {rel!r} of snapshot {snap_id[:12]} was changed after it was saved (its blob "
+                    f"hashes to {actual[:12]}, not {sha[:12]}). Nothing from this snapshot will run; submit "
+                    "the pipeline again to store a fresh snapshot."
+                )
         return snap

@@ -1,0 +1,234 @@
+"""The typed pipeline graph: what a scheduler reads from a pipeline run record, and what it refuses.
+
+A pipeline run's graph is stored as JSON in the run's data. Whoever can write records can write that
+JSON, so the scheduler treats it as untrusted input: `parse_graph` checks its version and its shape
+(frozen pydantic models that forbid unknown keys) and the references between its parts, and
+`GraphSpec.check_scripts` checks, against the snapshot manifests, that every step script is a file of
+its own snapshot. Script names are never interpreter flags (`-c`, `-m`, `-`): `python -u -c CODE` would
+run code that is in no snapshot. See docs/security.md.
+
+`pipeline/graph.py` builds these models at compile time; the store, the studio and
+`PipelineRun.get_graph` keep the JSON form (`GraphSpec.to_json()`).
+"""
+
+from __future__ import annotations
+
+import graphlib
+import posixpath
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from runyard.errors import InvalidInputError
+
+#: Version of the graph JSON this runyard writes and reads. Bump it when the shape changes.
+GRAPH_VERSION = 1
+
+#: Names that end up in paths or environment variable names: no '/', no leading '.', no '..'.
+SafeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
+#: Display names (steps): any printable text, without control characters.
+StepName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class GraphError(InvalidInputError):
+    """A pipeline graph that cannot be run; the message says what is wrong with it."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+class LiteralArg(_Frozen):
+    literal: str
+
+
+class ParamArg(_Frozen):
+    param: str
+
+
+class InputArg(_Frozen):
+    input: SafeName
+
+
+class OutputArg(_Frozen):
+    output: SafeName
+
+
+ArgToken = LiteralArg | ParamArg | InputArg | OutputArg
+ParamValue = LiteralArg | ParamArg
+
+
+class SourceSpec(_Frozen):
+    dir: str
+    snapshot: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+    files: int | None = None
+
+
+class InputSpec(_Frozen):
+    name: SafeName
+    step: StepName
+    output: SafeName
+    mode: Literal["mount", "download"]
+
+
+class OutputSpec(_Frozen):
+    name: SafeName
+    mode: Literal["mount", "upload"]
+    datastore: SafeName
+    destination: str | None = None
+    overwrite: bool = False
+
+    @model_validator(mode="after")
+    def _destination_stays_inside(self) -> OutputSpec:
+        if self.destination is not None:
+            parts = self.destination.replace("\\", "/").split("/")
+            if ".." in parts or "\x00" in self.destination:
+                raise ValueError(f"destination {self.destination!r} may not contain '..' or NUL")
+        return self
+
+
+class EnvironmentSpec(_Frozen):
+    name: str | None = None
+    python: str = ""
+
+
+class ParameterSpec(_Frozen):
+    default: str | int | float | bool | None = None
+
+
+class StepSpec(_Frozen):
+    name: StepName
+    type: str
+    script: str
+    source: SourceSpec
+    arguments: tuple[ArgToken, ...] = ()
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    inputs: tuple[InputSpec, ...] = ()
+    outputs: tuple[OutputSpec, ...] = ()
+    run_after: tuple[StepName, ...] = ()
+    compute_target: str = "local"
+    environment: EnvironmentSpec = EnvironmentSpec()
+    allow_reuse: bool = True
+    version: str | None = None
+
+    @model_validator(mode="after")
+    def _script_is_a_relative_file_name(self) -> StepSpec:
+        problem = script_problem(self.script)
+        if problem:
+            raise ValueError(f"script {self.script!r} {problem}")
+        return self
+
+    @property
+    def script_path(self) -> str:
+        """The script as a snapshot manifest names it ('./a/b.py' → 'a/b.py')."""
+        return posixpath.normpath(self.script)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class GraphSpec(_Frozen):
+    version: int
+    description: str | None = None
+    parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
+    steps: tuple[StepSpec, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def step(self, name: str) -> StepSpec:
+        return next(s for s in self.steps if s.name == name)
+
+    def check_scripts(self, manifests: Mapping[str, Mapping[str, str]]) -> None:
+        """Every step script must be a file of its step's snapshot (manifests: snapshot id → files)."""
+        for step in self.steps:
+            if step.source.snapshot is None:
+                raise GraphError(f"step {step.name!r} has no source snapshot")
+            files = manifests.get(step.source.snapshot, {})
+            if step.script_path not in files:
+                raise GraphError(
+                    f"step {step.name!r}: script {step.script!r} is not a file of its snapshot "
+                    f"{step.source.snapshot[:12]} ({len(files)} files)"
+                )
+
+
+def script_problem(script: str) -> str | None:
+    """Why `script` cannot be a step script, or None. It becomes `python -u SCRIPT ARGS…`."""
+    if not script or "\x00" in script:
+        return "is empty or holds a NUL"
+    if script.startswith("-"):
+        return "starts with '-': an interpreter option such as -c or -m is not a script"
+    if script.startswith("/") or script.startswith("\\") or re.match(r"^[A-Za-z]:", script):
+        return "is an absolute path; it must be relative to the step's source_directory"
+    if ".." in script.replace("\\", "/").split("/") or posixpath.normpath(script) == ".":
+        return "contains '..'; it must be a file inside the step's source_directory"
+    return None
+
+
+def parse_graph(data: Any) -> GraphSpec:
+    """The typed graph, or GraphError saying what is wrong (version, shape, references, cycles)."""
+    if not isinstance(data, dict):
+        raise GraphError(f"the graph is {type(data).__name__}, not an object")
+    version = data.get("version")
+    if version != GRAPH_VERSION:
+        if isinstance(version, int) and not isinstance(version, bool):
+            age = "a newer" if version > GRAPH_VERSION else "an older"
+            raise GraphError(
+                f"this graph was written by {age} runyard (graph version {version}, this runyard reads "
+                f"version {GRAPH_VERSION}); run it with the runyard that submitted it, or resubmit it"
+            )
+        raise GraphError(
+            f"the graph has no valid version (got {version!r}; this runyard reads {GRAPH_VERSION})"
+        )
+    try:
+        graph = GraphSpec.model_validate(data)
+    except ValidationError as exc:
+        raise GraphError(_describe(exc)) from None
+    _check_references(graph)
+    return graph
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "graph"
+        problems.append(f"{where}: {err['msg']}")
+    more = f" (and {exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
+    return "; ".join(problems) + more
+
+
+def _check_references(graph: GraphSpec) -> None:
+    names = [s.name for s in graph.steps]
+    if not names:
+        raise GraphError("the graph has no steps")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise GraphError(f"two steps are named {twice[0]!r}")
+    outputs = {s.name: {o.name for o in s.outputs} for s in graph.steps}
+    for step in graph.steps:
+        where = f"step {step.name!r}"
+        for binding in step.inputs:
+            if binding.output not in outputs.get(binding.step, set()):
+                raise GraphError(
+                    f"{where} reads output {binding.output!r} of step {binding.step!r}, which has none"
+                )
+        for after in step.run_after:
+            if after not in outputs:
+                raise GraphError(f"{where} runs after {after!r}, which is not a step of this graph")
+        inputs = {i.name for i in step.inputs}
+        own = {o.name for o in step.outputs}
+        tokens = [*step.arguments, *step.params.values()]
+        for token in tokens:
+            if isinstance(token, ParamArg) and token.param not in graph.parameters:
+                raise GraphError(f"{where} uses parameter {token.param!r}, which the graph does not declare")
+            if isinstance(token, InputArg) and token.input not in inputs:
+                raise GraphError(f"{where} passes input {token.input!r}, which is not one of its inputs")
+            if isinstance(token, OutputArg) and token.output not in own:
+                raise GraphError(f"{where} passes output {token.output!r}, which is not one of its outputs")
+    deps = {s.name: {i.step for i in s.inputs} | set(s.run_after) for s in graph.steps}
+    try:
+        graphlib.TopologicalSorter(deps).prepare()
+    except graphlib.CycleError as exc:
+        raise GraphError(f"the steps form a cycle ({' → '.join(exc.args[1])})") from None
