@@ -1,8 +1,8 @@
-"""Where step outputs live, and how upload-mode outputs are published atomically."""
+"""Where step outputs live, how upload-mode outputs are published atomically, and how an output is
+recorded (its file manifest) and checked again before reuse."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import uuid
@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from runyard.core.workspace import Workspace
+from runyard.engine.output_manifest import OutputManifest, scan, verify
 from runyard.errors import ConflictError
+
+MANIFEST_DIR = "runyard/output-manifests"  # inside runs/<step run id>/
 
 
 def output_location(ws: Workspace, output: dict[str, Any], step_run_id: str) -> Path:
@@ -64,27 +67,63 @@ def publish(scratch: Path, final: Path, overwrite: bool) -> None:
     os.replace(scratch, final)
 
 
-def describe_output(path: Path) -> dict[str, Any]:
-    """Size, file count and a content hash (sha256 over sorted names and bytes) of an output folder."""
-    digest = hashlib.sha256()
-    size = count = 0
-    if path.is_dir():
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            rel = file.relative_to(path).as_posix()
-            digest.update(rel.encode() + b"\0")
-            with file.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-            digest.update(b"\0")
-            size += file.stat().st_size
-            count += 1
-    return {"path": str(path), "size": size, "files": count, "hash": digest.hexdigest()}
+def manifest_location(ws: Workspace, step_run_id: str, output_name: str) -> Path:
+    """Where the file manifest of a step output is kept: in the step run's own folder, so it lives as
+    long as the run's record does and a remote workspace's mirror sync sends it to the server.
+
+    A job can write into its run folder, so the manifest is only trusted when its hash matches the
+    "hash" recorded in the store (see `verify_output`)."""
+    return ws.artifacts.local_path(f"runs/{step_run_id}/{MANIFEST_DIR}/{output_name}.json")
+
+
+def describe_output(path: Path, manifest_file: Path | None = None) -> dict[str, Any]:
+    """Size, file count and content hash of an output folder; with `manifest_file`, also writes the
+    per-file manifest there (atomically) and records where, so reuse can check the files later."""
+    manifest = scan(path)
+    described: dict[str, Any] = {
+        "path": str(path),
+        "size": manifest.size,
+        "files": manifest.file_count,
+        "hash": manifest.content_hash,
+    }
+    if manifest.link_count:
+        described["links"] = manifest.link_count
+    if manifest_file is not None:
+        manifest_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = manifest_file.with_name(f".{manifest_file.name}.{uuid.uuid4().hex[:8]}.part")
+        tmp.write_bytes(manifest.to_json())
+        os.replace(tmp, manifest_file)
+        described["manifest"] = str(manifest_file)
+    return described
 
 
 def verify_output(recorded: dict[str, Any]) -> str | None:
-    """None when a recorded output is still on disk as it was recorded; otherwise one sentence saying
-    what is missing or changed (used by reuse, so a step never reuses outputs that are gone)."""
+    """None when a recorded output is still on disk exactly as it was recorded; otherwise one sentence
+    that names what is missing or changed. Reuse calls this for every output of a candidate, so a step
+    never reuses outputs whose files were deleted, added to or changed since the step ended."""
     path = Path(recorded["path"])
-    if not path.exists():
-        return f"output folder {path} is missing"
-    return None
+    what = (
+        f"output {recorded['output']!r} of run {recorded['run_id']}"
+        if "run_id" in recorded
+        else f"output {path}"
+    )
+    if not path.is_dir():
+        return f"the folder {path} of {what} is missing"
+    if "manifest" not in recorded:
+        return f"{what} was recorded without a file manifest (by an older runyard), so its files cannot be checked"
+    manifest_file = Path(recorded["manifest"])
+    try:
+        manifest = OutputManifest.from_json(manifest_file.read_bytes())
+    except OSError as exc:
+        return f"the file manifest of {what} cannot be read ({manifest_file}: {exc.strerror or exc})"
+    except ValueError as exc:
+        return f"the file manifest {manifest_file} of {what} is not usable: {exc}"
+    if manifest.content_hash != recorded.get("hash"):
+        return f"the file manifest {manifest_file} of {what} was changed after the step recorded it"
+    problems = verify(path, manifest)
+    if not problems:
+        return None
+    rel, how = problems[0]
+    others = len(problems) - 1
+    more = f" (and {others} other file{'s' if others > 1 else ''})" if others else ""
+    return f"file {rel} in {what} was {how}{more}"

@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-FINGERPRINT_VERSION = 2
+FINGERPRINT_VERSION = 3  # 3: output hashes became per-file manifest hashes (engine/output_manifest.py)
 
 
 @dataclass(frozen=True)

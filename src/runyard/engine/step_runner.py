@@ -12,7 +12,13 @@ from typing import Any
 
 from runyard.compute.process_job import ProcessJob
 from runyard.core.workspace import Workspace
-from runyard.engine.data_paths import describe_output, output_location, publish, scratch_location
+from runyard.engine.data_paths import (
+    describe_output,
+    manifest_location,
+    output_location,
+    publish,
+    scratch_location,
+)
 from runyard.errors import RunyardError
 from runyard.store.snapshots import SnapshotStore
 
@@ -85,7 +91,8 @@ def start_step(
     for binding in step["inputs"]:
         if binding["mode"] == "download":  # a private copy: the step may change it without touching upstream
             copy = work / "inputs" / binding["name"]
-            shutil.copytree(input_paths[binding["name"]], copy, dirs_exist_ok=True)
+            # links stay links, as the output's manifest records them: their targets are not read
+            shutil.copytree(input_paths[binding["name"]], copy, dirs_exist_ok=True, symlinks=True)
             input_paths[binding["name"]] = str(copy)
     for name, path in input_paths.items():
         job.prep(f"Input {name!r}: {path}")
@@ -109,7 +116,13 @@ def finish_step(
                 if out["mode"] == "upload":
                     publish(Path(out["write"]), Path(out["final"]), out["overwrite"])
                     started.extra.append(f"Published output {name!r} to {out['final']}")
-                recorded[name] = {**describe_output(Path(out["final"])), "mode": out["mode"]}
+                manifest = manifest_location(started.job.ws, started.run_id, name)
+                recorded[name] = {
+                    **describe_output(Path(out["final"]), manifest),
+                    "mode": out["mode"],
+                    "output": name,
+                    "run_id": started.run_id,  # kept when the output is reused: the run that made it
+                }
         except (RunyardError, OSError) as exc:  # a publish that fails fails the step, not the scheduler
             error = {"code": "OutputError", "message": str(exc)}
     else:
