@@ -19,6 +19,7 @@ from runyard.errors import StoreMigrationRequired
 from runyard.store import schema
 from runyard.store.migrations.runner import SCRIPT_LOCATION, current_revision, upgrade
 from runyard.store.records import MetricRow
+from runyard.store.sql_metrics import rollup_rows
 from runyard.store.sql_store import SqlStore, engine_for
 from store_suite import make_run
 
@@ -302,3 +303,142 @@ def test_existing_empty_sqlite_file_gets_schema(tmp_path: Path) -> None:
     finally:
         store.engine.dispose()
     assert _table_names(f"sqlite:///{path}") == set(schema.metadata.tables) | {"alembic_version"}
+
+
+def _summaries(engine: sa.Engine) -> list[tuple[object, ...]]:
+    ms = schema.metric_summaries
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(ms).order_by(ms.c.run_id, ms.c.name))]
+
+
+def _metric_rows(engine: sa.Engine) -> list[tuple[object, ...]]:
+    m = schema.metrics
+    columns = [c for c in m.columns if c.name != "id"]
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(*columns).order_by(m.c.id))]
+
+
+def test_upgrade_0007_removes_duplicate_metric_rows(db_uri: str, tmp_path: Path) -> None:
+    """0007 keeps the first copy of each (run_id, writer, seq), rebuilds the summaries and rollups of the
+    series that lost rows exactly as append_metrics builds them, and then refuses new duplicates."""
+    rng = random.Random(7)
+    logged: list[MetricRow] = []  # what the writers logged, in log order
+    for run_id, writer, n in [("r1", "w1", 700), ("r1", "w2", 300), ("r2", "w1", 150)]:
+        for seq in range(n):
+            name = "loss" if seq % 3 else "acc"
+            step = seq if rng.random() < 0.5 else None
+            logged.append(
+                MetricRow(
+                    run_id, name, "scalar", 1.0, value=rng.uniform(-1, 1), step=step, writer=writer, seq=seq
+                )
+            )
+    logged.append(MetricRow("r2", "label", "scalar", 1.0, text="hello", writer="w9", seq=0))
+    logged.append(MetricRow("r2", "untouched", "scalar", 1.0, value=3.0, writer="w9", seq=1))
+    logged.append(MetricRow("r2", "plain", "scalar", 1.0, value=1.0))  # no writer: never a duplicate
+    # what older clients stored: stretches resent after a lost response, so copies follow their originals
+    stored = list(logged)
+    for start, end in ((0, 100), (200, 300), (650, 750), (1000, 1100), (len(logged) - 5, len(logged) - 2)):
+        stored.extend(logged[start:end])
+    stored.append(MetricRow("r2", "plain", "scalar", 1.0, value=1.0))  # a second un-numbered row stays
+    assert len(stored) > len(logged) + 300
+
+    old_engine = sa.create_engine(_sa_url(db_uri))
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    reference = SqlStore(f"sqlite:///{tmp_path}/reference.db")
+    try:
+        with old_engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0006")
+        with old_engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO experiments (id, name, created_time) VALUES ('e1', 'old', 1.0)")
+            for number, run_id in enumerate(["r1", "r2"], 1):
+                conn.execute(
+                    schema.runs.insert().values(
+                        run_id=run_id,
+                        experiment_id="e1",
+                        number=number,
+                        status="Completed",
+                        run_type="azureml.scriptrun",
+                        target="local",
+                        created_time=1.0,
+                        data={},
+                    )
+                )
+            conn.execute(
+                schema.metrics.insert(),
+                [
+                    {
+                        c: getattr(r, c)
+                        for c in ("run_id", "name", "kind", "value", "text", "step", "timestamp")
+                    }
+                    | {"writer": r.writer, "seq": r.seq}
+                    for r in stored
+                ],
+            )
+            # the summaries and rollups the older append_metrics kept, duplicates counted
+            series: dict[tuple[str, str], list[tuple[float, int | None]]] = {}
+            for r in stored:
+                if r.kind == "scalar" and r.value is not None:
+                    series.setdefault((r.run_id, r.name), []).append((r.value, r.step))
+            for (run_id, name), points in series.items():
+                values = [v for v, _ in points]
+                conn.execute(
+                    schema.metric_summaries.insert().values(
+                        run_id=run_id,
+                        name=name,
+                        count=len(values),
+                        last_value=values[-1],
+                        min_value=min(values),
+                        max_value=max(values),
+                        last_step=points[-1][1],
+                    )
+                )
+                conn.execute(schema.metric_rollups.insert(), rollup_rows(run_id, name, 0, points))
+        # the reference: the same values written once each through today's append_metrics
+        make_run(reference, "old", "r1")
+        make_run(reference, "old", "r2")
+        once = [*logged, MetricRow("r2", "plain", "scalar", 1.0, value=1.0)]
+        for start in range(0, len(once), 333):
+            reference.append_metrics(once[start : start + 333])
+        untouched_before = [s for s in _summaries(old_engine) if s[1] == "untouched"]
+    finally:
+        old_engine.dispose()
+
+    upgrade(engine_for(db_uri))
+    store = SqlStore(db_uri)
+    try:
+        assert_matches_schema(store.engine)
+        assert _metric_rows(store.engine) == _metric_rows(reference.engine)
+        assert store.count_metric_rows() == len(logged) + 1
+        assert _summaries(store.engine) == _summaries(reference.engine)
+        assert [s for s in _summaries(store.engine) if s[1] == "untouched"] == untouched_before
+        assert _rollups(store.engine) == _rollups(reference.engine)
+        # the unique index refuses a copy written behind runyard's back; un-numbered rows stay free
+        with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
+            conn.execute(
+                schema.metrics.insert().values(
+                    run_id="r1", name="acc", kind="scalar", timestamp=1.0, writer="w1", seq=0
+                )
+            )
+        with store.engine.begin() as conn:
+            conn.execute(schema.metrics.insert().values(run_id="r1", name="n", kind="scalar", timestamp=1.0))
+            conn.execute(
+                schema.metrics.insert().values(
+                    run_id="r1", name="n", kind="scalar", timestamp=1.0, writer="w1"
+                )
+            )
+            conn.execute(
+                schema.metrics.insert().values(
+                    run_id="r1", name="n", kind="scalar", timestamp=1.0, writer="w1"
+                )
+            )
+        # appending after the upgrade skips a resent row and carries the rollups on from the rebuild
+        more = [*logged[-5:], MetricRow("r1", "loss", "scalar", 1.0, value=-9.0, writer="w1", seq=700)]
+        store.append_metrics(more)
+        reference.append_metrics(more)
+        assert _summaries(store.engine) == _summaries(reference.engine)
+        assert _rollups(store.engine) == _rollups(reference.engine)
+    finally:
+        store.engine.dispose()
+        reference.engine.dispose()

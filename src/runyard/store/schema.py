@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 #: The Alembic revision this code expects. tests/test_migrations.py checks it equals Alembic's head.
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 
 metadata = sa.MetaData()
 
@@ -79,7 +79,10 @@ metrics = sa.Table(
     sa.Column("writer", sa.String(64), nullable=True),
     sa.Column("seq", sa.BigInteger, nullable=True),
     sa.Index("ix_metrics_run_name", "run_id", "name", "id"),
-    sa.Index("ix_metrics_run_writer_seq", "run_id", "writer", "seq"),
+    # A writer numbers its rows (seq), so a resent batch is recognised and stored once (append_metrics
+    # inserts with ON CONFLICT DO NOTHING). Rows without a writer or seq stay allowed: both databases
+    # treat NULLs in a unique index as distinct.
+    sa.Index("uq_metrics_run_writer_seq", "run_id", "writer", "seq", unique=True),
 )
 
 metric_summaries = sa.Table(
@@ -141,9 +144,10 @@ tokens = sa.Table(
     sa.Column("secret_hash", sa.String(64), nullable=False),
     sa.Column("scope", sa.String(16), nullable=False),  # admin | write | read | run
     sa.Column("run_id", sa.String(256), nullable=True),  # set for run tokens: the run they may write
-    # comma-separated compute target names this token may submit code to (NULL: none); see docs/security.md
-    sa.Column("compute", sa.String(1024), nullable=True),
     sa.Column("created_time", sa.Float, nullable=False),
     sa.Column("expires_time", sa.Float, nullable=True),
     sa.Column("revoked_time", sa.Float, nullable=True),
+    # (last: migration 0006 added it to existing tables at the end)
+    # comma-separated compute target names this token may submit code to (NULL: none); see docs/security.md
+    sa.Column("compute", sa.String(1024), nullable=True),
 )

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from runyard.errors import RunNotFound
+from runyard.errors import RunNotFound, StoreError
 from runyard.store import schema as t
 from runyard.store.records import MetricRow, MetricSummary
 from runyard.store.schema import ROLLUP_SIZES
@@ -97,25 +97,106 @@ def rollup_rows(
     return rows
 
 
+def _key(row: MetricRow) -> tuple[str, str, int] | None:
+    """The identity of a numbered row; None for a row without a writer or seq (never a duplicate)."""
+    if row.writer is None or row.seq is None:
+        return None
+    return (row.run_id, row.writer, row.seq)
+
+
+def _first_copies(rows: Sequence[MetricRow]) -> list[MetricRow]:
+    """`rows` without repeats of a (run_id, writer, seq) within the batch (the first copy wins)."""
+    seen: set[tuple[str, str, int]] = set()
+    out: list[MetricRow] = []
+    for r in rows:
+        key = _key(r)
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(r)
+    return out
+
+
+def _stored_keys(conn: sa.Connection, rows: Sequence[MetricRow]) -> set[tuple[str, str, int] | None]:
+    """Which of the batch's (run_id, writer, seq) are already stored: one range query per (run, writer),
+    served by the unique index (a writer's batch is usually one contiguous stretch of seqs)."""
+    ranges: dict[tuple[str, str], list[int]] = {}
+    for r in rows:
+        key = _key(r)
+        if key is not None:
+            lo_hi = ranges.setdefault((key[0], key[1]), [key[2], key[2]])
+            lo_hi[0], lo_hi[1] = min(lo_hi[0], key[2]), max(lo_hi[1], key[2])
+    m = t.metrics
+    stored: set[tuple[str, str, int] | None] = set()
+    for (run_id, writer), (lo, hi) in sorted(ranges.items()):
+        query = sa.select(m.c.seq).where(m.c.run_id == run_id, m.c.writer == writer, m.c.seq.between(lo, hi))
+        stored.update((run_id, writer, seq) for seq in conn.execute(query).scalars())
+    return stored
+
+
+def _metric_values(r: MetricRow) -> dict[str, Any]:
+    return {
+        "run_id": r.run_id,
+        "name": r.name,
+        "kind": r.kind,
+        "step": r.step,
+        "value": r.value,
+        "text": r.text,
+        "payload": r.payload,
+        "timestamp": r.timestamp,
+        "writer": r.writer,
+        "seq": r.seq,
+    }
+
+
+class _Raced(Exception):
+    """Another transaction stored some of this batch's rows after we looked: roll back and look again."""
+
+
+#: How often a batch is retried when a concurrent resend of the same rows wins the race (PostgreSQL).
+_RACE_ATTEMPTS = 5
+
+
 class SqlMetrics(SqlBase):
     def append_metrics(self, rows: Sequence[MetricRow]) -> None:
-        if not rows:
+        """Store `rows` in one transaction, each (run_id, writer, seq) once: a resent batch, or the rows of
+        it that are already stored, are skipped, and only the rows actually inserted reach the summaries
+        and rollups. Rows without a writer or seq are always inserted. RunNotFound if a run is missing."""
+        fresh = _first_copies(rows)
+        if not fresh:
             return
-        summaries: dict[tuple[str, str], dict[str, Any]] = {}
-        points: dict[tuple[str, str], list[tuple[float, int | None]]] = {}
-        for r in rows:
-            if r.kind != "scalar" or r.value is None:
-                continue
-            s = summaries.setdefault((r.run_id, r.name), {"count": 0, "min": r.value, "max": r.value})
-            s["count"] += 1
-            s["last"], s["step"] = r.value, r.step
-            s["min"], s["max"] = min(s["min"], r.value), max(s["max"], r.value)
-            points.setdefault((r.run_id, r.name), []).append((r.value, r.step))
+        for attempt in range(_RACE_ATTEMPTS):
+            try:
+                self._append_once(fresh)
+                return
+            except _Raced:
+                if attempt == _RACE_ATTEMPTS - 1:
+                    raise StoreError(
+                        f"The database at {self.uri} kept storing the same metric rows from another "
+                        f"request while this one ran ({_RACE_ATTEMPTS} tries); send the batch again."
+                    ) from None
+
+    def _append_once(self, rows: list[MetricRow]) -> None:
         with self._write() as conn:
             wanted = {r.run_id for r in rows}
             found = set(conn.execute(sa.select(t.runs.c.run_id).where(t.runs.c.run_id.in_(wanted))).scalars())
             if wanted - found:
                 raise RunNotFound(sorted(wanted - found)[0], self.where)
+            stored = _stored_keys(conn, rows)
+            new = [r for r in rows if _key(r) not in stored]
+            if not new:
+                return
+            summaries: dict[tuple[str, str], dict[str, Any]] = {}
+            points: dict[tuple[str, str], list[tuple[float, int | None]]] = {}
+            for r in new:
+                if r.kind != "scalar" or r.value is None:
+                    continue
+                s = summaries.setdefault((r.run_id, r.name), {"count": 0, "min": r.value, "max": r.value})
+                s["count"] += 1
+                s["last"], s["step"] = r.value, r.step
+                s["min"], s["max"] = min(s["min"], r.value), max(s["max"], r.value)
+                points.setdefault((r.run_id, r.name), []).append((r.value, r.step))
             rollups: list[dict[str, Any]] = []
             # Upsert in one fixed order so that concurrent batches naming the same metrics in different
             # orders lock the summary rows in the same order (PostgreSQL would otherwise deadlock).
@@ -137,28 +218,26 @@ class SqlMetrics(SqlBase):
                 rollups.extend(rollup_rows(run_id, name, new_count - s["count"], points[(run_id, name)]))
             # Insert the rows only now, holding the summary locks: on PostgreSQL, concurrent batches of one
             # metric then get ids in the same order as their series indexes, so log order is id order.
-            conn.execute(
-                t.metrics.insert(),
-                [
-                    {
-                        "run_id": r.run_id,
-                        "name": r.name,
-                        "kind": r.kind,
-                        "step": r.step,
-                        "value": r.value,
-                        "text": r.text,
-                        "payload": r.payload,
-                        "timestamp": r.timestamp,
-                        "writer": r.writer,
-                        "seq": r.seq,
-                    }
-                    for r in rows
-                ],
-            )
+            # A row another transaction committed since _stored_keys looked (a resend racing its original
+            # on PostgreSQL) is skipped by the unique index; the summaries above counted it, so start over.
+            inserted = conn.execute(self._metric_insert, [_metric_values(r) for r in new]).all()
+            if len(inserted) != len(new):
+                raise _Raced()
             if rollups:
                 # one statement for every touched bucket, in (run_id, name, level, bucket) order: the
                 # fixed lock order again
                 conn.execute(self._rollup_upsert, rollups)
+
+    @cached_property
+    def _metric_insert(self) -> Any:
+        """INSERT … ON CONFLICT (run_id, writer, seq) DO NOTHING RETURNING id: one returned row per row
+        stored."""
+        m = t.metrics
+        return (
+            self._insert(m)
+            .on_conflict_do_nothing(index_elements=["run_id", "writer", "seq"])
+            .returning(m.c.id)
+        )
 
     @cached_property
     def _summary_upsert(self) -> Any:
