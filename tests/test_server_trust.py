@@ -127,6 +127,11 @@ def test_the_server_stamps_who_submitted_over_what_the_client_claims(trust: Trus
     stamp = {"token": trust.ids["write"], "scope": "write"}
     assert made.json()[0]["data"]["submittedBy"] == stamp
     assert trust.store.get_run(forged["run_id"]).data["submittedBy"] == stamp
+    with trust.client("read") as reader:  # MLflow clients still get a string user id
+        mlflow = reader.get("/api/2.0/mlflow/runs/get", params={"run_id": forged["run_id"]})
+    assert (
+        mlflow.status_code == 200 and mlflow.json()["run"]["info"]["user_id"] == f"token:{trust.ids['write']}"
+    )
 
 
 def test_submission_keys_cannot_be_patched_over_rest(trust: Trust) -> None:

@@ -161,7 +161,7 @@ def mlflow_router(store: SqlStore, principal: Any) -> APIRouter:
                 "run_uuid": rec.run_id,
                 "experiment_id": exp_id,
                 "run_name": rec.display_name or rec.run_id,
-                "user_id": rec.data.get("submittedBy", ""),
+                "user_id": _user_id(rec.data.get("submittedBy")),
                 "status": TO_MLFLOW.get(rec.status, "RUNNING"),
                 "start_time": int((rec.start_time or rec.created_time) * 1000),
                 **({"end_time": int(rec.end_time * 1000)} if rec.end_time else {}),
@@ -427,3 +427,10 @@ def install(app: Any) -> None:
     @app.exception_handler(MlflowError)
     async def _mlflow_error(_request: Request, exc: MlflowError) -> JSONResponse:
         return JSONResponse({"error_code": exc.code, "message": exc.message}, status_code=exc.status)
+
+
+def _user_id(submitted: Any) -> str:
+    """MLflow's user_id is a string; the server's submission stamp is {"token": id, "scope": ...}."""
+    if isinstance(submitted, dict):
+        return f"token:{submitted['token']}" if submitted.get("token") else str(submitted.get("auth", ""))
+    return str(submitted or "")
