@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from runyard import config
+from runyard.core.processes import DETACHED_ENV, identity
 from runyard.core.run_files import LOG_DIR
 from runyard.core.workspace import Workspace
 
@@ -17,6 +17,11 @@ def spawn_detached(workspace: Workspace, module_args: list[str], log_file: Path)
     """Start `python -m …` in its own session (closing the notebook or Ctrl-C in the submitting terminal
     does not stop it), with output appended to `log_file` and the workspace's token in its environment."""
     env = dict(os.environ)
+    # The child serves the workspace, not the run whose code may have started it: it must not be taken
+    # for one of that run's processes (and stopped with it) nor spool into that run's metrics.
+    for name in (config.ENV_RUN_ID, config.ENV_SPOOL_DIR, "AZUREML_RUN_ID"):
+        env.pop(name, None)
+    env[DETACHED_ENV] = "1"
     if workspace.token:  # a server workspace opened with token=...: the child needs it too
         env[config.ENV_TOKEN] = workspace.token
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -38,6 +43,4 @@ class LocalLauncher:
         proc = spawn_detached(workspace, ["runyard.compute.supervisor", str(workspace.path), run_id], log)
         # Recorded here as well as by the supervisor itself: one that dies before it writes anything
         # (a database that refuses it, a broken environment) is still noticed by whoever waits.
-        workspace.store.update_run_data(
-            run_id, {"supervisor": {"pid": proc.pid, "host": socket.gethostname()}}
-        )
+        workspace.store.update_run_data(run_id, {"supervisor": identity(proc.pid)})

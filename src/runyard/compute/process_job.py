@@ -10,25 +10,21 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from runyard import config
-from runyard.core.metrics import replay_spool
+from runyard.core.processes import identity, stop_run_processes, stop_tree
+from runyard.core.run_end import utc_now, write_job_end
 from runyard.core.run_files import DRIVER_LOG, LOG_DIR
 from runyard.core.workspace import Workspace
 from runyard.store.rest_artifacts import MirrorSync, RestArtifactStore
 
 TAIL_LINES = 30
-
-
-def utc_now() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+#: Seconds between SIGTERM and SIGKILL for processes a finished script left behind.
+LEFTOVER_GRACE_SECONDS = 2.0
 
 
 def tail_lines(path: Path, lines: int = TAIL_LINES, max_bytes: int = 16384) -> list[str]:
@@ -61,6 +57,8 @@ class ProcessJob:
         self.experiment_name = experiment_name
         self.work = work
         self.cwd = work / "snapshot"
+        #: pid, host and start time of the spawned process: what a run record keeps as data["process"].
+        self.process: dict[str, Any] = {}
         self.spool = work / "spool"
         self.run_dir = workspace.artifacts.local_path(f"runs/{run_id}")
         self.log_dir = self.run_dir / LOG_DIR
@@ -132,14 +130,14 @@ class ProcessJob:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self.process = identity(proc.pid)
         self.write_json(
             "process_info.json",
             {
                 "processes": [
                     {
                         "rank": 0,
-                        "pid": proc.pid,
-                        "host": socket.gethostname(),
+                        **self.process,
                         "command": argv,
                         "cwd": str(self.cwd),
                         "startTimeUtc": utc_now(),
@@ -154,6 +152,12 @@ class ProcessJob:
         self.prep(f"Started process {proc.pid}")
         return proc
 
+    def stop_leftovers(self, grace: float = LEFTOVER_GRACE_SECONDS) -> None:
+        """Stop what the process left running when it ended (forked or setsid children): they must not
+        outlive the run. Their pid, group or RUNYARD_RUN_ID ties them to it."""
+        if stop_run_processes(self.run_id, {"process": self.process}, grace):
+            self.prep("Stopped processes the script left running")
+
     def wrap_up(
         self,
         code: int | None,
@@ -165,35 +169,19 @@ class ProcessJob:
     ) -> dict[str, Any] | None:
         """Recover spooled metrics, write process_status.json and 75_job_post.txt, clean the working copy.
 
-        Returns the error dict for a failed run, or None when the process succeeded."""
-        post = [f"{utc_now()} Process ended: {ended}, exit code {code}"]
-        replayed = replay_spool(self.ws.store, self.spool) if self.spool.exists() else 0
-        post.append(
-            f"{utc_now()} Metrics recovered from the spool (logged but not yet written when the process "
-            f"ended): {replayed}"
-        )
-        outputs = [p for p in (self.run_dir / "outputs").rglob("*") if p.is_file()]
-        post.append(
-            f"{utc_now()} Kept {len(outputs)} files in outputs/ ({sum(p.stat().st_size for p in outputs)} bytes)"
-        )
-        post.extend(f"{utc_now()} {line}" for line in extra or [])
-        state = {"exited": "Completed" if code == 0 else "Failed", "canceled": "Canceled"}.get(
-            ended, "Failed"
-        )
-        self.write_json(
-            "process_status.json", {"processes": [{"rank": 0, "status": state, "exitCode": code}]}
-        )
-        post.append(f"{utc_now()} Took {time.time() - started:.3f}s")
-        if keep_work or os.environ.get("RUNYARD_KEEP_WORK") == "1":
-            post.append(f"{utc_now()} Kept the working copy {self.work}")
-        else:
-            shutil.rmtree(self.work, ignore_errors=True)
-        (self.log_dir / "75_job_post.txt").write_text("\n".join(post) + "\n", encoding="utf-8")
-        self.close()
+        Returns the error dict for a failed run, or None when the process succeeded. Processes the job
+        left behind are stopped first: nothing of the run may log or write after its post file exists."""
+        self.stop_leftovers()
+        if self._sync is not None:  # the last bytes of the driver log reach the server before the post file
+            self._sync.stop()
+            self._sync = None
+        end = write_job_end(self.ws, self.run_id, self.work, code, ended, started, extra, keep_work)
         if ended == "canceled" or (ended == "exited" and code == 0):
             return None
         tail = tail_lines(self.run_dir / DRIVER_LOG)
-        what = describe_exit(code, ended, max_seconds)
+        what = " ".join(
+            [*(p.rstrip(".") + "." for p in end.problems), describe_exit(code, ended, max_seconds)]
+        )
         return {
             "code": "UserError"
             if ended == "exited"
@@ -213,27 +201,9 @@ class ProcessJob:
 
 
 def stop_process_group(proc: subprocess.Popen[bytes] | int, grace: float | None = None) -> None:
-    """SIGTERM the process group, then SIGKILL it after `grace` seconds."""
-    pid = proc if isinstance(proc, int) else proc.pid
-    grace = config.cancel_grace_seconds() if grace is None else grace
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if isinstance(proc, subprocess.Popen):
-            if proc.poll() is not None:
-                return
-        else:
-            try:
-                os.killpg(pid, 0)
-            except ProcessLookupError:
-                return
-        time.sleep(0.05)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    if isinstance(proc, subprocess.Popen):
-        proc.wait()
+    """Stop a run's process: its group, every descendant (also those that left the group) and every
+    process that carries its run id; SIGKILL after `grace` seconds; returns when all of them are gone.
+
+    Kept for callers holding a Popen or a bare pid; `runyard.core.processes.stop_run_processes` is the
+    same for a run record (and checks the recorded start time, so a reused pid is never signalled)."""
+    stop_tree(proc, grace)

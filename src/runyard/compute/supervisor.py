@@ -7,7 +7,6 @@ and the environment come from ProcessJob, the same code that runs pipeline steps
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -15,7 +14,8 @@ import time
 import traceback
 from typing import Any
 
-from runyard.compute.process_job import ProcessJob, stop_process_group
+from runyard.compute.process_job import ProcessJob
+from runyard.core.processes import identity, stop_tree
 from runyard.core.run_files import LOG_DIR
 from runyard.core.workspace import Workspace
 from runyard.status import RunStatus
@@ -53,13 +53,14 @@ class JobSupervisor:
             self.job.prep(f"Could not start the process: {exc}")
             return 127, "exited"
         self.record = self.store.set_run_status(
-            self.run_id, RunStatus.RUNNING, data={"process": {"pid": proc.pid, "host": socket.gethostname()}}
+            self.run_id, RunStatus.RUNNING, data={"process": self.job.process}
         )
         limit = float(self.definition.get("maxRunDurationSeconds") or 2592000)
         started = time.time()
         while True:
             try:
                 proc.wait(timeout=0.2)
+                self.job.stop_leftovers()  # before Finalizing: nothing of the run outlives its script
                 return proc.returncode, "exited"
             except subprocess.TimeoutExpired:
                 pass
@@ -67,7 +68,7 @@ class JobSupervisor:
                 "canceled" if self._cancel_requested() else "timeout" if time.time() - started > limit else ""
             )
             if ended:
-                stop_process_group(proc)
+                stop_tree(proc, run_ids=[self.run_id])
                 return proc.returncode, ended
 
     def run(self) -> None:
@@ -79,9 +80,7 @@ class JobSupervisor:
             self.job.wrap_up(None, "canceled", started)
             return
         try:
-            self.store.update_run_data(
-                self.run_id, {"supervisor": {"pid": os.getpid(), "host": socket.gethostname()}}
-            )
+            self.store.update_run_data(self.run_id, {"supervisor": identity()})
             self._set(RunStatus.PREPARING)
             self.job.prep(f"Preparing run {self.run_id} on target 'local' (host {socket.gethostname()})")
             self.job.prep(

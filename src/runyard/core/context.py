@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import os
-import signal
-import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from runyard import config
+from runyard.core.processes import process_state, stop_run_processes
 from runyard.core.run import Run
+from runyard.core.run_end import write_job_end
 from runyard.core.workspace import Workspace
 from runyard.errors import InvalidInputError
 from runyard.status import TERMINAL_STATUSES, RunStatus
 
 OFFLINE_EXPERIMENT = "offline"
+#: Seconds an orphaned run's processes get between SIGTERM and SIGKILL.
+ORPHAN_GRACE_SECONDS = 2.0
 
 _context_run: Run | None = None
 _context_lock = threading.Lock()
@@ -80,58 +85,69 @@ def _end_with_interpreter(run: Run) -> None:
     atexit.register(finish)
 
 
-def process_state(info: object) -> str:
-    """'alive', 'dead' or 'unknown' (no pid recorded, or the process is on another host).
+def _end_orphan(workspace: Workspace, run_id: str, status: str, error: dict[str, Any] | None) -> bool:
+    """End a run nobody supervises any more, as its supervisor would have: stop what is left of its
+    process tree, replay its metric spool (a logged value is never lost, however the run ends), write
+    process_status.json and 75_job_post.txt, remove its working copy, then set `status`.
 
-    A zombie counts as dead: the submitting process may not have reaped a supervisor that died."""
-    if not isinstance(info, dict) or "pid" not in info or info.get("host") != socket.gethostname():
-        return "unknown"
-    pid = int(info["pid"])
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return "dead" if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X") else "alive"
-    except FileNotFoundError:
-        return "dead"
-    except OSError:
-        pass  # no /proc: fall back to signal 0
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return "dead"
-    except PermissionError:
-        return "alive"
-    return "alive"
-
-
-def _kill_group(info: object) -> None:
-    if process_state(info) == "alive":
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(int(info["pid"]), signal.SIGKILL)  # type: ignore[index]
+    Two readers may notice the same orphan at once: a lock on a file beside the working copy makes the
+    second wait and then find the run already ended. Returns False when another reader ended it first."""
+    store = workspace.store
+    workspace.work_dir.mkdir(parents=True, exist_ok=True)
+    with open(workspace.work_dir / f".{run_id}.end.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            record = store.get_run(run_id)
+            if record.status in TERMINAL_STATUSES:
+                return False
+            stop_run_processes(run_id, record.data, grace=ORPHAN_GRACE_SECONDS)
+            work = workspace.work_dir / run_id
+            if work.exists() or "process" in record.data:
+                ended = "canceled" if status == RunStatus.CANCELED else "orphaned"
+                end = write_job_end(workspace, run_id, work, None, ended, record.start_time or time.time())
+                if error is not None and end.problems:
+                    error = {**error, "message": " ".join([*end.problems, error["message"]])}
+            store.set_run_status(run_id, status, error=error)
+            return True
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(lock.name)
 
 
 def reap_if_orphaned(run: Run) -> bool:
-    """A script run whose supervisor died (killed, machine reboot) would stay Running forever: end it.
+    """A run whose supervising process died would stay Running forever: end it.
 
-    Kills the script's process group if it is still running and marks the run Failed with the reason.
-    Returns True when the run was reaped."""
+    A script run's supervisor (killed, machine reboot): its leftover processes are stopped, its spooled
+    metrics stored, and the run marked Failed with the reason. An interactive run (start_logging) whose
+    owning process died without completing it is marked Failed too. Only processes on this host are
+    judged. Returns True when the run was ended here."""
     record = run.workspace.store.get_run(run.id)
-    if record.status in TERMINAL_STATUSES or process_state(record.data.get("supervisor")) != "dead":
+    if record.status in TERMINAL_STATUSES:
         return False
-    _kill_group(record.data.get("process"))
-    run.workspace.store.set_run_status(
-        run.id,
-        RunStatus.FAILED,
-        error={
-            "code": "SystemError",
-            "message": f"The job's supervisor process (pid {record.data['supervisor']['pid']}) stopped unexpectedly, "
-            "so the run's result is unknown. Logs and metrics written so far are kept; "
-            "azureml-logs/60_control_log.txt says what the supervisor printed.",
-        },
-    )
-    return True
+    supervisor = record.data.get("supervisor")
+    if supervisor is not None:
+        if process_state(supervisor) != "dead":
+            return False
+        message = (
+            f"The job's supervisor process (pid {supervisor['pid']}) stopped unexpectedly, so the run's "
+            "result is unknown. Logs and metrics written so far are kept; "
+            "azureml-logs/60_control_log.txt says what the supervisor printed."
+        )
+    else:
+        owner = record.data.get("owner") or {}
+        if process_state(owner) != "dead":
+            return False
+        message = (
+            f"The process that ran this interactive run (pid {owner['pid']} on {owner['host']}) ended "
+            "without completing it (it was killed, or exited without run.complete()). Metrics it had "
+            "not written yet are lost; use `with exp.start_logging() as run:` to end runs for sure."
+        )
+    return _end_orphan(run.workspace, run.id, RunStatus.FAILED, {"code": "SystemError", "message": message})
 
 
 def request_cancel(run: Run) -> None:
+    """Cancel a run. A live supervisor (or scheduler) is asked, and stops the processes itself; otherwise
+    the run's processes are stopped here and the run ends Canceled at once."""
     store = run.workspace.store
     record = store.get_run(run.id)
     if record.status in TERMINAL_STATUSES:
@@ -140,8 +156,7 @@ def request_cancel(run: Run) -> None:
     if supervisor is not None and process_state(supervisor) != "dead":
         store.set_run_status(run.id, RunStatus.CANCEL_REQUESTED)  # the supervisor stops the process
         return
-    _kill_group(record.data.get("process"))
-    store.set_run_status(run.id, RunStatus.CANCELED)
+    _end_orphan(run.workspace, run.id, RunStatus.CANCELED, None)
 
 
 def workspace_of_current_run() -> Workspace | None:

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from runyard.core import metrics as m
+from runyard.core.processes import identity
 from runyard.core.run_files import RunFilesMixin
 from runyard.errors import InvalidInputError, RunFailedError, RunFinishedError
 from runyard.status import TERMINAL_STATUSES, RunStatus
@@ -43,6 +44,16 @@ def check_text(what: str, value: Any, limit: int | None = None, *, empty_ok: boo
     if "\x00" in text:
         raise InvalidInputError(f"{what} {text[:40]!r} contains a NUL character (\\x00); remove it.")
     return text
+
+
+def check_key(what: str, key: Any) -> None:
+    """Tag and property names are strings: str(None) would quietly store a tag named "None"."""
+    if not isinstance(key, str) or not key.strip():
+        raise InvalidInputError(
+            f"{what} names must be non-empty strings, got {key!r}. Pass the name first: run.tag('name', value)."
+            if what == "Tag"
+            else f"{what} names must be non-empty strings, got {key!r}."
+        )
 
 
 def check_run_id(run_id: Any) -> str:
@@ -276,6 +287,7 @@ class Run(RunFilesMixin):
         if not isinstance(tags, Mapping):
             raise InvalidInputError("set_tags: pass a dict of tag name → value.")
         for key, value in tags.items():
+            check_key("Tag", key)
             check_text("Tag name", key, MAX_KEY_LENGTH)
             if value is not None:
                 check_text(f"Tag {key!r} value", value)
@@ -289,6 +301,7 @@ class Run(RunFilesMixin):
 
     def add_properties(self, properties: Mapping[str, Any]) -> None:
         for key, value in properties.items():
+            check_key("Property", key)
             check_text("Property name", key, MAX_KEY_LENGTH)
             check_text(f"Property {key!r} value", value)
         self.workspace.store.add_properties(self.id, {k: str(v) for k, v in properties.items()})
@@ -393,7 +406,8 @@ class Run(RunFilesMixin):
 
     # -- children -------------------------------------------------------------------------------
     def child_run(self, name: str | None = None, run_id: str | None = None, outputs: Any = None) -> Run:
-        """Create and start a child run in the same experiment."""
+        """Create and start a child run in the same experiment, owned by this process: if the process dies
+        before completing it, whoever waits on it marks it Failed instead of waiting forever."""
         return self.experiment._create_run(
             run_id=run_id or str(uuid.uuid4()),
             run_type=self.type,
@@ -401,6 +415,7 @@ class Run(RunFilesMixin):
             display_name=name,
             status=RunStatus.RUNNING,
             target=self._record.target,
+            data={"owner": identity()},
         )
 
     def create_children(

@@ -7,14 +7,13 @@ other words ("Finished" for Completed); those translations happen here, at the e
 from __future__ import annotations
 
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from runyard.compute.process_job import stop_process_group
+from runyard.core.processes import stop_run_processes
 from runyard.core.run import RUN_CLASSES, Run
 from runyard.core.run_files import DRIVER_LOG
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
@@ -136,9 +135,7 @@ class PipelineRun(Run):
         for step in store.list_descendants(self.id, recursive=False):
             if step.status in TERMINAL_STATUSES:
                 continue
-            process = step.data.get("process") or {}
-            if process.get("pid") and process.get("host") == socket.gethostname():
-                stop_process_group(int(process["pid"]))
+            stop_run_processes(step.run_id, step.data)
             store.set_run_status(
                 step.run_id, RunStatus.CANCELED, error={"code": "Canceled", "message": "Pipeline canceled."}
             )
