@@ -88,8 +88,20 @@ def _args_diff(old: list[str], new: list[str]) -> list[tuple[str, str, str]]:
     ]
 
 
-def explain(old: dict[str, Any], new: dict[str, Any], input_sources: dict[str, str]) -> ReuseDecision:
-    """Why `new` cannot reuse `old` (the latest completed run of the same step), most useful reason first."""
+OUTPUTS_GONE = "an earlier run with these exact inputs exists, but its outputs are no longer present"
+
+
+def explain(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    input_sources: dict[str, str],
+    outputs_problem: str | None = None,
+) -> ReuseDecision:
+    """Why `new` cannot reuse `old` (the latest completed run of the same step), most useful reason first.
+
+    `outputs_problem` is what `verify_output` said about the outputs of a run with the same fingerprint
+    ("file model.pkl in output 'model' of run X was deleted"); it is the reason when nothing else changed.
+    """
     changed: list[str] = []
     details: list[str] = []
     files_old, files_new = old.get("source_files", {}), new.get("source_files", {})
@@ -131,8 +143,8 @@ def explain(old: dict[str, Any], new: dict[str, Any], input_sources: dict[str, s
             changed.append(key)
             details.append(text)
     if not details:
-        details.append("an earlier run with these exact inputs exists, but its outputs are no longer present")
-        changed.append("outputs-missing")
+        sentence = outputs_problem or OUTPUTS_GONE
+        return ReuseDecision(False, sentence, ("outputs-missing",), None, [sentence])
     first_files = [d for d in details if d.startswith("file ")]
     if first_files and len(first_files) > 1:
         reason = (
