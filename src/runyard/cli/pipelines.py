@@ -291,8 +291,13 @@ def up(
     from runyard.engine.service import SchedulerService
 
     ws = _workspace()
+    # `runyard up` is the workspace owner's own scheduler and studio on 127.0.0.1 without auth: this
+    # machine is compute, and pipelines its studio submits ({"auth": "off"}) may run (docs/security.md).
     service = SchedulerService(
-        ws, idle_seconds=idle_seconds or float("inf"), echo=lambda line: console.print(line, markup=False)
+        ws,
+        idle_seconds=idle_seconds or float("inf"),
+        echo=lambda line: console.print(line, markup=False),
+        accept_unauthenticated=studio,
     )
     if not studio:
         service.serve()
@@ -308,7 +313,12 @@ def up(
     worker.start()
     try:  # with --idle-seconds the whole command ends when the scheduler goes idle
         serve(
-            ws, "127.0.0.1", port, auth=False, until=(lambda: not worker.is_alive()) if idle_seconds else None
+            ws,
+            "127.0.0.1",
+            port,
+            auth=False,
+            until=(lambda: not worker.is_alive()) if idle_seconds else None,
+            host_is_compute=True,
         )
     finally:
         service.stop()

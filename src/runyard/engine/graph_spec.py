@@ -19,7 +19,16 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from runyard.errors import InvalidInputError
 
@@ -64,6 +73,11 @@ class SourceSpec(_Frozen):
     dir: str
     snapshot: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
     files: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_snapshot(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Before submit there is no snapshot yet; the JSON then has only "dir", as it always had."""
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class InputSpec(_Frozen):

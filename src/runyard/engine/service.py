@@ -45,6 +45,7 @@ LOCK_FILE = "scheduler.lock"
 INFO_FILE = "scheduler.json"
 LOG_FILE = "scheduler.log"
 POLL_SECONDS = 0.05
+UNAUTHENTICATED_FLAG = "--accept-unauthenticated"
 
 
 def _try_lock(ws: Workspace) -> IO[str] | None:
@@ -69,11 +70,15 @@ def service_info(ws: Workspace) -> dict[str, Any] | None:
         return {"pid": None}
 
 
-def ensure_running(ws: Workspace) -> bool:
-    """Start a background service for `ws` unless one runs; returns True when one was started."""
+def ensure_running(ws: Workspace, *, accept_unauthenticated: bool = False) -> bool:
+    """Start a background service for `ws` unless one runs; returns True when one was started.
+
+    accept_unauthenticated: only for a server without --auth that was started as compute, submitting
+    from its own process (see SchedulerService)."""
     if service_info(ws) is not None:
         return False
-    spawn_detached(ws, ["runyard.engine", str(ws.path)], ws.path / LOG_FILE)
+    flags = [UNAUTHENTICATED_FLAG] if accept_unauthenticated else []
+    spawn_detached(ws, ["runyard.engine", str(ws.path), *flags], ws.path / LOG_FILE)
     return True
 
 
@@ -391,8 +396,9 @@ class SchedulerService:
 
 
 def main(argv: list[str]) -> None:
+    """`python -m runyard.engine WORKSPACE [--accept-unauthenticated]`."""
     ws = Workspace.get(Path(argv[0]))
     try:
-        SchedulerService(ws).serve()
+        SchedulerService(ws, accept_unauthenticated=UNAUTHENTICATED_FLAG in argv[1:]).serve()
     except ConflictError as exc:
         print(f"runyard scheduler: {exc}", flush=True)

@@ -186,7 +186,10 @@ class Pipeline:
             for step in graph["steps"]:
                 print(f"Created step {step['name']} [{step['source']['snapshot'][:8]}]")
             print(f"Submitted PipelineRun {run_id}\nLink to runyard studio: {run.get_portal_url()}")
-        ensure_running(experiment.workspace)
+        # A server without --auth submits as {"auth": "off"} only when it was started as compute (slice of
+        # server/ that checks host_is_compute); the scheduler it starts may then run such pipelines.
+        who = _submitter.get() or {}
+        ensure_running(experiment.workspace, accept_unauthenticated=who.get("auth") == "off")
         return run
 
 

@@ -1,0 +1,323 @@
+"""The scheduler's side of the trust model (docs/security.md), with real schedulers, servers and steps.
+
+Issue 10: a scheduler runs only pipeline runs placed on its own workspace and target, submitted by a
+principal allowed to use that target; a crafted graph (`script: "-c"`, a script outside its snapshot,
+a tampered snapshot) runs nothing; a malformed record fails that one run while the others go on; and a
+scheduler never starts, recovers or kills another workspace folder's steps, even on the same host and
+database.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import SourceDir, run_cli, wait_for
+from runyard import Experiment, Workspace
+from runyard.core.snapshot import snapshot_files
+from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
+from runyard.engine.service import INFO_FILE, SchedulerService
+from runyard.errors import InvalidInputError
+from runyard.pipeline import Pipeline, PipelineRun, PythonScriptStep
+from runyard.server.auth import create_token
+from runyard.status import TERMINAL_STATUSES, RunStatus
+from runyard.store import RunRecord
+from runyard.store.snapshots import SnapshotStore
+from server_process import running_server
+
+pytestmark = pytest.mark.usefixtures("no_stray_processes")
+
+MARK = """
+    import pathlib, sys, time
+    pathlib.Path(sys.argv[1]).write_text("ran")
+    time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 0)
+"""
+
+
+def crafted_graph(ws: Workspace, src: SourceDir, script: str, arguments: list[str]) -> dict[str, Any]:
+    """A graph as an attacker writes it into the store: a real snapshot, any script and arguments."""
+    graph = Pipeline(ws, [PythonScriptStep("mark.py", name="step", source_directory=src)]).graph
+    snap = SnapshotStore(ws.artifacts).save(src.path, snapshot_files(src.path))
+    step = graph["steps"][0]
+    step.update(script=script, arguments=[{"literal": a} for a in arguments])
+    step["source"].update(snapshot=snap.id, files=len(snap.files))
+    return graph
+
+
+def insert_pipeline(ws: Workspace, data: dict[str, Any], steps: list[str]) -> str:
+    """A NotStarted pipeline run and its step runs, written with the store directly (no submit)."""
+    exp = Experiment(ws, "crafted")
+    run_id = str(uuid.uuid4())
+    now = time.time()
+    records = [RunRecord(run_id, exp.id, exp.name, RunStatus.NOT_STARTED, PIPELINE_RUN_TYPE, now, data=data)]
+    records += [
+        RunRecord(
+            str(uuid.uuid4()),
+            exp.id,
+            exp.name,
+            RunStatus.NOT_STARTED,
+            STEP_RUN_TYPE,
+            now,
+            parent_id=run_id,
+            display_name=name,
+            data={"step": name},
+        )
+        for name in steps
+    ]
+    ws.store.create_runs(records)
+    return run_id
+
+
+def ended(ws: Workspace, run_id: str, timeout: float = 60) -> RunRecord:
+    return wait_for(
+        lambda: (r := ws.store.get_run(run_id)).status in TERMINAL_STATUSES and r, timeout=timeout
+    )
+
+
+def message(record: RunRecord) -> str:
+    return str((record.data.get("error") or {}).get("message", ""))
+
+
+def step_statuses(ws: Workspace, run_id: str) -> set[str]:
+    return {r.status for r in ws.store.list_descendants(run_id, recursive=False)}
+
+
+def mark_pipeline(ws: Workspace, src: SourceDir, marker: Path, seconds: float = 0) -> Pipeline:
+    step = PythonScriptStep(
+        "mark.py", name="mark", arguments=[str(marker), seconds], source_directory=src, allow_reuse=False
+    )
+    return Pipeline(ws, [step])
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> SourceDir:
+    return SourceDir(tmp_path / "src").gen({"mark.py": MARK})
+
+
+@pytest.fixture
+def scheduler(sqlite_workspace: Workspace) -> Iterator[SchedulerService]:
+    """A SchedulerService on a thread, as `runyard up` runs it (without its studio)."""
+    lines: list[str] = []
+    service = SchedulerService(sqlite_workspace, idle_seconds=600, echo=lines.append)
+    service.lines = lines  # type: ignore[attr-defined]
+    worker = threading.Thread(target=service.serve, daemon=True)
+    worker.start()
+    yield service
+    service.stop()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+
+
+# -- High 3: malformed records fail alone ----------------------------------------------------------
+def test_malformed_pipeline_records_fail_alone_and_good_ones_run(
+    sqlite_workspace: Workspace, src: SourceDir, tmp_path: Path
+) -> None:
+    ws = sqlite_workspace
+    flag = tmp_path / "flag-ran"
+    here = {"workspace": ws.identity, "target": "local"}
+    good_graph = crafted_graph(ws, src, "mark.py", [str(tmp_path / "crafted-ran")])
+    bad = {
+        "empty data": (insert_pipeline(ws, {}, ["step"]), "its graph is invalid"),
+        "graph not an object": (
+            insert_pipeline(ws, {"graph": "x", "placement": here}, ["step"]),
+            "its graph is invalid",
+        ),
+        "missing step run": (
+            insert_pipeline(ws, {"graph": good_graph, "placement": here}, []),
+            "has no step run",
+        ),
+        "python -c": (
+            insert_pipeline(
+                ws,
+                {
+                    "graph": crafted_graph(ws, src, "-c", [f"open({str(flag)!r}, 'w').write('x')"]),
+                    "placement": here,
+                },
+                ["step"],
+            ),
+            "interpreter option",
+        ),
+        "script outside snapshot": (
+            insert_pipeline(
+                ws, {"graph": crafted_graph(ws, src, "other.py", [str(flag)]), "placement": here}, ["step"]
+            ),
+            "is not a file of its snapshot",
+        ),
+        "missing parameter value": (
+            insert_pipeline(
+                ws,
+                {
+                    "graph": {**good_graph, "parameters": {"p": {"default": 1}}},
+                    "parameters": {},
+                    "placement": here,
+                },
+                ["step"],
+            ),
+            "parameter 'p' has no usable value",
+        ),
+    }
+    good = mark_pipeline(ws, src, tmp_path / "good-ran").submit(
+        "good", show_output=False
+    )  # starts a scheduler
+    assert good.wait_for_completion(show_output=False, timeout_seconds=120) == "Finished"
+    assert (tmp_path / "good-ran").read_text() == "ran"
+    for what, (run_id, words) in bad.items():
+        record = ended(ws, run_id)
+        assert record.status == RunStatus.FAILED, what
+        assert words in message(record), (what, message(record))
+        assert step_statuses(ws, run_id) <= {RunStatus.CANCELED}, what
+    assert not flag.exists()
+    assert not (tmp_path / "crafted-ran").exists()
+    log = (ws.path / "scheduler.log").read_text()
+    assert "Traceback" not in log, log
+
+
+# -- Critical: who may run code -------------------------------------------------------------------
+def test_a_write_token_record_over_rest_does_not_run_on_the_server_host(
+    sqlite_workspace: Workspace, src: SourceDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10 "Critical": a write token (no compute) POSTs a pipeline naming an uploaded script; the
+    scheduler on the server's folder (`runyard up`) marks it Failed, names the token, and runs nothing.
+    The same record from a token granted `local` does run: the check is the grant, not the route."""
+    ws = sqlite_workspace
+    monkeypatch.setenv("RUNYARD_CACHE_DIR", str(tmp_path / "cache"))
+    writer, writer_record = create_token(ws.store, "write")  # type: ignore[arg-type]
+    runner, _ = create_token(ws.store, "write", compute=("local",))  # type: ignore[arg-type]
+    with running_server(ws.path, tmp_path / "server.log", auth=True) as server:
+        runs = {}
+        for name, token in (("writer", writer), ("runner", runner)):
+            client = Workspace.get(server.url, token=token)
+            marker = tmp_path / f"{name}-ran"
+            graph = crafted_graph(client, src, "mark.py", [str(marker)])
+            data = {"graph": graph, "parameters": {}, "submittedBy": {"token": "forged"}}
+            if name == "runner":  # the writer leaves placement out: an old record counts as the server's own
+                data["placement"] = {"workspace": ws.identity, "target": "local"}
+            runs[name] = insert_pipeline(client, data, ["step"])
+        assert ws.store.get_run(runs["writer"]).data["submittedBy"]["token"] == writer_record.token_id
+        done = run_cli("-w", str(ws.path), "up", "--no-studio", "--idle-seconds", "3", timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+    refused = ended(ws, runs["writer"])
+    assert refused.status == RunStatus.FAILED
+    text = message(refused)
+    assert writer_record.token_id in text and "'local'" in text, text
+    assert "runyard token create --scope write --compute local" in text, text
+    assert step_statuses(ws, runs["writer"]) == {RunStatus.CANCELED}
+    assert not (tmp_path / "writer-ran").exists()
+    assert ended(ws, runs["runner"]).status == RunStatus.COMPLETED
+    assert (tmp_path / "runner-ran").read_text() == "ran"
+
+
+def test_unauthenticated_submissions_run_only_under_runyard_up(
+    sqlite_workspace: Workspace, src: SourceDir, tmp_path: Path
+) -> None:
+    """{"auth": "off"} is what a server without --auth stamps: any local process could have sent it."""
+    ws = sqlite_workspace
+    graph = crafted_graph(ws, src, "mark.py", [str(tmp_path / "ran")])
+    data = {
+        "graph": graph,
+        "submittedBy": {"auth": "off"},
+        "placement": {"workspace": ws.identity, "target": "local"},
+    }
+    first = insert_pipeline(ws, data, ["step"])
+    SchedulerService(ws, idle_seconds=1, echo=lambda _: None).serve()
+    refused = ended(ws, first)
+    assert refused.status == RunStatus.FAILED and "without --auth" in message(refused)
+    assert not (tmp_path / "ran").exists()
+    second = insert_pipeline(ws, data, ["step"])
+    SchedulerService(ws, idle_seconds=1, echo=lambda _: None, accept_unauthenticated=True).serve()
+    assert ended(ws, second).status == RunStatus.COMPLETED
+    assert (tmp_path / "ran").read_text() == "ran"
+
+
+# -- snapshots are content-addressed on the way out -------------------------------------------------
+def test_a_tampered_snapshot_blob_or_manifest_runs_nothing(
+    sqlite_workspace: Workspace, src: SourceDir, tmp_path: Path
+) -> None:
+    ws = sqlite_workspace
+    marker, evil = tmp_path / "ran", tmp_path / "evil-ran"
+    first = mark_pipeline(ws, src, marker).submit("snap", show_output=False)
+    assert first.wait_for_completion(show_output=False, timeout_seconds=120) == "Finished"
+    marker.unlink()
+    snap_id = first.get_graph()["steps"][0]["source"]["snapshot"]
+    store = SnapshotStore(ws.artifacts)
+    (sha,) = store.load(snap_id).files.values()
+    blob = Path(ws.artifacts.local_path(f"snapshots/blobs/{sha[:2]}/{sha}"))
+    blob.write_text(f"open({str(evil)!r}, 'w').write('x')\n")  # a write token can PUT this file
+    second = mark_pipeline(ws, src, marker).submit("snap", show_output=False)
+    details = second.wait_for_completion(show_output=False, timeout_seconds=120, raise_on_error=False)
+    assert details == "Failed"
+    (step,) = ws.store.list_descendants(second.id, recursive=False)
+    assert step.status == RunStatus.FAILED and "was changed after it was saved" in message(step), message(
+        step
+    )
+    assert not evil.exists() and not marker.exists()
+
+    manifest = Path(ws.artifacts.local_path(f"snapshots/manifests/{snap_id}.json"))
+    manifest.write_text(json.dumps({"mark.py": "0" * 64}))
+    third = mark_pipeline(ws, src, marker).submit("snap", show_output=False)
+    record = ended(ws, third.id)
+    assert record.status == RunStatus.FAILED
+    assert "manifest no longer matches its id" in message(record), message(record)
+    assert not evil.exists() and not marker.exists()
+
+
+# -- High 1: two folders, one database --------------------------------------------------------------
+def test_two_folders_on_one_postgres_each_run_only_their_own(
+    postgres_uri: str, src: SourceDir, tmp_path: Path
+) -> None:
+    """Folder 2's scheduler starting (and recovering) while folder 1's step runs on the same host must
+    neither fail nor kill it, and neither scheduler may pick up the other's pipeline."""
+    one = Workspace.create(tmp_path / "one", tracking_uri=postgres_uri)
+    two = Workspace.create(tmp_path / "two", tracking_uri=postgres_uri)
+    assert one.identity != two.identity
+    first = mark_pipeline(one, src, tmp_path / "one-ran", seconds=4).submit("shared", show_output=False)
+    wait_for(lambda: (tmp_path / "one-ran").exists(), timeout=60)  # folder 1's step is running
+    second = mark_pipeline(two, src, tmp_path / "two-ran").submit("shared", show_output=False)
+    assert second.wait_for_completion(show_output=False, timeout_seconds=120) == "Finished"
+    (running,) = one.store.list_descendants(first.id, recursive=False)
+    assert running.status == RunStatus.RUNNING, message(running)
+    assert first.wait_for_completion(show_output=False, timeout_seconds=120) == "Finished"
+    for ws, run in ((one, first), (two, second)):
+        instance = json.loads((ws.path / INFO_FILE).read_text())["instance"]
+        assert ws.store.get_run(run.id).data["supervisor"]["scheduler"] == instance
+        (step,) = ws.store.list_descendants(run.id, recursive=False)
+        assert step.data["process"]["scheduler"] == instance
+    assert "interrupted" not in (two.path / "scheduler.log").read_text()
+
+
+# -- the workspace identity -----------------------------------------------------------------------
+def test_workspace_identity_is_stable_and_kept_for_url_workspaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = Workspace.create(tmp_path / "ws")
+    assert Workspace.get(ws.path).identity == ws.identity
+    cfg = json.loads((ws.path / "config.json").read_text())
+    del cfg["id"]  # a folder made by an older runyard gets one on first use, then keeps it
+    (ws.path / "config.json").write_text(json.dumps(cfg))
+    made = Workspace.get(ws.path).identity
+    assert made != ws.identity and Workspace.get(ws.path).identity == made
+    monkeypatch.setenv("RUNYARD_CACHE_DIR", str(tmp_path / "cache"))
+    remote = Workspace.get("http://127.0.0.1:9/").identity
+    assert Workspace.get("http://127.0.0.1:9/").identity == remote != made
+
+
+def test_creating_a_workspace_on_a_file_says_so(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InvalidInputError, match="it is a file, not a folder"):
+        Workspace.create(tmp_path / "file")
+
+
+def test_pipeline_runs_record_their_placement(
+    sqlite_workspace: Workspace, src: SourceDir, tmp_path: Path
+) -> None:
+    run: PipelineRun = mark_pipeline(sqlite_workspace, src, tmp_path / "ran").submit("p", show_output=False)
+    data = sqlite_workspace.store.get_run(run.id).data
+    assert data["placement"] == {"workspace": sqlite_workspace.identity, "target": "local"}
+    run.wait_for_completion(show_output=False, timeout_seconds=120)
