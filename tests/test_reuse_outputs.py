@@ -20,7 +20,7 @@ from conftest import SourceDir
 from runyard import Workspace
 from runyard.engine import reuse, step_runner
 from runyard.engine.data_paths import verify_output
-from runyard.engine.reuse import OUTPUTS_GONE
+from runyard.engine.reuse import OUTPUTS_GONE, explain
 from runyard.engine.service import SchedulerService
 from runyard.pipeline import Pipeline, PipelineData, PipelineRun, PythonScriptStep
 
@@ -224,3 +224,14 @@ def test_a_symlink_in_an_output_is_kept_as_a_link_and_its_target_never_read(
     assert f"LINK True {outside.path / 'secret.txt'}" in run.find_step_run("read")[0].get_job_log()
     outside.gen({"secret.txt": "changed outside the output"})
     assert verify_output(recorded) is None
+
+
+def test_the_reason_names_what_verify_output_found_when_nothing_else_changed() -> None:
+    """The hook engine/execution.py uses to say which file stopped reuse, instead of the general sentence."""
+    material = {"v": 3, "name": "prep", "arguments": ["--out", "<output:prepared>"], "inputs": {}}
+    sentence = "file data.txt in output 'prepared' of run r1 was deleted"
+    decision = explain(material, dict(material), {}, outputs_problem=sentence)
+    assert (decision.reused, decision.reason, decision.changed) == (False, sentence, ("outputs-missing",))
+    assert explain(material, dict(material), {}).reason == OUTPUTS_GONE
+    changed = explain(material, {**material, "arguments": ["--out", "x"]}, {}, outputs_problem=sentence)
+    assert changed.reason == "argument --out changed from <output:prepared> to x"  # a real change comes first
