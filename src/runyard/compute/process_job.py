@@ -59,6 +59,8 @@ class ProcessJob:
         self.cwd = work / "snapshot"
         #: pid, host and start time of the spawned process: what a run record keeps as data["process"].
         self.process: dict[str, Any] = {}
+        #: What went wrong around the process while wrapping up (a full disk): the run's warnings.
+        self.problems: list[str] = []
         self.spool = work / "spool"
         self.run_dir = workspace.artifacts.local_path(f"runs/{run_id}")
         self.log_dir = self.run_dir / LOG_DIR
@@ -176,6 +178,7 @@ class ProcessJob:
             self._sync.stop()
             self._sync = None
         end = write_job_end(self.ws, self.run_id, self.work, code, ended, started, extra, keep_work)
+        self.problems = end.problems
         if ended == "canceled" or (ended == "exited" and code == 0):
             return None
         tail = tail_lines(self.run_dir / DRIVER_LOG)

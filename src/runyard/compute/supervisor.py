@@ -94,6 +94,9 @@ class JobSupervisor:
             error = self.job.wrap_up(
                 code, ended, started, max_seconds=self.definition.get("maxRunDurationSeconds")
             )
+            if self.job.problems:
+                warnings = [{"source": "runyard", "message": p} for p in self.job.problems]
+                self.store.update_run_data(self.run_id, {"warnings": warnings})
             if ended == "canceled":
                 self._set(RunStatus.CANCELED)
             elif error is None:

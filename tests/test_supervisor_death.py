@@ -1,0 +1,121 @@
+"""A logged metric is never lost, however a run ends: a supervisor SIGKILLed while its script logs (the
+chaos test of issue 10), and a spool that runs out of disk."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import SourceDir, wait_for
+from runyard import Experiment, Run, ScriptRunConfig, Workspace
+from runyard.core.processes import process_state
+
+LOG_UNTIL_STOPPED = """
+import os, signal, time
+from runyard import Run
+run = Run.get_context()
+logged = 0
+
+def stop(*_):
+    # Only calls that returned count as logged: the spool may hold one more line than this.
+    open("outputs/logged", "w").write(str(logged))
+    os._exit(0)
+
+signal.signal(signal.SIGTERM, stop)
+while logged < 2_000_000:
+    run.log("v", logged, step=logged)
+    logged += 1
+    if logged == 5000:
+        open("outputs/started", "w").write("")
+    if logged % 500 == 0:
+        time.sleep(0.001)  # two CPUs are shared by the whole test session
+"""
+
+
+def stored_values(run: Run) -> list[int]:
+    series = run.get_metric_series("v").get("v", [])
+    return sorted(int(v) for v in series)
+
+
+def test_a_supervisor_killed_mid_log_loses_no_value(workspace: Workspace, source_dir: SourceDir) -> None:
+    source_dir.gen({"train.py": LOG_UNTIL_STOPPED})
+    run = Experiment(workspace, "chaos").submit(ScriptRunConfig(source_dir, "train.py"))
+    outputs = workspace.artifacts.local_path(f"runs/{run.id}/outputs")
+    wait_for(lambda: (outputs / "started").exists(), timeout=60)
+    wait_for(lambda: "process" in run._refresh().data, timeout=10)
+    supervisor = run._record.data["supervisor"]
+    os.kill(int(supervisor["pid"]), signal.SIGKILL)
+    wait_for(lambda: process_state(supervisor) == "dead", timeout=10)
+
+    details = run.wait_for_completion(raise_on_error=False)
+    assert details["status"] == "Failed"
+    assert f"supervisor process (pid {supervisor['pid']}) stopped unexpectedly" in details["error"]["message"]
+    logged = int((outputs / "logged").read_text())
+    values = stored_values(run)
+    # Every value the script logged is stored, exactly once; at most the one being logged when the
+    # script was stopped is there too (it reached the spool before run.log returned).
+    assert len(values) in (logged, logged + 1), (len(values), logged)
+    assert values == list(range(len(values)))
+
+    post = run.read_log("azureml-logs/75_job_post.txt").decode()
+    assert "Process ended: orphaned" in post
+    assert re.search(r"Metrics recovered from the spool[^\n]*: \d+", post)
+    assert '"status": "Failed"' in run.read_log("azureml-logs/process_status.json").decode()
+    assert not (workspace.work_dir / run.id).exists()
+    assert not psutil.pid_exists(int(run._record.data["process"]["pid"])) or (
+        psutil.Process(int(run._record.data["process"]["pid"])).status() == psutil.STATUS_ZOMBIE
+    )
+
+
+@pytest.fixture
+def tiny_work_dir(sqlite_workspace: Workspace) -> Iterator[Path]:
+    """The workspace's work folder (where each run's spool lives) on a 256 KiB tmpfs: a full disk for real."""
+    work = sqlite_workspace.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("needs root to mount a small tmpfs")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(work)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield work
+    finally:
+        subprocess.run(["umount", "-l", str(work)], check=False)
+
+
+LOG_A_LOT = """
+from runyard import Run
+run = Run.get_context()
+for i in range(20_000):
+    run.log("v", i, step=i)
+"""
+
+
+def test_a_full_disk_while_spooling_says_so(
+    sqlite_workspace: Workspace, source_dir: SourceDir, tiny_work_dir: Path
+) -> None:
+    source_dir.gen({"train.py": LOG_A_LOT})
+    run = Experiment(sqlite_workspace, "full").submit(ScriptRunConfig(source_dir, "train.py"))
+    details = run.wait_for_completion(raise_on_error=False)
+    said = " ".join(
+        [str((details.get("error") or {}).get("message", ""))]
+        + [str(w.get("message")) for w in details.get("warnings", [])]
+    )
+    spool = tiny_work_dir / run.id / "spool"
+    assert f"disk full while spooling metrics in {spool}" in said, details
+    assert "supervisor stopped unexpectedly" not in said
+    values = stored_values(run)
+    assert values == list(range(len(values)))  # what was logged before the disk filled up is all there
+    if details["status"] == "Completed":  # the script carried on without its spool
+        assert len(values) == 20_000
+    assert not (tiny_work_dir / run.id).exists()
