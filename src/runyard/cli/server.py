@@ -87,10 +87,9 @@ def serve(
         from starlette.middleware.trustedhost import TrustedHostMiddleware
 
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])
-    console.print(
-        f"Serving workspace {ws.path} on http://{host}:{port} (auth {'on' if auth else 'off'}; "
-        f"{'this machine is compute' if host_is_compute else 'no code runs on this machine from HTTP'})"
-    )
+    console.print(f"Serving workspace {ws.path} on http://{host}:{port} (auth {'on' if auth else 'off'})")
+    if host_is_compute:
+        console.print("This machine is compute: the studio may start pipelines here for tokens with compute.")
     console.print(f"Studio: http://{host}:{port}/experiments")
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     if until is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -12,7 +13,7 @@ from runyard import __version__
 from runyard.core.workspace import Workspace
 from runyard.errors import InvalidInputError
 from runyard.server import errors, routes_mlflow
-from runyard.server.auth import principal_dependency
+from runyard.server.auth import authenticate, principal_dependency
 from runyard.server.routes_artifacts import artifact_router
 from runyard.server.routes_mlflow import mlflow_router
 from runyard.server.routes_store import store_router
@@ -54,6 +55,27 @@ class JsonBodyLimit:
         await self.app(scope, limited_receive, send)
 
 
+class AuthBeforeBody:
+    """Check the token of every /api/ request before anything reads its body: FastAPI parses a JSON body
+    before it runs a route's dependencies, so without this a stranger's 64 MiB body would be read (and
+    held) only to be refused. The principal is left in the request state for the route's dependency."""
+
+    def __init__(self, app: ASGIApp, store: SqlStore) -> None:
+        self.app, self.store = app, store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+            header = Headers(scope=scope).get("authorization")
+            try:
+                principal = await run_in_threadpool(authenticate, self.store, header)
+            except errors.HTTPError as exc:
+                extra = {"WWW-Authenticate": "Bearer", "Connection": "close"}  # the body is never read
+                await JSONResponse(exc.body, status_code=exc.status, headers=extra)(scope, receive, send)
+                return
+            scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+
 def create_app(workspace: Workspace, *, auth: bool = False, host_is_compute: bool = False) -> FastAPI:
     """The app for one workspace. `host_is_compute` says this machine may run pipelines that the studio
     submits (a scheduler started from an HTTP request); without it such requests are refused."""
@@ -78,6 +100,8 @@ def create_app(workspace: Workspace, *, auth: bool = False, host_is_compute: boo
     install_studio(app, workspace, store, artifacts, auth=auth)
 
     app.add_middleware(JsonBodyLimit)
+    if auth:
+        app.add_middleware(AuthBeforeBody, store=store)
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:

@@ -7,20 +7,27 @@ and percent-encoded escapes are refused before any file is touched.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any, BinaryIO
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
-from runyard.errors import ConflictError, InvalidInputError, NotFoundError
+from runyard.errors import ConflictError, InvalidInputError
 from runyard.server.auth import Principal
 from runyard.server.errors import ERROR_RESPONSES, HTTPError, error_body, forbidden
 from runyard.store import ArtifactStore, SqlStore
 from runyard.store.artifacts import clean_relpath
 
 MAX_UPLOAD_BYTES = 1024 * 1024 * 1024  # 1 GiB per file
+CHUNK_BYTES = 1024 * 1024  # what a download or an append moves at a time
+SPOOL_BYTES = 1024 * 1024  # appends larger than this wait on disk, not in memory
 
 
 class FileStat(BaseModel):
@@ -107,19 +114,28 @@ def _not_a_folder(artifacts: ArtifactStore, rel: str) -> None:
         raise ConflictError(f"{rel!r} is a folder; write files inside it, e.g. {rel}/name.txt.")
 
 
-async def _read_body(request: Request) -> bytes:
+def _too_large() -> HTTPError:
+    return HTTPError(413, error_body("PayloadTooLarge", f"Files are limited to {MAX_UPLOAD_BYTES} bytes."))
+
+
+def _declared_size(request: Request) -> None:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
-        raise HTTPError(413, error_body("PayloadTooLarge", f"Files are limited to {MAX_UPLOAD_BYTES} bytes."))
-    chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > MAX_UPLOAD_BYTES:
-            raise HTTPError(
-                413, error_body("PayloadTooLarge", f"Files are limited to {MAX_UPLOAD_BYTES} bytes.")
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+        raise _too_large()
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    """The request body as it arrives, never held whole; 413 once it passes MAX_UPLOAD_BYTES."""
+    total = 0
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > MAX_UPLOAD_BYTES:
+                raise _too_large()
+            if chunk:
+                yield chunk
+    except ClientDisconnect:  # nobody is left to answer; what was written so far is thrown away
+        raise HTTPError(400, error_body("ClientDisconnect", "The client went away mid-upload.")) from None
 
 
 def artifact_router(store: SqlStore, artifacts: ArtifactStore, principal: Any) -> APIRouter:
@@ -150,23 +166,21 @@ def artifact_router(store: SqlStore, artifacts: ArtifactStore, principal: Any) -
     )
     def download(request: Request, path: str = Query(..., min_length=1), who: Principal = auth) -> Response:
         rel = _check(store, who, path, write=False)
-        if not artifacts.exists(rel) or artifacts.fs.isdir(artifacts._full(rel)):
-            raise NotFoundError(f"No file {rel!r} in the workspace's artifacts.")
-        size = artifacts.size(rel)
-        wanted = _range(request.headers.get("range"), size)
-        if wanted is None:
-            return Response(
-                artifacts.read_bytes(rel),
-                media_type="application/octet-stream",
-                headers={"Accept-Ranges": "bytes"},
-            )
-        start, end = wanted
-        data = artifacts.read_bytes(rel, start, end - start + 1) if size else b""
-        return Response(
-            data,
-            status_code=206,
+        fh, size = artifacts.open_read(rel)  # open once: the size and the bytes are of the same file
+        try:
+            wanted = _range(request.headers.get("range"), size)
+        except BaseException:
+            fh.close()
+            raise
+        start, end = wanted if wanted is not None else (0, size - 1)
+        headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start + 1)}
+        if wanted is not None:
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        return StreamingResponse(  # constant memory: 1 MiB at a time, however large the file
+            _pieces(fh, start, end - start + 1),
+            status_code=200 if wanted is None else 206,
             media_type="application/octet-stream",
-            headers={"Content-Range": f"bytes {start}-{end}/{size}", "Accept-Ranges": "bytes"},
+            headers=headers,
         )
 
     @router.put(
@@ -180,10 +194,12 @@ def artifact_router(store: SqlStore, artifacts: ArtifactStore, principal: Any) -
     )
     async def upload(request: Request, path: str = Query(..., min_length=1), who: Principal = auth) -> None:
         rel = _check(store, who, path, write=True)
-        data = await _read_body(request)
+        _declared_size(request)
         with _file_errors(rel):
             _not_a_folder(artifacts, rel)
-            artifacts.put_bytes(rel, data)
+            with artifacts.writer(rel) as fh:  # streamed into a temporary file, renamed into place
+                async for chunk in _body(request):
+                    fh.write(chunk)
 
     @router.post(
         "/append",
@@ -202,19 +218,40 @@ def artifact_router(store: SqlStore, artifacts: ArtifactStore, principal: Any) -
     ) -> None:
         """Append to a growing file (a log being tailed), only if it is `offset` bytes long now."""
         rel = _check(store, who, path, write=True)
-        data = await _read_body(request)
-        with _file_errors(rel):
-            _not_a_folder(artifacts, rel)
-            current = artifacts.size(rel) if artifacts.exists(rel) else 0
-            if current != offset:
-                raise ConflictError(
-                    f"{rel} is {current} bytes, not {offset}; re-read its size and append from there."
-                )
-            if not artifacts.is_local:
-                raise InvalidInputError("Appending needs a local artifact root on the server.")
-            target = artifacts.local_path(rel)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "ab") as fh:
-                fh.write(data)
+        _declared_size(request)
+        if not artifacts.is_local:
+            raise InvalidInputError("Appending needs a local artifact root on the server.")
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:  # all or nothing is appended
+            async for chunk in _body(request):
+                spool.write(chunk)
+            spool.seek(0)
+            await run_in_threadpool(_append, artifacts, rel, offset, spool)
 
     return router
+
+
+def _append(artifacts: ArtifactStore, rel: str, offset: int, data: IO[bytes]) -> None:
+    with _file_errors(rel):
+        _not_a_folder(artifacts, rel)
+        current = artifacts.size(rel) if artifacts.exists(rel) else 0
+        if current != offset:
+            raise ConflictError(
+                f"{rel} is {current} bytes, not {offset}; re-read its size and append from there."
+            )
+        target = artifacts.local_path(rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "ab") as fh:
+            shutil.copyfileobj(data, fh, CHUNK_BYTES)
+
+
+def _pieces(fh: BinaryIO, start: int, length: int) -> Iterator[bytes]:
+    try:
+        fh.seek(start)
+        while length > 0:
+            piece = fh.read(min(CHUNK_BYTES, length))
+            if not piece:
+                break
+            length -= len(piece)
+            yield piece
+    finally:
+        fh.close()

@@ -13,13 +13,15 @@ the studio and the engine all go through `_full`, so they share this one check.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import fsspec
 
@@ -99,6 +101,34 @@ class ArtifactStore:
         with self.fs.open(tmp, "wb") as fh:
             fh.write(data)
         self.fs.mv(tmp, full)
+
+    @contextlib.contextmanager
+    def writer(self, rel: str) -> Iterator[BinaryIO]:
+        """A file to write `rel` through piece by piece (a streamed upload): it appears at `rel` in one
+        rename when the block ends, and not at all if the block raises."""
+        full = self._full(rel)
+        self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+        tmp = f"{full}.tmp-{uuid.uuid4().hex[:8]}"
+        fh = self.fs.open(tmp, "wb")
+        try:
+            yield fh
+            fh.close()
+            self._full(rel)  # the folder may have been swapped for a link meanwhile
+            self.fs.mv(tmp, full)
+        except BaseException:
+            fh.close()
+            self.fs.rm(tmp)
+            raise
+
+    def open_read(self, rel: str) -> tuple[BinaryIO, int]:
+        """An open file and its size, for serving `rel` in pieces (the caller closes it)."""
+        full = self._full(rel)
+        if not self.fs.isfile(full):
+            raise NotFoundError(f"No file {rel!r} in the workspace's artifacts.")
+        fh = self.fs.open(full, "rb")
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(0)
+        return fh, int(size)
 
     def put_file(self, rel: str, src: str | os.PathLike[str]) -> None:
         full = self._full(rel)
