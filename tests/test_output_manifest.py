@@ -16,7 +16,7 @@ import pytest
 
 from conftest import SourceDir
 from runyard.engine.data_paths import describe_output, verify_output
-from runyard.engine.output_manifest import FileEntry, LinkEntry, OutputManifest, scan
+from runyard.engine.output_manifest import BIG_FILE, FileEntry, LinkEntry, OutputManifest, scan
 
 
 def stream_hash_before_v3(path: Path) -> str:
@@ -189,3 +189,13 @@ def test_a_manifest_round_trips_and_refuses_what_is_not_one(output: SourceDir) -
     for junk in (b"", b"[]", b'{"version": 1}', b'{"version": 1, "files": {"a": {"size": 1}}}'):
         with pytest.raises(ValueError, match="not an output manifest"):
             OutputManifest.from_json(junk)
+
+
+def test_big_files_hashed_in_threads_and_small_ones_inline_get_the_same_sha256(tmp_path: Path) -> None:
+    big = bytes(range(256)) * (BIG_FILE // 256)  # BIG_FILE bytes: at the pool's threshold
+    files = {"big-1.bin": big, "big-2.bin": big[::-1], "deep/big-3.bin": big[1:] + b"!", "small.txt": b"s"}
+    folder = SourceDir(tmp_path / "out").gen(files)  # type: ignore[arg-type]
+    manifest = scan(folder.path)
+    assert {rel: e.sha256 for rel, e in manifest.entries.items() if isinstance(e, FileEntry)} == {
+        rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()
+    }
