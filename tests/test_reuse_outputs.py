@@ -23,6 +23,9 @@ from runyard.engine.data_paths import verify_output
 from runyard.engine.reuse import OUTPUTS_GONE, explain
 from runyard.engine.service import SchedulerService
 from runyard.pipeline import Pipeline, PipelineData, PipelineRun, PythonScriptStep
+from runyard.server.auth import create_token
+from runyard.store import SqlStore
+from server_process import running_server
 
 pytestmark = pytest.mark.usefixtures("no_stray_processes")
 
@@ -235,3 +238,29 @@ def test_the_reason_names_what_verify_output_found_when_nothing_else_changed() -
     assert explain(material, dict(material), {}).reason == OUTPUTS_GONE
     changed = explain(material, {**material, "arguments": ["--out", "x"]}, {}, outputs_problem=sentence)
     assert changed.reason == "argument --out changed from <output:prepared> to x"  # a real change comes first
+
+
+def test_in_a_server_workspace_the_manifest_reaches_the_server_and_reuse_checks_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step of a server workspace writes its outputs in the local mirror; the manifest is written
+    there too, in the step run's folder, and the job's last sync sends it to the server."""
+    monkeypatch.setenv("RUNYARD_CACHE_DIR", str(tmp_path / "cache"))
+    served = Workspace.create(tmp_path / "server" / ".runyard")
+    assert isinstance(served.store, SqlStore)
+    token, _ = create_token(served.store, "write", name="reuse-outputs")
+    with running_server(served.path, tmp_path / "server.log", auth=True) as server:
+        ws = Workspace.get(server.url, token=token)
+        first = submit(ws, tmp_path)
+        prep = first.find_step_run("prep")[0]
+        folder, recorded = prepared_of(first)
+        mirror_copy = Path(recorded["manifest"])
+        on_server = (
+            served.path / "artifacts" / "runs" / prep.id / "runyard" / "output-manifests" / "prepared.json"
+        )
+        assert on_server.read_bytes() == mirror_copy.read_bytes()
+        assert "runyard/output-manifests/prepared.json" in prep.get_file_names()
+
+        (folder / "data.txt").unlink()
+        second = submit(ws, tmp_path)
+        assert_prep_reran_because(second, f"file data.txt in output 'prepared' of run {prep.id} was deleted")
