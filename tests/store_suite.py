@@ -18,6 +18,7 @@ from runyard.errors import ConflictError, ExperimentNotFound, InvalidInputError,
 from runyard.status import RunStatus
 from runyard.store.base import Store
 from runyard.store.records import ExperimentRecord, MetricRow, ModelRecord, RunRecord
+from store_validation_suite import ValidationSuite
 
 TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED)
 
@@ -62,8 +63,9 @@ def make_model(name: str, path: str = "models/{version}/model.pkl", **kw: Any) -
     return ModelRecord(name=name, version=0, path=path, created_time=time.time(), **kw)
 
 
-class StoreSuite:
-    """Subclasses provide a `store` fixture returning a fresh, empty Store."""
+class StoreSuite(ValidationSuite):
+    """Subclasses provide a `store` fixture returning a fresh, empty Store. What every store refuses is
+    in ValidationSuite (tests/store_validation_suite.py)."""
 
     __test__ = False
 
@@ -258,14 +260,14 @@ class StoreSuite:
         assert stored.end_time == first.end_time
         assert "error" not in stored.data
 
-    def test_force_overrides_terminal_status(self, store: Store) -> None:
+    def test_force_does_not_override_terminal_status(self, store: Store) -> None:
         run = make_run(store, "exp")
         store.set_run_status(run.run_id, RunStatus.COMPLETED)
-        forced = store.set_run_status(run.run_id, RunStatus.FAILED, error={"message": "bad"}, force=True)
-        assert forced.status == RunStatus.FAILED
+        with pytest.raises(ConflictError, match="already ended with status Completed"):
+            store.set_run_status(run.run_id, RunStatus.FAILED, error={"message": "bad"}, force=True)
         stored = store.get_run(run.run_id)
-        assert stored.status == RunStatus.FAILED
-        assert stored.data["error"] == {"message": "bad"}
+        assert stored.status == RunStatus.COMPLETED
+        assert "error" not in stored.data
 
     def test_cancel_requested_only_moves_to_terminal(self, store: Store) -> None:
         run = make_run(store, "exp")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from runyard.errors import ConflictError, InvalidInputError
+from runyard.status import RunStatus
 from runyard.store.sql_store import SqlStore
 from store_suite import StoreSuite, make_run, scalar
+from store_validation_suite import make_record
 
 
 def _append_in_process(uri: str, run_id: str, writer: str, batches: int, batch_size: int) -> None:
@@ -60,6 +64,45 @@ class _SqlStoreExtras:
         again = SqlStore(store.uri)
         assert again.get_run("keep-me").number == 1
         assert again.count_metric_rows("keep-me") == 1
+
+    def test_submission_keys_never_change(self, store: SqlStore) -> None:
+        """SUBMISSION_KEYS are fixed once a run has them. (A server refuses any patch that names them, even
+        with the same value, and stamps submittedBy itself: routes_store.py, tests/test_server_auth*.)"""
+        graph = {"version": 1, "steps": {"a": {"script": "train.py"}}}
+        run = store.create_run(make_record(store, data={"graph": graph, "submittedBy": "alice", "note": 1}))
+        for patch in (
+            {"graph": {"version": 1, "steps": {"a": {"script": "-c"}}}},
+            {"submittedBy": "mallory"},
+            {"placement": {"target": "server"}},  # absent at submission: adding it is a change too
+            {"note": 2, "parameters": {"lr": 1}},
+        ):
+            with pytest.raises(ConflictError, match="cannot change"):
+                store.update_run_data(run.run_id, patch)
+            with pytest.raises(ConflictError, match="cannot change"):
+                store.set_run_status(run.run_id, RunStatus.RUNNING, data=patch)
+        stored = store.get_run(run.run_id)
+        assert stored.status == RunStatus.NOT_STARTED  # the refused status change did not happen either
+        assert stored.data == {"graph": graph, "submittedBy": "alice", "note": 1}
+        # the same values again, and any other key, are fine
+        store.update_run_data(run.run_id, {"graph": graph, "submittedBy": "alice", "note": 2})
+        store.set_run_status(run.run_id, RunStatus.RUNNING, data={"graph": graph, "progress": 0.5})
+        stored = store.get_run(run.run_id)
+        assert stored.data == {"graph": graph, "submittedBy": "alice", "note": 2, "progress": 0.5}
+        assert stored.status == RunStatus.RUNNING
+
+    def test_non_finite_run_data_is_refused(self, store: SqlStore) -> None:
+        """NaN in a run's data: SQLite would store it as the non-JSON token NaN, PostgreSQL refuses it."""
+        for data in ({"loss": math.nan}, {"nested": [1.0, {"x": math.inf}]}):
+            with pytest.raises(InvalidInputError, match="not a finite number"):
+                store.create_run(make_record(store, data=data))
+        run = store.create_run(make_record(store))
+        with pytest.raises(InvalidInputError, match="not a finite number"):
+            store.update_run_data(run.run_id, {"loss": -math.inf})
+        with pytest.raises(InvalidInputError, match="not a finite number"):
+            store.set_run_status(run.run_id, RunStatus.FAILED, error={"loss": math.nan})
+        assert [(r.run_id, r.status, r.data) for r in store.list_runs()] == [
+            (run.run_id, RunStatus.NOT_STARTED, {})
+        ]
 
 
 class TestSqliteStore(StoreSuite, _SqlStoreExtras):

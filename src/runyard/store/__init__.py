@@ -34,11 +34,18 @@ def open_store(uri: str, *, workspace_label: str | None = None, token: str | Non
 
 
 def upgrade_store(uri: str) -> None:
-    """Run pending schema migrations on the database at `uri` (`runyard db upgrade`)."""
-    from runyard.store.migrations.runner import upgrade
-    from runyard.store.sql_base import engine_for
+    """Run pending schema migrations on the database at `uri` (`runyard db upgrade`). Database errors
+    (a damaged file, an unreachable server) become the same one-line StoreErrors that opening gives."""
+    import sqlalchemy as sa
 
-    upgrade(engine_for(uri))
+    from runyard.store.migrations.runner import upgrade
+    from runyard.store.sql_base import describe_database_error, engine_for, refuse_empty_workspace_file
+
+    refuse_empty_workspace_file(uri)
+    try:
+        upgrade(engine_for(uri), uri)
+    except sa.exc.DBAPIError as exc:
+        raise describe_database_error(uri, exc, "schema upgrade") from exc
 
 
 __all__ = [

@@ -7,16 +7,19 @@ start with BEGIN IMMEDIATE so that concurrent writers queue on the lock instead 
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random
 
-from runyard.errors import ConflictError, RunNotFound, StoreError
+from runyard.errors import ConflictError, InvalidInputError, RunNotFound, RunyardError, StoreError
 from runyard.store import schema as t
 from runyard.store.migrations.runner import SCHEMA_HEAD, current_revision, ensure_schema
 from runyard.store.records import RunRecord
@@ -80,17 +83,96 @@ _retry_on_conflict = retry(
 )
 
 
+#: The database file a workspace creates (core/workspace.py). runyard never leaves it empty: the first
+#: connection switches it to WAL mode, which writes the file's header, before anything else happens.
+WORKSPACE_DB_NAME = "runyard.db"
+_NOT_A_DATABASE = ("file is not a database", "database disk image is malformed")
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The file behind a sqlite:/// URI (None for PostgreSQL and in-memory databases)."""
+    if not uri.startswith("sqlite"):
+        return None
+    database = sa.engine.make_url(uri).database
+    return Path(database) if database and database != ":memory:" else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def describe_database_error(uri: str, exc: sa.exc.DBAPIError, action: str) -> RunyardError:
+    """The RunyardError a database error means to the user; one place, so no route answers 500 for bad
+    input and no command prints a SQLAlchemy traceback.
+
+    - a constraint (unique, foreign key): ConflictError
+    - a value the database cannot hold (PostgreSQL's DataError: NUL, over-long text): InvalidInputError
+    - a file that is not a SQLite database, or a damaged one: StoreError naming the file
+    - anything else (locked, unreachable, disk full): StoreError
+    """
+    reason = _first_line(exc)
+    if isinstance(exc, sa.exc.IntegrityError):
+        return ConflictError(
+            f"The database at {uri} refused a write that breaks a constraint ({reason}); "
+            "check that the run or record it refers to exists."
+        )
+    if isinstance(exc, sa.exc.DataError):
+        return InvalidInputError(
+            f"The database at {uri} cannot store a value of this request ({reason}). Names are limited to "
+            "255 characters and text cannot contain NUL characters (\\x00); shorten or clean the value."
+        )
+    path = sqlite_path(uri)
+    if path is not None and any(text in reason for text in _NOT_A_DATABASE):
+        return StoreError(
+            f"{path} is not a runyard database ({reason}). Check that --workspace or RUNYARD_WORKSPACE "
+            "points at the right folder; if the file was damaged, restore it from a backup, or move it "
+            "away to start an empty workspace there."
+        )
+    return StoreError(f"The database at {uri} refused a {action}: {reason}")
+
+
+def refuse_empty_workspace_file(uri: str) -> None:
+    """A 0-byte runyard.db is a database that lost its contents (a crash, a full disk, a bad copy), not a
+    new one: opening it would silently start an empty workspace over the lost one. A creator racing
+    with us holds the file at 0 bytes for a moment only, so look again before refusing."""
+    path = sqlite_path(uri)
+    if path is None or path.name != WORKSPACE_DB_NAME:
+        return
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            if os.stat(path).st_size > 0:
+                return
+        except FileNotFoundError:
+            return  # a new workspace: the first connection creates the file
+        if time.monotonic() > deadline:
+            raise StoreError(
+                f"{path} is empty (0 bytes), so it holds no runyard database; it may have lost its contents "
+                "in a crash or a full disk. Restore it from a backup, or delete it to start over with an "
+                "empty workspace (every run, metric and model recorded there is gone)."
+            )
+        time.sleep(0.05)
+
+
 class SqlBase:
     def __init__(self, uri: str, *, workspace_label: str | None = None) -> None:
         self.uri = uri
         self.where = workspace_label or uri
+        refuse_empty_workspace_file(uri)
         self.engine = engine_for(uri)
         self._insert = sqlite.insert if self.engine.dialect.name == "sqlite" else postgresql.insert
         try:
             ensure_schema(self.engine, uri)
         except sa.exc.OperationalError as exc:
-            if current_revision(self.engine) != SCHEMA_HEAD:  # lost a creation race: fine if it now exists
-                raise StoreError(f"Cannot open the database at {uri}: {exc.orig}") from exc
+            try:
+                current = current_revision(self.engine)
+            except sa.exc.DBAPIError:
+                current = None
+            if current != SCHEMA_HEAD:  # lost a creation race: fine if it now exists
+                raise describe_database_error(uri, exc, "connection") from exc
+        except sa.exc.DBAPIError as exc:
+            raise describe_database_error(uri, exc, "connection") from exc
 
     # -- transactions -------------------------------------------------------------------------
     @contextmanager
@@ -98,21 +180,16 @@ class SqlBase:
         try:
             with self.engine.connect().execution_options(runyard_write=True) as conn, conn.begin():
                 yield conn
-        except sa.exc.IntegrityError as exc:
-            raise ConflictError(
-                f"The database at {self.uri} refused a write that breaks a constraint ({exc.orig}); "
-                "check that the run or record it refers to exists."
-            ) from exc
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"The database at {self.uri} refused a write: {exc.orig}") from exc
+        except sa.exc.DBAPIError as exc:
+            raise describe_database_error(self.uri, exc, "write") from exc
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
         try:
             with self.engine.connect() as conn:
                 yield conn
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"The database at {self.uri} refused a read: {exc.orig}") from exc
+        except sa.exc.DBAPIError as exc:
+            raise describe_database_error(self.uri, exc, "read") from exc
 
     def _require_run(self, conn: sa.Connection, run_id: str) -> None:
         if conn.execute(sa.select(t.runs.c.run_id).where(t.runs.c.run_id == run_id)).first() is None:

@@ -2,11 +2,13 @@
 
 Split by concern: engine and transactions in sql_base.py, metrics in sql_metrics.py, models in
 sql_models.py, tokens in sql_tokens.py, the studio's queries (SqlStore only) in sql_studio.py;
-experiments, runs, tags and properties here.
+experiments, runs, tags and properties here. Every write checks its input first (store/validation.py),
+so both databases, the REST server and the Python API accept exactly the same records.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,10 +16,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from runyard.errors import ConflictError, ExperimentNotFound, InvalidInputError, RunNotFound
+from runyard.errors import ConflictError, ExperimentNotFound, InvalidInputError, RunFinishedError, RunNotFound
 from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import schema as t
-from runyard.store.records import ExperimentRecord, RunRecord
+from runyard.store import validation as v
+from runyard.store.records import SUBMISSION_KEYS, ExperimentRecord, MetricRow, RunRecord
 from runyard.store.sql_base import _retry_on_conflict, engine_for, run_from_row
 from runyard.store.sql_metrics import SqlMetrics
 from runyard.store.sql_models import SqlModels
@@ -27,9 +30,33 @@ from runyard.store.sql_tokens import SqlTokens
 __all__ = ["SqlStore", "engine_for"]
 
 
+def _as_json(value: Any) -> Any:
+    """What `value` reads back as after a trip through a JSON column (tuples become lists, …)."""
+    return json.loads(json.dumps(value))
+
+
+def check_submission_unchanged(run: RunRecord, patch: Mapping[str, Any]) -> None:
+    """Once a run records what it executes and who submitted it (SUBMISSION_KEYS), those keys keep their
+    values: a token that may edit records must not swap the code a scheduler runs (docs/security.md).
+    Sending the same value again is fine."""
+    if not any(key in run.data for key in SUBMISSION_KEYS):
+        return
+    changed = [
+        key
+        for key in SUBMISSION_KEYS
+        if key in patch and (key not in run.data or _as_json(run.data[key]) != _as_json(patch[key]))
+    ]
+    if changed:
+        raise ConflictError(
+            f"Run {run.run_id!r} cannot change {', '.join(changed)}: what a run executes and who submitted it "
+            "are fixed when it is submitted. Submit a new run (or clone this one) with the new values."
+        )
+
+
 class SqlStore(SqlMetrics, SqlModels, SqlTokens, SqlStudio):
     # -- experiments ----------------------------------------------------------------------------
     def get_or_create_experiment(self, name: str) -> ExperimentRecord:
+        v.check_experiment_name(name)
         with self._write() as conn:
             stmt = self._insert(t.experiments).values(
                 id=uuid.uuid4().hex, name=name, created_time=time.time()
@@ -66,6 +93,18 @@ class SqlStore(SqlMetrics, SqlModels, SqlTokens, SqlStudio):
                 raise ConflictError(
                     f"A run with id {taken or ids[0]!r} already exists; choose another run_id."
                 )
+            # A child of a missing parent would be an orphan no listing shows and no cancel reaches.
+            parents = {r.parent_id for r in runs if r.parent_id is not None} - set(ids)
+            found = set(
+                conn.execute(sa.select(t.runs.c.run_id).where(t.runs.c.run_id.in_(parents))).scalars()
+            )
+            missing = sorted(parents - found)
+            if missing:
+                child = next(r.run_id for r in runs if r.parent_id == missing[0])
+                raise InvalidInputError(
+                    f"Run {child!r} names parent run {missing[0]!r}, which does not exist in {self.where}. "
+                    "Create the parent first (or in the same batch), or leave parent_id out."
+                )
             numbers: list[int] = []
             next_number: dict[str, int] = {}
             for run in runs:
@@ -101,6 +140,7 @@ class SqlStore(SqlMetrics, SqlModels, SqlTokens, SqlStudio):
             return numbers
 
     def create_runs(self, runs: Sequence[RunRecord]) -> list[RunRecord]:
+        v.validate_runs(runs)
         for run, number in zip(runs, self._insert_runs(runs), strict=True):
             run.number = number
         return list(runs)
@@ -175,17 +215,24 @@ class SqlStore(SqlMetrics, SqlModels, SqlTokens, SqlStudio):
         data: Mapping[str, Any] | None = None,
         fingerprint: str | None = None,
     ) -> RunRecord:
-        if status not in RunStatus.__members__.values():
-            raise InvalidInputError(
-                f"Unknown run status {status!r}; use one of {', '.join(s.value for s in RunStatus)}."
-            )
+        v.check_status(status)
+        if data:
+            v.validate_data_patch(data)
+        if error is not None:
+            v.check_json("The run's error", dict(error))
+        if fingerprint is not None:
+            v.check_text("Fingerprint", fingerprint, limit=64, controls=False)
         now = time.time()
         with self._write() as conn:
             row = conn.execute(self._run_select().where(t.runs.c.run_id == run_id)).first()
             if row is None:
                 raise RunNotFound(run_id, self.where)
             run = self._to_run(row)
-            if run.status in TERMINAL_STATUSES and not force:
+            if run.status in TERMINAL_STATUSES:
+                # An ended run never moves again. A late, unforced update from a dying process is dropped
+                # quietly; forcing it elsewhere is a request to reopen the run, and is refused.
+                if force and status != run.status:
+                    raise RunFinishedError(run_id, run.status, f"set the status to {status} on")
                 return run
             if run.status == RunStatus.CANCEL_REQUESTED and status not in TERMINAL_STATUSES and not force:
                 return run  # a cancel request only ends in a terminal status
@@ -197,6 +244,7 @@ class SqlStore(SqlMetrics, SqlModels, SqlTokens, SqlStudio):
                 if run.start_time is None:
                     values["start_time"] = run.start_time = now
             if data:
+                check_submission_unchanged(run, data)
                 run.data.update(data)
                 values["data"] = run.data
             if error is not None:
@@ -209,11 +257,13 @@ class SqlStore(SqlMetrics, SqlModels, SqlTokens, SqlStudio):
             return run
 
     def update_run_data(self, run_id: str, patch: Mapping[str, Any]) -> RunRecord:
+        v.validate_data_patch(patch)
         with self._write() as conn:
             row = conn.execute(self._run_select().where(t.runs.c.run_id == run_id)).first()
             if row is None:
                 raise RunNotFound(run_id, self.where)
             run = self._to_run(row)
+            check_submission_unchanged(run, patch)
             run.data.update(patch)
             values: dict[str, Any] = {"data": run.data}
             if "display_name" in patch:
@@ -221,10 +271,16 @@ class SqlStore(SqlMetrics, SqlModels, SqlTokens, SqlStudio):
             conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(**values))
             return run
 
+    # -- metrics (stored by SqlMetrics; checked here, where every write enters) -------------------
+    def append_metrics(self, rows: Sequence[MetricRow]) -> None:
+        v.validate_metric_rows(rows)
+        super().append_metrics(rows)
+
     # -- tags and properties --------------------------------------------------------------------
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         if not tags:
             return
+        v.validate_tags(tags)
         with self._write() as conn:
             self._require_run(conn, run_id)
             for key, value in tags.items():
@@ -253,6 +309,7 @@ class SqlStore(SqlMetrics, SqlModels, SqlTokens, SqlStudio):
     def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
         if not properties:
             return
+        v.validate_tags({k: str(val) for k, val in properties.items()}, "Property")
         with self._write() as conn:
             self._require_run(conn, run_id)
             existing = {

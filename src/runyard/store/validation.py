@@ -1,0 +1,215 @@
+"""What a record must look like before SqlStore writes it: one set of rules at the store boundary.
+
+SqlStore calls these on every write, so SQLite, PostgreSQL, the REST server (which wraps SqlStore)
+and the Python API all accept and refuse exactly the same input. Without them each database decides
+on its own: SQLite stores a 100,000-character name or a NUL without complaint, PostgreSQL refuses
+both with a DataError, and JSON's `Infinity` reaches one as a float and breaks the other.
+
+The Python API (core/) checks the same things earlier, so that a bad value fails at the user's call
+(`run.log`, `start_logging`) rather than in a background writer; these rules are never stricter than
+core's for metrics, which are written in the background and must not be refused there.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from runyard.errors import InvalidInputError, MetricValueError
+from runyard.status import RunStatus
+from runyard.store.records import MetricRow, RunRecord
+
+MAX_NAME_LENGTH = 255  # experiment names, metric names, tag and property keys (the database columns)
+MAX_RUN_ID_BYTES = 255  # a run id names a folder (runs/<run_id>/); file names stop at 255 bytes
+MAX_DISPLAY_NAME_LENGTH = 256  # Azure ML's limit, and the column's
+MAX_SHORT_FIELD = {"run_type": 64, "target": 256, "experiment_id": 64, "fingerprint": 64, "writer": 64}
+METRIC_KINDS = ("scalar", "list", "row", "image")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_PAYLOAD_DEPTH = 64
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _shown(text: str) -> str:
+    return repr(text[:40]) + ("…" if len(text) > 40 else "")
+
+
+def check_text(what: str, value: Any, *, limit: int | None = None, controls: bool = True) -> str:
+    """A string without NUL (PostgreSQL cannot store it) and, with `limit`, 1..limit characters long.
+    `controls=False` also refuses the other control characters (for names that appear in paths and URLs)."""
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what} must be a string, got {type(value).__name__} {value!r:.60}.")
+    if limit is not None and not 1 <= len(value) <= limit:
+        raise InvalidInputError(
+            f"{what} {_shown(value)} is {len(value)} characters long; use 1 to {limit} characters."
+        )
+    if "\x00" in value:
+        raise InvalidInputError(f"{what} {_shown(value)} contains a NUL character (\\x00); remove it.")
+    if not controls and _CONTROL.search(value):
+        raise InvalidInputError(
+            f"{what} {_shown(value)} contains a control character (tab, newline, …); remove it."
+        )
+    return value
+
+
+def check_experiment_name(name: Any) -> str:
+    """Looser than the Python API's rule (letters, digits, '_', '-'): MLflow clients name experiments
+    like paths ("/Users/me/exp"), and those names must work over the MLflow routes."""
+    return check_text("Experiment name", name, limit=MAX_NAME_LENGTH, controls=False)
+
+
+def check_run_id(run_id: Any, what: str = "Run id") -> str:
+    """A run id names the run's folder in the artifact store, so it must be one safe path component."""
+    text = check_text(what, run_id, controls=False)
+    if (
+        not text
+        or len(text.encode()) > MAX_RUN_ID_BYTES
+        or text in (".", "..")
+        or any(c in text for c in "/\\")
+    ):
+        raise InvalidInputError(
+            f"{what} {_shown(text)} is not allowed: use 1-{MAX_RUN_ID_BYTES} bytes without '/' or '\\', "
+            "and not '.' or '..'. Leave the run id out to get a generated one."
+        )
+    return text
+
+
+def check_status(status: Any) -> str:
+    if status not in RunStatus.__members__.values():
+        raise InvalidInputError(
+            f"Unknown run status {status!r}; use one of {', '.join(s.value for s in RunStatus)}."
+        )
+    return str(status)
+
+
+def check_display_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = check_text("Display name", value)
+    if len(text) > MAX_DISPLAY_NAME_LENGTH:
+        raise InvalidInputError(
+            f"Display name {_shown(text)} is {len(text)} characters long; the limit is {MAX_DISPLAY_NAME_LENGTH}."
+        )
+    return text
+
+
+def _check_short(what: str, value: Any, *, required: bool = True) -> None:
+    if value is None and not required:
+        return
+    check_text(what, value, limit=MAX_SHORT_FIELD[what], controls=False)
+
+
+def check_json(what: str, value: Any, depth: int = 0) -> None:
+    """JSON that both databases store and give back unchanged: finite numbers, strings without NUL
+    (PostgreSQL's JSON text cannot hold \\u0000 as text), string keys."""
+    if depth > MAX_PAYLOAD_DEPTH:
+        raise InvalidInputError(f"{what} is nested deeper than {MAX_PAYLOAD_DEPTH} levels; flatten it.")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInputError(
+            f"{what} holds {value}, which is not a finite number; runyard stores finite numbers only."
+        )
+    if isinstance(value, str) and "\x00" in value:
+        raise InvalidInputError(f"{what} holds a string with a NUL character (\\x00); remove it.")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInputError(f"{what} has a key {key!r} that is not a string.")
+            check_text(f"A key in {what}", key)
+            check_json(what, item, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            check_json(what, item, depth + 1)
+
+
+def validate_runs(runs: Iterable[RunRecord]) -> None:
+    """Every field of new runs. Whether each parent exists is checked by the store, in the same
+    transaction as the insert."""
+    for run in runs:
+        check_run_id(run.run_id)
+        if run.parent_id is not None:
+            check_run_id(run.parent_id, "Parent run id")
+            if run.parent_id == run.run_id:
+                raise InvalidInputError(f"Run {run.run_id!r} cannot be its own parent.")
+        check_status(run.status)
+        _check_short("experiment_id", run.experiment_id)
+        _check_short("run_type", run.run_type)
+        _check_short("target", run.target)
+        _check_short("fingerprint", run.fingerprint, required=False)
+        check_display_name(run.display_name)
+        for name in ("created_time", "start_time", "end_time"):
+            value = getattr(run, name)
+            if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):
+                raise InvalidInputError(f"Run {run.run_id!r}: {name} must be a finite number, got {value!r}.")
+        check_json(f"The data of run {run.run_id!r}", run.data)
+
+
+def validate_data_patch(patch: Mapping[str, Any]) -> None:
+    if "display_name" in patch:
+        check_display_name(patch["display_name"])
+    check_json("The run data", dict(patch))
+
+
+def validate_tags(tags: Mapping[str, Any], what: str = "Tag") -> None:
+    for key, value in tags.items():
+        check_text(f"{what} name", key, limit=MAX_NAME_LENGTH)  # a str: a None key is not the tag "None"
+        if value is not None:
+            check_text(f"{what} {key!r} value", str(value))
+
+
+def check_metric_name(name: Any) -> str:
+    """The Python API's rule (core/metrics.py check_name), so that a name run.log() accepted is never
+    refused later by the background writer."""
+    if not isinstance(name, str) or not name.strip():
+        raise MetricValueError(f"Metric name must be a non-empty string, got {name!r:.60}.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise MetricValueError(
+            f"Metric name {_shown(name)} is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}. "
+            "Shorten it, or log a row metric (run.log_row) with the variable part as a column."
+        )
+    if "\x00" in name:
+        raise MetricValueError(f"Metric name {_shown(name)} contains a NUL character (\\x00); remove it.")
+    return name
+
+
+def _check_int64(what: str, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or not INT64_MIN <= value <= INT64_MAX:
+        raise MetricValueError(f"{what}={value!r} is not an integer that fits in 64 bits.")
+
+
+def validate_metric_rows(rows: Iterable[MetricRow]) -> None:
+    """Every row of a batch, before any is written (a batch is stored whole or not at all).
+
+    Non-finite values (NaN, Infinity) are refused as the Python API refuses them (run.log): they break
+    every min, max and chart downstream, and JSON has no standard spelling for them.
+    """
+    for row in rows:
+        check_run_id(row.run_id)
+        name = check_metric_name(row.name)
+        if row.kind not in METRIC_KINDS:
+            raise MetricValueError(
+                f"Metric {name!r} has kind {row.kind!r:.40}; use one of {', '.join(METRIC_KINDS)}."
+            )
+        if row.value is not None and not (
+            isinstance(row.value, int | float)
+            and not isinstance(row.value, bool)
+            and math.isfinite(row.value)
+        ):
+            raise MetricValueError(
+                f"Metric {name!r}: {row.value!r:.40} is not a finite number. Log finite numbers only; "
+                "check for a division by zero or a diverging loss before logging."
+            )
+        if not (isinstance(row.timestamp, int | float) and math.isfinite(row.timestamp)):
+            raise MetricValueError(
+                f"Metric {name!r}: timestamp must be a finite number, got {row.timestamp!r}."
+            )
+        if row.text is not None:
+            check_text(f"Metric {name!r} text", row.text)
+        _check_int64(f"Metric {name!r} step", row.step)
+        _check_int64(f"Metric {name!r} seq", row.seq)
+        if row.writer is not None:
+            _check_short("writer", row.writer)
+        check_json(f"Metric {name!r}", row.payload)
