@@ -161,7 +161,7 @@ def mlflow_router(store: SqlStore, principal: Any) -> APIRouter:
                 "run_uuid": rec.run_id,
                 "experiment_id": exp_id,
                 "run_name": rec.display_name or rec.run_id,
-                "user_id": _user_id(rec.data.get("submittedBy")),
+                "user_id": rec.data.get("mlflowUser") or _user_id(rec.data.get("submittedBy")),
                 "status": TO_MLFLOW.get(rec.status, "RUNNING"),
                 "start_time": int((rec.start_time or rec.created_time) * 1000),
                 **({"end_time": int(rec.end_time * 1000)} if rec.end_time else {}),
@@ -256,7 +256,8 @@ def mlflow_router(store: SqlStore, principal: Any) -> APIRouter:
                 created_time=start,
                 start_time=start,
                 display_name=name,
-                data={"submittedBy": tags.get("mlflow.user", "mlflow")},
+                # who submitted is the server's stamp; the user name MLflow sends is only a claim
+                data={"submittedBy": who.stamp(), "mlflowUser": tags.get("mlflow.user", "mlflow")},
             )
         )
         store.set_tags(rec.run_id, tags)
