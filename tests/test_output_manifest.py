@@ -17,6 +17,7 @@ import pytest
 from conftest import SourceDir
 from runyard.engine.data_paths import describe_output, verify_output
 from runyard.engine.output_manifest import BIG_FILE, FileEntry, LinkEntry, OutputManifest, scan
+from runyard.errors import InvalidInputError
 
 
 def stream_hash_before_v3(path: Path) -> str:
@@ -199,3 +200,17 @@ def test_big_files_hashed_in_threads_and_small_ones_inline_get_the_same_sha256(t
     assert {rel: e.sha256 for rel, e in manifest.entries.items() if isinstance(e, FileEntry)} == {
         rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()
     }
+
+
+def test_an_output_folder_replaced_by_a_link_is_refused(output: SourceDir, tmp_path: Path) -> None:
+    """Its hash would describe nothing while the next step reads whatever the link points at."""
+    recorded = recorded_output(output.path, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    output.path.rename(elsewhere)
+    output.path.symlink_to(elsewhere, target_is_directory=True)  # the same files, behind a link
+    assert (
+        verify_output(recorded)
+        == f"the folder {output.path} of output 'model' of run run-1 was replaced by a link"
+    )
+    with pytest.raises(InvalidInputError, match=f"The output folder {output.path} was replaced by a link"):
+        describe_output(output.path)

@@ -107,6 +107,8 @@ def verify_output(recorded: dict[str, Any]) -> str | None:
         if "run_id" in recorded
         else f"output {path}"
     )
+    if path.is_symlink():
+        return f"the folder {path} of {what} was replaced by a link"
     if not path.is_dir():
         return f"the folder {path} of {what} is missing"
     if "manifest" not in recorded:

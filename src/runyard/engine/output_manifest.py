@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runyard.errors import InvalidInputError
 from runyard.store.snapshots import file_sha256
 
 MANIFEST_VERSION = 1
@@ -169,11 +170,17 @@ def _hash_all(files: dict[str, tuple[Path, int]]) -> dict[str, str]:
 
 
 def scan(root: Path) -> OutputManifest:
-    """The manifest of `root` as it is now (an empty one when `root` is not a folder).
+    """The manifest of `root` as it is now (an empty one when `root` does not exist; InvalidInputError
+    when `root` itself is a link, which fails the step).
 
     Each file is stat'ed before it is read, so a file that changes while it is hashed carries an older
     mtime than the one on disk and is rehashed, and refused, by the next `verify`."""
-    if not root.is_dir() or root.is_symlink():
+    if root.is_symlink():  # what it points at would be read by the next step, but not recorded
+        raise InvalidInputError(
+            f"The output folder {root} was replaced by a link to {os.readlink(root)}. A step must write "
+            "its output into the folder runyard created for it; copy the files there instead of linking."
+        )
+    if not root.is_dir():
         return OutputManifest({})
     found = _walk(root)
     hashes = _hash_all(
