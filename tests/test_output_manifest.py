@@ -16,8 +16,8 @@ import pytest
 
 from conftest import SourceDir
 from runyard.engine.data_paths import describe_output, verify_output
-from runyard.engine.output_manifest import BIG_FILE, FileEntry, LinkEntry, OutputManifest, scan
-from runyard.errors import InvalidInputError
+from runyard.engine.output_manifest import BIG_FILE, FileEntry, LinkEntry, OutputManifest, _hash_all, scan
+from runyard.errors import ConflictError, InvalidInputError
 
 
 def stream_hash_before_v3(path: Path) -> str:
@@ -214,3 +214,11 @@ def test_an_output_folder_replaced_by_a_link_is_refused(output: SourceDir, tmp_p
     )
     with pytest.raises(InvalidInputError, match=f"The output folder {output.path} was replaced by a link"):
         describe_output(output.path)
+
+
+def test_a_file_that_vanishes_before_it_is_read_gives_a_runyard_error_naming_it(tmp_path: Path) -> None:
+    """The race a stray process of the step causes (listed by the walk, deleted before the read), with
+    the walk's result written out by hand: the step fails with this sentence, not a bare OSError."""
+    gone = tmp_path / "out" / "part-1.txt"
+    with pytest.raises(ConflictError, match=f"Output file {gone} could not be read .*No such file"):
+        _hash_all({"part-1.txt": (gone, 1)})

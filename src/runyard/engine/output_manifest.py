@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runyard.errors import InvalidInputError
+from runyard.errors import ConflictError, InvalidInputError
 from runyard.store.snapshots import file_sha256
 
 MANIFEST_VERSION = 1
@@ -155,16 +155,27 @@ def _entry(path: Path, st: os.stat_result, sha: str | None) -> Entry:
     return SpecialEntry(_SPECIAL.get(stat.S_IFMT(st.st_mode), "unknown"))
 
 
+def _sha256(path: Path) -> str:
+    try:
+        return file_sha256(path)
+    except OSError as exc:  # a file removed or locked between the walk and the read
+        raise ConflictError(
+            f"Output file {path} could not be read while runyard recorded the output ({exc.strerror or exc}). "
+            "A process the step left behind may still be changing its output: make the script wait for "
+            "every process it starts before it exits."
+        ) from exc
+
+
 def _hash_all(files: dict[str, tuple[Path, int]]) -> dict[str, str]:
     """sha256 of each file (relative path → (path, size)). Big files go to a thread pool, where their
     reads and hashing overlap; small ones are hashed here meanwhile, since a thread hop costs more than
     hashing a few KiB (measured: 10,000 files of 1 KiB took 0.6 s serially and 1.1 s through the pool)."""
     big = [rel for rel, (_, size) in files.items() if size >= BIG_FILE]
     if len(big) <= 1:
-        return {rel: file_sha256(path) for rel, (path, _) in files.items()}
+        return {rel: _sha256(path) for rel, (path, _) in files.items()}
     with ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="runyard-hash") as pool:
-        pending = {rel: pool.submit(file_sha256, files[rel][0]) for rel in big}
-        hashes = {rel: file_sha256(path) for rel, (path, size) in files.items() if rel not in pending}
+        pending = {rel: pool.submit(_sha256, files[rel][0]) for rel in big}
+        hashes = {rel: _sha256(path) for rel, (path, size) in files.items() if rel not in pending}
         hashes.update((rel, future.result()) for rel, future in pending.items())
     return hashes
 
