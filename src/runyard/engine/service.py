@@ -31,10 +31,11 @@ from typing import IO, Any
 
 from runyard import config
 from runyard.compute.local import spawn_detached
-from runyard.compute.process_job import ProcessJob, describe_exit, stop_process_group
+from runyard.compute.process_job import describe_exit, stop_process_group
 from runyard.core.workspace import Workspace
-from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE, InvalidPipeline, PipelineExecution
+from runyard.engine.execution import PIPELINE_RUN_TYPE, InvalidPipeline, PipelineExecution
 from runyard.engine.placement import Placement, Submitters
+from runyard.engine.recovery import recover_steps, refuse_pipeline
 from runyard.engine.reuse import fingerprint
 from runyard.engine.step_runner import StartedStep, finish_step, start_step
 from runyard.errors import ConflictError, StoreError
@@ -204,55 +205,12 @@ class SchedulerService:
 
     def refuse(self, record: RunRecord, code: str, message: str) -> None:
         """Fail a pipeline run this scheduler will not execute, and cancel its steps; nothing starts."""
-        for child in self.store.list_descendants(record.run_id, recursive=False):
-            if child.status not in TERMINAL_STATUSES:
-                self.store.set_run_status(
-                    child.run_id, RunStatus.CANCELED, error={"code": "NotRun", "message": message}
-                )
-        self.store.set_run_status(record.run_id, RunStatus.FAILED, error={"code": code, "message": message})
+        refuse_pipeline(self.ws, record, code, message)
         self.echo(f"pipeline {record.run_id}: refused: {message}")
 
     def recover(self) -> None:
-        """After a crash: steps that were mid-flight are marked Failed with the reason; the rest goes on.
-
-        Only steps of pipelines placed on this workspace: another folder's scheduler (same database or
-        server, maybe the same host) owns its own, and its steps are alive."""
-        for record in self.store.list_runs(run_type=STEP_RUN_TYPE, status=sorted(ACTIVE_STATUSES)):
-            parent = self.store.get_run(record.parent_id) if record.parent_id else None
-            if parent is None or not self.placement.is_ours(parent):
-                continue
-            if (
-                record.status in (RunStatus.NOT_STARTED,)
-                and parent
-                and parent.status not in TERMINAL_STATUSES
-            ):
-                continue
-            if record.status == RunStatus.QUEUED and parent and parent.status not in TERMINAL_STATUSES:
-                self.store.set_run_status(record.run_id, RunStatus.NOT_STARTED, force=True)
-                continue
-            process = record.data.get("process") or {}
-            if process.get("host") == socket.gethostname() and process.get("pid"):
-                stop_process_group(int(process["pid"]), grace=1.0)
-            if record.status == RunStatus.NOT_STARTED:
-                self.store.set_run_status(
-                    record.run_id,
-                    RunStatus.CANCELED,
-                    error={"code": "Canceled", "message": "Not run: the pipeline ended."},
-                )
-                continue
-            job = ProcessJob(self.ws, record.run_id, record.experiment_name, self.ws.work_dir / record.run_id)
-            error = job.wrap_up(None, "interrupted", record.start_time or time.time(), keep_work=True)
-            if parent is not None and parent.status == RunStatus.CANCEL_REQUESTED:  # stopped as asked
-                self.store.set_run_status(
-                    record.run_id,
-                    RunStatus.CANCELED,
-                    error={"code": "Canceled", "message": "Pipeline canceled."},
-                )
-                continue
-            self.store.set_run_status(record.run_id, RunStatus.FAILED, error=error)
-            self.echo(
-                f"step {record.display_name} ({record.run_id}): interrupted by a scheduler restart; marked Failed"
-            )
+        """After a crash: this workspace's steps that were mid-flight are marked Failed (engine/recovery.py)."""
+        recover_steps(self.ws, self.placement, self.echo)
 
     # -- scheduling -------------------------------------------------------------------------------
     def advance(self) -> None:

@@ -1,0 +1,69 @@
+"""What a scheduler does with runs it finds but will not (or can no longer) run as planned.
+
+`recover_steps`: after a scheduler died, its steps that were mid-flight are stopped and marked
+Failed with the reason; queued ones go back to NotStarted. Only steps of pipelines placed on this
+scheduler's own workspace identity are touched: another folder's scheduler (same database or server,
+maybe the same host) owns its own, and its steps are alive (issue 10, High 1).
+
+`refuse_pipeline`: a pipeline run this scheduler will not execute (its submitter may not use the
+target, or its record is malformed) ends Failed with the reason, and its steps Canceled.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+from runyard.compute.process_job import ProcessJob, stop_process_group
+from runyard.core.workspace import Workspace
+from runyard.engine.execution import STEP_RUN_TYPE
+from runyard.engine.placement import Placement
+from runyard.status import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
+from runyard.store import RunRecord
+
+
+def refuse_pipeline(ws: Workspace, record: RunRecord, code: str, message: str) -> None:
+    for child in ws.store.list_descendants(record.run_id, recursive=False):
+        if child.status not in TERMINAL_STATUSES:
+            ws.store.set_run_status(
+                child.run_id, RunStatus.CANCELED, error={"code": "NotRun", "message": message}
+            )
+    ws.store.set_run_status(record.run_id, RunStatus.FAILED, error={"code": code, "message": message})
+
+
+def recover_steps(ws: Workspace, placement: Placement, echo: Callable[[str], None]) -> None:
+    store = ws.store
+    for record in store.list_runs(run_type=STEP_RUN_TYPE, status=sorted(ACTIVE_STATUSES)):
+        parent = store.get_run(record.parent_id) if record.parent_id else None
+        if parent is None or not placement.is_ours(parent):
+            continue
+        pipeline_active = parent.status not in TERMINAL_STATUSES
+        if record.status == RunStatus.NOT_STARTED and pipeline_active:
+            continue
+        if record.status == RunStatus.QUEUED and pipeline_active:
+            store.set_run_status(record.run_id, RunStatus.NOT_STARTED, force=True)
+            continue
+        process = record.data.get("process") or {}
+        if process.get("host") == socket.gethostname() and process.get("pid"):
+            stop_process_group(int(process["pid"]), grace=1.0)
+        if record.status == RunStatus.NOT_STARTED:
+            store.set_run_status(
+                record.run_id,
+                RunStatus.CANCELED,
+                error={"code": "Canceled", "message": "Not run: the pipeline ended."},
+            )
+            continue
+        job = ProcessJob(ws, record.run_id, record.experiment_name, ws.work_dir / record.run_id)
+        error = job.wrap_up(None, "interrupted", record.start_time or time.time(), keep_work=True)
+        if parent.status == RunStatus.CANCEL_REQUESTED:  # stopped as asked
+            store.set_run_status(
+                record.run_id,
+                RunStatus.CANCELED,
+                error={"code": "Canceled", "message": "Pipeline canceled."},
+            )
+            continue
+        store.set_run_status(record.run_id, RunStatus.FAILED, error=error)
+        echo(
+            f"step {record.display_name} ({record.run_id}): interrupted by a scheduler restart; marked Failed"
+        )
