@@ -78,7 +78,11 @@ def manifest_location(ws: Workspace, step_run_id: str, output_name: str) -> Path
 
 def describe_output(path: Path, manifest_file: Path | None = None) -> dict[str, Any]:
     """Size, file count and content hash of an output folder; with `manifest_file`, also writes the
-    per-file manifest there (atomically) and records where, so reuse can check the files later."""
+    per-file manifest there and records where, so reuse can check the files later.
+
+    The manifest is written in place, not through a renamed temporary file: nothing reads it before
+    the step's record points at it (after this returns), and in a server workspace the mirror sync,
+    which runs meanwhile, could send a temporary file to the server between its write and its rename."""
     manifest = scan(path)
     described: dict[str, Any] = {
         "path": str(path),
@@ -90,9 +94,7 @@ def describe_output(path: Path, manifest_file: Path | None = None) -> dict[str, 
         described["links"] = manifest.link_count
     if manifest_file is not None:
         manifest_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = manifest_file.with_name(f".{manifest_file.name}.{uuid.uuid4().hex[:8]}.part")
-        tmp.write_bytes(manifest.to_json())
-        os.replace(tmp, manifest_file)
+        manifest_file.write_bytes(manifest.to_json())
         described["manifest"] = str(manifest_file)
     return described
 
