@@ -171,7 +171,7 @@ def show(run_id: str, as_json: bool = typer.Option(False, "--json", help="Print 
 
 @runs_app.command("cancel")
 def cancel(run_id: str) -> None:
-    """Stop a run: its process gets SIGTERM, then SIGKILL after a grace period."""
+    """Stop a run: every process it started gets SIGTERM, then SIGKILL after a grace period."""
     run = _run(run_id)
     run.cancel()
     console.print(f"Cancel requested for {run.id}; status now {status_text(run.get_status())}.")

@@ -7,6 +7,7 @@ and the environment come from ProcessJob, the same code that runs pipeline steps
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 from runyard.compute.process_job import ProcessJob
 from runyard.core.processes import identity, stop_tree
+from runyard.core.run_end import disk_full_reason
 from runyard.core.run_files import LOG_DIR
 from runyard.core.workspace import Workspace
 from runyard.status import RunStatus
@@ -105,12 +107,15 @@ class JobSupervisor:
                 self.store.update_run_data(self.run_id, {"exitCode": code})
                 self._set(RunStatus.FAILED, error)
         except Exception as exc:
-            traceback.print_exc()
+            with contextlib.suppress(OSError):  # a full disk may refuse the control log too
+                traceback.print_exc()
+            full = disk_full_reason(self.job.spool, exc)
             self._set(
                 RunStatus.FAILED,
                 {
                     "code": "SystemError",
-                    "message": f"runyard could not run this job: {type(exc).__name__}: {exc}. "
+                    "message": (f"{full.rstrip('.')}. " if full else "")
+                    + f"runyard could not run this job: {type(exc).__name__}: {exc}. "
                     f"Details in {LOG_DIR}/60_control_log.txt.",
                 },
             )
