@@ -248,6 +248,19 @@ def test_the_write_token_attack_runs_nothing(trust: Trust, tmp_path: Path) -> No
     assert not (trust.ws.path / "scheduler.json").exists()  # no scheduler was started on the server host
 
 
+def test_without_auth_or_compute_a_clone_runs_nothing(tmp_path: Path) -> None:
+    ws = Workspace.create(tmp_path / "ws")
+    marker = tmp_path / "ran.txt"
+    with (
+        running_server(ws.path, tmp_path / "server.log") as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        run_id = attack_pipeline(ws, client, marker, tmp_path)
+        assert ws.store.get_run(run_id).data["submittedBy"] == {"auth": "off"}
+        assert_403(client.post(f"/runs/{run_id}/clone", data={}), "started without --compute")
+    assert not marker.exists() and not (ws.path / "scheduler.json").exists()
+
+
 @pytest.mark.usefixtures("no_stray_processes")
 def test_a_compute_server_runs_clones_only_for_tokens_with_compute(trust: Trust, tmp_path: Path) -> None:
     marker = tmp_path / "ran.txt"

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import SourceDir, wait_for
 from runyard import Experiment, ScriptRunConfig, Workspace
+from runyard.engine.service import service_info
 from runyard.pipeline import Pipeline, PipelineParameter, PipelineRun, PythonScriptStep
 from runyard.server.auth import create_token
 from runyard.store import MetricRow
@@ -159,6 +160,9 @@ def test_clone_resubmits_with_a_new_parameter_value(studio: Studio, page, tmp_pa
     step = PythonScriptStep("lr.py", name="fit", source_directory=src, arguments=[lr])
     first = Pipeline(studio.ws, [step]).submit("clone-exp", show_output=False)
     assert first.wait_for_completion(show_output=False) == "Finished"
+    # The scheduler this test's own submit started takes no {"auth": "off"} submissions; once it idles
+    # out, the studio's clone starts one of the compute host's own that does (docs/security.md).
+    wait_for(lambda: service_info(studio.ws) is None, timeout=30)
 
     page.goto(f"{studio.url}/runs/{first.id}")
     page.get_by_role("link", name="Clone", exact=True).click()

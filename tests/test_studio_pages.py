@@ -354,6 +354,7 @@ def test_clone_form_says_which_value_is_wrong_and_submits_nothing(served, tmp_pa
     assert good.status_code == 303
     new_id = good.headers["location"].rsplit("/", 1)[1]
     assert ws.get_run(new_id).get_parameters() == {"epochs": 5}
+    assert ws.store.get_run(new_id).data["submittedBy"] == {"auth": "off"}  # what the scheduler checks
 
 
 def test_revoking_a_token_ends_its_open_streams(tmp_path: Path) -> None:
