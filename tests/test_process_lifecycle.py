@@ -21,6 +21,7 @@ from runyard.compute.process_job import stop_process_group
 from runyard.core.context import reap_if_orphaned
 from runyard.core.processes import identity, process_state
 from runyard.errors import InvalidInputError
+from runyard.pipeline import Pipeline, PythonScriptStep
 
 DRIVER_LOG = "azureml-logs/70_driver_log.txt"
 POST = "azureml-logs/75_job_post.txt"
@@ -229,3 +230,44 @@ def test_tag_names_must_be_strings(sqlite_workspace: Workspace, key: object) -> 
     with pytest.raises(InvalidInputError, match="Tag names must be non-empty strings"):
         run.tag(key, "v")  # type: ignore[arg-type]
     assert run.get_tags() == {}
+
+
+STEP_WITH_A_DAEMON = """
+import subprocess, sys, time
+tick = "import time\\nwhile True:\\n    print('tick', flush=True)\\n    time.sleep(0.02)\\n"
+subprocess.Popen([sys.executable, "-c", tick], start_new_session=True)
+time.sleep(float(sys.argv[1]))
+print("step done", flush=True)
+"""
+
+
+def _run_processes(run_id: str) -> list[int]:
+    return [p.pid for p in psutil.process_iter() if _environ(p).get("RUNYARD_RUN_ID") == run_id]
+
+
+@pytest.mark.usefixtures("no_stray_processes")
+def test_a_pipeline_step_leaves_no_process_behind(sqlite_workspace: Workspace, source_dir: SourceDir) -> None:
+    source_dir.gen({"step.py": STEP_WITH_A_DAEMON})
+    step = PythonScriptStep("step.py", name="daemon", arguments=[0.3], source_directory=source_dir)
+    run = Pipeline(sqlite_workspace, [step]).submit("pipe-leftovers", show_output=False)
+    assert run.wait_for_completion(show_output=False, timeout_seconds=60) == "Finished"
+    step_run = run.find_step_run("daemon")[0]
+    assert _run_processes(step_run.id) == []
+    log = step_run.get_job_log()
+    time.sleep(0.3)
+    assert step_run.get_job_log() == log
+
+
+@pytest.mark.usefixtures("no_stray_processes")
+def test_pipeline_cancel_stops_a_step_child_that_left_the_group(
+    sqlite_workspace: Workspace, source_dir: SourceDir
+) -> None:
+    source_dir.gen({"step.py": STEP_WITH_A_DAEMON})
+    step = PythonScriptStep("step.py", name="daemon", arguments=[60], source_directory=source_dir)
+    run = Pipeline(sqlite_workspace, [step]).submit("pipe-cancel", show_output=False)
+    step_run = wait_for(lambda: run.find_step_run("daemon")[0], timeout=10)
+    wait_for(lambda: "tick" in step_run.get_job_log(), timeout=30)
+    run.cancel()
+    assert run.wait_for_completion(show_output=False, timeout_seconds=30) == "Canceled"
+    wait_for(lambda: step_run._refresh().status == "Canceled", timeout=10)
+    assert _run_processes(step_run.id) == []
