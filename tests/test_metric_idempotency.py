@@ -4,22 +4,39 @@ On a real SQLite file and a real PostgreSQL database: resent batches, overlappin
 within one batch store nothing twice, and the summaries and rollups count only the rows stored (they
 equal those of a store that received every row once). Two clients sending the same rows at the same
 moment (a client retrying while its first request is still being served) store them once too.
+
+Over HTTP (the real app in-process, with a fault on the wire between client and app): the metric writer
+resends only what was not acknowledged, a lost answer is resent and stored once, and a request that is
+not safe to repeat is not repeated.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import threading
-from collections.abc import Iterator
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
+from runyard import Workspace
+from runyard.core.metrics import STORE_CALL_ROWS, MetricWriter
+from runyard.errors import StoreError
+from runyard.server.app import create_app
 from runyard.store import schema
 from runyard.store.records import MetricRow
+from runyard.store.rest_store import METRIC_BATCH, RestStore
 from runyard.store.sql_store import SqlStore
 from store_suite import make_run
+
+with warnings.catch_warnings():  # starlette may warn that httpx is deprecated for its TestClient
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -136,3 +153,114 @@ def test_concurrent_resends_of_the_same_rows_are_stored_once(store: SqlStore, re
     assert not errors, errors
     assert store.count_metric_rows("r1") == 2000
     assert derived(store) == derived(reference)
+
+
+# -- over HTTP: what the client sends again after a failure ---------------------------------------
+
+
+class FaultyNetwork(httpx.BaseTransport):
+    """The network between a RestStore and the server's app, with one fault on the Nth POST to `path`:
+    "refused" (the request never arrives), or "lost" (the server handles it, the answer never comes back).
+    It records what reached the server. `hold` keeps the first such POST waiting until the test sets it."""
+
+    def __init__(self, inner: httpx.BaseTransport, path: str, fail_on: int, fault: str) -> None:
+        self.inner, self.path, self.fail_on, self.fault = inner, path, fail_on, fault
+        self.posts = 0
+        self.delivered: list[bytes] = []  # bodies the server handled, in order
+        self.hold = threading.Event()
+        self.hold.set()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method != "POST" or request.url.path != self.path:
+            return self.inner.handle_request(request)
+        self.posts += 1
+        if self.posts == 1:
+            self.hold.wait(timeout=30)
+        if self.posts == self.fail_on and self.fault == "refused":
+            raise httpx.ConnectError("[Errno 111] Connection refused (injected)", request=request)
+        self.delivered.append(request.read())
+        response = self.inner.handle_request(request)
+        if self.posts == self.fail_on and self.fault == "lost":
+            response.read()
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response (injected)")
+        return response
+
+
+def rest_store_over(
+    ws: Workspace, network: Callable[[httpx.BaseTransport], FaultyNetwork]
+) -> tuple[RestStore, FaultyNetwork]:
+    client = TestClient(create_app(ws))
+    faulty = network(client._transport)
+    client._transport = faulty  # the app stays real; only the wire between client and app can fail
+    # a URI of its own: runyard keeps one background metric writer per store URI in a process
+    return RestStore(f"http://testserver-{uuid.uuid4().hex[:8]}", client=client), faulty
+
+
+def first_seqs(bodies: list[bytes]) -> list[tuple[int, int]]:
+    """(first seq, row count) of each metrics request body."""
+    out = []
+    for body in bodies:
+        rows = json.loads(body)["rows"]
+        out.append((rows[0]["seq"], len(rows)))
+    return out
+
+
+def test_writer_resends_only_what_the_server_did_not_acknowledge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """12,000 rows go out as requests of 5,000 + 5,000 + 2,000; the second never arrives. The writer
+    sends the second and third again, never the first (the old writer re-queued the whole batch)."""
+    monkeypatch.setenv("RUNYARD_SERVER_RETRY_SECONDS", "0")  # fail at once: the writer's own retry is tested
+    ws = Workspace.create(tmp_path / "ws" / ".runyard")
+    store, network = rest_store_over(
+        ws, lambda inner: FaultyNetwork(inner, "/api/v1/metrics", fail_on=3, fault="refused")
+    )
+    run_id = make_run(store, "idem").run_id
+    writer = MetricWriter(store, None)
+    network.hold.clear()  # the first request waits (and then succeeds) while every row is queued behind it
+    for i in range(12_000):
+        writer.add(run_id, "m", "scalar", {"value": float(i), "text": None, "payload": None})
+    network.hold.set()
+    writer.flush(timeout=60)
+
+    assert ws.store.count_metric_rows(run_id) == 12_000
+    assert [s.count for s in ws.store.get_metric_summaries([run_id])] == [12_000]
+    sent = first_seqs(network.delivered)
+    assert network.posts == len(sent) + 1  # one request was refused
+    assert sorted(seq for seq, _ in sent) == [seq for seq, _ in sent]  # never back to an earlier row
+    assert sum(n for _, n in sent) == 12_000  # every row reached the server exactly once
+    assert max(n for _, n in sent) == STORE_CALL_ROWS == METRIC_BATCH
+
+
+def test_lost_answer_to_a_metrics_request_is_resent_and_stored_once(tmp_path: Path) -> None:
+    ws = Workspace.create(tmp_path / "ws" / ".runyard")
+    store, network = rest_store_over(
+        ws, lambda inner: FaultyNetwork(inner, "/api/v1/metrics", fail_on=2, fault="lost")
+    )
+    run_id = make_run(store, "idem").run_id
+    rows = numbered(run_id, "w1", range(12_000))
+    store.append_metrics(rows)  # no error: the second request is sent again after its answer was lost
+
+    assert first_seqs(network.delivered) == [(0, 5000), (5000, 5000), (5000, 5000), (10000, 2000)]
+    assert ws.store.count_metric_rows(run_id) == 12_000
+    assert sum(s.count for s in ws.store.get_metric_summaries([run_id])) == 12_000
+
+
+def test_a_request_that_is_not_safe_to_repeat_is_not_resent(tmp_path: Path) -> None:
+    """Creating a run whose answer was lost: sending it again would fail with "already exists" for the
+    run it did create, so the client reports that the request may have been applied."""
+    ws = Workspace.create(tmp_path / "ws" / ".runyard")
+    store, network = rest_store_over(
+        ws, lambda inner: FaultyNetwork(inner, "/api/v1/runs", fail_on=1, fault="lost")
+    )
+    with pytest.raises(StoreError, match="may or may not have been applied"):
+        make_run(store, "idem", "made-once")
+    assert len(network.delivered) == 1
+    assert ws.store.get_run("made-once").run_id == "made-once"
+    # rows without a writer and seq cannot be recognised as copies: not resent either
+    store, network = rest_store_over(
+        ws, lambda inner: FaultyNetwork(inner, "/api/v1/metrics", fail_on=1, fault="lost")
+    )
+    with pytest.raises(StoreError, match="may or may not have been applied"):
+        store.append_metrics([MetricRow("made-once", "m", "scalar", 1.0, value=1.0)])
+    assert len(network.delivered) == 1 and ws.store.count_metric_rows("made-once") == 1

@@ -51,3 +51,9 @@ def scheduler_idle_seconds() -> float:
 def local_slots() -> int:
     """How many steps run at once on the local target (RUNYARD_LOCAL_SLOTS, default: the number of CPU cores)."""
     return int(os.environ.get("RUNYARD_LOCAL_SLOTS") or os.cpu_count() or 1)
+
+
+def server_retry_seconds() -> float:
+    """How long a client keeps retrying a runyard server that is unreachable or answers 502/503/504 before it
+    fails (RUNYARD_SERVER_RETRY_SECONDS, default 60; 0 tries once). Covers a server restart."""
+    return max(0.0, float(os.environ.get("RUNYARD_SERVER_RETRY_SECONDS", "60")))

@@ -26,9 +26,13 @@ from typing import Any
 from runyard import config
 from runyard.errors import InvalidInputError, MetricValueError, RunyardError, StoreError
 from runyard.store import MetricRow, Store
+from runyard.store.rest_store import METRIC_BATCH
 
 MAX_NAME_LENGTH = 255
 BATCH_SIZE = 1000
+#: Most rows the writer hands the store in one call: RestStore's request size, so that each call is one
+#: acknowledged request and a failure re-queues only what was not stored.
+STORE_CALL_ROWS = METRIC_BATCH
 #: Steps are stored as 64-bit integers (BIGINT on both databases, like MLflow's steps).
 MIN_STEP, MAX_STEP = -(2**63), 2**63 - 1
 
@@ -233,30 +237,41 @@ class MetricWriter:
                 batch, self._pending = self._pending, []
                 self._in_flight = len(batch)
             if batch:
-                try:
-                    self.store.append_metrics(batch)
-                    self._last_error = None
-                except StoreError as exc:  # the database is busy or away: keep the rows; it may come back
-                    self._last_error = str(exc)
-                    print(
-                        f"runyard: could not write {len(batch)} metrics yet ({exc}); retrying",
-                        file=sys.stderr,
-                    )
+                unwritten = self._write(batch)
+                if unwritten:
                     with self._lock:
-                        self._pending[:0] = batch
+                        self._pending[:0] = unwritten
                     time.sleep(min(interval, 1.0))
-                except Exception:
-                    # Not an outage: the store refuses something in this batch. Retrying it would hold back
-                    # every later metric (and make flush() wait out its timeout), so write the rows one by
-                    # one and drop only those refused.
-                    unwritten = append_row_by_row(self.store, batch)
-                    if unwritten:
-                        with self._lock:
-                            self._pending[:0] = unwritten
-                        time.sleep(min(interval, 1.0))
             with self._lock:
                 self._in_flight = 0
                 self._idle.notify_all()
+
+    def _write(self, batch: list[MetricRow]) -> list[MetricRow]:
+        """Write `batch` in store calls of at most STORE_CALL_ROWS rows; returns the rows to try again.
+
+        Each call is acknowledged on its own (RestStore sends it as one request), so after a failure only
+        the failed call's rows and those after it are returned: rows already acknowledged are not sent
+        again. (Were they, the store would skip them by writer and seq; this just saves the resend.)"""
+        for start in range(0, len(batch), STORE_CALL_ROWS):
+            chunk = batch[start : start + STORE_CALL_ROWS]
+            try:
+                self.store.append_metrics(chunk)
+            except StoreError as exc:  # the database or server is busy or away: keep the rows for later
+                self._last_error = str(exc)
+                print(
+                    f"runyard: could not write {len(batch) - start} metrics yet ({exc}); retrying",
+                    file=sys.stderr,
+                )
+                return batch[start:]
+            except Exception:
+                # Not an outage: the store refuses something in this chunk. Retrying it would hold back
+                # every later metric (and make flush() wait out its timeout), so write its rows one by
+                # one and drop only those refused.
+                unwritten = append_row_by_row(self.store, chunk)
+                if unwritten:
+                    return unwritten + batch[start + len(chunk) :]
+        self._last_error = None
+        return []
 
 
 def append_row_by_row(store: Store, rows: list[MetricRow]) -> list[MetricRow]:

@@ -3,7 +3,9 @@
 A process on this machine (a script run, a pipeline step) writes its logs and outputs to real files;
 for a remote workspace those files live in a local mirror folder, and `sync()` sends what changed
 to the server — appending to files that grew (logs), uploading files that are new or rewritten.
-Reads go to the server, so every client sees the same bytes.
+Reads go to the server, so every client sees the same bytes. Requests ride out a server restart
+(store/rest_http.py): uploads replace whole files and appends name their offset, so both are safe to send
+again.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from runyard.errors import ConflictError, NotFoundError
 from runyard.store.artifacts import clean_relpath, put_tree
-from runyard.store.rest_store import HttpClient
+from runyard.store.rest_http import HttpClient
 
 
 class RestArtifactStore:
@@ -126,6 +128,9 @@ class RestArtifactStore:
                             "/api/v1/artifacts/append",
                             params={"path": rel, "offset": before[0]},
                             content=chunk,
+                            # safe to repeat: an append that was applied makes the repeat's offset
+                            # stale, the server answers 409, and the whole file is sent instead
+                            retry=True,
                         )
                     except ConflictError:
                         self.put_file(rel, path)

@@ -2,6 +2,8 @@
 
 Chosen by an http(s):// tracking URI. Records travel as the same dataclasses SqlStore returns
 (validated by pydantic on both ends); errors come back as the RunyardError subclass the server raised.
+Requests ride out a server restart (store/rest_http.py); the class docstring says which ones are retried
+after a broken connection.
 """
 
 from __future__ import annotations
@@ -14,66 +16,13 @@ from urllib.parse import quote
 import httpx
 from pydantic import TypeAdapter
 
-from runyard import errors as e
 from runyard.store.records import ExperimentRecord, MetricRow, MetricSummary, ModelRecord, RunRecord
+from runyard.store.rest_http import HttpClient, error_from_response
+
+__all__ = ["METRIC_BATCH", "HttpClient", "RestStore", "error_from_response"]
 
 T = TypeVar("T")
 METRIC_BATCH = 5000
-
-
-def error_from_response(response: httpx.Response) -> e.RunyardError:
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = {}
-    error = payload.get("error", {}) if isinstance(payload, dict) else {}
-    if not isinstance(error, dict):
-        error = {}
-    message = error.get("message") or (payload.get("message") if isinstance(payload, dict) else None)
-    if isinstance(payload, dict) and payload.get("details") and payload.get("code") == "Unauthorized":
-        message = payload["details"][0].get("message")
-    message = message or f"HTTP {response.status_code} from {response.request.url}"
-    kind = getattr(e, str(error.get("type")), None) if error.get("type") else None
-    if isinstance(kind, type) and issubclass(kind, e.RunyardError):
-        exc = kind.__new__(kind)
-        Exception.__init__(exc, message)
-        return exc
-    status = response.status_code
-    if status in (401, 403):
-        return e.AuthError(f"{message} (HTTP {status}; set RUNYARD_TOKEN or pass token= to Workspace.get)")
-    if status == 404:
-        return e.NotFoundError(message)
-    if status == 409:
-        return e.ConflictError(message)
-    if status >= 500:
-        return e.StoreError(message)
-    return e.InvalidInputError(message)
-
-
-class HttpClient:
-    """A shared httpx client with runyard's error translation."""
-
-    def __init__(
-        self, base_url: str, token: str | None, timeout: float = 60.0, client: httpx.Client | None = None
-    ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.base_url = base_url.rstrip("/")
-        # `client` lets tests drive the ASGI app in-process (starlette's TestClient is an httpx.Client).
-        self.client = client or httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
-        if client is not None:
-            self.client.headers.update(headers)
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self.client.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise e.StoreError(
-                f"Cannot reach the runyard server at {self.base_url} ({exc}). Start it with `runyard server` "
-                "or check the tracking URI."
-            ) from exc
-        if response.status_code >= 400:
-            raise error_from_response(response)
-        return response
 
 
 def _seg(value: str) -> str:
@@ -91,6 +40,27 @@ def _dump(kind: Any, value: Any) -> Any:
 
 
 class RestStore:
+    """The Store protocol over HTTP.
+
+    Every request is retried while the server cannot be reached or answers 503 (it did not do the work).
+    When the connection breaks after a request was sent, the server may have applied it; only requests
+    that are harmless to apply twice are sent again:
+
+    - reads (GET);
+    - get_or_create_experiment (by name), set_tags and remove_tags (last write wins), add_properties
+      (the same value again is accepted), update_run_data (a merge of the same keys);
+    - set_run_status without `force`: a terminal status never changes again and CancelRequested only
+      moves to a terminal status, so a repeat cannot undo what happened meanwhile. A forced change can
+      (it would overwrite a status set in between), so it is not repeated;
+    - append_metrics when every row carries a writer and seq: the database stores each (run_id, writer,
+      seq) once, so a resent batch adds nothing (rows without them are not repeated);
+    - create_run_token: a second token for the run is harmless (the first one is never seen).
+
+    Not repeated: create_runs (a repeat would answer "already exists" for runs it did create) and
+    register_model (a repeat would register another version); they fail with a StoreError that says
+    the request may have been applied.
+    """
+
     def __init__(self, uri: str, token: str | None = None, client: httpx.Client | None = None) -> None:
         self.uri = uri.rstrip("/")
         self.where = self.uri
@@ -101,13 +71,13 @@ class RestStore:
         clean = {k: v for k, v in params.items() if v is not None}
         return _load(kind, self.http.request("GET", f"/api/v1{path}", params=clean).json())
 
-    def _send(self, method: str, path: str, body: Any, kind: Any = None) -> Any:
-        response = self.http.request(method, f"/api/v1{path}", json=body)
+    def _send(self, method: str, path: str, body: Any, kind: Any = None, *, retry: bool = False) -> Any:
+        response = self.http.request(method, f"/api/v1{path}", json=body, retry=retry)
         return None if kind is None else _load(kind, response.json())
 
     # experiments
     def get_or_create_experiment(self, name: str) -> ExperimentRecord:
-        return self._send("POST", "/experiments", {"name": name}, ExperimentRecord)
+        return self._send("POST", "/experiments", {"name": name}, ExperimentRecord, retry=True)
 
     def get_experiment(self, name: str) -> ExperimentRecord:
         return self._get(f"/experiments/{_seg(name)}", ExperimentRecord)
@@ -174,10 +144,12 @@ class RestStore:
             "data": dict(data) if data else None,
             "fingerprint": fingerprint,
         }
-        return self._send("POST", f"/runs/{_seg(run_id)}/status", body, RunRecord)
+        return self._send("POST", f"/runs/{_seg(run_id)}/status", body, RunRecord, retry=not force)
 
     def update_run_data(self, run_id: str, patch: Mapping[str, Any]) -> RunRecord:
-        return self._send("PATCH", f"/runs/{_seg(run_id)}/data", {"patch": dict(patch)}, RunRecord)
+        return self._send(
+            "PATCH", f"/runs/{_seg(run_id)}/data", {"patch": dict(patch)}, RunRecord, retry=True
+        )
 
     # tags and properties
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
@@ -186,10 +158,11 @@ class RestStore:
                 "PUT",
                 f"/runs/{_seg(run_id)}/tags",
                 {"tags": {str(k): None if v is None else str(v) for k, v in tags.items()}},
+                retry=True,
             )
 
     def remove_tags(self, run_id: str, keys: Iterable[str]) -> None:
-        self._send("POST", f"/runs/{_seg(run_id)}/tags/remove", {"keys": list(keys)})
+        self._send("POST", f"/runs/{_seg(run_id)}/tags/remove", {"keys": list(keys)}, retry=True)
 
     def get_tags(self, run_id: str) -> dict[str, Any]:
         return self._get(f"/runs/{_seg(run_id)}/tags", dict[str, str | None])
@@ -200,6 +173,7 @@ class RestStore:
                 "POST",
                 f"/runs/{_seg(run_id)}/properties",
                 {"properties": {str(k): str(v) for k, v in properties.items()}},
+                retry=True,
             )
 
     def get_properties(self, run_id: str) -> dict[str, str]:
@@ -207,10 +181,13 @@ class RestStore:
 
     # metrics
     def append_metrics(self, rows: Sequence[MetricRow]) -> None:
-        """One request per METRIC_BATCH rows; the metric writer already hands over batches."""
+        """One request per METRIC_BATCH rows, each acknowledged on its own: when one fails, the ones
+        before it are stored (the metric writer hands over at most METRIC_BATCH rows per call, so what
+        it re-queues after a failure is exactly what was not acknowledged)."""
         for start in range(0, len(rows), METRIC_BATCH):
             chunk = list(rows[start : start + METRIC_BATCH])
-            self._send("POST", "/metrics", {"rows": _dump(list[MetricRow], chunk)})
+            numbered = all(r.writer is not None and r.seq is not None for r in chunk)
+            self._send("POST", "/metrics", {"rows": _dump(list[MetricRow], chunk)}, retry=numbered)
 
     def get_metric_rows(self, run_ids: Sequence[str], name: str | None = None) -> list[MetricRow]:
         if not run_ids:  # as SqlStore: no runs, no rows (the route needs at least one run_id)
@@ -240,4 +217,5 @@ class RestStore:
 
     # runs tokens (used by whoever launches a run's process against a server)
     def create_run_token(self, run_id: str) -> str:
-        return str(self.http.request("POST", f"/api/v1/runs/{_seg(run_id)}/token").json()["token"])
+        response = self.http.request("POST", f"/api/v1/runs/{_seg(run_id)}/token", retry=True)
+        return str(response.json()["token"])
