@@ -275,7 +275,11 @@ def test_a_compute_server_runs_clones_only_for_tokens_with_compute(trust: Trust,
                 refused, "may not run code on local", "runyard token create --scope write --compute local"
             )
         assert not trust.store.list_runs(experiment_name="cloned")
+        with trust.client("write", server.url) as client:  # the form says so before it is filled in
+            form = client.get(f"/runs/{run_id}/clone").text.replace("&#39;", "'")
+        assert "may not run code on local" in form and 'disabled title="Cannot run here"' in form
         with trust.client("runner", server.url) as client:
+            assert "Cannot run here" not in client.get(f"/runs/{run_id}/clone").text
             done = client.post(f"/runs/{run_id}/clone", data={"experiment": "cloned"})
         assert done.status_code == 303, done.text
         new_id = done.headers["location"].rsplit("/", 1)[1]

@@ -148,8 +148,19 @@ def add_run_routes(
     @router.get("/runs/{run_id}/clone")
     def clone_form(request: Request, run_id: str, who: Principal = Depends(principal)) -> Response:
         run = _pipeline(store, run_id)
+        try:
+            may_run_here(request, who, run)
+            blocked = None
+        except StudioForbidden as exc:  # say why before the user fills the form in
+            blocked = exc.message
         return render(
-            request, "clone.html", who, run=run, parameters=run.data.get("parameters", {}), error=None
+            request,
+            "clone.html",
+            who,
+            run=run,
+            parameters=run.data.get("parameters", {}),
+            error=None,
+            blocked=blocked,
         )
 
     @router.post("/runs/{run_id}/clone")
