@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 
 from conftest import SourceDir, wait_for
 from runyard import Experiment, Run, ScriptRunConfig, Workspace
+from runyard.core.context import reap_if_orphaned
 from runyard.core.processes import process_state
 
 LOG_UNTIL_STOPPED = """
@@ -119,3 +121,40 @@ def test_a_full_disk_while_spooling_says_so(
     if details["status"] == "Completed":  # the script carried on without its spool
         assert len(values) == 20_000
     assert not (tiny_work_dir / run.id).exists()
+
+
+LOG_THEN_WAIT = """
+import time
+from runyard import Run
+run = Run.get_context()
+for i in range(3000):
+    run.log("v", i, step=i)
+open("outputs/started", "w").write("")
+time.sleep(120)
+"""
+
+
+def test_two_readers_reaping_one_orphan_store_each_value_once(
+    sqlite_workspace: Workspace, source_dir: SourceDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNYARD_METRIC_FLUSH_SECONDS", "60")  # every value is only in the spool
+    source_dir.gen({"train.py": LOG_THEN_WAIT})
+    run = Experiment(sqlite_workspace, "chaos").submit(ScriptRunConfig(source_dir, "train.py"))
+    outputs = sqlite_workspace.artifacts.local_path(f"runs/{run.id}/outputs")
+    wait_for(lambda: (outputs / "started").exists(), timeout=60)
+    supervisor = run._refresh().data["supervisor"]
+    os.kill(int(supervisor["pid"]), signal.SIGKILL)
+    wait_for(lambda: process_state(supervisor) == "dead", timeout=10)
+
+    results: list[bool] = []
+    readers = [
+        threading.Thread(target=lambda: results.append(reap_if_orphaned(Run.get(sqlite_workspace, run.id))))
+        for _ in range(2)
+    ]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join(timeout=60)
+    assert sorted(results) == [False, True]
+    assert run.get_status() == "Failed"
+    assert stored_values(run) == list(range(3000))
