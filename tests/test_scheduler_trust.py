@@ -268,6 +268,12 @@ def test_a_tampered_snapshot_blob_or_manifest_runs_nothing(
     assert not evil.exists() and not marker.exists()
 
 
+def started_after_recovery(ws: Workspace, run_id: str) -> None:
+    """Wait until `ws`'s scheduler has recovered (its first act) and started pipeline `run_id`."""
+    log = ws.path / "scheduler.log"
+    wait_for(lambda: log.exists() and f"pipeline {run_id}: started" in log.read_text(), timeout=60)
+
+
 # -- High 1: two folders, one database --------------------------------------------------------------
 def test_two_folders_on_one_postgres_each_run_only_their_own(
     postgres_uri: str, src: SourceDir, tmp_path: Path
@@ -277,12 +283,13 @@ def test_two_folders_on_one_postgres_each_run_only_their_own(
     one = Workspace.create(tmp_path / "one", tracking_uri=postgres_uri)
     two = Workspace.create(tmp_path / "two", tracking_uri=postgres_uri)
     assert one.identity != two.identity
-    first = mark_pipeline(one, src, tmp_path / "one-ran", seconds=4).submit("shared", show_output=False)
+    first = mark_pipeline(one, src, tmp_path / "one-ran", seconds=10).submit("shared", show_output=False)
     wait_for(lambda: (tmp_path / "one-ran").exists(), timeout=60)  # folder 1's step is running
     second = mark_pipeline(two, src, tmp_path / "two-ran").submit("shared", show_output=False)
-    assert second.wait_for_completion(show_output=False, timeout_seconds=120) == "Finished"
+    started_after_recovery(two, second.id)
     (running,) = one.store.list_descendants(first.id, recursive=False)
     assert running.status == RunStatus.RUNNING, message(running)
+    assert second.wait_for_completion(show_output=False, timeout_seconds=120) == "Finished"
     assert first.wait_for_completion(show_output=False, timeout_seconds=120) == "Finished"
     for ws, run in ((one, first), (two, second)):
         instance = json.loads((ws.path / INFO_FILE).read_text())["instance"]
@@ -290,6 +297,35 @@ def test_two_folders_on_one_postgres_each_run_only_their_own(
         (step,) = ws.store.list_descendants(run.id, recursive=False)
         assert step.data["process"]["scheduler"] == instance
     assert "interrupted" not in (two.path / "scheduler.log").read_text()
+
+
+def test_two_clients_of_one_server_each_run_only_their_own(
+    sqlite_workspace: Workspace, src: SourceDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10 High 1 as reported: machine 1's scheduler must not start client 2's step, and machine 2's
+    scheduler starting must not fail or SIGTERM machine 1's running step (both on this one host)."""
+    tokens = [create_token(sqlite_workspace.store, "write", compute=("local",))[0] for _ in range(2)]  # type: ignore[arg-type]
+    with running_server(sqlite_workspace.path, tmp_path / "server.log", auth=True) as server:
+        clients = []
+        for n, token in enumerate(tokens):
+            monkeypatch.setenv("RUNYARD_CACHE_DIR", str(tmp_path / f"machine{n}"))
+            clients.append(Workspace.get(server.url, token=token))
+        one, two = clients
+        assert one.path != two.path and one.identity != two.identity
+        monkeypatch.setenv("RUNYARD_CACHE_DIR", str(tmp_path / "machine0"))
+        first = mark_pipeline(one, src, tmp_path / "one-ran", seconds=10).submit("shared", show_output=False)
+        wait_for(lambda: (tmp_path / "one-ran").exists(), timeout=60)
+        monkeypatch.setenv("RUNYARD_CACHE_DIR", str(tmp_path / "machine1"))
+        second = mark_pipeline(two, src, tmp_path / "two-ran").submit("shared", show_output=False)
+        started_after_recovery(two, second.id)
+        (running,) = sqlite_workspace.store.list_descendants(first.id, recursive=False)
+        assert running.status == RunStatus.RUNNING, message(running)
+        assert second.wait_for_completion(show_output=False, timeout_seconds=120) == "Finished"
+        assert first.wait_for_completion(show_output=False, timeout_seconds=120) == "Finished"
+        for ws, run in ((one, first), (two, second)):
+            instance = json.loads((ws.path / INFO_FILE).read_text())["instance"]
+            assert sqlite_workspace.store.get_run(run.id).data["supervisor"]["scheduler"] == instance
+        assert "interrupted" not in (two.path / "scheduler.log").read_text()
 
 
 # -- the workspace identity -----------------------------------------------------------------------
