@@ -205,6 +205,13 @@ def test_a_killed_child_run_owner_does_not_leave_it_running(sqlite_workspace: Wo
     assert Run.get(sqlite_workspace, child_id).get_metrics() == {"loss": 0.25}
 
 
+def test_reading_the_status_of_a_run_whose_owner_was_killed_ends_it(sqlite_workspace: Workspace) -> None:
+    proc, (_, child_id) = _start_owner(sqlite_workspace)
+    proc.kill()
+    proc.wait()
+    assert Run.get(sqlite_workspace, child_id).get_status() == "Failed"
+
+
 def test_a_killed_interactive_run_does_not_wait_forever(sqlite_workspace: Workspace) -> None:
     proc, (run_id, _) = _start_owner(sqlite_workspace)
     if "owner" not in sqlite_workspace.store.get_run(run_id).data:

@@ -213,23 +213,17 @@ def stop_tree(
         popen.wait()
 
 
-def stop_run_processes(
-    run_id: str, data: Mapping[str, Any], grace: float | None = None, *, owner_too: bool = False
-) -> bool:
-    """The one way a run's processes are stopped (cancel, an orphaned run, a scheduler's recovery).
+def stop_run_processes(run_id: str, data: Mapping[str, Any], grace: float | None = None) -> bool:
+    """The one way a run's processes are stopped: cancel, an orphaned run, a scheduler's recovery, the
+    leftovers of a finished script.
 
-    `data` is the run record's data: its recorded "process" (the script or step) names the root; the
-    run id finds what left its tree. `owner_too` also stops the recorded "owner" of an interactive run.
-    Processes on another host are not touched. Returns True when anything was running."""
+    `data` is the run record's data: its recorded "process" (the script or step) names the root, checked
+    against its recorded start time; the run id finds what left the tree. Processes on another host are
+    not touched. Returns True when anything was running."""
     process = data.get("process")
     if isinstance(process, Mapping) and process.get("host") not in (None, socket.gethostname()):
         return False
-    root: Mapping[str, Any] | None = process if isinstance(process, Mapping) and process.get("pid") else None
+    root = process if isinstance(process, Mapping) and process.get("pid") else None
     procs = run_processes(root, [run_id])
-    owner = data.get("owner")
-    if owner_too and process_state(owner) == "alive":
-        owner_proc = _process(owner)
-        if owner_proc is not None and owner_proc.pid not in _protected():
-            procs.append(owner_proc)
     stop_processes(procs, grace)
     return bool(procs)

@@ -311,7 +311,9 @@ class Run(RunFilesMixin):
 
     # -- status and details ---------------------------------------------------------------------
     def get_status(self) -> str:
-        return self._refresh().status
+        """The current status. A run whose supervisor or owning process died is ended (Failed) here."""
+        self._ended()
+        return self._record.status
 
     def get_details(self) -> dict[str, Any]:
         record = self._refresh()
