@@ -357,3 +357,19 @@ def test_pipeline_runs_record_their_placement(
     data = sqlite_workspace.store.get_run(run.id).data
     assert data["placement"] == {"workspace": sqlite_workspace.identity, "target": "local"}
     run.wait_for_completion(show_output=False, timeout_seconds=120)
+
+
+def test_cloning_a_crafted_run_reports_its_graph_instead_of_submitting(
+    sqlite_workspace: Workspace, src: SourceDir, tmp_path: Path
+) -> None:
+    """The studio's clone reads the stored graph: it is checked the way the scheduler checks it."""
+    ws = sqlite_workspace
+    graph = crafted_graph(ws, src, "-c", ["import os"])
+    run_id = insert_pipeline(
+        ws, {"graph": graph, "placement": {"workspace": "elsewhere", "target": "local"}}, ["step"]
+    )
+    draft = PipelineRun.get(ws, run_id).clone()
+    errors = draft.validate()
+    assert len(errors) == 1 and "interpreter option" in errors[0], errors
+    with pytest.raises(InvalidInputError, match="interpreter option"):
+        draft.submit("clone", show_output=False)

@@ -1,4 +1,5 @@
-"""`python -m runyard.engine WORKSPACE`: the background scheduler service (started by submit)."""
+"""`python -m runyard.engine WORKSPACE [--accept-unauthenticated]`: the background scheduler service
+(started by submit; the flag only by a server without --auth that was started as compute)."""
 
 import sys
 

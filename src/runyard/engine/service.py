@@ -166,7 +166,9 @@ class SchedulerService:
 
     # -- discovering work -------------------------------------------------------------------------
     def poll_store(self) -> None:
-        for record in self.store.list_runs(run_type=PIPELINE_RUN_TYPE, status=sorted(ACTIVE_STATUSES)):
+        listed = self.store.list_runs(run_type=PIPELINE_RUN_TYPE, status=sorted(ACTIVE_STATUSES))
+        self.not_ours &= {r.run_id for r in listed}  # forget the ones that ended
+        for record in listed:
             if record.run_id in self.not_ours:
                 continue
             execution = self.executions.get(record.run_id)

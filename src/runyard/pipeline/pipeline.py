@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from runyard.core.experiment import Experiment
 from runyard.core.snapshot import snapshot_files
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
+from runyard.engine.graph_spec import GraphError, parse_graph
 from runyard.engine.placement import placement_for
 from runyard.engine.service import ensure_running
 from runyard.errors import InvalidInputError
@@ -69,9 +70,12 @@ class Pipeline:
     def _compile(
         self, parameter_values: dict[str, Any] | None
     ) -> tuple[dict[str, Any], list[str], list[str]]:
-        if self._graph is not None:
+        if self._graph is not None:  # a clone: the stored graph is input, checked as the scheduler will
             graph = copy.deepcopy(self._graph)
-            params = graph["parameters"]
+            try:
+                params = parse_graph(graph).parameters
+            except GraphError as exc:
+                return graph, [f"The pipeline's graph is not valid: {exc}."], []
             errors = [
                 f"pipeline_parameters names {n!r}, but this pipeline has no such parameter "
                 f"(known: {', '.join(sorted(params)) or 'none'})."
