@@ -18,7 +18,7 @@ import pytest
 from runyard.errors import InvalidInputError, RunFinishedError
 from runyard.status import RunStatus
 from runyard.store.base import Store
-from runyard.store.records import MetricRow, RunRecord
+from runyard.store.records import MetricRow, ModelRecord, RunRecord
 
 TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED)
 
@@ -165,6 +165,24 @@ class ValidationSuite:
             store.update_run_data(run.run_id, {"display_name": "x\x00"})
         assert store.get_tags(run.run_id) == {} and store.get_properties(run.run_id) == {}
         assert store.get_run(run.run_id).display_name is None
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"name": "../escape"},
+            {"name": "a/b"},
+            {"name": ".."},
+            {"name": "m" * 256},
+            {"name": "nul\x00"},
+            {"name": "ok", "tags": {"k": "nul\x00"}},
+            {"name": "ok", "run_id": "a/../../b"},
+        ],
+    )
+    def test_bad_models_are_refused(self, store: Store, fields: dict[str, Any]) -> None:
+        model = ModelRecord(version=0, path="models/{version}/m.pkl", created_time=time.time(), **fields)
+        with pytest.raises(InvalidInputError, match=r"Model|NUL|Run id"):
+            store.register_model(model)
+        assert store.list_models() == []
 
     # -- terminal states ------------------------------------------------------------------------
     @pytest.mark.parametrize("terminal", TERMINAL)

@@ -10,6 +10,7 @@ from runyard.errors import ModelNotFound
 from runyard.store import schema as t
 from runyard.store.records import ModelRecord
 from runyard.store.sql_base import SqlBase, _retry_on_conflict
+from runyard.store.validation import validate_model
 
 
 class SqlModels(SqlBase):
@@ -29,8 +30,12 @@ class SqlModels(SqlBase):
             framework=data.get("framework"),
         )
 
-    @_retry_on_conflict
     def register_model(self, model: ModelRecord) -> ModelRecord:
+        validate_model(model)
+        return self._register_model(model)
+
+    @_retry_on_conflict
+    def _register_model(self, model: ModelRecord) -> ModelRecord:
         with self._write() as conn:
             version = conn.execute(
                 sa.select(sa.func.coalesce(sa.func.max(t.models.c.version), 0) + 1).where(

@@ -19,7 +19,7 @@ from typing import Any
 
 from runyard.errors import InvalidInputError, MetricValueError
 from runyard.status import RunStatus
-from runyard.store.records import MetricRow, RunRecord
+from runyard.store.records import MetricRow, ModelRecord, RunRecord
 
 MAX_NAME_LENGTH = 255  # experiment names, metric names, tag and property keys (the database columns)
 MAX_RUN_ID_BYTES = 255  # a run id names a folder (runs/<run_id>/); file names stop at 255 bytes
@@ -213,3 +213,23 @@ def validate_metric_rows(rows: Iterable[MetricRow]) -> None:
         if row.writer is not None:
             _check_short("writer", row.writer)
         check_json(f"Metric {name!r}", row.payload)
+
+
+def validate_model(model: ModelRecord) -> None:
+    """A model's name names its folder (models/<name>/<version>/), like a run id; the rest is JSON."""
+    name = check_text("Model name", model.name, limit=MAX_NAME_LENGTH, controls=False)
+    if name in (".", "..") or any(c in name for c in "/\\"):
+        raise InvalidInputError(
+            f"Model name {_shown(name)} is not allowed: it names a folder, so use no '/' or '\\' and not "
+            "'.' or '..' (e.g. 'digits-classifier')."
+        )
+    check_text("Model path", model.path)
+    if model.run_id is not None:
+        check_run_id(model.run_id)
+    if model.description is not None:
+        check_text("Model description", model.description)
+    if model.framework is not None:
+        check_text("Model framework", model.framework, limit=MAX_NAME_LENGTH)
+    validate_tags(model.tags, "Model tag")
+    check_json(f"The tags of model {name!r}", dict(model.tags))
+    check_json(f"The properties of model {name!r}", dict(model.properties))
