@@ -85,7 +85,7 @@ def _end_with_interpreter(run: Run) -> None:
     atexit.register(finish)
 
 
-def _end_orphan(workspace: Workspace, run_id: str, status: str, error: dict[str, Any] | None) -> bool:
+def end_orphan(workspace: Workspace, run_id: str, status: str, error: dict[str, Any] | None) -> bool:
     """End a run nobody supervises any more, as its supervisor would have: stop what is left of its
     process tree, replay its metric spool (a logged value is never lost, however the run ends), write
     process_status.json and 75_job_post.txt, remove its working copy, then set `status`.
@@ -142,7 +142,7 @@ def reap_if_orphaned(run: Run) -> bool:
             "without completing it (it was killed, or exited without run.complete()). Metrics it had "
             "not written yet are lost; use `with exp.start_logging() as run:` to end runs for sure."
         )
-    return _end_orphan(run.workspace, run.id, RunStatus.FAILED, {"code": "SystemError", "message": message})
+    return end_orphan(run.workspace, run.id, RunStatus.FAILED, {"code": "SystemError", "message": message})
 
 
 def request_cancel(run: Run) -> None:
@@ -156,7 +156,7 @@ def request_cancel(run: Run) -> None:
     if supervisor is not None and process_state(supervisor) != "dead":
         store.set_run_status(run.id, RunStatus.CANCEL_REQUESTED)  # the supervisor stops the process
         return
-    _end_orphan(run.workspace, run.id, RunStatus.CANCELED, None)
+    end_orphan(run.workspace, run.id, RunStatus.CANCELED, None)
 
 
 def workspace_of_current_run() -> Workspace | None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from runyard.core.processes import stop_run_processes
+from runyard.core.context import end_orphan
 from runyard.core.run import RUN_CLASSES, Run
 from runyard.core.run_files import DRIVER_LOG
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
@@ -135,9 +135,11 @@ class PipelineRun(Run):
         for step in store.list_descendants(self.id, recursive=False):
             if step.status in TERMINAL_STATUSES:
                 continue
-            stop_run_processes(step.run_id, step.data)
-            store.set_run_status(
-                step.run_id, RunStatus.CANCELED, error={"code": "Canceled", "message": "Pipeline canceled."}
+            end_orphan(
+                self.workspace,
+                step.run_id,
+                RunStatus.CANCELED,
+                {"code": "Canceled", "message": "Pipeline canceled."},
             )
 
     def get_graph(self) -> dict[str, Any]:
