@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import SourceDir, run_cli, wait_for
+from conftest import SourceDir, free_port, run_cli, wait_for
 from runyard import Experiment, Workspace
 from runyard.core.snapshot import snapshot_files
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
@@ -226,12 +226,16 @@ def test_unauthenticated_submissions_run_only_under_runyard_up(
         "placement": {"workspace": ws.identity, "target": "local"},
     }
     first = insert_pipeline(ws, data, ["step"])
-    SchedulerService(ws, idle_seconds=1, echo=lambda _: None).serve()
+    done = run_cli("-w", str(ws.path), "up", "--no-studio", "--idle-seconds", "2")  # the scheduler alone
+    assert done.returncode == 0, done.stdout + done.stderr
     refused = ended(ws, first)
     assert refused.status == RunStatus.FAILED and "without --auth" in message(refused)
     assert not (tmp_path / "ran").exists()
     second = insert_pipeline(ws, data, ["step"])
-    SchedulerService(ws, idle_seconds=1, echo=lambda _: None, accept_unauthenticated=True).serve()
+    port = str(free_port())
+    done = run_cli("-w", str(ws.path), "up", "--port", port, "--idle-seconds", "2")  # with its own studio
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "this machine is compute" in done.stdout  # its studio may start clones here
     assert ended(ws, second).status == RunStatus.COMPLETED
     assert (tmp_path / "ran").read_text() == "ran"
 
@@ -348,6 +352,8 @@ def test_creating_a_workspace_on_a_file_says_so(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(InvalidInputError, match="it is a file, not a folder"):
         Workspace.create(tmp_path / "file")
+    with pytest.raises(InvalidInputError, match="is a file, not a folder"):
+        Workspace.create(tmp_path / "file" / "ws")
 
 
 def test_pipeline_runs_record_their_placement(

@@ -103,7 +103,13 @@ class Workspace:
                     "or pass exist_ok=True."
                 )
             return cls(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise InvalidInputError(
+                f"Cannot create a workspace at {folder}: {exc.filename or 'a folder above it'} is a file, not a "
+                "folder. Choose another path, or move the file away."
+            ) from exc
         cfg = {
             "name": name
             or (folder.parent.name if folder.name == config.DEFAULT_WORKSPACE_DIRNAME else folder.name),
