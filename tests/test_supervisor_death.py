@@ -3,6 +3,7 @@ chaos test of issue 10), and a spool that runs out of disk."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ from conftest import SourceDir, wait_for
 from runyard import Experiment, Run, ScriptRunConfig, Workspace
 from runyard.core.context import reap_if_orphaned
 from runyard.core.processes import process_state
+from runyard.pipeline import Pipeline, PythonScriptStep
 
 LOG_UNTIL_STOPPED = """
 import os, signal, time
@@ -158,3 +160,25 @@ def test_two_readers_reaping_one_orphan_store_each_value_once(
     assert sorted(results) == [False, True]
     assert run.get_status() == "Failed"
     assert stored_values(run) == list(range(3000))
+
+
+@pytest.mark.usefixtures("no_stray_processes")
+def test_canceling_a_pipeline_whose_scheduler_died_keeps_its_steps_metrics(
+    sqlite_workspace: Workspace, source_dir: SourceDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNYARD_METRIC_FLUSH_SECONDS", "60")  # every value is only in the spool
+    source_dir.gen({"train.py": LOG_THEN_WAIT})
+    step = PythonScriptStep("train.py", name="logger", source_directory=source_dir, allow_reuse=False)
+    run = Pipeline(sqlite_workspace, [step]).submit("pipe-orphan", show_output=False)
+    step_run = wait_for(lambda: run.find_step_run("logger")[0], timeout=10)
+    outputs = sqlite_workspace.artifacts.local_path(f"runs/{step_run.id}/outputs")
+    wait_for(lambda: (outputs / "started").exists(), timeout=60)
+    scheduler = int(json.loads((sqlite_workspace.path / "scheduler.json").read_text())["pid"])
+    os.kill(scheduler, signal.SIGKILL)
+    wait_for(lambda: process_state(run._refresh().data["supervisor"]) == "dead", timeout=10)
+
+    run.cancel()
+    assert run.get_status() == "Canceled"
+    assert step_run.get_status() == "Canceled"
+    assert stored_values(step_run) == list(range(3000))
+    assert "Metrics recovered from the spool" in step_run.read_log("azureml-logs/75_job_post.txt").decode()
