@@ -235,7 +235,7 @@ def test_unauthenticated_submissions_run_only_under_runyard_up(
     port = str(free_port())
     done = run_cli("-w", str(ws.path), "up", "--port", port, "--idle-seconds", "2")  # with its own studio
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "this machine is compute" in done.stdout  # its studio may start clones here
+    assert "This machine is compute" in done.stdout  # its studio may start clones here
     assert ended(ws, second).status == RunStatus.COMPLETED
     assert (tmp_path / "ran").read_text() == "ran"
 
