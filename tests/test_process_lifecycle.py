@@ -59,22 +59,24 @@ def test_a_reused_pid_counts_as_dead(sqlite_workspace: Workspace, sleeper: subpr
 
 
 def test_stop_process_group_returns_only_when_every_descendant_is_gone(tmp_path: Path) -> None:
-    # The leader exits on SIGTERM at once; its child ignores SIGTERM and its grandchild left the group.
+    # The leader exits on SIGTERM at once; its children ignore SIGTERM, and one of them left the group.
     code = textwrap.dedent(
         """
-        import os, signal, subprocess, sys, time
-        stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
-        a = subprocess.Popen([sys.executable, "-c", stubborn])
-        b = subprocess.Popen([sys.executable, "-c", stubborn], start_new_session=True)
+        import subprocess, sys, time
+        stubborn = (
+            "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "open(sys.argv[1], 'w').close(); time.sleep(60)"
+        )
+        a = subprocess.Popen([sys.executable, "-c", stubborn, sys.argv[1] + ".a"])
+        b = subprocess.Popen([sys.executable, "-c", stubborn, sys.argv[1] + ".b"], start_new_session=True)
         open(sys.argv[1], "w").write(f"{a.pid} {b.pid}")
         time.sleep(60)
         """
     )
     pids = tmp_path / "pids"
     leader = subprocess.Popen([sys.executable, "-c", code, str(pids)], start_new_session=True)
-    wait_for(lambda: pids.exists() and pids.read_text(), timeout=20)
+    wait_for(lambda: all(Path(f"{pids}{end}").exists() for end in ("", ".a", ".b")), timeout=30)
     children = [int(p) for p in pids.read_text().split()]
-    time.sleep(0.3)  # the children have set their SIGTERM handler
     stop_process_group(leader, grace=0.5)
     assert leader.returncode == -signal.SIGTERM
     assert [pid for pid in children if alive(pid)] == []
