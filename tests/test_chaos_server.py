@@ -199,11 +199,11 @@ def test_server_killed_three_times_under_eight_writing_clients(
         started = time.monotonic()
         for _ in range(3):
             before = served_ws.store.count_metric_rows()
+            time.sleep(1.0)  # the clients reach this server (one that is backing off may sleep through it)
             wait_for(lambda before=before: served_ws.store.count_metric_rows() > before + 2000, timeout=30)
             server.kill()  # the clients are writing: some requests lose their answers after the commit
-            time.sleep(0.5)
             server.restart()
-        time.sleep(0.5)
+        time.sleep(1.0)
         stop.touch()
         for proc in procs:
             proc.wait(timeout=120)

@@ -173,8 +173,9 @@ class HttpClient:
         if not self._outage_reported:
             self._outage_reported = True
             exc = state.outcome.exception() if state.outcome else None
+            what = " ".join(str(a) for a in state.args[:2])
             print(
-                f"runyard: the server at {self.base_url} is not answering ({exc}); retrying for up to "
+                f"runyard: the server at {self.base_url} is not answering ({what}: {exc}); retrying for up to "
                 f"{config.server_retry_seconds():.0f} s",
                 file=sys.stderr,
                 flush=True,
