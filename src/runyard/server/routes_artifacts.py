@@ -7,6 +7,7 @@ and percent-encoded escapes are refused before any file is touched.
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -240,7 +241,9 @@ def _append(artifacts: ArtifactStore, rel: str, offset: int, data: IO[bytes]) ->
             )
         target = artifacts.local_path(rel)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "ab") as fh:
+        # O_NOFOLLOW: a link put in place after the check above is refused, not followed
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        with os.fdopen(os.open(target, flags, 0o644), "ab") as fh:
             shutil.copyfileobj(data, fh, CHUNK_BYTES)
 
 
