@@ -246,21 +246,29 @@ def test_lost_answer_to_a_metrics_request_is_resent_and_stored_once(tmp_path: Pa
     assert sum(s.count for s in ws.store.get_metric_summaries([run_id])) == 12_000
 
 
-def test_a_request_that_is_not_safe_to_repeat_is_not_resent(tmp_path: Path) -> None:
-    """Creating a run whose answer was lost: sending it again would fail with "already exists" for the
-    run it did create, so the client reports that the request may have been applied."""
+@pytest.mark.parametrize("fault", ["lost", "refused"])
+def test_creating_runs_looks_before_sending_again(tmp_path: Path, fault: str) -> None:
+    """Creating runs is not safe to repeat blindly (a repeat answers "already exists" for the runs it
+    made): after a lost answer the client finds them and carries on; after a refused connection it sends
+    again."""
     ws = Workspace.create(tmp_path / "ws" / ".runyard")
     store, network = rest_store_over(
-        ws, lambda inner: FaultyNetwork(inner, "/api/v1/runs", fail_on=1, fault="lost")
+        ws, lambda inner: FaultyNetwork(inner, "/api/v1/runs", fail_on=1, fault=fault)
     )
-    with pytest.raises(StoreError, match="may or may not have been applied"):
-        make_run(store, "idem", "made-once")
-    assert len(network.delivered) == 1
-    assert ws.store.get_run("made-once").run_id == "made-once"
-    # rows without a writer and seq cannot be recognised as copies: not resent either
+    made = make_run(store, "idem", "made-once")
+    assert made.number == 1
+    assert len(network.delivered) == 1  # delivered once either way
+    assert [r.run_id for r in ws.store.list_runs("idem")] == ["made-once"]
+
+
+def test_a_request_that_is_not_safe_to_repeat_is_not_resent(tmp_path: Path) -> None:
+    """Rows without a writer and seq cannot be recognised as copies: after a lost answer the client
+    reports that they may have been stored instead of storing them twice."""
+    ws = Workspace.create(tmp_path / "ws" / ".runyard")
+    make_run(ws.store, "idem", "r1")
     store, network = rest_store_over(
         ws, lambda inner: FaultyNetwork(inner, "/api/v1/metrics", fail_on=1, fault="lost")
     )
     with pytest.raises(StoreError, match="may or may not have been applied"):
-        store.append_metrics([MetricRow("made-once", "m", "scalar", 1.0, value=1.0)])
-    assert len(network.delivered) == 1 and ws.store.count_metric_rows("made-once") == 1
+        store.append_metrics([MetricRow("r1", "m", "scalar", 1.0, value=1.0)])
+    assert len(network.delivered) == 1 and ws.store.count_metric_rows("r1") == 1

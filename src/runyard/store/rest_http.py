@@ -59,6 +59,11 @@ def error_from_response(response: httpx.Response) -> e.RunyardError:
     return e.InvalidInputError(message)
 
 
+class AnswerLost(e.StoreError):
+    """The connection broke after a request that is not safe to repeat was sent: the server may or may
+    not have applied it. A caller that can check (RestStore.create_runs) looks before sending it again."""
+
+
 class _Unavailable(Exception):
     """A 502/503/504 answer: the server (or a proxy in front of it) cannot serve the request now."""
 
@@ -142,7 +147,7 @@ class HttpClient:
                     "with `runyard server`, check the tracking URI, or set RUNYARD_SERVER_RETRY_SECONDS to "
                     "wait longer."
                 ) from exc
-            raise e.StoreError(
+            raise AnswerLost(
                 f"The connection to the runyard server at {self.base_url} broke before it answered "
                 f"{method} {path} ({exc}); it may or may not have been applied. Check the record before "
                 "sending it again."

@@ -16,13 +16,15 @@ from urllib.parse import quote
 import httpx
 from pydantic import TypeAdapter
 
+from runyard import errors as e
 from runyard.store.records import ExperimentRecord, MetricRow, MetricSummary, ModelRecord, RunRecord
-from runyard.store.rest_http import HttpClient, error_from_response
+from runyard.store.rest_http import AnswerLost, HttpClient, error_from_response
 
 __all__ = ["METRIC_BATCH", "HttpClient", "RestStore", "error_from_response"]
 
 T = TypeVar("T")
 METRIC_BATCH = 5000
+_CREATE_ATTEMPTS = 5  # sends of one create_runs whose answers keep getting lost
 
 
 def _seg(value: str) -> str:
@@ -56,8 +58,9 @@ class RestStore:
       seq) once, so a resent batch adds nothing (rows without them are not repeated);
     - create_run_token: a second token for the run is harmless (the first one is never seen).
 
-    Not repeated: create_runs (a repeat would answer "already exists" for runs it did create) and
-    register_model (a repeat would register another version); they fail with a StoreError that says
+    create_runs is not repeated blindly (a repeat would answer "already exists" for runs it did create):
+    it first looks whether the runs exist, and sends again only if they do not. register_model is not
+    repeated (a repeat would register another version): it fails with AnswerLost, a StoreError that says
     the request may have been applied.
     """
 
@@ -87,10 +90,35 @@ class RestStore:
 
     # runs
     def create_runs(self, runs: Sequence[RunRecord]) -> list[RunRecord]:
-        created = self._send("POST", "/runs", _dump(list[RunRecord], list(runs)), list[RunRecord])
+        """When the answer is lost, look before sending again: the server creates all the runs in one
+        transaction or none, so the first run tells which (by its id and created_time, set here)."""
+        body = _dump(list[RunRecord], list(runs))
+        for attempt in range(_CREATE_ATTEMPTS):
+            try:
+                created = self._send("POST", "/runs", body, list[RunRecord])
+                break
+            except AnswerLost:
+                found = self._created_earlier(runs)
+                if found is not None:
+                    created = found
+                    break
+                if attempt == _CREATE_ATTEMPTS - 1:
+                    raise
         for run, made in zip(runs, created, strict=True):
             run.number = made.number
         return list(runs)
+
+    def _created_earlier(self, runs: Sequence[RunRecord]) -> list[RunRecord] | None:
+        """The runs as stored, if a request whose answer was lost created them; None if it did not."""
+        if not runs:
+            return []
+        try:
+            first = self.get_run(runs[0].run_id)
+        except e.RunNotFound:
+            return None
+        if (first.created_time, first.experiment_name) != (runs[0].created_time, runs[0].experiment_name):
+            return None  # someone else's run with this id: sending again reports the conflict
+        return [first, *(self.get_run(r.run_id) for r in runs[1:])]
 
     def create_run(self, run: RunRecord) -> RunRecord:
         return self.create_runs([run])[0]
