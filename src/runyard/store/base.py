@@ -1,7 +1,11 @@
 """The Store protocol: everything runyard records about experiments, runs, metrics and models.
 
 Bytes (logs, outputs, model files) live in the ArtifactStore; this protocol holds the records.
-`SqlStore` implements it for SQLite and PostgreSQL; a REST implementation will talk to a server.
+`SqlStore` implements it for SQLite and PostgreSQL; `RestStore` talks to a server that wraps a SqlStore.
+
+Every write checks its input with the rules in store/validation.py (InvalidInputError naming the field
+and the fix), so both databases, the server and the Python API accept and refuse the same records;
+database errors reach callers as RunyardErrors, never as SQLAlchemy's.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ class Store(Protocol):
 
     # runs
     def create_run(self, run: RunRecord) -> RunRecord:
-        """Insert the run and assign its per-experiment `number`. ConflictError if the id is taken."""
+        """Insert the run and assign its per-experiment `number`. ConflictError if the id is taken;
+        InvalidInputError if its parent does not exist or its id is not one safe folder name."""
         ...
 
     def create_runs(self, runs: Sequence[RunRecord]) -> list[RunRecord]:
@@ -66,13 +71,17 @@ class Store(Protocol):
         """Move a run to `status`, stamping start/end times, merging `data` into its data and setting
         its fingerprint, all in one transaction.
 
-        A run that reached a terminal status keeps it (the call returns the record unchanged) unless
-        `force`; this makes a late "Completed" from a dying process unable to overwrite "Canceled".
+        A run that reached a terminal status keeps it for good: an unforced call returns the record
+        unchanged (a late "Completed" from a dying process cannot overwrite "Canceled"), and a forced move
+        to another status raises RunFinishedError (a ConflictError). `force` only moves runs that have not
+        ended: out of CancelRequested, or a Queued step back to NotStarted.
+        ConflictError if `data` changes a SUBMISSION_KEYS value the run already has.
         """
         ...
 
     def update_run_data(self, run_id: str, patch: Mapping[str, Any]) -> RunRecord:
-        """Merge `patch` into the run's data (top-level keys replaced)."""
+        """Merge `patch` into the run's data (top-level keys replaced). ConflictError if it changes what
+        the run was submitted with (records.SUBMISSION_KEYS) once the run has any of those keys."""
         ...
 
     # tags and properties
@@ -87,7 +96,8 @@ class Store(Protocol):
 
     # metrics
     def append_metrics(self, rows: Sequence[MetricRow]) -> None:
-        """Insert many rows in one transaction and update each metric's summary."""
+        """Insert many rows in one transaction and update each metric's summary. The whole batch is
+        refused (InvalidInputError) if any row has a bad name, kind or a non-finite value."""
         ...
 
     def get_metric_rows(self, run_ids: Sequence[str], name: str | None = None) -> list[MetricRow]:
