@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from runyard.core.processes import identity
 from runyard.core.run import (
     INTERACTIVE_RUN_TYPE,
     MAX_ID_LENGTH,
@@ -115,6 +116,8 @@ class Experiment:
             display_name=name,
             status=RunStatus.RUNNING,
             target="local",
+            # the process that owns the run: if it dies without run.complete(), readers end the run
+            data={"owner": identity()},
         )
 
     def _create_run(

@@ -103,7 +103,7 @@ class PortDataReference:
         dest = Path(local_path) / self.name
         if dest.exists() and not overwrite:
             raise InvalidInputError(f"{dest} exists; pass overwrite=True to replace it.")
-        shutil.copytree(self.path_on_datastore, dest, dirs_exist_ok=True)
+        shutil.copytree(self.path_on_datastore, dest, symlinks=True, dirs_exist_ok=True)  # links stay links
         return str(dest)
 
     def __repr__(self) -> str:
