@@ -240,6 +240,22 @@ def test_unauthenticated_submissions_run_only_under_runyard_up(
     assert (tmp_path / "ran").read_text() == "ran"
 
 
+def test_a_client_of_a_server_without_auth_runs_no_pipelines(
+    sqlite_workspace: Workspace, src: SourceDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --auth the server cannot say who wrote a record: the client's scheduler refuses it."""
+    monkeypatch.setenv("RUNYARD_CACHE_DIR", str(tmp_path / "cache"))
+    with running_server(sqlite_workspace.path, tmp_path / "server.log") as server:
+        client = Workspace.get(server.url)
+        run = mark_pipeline(client, src, tmp_path / "ran").submit("open", show_output=False)
+        assert (
+            run.wait_for_completion(show_output=False, timeout_seconds=120, raise_on_error=False) == "Failed"
+        )
+    text = message(sqlite_workspace.store.get_run(run.id))
+    assert "without --auth" in text and "Workspace.get(url, token=...)" in text, text
+    assert not (tmp_path / "ran").exists()
+
+
 # -- snapshots are content-addressed on the way out -------------------------------------------------
 def test_a_tampered_snapshot_blob_or_manifest_runs_nothing(
     sqlite_workspace: Workspace, src: SourceDir, tmp_path: Path

@@ -96,6 +96,13 @@ class Submitters:
         if isinstance(who, dict) and who.get("auth") == "off" and "token" not in who:
             if self.accept_unauthenticated:
                 return None
+            if self.tokens is None:  # a client of that server: any local process could have sent it
+                return (
+                    "It was submitted through a server running without --auth, where any process that "
+                    "reaches the server could have written it, so this client's scheduler does not run it. "
+                    "Start the server with --auth and open the workspace with a token: "
+                    "Workspace.get(url, token=...) or RUNYARD_TOKEN."
+                )
             return (
                 f"It was submitted through a server running without --auth, and this scheduler only runs "
                 f"such pipelines when it is `runyard up` serving that workspace. Run `runyard up`, or "
