@@ -23,6 +23,7 @@ from runyard.errors import InvalidInputError, RunNotFound
 from runyard.server.app import create_app
 from runyard.server.auth import create_token
 from runyard.store import SqlStore
+from runyard.store.sql_base import dispose_engine
 from server_process import ServerProcess, running_server
 
 with warnings.catch_warnings():  # starlette may warn that httpx is deprecated for its TestClient
@@ -115,17 +116,21 @@ def test_nul_in_a_looked_up_name_is_not_a_500(client: TestClient, workspace: Wor
 def test_postgres_data_errors_become_invalid_input(postgres_uri: str) -> None:
     """What validation does not check reaches PostgreSQL and comes back as a DataError: one place
     (sql_base) turns it into InvalidInputError, so no route answers 500 for it."""
-    store = SqlStore(postgres_uri)
+    # the test server trusts every local login, so a password in the URI is accepted and ignored
+    with_password = postgres_uri.replace("postgresql://runyard@", "postgresql://runyard:s3cret@")
+    assert with_password != postgres_uri
+    store = SqlStore(with_password)
     try:
         with pytest.raises(InvalidInputError, match="cannot store a value") as info:
             store.get_run("nul\x00id")
         assert "NUL" in str(info.value)
+        assert "s3cret" not in str(info.value) and "runyard:***@" in str(info.value)  # messages reach clients
         with pytest.raises(InvalidInputError):
             store.remove_tags("any", ["nul\x00key"])
         with pytest.raises(RunNotFound):
             store.get_run("no-such-run")  # a plain miss stays a miss
     finally:
-        store.engine.dispose()
+        dispose_engine(with_password)
 
 
 # -- ended runs stay ended over REST ---------------------------------------------------------------------

@@ -97,6 +97,14 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(database) if database and database != ":memory:" else None
 
 
+def shown_uri(uri: str) -> str:
+    """`uri` for a message: these reach HTTP clients, so a PostgreSQL password never appears in them."""
+    try:
+        return sa.engine.make_url(uri).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return uri
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -111,15 +119,15 @@ def describe_database_error(uri: str, exc: sa.exc.DBAPIError, action: str) -> Ru
     - a file that is not a SQLite database, or a damaged one: StoreError naming the file
     - anything else (locked, unreachable, disk full): StoreError
     """
-    reason = _first_line(exc)
+    reason, where = _first_line(exc), shown_uri(uri)
     if isinstance(exc, sa.exc.IntegrityError):
         return ConflictError(
-            f"The database at {uri} refused a write that breaks a constraint ({reason}); "
+            f"The database at {where} refused a write that breaks a constraint ({reason}); "
             "check that the run or record it refers to exists."
         )
     if isinstance(exc, sa.exc.DataError):
         return InvalidInputError(
-            f"The database at {uri} cannot store a value of this request ({reason}). Names are limited to "
+            f"The database at {where} cannot store a value of this request ({reason}). Names are limited to "
             "255 characters and text cannot contain NUL characters (\\x00); shorten or clean the value."
         )
     path = sqlite_path(uri)
@@ -129,7 +137,7 @@ def describe_database_error(uri: str, exc: sa.exc.DBAPIError, action: str) -> Ru
             "points at the right folder; if the file was damaged, restore it from a backup, or move it "
             "away to start an empty workspace there."
         )
-    return StoreError(f"The database at {uri} refused a {action}: {reason}")
+    return StoreError(f"The database at {where} refused a {action}: {reason}")
 
 
 def refuse_empty_workspace_file(uri: str) -> None:
