@@ -71,6 +71,16 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
+def describe_submitter(value: Any) -> str | None:
+    """v1's submittedBy is a name. A server replaces what a client sends with a stamp of the token that
+    created the run (docs/security.md); show that stamp as a name too."""
+    if not isinstance(value, dict):
+        return None if value is None else str(value)
+    if value.get("auth") == "off":
+        return "anonymous (server without --auth)"
+    return f"token {value.get('token')} ({value.get('scope')})"
+
+
 def submitted_by() -> str:
     try:
         return getpass.getuser()
@@ -328,7 +338,7 @@ class Run(RunFilesMixin):
             "outputDatasets": record.data.get("outputDatasets", []),
             "runDefinition": record.data.get("runDefinition", {}),
             "logFiles": {name: self._log_file_url(name) for name in self._log_files()},
-            "submittedBy": record.data.get("submittedBy"),
+            "submittedBy": describe_submitter(record.data.get("submittedBy")),
         }
         if record.end_time is None:
             del details["endTimeUtc"]
