@@ -240,20 +240,24 @@ def test_unauthenticated_submissions_run_only_under_runyard_up(
     assert (tmp_path / "ran").read_text() == "ran"
 
 
-def test_a_client_of_a_server_without_auth_runs_no_pipelines(
+def test_a_client_of_a_server_without_auth_runs_its_own_pipelines_only(
     sqlite_workspace: Workspace, src: SourceDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without --auth the server cannot say who wrote a record: the client's scheduler refuses it."""
+    """A server without --auth is loopback-only: its tokenless client's scheduler (on this machine) runs
+    what is placed on the client's folder, and the server folder's own scheduler still runs none of it."""
     monkeypatch.setenv("RUNYARD_CACHE_DIR", str(tmp_path / "cache"))
     with running_server(sqlite_workspace.path, tmp_path / "server.log") as server:
         client = Workspace.get(server.url)
         run = mark_pipeline(client, src, tmp_path / "ran").submit("open", show_output=False)
-        assert (
-            run.wait_for_completion(show_output=False, timeout_seconds=120, raise_on_error=False) == "Failed"
-        )
-    text = message(sqlite_workspace.store.get_run(run.id))
-    assert "without --auth" in text and "Workspace.get(url, token=...)" in text, text
-    assert not (tmp_path / "ran").exists()
+        assert run.wait_for_completion(show_output=False, timeout_seconds=120) == "Finished"
+        assert sqlite_workspace.store.get_run(run.id).data["submittedBy"] == {"auth": "off"}
+        graph = crafted_graph(client, src, "mark.py", [str(tmp_path / "server-ran")])
+        placed = {"workspace": sqlite_workspace.identity, "target": "local"}
+        forged = insert_pipeline(client, {"graph": graph, "placement": placed}, ["step"])
+        done = run_cli("-w", str(sqlite_workspace.path), "up", "--no-studio", "--idle-seconds", "2")
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "without --auth" in message(ended(sqlite_workspace, forged))
+    assert not (tmp_path / "server-ran").exists()
 
 
 # -- snapshots are content-addressed on the way out -------------------------------------------------

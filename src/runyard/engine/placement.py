@@ -78,7 +78,9 @@ class Submitters:
       it submitted with that token), or, where the scheduler holds the database, a live write/admin
       token whose compute targets include the target (or "*").
     - `{"auth": "off"}`: only when `accept_unauthenticated` (`runyard up`, whose own studio runs
-      without auth on 127.0.0.1 only).
+      without auth on 127.0.0.1 only), or in a client scheduler without a token of its own, which
+      works for such a server (loopback-only, so on this machine) and runs only runs placed on its
+      own folder. Both accept the same risk: any local process can write such a record.
     """
 
     def __init__(self, ws: Workspace, *, accept_unauthenticated: bool = False) -> None:
@@ -94,15 +96,8 @@ class Submitters:
         who: Any = data["submittedBy"]
         grant = f"An admin can grant that with `runyard token create --scope write --compute {target}`."
         if isinstance(who, dict) and who.get("auth") == "off" and "token" not in who:
-            if self.accept_unauthenticated:
-                return None
-            if self.tokens is None:  # a client of that server: any local process could have sent it
-                return (
-                    "It was submitted through a server running without --auth, where any process that "
-                    "reaches the server could have written it, so this client's scheduler does not run it. "
-                    "Start the server with --auth and open the workspace with a token: "
-                    "Workspace.get(url, token=...) or RUNYARD_TOKEN."
-                )
+            if self.accept_unauthenticated or (self.tokens is None and self.own_token is None):
+                return None  # runyard up, or a tokenless client of that (loopback-only) server
             return (
                 f"It was submitted through a server running without --auth, and this scheduler only runs "
                 f"such pipelines when it is `runyard up` serving that workspace. Run `runyard up`, or "
