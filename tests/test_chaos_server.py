@@ -22,6 +22,7 @@ import pytest
 from conftest import wait_for
 from runyard import Experiment, Workspace
 from runyard.errors import StoreError
+from runyard.server.auth import create_token
 from runyard.store import SqlStore
 from server_process import ServerProcess, clean_env
 
@@ -44,6 +45,7 @@ class RestartableServer(ServerProcess):
             "server",
             "--port",
             str(self.port),
+            *(["--auth"] if self.auth else []),
         ]
         with self.log.open("ab") as out:
             out.write(f"$ (restart) {' '.join(argv)}\n".encode())
@@ -56,10 +58,17 @@ class RestartableServer(ServerProcess):
 
 
 @pytest.fixture
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RestartableServer, Workspace]]:
+def auth() -> bool:
+    return False
+
+
+@pytest.fixture
+def served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, auth: bool
+) -> Iterator[tuple[RestartableServer, Workspace]]:
     monkeypatch.setenv("RUNYARD_CACHE_DIR", str(tmp_path / "cache"))
     ws = Workspace.create(tmp_path / "served" / ".runyard")
-    server = RestartableServer(ws.path, tmp_path / "server.log")
+    server = RestartableServer(ws.path, tmp_path / "server.log", auth=auth)
     server.start()
     try:
         yield server, ws
@@ -228,3 +237,58 @@ def test_server_killed_three_times_under_eight_writing_clients(
     for run_id, count in logged.items():
         assert_stored_exactly(store, run_id, count)
         assert store.get_run(run_id).status == "Completed"
+
+
+STEP = """
+import os, sys, time
+from runyard import Run
+
+go = sys.argv[1]
+open(go + ".running", "w").close()
+deadline = time.monotonic() + 90
+while not os.path.exists(go) and time.monotonic() < deadline:
+    time.sleep(0.05)
+Run.get_context().log("survived", 1)
+print("step done")
+"""
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("auth", [True])  # pipelines run only when submitted with a token for the target
+def test_pipeline_survives_a_3_second_server_restart(
+    served: tuple[RestartableServer, Workspace], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Medium 9: the server restarts while a server-mode pipeline's step runs. The client-side scheduler,
+    the step and a client waiting on the pipeline all ride it out; the step and pipeline complete."""
+    from conftest import SourceDir
+    from runyard.pipeline import Pipeline, PythonScriptStep
+
+    server, served_ws = served
+    monkeypatch.setenv("RUNYARD_SCHEDULER_IDLE_SECONDS", "3")
+    go = tmp_path / "go"
+    source = SourceDir(tmp_path / "step").gen({"step.py": STEP})
+    token, _ = create_token(served_ws.store, "write", name="chaos", compute=["local"])  # type: ignore[arg-type]
+    ws = Workspace.get(server.url, token=token)
+    step = PythonScriptStep("step.py", name="wait", arguments=[str(go)], source_directory=source)
+    run = Pipeline(ws, [step]).submit("restart-pipeline", show_output=False)
+    wait_for(lambda: Path(f"{go}.running").exists(), timeout=90, interval=0.1)
+
+    outcome: list[object] = []
+    waiter = threading.Thread(target=lambda: outcome.append(_wait(run)))
+    waiter.start()
+    server.kill()
+    go.touch()  # the step logs, ends and is recorded while the server is away
+    time.sleep(3)
+    server.restart()
+    waiter.join(timeout=120)
+    assert outcome == ["Finished"], outcome
+    (step_run,) = run.find_step_run("wait")
+    assert step_run.get_status() == "Finished"
+    assert step_run.get_metrics() == {"survived": 1}
+
+
+def _wait(run: object) -> object:
+    try:
+        return run.wait_for_completion(show_output=False, timeout_seconds=120)  # type: ignore[attr-defined]
+    except BaseException as exc:  # reported by the test
+        return exc
