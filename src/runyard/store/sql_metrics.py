@@ -1,5 +1,8 @@
 """Metric rows, their per-run summaries (last/min/max) and rollups, all kept current on every write.
 
+A row numbered by its writer (writer, seq) is stored once: a client that resends a batch after a lost
+answer, or a spool replay, adds nothing, and the summaries and rollups count only rows actually stored.
+
 Rollups (schema.metric_rollups) hold the min and max, with their x, of each fixed-size stretch of a
 scalar series, so a chart of a million values reads a few thousand rows (sql_studio.get_metric_chart).
 """
