@@ -14,7 +14,6 @@ import pytest
 
 from conftest import SourceDir
 from runyard import Workspace
-from runyard.engine.reuse import OUTPUTS_GONE
 from runyard.pipeline import (
     OutputFileDatasetConfig,
     Pipeline,
@@ -237,8 +236,8 @@ def test_a_step_whose_earlier_outputs_were_deleted_is_not_reused(project: Projec
     prepared = Path(first.find_step_run("prep")[0].get_output("prepared").path_on_datastore)
     shutil.rmtree(prepared)
     second = project.run()
-    folder_gone = f"the folder {prepared} of output 'prepared' of run {step_ids(first)['prep']} is missing"  # once engine/execution.py passes verify_output's sentence on; the general one until then
-    assert reran(second) in ({"prep": folder_gone}, {"prep": OUTPUTS_GONE})
+    folder_gone = f"the folder {prepared} of output 'prepared' of run {step_ids(first)['prep']} is missing"
+    assert reran(second) == {"prep": folder_gone}
     assert report(second)["prep"]["changed"] == ["outputs-missing"]
     new_prepared = second.find_step_run("prep")[0].get_output("prepared").path_on_datastore
     assert Path(new_prepared) != prepared and (Path(new_prepared) / "data.txt").read_text() == "1 2 3"

@@ -77,12 +77,11 @@ def prepared_of(run: PipelineRun) -> tuple[Path, dict[str, Any]]:
 
 
 def assert_prep_reran_because(run: PipelineRun, sentence: str) -> None:
-    """prep ran a process again. Its reason names the file once engine/execution.py passes
-    verify_output's sentence into the decision; until then it is the general sentence."""
+    """prep ran a process again, and its reason is verify_output's sentence naming the file."""
     prep = report(run)["prep"]
     assert not prep["reused"]
     assert prep["changed"] == ["outputs-missing"]
-    assert prep["reason"] in (sentence, OUTPUTS_GONE)
+    assert prep["reason"] == sentence
     assert "prep ran" in run.find_step_run("prep")[0].get_job_log()  # a process ran
 
 

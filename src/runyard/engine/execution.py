@@ -17,7 +17,7 @@ from runyard.core.workspace import Workspace
 from runyard.engine.data_paths import verify_output
 from runyard.engine.graph_order import dependencies, topological_order
 from runyard.engine.graph_spec import GraphSpec, parse_graph
-from runyard.engine.reuse import ReuseDecision, explain, step_material
+from runyard.engine.reuse import OUTPUTS_GONE, ReuseDecision, explain, step_material
 from runyard.engine.step_runner import resolve_arguments, resolve_params
 from runyard.errors import InvalidInputError, NotFoundError
 from runyard.status import TERMINAL_STATUSES, RunStatus
@@ -159,11 +159,14 @@ class PipelineExecution:
         candidates = self.store.list_runs(
             run_type=STEP_RUN_TYPE, fingerprint=fp, status=[RunStatus.COMPLETED], limit=20
         )
+        problem: str | None = None  # why the newest matching run's outputs cannot be reused
         for candidate in candidates:
             if candidate.data.get("reusedFrom") is not None:
                 continue
             outputs = candidate.data.get("outputs", {})
-            if all(verify_output(o) is None for o in outputs.values()):
+            found = next((p for p in map(verify_output, outputs.values()) if p is not None), None)
+            problem = problem or found
+            if found is None:
                 return ReuseDecision(
                     True,
                     f"reused run {candidate.run_id}: nothing it depends on changed",
@@ -180,14 +183,10 @@ class PipelineExecution:
         )
         if not previous or "material" not in previous[0].data:
             if candidates:
-                return ReuseDecision(
-                    False,
-                    "an earlier run with these exact inputs exists, but its outputs are no longer present",
-                    ("outputs-missing",),
-                )
+                return ReuseDecision(False, problem or OUTPUTS_GONE, ("outputs-missing",))
             return ReuseDecision(False, f"no earlier run of step {name!r}", ("new",))
         sources = {i["name"]: i["step"] for i in step["inputs"]}
-        return explain(previous[0].data["material"], material, sources)
+        return explain(previous[0].data["material"], material, sources, outputs_problem=problem)
 
     def reuse_outputs(self, reused_run_id: str) -> dict[str, Any]:
         return dict(self.store.get_run(reused_run_id).data.get("outputs", {}))

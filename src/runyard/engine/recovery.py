@@ -11,11 +11,11 @@ target, or its record is malformed) ends Failed with the reason, and its steps C
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 
-from runyard.compute.process_job import ProcessJob, stop_process_group
+from runyard.compute.process_job import ProcessJob
+from runyard.core.processes import stop_run_processes
 from runyard.core.workspace import Workspace
 from runyard.engine.execution import STEP_RUN_TYPE
 from runyard.engine.placement import Placement
@@ -44,9 +44,7 @@ def recover_steps(ws: Workspace, placement: Placement, echo: Callable[[str], Non
         if record.status == RunStatus.QUEUED and pipeline_active:
             store.set_run_status(record.run_id, RunStatus.NOT_STARTED, force=True)
             continue
-        process = record.data.get("process") or {}
-        if process.get("host") == socket.gethostname() and process.get("pid"):
-            stop_process_group(int(process["pid"]), grace=1.0)
+        stop_run_processes(record.run_id, record.data, grace=1.0)  # checks host and start time
         if record.status == RunStatus.NOT_STARTED:
             store.set_run_status(
                 record.run_id,

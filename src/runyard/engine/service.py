@@ -31,7 +31,8 @@ from typing import IO, Any
 
 from runyard import config
 from runyard.compute.local import spawn_detached
-from runyard.compute.process_job import describe_exit, stop_process_group
+from runyard.compute.process_job import describe_exit
+from runyard.core.processes import identity, stop_tree
 from runyard.core.workspace import Workspace
 from runyard.engine.execution import PIPELINE_RUN_TYPE, InvalidPipeline, PipelineExecution
 from runyard.engine.placement import Placement, Submitters
@@ -190,13 +191,7 @@ class SchedulerService:
                 claimed = self.store.set_run_status(
                     record.run_id,
                     RunStatus.RUNNING,
-                    data={
-                        "supervisor": {
-                            "pid": os.getpid(),
-                            "host": socket.gethostname(),
-                            "scheduler": self.instance,
-                        }
-                    },
+                    data={"supervisor": {**identity(), "scheduler": self.instance}},
                 )
                 if claimed.status in TERMINAL_STATUSES:  # canceled between the listing and the claim
                     del self.executions[record.run_id]
@@ -301,11 +296,7 @@ class SchedulerService:
                 error={"code": "SystemError", "message": f"Could not start step {name!r}: {exc}"},
             )
             return
-        data["process"] = {
-            "pid": str(started.proc.pid),
-            "host": socket.gethostname(),
-            "scheduler": self.instance,
-        }
+        data["process"] = {**started.job.process, "scheduler": self.instance}  # pid, host, start time
         # As in v1, a run with regenerate_outputs=True is not offered for reuse later: no fingerprint.
         self._set_step(ex, name, RunStatus.RUNNING, data=data, fingerprint=None if ex.regenerate else fp)
         self.running[state.run_id] = started
@@ -352,7 +343,9 @@ class SchedulerService:
         for started in list(self.running.values()):
             if started.execution_id == ex.run_id:
                 started.canceled = True
-                threading.Thread(target=stop_process_group, args=(started.proc,), daemon=True).start()
+                threading.Thread(
+                    target=stop_tree, args=(started.proc,), kwargs={"run_ids": [started.run_id]}, daemon=True
+                ).start()
 
 
 def main(argv: list[str]) -> None:
