@@ -55,6 +55,12 @@ def test_every_setting_is_documented() -> None:
     used = set()
     for path in (ROOT / "src" / "runyard").rglob("*.py"):
         used.update(re.findall(r'"(RUNYARD_[A-Z_]+)"', path.read_text()))
-    internal = {"RUNYARD_RUN_ID", "RUNYARD_TRACKING_URI", "RUNYARD_EXPERIMENT_NAME", "RUNYARD_SPOOL_DIR"}
+    internal = {
+        "RUNYARD_RUN_ID",
+        "RUNYARD_TRACKING_URI",
+        "RUNYARD_EXPERIMENT_NAME",
+        "RUNYARD_SPOOL_DIR",
+        "RUNYARD_DETACHED",
+    }
     missing = sorted(used - internal - set(re.findall(r"`(RUNYARD_[A-Z_]+)`", doc)))
     assert not missing, f"settings missing from docs/cli.md: {missing}"
