@@ -182,9 +182,14 @@ def validate_metric_rows(rows: Iterable[MetricRow]) -> None:
     Non-finite values (NaN, Infinity) are refused as the Python API refuses them (run.log): they break
     every min, max and chart downstream, and JSON has no standard spelling for them.
     """
+    checked: set[tuple[str, str]] = set()  # a batch repeats a few (run, name) pairs many times
+    writers: set[str] = set()
     for row in rows:
-        check_run_id(row.run_id)
-        name = check_metric_name(row.name)
+        name = row.name
+        if (row.run_id, name) not in checked:
+            check_run_id(row.run_id)
+            check_metric_name(name)
+            checked.add((row.run_id, name))
         if row.kind not in METRIC_KINDS:
             raise MetricValueError(
                 f"Metric {name!r} has kind {row.kind!r:.40}; use one of {', '.join(METRIC_KINDS)}."
@@ -206,8 +211,9 @@ def validate_metric_rows(rows: Iterable[MetricRow]) -> None:
             check_text(f"Metric {name!r} text", row.text)
         _check_int64(f"Metric {name!r} step", row.step)
         _check_int64(f"Metric {name!r} seq", row.seq)
-        if row.writer is not None:
+        if row.writer is not None and row.writer not in writers:
             _check_short("writer", row.writer)
+            writers.add(row.writer)
         check_json(f"Metric {name!r}", row.payload)
 
 
