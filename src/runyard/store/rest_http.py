@@ -71,7 +71,9 @@ class _Unavailable(Exception):
         super().__init__(f"HTTP {response.status_code}")
         self.response = response
         self.retry_after = _retry_after(response)
-        self.not_done = response.status_code == 503 and _error_type(response) != "StoreMigrationRequired"
+        # waiting does not help a server whose database needs `runyard db upgrade`
+        self.permanent = _error_type(response) == "StoreMigrationRequired"
+        self.not_done = response.status_code == 503
 
 
 def _error_type(response: httpx.Response) -> str | None:
@@ -117,7 +119,7 @@ class HttpClient:
 
         def worth_retrying(exc: BaseException) -> bool:
             if isinstance(exc, _Unavailable):
-                return exc.not_done or safe
+                return not exc.permanent and (exc.not_done or safe)
             return _never_delivered(exc) or (safe and isinstance(exc, httpx.TransportError))
 
         def wait(state: RetryCallState) -> float:
@@ -138,7 +140,19 @@ class HttpClient:
         try:
             response = retrying(self._send_once, method, path, **kwargs)
         except _Unavailable as exc:
-            raise self._gave_up(exc.response, time.monotonic() - started) from None
+            if exc.permanent:
+                raise error_from_response(exc.response) from None
+            status, waited = exc.response.status_code, time.monotonic() - started
+            if not worth_retrying(exc):  # a gateway error on a request that is not safe to repeat
+                raise AnswerLost(
+                    f"The runyard server at {self.base_url} answered HTTP {status} to {method} {path} "
+                    f"({error_from_response(exc.response)}); it may or may not have been applied. Check the "
+                    "record before sending it again."
+                ) from None
+            raise e.StoreError(
+                f"{error_from_response(exc.response)} (the server at {self.base_url} still answered HTTP "
+                f"{status} after {waited:.0f} s of retries; set RUNYARD_SERVER_RETRY_SECONDS to wait longer)"
+            ) from None
         except httpx.TransportError as exc:
             waited = time.monotonic() - started
             if _never_delivered(exc) or safe:
@@ -164,14 +178,6 @@ class HttpClient:
         if response.status_code in (502, 503, 504):
             raise _Unavailable(response)
         return response
-
-    def _gave_up(self, response: httpx.Response, waited: float) -> e.RunyardError:
-        exc = error_from_response(response)
-        if isinstance(exc, e.StoreMigrationRequired) or waited < 1:
-            return exc
-        note = f" (the server at {self.base_url} still answered HTTP {response.status_code} after {waited:.0f} s)"
-        Exception.__init__(exc, f"{exc}{note}")
-        return exc
 
     def _report_outage(self, state: RetryCallState) -> None:
         """One line per outage, not one per retry: the caller carries on once the server is back."""
