@@ -150,7 +150,9 @@ def test_client_gives_up_with_a_clear_error_when_the_server_stays_away(
     run = Experiment(ws, "gone").start_logging()
     server.kill()
     started = time.monotonic()
-    with pytest.raises(StoreError, match=rf"server at {server.url} was unreachable for [23] s") as info:
+    with pytest.raises(
+        StoreError, match=rf"server at {server.url} was unreachable for 1?[0-9]\.[0-9] s"
+    ) as info:
         ws.get_run(run.id)
     assert 1.5 < time.monotonic() - started < 10
     assert "RUNYARD_SERVER_RETRY_SECONDS" in str(info.value)

@@ -157,7 +157,7 @@ class HttpClient:
             waited = time.monotonic() - started
             if _never_delivered(exc) or safe:
                 raise e.StoreError(
-                    f"The runyard server at {self.base_url} was unreachable for {waited:.0f} s ({exc}). Start it "
+                    f"The runyard server at {self.base_url} was unreachable for {waited:.1f} s ({exc}). Start it "
                     "with `runyard server`, check the tracking URI, or set RUNYARD_SERVER_RETRY_SECONDS to "
                     "wait longer."
                 ) from exc
