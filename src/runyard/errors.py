@@ -135,16 +135,3 @@ class StoreTooNew(StoreMigrationRequired):
             "(pip install --upgrade runyard) to open it; `runyard db upgrade` cannot help, it never "
             "downgrades a database.",
         )
-
-
-class StoreTooNew(StoreMigrationRequired):
-    """The database was written by a newer runyard: an upgrade of runyard, not of the database, helps."""
-
-    def __init__(self, uri: str, current: str, head: str) -> None:
-        StoreError.__init__(
-            self,
-            f"The database at {uri} has schema version {current}, which this runyard does not know (its newest "
-            f"is {head}): a newer runyard wrote it. Install a runyard whose schema includes {current} "
-            "(pip install --upgrade runyard) to open it; `runyard db upgrade` cannot help, it never "
-            "downgrades a database.",
-        )
