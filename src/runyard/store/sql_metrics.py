@@ -221,10 +221,13 @@ class SqlMetrics(SqlBase):
                 rollups.extend(rollup_rows(run_id, name, new_count - s["count"], points[(run_id, name)]))
             # Insert the rows only now, holding the summary locks: on PostgreSQL, concurrent batches of one
             # metric then get ids in the same order as their series indexes, so log order is id order.
-            # A row another transaction committed since _stored_keys looked (a resend racing its original
-            # on PostgreSQL) is skipped by the unique index; the summaries above counted it, so start over.
-            inserted = conn.execute(self._metric_insert, [_metric_values(r) for r in new]).all()
-            if len(inserted) != len(new):
+            values = [_metric_values(r) for r in new]
+            if self.engine.dialect.name == "sqlite":
+                # one writer at a time (BEGIN IMMEDIATE): nothing can have been stored since _stored_keys
+                conn.execute(self._metric_insert, values)
+            # On PostgreSQL a row another transaction committed since _stored_keys looked (a resend racing
+            # its original) is skipped by the unique index; the summaries above counted it, so start over.
+            elif len(conn.execute(self._metric_insert_returning, values).all()) != len(new):
                 raise _Raced()
             if rollups:
                 # one statement for every touched bucket, in (run_id, name, level, bucket) order: the
@@ -233,14 +236,13 @@ class SqlMetrics(SqlBase):
 
     @cached_property
     def _metric_insert(self) -> Any:
-        """INSERT … ON CONFLICT (run_id, writer, seq) DO NOTHING RETURNING id: one returned row per row
-        stored."""
-        m = t.metrics
-        return (
-            self._insert(m)
-            .on_conflict_do_nothing(index_elements=["run_id", "writer", "seq"])
-            .returning(m.c.id)
-        )
+        """INSERT … ON CONFLICT (run_id, writer, seq) DO NOTHING."""
+        return self._insert(t.metrics).on_conflict_do_nothing(index_elements=["run_id", "writer", "seq"])
+
+    @cached_property
+    def _metric_insert_returning(self) -> Any:
+        """The same, returning one row per row stored (PostgreSQL: to notice a concurrent resend)."""
+        return self._metric_insert.returning(t.metrics.c.id)
 
     @cached_property
     def _summary_upsert(self) -> Any:
