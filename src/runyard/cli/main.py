@@ -55,6 +55,7 @@ def init(
 ) -> None:
     """Create a workspace folder (a SQLite database and an artifact folder)."""
     ws = Workspace.create(path, tracking_uri=tracking_uri, exist_ok=True)
+    ws.store  # noqa: B018 - opens the database, so a damaged runyard.db in an existing folder is reported here
     print(f"Workspace ready at {ws.path} (database {ws.tracking_uri})")
 
 

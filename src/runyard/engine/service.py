@@ -250,7 +250,7 @@ class SchedulerService:
                 self._start(ex, name)
         if ex.finished():
             status = ex.final_status()
-            self.store.set_run_status(ex.run_id, status, force=ex.canceling)
+            self.store.set_run_status(ex.run_id, status)  # CancelRequested ends without force
             self.echo(f"pipeline {ex.run_id}: {status}")
             del self.executions[ex.run_id]
 
