@@ -73,15 +73,8 @@ class ValidationSuite:
     @pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
     def test_non_finite_metric_values_are_refused(self, store: Store, bad: float) -> None:
         """As run.log() refuses them (core/metrics.py): one rule for the Python API and the store. A RestStore's
-        JSON encoder refuses them before sending (a ValueError; InvalidInputError is one too); a server
+        client checks the same rules before sending (InvalidInputError is a ValueError); a server
         refuses JSON's `Infinity` and `NaN` (tests/test_store_validation.py)."""
-        if (
-            type(store).__name__ == "RestStore"
-        ):  # the store suite names no implementation; this gap is the client's
-            pytest.xfail(
-                "RestStore dumps rows with pydantic's JSON mode, which turns NaN and Infinity into null before "
-                "sending: rest_store.py must call validation.validate_metric_rows first (issue 10, slice C)"
-            )
         run = store.create_run(make_record(store))
         for row in (
             _row(run.run_id, value=bad),

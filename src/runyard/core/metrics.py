@@ -10,6 +10,8 @@ before a batch reaches the store, the job supervisor replays the spool lines the
 from __future__ import annotations
 
 import atexit
+import contextlib
+import errno
 import json
 import math
 import os
@@ -171,10 +173,14 @@ class MetricWriter:
         self._seq = 0
         self._spool_fd: int | None = None
         self._last_error: str | None = None
+        self._spool_path: Path | None = None
         if spool_dir is not None:
-            spool_dir.mkdir(parents=True, exist_ok=True)
-            path = spool_dir / f"{self.writer_id}.jsonl"
-            self._spool_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._spool_path = spool_dir / f"{self.writer_id}.jsonl"
+            try:
+                spool_dir.mkdir(parents=True, exist_ok=True)
+                self._spool_fd = os.open(self._spool_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            except OSError as exc:
+                self._spool_failed(exc)
         self._thread = threading.Thread(target=self._loop, name="runyard-metric-writer", daemon=True)
         self._thread.start()
 
@@ -207,10 +213,27 @@ class MetricWriter:
                     },
                     separators=(",", ":"),
                 )
-                os.write(self._spool_fd, line.encode() + b"\n")
+                try:
+                    os.write(self._spool_fd, line.encode() + b"\n")
+                except OSError as exc:  # a full disk must not crash the script: the store still gets rows
+                    self._spool_failed(exc)
             self._pending.append(row)
             if len(self._pending) >= BATCH_SIZE:
                 self._wake.set()
+
+    def _spool_failed(self, exc: OSError) -> None:
+        """Stop spooling, say so once, and carry on: rows still go to the store from memory."""
+        if self._spool_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._spool_fd)
+            self._spool_fd = None
+        what = "disk full" if exc.errno == errno.ENOSPC else "cannot write"
+        print(
+            f"runyard: {what} while spooling metrics in {self._spool_path} ({exc.strerror or exc}); metrics "
+            "are still sent to the store, but those not yet written are lost if this process is killed",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def flush(self, timeout: float = 300.0) -> None:
         """Block until every row added so far is in the store."""

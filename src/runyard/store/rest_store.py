@@ -17,6 +17,7 @@ import httpx
 from pydantic import TypeAdapter
 
 from runyard import errors as e
+from runyard.store import validation
 from runyard.store.records import ExperimentRecord, MetricRow, MetricSummary, ModelRecord, RunRecord
 from runyard.store.rest_http import AnswerLost, HttpClient, error_from_response
 
@@ -92,6 +93,7 @@ class RestStore:
     def create_runs(self, runs: Sequence[RunRecord]) -> list[RunRecord]:
         """When the answer is lost, look before sending again: the server creates all the runs in one
         transaction or none, so the first run tells which (by its id and created_time, set here)."""
+        validation.validate_runs(runs)  # the server's rules, checked here too: JSON cannot carry NaN
         body = _dump(list[RunRecord], list(runs))
         for attempt in range(_CREATE_ATTEMPTS):
             try:
@@ -165,6 +167,8 @@ class RestStore:
         data: Mapping[str, Any] | None = None,
         fingerprint: str | None = None,
     ) -> RunRecord:
+        if data:
+            validation.validate_data_patch(data)
         body = {
             "status": status,
             "error": dict(error) if error is not None else None,
@@ -175,6 +179,7 @@ class RestStore:
         return self._send("POST", f"/runs/{_seg(run_id)}/status", body, RunRecord, retry=not force)
 
     def update_run_data(self, run_id: str, patch: Mapping[str, Any]) -> RunRecord:
+        validation.validate_data_patch(patch)
         return self._send(
             "PATCH", f"/runs/{_seg(run_id)}/data", {"patch": dict(patch)}, RunRecord, retry=True
         )
@@ -212,6 +217,7 @@ class RestStore:
         """One request per METRIC_BATCH rows, each acknowledged on its own: when one fails, the ones
         before it are stored (the metric writer hands over at most METRIC_BATCH rows per call, so what
         it re-queues after a failure is exactly what was not acknowledged)."""
+        validation.validate_metric_rows(rows)  # NaN/Infinity would reach the server as null otherwise
         for start in range(0, len(rows), METRIC_BATCH):
             chunk = list(rows[start : start + METRIC_BATCH])
             numbered = all(r.writer is not None and r.seq is not None for r in chunk)
