@@ -57,3 +57,15 @@ def server_retry_seconds() -> float:
     """How long a client keeps retrying a runyard server that is unreachable or answers 502/503/504 before it
     fails (RUNYARD_SERVER_RETRY_SECONDS, default 60; 0 tries once). Covers a server restart."""
     return max(0.0, float(os.environ.get("RUNYARD_SERVER_RETRY_SECONDS", "60")))
+
+
+def max_upload_bytes() -> int:
+    """The largest file a runyard server accepts (RUNYARD_MAX_UPLOAD_BYTES on the server, default 1 TiB).
+    Large files arrive in parts (upload sessions), so this bounds disk use, not memory."""
+    return int(os.environ.get("RUNYARD_MAX_UPLOAD_BYTES") or 1024**4)
+
+
+def upload_part_bytes() -> int:
+    """How much one request of a client upload carries (RUNYARD_UPLOAD_PART_BYTES, default 64 MiB): larger
+    files go in parts, each streamed from disk and resent on its own after a broken connection."""
+    return max(1, int(os.environ.get("RUNYARD_UPLOAD_PART_BYTES") or 64 * 1024 * 1024))

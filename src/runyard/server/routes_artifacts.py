@@ -20,13 +20,15 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from runyard import config
 from runyard.errors import ConflictError, InvalidInputError
 from runyard.server.auth import Principal
 from runyard.server.errors import ERROR_RESPONSES, HTTPError, error_body, forbidden
+from runyard.server.uploads import UPLOADS_DIR, UploadSessions, too_large
 from runyard.store import ArtifactStore, SqlStore
 from runyard.store.artifacts import clean_relpath
 
-MAX_UPLOAD_BYTES = 1024 * 1024 * 1024  # 1 GiB per file
+MAX_REQUEST_BYTES = 1024 * 1024 * 1024  # one request body; whole files of any size go in upload sessions
 CHUNK_BYTES = 1024 * 1024  # what a download or an append moves at a time
 SPOOL_BYTES = 1024 * 1024  # appends larger than this wait on disk, not in memory
 
@@ -37,11 +39,21 @@ class FileStat(BaseModel):
     size: int | None = None
 
 
+class UploadSession(BaseModel):
+    id: str
+    path: str
+    size: int
+    received: int
+    done: bool
+
+
 def _check(store: SqlStore, who: Principal, rel: str, *, write: bool) -> str:
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in rel):
         raise InvalidInputError(f"Artifact path {rel!r} contains a control character (NUL, newline, ...).")
     rel = clean_relpath(rel)
     parts = rel.split("/")
+    if parts[0] == UPLOADS_DIR:
+        raise InvalidInputError(f"{UPLOADS_DIR}/ holds unfinished uploads; it is not an artifact path.")
     if parts[0] == "runs" and len(parts) >= 2:
         who.family_check(store, parts[1], write=write)
     elif who.scope == "run":
@@ -115,24 +127,38 @@ def _not_a_folder(artifacts: ArtifactStore, rel: str) -> None:
         raise ConflictError(f"{rel!r} is a folder; write files inside it, e.g. {rel}/name.txt.")
 
 
-def _too_large() -> HTTPError:
-    return HTTPError(413, error_body("PayloadTooLarge", f"Files are limited to {MAX_UPLOAD_BYTES} bytes."))
+def _request_limit() -> int:
+    return min(MAX_REQUEST_BYTES, config.max_upload_bytes())
+
+
+def _request_too_large(size: int | None = None) -> HTTPError:
+    """One request carries at most a part; the message points larger files at upload sessions."""
+    if config.max_upload_bytes() <= MAX_REQUEST_BYTES:
+        return too_large(size)
+    return HTTPError(
+        413,
+        error_body(
+            "PayloadTooLarge",
+            f"One request carries at most {MAX_REQUEST_BYTES} bytes. Send larger files in parts through an "
+            "upload session (POST /api/v1/artifacts/uploads); runyard's own client does so by itself.",
+        ),
+    )
 
 
 def _declared_size(request: Request) -> None:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
-        raise _too_large()
+    if declared and declared.isdigit() and int(declared) > _request_limit():
+        raise _request_too_large(int(declared))
 
 
 async def _body(request: Request) -> AsyncIterator[bytes]:
-    """The request body as it arrives, never held whole; 413 once it passes MAX_UPLOAD_BYTES."""
-    total = 0
+    """The request body as it arrives, never held whole; 413 once it passes the limit of one request."""
+    total, limit = 0, _request_limit()
     try:
         async for chunk in request.stream():
             total += len(chunk)
-            if total > MAX_UPLOAD_BYTES:
-                raise _too_large()
+            if total > limit:
+                raise _request_too_large()
             if chunk:
                 yield chunk
     except ClientDisconnect:  # nobody is left to answer; what was written so far is thrown away
@@ -146,6 +172,12 @@ def artifact_router(store: SqlStore, artifacts: ArtifactStore, principal: Any) -
         tags=["artifacts"],
     )
     auth = Depends(principal)
+    sessions = UploadSessions(artifacts)
+    _octets = {
+        "requestBody": {
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+        }
+    }
 
     @router.get("", response_model=list[str])
     def list_files(prefix: str = Query(..., min_length=1), who: Principal = auth) -> list[str]:
@@ -227,6 +259,44 @@ def artifact_router(store: SqlStore, artifacts: ArtifactStore, principal: Any) -
                 spool.write(chunk)
             spool.seek(0)
             await run_in_threadpool(_append, artifacts, rel, offset, spool)
+
+    # -- upload sessions: any size, in parts, resumable (server/uploads.py says why) ----------------
+    @router.post("/uploads", status_code=201, response_model=UploadSession)
+    def open_upload(
+        path: str = Query(..., min_length=1), size: int = Query(..., ge=0), who: Principal = auth
+    ) -> UploadSession:
+        rel = _check(store, who, path, write=True)
+        with _file_errors(rel):
+            _not_a_folder(artifacts, rel)
+        return UploadSession(**sessions.create(rel, size, who))
+
+    @router.get("/uploads/{upload_id}", response_model=UploadSession)
+    def upload_status(upload_id: str, who: Principal = auth) -> UploadSession:
+        return UploadSession(**sessions.status(upload_id, who))
+
+    @router.put("/uploads/{upload_id}", response_model=UploadSession, openapi_extra=_octets)
+    async def upload_part(
+        request: Request, upload_id: str, offset: int = Query(..., ge=0), who: Principal = auth
+    ) -> UploadSession:
+        """One part, written at `offset`: sending a part again (its answer was lost) writes the same bytes."""
+        _declared_size(request)
+        await sessions.write_part(upload_id, offset, _body(request), who)
+        return UploadSession(**sessions.status(upload_id, who))
+
+    @router.post("/uploads/{upload_id}/complete", status_code=204)
+    async def complete_upload(
+        upload_id: str, sha256: str | None = Query(None, pattern="^[0-9a-fA-F]{64}$"), who: Principal = auth
+    ) -> None:
+        """Check the size (and sha256) and rename the bytes into place; the path is checked again, since
+        the token's rights or the folders may have changed while the parts were sent."""
+        rel = _check(store, who, sessions.status(upload_id, who)["path"], write=True)
+        with _file_errors(rel):
+            _not_a_folder(artifacts, rel)
+            await sessions.complete(upload_id, rel, sha256, who)
+
+    @router.delete("/uploads/{upload_id}", status_code=204)
+    def abort_upload(upload_id: str, who: Principal = auth) -> None:
+        sessions.abort(upload_id, who)
 
     return router
 

@@ -6,17 +6,31 @@ to the server — appending to files that grew (logs), uploading files that are 
 Reads go to the server, so every client sees the same bytes. Requests ride out a server restart
 (store/rest_http.py): uploads replace whole files and appends name their offset, so both are safe to send
 again.
+
+Memory stays constant whatever the file size: bodies are streamed from disk a piece at a time, downloads
+arrive in ranges written straight to disk, and a file larger than one part (config.upload_part_bytes)
+goes through an upload session (server/uploads.py): parts written at their offset, so a part whose
+connection broke is simply sent again, then one `complete` that checks size and sha256 and renames.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO, Any
 
+import httpx
+
+from runyard import config
 from runyard.errors import ConflictError, NotFoundError
 from runyard.store.artifacts import clean_relpath, put_tree
 from runyard.store.rest_http import HttpClient
+
+PIECE_BYTES = 1024 * 1024  # what is read from disk (or the network) at a time
 
 
 class RestArtifactStore:
@@ -31,13 +45,62 @@ class RestArtifactStore:
 
     # -- writes ---------------------------------------------------------------------------------
     def put_bytes(self, rel: str, data: bytes) -> None:
-        self.http.request("PUT", "/api/v1/artifacts/file", params={"path": clean_relpath(rel)}, content=data)
+        if len(data) <= config.upload_part_bytes():
+            self.http.request(
+                "PUT", "/api/v1/artifacts/file", params={"path": clean_relpath(rel)}, content=data
+            )
+        else:
+            self._upload(clean_relpath(rel), io.BytesIO(data), len(data))
 
     def put_file(self, rel: str, src: str | os.PathLike[str]) -> None:
+        """Send a file of any size, reading it a piece at a time (the size is taken when sending starts:
+        bytes a growing log gains meanwhile go with the next sync)."""
+        rel = clean_relpath(rel)
         with open(src, "rb") as fh:
-            self.http.request(
-                "PUT", "/api/v1/artifacts/file", params={"path": clean_relpath(rel)}, content=fh.read()
-            )
+            size = os.fstat(fh.fileno()).st_size
+            if size <= config.upload_part_bytes():
+                self.http.request(
+                    "PUT",
+                    "/api/v1/artifacts/file",
+                    params={"path": rel},
+                    content=_reader(fh, 0, size, None),
+                    headers={"Content-Length": str(size)},
+                )
+            else:
+                self._upload(rel, fh, size)
+
+    def _upload(self, rel: str, fh: IO[bytes], size: int) -> None:
+        """An upload session: parts in order, each resent on its own after a broken connection (the
+        server writes at the part's offset); resumed from what the server holds after a 409."""
+        base = "/api/v1/artifacts/uploads"
+        upload_id = self.http.request("POST", base, params={"path": rel, "size": size}, retry=False).json()[
+            "id"
+        ]
+        part, digest, offset = config.upload_part_bytes(), hashlib.sha256(), 0
+        while offset < size:
+            length = min(part, size - offset)
+            attempt: list[Any] = []  # the digest of the attempt that went through
+            try:
+                self.http.request(
+                    "PUT",
+                    f"{base}/{upload_id}",
+                    params={"offset": offset},
+                    content=_reader(fh, offset, length, digest, attempt),
+                    headers={"Content-Length": str(length)},
+                )
+            except _Shrunk:
+                raise
+            except ConflictError:  # the server holds fewer bytes than we thought: resume from there
+                held = int(self.http.request("GET", f"{base}/{upload_id}").json()["received"])
+                if held > offset:
+                    raise
+                digest = _digest_of(fh, held)  # rehash up to there: cheap next to resending it all
+                offset = held
+                continue
+            digest, offset = attempt[-1], offset + length
+        self.http.request(
+            "POST", f"{base}/{upload_id}/complete", params={"sha256": digest.hexdigest()}, retry=True
+        )
 
     def put_dir(self, rel: str, src_dir: str | os.PathLike[str]) -> list[str]:
         return put_tree(self.put_file, rel, src_dir)
@@ -80,11 +143,38 @@ class RestArtifactStore:
         return response.content
 
     def get_file(self, rel: str, dest: str | os.PathLike[str]) -> None:
-        data = self.read_bytes(rel)
+        """Download to `dest` a range at a time, each streamed straight to disk (a range whose connection
+        broke is fetched again); the file appears at `dest` in one rename."""
+        size = self.size(rel)
         target = Path(dest)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.part")
-        tmp.write_bytes(data)
+        step = config.upload_part_bytes()
+        with tmp.open("wb") as out:
+            for start in range(0, size, step):
+                end = min(start + step, size) - 1
+
+                def write(response: httpx.Response, start: int = start) -> None:
+                    out.seek(start)
+                    out.truncate()
+                    for piece in response.iter_bytes(PIECE_BYTES):
+                        out.write(piece)
+
+                response = self.http.request(
+                    "GET",
+                    "/api/v1/artifacts/file",
+                    params={"path": clean_relpath(rel)},
+                    headers={"Range": f"bytes={start}-{end}"},
+                    sink=write,
+                )
+                total = response.headers.get("content-range", "").rpartition("/")[2]
+                if total != str(size) or out.tell() != end + 1:
+                    out.close()
+                    tmp.unlink()
+                    raise ConflictError(
+                        f"{rel!r} on the server changed while it was downloaded ({size} bytes at first, now "
+                        f"{total or 'unknown'}); download it again once it is written."
+                    )
         os.replace(tmp, target)
 
     def copy_tree_local(self, rel: str, dest: Path) -> None:
@@ -119,19 +209,8 @@ class RestArtifactStore:
                 if before == (st.st_size, st.st_mtime_ns):
                     continue
                 if before and st.st_size > before[0]:
-                    with path.open("rb") as fh:
-                        fh.seek(before[0])
-                        chunk = fh.read(st.st_size - before[0])
                     try:
-                        self.http.request(
-                            "POST",
-                            "/api/v1/artifacts/append",
-                            params={"path": rel, "offset": before[0]},
-                            content=chunk,
-                            # safe to repeat: an append that was applied makes the repeat's offset
-                            # stale, the server answers 409, and the whole file is sent instead
-                            retry=True,
-                        )
+                        self._append(rel, path, before[0], st.st_size)
                     except ConflictError:
                         self.put_file(rel, path)
                 else:
@@ -139,6 +218,61 @@ class RestArtifactStore:
                 self._sent[rel] = (st.st_size, st.st_mtime_ns)
                 sent += 1
         return sent
+
+    def _append(self, rel: str, path: Path, start: int, end: int) -> None:
+        """Send bytes start..end of a grown file as appends of at most one part, streamed from disk."""
+        part = config.upload_part_bytes()
+        with path.open("rb") as fh:
+            for offset in range(start, end, part):
+                length = min(part, end - offset)
+                self.http.request(
+                    "POST",
+                    "/api/v1/artifacts/append",
+                    params={"path": rel, "offset": offset},
+                    content=_reader(fh, offset, length, None),
+                    headers={"Content-Length": str(length)},
+                    # safe to repeat: an append that was applied makes the repeat's offset
+                    # stale, the server answers 409, and the whole file is sent instead
+                    retry=True,
+                )
+
+
+class _Shrunk(ConflictError):
+    """The file being sent lost bytes meanwhile (rewritten): sending the same offsets again cannot help."""
+
+
+def _reader(
+    fh: IO[bytes], offset: int, length: int, digest: Any, attempts: list[Any] | None = None
+) -> Callable[[], Iterator[bytes]]:
+    """A body for HttpClient: each call reads bytes offset..offset+length of `fh` afresh, a piece at a
+    time, and (given a digest) appends to `attempts` a copy of it updated with what it sent."""
+
+    def body() -> Iterator[bytes]:
+        mine = digest.copy() if digest is not None else None
+        if attempts is not None:
+            attempts.append(mine)
+        fh.seek(offset)
+        left = length
+        while left > 0:
+            piece = fh.read(min(PIECE_BYTES, left))
+            if not piece:
+                raise _Shrunk(
+                    f"{getattr(fh, 'name', 'the file')} became shorter while it was uploaded "
+                    f"(expected {offset + length} bytes); it is sent again at the next sync."
+                )
+            if mine is not None:
+                mine.update(piece)
+            left -= len(piece)
+            yield piece
+
+    return body
+
+
+def _digest_of(fh: IO[bytes], length: int) -> Any:
+    digest = hashlib.sha256()
+    for piece in _reader(fh, 0, length, None)():
+        digest.update(piece)
+    return digest
 
 
 class MirrorSync:

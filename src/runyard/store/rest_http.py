@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -110,10 +111,20 @@ class HttpClient:
             self.client.headers.update(headers)
         self._outage_reported = False
 
-    def request(self, method: str, path: str, *, retry: bool | None = None, **kwargs: Any) -> httpx.Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        retry: bool | None = None,
+        sink: Callable[[httpx.Response], None] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
         """Send one request, retrying as the module docstring says. `retry`: whether sending it again after
         a broken connection is harmless (default: for idempotent methods). `kwargs` go to httpx; a body
-        must be bytes or JSON (not a stream), so that it can be sent again."""
+        must be bytes or JSON, or `content` a function returning a fresh iterator of bytes for each attempt
+        (a file streamed from disk), so that it can be sent again. `sink`, if given, receives a successful
+        answer before its body is read (to stream it to disk); it is called again for each attempt."""
         safe = method.upper() in IDEMPOTENT_METHODS if retry is None else retry
         limit = config.server_retry_seconds()
 
@@ -138,7 +149,7 @@ class HttpClient:
         )
         started = time.monotonic()
         try:
-            response = retrying(self._send_once, method, path, **kwargs)
+            response = retrying(self._send_once, method, path, sink, **kwargs)
         except _Unavailable as exc:
             if exc.permanent:
                 raise error_from_response(exc.response) from None
@@ -173,8 +184,19 @@ class HttpClient:
             raise error_from_response(response)
         return response
 
-    def _send_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = self.client.request(method, path, **kwargs)
+    def _send_once(
+        self, method: str, path: str, sink: Callable[[httpx.Response], None] | None, **kwargs: Any
+    ) -> httpx.Response:
+        if callable(kwargs.get("content")):  # a streamed body starts again from its beginning
+            kwargs = {**kwargs, "content": kwargs["content"]()}
+        if sink is None:
+            response = self.client.request(method, path, **kwargs)
+        else:
+            with self.client.stream(method, path, **kwargs) as response:
+                if response.status_code < 400:
+                    sink(response)  # a connection broken meanwhile is a TransportError, retried
+                else:
+                    response.read()  # an error's body is small: read it for the message
         if response.status_code in (502, 503, 504):
             raise _Unavailable(response)
         return response
