@@ -173,6 +173,7 @@ def artifact_router(store: SqlStore, artifacts: ArtifactStore, principal: Any) -
     )
     auth = Depends(principal)
     sessions = UploadSessions(artifacts)
+    sessions.sweep()  # uploads abandoned before the server last stopped (newer ones can still resume)
     _octets = {
         "requestBody": {
             "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
