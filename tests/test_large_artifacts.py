@@ -1,8 +1,9 @@
 """Large files between a client and a server: parts, resends, cut-off connections, limits and scope
 (issue 10, Medium 9: "A 1.1 GiB output" and the client half of "Whole-file buffering").
 
-Sizes are scaled down: the client sends 5 MiB parts (RUNYARD_UPLOAD_PART_BYTES) and the server takes files
-up to 48 MiB (RUNYARD_MAX_UPLOAD_BYTES), so a 13 MiB file takes three parts. bench/bench_large_upload.py
+Sizes are scaled down: the client sends 5 MiB parts (RUNYARD_UPLOAD_PART_BYTES), the server takes files
+up to 48 MiB (RUNYARD_MAX_UPLOAD_BYTES) and one request body up to 6 MiB (RUNYARD_MAX_REQUEST_BYTES, the
+stand-in for the old 1 GiB cliff), so a 13 MiB file takes three parts. bench/bench_large_upload.py
 moves a real 1.1 GiB file.
 """
 
@@ -22,8 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import free_port
-from runyard import Workspace
+from conftest import SourceDir, free_port
+from runyard import Experiment, ScriptRunConfig, Workspace
 from runyard.errors import InvalidInputError
 from runyard.server.auth import Principal, create_token
 from runyard.server.routes_artifacts import _check
@@ -37,6 +38,7 @@ from store_suite import make_run
 MIB = 1024 * 1024
 PART = 5 * MIB
 LIMIT = 48 * MIB
+REQUEST_LIMIT = 6 * MIB
 
 
 @dataclass
@@ -65,7 +67,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("large")
     ws = Workspace.create(root / "ws")
     token, _ = create_token(ws.store, "write")  # type: ignore[arg-type]
-    env = {"RUNYARD_MAX_UPLOAD_BYTES": str(LIMIT)}
+    env = {"RUNYARD_MAX_UPLOAD_BYTES": str(LIMIT), "RUNYARD_MAX_REQUEST_BYTES": str(REQUEST_LIMIT)}
     with running_server(ws.path, root / "server.log", auth=True, env=env) as server:
         yield Served(ws, server, token, root)
 
@@ -315,3 +317,35 @@ def test_abandoned_sessions_are_swept(tmp_path: Path) -> None:
     assert not (sessions.base / old).exists() and (sessions.base / fresh).exists()
     with pytest.raises(InvalidInputError, match="not an artifact path"):
         _check(None, who, f"{UPLOADS_DIR}/{fresh}/data", write=False)  # type: ignore[arg-type]
+
+
+def test_a_step_output_over_the_request_limit_no_longer_fails_the_run(
+    served: Served, source_dir: SourceDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reported failure, scaled down: a script in server mode writes an output larger than one request
+    may carry; the run completes and the server holds the output byte for byte."""
+    monkeypatch.setenv("RUNYARD_CACHE_DIR", str(tmp_path / "cache"))
+    with served.client() as client:  # the old cliff: the whole file in one request is refused
+        whole = client.put(
+            "/api/v1/artifacts/file", params={"path": "runs/cliff/a.bin"}, content=b"x" * (13 * MIB)
+        )
+    assert whole.status_code == 413 and "upload session" in whole.json()["error"]["message"]
+    source_dir.gen(
+        {
+            "train.py": """
+                import hashlib, os
+                os.makedirs("outputs", exist_ok=True)
+                data = b"".join(hashlib.sha256(str(i).encode()).digest() * 32768 for i in range(13))
+                open("outputs/model.bin", "wb").write(data)
+                print("SHA", hashlib.sha256(data).hexdigest())
+            """
+        }
+    )
+    ws = Workspace.get(served.server.url, token=served.token)
+    run = Experiment(ws, "large-output").submit(ScriptRunConfig(source_dir, "train.py"))
+    details = run.wait_for_completion(raise_on_error=False)
+    log = served.stored(f"runs/{run.id}/azureml-logs/70_driver_log.txt").read_text()
+    assert details["status"] == "Completed", (details, log)
+    stored = served.stored(f"runs/{run.id}/outputs/model.bin")
+    assert stored.stat().st_size == 13 * MIB
+    assert f"SHA {_sha(stored)}" in log

@@ -69,3 +69,9 @@ def upload_part_bytes() -> int:
     """How much one request of a client upload carries (RUNYARD_UPLOAD_PART_BYTES, default 64 MiB): larger
     files go in parts, each streamed from disk and resent on its own after a broken connection."""
     return max(1, int(os.environ.get("RUNYARD_UPLOAD_PART_BYTES") or 64 * 1024 * 1024))
+
+
+def max_request_bytes() -> int:
+    """The largest body one artifact request may carry on a runyard server (RUNYARD_MAX_REQUEST_BYTES on the
+    server, default 1 GiB); larger files go in parts through upload sessions (server/uploads.py)."""
+    return int(os.environ.get("RUNYARD_MAX_REQUEST_BYTES") or 1024**3)

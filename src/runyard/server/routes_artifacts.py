@@ -28,7 +28,6 @@ from runyard.server.uploads import UPLOADS_DIR, UploadSessions, too_large
 from runyard.store import ArtifactStore, SqlStore
 from runyard.store.artifacts import clean_relpath
 
-MAX_REQUEST_BYTES = 1024 * 1024 * 1024  # one request body; whole files of any size go in upload sessions
 CHUNK_BYTES = 1024 * 1024  # what a download or an append moves at a time
 SPOOL_BYTES = 1024 * 1024  # appends larger than this wait on disk, not in memory
 
@@ -128,18 +127,20 @@ def _not_a_folder(artifacts: ArtifactStore, rel: str) -> None:
 
 
 def _request_limit() -> int:
-    return min(MAX_REQUEST_BYTES, config.max_upload_bytes())
+    """One request body at most; whole files of any size go in upload sessions."""
+    return min(config.max_request_bytes(), config.max_upload_bytes())
 
 
 def _request_too_large(size: int | None = None) -> HTTPError:
     """One request carries at most a part; the message points larger files at upload sessions."""
-    if config.max_upload_bytes() <= MAX_REQUEST_BYTES:
+    if config.max_upload_bytes() <= config.max_request_bytes():
         return too_large(size)
     return HTTPError(
         413,
         error_body(
             "PayloadTooLarge",
-            f"One request carries at most {MAX_REQUEST_BYTES} bytes. Send larger files in parts through an "
+            f"One request carries at most {config.max_request_bytes()} bytes (RUNYARD_MAX_REQUEST_BYTES on "
+            "the server). Send larger files in parts through an "
             "upload session (POST /api/v1/artifacts/uploads); runyard's own client does so by itself.",
         ),
     )
