@@ -75,3 +75,10 @@ def max_request_bytes() -> int:
     """The largest body one artifact request may carry on a runyard server (RUNYARD_MAX_REQUEST_BYTES on the
     server, default 1 GiB); larger files go in parts through upload sessions (server/uploads.py)."""
     return int(os.environ.get("RUNYARD_MAX_REQUEST_BYTES") or 1024**3)
+
+
+def server_write_wait_seconds() -> float:
+    """How long a server on a SQLite workspace lets a write wait, first for its turn and then for the
+    database's write lock, before answering 503 with Retry-After (RUNYARD_SERVER_WRITE_WAIT_SECONDS,
+    default 5). Short, so that a lock held by another process never ties up the server's threads."""
+    return max(0.1, float(os.environ.get("RUNYARD_SERVER_WRITE_WAIT_SECONDS", "5")))

@@ -135,3 +135,9 @@ class StoreTooNew(StoreMigrationRequired):
             "(pip install --upgrade runyard) to open it; `runyard db upgrade` cannot help, it never "
             "downgrades a database.",
         )
+
+
+class StoreBusy(StoreError):
+    """The database's write lock stayed held elsewhere (another process writing to a SQLite file) for
+    longer than this process waits; nothing was written. A server answers it with 503 and Retry-After,
+    which clients retry."""

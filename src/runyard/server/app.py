@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runyard import __version__
+from runyard import __version__, config
 from runyard.core.workspace import Workspace
 from runyard.errors import InvalidInputError
 from runyard.server import errors, routes_mlflow
@@ -18,6 +18,7 @@ from runyard.server.routes_artifacts import artifact_router
 from runyard.server.routes_mlflow import mlflow_router
 from runyard.server.routes_store import store_router
 from runyard.server.routes_tokens import token_router
+from runyard.server.write_gate import WriteGate
 from runyard.store import ArtifactStore, SqlStore
 from runyard.studio import install_studio
 
@@ -85,10 +86,15 @@ def create_app(workspace: Workspace, *, auth: bool = False, host_is_compute: boo
             f"The server serves a workspace that holds its own database and files; {workspace.tracking_uri} "
             "is itself a server."
         )
+    dependencies = []
+    if store.engine.dialect.name == "sqlite":  # one writer at a time: see server/write_gate.py
+        store.lock_wait_seconds = config.server_write_wait_seconds()
+        dependencies.append(Depends(WriteGate(store.lock_wait_seconds)))
     app = FastAPI(
         title="runyard",
         version=__version__,
         description="runyard's tracking API: runs, metrics, artifacts, models; MLflow-compatible routes.",
+        dependencies=dependencies,
     )
     errors.install(app)
     routes_mlflow.install(app)
@@ -104,7 +110,7 @@ def create_app(workspace: Workspace, *, auth: bool = False, host_is_compute: boo
         app.add_middleware(AuthBeforeBody, store=store)
 
     @app.get("/health", tags=["meta"])
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:  # async: answered in the event loop, whatever the threads do
         return {
             "status": "ok",
             "version": __version__,

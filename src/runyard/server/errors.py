@@ -25,13 +25,18 @@ INVALID_TOKEN_BODY = {
 AUTH_FAILED_BODY = {"error": {"code": "AuthenticationFailed", "message": "Authentication failed."}}
 
 
+#: What a 503 for a busy database asks clients to wait before trying again (store/rest_http.py honours it).
+BUSY_RETRY_AFTER_SECONDS = 1
+
+
 class HTTPError(Exception):
     """An error response with a fixed status and JSON body."""
 
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         super().__init__(str(body))
         self.status = status
         self.body = body
+        self.headers = headers or {}
 
 
 def invalid_token() -> HTTPError:
@@ -55,11 +60,21 @@ def error_body(code: str, message: str, kind: str | None = None, details: Any = 
     return body
 
 
+def store_busy(message: str) -> HTTPError:
+    """503 + Retry-After: the request was not carried out, and the same request later may well be."""
+    return HTTPError(
+        503,
+        error_body("StoreBusy", message, e.StoreBusy.__name__),
+        {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+    )
+
+
 STATUS_BY_ERROR: list[tuple[type[e.RunyardError], int, str]] = [
     (e.NotFoundError, 404, "NotFound"),
     (e.InvalidInputError, 400, "InvalidInput"),
     (e.ConflictError, 409, "Conflict"),
     (e.StoreMigrationRequired, 503, "MigrationRequired"),
+    (e.StoreBusy, 503, "StoreBusy"),
     (e.StoreError, 503, "StoreUnavailable"),
     (e.RunyardError, 400, "BadRequest"),
 ]
@@ -75,6 +90,9 @@ HTTP_CODES = {
 
 
 def runyard_error_response(exc: e.RunyardError) -> JSONResponse:
+    if isinstance(exc, e.StoreBusy):
+        busy = store_busy(str(exc))
+        return JSONResponse(busy.body, status_code=busy.status, headers=busy.headers)
     for kind, status, code in STATUS_BY_ERROR:
         if isinstance(exc, kind):
             return JSONResponse(error_body(code, str(exc), type(exc).__name__), status_code=status)
@@ -84,7 +102,7 @@ def runyard_error_response(exc: e.RunyardError) -> JSONResponse:
 def install(app: Any) -> None:
     @app.exception_handler(HTTPError)
     async def _http_error(_request: Request, exc: HTTPError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer", **exc.headers} if exc.status == 401 else exc.headers
         return JSONResponse(exc.body, status_code=exc.status, headers=headers)
 
     @app.exception_handler(e.RunyardError)

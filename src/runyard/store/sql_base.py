@@ -1,8 +1,11 @@
 """Engine set-up and the transaction helpers every SQL store part shares.
 
-SQLite notes: every connection runs in WAL mode with a long busy timeout, and write transactions
-start with BEGIN IMMEDIATE so that concurrent writers queue on the lock instead of failing with
-"database is locked" when a read turns into a write.
+SQLite notes: every connection runs in WAL mode, and write transactions start with BEGIN IMMEDIATE so
+that concurrent writers queue on the lock instead of failing with "database is locked" when a read
+turns into a write. Reads and writes draw from separate connection pools: in WAL mode a reader never
+waits for the write lock, so writers blocked on a lock that another process holds must not be able to
+take every pooled connection and make the readers queue behind them. A write waits for the lock for
+the store's `lock_wait_seconds` (60 s; a server sets a few seconds) and then raises StoreBusy.
 """
 
 from __future__ import annotations
@@ -19,18 +22,26 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random
 
-from runyard.errors import ConflictError, InvalidInputError, RunNotFound, RunyardError, StoreError
+from runyard.errors import ConflictError, InvalidInputError, RunNotFound, RunyardError, StoreBusy, StoreError
 from runyard.store import schema as t
 from runyard.store.migrations.runner import SCHEMA_HEAD, current_revision, ensure_schema
 from runyard.store.records import RunRecord
 
 _engines: dict[str, sa.Engine] = {}
+_write_engines: dict[str, sa.Engine] = {}
 _engines_lock = threading.Lock()
 
+#: How long a SQLite write waits for the database's write lock unless its store says otherwise.
+DEFAULT_LOCK_WAIT_SECONDS = 60.0
+# A reader's pool is as large as the server's threadpool (40) can use, so a read never waits for a
+# connection; the write pool is smaller, as SQLite lets one writer in at a time anyway.
+_SQLITE_READ_POOL = {"pool_size": 5, "max_overflow": 60, "pool_timeout": 30}
+_SQLITE_WRITE_POOL = {"pool_size": 5, "max_overflow": 10, "pool_timeout": DEFAULT_LOCK_WAIT_SECONDS}
 
-def _make_engine(uri: str) -> sa.Engine:
+
+def _make_engine(uri: str, pool: dict[str, Any] | None = None) -> sa.Engine:
     if uri.startswith("sqlite"):
-        engine = sa.create_engine(uri, connect_args={"timeout": 60})
+        engine = sa.create_engine(uri, connect_args={"timeout": DEFAULT_LOCK_WAIT_SECONDS}, **(pool or {}))
 
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -44,8 +55,13 @@ def _make_engine(uri: str) -> sa.Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: sa.Connection) -> None:
-            immediate = conn.get_execution_options().get("runyard_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            options = conn.get_execution_options()
+            if options.get("runyard_write", False):
+                wait_ms = int(1000 * options.get("runyard_lock_wait", DEFAULT_LOCK_WAIT_SECONDS))
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={wait_ms}")
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("BEGIN")
 
         return engine
     if uri.startswith("postgresql://"):
@@ -53,20 +69,36 @@ def _make_engine(uri: str) -> sa.Engine:
     return sa.create_engine(uri, pool_pre_ping=True)
 
 
+def _is_sqlite_file(uri: str) -> bool:
+    return sqlite_path(uri) is not None and "mode=memory" not in uri
+
+
 def engine_for(uri: str) -> sa.Engine:
-    """One engine (and connection pool) per database per process."""
+    """One engine (and connection pool) per database per process; for a SQLite file, the one for reads."""
     with _engines_lock:
         if uri not in _engines:
-            _engines[uri] = _make_engine(uri)
+            _engines[uri] = _make_engine(uri, _SQLITE_READ_POOL if _is_sqlite_file(uri) else None)
         return _engines[uri]
 
 
-def dispose_engine(uri: str) -> None:
-    """Close this process's pool for `uri` (a later engine_for opens a new one)."""
+def write_engine_for(uri: str) -> sa.Engine:
+    """The engine writes use: for a SQLite file its own pool (see the module docstring), otherwise the
+    one engine_for gives."""
+    if not _is_sqlite_file(uri):
+        return engine_for(uri)
     with _engines_lock:
-        engine = _engines.pop(uri, None)
-    if engine is not None:
-        engine.dispose()
+        if uri not in _write_engines:
+            _write_engines[uri] = _make_engine(uri, _SQLITE_WRITE_POOL)
+        return _write_engines[uri]
+
+
+def dispose_engine(uri: str) -> None:
+    """Close this process's pools for `uri` (a later engine_for opens new ones)."""
+    with _engines_lock:
+        engines = [_engines.pop(uri, None), _write_engines.pop(uri, None)]
+    for engine in engines:
+        if engine is not None:
+            engine.dispose()
 
 
 def _is_constraint_race(exc: BaseException) -> bool:
@@ -87,6 +119,7 @@ _retry_on_conflict = retry(
 #: connection switches it to WAL mode, which writes the file's header, before anything else happens.
 WORKSPACE_DB_NAME = "runyard.db"
 _NOT_A_DATABASE = ("file is not a database", "database disk image is malformed")
+_LOCKED = ("database is locked", "database is busy", "database table is locked")
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -117,7 +150,8 @@ def describe_database_error(uri: str, exc: sa.exc.DBAPIError, action: str) -> Ru
     - a constraint (unique, foreign key): ConflictError
     - a value the database cannot hold (PostgreSQL's DataError: NUL, over-long text): InvalidInputError
     - a file that is not a SQLite database, or a damaged one: StoreError naming the file
-    - anything else (locked, unreachable, disk full): StoreError
+    - a SQLite write lock held elsewhere for longer than we wait: StoreBusy (a server answers 503)
+    - anything else (unreachable, disk full): StoreError
     """
     reason, where = _first_line(exc), shown_uri(uri)
     if isinstance(exc, sa.exc.IntegrityError):
@@ -137,7 +171,17 @@ def describe_database_error(uri: str, exc: sa.exc.DBAPIError, action: str) -> Ru
             "points at the right folder; if the file was damaged, restore it from a backup, or move it "
             "away to start an empty workspace there."
         )
+    if path is not None and any(text in reason for text in _LOCKED):
+        return database_busy(uri, action, reason)
     return StoreError(f"The database at {where} refused a {action}: {reason}")
+
+
+def database_busy(uri: str, action: str, reason: str) -> StoreBusy:
+    return StoreBusy(
+        f"The database at {shown_uri(uri)} stayed locked by another writer ({reason}); the {action} was not "
+        "done. Try again in a moment. If this persists, look for a process that keeps the database open in a "
+        "write transaction (a sqlite3 shell, a backup or sync tool)."
+    )
 
 
 def refuse_empty_workspace_file(uri: str) -> None:
@@ -169,6 +213,9 @@ class SqlBase:
         self.where = workspace_label or uri
         refuse_empty_workspace_file(uri)
         self.engine = engine_for(uri)
+        self.write_engine = write_engine_for(uri)
+        #: How long a write waits for SQLite's write lock before StoreBusy; a server sets a few seconds.
+        self.lock_wait_seconds = DEFAULT_LOCK_WAIT_SECONDS
         self._insert = sqlite.insert if self.engine.dialect.name == "sqlite" else postgresql.insert
         try:
             ensure_schema(self.engine, uri)
@@ -185,11 +232,14 @@ class SqlBase:
     # -- transactions -------------------------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
+        options = {"runyard_write": True, "runyard_lock_wait": self.lock_wait_seconds}
         try:
-            with self.engine.connect().execution_options(runyard_write=True) as conn, conn.begin():
+            with self.write_engine.connect().execution_options(**options) as conn, conn.begin():
                 yield conn
         except sa.exc.DBAPIError as exc:
             raise describe_database_error(self.uri, exc, "write") from exc
+        except sa.exc.TimeoutError as exc:  # every pooled connection is held by a writer that waits
+            raise database_busy(self.uri, "write", "no free connection") from exc
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
@@ -198,6 +248,8 @@ class SqlBase:
                 yield conn
         except sa.exc.DBAPIError as exc:
             raise describe_database_error(self.uri, exc, "read") from exc
+        except sa.exc.TimeoutError as exc:
+            raise database_busy(self.uri, "read", "no free connection") from exc
 
     def _require_run(self, conn: sa.Connection, run_id: str) -> None:
         if conn.execute(sa.select(t.runs.c.run_id).where(t.runs.c.run_id == run_id)).first() is None:
