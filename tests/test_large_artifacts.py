@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import socket
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,8 +106,13 @@ class Proxy:
     """A TCP relay on 127.0.0.1 that counts the requests passing through it and, when `cut_after` is set,
     breaks the first connection that has carried that many bytes to the server (a lost network)."""
 
-    def __init__(self, upstream_port: int, cut_after: int | None = None) -> None:
-        self.upstream_port, self.cut_after = upstream_port, cut_after
+    def __init__(
+        self,
+        upstream_port: int,
+        cut_after: int | None = None,
+        on_request: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self.upstream_port, self.cut_after, self.on_request = upstream_port, cut_after, on_request
         self.sent = b""  # request lines seen (the first line of each request, roughly)
         self.cuts = 0
         self.listener = socket.create_server(("127.0.0.1", free_port()))
@@ -132,7 +138,11 @@ class Proxy:
         try:
             while data := src.recv(256 * 1024):
                 if to_server:
-                    self.sent += b"\n".join(line for line in data.split(b"\r\n") if b" HTTP/1.1" in line)
+                    for line in data.split(b"\r\n"):
+                        if b" HTTP/1.1" in line:
+                            self.sent += line + b"\n"
+                            if self.on_request:
+                                self.on_request(line)
                     carried += len(data)
                     if self.cut_after is not None and self.cuts == 0 and carried > self.cut_after:
                         self.cuts += 1
@@ -251,6 +261,28 @@ def test_a_connection_cut_mid_part_resumes_without_corrupting_the_file(
     assert proxy.cuts == 1
     assert proxy.sent.count(b"PUT /api/v1/artifacts/uploads/") == 4, "the cut part, and only it, was resent"
     assert _sha(served.stored("runs/cut/outputs/cut.bin")) == expected
+
+
+def test_an_upload_whose_session_the_server_lost_starts_over(served: Served, tmp_path: Path) -> None:
+    src = tmp_path / "lost.bin"
+    expected = _write(src, 11 * MIB, b"lost")
+    sessions = served.ws.path / "artifacts" / UPLOADS_DIR
+
+    def lose_session(line: bytes) -> None:  # before the second part arrives, the session disappears
+        if line.startswith(b"PUT /api/v1/artifacts/uploads/") and b"offset=0 " not in line and not lost:
+            session = line.split(b"/")[5].split(b"?")[0].decode()
+            shutil.rmtree(sessions / session)
+            lost.append(session)
+
+    lost: list[str] = []
+    proxy = Proxy(served.server.port, on_request=lose_session)
+    try:
+        served.artifacts(proxy.url).put_file("runs/lost/outputs/lost.bin", src)
+    finally:
+        proxy.close()
+    assert len(lost) == 1
+    assert proxy.sent.count(b"POST /api/v1/artifacts/uploads?") == 2, "a second session was opened"
+    assert _sha(served.stored("runs/lost/outputs/lost.bin")) == expected
 
 
 def test_the_mirror_sends_a_grown_file_in_appends_of_one_part(served: Served) -> None:

@@ -282,6 +282,8 @@ def artifact_router(store: SqlStore, artifacts: ArtifactStore, principal: Any) -
     ) -> UploadSession:
         """One part, written at `offset`: sending a part again (its answer was lost) writes the same bytes."""
         _declared_size(request)
+        # an error answered mid-part (404: start over; 409: resume) still reaches the client: httpx reads
+        # the answer when the server stops reading its body
         await sessions.write_part(upload_id, offset, _body(request), who)
         return UploadSession(**sessions.status(upload_id, who))
 

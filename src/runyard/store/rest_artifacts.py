@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -70,12 +71,22 @@ class RestArtifactStore:
                 self._upload(rel, fh, size)
 
     def _upload(self, rel: str, fh: IO[bytes], size: int) -> None:
-        """An upload session: parts in order, each resent on its own after a broken connection (the
-        server writes at the part's offset); resumed from what the server holds after a 409."""
+        """An upload session; started over once if the server lost it (swept, or its folder restored)."""
+        try:
+            self._send_session(rel, fh, size)
+        except NotFoundError:
+            print(
+                f"runyard: the server lost the upload of {rel}; sending it again", file=sys.stderr, flush=True
+            )
+            self._send_session(rel, fh, size)
+
+    def _send_session(self, rel: str, fh: IO[bytes], size: int) -> None:
+        """Parts in order, each resent on its own after a broken connection (the server writes at the
+        part's offset); resumed from what the server holds after a 409."""
         base = "/api/v1/artifacts/uploads"
-        upload_id = self.http.request("POST", base, params={"path": rel, "size": size}, retry=False).json()[
-            "id"
-        ]
+        # safe to repeat: a session opened twice leaves one unused, which the server sweeps
+        opened = self.http.request("POST", base, params={"path": rel, "size": size}, retry=True)
+        upload_id = opened.json()["id"]
         part, digest, offset = config.upload_part_bytes(), hashlib.sha256(), 0
         while offset < size:
             length = min(part, size - offset)
