@@ -23,6 +23,7 @@ import pytest
 from fastapi import Request
 
 from runyard import Workspace
+from runyard.errors import StoreBusy
 from runyard.server.errors import HTTPError
 from runyard.server.write_gate import WriteGate
 from runyard.store import SqlStore
@@ -219,3 +220,19 @@ def test_the_write_gate_bounds_running_and_waiting_writes_and_turns_away_the_res
         "late:503",
         "after:in",
     ]
+
+
+def test_a_store_turns_a_lock_held_too_long_into_store_busy_and_reads_go_on(tmp_path: Path) -> None:
+    ws = Workspace.create(tmp_path / "ws" / ".runyard")
+    store = ws.store
+    assert isinstance(store, SqlStore)
+    run_id = make_run(store, "locked").run_id
+    store.lock_wait_seconds = 0.3
+    with write_lock_held(ws.path / "runyard.db", 3.0):
+        started = time.monotonic()
+        with pytest.raises(StoreBusy, match=r"stayed locked by another writer .* was not done"):
+            store.set_tags(run_id, {"k": "v"})
+        assert time.monotonic() - started < 2.0
+        assert store.get_run(run_id).run_id == run_id  # a WAL reader does not wait for the lock
+    store.set_tags(run_id, {"k": "v"})
+    assert store.get_tags(run_id)["k"] == "v"
