@@ -29,8 +29,8 @@ from runyard import config
 from runyard.errors import InvalidInputError, MetricValueError, RunyardError, StoreError
 from runyard.store import MetricRow, Store
 from runyard.store.rest_store import METRIC_BATCH
+from runyard.store.validation import check_metric_name
 
-MAX_NAME_LENGTH = 255
 BATCH_SIZE = 1000
 #: Most rows the writer hands the store in one call: RestStore's request size, so that each call is one
 #: acknowledged request and a failure re-queues only what was not stored.
@@ -41,16 +41,9 @@ MIN_STEP, MAX_STEP = -(2**63), 2**63 - 1
 
 # -- validation ---------------------------------------------------------------------------------
 def check_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise MetricValueError(f"Metric name must be a non-empty string, got {name!r}.")
-    if len(name) > MAX_NAME_LENGTH:
-        raise MetricValueError(
-            f"Metric name {name[:40]!r}… is {len(name)} characters; the limit is {MAX_NAME_LENGTH}. "
-            "Shorten it, or log a row metric (run.log_row) with the variable part as a column."
-        )
-    if "\x00" in name:
-        raise MetricValueError(f"Metric name {name!r} contains a NUL character (\\x00); remove it.")
-    return name
+    """The store's rule (store/validation.py), checked when run.log() is called rather than later in
+    the background writer, so a mistake surfaces at the line that made it."""
+    return check_metric_name(name)
 
 
 def check_step(name: str, step: Any) -> None:
