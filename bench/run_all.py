@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import bench_large_upload
 import bench_pipeline
 import bench_run_log
 import bench_server
+import bench_server_memory
 import bench_studio
 
 if __name__ == "__main__":
     for bench in (bench_run_log, bench_pipeline, bench_server, bench_studio):
         print("\n".join(bench.main()))
+        print()
+    for sized in (bench_server_memory, bench_large_upload):  # take argv; run with their defaults here
+        print("\n".join(sized.main([])))
         print()
