@@ -65,7 +65,7 @@ class _RestExtras:
         with pytest.raises(RunNotFound, match="ghost-run"):
             store.get_run("ghost-run")
         rid = make_run(store, "exp").run_id
-        with pytest.raises(InvalidInputError, match="fits in 64 bits"):  # the client checks the server rules first
+        with pytest.raises(InvalidInputError, match="fits in 64 bits"):
             store.append_metrics([scalar(rid, "m", 1.0), scalar(rid, "m", 2.0, step=2**70)])
         assert store.count_metric_rows(rid) == 0  # the batch is refused as a whole
         assert store.get_metric_rows([]) == [] and store.get_metric_summaries([]) == []
