@@ -54,6 +54,8 @@ def test_compiled_graph_round_trips_unchanged(graph: dict[str, Any]) -> None:
         (0, "an older runyard"),
         (None, "no valid version"),
         ("1", "no valid version"),
+        (True, "no valid version"),  # True == 1 in Python: it used to pass
+        (1.0, "no valid version"),
     ],
 )
 def test_version_is_checked(graph: dict[str, Any], version: Any, words: str) -> None:
@@ -122,6 +124,17 @@ def _mutations() -> list[tuple[str, Any, str]]:
         ("missing producer", set_("steps.1.inputs.0.step", "ghost"), "step 'ghost'"),
         ("output name with a slash", set_("steps.0.outputs.0.name", "../x"), "outputs"),
         ("destination with ..", set_("steps.0.outputs.0.destination", "a/../../b"), "'..'"),
+        # the datastore's root: with overwrite=True the step would replace the whole datastore
+        ("destination empty", set_("steps.0.outputs.0.destination", ""), "datastore's root"),
+        ("destination dot", set_("steps.0.outputs.0.destination", "."), "datastore's root"),
+        ("destination dot slash", set_("steps.0.outputs.0.destination", "./"), "datastore's root"),
+        ("destination slash", set_("steps.0.outputs.0.destination", "/"), "datastore's root"),
+        ("destination a/./", set_("steps.0.outputs.0.destination", "./a/.."), "'..'"),
+        ("destination .//.", set_("steps.0.outputs.0.destination", ".//."), "datastore's root"),
+        ("param key empty", set_("steps.0.params", {"": {"literal": "x"}}), "params"),
+        ("param key with NUL", set_("steps.0.params", {"a\x00b": {"literal": "x"}}), "params"),
+        ("param key with =", set_("steps.0.params", {"A=B": {"literal": "x"}}), "params"),
+        ("param key too long", set_("steps.0.params", {"k" * 300: {"literal": "x"}}), "params"),
         ("run_after unknown", set_("steps.1.run_after", ["ghost"]), "runs after 'ghost'"),
         ("cycle", set_("steps.0.run_after", ["train"]), "cycle"),
         ("duplicate names", set_("steps.1.name", "prep"), "two steps are named"),
@@ -139,6 +152,17 @@ def test_malformed_graphs_are_refused_with_the_reason(
     mutate(broken)
     with pytest.raises(GraphError, match=words):
         parse_graph(broken)
+
+
+def test_a_real_destination_and_param_names_are_accepted(graph: dict[str, Any]) -> None:
+    """The new checks refuse only what is broken: a sub-folder destination and ordinary keys pass."""
+    graph = copy.deepcopy(graph)
+    prep = next(s for s in graph["steps"] if s["name"] == "prep")
+    prep["outputs"][0]["destination"] = "./out/{run-id}/{output-name}"
+    prep["params"] = {"learning_rate": {"literal": "0.1"}, "with space": {"literal": "y"}}
+    spec = parse_graph(graph)
+    assert spec.step("prep").outputs[0].destination == "./out/{run-id}/{output-name}"
+    assert set(spec.step("prep").params) == {"learning_rate", "with space"}
 
 
 @pytest.mark.parametrize("data", [None, [], "graph", {"version": GRAPH_VERSION}])

@@ -39,6 +39,8 @@ GRAPH_VERSION = 1
 SafeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
 #: Display names (steps): any printable text, without control characters.
 StepName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+#: Step param names become environment variable names (AML_PARAMETER_<name>): no NUL, no '='.
+ParamKey = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00=]+$")]
 
 
 class GraphError(InvalidInputError):
@@ -100,6 +102,12 @@ class OutputSpec(_Frozen):
             parts = self.destination.replace("\\", "/").split("/")
             if ".." in parts or "\x00" in self.destination:
                 raise ValueError(f"destination {self.destination!r} may not contain '..' or NUL")
+            rel = posixpath.normpath(self.destination.replace("\\", "/").strip("/") or ".")
+            if rel == ".":  # would be the datastore itself: overwrite=True would replace all of it
+                raise ValueError(
+                    f"destination {self.destination!r} is the datastore's root; name a folder inside it, "
+                    "such as 'outputs/{run-id}/{output-name}'"
+                )
         return self
 
 
@@ -118,7 +126,7 @@ class StepSpec(_Frozen):
     script: str
     source: SourceSpec
     arguments: tuple[ArgToken, ...] = ()
-    params: dict[str, ParamValue] = Field(default_factory=dict)
+    params: dict[ParamKey, ParamValue] = Field(default_factory=dict)
     inputs: tuple[InputSpec, ...] = ()
     outputs: tuple[OutputSpec, ...] = ()
     run_after: tuple[StepName, ...] = ()
@@ -186,8 +194,8 @@ def parse_graph(data: Any) -> GraphSpec:
     if not isinstance(data, dict):
         raise GraphError(f"the graph is {type(data).__name__}, not an object")
     version = data.get("version")
-    if version != GRAPH_VERSION:
-        if isinstance(version, int) and not isinstance(version, bool):
+    if type(version) is not int or version != GRAPH_VERSION:  # not True (== 1), not 1.0
+        if type(version) is int:
             age = "a newer" if version > GRAPH_VERSION else "an older"
             raise GraphError(
                 f"this graph was written by {age} runyard (graph version {version}, this runyard reads "
