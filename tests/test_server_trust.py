@@ -103,7 +103,13 @@ def attack_pipeline(ws: Workspace, client: httpx.Client, marker: Path, tmp_path:
     assert not errors
     graph["steps"][0]["source"].update(snapshot=snap, files=1)
     pipeline = _record(ws, PIPELINE_RUN_TYPE, target="local")
-    pipeline["data"] = {"graph": graph, "parameters": {}, "submittedBy": {"auth": "off"}}
+    elsewhere = {"workspace": uuid.uuid4().hex, "target": "local"}  # the server's own folder is refused
+    pipeline["data"] = {
+        "graph": graph,
+        "parameters": {},
+        "submittedBy": {"auth": "off"},
+        "placement": elsewhere,
+    }
     step = _record(ws, STEP_RUN_TYPE, parent_id=pipeline["run_id"], display_name="evil", target="local")
     step["data"] = {"step": "evil"}
     made = client.post("/api/v1/runs", json=[pipeline, step])
@@ -175,8 +181,10 @@ def test_token_compute_is_created_listed_and_limited(trust: Trust) -> None:
         create_token(trust.store, "run", run_id="r", compute=("local",))
 
     with trust.client("admin") as admin:
+        # finding 5: an admin without compute cannot mint compute over HTTP ("admin alone never runs code")
         over_api = admin.post("/api/v1/tokens", json={"scope": "write", "compute": ["*"]})
-        assert over_api.status_code == 200 and over_api.json()["compute"] == ["*"]
+        assert_403(over_api, "can only grant compute targets it holds itself", "runyard token create")
+        assert admin.post("/api/v1/tokens", json={"scope": "write"}).status_code == 200
         bad = admin.post("/api/v1/tokens", json={"scope": "write", "compute": ["a,b"]})
         assert bad.status_code == 400 and "not a valid name" in bad.text
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runyard.errors import ConflictError, NotFoundError
 from runyard.server.auth import Principal
+from runyard.server.run_guard import check_run_write
 from runyard.store import MetricRow, RunRecord, SqlStore
 
 MLFLOW_RUN_TYPE = "mlflow.run"
@@ -267,6 +268,14 @@ def mlflow_router(store: SqlStore, principal: Any) -> APIRouter:
     def update_run(body: UpdateRun, who: Principal = auth) -> dict[str, Any]:
         rec = run_record(body.run_id or body.run_uuid)
         who.family_check(store, rec.run_id, write=True)
+        status = TO_RUNYARD.get(body.status) if body.status else None
+        check_run_write(
+            store,
+            who,
+            rec.run_id,
+            status=status,
+            data={"display_name": body.run_name} if body.run_name else None,
+        )
         if body.run_name:
             rec = store.update_run_data(rec.run_id, {"display_name": body.run_name})
         if body.status:
@@ -299,6 +308,8 @@ def mlflow_router(store: SqlStore, principal: Any) -> APIRouter:
     def set_tag(body: LogParam, who: Principal = auth) -> dict[str, Any]:
         rec = run_record(body.run_id or body.run_uuid)
         who.family_check(store, rec.run_id, write=True)
+        if body.key == "mlflow.runName" and body.value:
+            check_run_write(store, who, rec.run_id, data={"display_name": body.value})
         store.set_tags(rec.run_id, {body.key: body.value})
         if body.key == "mlflow.runName" and body.value:
             store.update_run_data(rec.run_id, {"display_name": body.value})

@@ -8,13 +8,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, field_validator
 
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.errors import InvalidInputError
 from runyard.server.auth import Principal
 from runyard.server.errors import ERROR_RESPONSES, forbidden
+from runyard.server.run_guard import check_new_runs, check_run_write
 from runyard.store import ExperimentRecord, MetricRow, MetricSummary, ModelRecord, RunRecord, SqlStore
 from runyard.store.records import SUBMISSION_KEYS
 
@@ -85,6 +86,15 @@ def _refuse_submission_keys(run_id: str, patch: dict[str, Any] | None) -> None:
         )
 
 
+def _own_family(store: SqlStore, who: Principal, runs: list[RunRecord]) -> list[RunRecord]:
+    """What a run token may see of a listing: its own run and its descendants, not its siblings (a job
+    reads its ancestors one by one, but another step's record is not its business)."""
+    if who.scope != "run" or who.run_id is None:
+        return runs
+    family = {who.run_id, *(r.run_id for r in store.list_descendants(who.run_id, True))}
+    return [r for r in runs if r.run_id in family]
+
+
 def store_router(store: SqlStore, principal: Any) -> APIRouter:
     router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES, tags=["store"])
     auth = Depends(principal)
@@ -109,7 +119,7 @@ def store_router(store: SqlStore, principal: Any) -> APIRouter:
 
     # -- runs ------------------------------------------------------------------------------------
     @router.post("/runs", response_model=list[RunRecord])
-    def create_runs(runs: list[RunRecord], who: Principal = auth) -> list[RunRecord]:
+    def create_runs(runs: list[RunRecord], request: Request, who: Principal = auth) -> list[RunRecord]:
         if not runs:
             raise InvalidInputError("Send at least one run.")
         if len(runs) > 1000:
@@ -127,6 +137,14 @@ def store_router(store: SqlStore, principal: Any) -> APIRouter:
                 who.family_check(store, run.parent_id, write=True)
         else:
             who.require("write")
+        state = request.app.state
+        check_new_runs(
+            store,
+            runs,
+            who,
+            server_identity=state.workspace.identity,
+            host_is_compute=bool(getattr(state, "host_is_compute", False)),
+        )
         for run in runs:  # who asked is the server's word, never the client's (docs/security.md)
             run.data["submittedBy"] = who.stamp()
         return store.create_runs(runs)
@@ -155,27 +173,40 @@ def store_router(store: SqlStore, principal: Any) -> APIRouter:
             who.family_check(store, parent_id, write=False)
         else:
             who.require("read")
-        return store.list_runs(
-            experiment_name=experiment_name,
-            status=status,
-            parent_id=parent_id,
-            top_level_only=top_level_only,
-            limit=limit,
-            run_type=run_type,
-            display_name=display_name,
-            fingerprint=fingerprint,
-            exclude_parent=exclude_parent,
+        return _own_family(
+            store,
+            who,
+            store.list_runs(
+                experiment_name=experiment_name,
+                status=status,
+                parent_id=parent_id,
+                top_level_only=top_level_only,
+                limit=limit,
+                run_type=run_type,
+                display_name=display_name,
+                fingerprint=fingerprint,
+                exclude_parent=exclude_parent,
+            ),
         )
 
     @router.get("/runs/{run_id}/descendants", response_model=list[RunRecord])
     def list_descendants(run_id: str, recursive: bool = False, who: Principal = auth) -> list[RunRecord]:
         who.family_check(store, run_id, write=False)
-        return store.list_descendants(run_id, recursive)
+        return _own_family(store, who, store.list_descendants(run_id, recursive))
 
     @router.post("/runs/{run_id}/status", response_model=RunRecord)
     def set_run_status(run_id: str, body: StatusIn, who: Principal = auth) -> RunRecord:
         who.family_check(store, run_id, write=True)
         _refuse_submission_keys(run_id, body.data)
+        check_run_write(
+            store,
+            who,
+            run_id,
+            status=body.status,
+            data=body.data,
+            fingerprint=body.fingerprint,
+            force=body.force,
+        )
         return store.set_run_status(
             run_id,
             body.status,
@@ -189,6 +220,7 @@ def store_router(store: SqlStore, principal: Any) -> APIRouter:
     def update_run_data(run_id: str, body: DataPatch, who: Principal = auth) -> RunRecord:
         who.family_check(store, run_id, write=True)
         _refuse_submission_keys(run_id, body.patch)
+        check_run_write(store, who, run_id, data=body.patch)
         return store.update_run_data(run_id, body.patch)
 
     @router.put("/runs/{run_id}/tags", status_code=204)

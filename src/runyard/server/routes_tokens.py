@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from runyard.server.auth import RUN_TOKEN_SECONDS, Principal, create_token
-from runyard.server.errors import ERROR_RESPONSES
+from runyard.server.auth import RUN_TOKEN_SECONDS, Principal, _compute_targets, create_token
+from runyard.server.errors import ERROR_RESPONSES, forbidden
 from runyard.store import SqlStore
 
 
@@ -43,6 +43,7 @@ def token_router(store: SqlStore, principal: Any) -> APIRouter:
     @router.post("/tokens", response_model=NewToken)
     def create(body: TokenIn, who: Principal = auth) -> NewToken:
         who.require("admin")
+        _check_compute_grant(who, body.compute)
         secret, record = create_token(
             store, body.scope, name=body.name, expires_in=body.expires_in, compute=body.compute
         )
@@ -68,6 +69,22 @@ def token_router(store: SqlStore, principal: Any) -> APIRouter:
         return NewToken(token=secret, **_public(record))
 
     return router
+
+
+def _check_compute_grant(who: Principal, compute: list[str]) -> None:
+    """An admin hands out only the compute it holds itself: "admin alone never runs code", so an admin
+    token without compute cannot mint one that has it. `runyard token create --compute` (direct access
+    to the database, i.e. the workspace's owner) stays the way to grant compute from nothing."""
+    wanted = _compute_targets(compute)  # a malformed name is a 400 whoever asks
+    if who.auth_off or "*" in who.compute:
+        return
+    missing = sorted(set(wanted) - set(who.compute))
+    if missing:
+        raise forbidden(
+            f"This token may not grant compute {', '.join(map(repr, missing))}: a token can only grant compute "
+            f"targets it holds itself (it holds {', '.join(who.compute) or 'none'}). The workspace's owner grants "
+            "compute with `runyard token create --scope write --compute TARGET` on the server's machine."
+        )
 
 
 def _public(record: Any) -> dict[str, Any]:

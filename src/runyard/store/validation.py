@@ -235,3 +235,20 @@ def validate_model(model: ModelRecord) -> None:
     validate_tags(model.tags, "Model tag")
     check_json(f"The tags of model {name!r}", dict(model.tags))
     check_json(f"The properties of model {name!r}", dict(model.properties))
+    _check_model_path(name, model.path)  # last: the checks above name the more basic fault
+
+
+def _check_model_path(name: str, path: str) -> None:
+    """A model's files live under models/<name>/ in the artifact store; a path elsewhere (a run's snapshot,
+    another model, an absolute or '..' path) would make Model.download hand out files it does not own."""
+    parts = path.split("/")
+    if (
+        "\\" in path
+        or len(parts) < 3
+        or parts[:2] != ["models", name]
+        or any(part in ("", ".", "..") for part in parts[2:])
+    ):
+        raise InvalidInputError(
+            f"Model path {_shown(path)} is not allowed: a model's files live in models/{name}/<version>/ "
+            f"(e.g. 'models/{name}/{{version}}/model.pkl'), with no '..', '.', '\\' or empty parts."
+        )
