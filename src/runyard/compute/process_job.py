@@ -157,7 +157,7 @@ class ProcessJob:
     def stop_leftovers(self, grace: float = LEFTOVER_GRACE_SECONDS) -> None:
         """Stop what the process left running when it ended (forked or setsid children): they must not
         outlive the run. Their pid, group or RUNYARD_RUN_ID ties them to it."""
-        if stop_run_processes(self.run_id, {"process": self.process}, grace):
+        if stop_run_processes(self.run_id, {"process": self.process}, grace, own_root=True):
             self.prep("Stopped processes the script left running")
 
     def wrap_up(

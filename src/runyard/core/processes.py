@@ -213,17 +213,43 @@ def stop_tree(
         popen.wait()
 
 
-def stop_run_processes(run_id: str, data: Mapping[str, Any], grace: float | None = None) -> bool:
+def proven_root(run_id: str, process: object) -> Mapping[str, Any] | None:
+    """The recorded root process of `run_id` when the record provably names it, else None.
+
+    A run record is written by whoever may edit runs (a write token over REST), so a recorded pid is a
+    claim, not a fact (issue 10, High 3). It is believed only when the record names this host, carries a
+    start time matching the live process, and that process's environment has RUNYARD_RUN_ID equal to
+    `run_id` (runyard puts it there at spawn; reading it requires the same user). A process that has
+    exited cannot be proven, so its group is not searched either: its leftovers are still found by
+    their RUNYARD_RUN_ID."""
+    if not isinstance(process, Mapping) or process.get("host") != socket.gethostname():
+        return None
+    if process.get("createTime") is None or _process(process) is None:
+        return None
+    try:
+        env = psutil.Process(int(process["pid"])).environ()
+    except (psutil.Error, OSError, ValueError, TypeError):
+        return None
+    return process if env.get(config.ENV_RUN_ID) == run_id else None
+
+
+def stop_run_processes(
+    run_id: str, data: Mapping[str, Any], grace: float | None = None, *, own_root: bool = False
+) -> bool:
     """The one way a run's processes are stopped: cancel, an orphaned run, a scheduler's recovery, the
     leftovers of a finished script.
 
-    `data` is the run record's data: its recorded "process" (the script or step) names the root, checked
-    against its recorded start time; the run id finds what left the tree. Processes on another host are
-    not touched. Returns True when anything was running."""
+    `data` is the run record's data: its recorded "process" (the script or step) names the root, used only
+    when `proven_root` proves it belongs to the run; the run id finds what left the tree. Processes on
+    another host are not touched. `own_root`: the caller spawned that process itself (its ProcessJob), so
+    the root's group is searched even after the root exited. Returns True when anything was running."""
     process = data.get("process")
     if isinstance(process, Mapping) and process.get("host") not in (None, socket.gethostname()):
         return False
-    root = process if isinstance(process, Mapping) and process.get("pid") else None
+    if own_root:
+        root = process if isinstance(process, Mapping) and process.get("pid") else None
+    else:
+        root = proven_root(run_id, process)
     procs = run_processes(root, [run_id])
     stop_processes(procs, grace)
     return bool(procs)

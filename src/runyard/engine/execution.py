@@ -3,6 +3,11 @@
 The state lives in the store (each step is a child run); this object is a cache of it that the
 scheduler rebuilds after a restart, so it must never hold a fact the store does not.
 
+Trust (issue 10): the record is input, not truth. The steps are the children pinned at submit
+(`data["stepRuns"]`), not whatever child carries a step's name; inputs must lie in this workspace's
+datastores; a reuse candidate must be a pinned step of a pipeline placed here, by a submitter allowed to
+run here, whose outputs and manifests lie where a scheduler writes them.
+
 The record is input, not truth: constructing a PipelineExecution parses the graph
 (engine/graph_spec.py), checks its parameters, its step runs and that each script is a file of its
 snapshot, and raises InvalidPipeline with the reason. The scheduler then fails that one run.
@@ -10,22 +15,27 @@ snapshot, and raises InvalidPipeline with the reason. The scheduler then fails t
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from runyard.core.workspace import Workspace
-from runyard.engine.data_paths import verify_output
+from runyard.engine.data_paths import MANIFEST_DIR, verify_output
 from runyard.engine.graph_order import dependencies, topological_order
 from runyard.engine.graph_spec import GraphSpec, parse_graph
+from runyard.engine.placement import Placement, Submitters
 from runyard.engine.reuse import OUTPUTS_GONE, ReuseDecision, explain, step_material
 from runyard.engine.step_runner import resolve_arguments, resolve_params
-from runyard.errors import InvalidInputError, NotFoundError
+from runyard.errors import InvalidInputError, NotFoundError, RunyardError
 from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import RunRecord
 from runyard.store.snapshots import SnapshotStore
 
 STEP_RUN_TYPE = "azureml.StepRun"
 PIPELINE_RUN_TYPE = "azureml.PipelineRun"
+#: The error code of a pipeline failed because a step's record was ended by someone else.
+STEP_TAMPERED = "StepTampered"
 
 
 class InvalidPipeline(InvalidInputError):
@@ -40,8 +50,35 @@ class StepState:
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
+class StepTampered(RunyardError):
+    """A step run's record was ended (Completed) by someone other than the scheduler that runs it."""
+
+    def __init__(self, name: str, run_id: str, how: str) -> None:
+        super().__init__(
+            f"Step {name!r} (run {run_id}) {how}, but its scheduler did not record that: its record was "
+            "changed by someone else, so nothing it claims is used. Check who holds write tokens for this "
+            "workspace (`runyard token list`), then resubmit the pipeline."
+        )
+
+
+class UntrustedInput(InvalidInputError):
+    """A step's input or a reuse candidate points where no scheduler of this workspace writes."""
+
+
+def pinned_steps(data: Any) -> dict[str, str] | None:
+    """The step name -> step run id map recorded at submit, or None for a record written before it."""
+    pins = data.get("stepRuns") if isinstance(data, dict) else None
+    if pins is None:
+        return None
+    if not isinstance(pins, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in pins.items()
+    ):
+        raise InvalidPipeline("its stepRuns is not an object of step names to step run ids")
+    return dict(pins)
+
+
 class PipelineExecution:
-    def __init__(self, ws: Workspace, record: RunRecord) -> None:
+    def __init__(self, ws: Workspace, record: RunRecord, submitters: Submitters | None = None) -> None:
         self.ws = ws
         self.store = ws.store
         self.run_id = record.run_id
@@ -65,10 +102,26 @@ class PipelineExecution:
         # Steps whose reuse was decided against; the decision is recorded when the step starts.
         self.pending: dict[str, tuple[dict[str, Any], str]] = {}
         self.states: dict[str, StepState] = {}
-        for child in self.store.list_descendants(self.run_id, recursive=False):
-            name = child.display_name or ""
-            if name in self.steps_by_name and name not in self.states:
+        self.placement = Placement(ws)
+        self.submitters = submitters or Submitters(ws)
+        self.datastores = Path(os.path.realpath(ws.artifacts.local_path("datastores")))
+        self._reusable: dict[str, dict[str, Any]] = {}  # verified outputs of accepted reuse candidates
+        pins = pinned_steps(data)
+        children = self.store.list_descendants(self.run_id, recursive=False)
+        if pins is not None:  # exactly the children created with the run; forged extra ones are ignored
+            by_id = {c.run_id: c for c in children if c.run_type == STEP_RUN_TYPE}
+            for name in self.order:
+                child = by_id.get(pins.get(name, ""))
+                if child is None:
+                    raise InvalidPipeline(f"step {name!r}: its pinned step run {pins.get(name)!r} is missing")
                 self.states[name] = StepState(name, child.run_id, child.status, child.data.get("outputs", {}))
+        else:  # written before runyard pinned step runs: first child by name (docs/security.md, Known limits)
+            for child in children:
+                name = child.display_name or ""
+                if name in self.steps_by_name and name not in self.states:
+                    self.states[name] = StepState(
+                        name, child.run_id, child.status, child.data.get("outputs", {})
+                    )
         missing = [n for n in self.order if n not in self.states]
         if missing:
             raise InvalidPipeline(f"step {missing[0]!r} of its graph has no step run")
@@ -136,9 +189,28 @@ class PipelineExecution:
         return out
 
     # -- inputs and reuse --------------------------------------------------------------------------
+    def in_datastores(self, path: object) -> bool:
+        """Does `path` resolve (links followed) to a folder strictly inside this workspace's datastores?"""
+        if not isinstance(path, str) or not path or "\0" in path:
+            return False
+        real = Path(os.path.realpath(path))
+        return real != self.datastores and real.is_relative_to(self.datastores)
+
     def input_paths(self, name: str) -> dict[str, str]:
+        """Raises UntrustedInput when an upstream output is not in this workspace's datastores."""
         step = self.steps_by_name[name]
-        return {i["name"]: self.states[i["step"]].outputs[i["output"]]["path"] for i in step["inputs"]}
+        paths: dict[str, str] = {}
+        for i in step["inputs"]:
+            recorded = self.states[i["step"]].outputs.get(i["output"])
+            path = recorded.get("path") if isinstance(recorded, dict) else None
+            if not self.in_datastores(path):
+                raise UntrustedInput(
+                    f"Input {i['name']!r} of step {name!r} (output {i['output']!r} of step {i['step']!r}) is "
+                    f"{path!r}, which is not inside this workspace's datastores ({self.datastores}); a step "
+                    "only reads outputs a scheduler of this workspace wrote. Resubmit the pipeline."
+                )
+            paths[i["name"]] = str(path)
+        return paths
 
     def material(self, name: str) -> dict[str, Any]:
         step = self.steps_by_name[name]
@@ -161,12 +233,13 @@ class PipelineExecution:
         )
         problem: str | None = None  # why the newest matching run's outputs cannot be reused
         for candidate in candidates:
-            if candidate.data.get("reusedFrom") is not None:
+            if candidate.data.get("reusedFrom") is not None or self.untrusted(candidate) is not None:
                 continue
             outputs = candidate.data.get("outputs", {})
             found = next((p for p in map(verify_output, outputs.values()) if p is not None), None)
             problem = problem or found
             if found is None:
+                self._reusable[candidate.run_id] = dict(outputs)
                 return ReuseDecision(
                     True,
                     f"reused run {candidate.run_id}: nothing it depends on changed",
@@ -188,5 +261,41 @@ class PipelineExecution:
         sources = {i["name"]: i["step"] for i in step["inputs"]}
         return explain(previous[0].data["material"], material, sources, outputs_problem=problem)
 
+    def untrusted(self, candidate: RunRecord) -> str | None:
+        """Why a Completed step run with a matching fingerprint may not be reused, or None.
+
+        Anyone who may write runs can copy a fingerprint (issue 10, High 2), so a candidate counts only
+        as a step run pinned by a pipeline placed on this workspace, whose submitter may run code on
+        its target, with outputs in this workspace's datastores and manifests in its own run folder."""
+        parent = self.store.get_run(candidate.parent_id) if candidate.parent_id else None
+        if parent is None or parent.run_type != PIPELINE_RUN_TYPE or not self.placement.is_ours(parent):
+            return "its pipeline is not placed on this workspace"
+        if (parent.data.get("error") or {}).get("code") == STEP_TAMPERED:
+            return "its pipeline failed because a step record was changed by someone else"
+        try:
+            pins = pinned_steps(parent.data) or {}
+        except InvalidPipeline:
+            pins = {}
+        if candidate.run_id not in pins.values():
+            return "it is not a step run its pipeline was submitted with"
+        if self.submitters.refusal(parent, self.placement.target_of(parent)) is not None:
+            return "its submitter may not run code here"
+        outputs = candidate.data.get("outputs", {})
+        if not isinstance(outputs, dict):
+            return "its outputs are not an object"
+        manifests = Path(
+            os.path.realpath(self.ws.artifacts.local_path(f"runs/{candidate.run_id}/{MANIFEST_DIR}"))
+        )
+        for recorded in outputs.values():
+            if not isinstance(recorded, dict) or not self.in_datastores(recorded.get("path")):
+                return "an output lies outside this workspace's datastores"
+            manifest = recorded.get("manifest")
+            if not isinstance(manifest, str) or not Path(os.path.realpath(manifest)).is_relative_to(
+                manifests
+            ):
+                return "an output's manifest lies outside the run's own folder"
+        return None
+
     def reuse_outputs(self, reused_run_id: str) -> dict[str, Any]:
-        return dict(self.store.get_run(reused_run_id).data.get("outputs", {}))
+        """The outputs decide_reuse verified (not what the record holds now: it may have been edited since)."""
+        return dict(self._reusable[reused_run_id])

@@ -3,7 +3,10 @@
 `recover_steps`: after a scheduler died, its steps that were mid-flight are stopped and marked
 Failed with the reason; queued ones go back to NotStarted. Only steps of pipelines placed on this
 scheduler's own workspace identity are touched: another folder's scheduler (same database or server,
-maybe the same host) owns its own, and its steps are alive (issue 10, High 1).
+maybe the same host) owns its own, and its steps are alive (issue 10, High 1). Only the step runs the pipeline was submitted with
+(`data["stepRuns"]`) are recovered: a child added to it later through the API is not this scheduler's
+step, and the pid it records is not stopped (issue 10, review High 3; core/processes.py also refuses to
+signal a process that does not provably belong to the run).
 
 `refuse_pipeline`: a pipeline run this scheduler will not execute (its submitter may not use the
 target, or its record is malformed) ends Failed with the reason, and its steps Canceled.
@@ -17,7 +20,7 @@ from collections.abc import Callable
 from runyard.compute.process_job import ProcessJob
 from runyard.core.processes import stop_run_processes
 from runyard.core.workspace import Workspace
-from runyard.engine.execution import STEP_RUN_TYPE
+from runyard.engine.execution import STEP_RUN_TYPE, InvalidPipeline, pinned_steps
 from runyard.engine.placement import Placement
 from runyard.status import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
 from runyard.store import RunRecord
@@ -36,7 +39,7 @@ def recover_steps(ws: Workspace, placement: Placement, echo: Callable[[str], Non
     store = ws.store
     for record in store.list_runs(run_type=STEP_RUN_TYPE, status=sorted(ACTIVE_STATUSES)):
         parent = store.get_run(record.parent_id) if record.parent_id else None
-        if parent is None or not placement.is_ours(parent):
+        if parent is None or not placement.is_ours(parent) or not _pinned(parent, record):
             continue
         pipeline_active = parent.status not in TERMINAL_STATUSES
         if record.status == RunStatus.NOT_STARTED and pipeline_active:
@@ -65,3 +68,12 @@ def recover_steps(ws: Workspace, placement: Placement, echo: Callable[[str], Non
         echo(
             f"step {record.display_name} ({record.run_id}): interrupted by a scheduler restart; marked Failed"
         )
+
+
+def _pinned(parent: RunRecord, step: RunRecord) -> bool:
+    """Was `step` created with `parent` (pinned at submit)? A pre-pinning record: any child counts."""
+    try:
+        pins = pinned_steps(parent.data)
+    except InvalidPipeline:
+        return False
+    return pins is None or step.run_id in pins.values()

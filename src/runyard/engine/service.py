@@ -34,7 +34,14 @@ from runyard.compute.local import spawn_detached
 from runyard.compute.process_job import describe_exit
 from runyard.core.processes import identity, stop_tree
 from runyard.core.workspace import Workspace
-from runyard.engine.execution import PIPELINE_RUN_TYPE, InvalidPipeline, PipelineExecution
+from runyard.engine.execution import (
+    PIPELINE_RUN_TYPE,
+    STEP_TAMPERED,
+    InvalidPipeline,
+    PipelineExecution,
+    StepTampered,
+    UntrustedInput,
+)
 from runyard.engine.placement import Placement, Submitters
 from runyard.engine.recovery import recover_steps, refuse_pipeline
 from runyard.engine.reuse import fingerprint
@@ -183,7 +190,7 @@ class SchedulerService:
                     self.refuse(record, "NotAuthorized", f"Not run on compute target {target!r}: {refusal}")
                     continue
                 try:
-                    execution = PipelineExecution(self.ws, record)
+                    execution = PipelineExecution(self.ws, record, self.submitters)
                 except InvalidPipeline as exc:
                     self.refuse(record, "InvalidPipeline", f"Not run: {exc}.")
                     continue
@@ -198,7 +205,10 @@ class SchedulerService:
                     continue
                 self.echo(f"pipeline {record.run_id}: started ({len(execution.states)} steps)")
             if record.status == RunStatus.CANCEL_REQUESTED and not execution.canceling:
-                self.cancel(execution)
+                try:
+                    self.cancel(execution)
+                except StepTampered as exc:
+                    self._tampered(execution, exc)
 
     def refuse(self, record: RunRecord, code: str, message: str) -> None:
         """Fail a pipeline run this scheduler will not execute, and cancel its steps; nothing starts."""
@@ -216,6 +226,8 @@ class SchedulerService:
                 self._advance(execution)
             except StoreError:
                 raise  # the store is down: every pipeline is stuck alike; the next scheduler recovers
+            except StepTampered as exc:
+                self._tampered(execution, exc)
             except Exception as exc:  # one pipeline's fault must not stop the others
                 self.echo(traceback.format_exc().rstrip())
                 self.executions.pop(execution.run_id, None)
@@ -254,16 +266,40 @@ class SchedulerService:
             self.echo(f"pipeline {ex.run_id}: {status}")
             del self.executions[ex.run_id]
 
+    def _tampered(self, ex: PipelineExecution, exc: StepTampered) -> None:
+        """A step was ended by someone else: stop the pipeline's steps and fail it; nothing else starts."""
+        self.executions.pop(ex.run_id, None)
+        self._stop_processes(ex)
+        self.refuse(self.store.get_run(ex.run_id), STEP_TAMPERED, f"Stopped: {exc}")
+
     def _set_step(self, ex: PipelineExecution, name: str, status: str, **kwargs: Any) -> None:
+        """Write a step's status; only this scheduler's own writes move the pipeline on (issue 10).
+
+        The store drops a write to an ended run, so its answer shows whether someone else ended the
+        step first. Completed by someone else is tampering (StepTampered): its outputs are never read.
+        Canceled or Failed by someone else (a user canceling one step) only ends that step. The outputs
+        downstream steps read are the ones written here, not what the record holds."""
         state = ex.states[name]
+        data = kwargs.get("data") or {}
         record = self.store.set_run_status(state.run_id, status, **kwargs)
+        if record.status == RunStatus.COMPLETED:
+            ours = json.loads(json.dumps(data.get("outputs")))
+            if status != RunStatus.COMPLETED:
+                raise StepTampered(name, state.run_id, f"was found Completed when it was to become {status}")
+            if record.data.get("outputs") != ours:
+                raise StepTampered(name, state.run_id, "was found Completed with outputs it did not write")
         state.status = record.status
-        if "outputs" in record.data:
-            state.outputs = record.data["outputs"]
+        if record.status == RunStatus.COMPLETED:
+            state.outputs = dict(data.get("outputs") or {})
 
     def _try_reuse(self, ex: PipelineExecution, name: str) -> bool:
         """Decide reuse for a ready step; a reused step completes here, at no process cost."""
-        material = ex.material(name)
+        try:
+            material = ex.material(name)
+        except UntrustedInput as exc:
+            self._set_step(ex, name, RunStatus.FAILED, error={"code": "UntrustedInput", "message": str(exc)})
+            self.echo(f"step {name}: failed: {exc}")
+            return True
         fp = fingerprint(material)
         decision = ex.decide_reuse(name, material, fp)
         data: dict[str, Any] = {"material": material, "reuse": decision.as_dict()}
@@ -317,6 +353,20 @@ class SchedulerService:
         error, outputs = finish_step(started, code, ended)
         if ex is None:
             return
+        try:
+            self._record_exit(ex, started, code, ended, error, outputs)
+        except StepTampered as exc:
+            self._tampered(ex, exc)
+
+    def _record_exit(
+        self,
+        ex: PipelineExecution,
+        started: StartedStep,
+        code: int | None,
+        ended: str,
+        error: dict[str, Any] | None,
+        outputs: dict[str, Any],
+    ) -> None:
         if started.canceled:
             self._set_step(ex, started.name, RunStatus.CANCELED)
         elif error is None:

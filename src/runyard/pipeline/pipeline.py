@@ -148,6 +148,7 @@ class Pipeline:
         params = {n: values.get(n, p["default"]) for n, p in graph["parameters"].items()}
         run_id = str(uuid.uuid4())
         now = time.time()
+        step_ids = {step["name"]: str(uuid.uuid4()) for step in graph["steps"]}
         pipeline_record = RunRecord(
             run_id=run_id,
             experiment_id=experiment.id,
@@ -164,12 +165,14 @@ class Pipeline:
                 "regenerateOutputs": regenerate_outputs,
                 # which scheduler may run it: this folder's, on the local target (docs/security.md)
                 "placement": placement_for(experiment.workspace, "local"),
+                # the step runs the scheduler executes: a child added later is not one of them (issue 10)
+                "stepRuns": step_ids,
                 **({"submittedBy": _submitter.get()} if _submitter.get() else {}),
             },
         )
         step_records = [
             RunRecord(
-                run_id=str(uuid.uuid4()),
+                run_id=step_ids[step["name"]],
                 experiment_id=experiment.id,
                 experiment_name=experiment.name,
                 status=RunStatus.NOT_STARTED,

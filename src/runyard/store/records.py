@@ -23,6 +23,7 @@ SUBMISSION_KEYS = (
     "regenerateOutputs",
     "submittedBy",
     "placement",
+    "stepRuns",
 )
 
 
