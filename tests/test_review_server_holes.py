@@ -168,8 +168,8 @@ def test_steps_are_created_only_with_their_pipeline_and_blank(holes: Holes) -> N
     plain = record(holes.ws, parent_id=pipeline_id)
     for name in ("attacker", "owner"):  # not even the owner adds steps afterwards
         with holes.client(name) as client:
-            for run in (forged, killer):
-                assert_403(client.post("/api/v1/runs", json=[run]), "created NotStarted and blank")
+            assert_403(client.post("/api/v1/runs", json=[forged]), "created NotStarted and blank")
+            assert_403(client.post("/api/v1/runs", json=[killer]), "data keys process")
             late = record(holes.ws, STEP_RUN_TYPE, parent_id=pipeline_id, display_name="prep")
             assert_403(client.post("/api/v1/runs", json=[late]), "same request as its pipeline run")
     with holes.client("attacker") as attacker:
@@ -226,6 +226,20 @@ def test_reuse_and_process_keys_are_written_only_by_the_runs_creator(holes: Hole
     with holes.client("owner") as owner:
         fp = owner.post(f"/api/v1/runs/{run_id}/status", json={"status": "Completed", "fingerprint": FP})
         assert fp.status_code == 200 and fp.json()["fingerprint"] == FP, fp.text
+
+
+def test_a_new_run_cannot_name_processes_for_someone_else_to_stop(holes: Holes) -> None:
+    """atk_reap.py: a Running run whose data.supervisor is a dead pid on the victim's host and whose
+    data.process is a pid to kill; a teammate's `runyard logs -f` would reap it and stop that pid."""
+    for key in ("supervisor", "process"):
+        forged = record(holes.ws, status="Running")
+        forged["data"] = {key: {"pid": 1, "host": "victim"}}
+        with holes.client("attacker") as attacker:
+            assert_403(attacker.post("/api/v1/runs", json=[forged]), f"data keys {key}")
+    child = record(holes.ws, status="Running")
+    child["data"] = {"owner": {"pid": 1, "host": "h"}}  # what start_logging/child_run send is fine
+    with holes.client("attacker") as attacker:
+        assert attacker.post("/api/v1/runs", json=[child]).status_code == 200
 
 
 # -- finding 4: code on the server's host ---------------------------------------------------------

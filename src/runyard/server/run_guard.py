@@ -43,6 +43,12 @@ def check_new_runs(
     pipelines = {r.run_id for r in runs if r.run_type == PIPELINE_RUN_TYPE}
     step_runs = {r.run_id: r.data.get("stepRuns") for r in runs if r.run_type == PIPELINE_RUN_TYPE}
     for run in runs:
+        named = sorted(set(run.data) & RUN_TOKEN_KEYS)
+        if named:  # atk_reap.py: a made-up process on a teammate's machine for their `logs -f` to stop
+            raise forbidden(
+                f"Run {run.run_id} was sent with data keys {', '.join(named)}: they name the processes of a "
+                "run that has started, and only its supervisor records them, after the run is created."
+            )
         if run.run_type in PIPELINE_TYPES:
             _check_blank(run)
         if run.run_type == PIPELINE_RUN_TYPE:
