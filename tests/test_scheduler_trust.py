@@ -24,7 +24,7 @@ from runyard import Experiment, Workspace
 from runyard.core.snapshot import snapshot_files
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.engine.service import INFO_FILE, SchedulerService
-from runyard.errors import InvalidInputError
+from runyard.errors import AuthError, InvalidInputError
 from runyard.pipeline import Pipeline, PipelineRun, PythonScriptStep
 from runyard.server.auth import create_token
 from runyard.status import TERMINAL_STATUSES, RunStatus
@@ -184,25 +184,29 @@ def test_a_write_token_record_over_rest_does_not_run_on_the_server_host(
     sqlite_workspace: Workspace, src: SourceDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 10 "Critical": a write token (no compute) POSTs a pipeline naming an uploaded script; the
-    scheduler on the server's folder (`runyard up`) marks it Failed, names the token, and runs nothing.
-    The same record from a token granted `local` does run: the check is the grant, not the route."""
+    server now refuses it, and if such a record reaches the store anyway, the scheduler on the server's
+    folder (`runyard up`) marks it Failed, names the token, and runs nothing. The same record from a
+    token granted `local` does run: the check is the grant, not the route."""
     ws = sqlite_workspace
     monkeypatch.setenv("RUNYARD_CACHE_DIR", str(tmp_path / "cache"))
     writer, writer_record = create_token(ws.store, "write")  # type: ignore[arg-type]
-    runner, _ = create_token(ws.store, "write", compute=("local",))  # type: ignore[arg-type]
+    _, runner_record = create_token(ws.store, "write", compute=("local",))  # type: ignore[arg-type]
     with running_server(ws.path, tmp_path / "server.log", auth=True) as server:
-        runs = {}
-        for name, token in (("writer", writer), ("runner", runner)):
-            client = Workspace.get(server.url, token=token)
-            marker = tmp_path / f"{name}-ran"
-            graph = crafted_graph(client, src, "mark.py", [str(marker)])
-            data = {"graph": graph, "parameters": {}, "submittedBy": {"token": "forged"}}
-            if name == "runner":  # the writer leaves placement out: an old record counts as the server's own
-                data["placement"] = {"workspace": ws.identity, "target": "local"}
-            runs[name] = insert_pipeline(client, data, ["step"])
-        assert ws.store.get_run(runs["writer"]).data["submittedBy"]["token"] == writer_record.token_id
-        done = run_cli("-w", str(ws.path), "up", "--no-studio", "--idle-seconds", "3", timeout=120)
-        assert done.returncode == 0, done.stdout + done.stderr
+        client = Workspace.get(server.url, token=writer)
+        graph = crafted_graph(client, src, "mark.py", [str(tmp_path / "writer-ran")])
+        with pytest.raises(AuthError, match="placement"):  # the server refuses it first (H1's layer)
+            insert_pipeline(client, {"graph": graph, "parameters": {}}, ["step"])
+    # Defense in depth: the same records as the server would have stamped them, written into the store
+    # directly. The writer leaves placement out: an old record counts as the server folder's own.
+    runs = {}
+    for name, record in (("writer", writer_record), ("runner", runner_record)):
+        graph = crafted_graph(ws, src, "mark.py", [str(tmp_path / f"{name}-ran")])
+        data = {"graph": graph, "parameters": {}, "submittedBy": {"token": record.token_id}}
+        if name == "runner":
+            data["placement"] = {"workspace": ws.identity, "target": "local"}
+        runs[name] = insert_pipeline(ws, data, ["step"])
+    done = run_cli("-w", str(ws.path), "up", "--no-studio", "--idle-seconds", "3", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
     refused = ended(ws, runs["writer"])
     assert refused.status == RunStatus.FAILED
     text = message(refused)
@@ -253,7 +257,11 @@ def test_a_client_of_a_server_without_auth_runs_its_own_pipelines_only(
         assert sqlite_workspace.store.get_run(run.id).data["submittedBy"] == {"auth": "off"}
         graph = crafted_graph(client, src, "mark.py", [str(tmp_path / "server-ran")])
         placed = {"workspace": sqlite_workspace.identity, "target": "local"}
-        forged = insert_pipeline(client, {"graph": graph, "placement": placed}, ["step"])
+        with pytest.raises(AuthError, match="--compute"):  # the server refuses it first (H1's layer)
+            insert_pipeline(client, {"graph": graph, "placement": placed}, ["step"])
+        # defense in depth: the record as that server would have stamped it, written into the store
+        data = {"graph": graph, "placement": placed, "submittedBy": {"auth": "off"}}
+        forged = insert_pipeline(sqlite_workspace, data, ["step"])
         done = run_cli("-w", str(sqlite_workspace.path), "up", "--no-studio", "--idle-seconds", "2")
         assert done.returncode == 0, done.stdout + done.stderr
     assert "without --auth" in message(ended(sqlite_workspace, forged))
