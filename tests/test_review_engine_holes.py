@@ -250,6 +250,23 @@ def test_a_running_step_completed_by_someone_else_fails_the_pipeline(
     assert not marker.exists()
 
 
+def test_a_waiting_step_completed_by_someone_else_fails_the_pipeline(
+    sqlite_workspace: Workspace, src: SourceDir, tmp_path: Path, scheduler: SchedulerService
+) -> None:
+    """The same for a step that has not started yet: when the scheduler starts it, the store answers
+    Completed to its Running write; the pipeline fails naming that step, and its process is stopped."""
+    ws = sqlite_workspace
+    marker = tmp_path / "train-read"
+    run_id, ids = insert(ws, two_step_graph(ws, src, marker, seconds=1))
+    wait_for(lambda: ws.store.get_run(ids["prep"]).status == RunStatus.RUNNING, timeout=60)
+    ws.store.set_run_status(ids["train"], RunStatus.COMPLETED, data={"outputs": {}})
+    failed = ended(ws, run_id)
+    assert failed.status == RunStatus.FAILED
+    assert error_of(failed)["code"] == "StepTampered"
+    assert "'train'" in error_of(failed)["message"] and "Running" in error_of(failed)["message"]
+    assert ws.store.get_run(ids["prep"]).status == RunStatus.COMPLETED
+
+
 # -- c) inputs only from this workspace's datastores -----------------------------------------------------
 @pytest.mark.parametrize("where", ["outside", "link"])
 def test_an_input_outside_the_datastores_fails_the_step(

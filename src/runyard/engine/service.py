@@ -333,11 +333,12 @@ class SchedulerService:
             )
             return
         data["process"] = {**started.job.process, "scheduler": self.instance}  # pid, host, start time
-        # As in v1, a run with regenerate_outputs=True is not offered for reuse later: no fingerprint.
-        self._set_step(ex, name, RunStatus.RUNNING, data=data, fingerprint=None if ex.regenerate else fp)
+        # Tracked before the status write: if that finds the step tampered with, the process is stopped.
         self.running[state.run_id] = started
         started.execution_id = ex.run_id
         threading.Thread(target=self._wait, args=(started,), daemon=True, name=f"wait-{name}").start()
+        # As in v1, a run with regenerate_outputs=True is not offered for reuse later: no fingerprint.
+        self._set_step(ex, name, RunStatus.RUNNING, data=data, fingerprint=None if ex.regenerate else fp)
         self.echo(f"step {name}: started ({data['reuse']['reason']})")
 
     def _wait(self, started: StartedStep) -> None:
