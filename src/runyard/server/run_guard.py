@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
+from runyard.errors import InvalidInputError, RunNotFound
 from runyard.server.auth import Principal
 from runyard.server.errors import forbidden
 from runyard.status import RunStatus
@@ -64,7 +65,10 @@ def check_new_runs(
                     "someone else submitted. Submit a new pipeline instead."
                 )
         elif run.parent_id is not None and run.parent_id not in pipelines:
-            parent = store.get_run(run.parent_id)
+            try:
+                parent = store.get_run(run.parent_id)
+            except (RunNotFound, InvalidInputError):
+                continue  # the store refuses it below, saying what is wrong with the parent
             if parent.run_type == PIPELINE_RUN_TYPE and not _owns(store, parent, who):
                 raise forbidden(
                     f"Run {run.run_id}: only the submitter of pipeline {parent.run_id} may add runs under it."
