@@ -342,3 +342,17 @@ def test_a_model_path_in_its_own_folder_registers(holes: Holes) -> None:
     with holes.client("owner") as owner:
         made = owner.post("/api/v1/models", json=model)
     assert made.status_code == 200 and made.json()["path"].startswith("models/ok/"), made.text
+
+
+def test_the_mlflow_routes_cannot_end_or_rename_someone_elses_step(holes: Holes) -> None:
+    """The same hole through the MLflow-compatible API: runs/update and the mlflow.runName tag."""
+    pipeline_id, step_id = submitted(holes)
+    with holes.client("attacker") as attacker:
+        done = attacker.post("/api/2.0/mlflow/runs/update", json={"run_id": step_id, "status": "FINISHED"})
+        assert_403(done, f"belongs to the scheduler of pipeline {pipeline_id}")
+        tag = {"run_id": step_id, "key": "mlflow.runName", "value": "other"}
+        assert_403(attacker.post("/api/2.0/mlflow/runs/set-tag", json=tag))
+        canceled = attacker.post("/api/2.0/mlflow/runs/update", json={"run_id": step_id, "status": "KILLED"})
+        assert canceled.status_code == 200, canceled.text  # a plain cancel, as over the store routes
+    step = holes.store.get_run(step_id)
+    assert (step.status, step.display_name) == ("Canceled", "prep")
