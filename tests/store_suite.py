@@ -65,7 +65,8 @@ def own_data(run: RunRecord) -> dict[str, Any]:
     return {k: v for k, v in run.data.items() if k != "submittedBy"}
 
 
-def make_model(name: str, path: str = "models/{version}/model.pkl", **kw: Any) -> ModelRecord:
+def make_model(name: str, path: str | None = None, **kw: Any) -> ModelRecord:
+    path = path or f"models/{name}/{{version}}/model.pkl"  # model paths stay in their model's folder
     return ModelRecord(name=name, version=0, path=path, created_time=time.time(), **kw)
 
 

@@ -114,6 +114,10 @@ def end_orphan(workspace: Workspace, run_id: str, status: str, error: dict[str, 
                 os.unlink(lock.name)
 
 
+#: Run types a pipeline scheduler owns (engine/execution.py names them; core cannot import engine).
+SCHEDULED_RUN_TYPES = ("azureml.PipelineRun", "azureml.StepRun")
+
+
 def reap_if_orphaned(run: Run) -> bool:
     """A run whose supervising process died would stay Running forever: end it.
 
@@ -122,8 +126,8 @@ def reap_if_orphaned(run: Run) -> bool:
     owning process died without completing it is marked Failed too. Only processes on this host are
     judged. Returns True when the run was ended here."""
     record = run.workspace.store.get_run(run.id)
-    if record.status in TERMINAL_STATUSES:
-        return False
+    if record.status in TERMINAL_STATUSES or record.run_type in SCHEDULED_RUN_TYPES:
+        return False  # pipeline and step runs belong to their scheduler: its recovery ends them
     supervisor = record.data.get("supervisor")
     if supervisor is not None:
         if process_state(supervisor) != "dead":
