@@ -54,29 +54,33 @@ class ServerProcess:
             while self.port in _USED_PORTS:  # a new server gets a new URL: runyard caches per-URL clients
                 self.port = free_port()
             _USED_PORTS.add(self.port)
-            argv = [
-                sys.executable,
-                "-m",
-                "runyard",
-                "-w",
-                str(self.workspace),
-                "server",
-                "--port",
-                str(self.port),
-            ]
-            if self.auth:
-                argv.append("--auth")
-            with self.log.open("ab") as out:
-                out.write(f"$ {' '.join(argv)}\n".encode())
-                out.flush()
-                self.proc = subprocess.Popen(
-                    argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env
-                )
+            self._launch("")
             if self._wait_ready(timeout):
                 return
             if "address already in use" not in self.output().lower():
                 break
         raise AssertionError(f"runyard server did not start; its output:\n{self.output()}")
+
+    def _launch(self, note: str) -> None:
+        """Start `runyard server` on self.port (the log gets the command line, marked with `note`)."""
+        argv = [
+            sys.executable,
+            "-m",
+            "runyard",
+            "-w",
+            str(self.workspace),
+            "server",
+            "--port",
+            str(self.port),
+        ]
+        if self.auth:
+            argv.append("--auth")
+        with self.log.open("ab") as out:
+            out.write(f"${note} {' '.join(argv)}\n".encode())
+            out.flush()
+            self.proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env
+            )
 
     def _wait_ready(self, timeout: float) -> bool:
         assert self.proc is not None

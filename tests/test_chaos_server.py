@@ -36,23 +36,7 @@ class RestartableServer(ServerProcess):
         self.proc.wait(timeout=15)
 
     def restart(self, timeout: float = 60.0) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "runyard",
-            "-w",
-            str(self.workspace),
-            "server",
-            "--port",
-            str(self.port),
-            *(["--auth"] if self.auth else []),
-        ]
-        with self.log.open("ab") as out:
-            out.write(f"$ (restart) {' '.join(argv)}\n".encode())
-            out.flush()
-            self.proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env
-            )
+        self._launch(" (restart)")
         if not self._wait_ready(timeout):
             raise AssertionError(f"runyard server did not restart; its output:\n{self.output()}")
 
