@@ -1,0 +1,5 @@
+"""azureml.data"""
+
+from runyard.pipeline import OutputFileDatasetConfig
+
+__all__ = ["OutputFileDatasetConfig"]

@@ -1,0 +1,5 @@
+"""azureml.pipeline.steps"""
+
+from runyard.pipeline import PythonScriptStep
+
+__all__ = ["PythonScriptStep"]
