@@ -8,6 +8,7 @@
     │   └── ModelNotFound
     ├── InvalidInputError        the caller passed something runyard cannot accept
     │   └── MetricValueError
+    ├── ComputeTargetException   a named compute target is missing or cannot be created (v1's name)
     ├── ConflictError            the request is valid but the current state forbids it
     │   └── RunFinishedError
     ├── AuthError                the server refused the token (missing, invalid, expired, wrong scope)
@@ -78,6 +79,13 @@ class MetricValueError(InvalidInputError):
 
 class ConflictError(RunyardError):
     pass
+
+
+class ComputeTargetException(RunyardError):
+    """A compute target that does not exist, or a provisioning request runyard cannot satisfy.
+
+    v1 samples catch exactly this name around `ComputeTarget(workspace=ws, name=...)` to decide whether to
+    create the target, so it keeps v1's name rather than a runyard one."""
 
 
 class RunFinishedError(ConflictError):
