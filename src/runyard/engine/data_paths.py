@@ -16,14 +16,19 @@ from runyard.errors import ConflictError
 MANIFEST_DIR = "runyard/output-manifests"  # inside runs/<step run id>/
 
 
-def output_location(ws: Workspace, output: dict[str, Any], step_run_id: str) -> Path:
-    """The datastore folder an output ends up in: azureml/<step run id>/<output name> unless a destination says otherwise."""
+def path_on_datastore(output: dict[str, Any], step_run_id: str) -> str:
+    """v1's datastore-relative path of an output: azureml/<step run id>/<output name> unless a destination says otherwise."""
     if output.get("destination"):
         rel = output["destination"].replace("{run-id}", step_run_id).replace("{output-name}", output["name"])
-        rel = rel.strip("/")
-    else:
-        rel = f"azureml/{step_run_id}/{output['name']}"
-    return ws.artifacts.local_path(f"datastores/{output['datastore']}/{rel}")
+        return str(rel.strip("/"))
+    return f"azureml/{step_run_id}/{output['name']}"
+
+
+def output_location(ws: Workspace, output: dict[str, Any], step_run_id: str) -> Path:
+    """The folder of an output: its path_on_datastore inside its datastore's folder."""
+    return ws.artifacts.local_path(
+        f"datastores/{output['datastore']}/{path_on_datastore(output, step_run_id)}"
+    )
 
 
 def scratch_location(work: Path, output_name: str) -> Path:

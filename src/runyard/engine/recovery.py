@@ -15,6 +15,7 @@ target, or its record is malformed) ends Failed with the reason, and its steps C
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable
 
 from runyard.compute.process_job import ProcessJob
@@ -22,6 +23,7 @@ from runyard.core.processes import stop_run_processes
 from runyard.core.workspace import Workspace
 from runyard.engine.execution import STEP_RUN_TYPE, InvalidPipeline, pinned_steps
 from runyard.engine.placement import Placement
+from runyard.errors import StoreError
 from runyard.status import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
 from runyard.store import RunRecord
 
@@ -36,38 +38,49 @@ def refuse_pipeline(ws: Workspace, record: RunRecord, code: str, message: str) -
 
 
 def recover_steps(ws: Workspace, placement: Placement, echo: Callable[[str], None]) -> None:
+    """A step that cannot be recovered is reported and skipped: a fault here must not stop the
+    scheduler before it serves anything (it would then be restarted into the same fault)."""
+    for record in ws.store.list_runs(run_type=STEP_RUN_TYPE, status=sorted(ACTIVE_STATUSES)):
+        try:
+            _recover_step(ws, placement, echo, record)
+        except StoreError:
+            raise
+        except Exception:
+            echo(f"step {record.run_id}: not recovered:\n{traceback.format_exc().rstrip()}")
+
+
+def _recover_step(
+    ws: Workspace, placement: Placement, echo: Callable[[str], None], record: RunRecord
+) -> None:
     store = ws.store
-    for record in store.list_runs(run_type=STEP_RUN_TYPE, status=sorted(ACTIVE_STATUSES)):
-        parent = store.get_run(record.parent_id) if record.parent_id else None
-        if parent is None or not placement.is_ours(parent) or not _pinned(parent, record):
-            continue
-        pipeline_active = parent.status not in TERMINAL_STATUSES
-        if record.status == RunStatus.NOT_STARTED and pipeline_active:
-            continue
-        if record.status == RunStatus.QUEUED and pipeline_active:
-            store.set_run_status(record.run_id, RunStatus.NOT_STARTED, force=True)
-            continue
-        stop_run_processes(record.run_id, record.data, grace=1.0)  # checks host and start time
-        if record.status == RunStatus.NOT_STARTED:
-            store.set_run_status(
-                record.run_id,
-                RunStatus.CANCELED,
-                error={"code": "Canceled", "message": "Not run: the pipeline ended."},
-            )
-            continue
-        job = ProcessJob(ws, record.run_id, record.experiment_name, ws.work_dir / record.run_id)
-        error = job.wrap_up(None, "interrupted", record.start_time or time.time(), keep_work=True)
-        if parent.status == RunStatus.CANCEL_REQUESTED:  # stopped as asked
-            store.set_run_status(
-                record.run_id,
-                RunStatus.CANCELED,
-                error={"code": "Canceled", "message": "Pipeline canceled."},
-            )
-            continue
-        store.set_run_status(record.run_id, RunStatus.FAILED, error=error)
-        echo(
-            f"step {record.display_name} ({record.run_id}): interrupted by a scheduler restart; marked Failed"
+    parent = store.get_run(record.parent_id) if record.parent_id else None
+    if parent is None or not placement.is_ours(parent) or not _pinned(parent, record):
+        return
+    pipeline_active = parent.status not in TERMINAL_STATUSES
+    if record.status == RunStatus.NOT_STARTED and pipeline_active:
+        return
+    if record.status == RunStatus.QUEUED and pipeline_active:
+        store.set_run_status(record.run_id, RunStatus.NOT_STARTED, force=True)
+        return
+    stop_run_processes(record.run_id, record.data, grace=1.0)  # checks host and start time
+    if record.status == RunStatus.NOT_STARTED:
+        store.set_run_status(
+            record.run_id,
+            RunStatus.CANCELED,
+            error={"code": "Canceled", "message": "Not run: the pipeline ended."},
         )
+        return
+    job = ProcessJob(ws, record.run_id, record.experiment_name, ws.work_dir / record.run_id)
+    error = job.wrap_up(None, "interrupted", record.start_time or time.time(), keep_work=True)
+    if parent.status == RunStatus.CANCEL_REQUESTED:  # stopped as asked
+        store.set_run_status(
+            record.run_id,
+            RunStatus.CANCELED,
+            error={"code": "Canceled", "message": "Pipeline canceled."},
+        )
+        return
+    store.set_run_status(record.run_id, RunStatus.FAILED, error=error)
+    echo(f"step {record.display_name} ({record.run_id}): interrupted by a scheduler restart; marked Failed")
 
 
 def _pinned(parent: RunRecord, step: RunRecord) -> bool:

@@ -23,7 +23,6 @@ import signal
 import socket
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -34,9 +33,9 @@ from runyard.compute.local import spawn_detached
 from runyard.compute.process_job import describe_exit
 from runyard.core.processes import identity, stop_tree
 from runyard.core.workspace import Workspace
+from runyard.engine.containment import contain
 from runyard.engine.execution import (
     PIPELINE_RUN_TYPE,
-    STEP_TAMPERED,
     InvalidPipeline,
     PipelineExecution,
     StepTampered,
@@ -46,7 +45,7 @@ from runyard.engine.placement import Placement, Submitters
 from runyard.engine.recovery import recover_steps, refuse_pipeline
 from runyard.engine.reuse import fingerprint
 from runyard.engine.step_runner import StartedStep, finish_step, start_step
-from runyard.errors import ConflictError, StoreError
+from runyard.errors import ConflictError
 from runyard.status import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
 from runyard.store import RunRecord
 
@@ -116,6 +115,7 @@ class SchedulerService:
         self.placement = Placement(ws)
         self.submitters = Submitters(ws, accept_unauthenticated=accept_unauthenticated)
         self.not_ours: set[str] = set()  # placement never changes (store/records.py SUBMISSION_KEYS)
+        self.given_up: set[str] = set()  # runs a fault ended (engine/containment.py): never touched again
 
     # -- lifecycle ------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -176,39 +176,40 @@ class SchedulerService:
     def poll_store(self) -> None:
         listed = self.store.list_runs(run_type=PIPELINE_RUN_TYPE, status=sorted(ACTIVE_STATUSES))
         self.not_ours &= {r.run_id for r in listed}  # forget the ones that ended
+        self.given_up &= {r.run_id for r in listed}
         for record in listed:
-            if record.run_id in self.not_ours:
-                continue
-            execution = self.executions.get(record.run_id)
-            if execution is None:
-                if not self.placement.is_ours(record):
-                    self.not_ours.add(record.run_id)
-                    continue
-                target = self.placement.target_of(record)
-                refusal = self.submitters.refusal(record, target)
-                if refusal is not None:
-                    self.refuse(record, "NotAuthorized", f"Not run on compute target {target!r}: {refusal}")
-                    continue
-                try:
-                    execution = PipelineExecution(self.ws, record, self.submitters)
-                except InvalidPipeline as exc:
-                    self.refuse(record, "InvalidPipeline", f"Not run: {exc}.")
-                    continue
-                self.executions[record.run_id] = execution
-                claimed = self.store.set_run_status(
-                    record.run_id,
-                    RunStatus.RUNNING,
-                    data={"supervisor": {**identity(), "scheduler": self.instance}},
-                )
-                if claimed.status in TERMINAL_STATUSES:  # canceled between the listing and the claim
-                    del self.executions[record.run_id]
-                    continue
-                self.echo(f"pipeline {record.run_id}: started ({len(execution.states)} steps)")
-            if record.status == RunStatus.CANCEL_REQUESTED and not execution.canceling:
-                try:
-                    self.cancel(execution)
-                except StepTampered as exc:
-                    self._tampered(execution, exc)
+            if record.run_id not in self.not_ours and record.run_id not in self.given_up:
+                with contain(self, record.run_id):
+                    self._pick_up(record)
+
+    def _pick_up(self, record: RunRecord) -> None:
+        execution = self.executions.get(record.run_id)
+        if execution is None:
+            if not self.placement.is_ours(record):
+                self.not_ours.add(record.run_id)
+                return
+            target = self.placement.target_of(record)
+            refusal = self.submitters.refusal(record, target)
+            if refusal is not None:
+                self.refuse(record, "NotAuthorized", f"Not run on compute target {target!r}: {refusal}")
+                return
+            try:
+                execution = PipelineExecution(self.ws, record, self.submitters)
+            except InvalidPipeline as exc:
+                self.refuse(record, "InvalidPipeline", f"Not run: {exc}.")
+                return
+            self.executions[record.run_id] = execution
+            claimed = self.store.set_run_status(
+                record.run_id,
+                RunStatus.RUNNING,
+                data={"supervisor": {**identity(), "scheduler": self.instance}},
+            )
+            if claimed.status in TERMINAL_STATUSES:  # canceled between the listing and the claim
+                del self.executions[record.run_id]
+                return
+            self.echo(f"pipeline {record.run_id}: started ({len(execution.states)} steps)")
+        if record.status == RunStatus.CANCEL_REQUESTED and not execution.canceling:
+            self.cancel(execution)
 
     def refuse(self, record: RunRecord, code: str, message: str) -> None:
         """Fail a pipeline run this scheduler will not execute, and cancel its steps; nothing starts."""
@@ -222,18 +223,8 @@ class SchedulerService:
     # -- scheduling -------------------------------------------------------------------------------
     def advance(self) -> None:
         for execution in list(self.executions.values()):
-            try:
+            with contain(self, execution.run_id):  # one pipeline's fault must not stop the others
                 self._advance(execution)
-            except StoreError:
-                raise  # the store is down: every pipeline is stuck alike; the next scheduler recovers
-            except StepTampered as exc:
-                self._tampered(execution, exc)
-            except Exception as exc:  # one pipeline's fault must not stop the others
-                self.echo(traceback.format_exc().rstrip())
-                self.executions.pop(execution.run_id, None)
-                self._stop_processes(execution)
-                record = self.store.get_run(execution.run_id)
-                self.refuse(record, "SystemError", f"The scheduler could not run it: {exc!r}")
 
     def _advance(self, ex: PipelineExecution) -> None:
         if (
@@ -266,11 +257,11 @@ class SchedulerService:
             self.echo(f"pipeline {ex.run_id}: {status}")
             del self.executions[ex.run_id]
 
-    def _tampered(self, ex: PipelineExecution, exc: StepTampered) -> None:
-        """A step was ended by someone else: stop the pipeline's steps and fail it; nothing else starts."""
-        self.executions.pop(ex.run_id, None)
-        self._stop_processes(ex)
-        self.refuse(self.store.get_run(ex.run_id), STEP_TAMPERED, f"Stopped: {exc}")
+    def forget(self, run_id: str) -> None:
+        """Drop a pipeline run this scheduler gives up on, and stop its step processes."""
+        ex = self.executions.pop(run_id, None)
+        if ex is not None:
+            self._stop_processes(ex)
 
     def _set_step(self, ex: PipelineExecution, name: str, status: str, **kwargs: Any) -> None:
         """Write a step's status; only this scheduler's own writes move the pipeline on (issue 10).
@@ -349,15 +340,12 @@ class SchedulerService:
         started = self.running.pop(run_id, None)
         if started is None:
             return
-        ex = self.executions.get(started.execution_id)
-        ended = "canceled" if started.canceled else "exited"
-        error, outputs = finish_step(started, code, ended)
-        if ex is None:
-            return
-        try:
-            self._record_exit(ex, started, code, ended, error, outputs)
-        except StepTampered as exc:
-            self._tampered(ex, exc)
+        with contain(self, started.execution_id):
+            ended = "canceled" if started.canceled else "exited"
+            error, outputs = finish_step(started, code, ended)
+            ex = self.executions.get(started.execution_id)
+            if ex is not None:
+                self._record_exit(ex, started, code, ended, error, outputs)
 
     def _record_exit(
         self,

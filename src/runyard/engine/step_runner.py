@@ -16,6 +16,7 @@ from runyard.engine.data_paths import (
     describe_output,
     manifest_location,
     output_location,
+    path_on_datastore,
     publish,
     scratch_location,
 )
@@ -30,7 +31,8 @@ class StartedStep:
     job: ProcessJob
     proc: subprocess.Popen[bytes]
     started: float
-    outputs: dict[str, dict[str, Any]]  # name → {"final": path, "write": path, "mode": …, "overwrite": …}
+    # name → {"final": path, "write": path, "mode", "overwrite", "datastore", "pathOnDatastore"}
+    outputs: dict[str, dict[str, Any]]
     execution_id: str = ""
     canceled: bool = False
     extra: list[str] = field(default_factory=list)
@@ -82,6 +84,8 @@ def start_step(
             "write": write,
             "mode": out["mode"],
             "overwrite": out["overwrite"],
+            "datastore": out["datastore"],
+            "pathOnDatastore": path_on_datastore(out, run_id),
         }
         job.prep(
             f"Output {out['name']!r} ({out['mode']}): created {write}"
@@ -121,6 +125,8 @@ def finish_step(
                     **describe_output(Path(out["final"]), manifest),
                     "mode": out["mode"],
                     "output": name,
+                    "datastore": out["datastore"],
+                    "pathOnDatastore": out["pathOnDatastore"],
                     "run_id": started.run_id,  # kept when the output is reused: the run that made it
                 }
         except (RunyardError, OSError) as exc:  # a publish that fails fails the step, not the scheduler

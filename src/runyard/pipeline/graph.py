@@ -34,35 +34,24 @@ def _env_spec(environment: Any) -> dict[str, Any]:
 
 
 def collect_steps(steps: list[Any], resolve_closure: bool) -> list[PythonScriptStep]:
-    """Flatten StepSequences; with resolve_closure, pull in producers of data the listed steps consume."""
+    """Flatten StepSequences; with resolve_closure (v1's default), pull in every predecessor of the
+    listed steps, as v1 does: producers of the data they consume and steps they `run_after`,
+    transitively (issue 11, bug 4: `Pipeline(ws, [last_step])`)."""
     flat: list[PythonScriptStep] = []
     for item in steps:
         for step in getattr(item, "steps", [item]):
             if step not in flat:
                 flat.append(step)
     if resolve_closure:
-        producers = {id(d): s for s in _all_reachable(flat) for d in data_produced_by(s)}
         frontier = list(flat)
         while frontier:
             step = frontier.pop()
-            for binding in data_consumed_by(step):
-                producer = producers.get(id(binding.data)) or binding.data._producer
+            before = [b.data._producer for b in data_consumed_by(step)] + list(step._run_after)
+            for producer in before:
                 if producer is not None and producer not in flat:
                     flat.append(producer)
                     frontier.append(producer)
     return flat
-
-
-def _all_reachable(steps: list[PythonScriptStep]) -> list[PythonScriptStep]:
-    seen: list[PythonScriptStep] = []
-    frontier = list(steps)
-    while frontier:
-        step = frontier.pop()
-        if step in seen:
-            continue
-        seen.append(step)
-        frontier.extend(step._run_after)
-    return seen
 
 
 def compile_graph(

