@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from runyard import Workspace
-from runyard.cli import models, pipelines, runs, server
+from runyard.cli import models, pipelines, port, runs, server
 from runyard.cli.render import err_console
 from runyard.errors import RunyardError
 
@@ -27,7 +27,7 @@ app.add_typer(pipelines.pipeline_app, name="pipeline")
 app.add_typer(server.token_app, name="token")
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-for command in (runs.submit, runs.logs, runs.metrics, pipelines.up, server.server):
+for command in (runs.submit, runs.logs, runs.metrics, pipelines.up, server.server, port.port):
     app.command(context_settings=getattr(command, "context_settings", None))(command)
 
 _state: dict[str, Any] = {"debug": False}

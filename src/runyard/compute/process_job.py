@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runyard import config
+from runyard import config, v1_imports
 from runyard.core.processes import identity, stop_run_processes, stop_tree
 from runyard.core.run_end import utc_now, write_job_end
 from runyard.core.run_files import DRIVER_LOG, LOG_DIR
@@ -25,6 +25,22 @@ from runyard.store.rest_artifacts import MirrorSync, RestArtifactStore
 TAIL_LINES = 30
 #: Seconds between SIGTERM and SIGKILL for processes a finished script left behind.
 LEFTOVER_GRACE_SECONDS = 2.0
+
+
+def script_argv(script: str, arguments: list[str]) -> list[str]:
+    """How a job runs a user's script: `python -u script args`, through the launcher in
+    `runyard/v1_imports.py`, so its `azureml.*` imports resolve to runyard.v1 (see docs/azureml-differences.md,
+    "Porting"). Run by path with -P, the launcher imports nothing of runyard before the script does; the
+    script runs as __main__, with its own sys.argv, sys.path[0], exit code, signals and traceback."""
+    return [sys.executable, "-u", "-P", os.path.abspath(v1_imports.__file__), script, *arguments]
+
+
+def with_v1_imports(argv: list[str]) -> list[str]:
+    """`[python, -u, script, args...]` as `script_argv` runs it; anything else (a run's own `command`,
+    an argv already in launcher form) is left as it is."""
+    if len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-u" and not argv[2].startswith("-"):
+        return script_argv(argv[2], argv[3:])
+    return argv
 
 
 def tail_lines(path: Path, lines: int = TAIL_LINES, max_bytes: int = 16384) -> list[str]:
@@ -119,7 +135,10 @@ class ProcessJob:
         return env
 
     def spawn(self, argv: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Start the process in its own process group; stdout and stderr go straight to the driver log."""
+        """Start the process in its own process group; stdout and stderr go straight to the driver log.
+
+        A user's script (`[python, -u, script, args...]`) starts through the azureml -> runyard.v1 launcher."""
+        argv = with_v1_imports(argv)
         self.prep(f"Interpreter: {sys.executable} (Python {sys.version.split()[0]})")
         self.prep(f"Command: {' '.join(argv)}")
         with (self.run_dir / DRIVER_LOG).open("ab") as out:

@@ -1,0 +1,150 @@
+"""Files and folders through the port: which files, their unified diffs, and atomic writes.
+
+A `.py` file keeps its encoding (PEP 263 cookie, BOM) and line endings; a notebook keeps its outputs and
+metadata (only cell sources change). Nothing is written unless asked, and a write is a temporary file
+renamed over the original, so an interrupted port never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import os
+import tempfile
+import tokenize
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from runyard.errors import InvalidInputError
+from runyard.porting.notebook import port_cell
+from runyard.porting.python import PortError, port_source
+
+SUFFIXES = (".py", ".ipynb")
+#: Folders a port never enters: tools' state, not the user's code.
+SKIP_DIRS = {".venv", ".git", ".runyard", "__pycache__", ".ipynb_checkpoints", "node_modules"}
+
+
+@dataclass
+class FileResult:
+    path: Path
+    rewrites: int = 0
+    #: Unified diffs: one for a .py file, one per changed cell for a notebook.
+    diffs: list[str] = field(default_factory=list)
+    #: What could not be ported and was left unchanged ("cell 4: not valid Python ...").
+    problems: list[str] = field(default_factory=list)
+    _data: bytes | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self._data is not None
+
+    def write(self) -> None:
+        if self._data is not None:
+            write_atomic(self.path, self._data)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write through a temporary file in the same folder and rename it over `path` (keeping its mode)."""
+    mode = path.stat().st_mode & 0o7777
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".port")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def find_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Each file named, and every .py / .ipynb below each folder named (sorted, skipping SKIP_DIRS and
+    virtual environments). A path that does not exist is an error before anything is read."""
+    paths = list(paths)
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise InvalidInputError(
+            f"No such file or folder: {', '.join(missing)}. Give the .py files, notebooks or folders to port."
+        )
+    for path in paths:
+        if path.is_file():
+            yield path
+            continue
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(
+                d for d in dirs if d not in SKIP_DIRS and not (Path(root) / d / "pyvenv.cfg").exists()
+            )
+            for name in sorted(files):
+                if name.endswith(SUFFIXES):
+                    yield Path(root) / name
+
+
+def _diff(old: str, new: str, label: str) -> str:
+    lines = difflib.unified_diff(
+        old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{label}", f"b/{label}"
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def port_python_file(path: Path) -> FileResult:
+    result = FileResult(path)
+    data = path.read_bytes()
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        text = data.decode(encoding)
+    except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
+        result.problems.append(f"cannot be read as Python source ({exc}); left as it is")
+        return result
+    try:
+        ported = port_source(text)
+    except PortError as exc:
+        result.problems.append(f"{exc}; left as it is")
+        return result
+    if ported.rewrites:
+        result.rewrites = ported.rewrites
+        result.diffs.append(_diff(text, ported.code, str(path)))
+        result._data = ported.code.encode(encoding)
+    return result
+
+
+def port_notebook_file(path: Path) -> FileResult:
+    result = FileResult(path)
+    try:
+        notebook: Any = nbformat.reads(path.read_text(encoding="utf-8"), as_version=nbformat.NO_CONVERT)
+    except Exception as exc:  # nbformat raises many kinds (JSON, schema, version): all mean "not readable"
+        result.problems.append(f"cannot be read as a notebook ({exc}); left as it is")
+        return result
+    if notebook.get("nbformat", 0) < 4:
+        result.problems.append(
+            f"notebook format {notebook.get('nbformat')} is too old to port; open and save it in Jupyter "
+            "(it upgrades to format 4), then port it again"
+        )
+        return result
+    for number, cell in enumerate(notebook.cells, start=1):
+        if cell.get("cell_type") != "code":
+            continue
+        try:
+            ported = port_cell(cell.source)
+        except PortError as exc:
+            result.problems.append(f"cell {number}: {exc}; left as it is")
+            continue
+        if ported.skipped:
+            result.problems.append(f"cell {number}: {ported.skipped}")
+        if ported.rewrites and ported.source != cell.source:
+            result.rewrites += ported.rewrites
+            result.diffs.append(_diff(cell.source, ported.source, f"{path} [cell {number}]"))
+            cell.source = ported.source
+    if result.rewrites:
+        result._data = nbformat.writes(notebook, version=nbformat.NO_CONVERT).encode("utf-8")
+    return result
+
+
+def port_file(path: Path) -> FileResult:
+    """The port of one file, not yet written (call `.write()`)."""
+    return port_notebook_file(path) if path.suffix == ".ipynb" else port_python_file(path)
