@@ -119,7 +119,7 @@ def test_list_and_show(workspace: Workspace, tmp_path: Path) -> None:
     ]
     prepared = shown["steps"][0]["outputs"]["prepared"]
     assert (prepared["size"], prepared["files"]) == (7, 2)
-    assert prepared["path"] == run.find_step_run("prep")[0].get_output("prepared").path_on_datastore
+    assert prepared["path"] == run.find_step_run("prep")[0].get_output_data("prepared").local_path
     assert sorted(p.name for p in Path(prepared["path"]).iterdir()) == ["a.txt", "b.txt"]
 
     table = ok(workspace, "show", run.id)

@@ -132,7 +132,7 @@ def test_first_run_says_no_earlier_run_and_an_unchanged_resubmit_reuses_everythi
     assert train._is_reused and train._reused_run_id == ids["train"]  # ... with a link to the run it reused
     assert train.get_job_log() == ""  # no process ran for it
     original = first.find_step_run("train")[0]
-    assert train.get_output("model").path_on_datastore == original.get_output("model").path_on_datastore
+    assert train.get_output_data("model").local_path == original.get_output_data("model").local_path
     # a third run reuses the original runs, not the reused records that point at them
     third = project.run()
     assert {name: item["reusedFrom"] for name, item in report(third).items()} == ids
@@ -233,13 +233,13 @@ def test_steps_that_differ_only_by_name_do_not_reuse_each_other(
 
 def test_a_step_whose_earlier_outputs_were_deleted_is_not_reused(project: Project) -> None:
     first = project.run()
-    prepared = Path(first.find_step_run("prep")[0].get_output("prepared").path_on_datastore)
+    prepared = Path(first.find_step_run("prep")[0].get_output_data("prepared").local_path)
     shutil.rmtree(prepared)
     second = project.run()
     folder_gone = f"the folder {prepared} of output 'prepared' of run {step_ids(first)['prep']} is missing"
     assert reran(second) == {"prep": folder_gone}
     assert report(second)["prep"]["changed"] == ["outputs-missing"]
-    new_prepared = second.find_step_run("prep")[0].get_output("prepared").path_on_datastore
+    new_prepared = second.find_step_run("prep")[0].get_output_data("prepared").local_path
     assert Path(new_prepared) != prepared and (Path(new_prepared) / "data.txt").read_text() == "1 2 3"
     assert report(second)["train"]["reusedFrom"] == step_ids(first)["train"]  # same bytes, same input hash
 

@@ -160,14 +160,13 @@ def test_outputs_are_recorded_with_path_size_and_file_count(workspace: Workspace
     prep = step_run(run, "prep")
     prepared = prep.get_output_data("prepared")
     assert prepared.size == 15 and prepared.file_count == 2
-    assert Path(prepared.path_on_datastore).is_dir()
-    assert (Path(prepared.path_on_datastore) / "sub" / "b.txt").read_text() == "yyyyy"
-    assert prep.id in prepared.path_on_datastore  # azureml/<step run id>/<output name>
-    assert prepared.path_on_datastore.endswith("/prepared")
+    assert Path(prepared.local_path).is_dir()
+    assert (Path(prepared.local_path) / "sub" / "b.txt").read_text() == "yyyyy"
+    assert prepared.path_on_datastore == f"azureml/{prep.id}/prepared"  # datastore-relative, as in v1
     recorded = prep._record.data["outputs"]["prepared"]
     assert recorded["files"] == 2 and recorded["size"] == 15 and recorded["mode"] == "mount"
-    model = step_run(run, "train").get_output("model")
-    assert (Path(model.path_on_datastore) / "model.txt").read_text() == "xxxxxxxxxx lr=0.1"
+    model = step_run(run, "train").get_output("model").get_port_data_reference()
+    assert (Path(model.local_path) / "model.txt").read_text() == "xxxxxxxxxx lr=0.1"
     copied = model.download(str(tmp_path / "download"))
     assert (Path(copied) / "model.txt").read_text() == "xxxxxxxxxx lr=0.1"
     assert step_run(run, "evaluate").get_outputs() == {}
@@ -234,7 +233,7 @@ def test_mount_outputs_exist_before_the_script_and_are_written_in_place(
     written_to = log.split("WROTE ")[1].splitlines()[0]
     recorded = step_run(run, "writer").get_output_data("direct")
     assert (
-        written_to == recorded.path_on_datastore
+        written_to == recorded.local_path
     )  # mount mode: no scratch copy, the datastore folder itself
     assert (Path(written_to) / "result.txt").read_text() == "done"
 
@@ -280,7 +279,7 @@ def test_upload_output_is_published_when_the_step_succeeds(workspace: Workspace,
     assert run.wait_for_completion(show_output=False) == "Finished"
     writer = step_run(run, "writer")
     written_to = writer.get_job_log().split("WROTE ")[1].splitlines()[0]
-    final = Path(writer.get_output_data("result").path_on_datastore)
+    final = Path(writer.get_output_data("result").local_path)
     assert Path(written_to) != final  # the script wrote to local scratch ...
     assert not Path(written_to).exists()  # ... which was moved into place
     assert sorted(p.name for p in final.iterdir()) == ["part-0.txt", "part-1.txt"]
@@ -641,7 +640,7 @@ def test_upload_outputs_publish_to_an_artifact_root_on_another_filesystem(tmp_pa
         ws = Workspace.create(tmp_path / "ws" / ".runyard", artifact_root=str(root))
         run = upload_pipeline(ws, tmp_path, "ok").submit("pipe-xdev", show_output=False)
         assert run.wait_for_completion(show_output=False, timeout_seconds=60) == "Finished"
-        final = Path(step_run(run, "writer").get_output_data("result").path_on_datastore)
+        final = Path(step_run(run, "writer").get_output_data("result").local_path)
         assert final.is_relative_to(root)
         assert sorted(p.name for p in final.iterdir()) == ["part-0.txt", "part-1.txt"]
         assert [p.name for p in final.parent.iterdir()] == ["result"]  # no staging folder left behind

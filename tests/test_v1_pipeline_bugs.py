@@ -165,3 +165,81 @@ def test_a_scheduler_fault_fails_that_pipeline_with_its_traceback_and_the_schedu
         == "Finished"
     )  # ... and serves the next run
     assert service.given_up == set()  # the failed run ended, so it is not remembered either
+
+
+# -- bug 4: Pipeline(ws, [last_step]) pulls in every predecessor ----------------------------------------
+def test_a_pipeline_of_its_last_step_pulls_in_run_after_and_data_predecessors(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    src = SourceDir(tmp_path / "src").gen({"write.py": WRITES, "read.py": READS})
+    made = PipelineData("made")
+    setup = PythonScriptStep("read.py", name="setup", arguments=[str(src.path)], source_directory=src)
+    write = PythonScriptStep("write.py", name="write", arguments=[made], outputs=[made], source_directory=src)
+    write.run_after(setup)  # reachable from "last" only through data, then run_after
+    last = PythonScriptStep("read.py", name="last", arguments=[made], inputs=[made], source_directory=src)
+    cleanup = PythonScriptStep("read.py", name="cleanup", arguments=[str(src.path)], source_directory=src)
+    cleanup.run_after(last)
+    pipeline = Pipeline(sqlite_workspace, [cleanup])  # only the final step, as v1 samples do
+    assert pipeline.validate() == []
+    graph = pipeline.graph
+    assert {s["name"]: s["run_after"] for s in graph["steps"]} == {
+        "cleanup": ["last"],
+        "last": [],
+        "write": ["setup"],
+        "setup": [],
+    }
+    run = pipeline.submit("last-step-only", show_output=False)
+    assert run.wait_for_completion(show_output=False, timeout_seconds=60) == "Finished"
+    assert "READ ['sub']" in step_run(run, "last").get_job_log()
+    closed = Pipeline(sqlite_workspace, [cleanup], resolve_closure=False)
+    assert closed.validate() == ["Step 'cleanup' runs after ['last'], which are not in the pipeline."]
+
+
+# -- bug 5: PortDataReference as v1 ---------------------------------------------------------------------
+def test_port_data_reference_is_datastore_relative_and_downloads_below_its_path(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    src = SourceDir(tmp_path / "src").gen({"write.py": WRITES})
+    made = PipelineData("made")
+    write = PythonScriptStep("write.py", name="write", arguments=[made], outputs=[made], source_directory=src)
+    run = Pipeline(sqlite_workspace, [write]).submit("port-data", show_output=False)
+    assert run.wait_for_completion(show_output=False, timeout_seconds=60) == "Finished"
+    step = step_run(run, "write")
+    ref = step.get_output("made").get_port_data_reference()  # v1: StepRunOutput -> PortDataReference
+    same = step.get_output_data("made")
+    assert ref.path_on_datastore == same.path_on_datastore == f"azureml/{step.id}/made"
+    assert ref.datastore_name == "workspaceblobstore" and ref.name == "made"
+    assert sorted(step.get_outputs()) == ["made"]
+    assert (Path(ref.local_path) / "sub" / "data.txt").is_file()  # runyard's own: the folder in place
+    into = tmp_path / "download"
+    got = ref.download(str(into))
+    assert got == str(into / "azureml" / step.id / "made")
+    assert (Path(got) / "sub" / "data.txt").read_text() == "1 2 3"
+    # v1 keeps files already there unless overwrite=True
+    (Path(got) / "sub" / "data.txt").write_text("mine")
+    ref.download(str(into))
+    assert (Path(got) / "sub" / "data.txt").read_text() == "mine"
+    ref.download(str(into), overwrite=True)
+    assert (Path(got) / "sub" / "data.txt").read_text() == "1 2 3"
+    with pytest.raises(TypeError, match="Did you mean 'overwrite'"):
+        ref.download(str(into), overwrit=True)  # type: ignore[call-arg]
+
+
+# -- v1 keywords: a mistyped submit keyword is an error, not the defaults ----------------------------------
+def test_a_mistyped_submit_keyword_is_a_type_error_with_a_suggestion(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    src = SourceDir(tmp_path / "src").gen({"read.py": READS})
+    pipeline = Pipeline(
+        sqlite_workspace, [PythonScriptStep("read.py", arguments=["."], source_directory=src)]
+    )
+    with pytest.raises(TypeError, match="Did you mean 'pipeline_parameters'"):
+        Experiment(sqlite_workspace, "typo").submit(pipeline, pipeline_paramters={"lr": 0.2})
+    with pytest.raises(TypeError, match="Did you mean 'pipeline_parameters'"):
+        pipeline.submit("typo", pipeline_paramters={"lr": 0.2})  # type: ignore[call-arg]
+    assert sqlite_workspace.store.list_runs(experiment_name="typo") == []  # nothing was submitted
+    with pytest.warns(UserWarning, match="credential_passthrough"):
+        run = Experiment(sqlite_workspace, "typo").submit(
+            pipeline, credential_passthrough=True, show_output=False
+        )
+    assert run.wait_for_completion(show_output=False, timeout_seconds=60) == "Finished"

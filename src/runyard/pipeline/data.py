@@ -6,16 +6,29 @@ named input of the steps that read it. runyard creates every output folder befor
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from runyard.compat import v1_ignores, v1_keywords
 from runyard.errors import InvalidInputError
+
+
+class PromoteHeadersBehavior(enum.Enum):
+    """v1's header rule for delimited files (azureml.data.dataset_type_definitions)."""
+
+    NO_HEADERS = 0
+    ONLY_FIRST_FILE_HAS_HEADERS = 1
+    COMBINE_ALL_FILES_HEADERS = 2
+    ALL_FILES_HAVE_SAME_HEADERS = 3
+
 
 DATA_NAME_RULE = re.compile(r"^[A-Za-z_]\w*$")
 PARAM_TYPES = {bool: "bool", int: "int", float: "float", str: "string"}
 
 
+@v1_keywords
 class PipelineParameter:
     """A value chosen at submit time (`pipeline_parameters={name: value}`), with a default."""
 
@@ -65,22 +78,25 @@ def _check_data_name(name: Any, what: str) -> str:
 class _OutputData:
     """What PipelineData and OutputFileDatasetConfig share: a named folder one step writes."""
 
-    name: str
+    _name: str
     mode: str
     destination: tuple[Any, str] | None
     overwrite: bool
+    _datastore: Any = None
     _producer: Any = None  # the step that writes it (set by the step), so resolve_closure can find it
 
-    def as_input(self, input_name: str | None = None) -> InputBinding:
-        return InputBinding(self, input_name or self.name, "mount")
+    @property
+    def name(self) -> str:
+        return self._name
 
-    def as_mount(self, input_name: str | None = None) -> InputBinding | _OutputData:
-        return InputBinding(self, input_name or self.name, "mount")
+    @name.setter
+    def name(self, value: str) -> None:  # compile_graph names unnamed outputs after their producer
+        self._name = value
 
-    def as_download(
-        self, input_name: str | None = None, path_on_compute: str | None = None, overwrite: bool | None = None
-    ) -> InputBinding:
-        return InputBinding(self, input_name or self.name, "download")
+    @property
+    def datastore(self) -> Any:
+        """The datastore given at construction (None: the workspace's default, 'workspaceblobstore')."""
+        return self._datastore
 
     def get_env_variable_name(self) -> str:
         return f"AZUREML_DATAREFERENCE_{self.name}"
@@ -89,7 +105,14 @@ class _OutputData:
         return f"${self.get_env_variable_name()}"
 
 
+@v1_keywords
 class PipelineData(_OutputData):
+    @v1_ignores(
+        output_path_on_compute="a step writes straight into the output's folder, whose path it receives",
+        is_directory="an output is always a folder",
+        pipeline_output_name="pipeline-level outputs arrive with published pipelines (issue 15)",
+        training_output="AutoML and HyperDrive steps are not available",
+    )
     def __init__(
         self,
         name: str,
@@ -103,23 +126,64 @@ class PipelineData(_OutputData):
         pipeline_output_name: str | None = None,
         training_output: Any = None,
     ) -> None:
-        self.name = _check_data_name(output_name or name, "PipelineData")
+        self._name = _check_data_name(output_name or name, "PipelineData")
         if output_mode not in ("mount", "upload"):
             raise InvalidInputError(
                 f"PipelineData {name!r}: output_mode must be 'mount' or 'upload', got {output_mode!r}."
             )
         self.mode = output_mode
-        self.datastore = datastore
+        self._datastore = datastore
+        self._data_type = data_type
         self.destination = None
         self.overwrite = bool(output_overwrite)
+
+    @property
+    def data_type(self) -> Any:
+        """As given; v1's default type name when none was."""
+        return self._data_type if self._data_type is not None else "AnyDirectory"
+
+    def as_input(self, input_name: str | None = None) -> InputBinding:
+        return InputBinding(self, input_name or self.name, "mount")
+
+    def as_mount(self, input_name: str | None = None) -> InputBinding:
+        return InputBinding(self, input_name or self.name, "mount")
+
+    @v1_ignores(
+        path_on_compute="the input's path is passed to the step", overwrite="the copy is always fresh"
+    )
+    def as_download(
+        self, input_name: str | None = None, path_on_compute: str | None = None, overwrite: bool | None = None
+    ) -> InputBinding:
+        return InputBinding(self, input_name or self.name, "download")
+
+    @v1_ignores(
+        path_on_compute="the input's path is passed to the step", overwrite="the copy is always fresh"
+    )
+    def create_input_binding(
+        self,
+        input_name: str | None = None,
+        mode: str | None = None,
+        path_on_compute: str | None = None,
+        overwrite: bool | None = None,
+    ) -> InputBinding:
+        if mode not in (None, "mount", "download"):
+            raise InvalidInputError(
+                f"PipelineData {self.name!r}: mode must be 'mount' or 'download', got {mode!r}."
+            )
+        return InputBinding(self, input_name or self.name, mode or "mount")
 
     def __repr__(self) -> str:
         return f"PipelineData(name={self.name!r}, output_mode={self.mode!r})"
 
 
+@v1_keywords
 class OutputFileDatasetConfig(_OutputData):
     """v1's newer output API: pass it in `arguments` of the producer, `.as_input()` to consumers."""
 
+    @v1_ignores(
+        source="a step writes straight into the output's folder, whose path it receives",
+        partition_format="tabular datasets arrive with issue 12",
+    )
     def __init__(
         self,
         name: str | None = None,
@@ -127,24 +191,82 @@ class OutputFileDatasetConfig(_OutputData):
         source: str | None = None,
         partition_format: str | None = None,
     ) -> None:
-        self.name = _check_data_name(name, "OutputFileDatasetConfig") if name is not None else ""
+        self._name = _check_data_name(name, "OutputFileDatasetConfig") if name is not None else ""
         self.destination = destination
         self.mode = "mount"
         self.overwrite = False
-        self.datastore = destination[0] if destination else None
+        self._datastore = destination[0] if destination else None
+        #: What read_*_files / register_on_complete asked for: the datasets issue (12) acts on it.
+        self.dataset_requests: list[dict[str, Any]] = []
 
-    def as_mount(self, input_name: str | None = None) -> OutputFileDatasetConfig:
+    def as_input(self, name: str | None = None) -> InputBinding:
+        """On a consumer: read this output (mounted)."""
+        return InputBinding(self, name or self.name, "mount")
+
+    def as_download(self, name: str | None = None) -> InputBinding:
+        """runyard's shorthand for v1's `as_input(name).as_download()`: each consumer gets a private copy."""
+        return InputBinding(self, name or self.name, "download")
+
+    @v1_ignores(disable_metadata_cache="outputs are local folders; there is no metadata cache")
+    def as_mount(self, disable_metadata_cache: bool = False) -> OutputFileDatasetConfig:
         """On the producer: write straight to the destination while the step runs."""
         self.mode = "mount"
         return self
 
+    @v1_ignores(source_globs="every file the step writes is published")
     def as_upload(self, overwrite: bool = False, source_globs: Any = None) -> OutputFileDatasetConfig:
         """On the producer: write to local scratch, published atomically when the step succeeds."""
         self.mode = "upload"
         self.overwrite = overwrite
         return self
 
-    def read_delimited_files(self, *args: Any, **kwargs: Any) -> OutputFileDatasetConfig:
+    def read_delimited_files(
+        self,
+        include_path: bool = False,
+        separator: str = ",",
+        header: PromoteHeadersBehavior = PromoteHeadersBehavior.ALL_FILES_HAVE_SAME_HEADERS,
+        partition_format: str | None = None,
+        path_glob: str | None = None,
+        set_column_types: Any = None,
+    ) -> OutputFileDatasetConfig:
+        """Recorded for the datasets issue (12); the step still reads the output as a folder."""
+        self.dataset_requests.append(
+            {
+                "read": "delimited_files",
+                "include_path": include_path,
+                "separator": separator,
+                "header": header.name,
+                "partition_format": partition_format,
+                "path_glob": path_glob,
+                "set_column_types": set_column_types,
+            }
+        )
+        return self
+
+    def read_parquet_files(
+        self,
+        include_path: bool = False,
+        partition_format: str | None = None,
+        path_glob: str | None = None,
+        set_column_types: Any = None,
+    ) -> OutputFileDatasetConfig:
+        """Recorded for the datasets issue (12); the step still reads the output as a folder."""
+        self.dataset_requests.append(
+            {
+                "read": "parquet_files",
+                "include_path": include_path,
+                "partition_format": partition_format,
+                "path_glob": path_glob,
+                "set_column_types": set_column_types,
+            }
+        )
+        return self
+
+    def register_on_complete(
+        self, name: str, description: str | None = None, tags: dict[str, str] | None = None
+    ) -> OutputFileDatasetConfig:
+        """Recorded for the datasets issue (12), which registers the dataset when the step completes."""
+        self.dataset_requests.append({"register": name, "description": description, "tags": dict(tags or {})})
         return self
 
     def __repr__(self) -> str:
@@ -158,6 +280,14 @@ class InputBinding:
     data: _OutputData
     name: str
     mode: str = "mount"
+
+    def as_mount(self) -> InputBinding:
+        """v1's `output.as_input().as_mount()`: read the producer's folder in place."""
+        return InputBinding(self.data, self.name, "mount")
+
+    def as_download(self, path_on_compute: str | None = None) -> InputBinding:
+        """v1's `output.as_input().as_download()`: the step gets its own copy it may change."""
+        return InputBinding(self.data, self.name, "download")
 
     def __str__(self) -> str:
         return f"$AZUREML_DATAREFERENCE_{self.name}"

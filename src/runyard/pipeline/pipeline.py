@@ -12,6 +12,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runyard.compat import check_keywords, v1_ignores, v1_keywords, warn_ignored
 from runyard.core.experiment import Experiment
 from runyard.core.snapshot import snapshot_files
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
@@ -44,7 +45,25 @@ def submitted_as(principal: dict[str, Any]) -> Iterator[None]:
         _submitter.reset(reset)
 
 
+#: What `Experiment(ws, name).submit(pipeline, ...)` and `Pipeline.submit` accept besides tags: v1's
+#: keywords, v1's older `pipeline_params`, and runyard's `show_output`.
+SUBMIT_KEYWORDS = (
+    "pipeline_parameters",
+    "continue_on_step_failure",
+    "regenerate_outputs",
+    "parent_run_id",
+    "credential_passthrough",
+    "pipeline_params",
+    "show_output",
+)
+CREDENTIAL_PASSTHROUGH = "steps run as the local user who submits; there are no cloud identities to pass"
+
+
+@v1_keywords
 class Pipeline:
+    @v1_ignores(
+        default_datastore="each output names its own datastore folder (default 'workspaceblobstore')",
+    )
     def __init__(
         self,
         workspace: Workspace,
@@ -53,7 +72,6 @@ class Pipeline:
         default_datastore: Any = None,
         default_source_directory: str | None = None,
         resolve_closure: bool = True,
-        **_: Any,
     ) -> None:
         self.workspace = workspace
         self.description = description
@@ -92,7 +110,7 @@ class Pipeline:
             parameter_values=parameter_values,
         )
 
-    def validate(self, pipeline_parameters: dict[str, Any] | None = None) -> list[str]:
+    def validate(self, *, pipeline_parameters: dict[str, Any] | None = None) -> list[str]:
         """Every problem that would stop the pipeline, as sentences; [] when it can run. Warnings are issued too."""
         _graph, errors, notes = self._compile(pipeline_parameters)
         for note in notes:
@@ -106,38 +124,53 @@ class Pipeline:
             raise InvalidInputError("The pipeline is not valid:\n- " + "\n- ".join(errors))
         return graph
 
+    @v1_ignores(credential_passthrough=CREDENTIAL_PASSTHROUGH)
     def submit(
         self,
         experiment_name: str,
         pipeline_parameters: dict[str, Any] | None = None,
         continue_on_step_failure: bool = False,
         regenerate_outputs: bool = False,
+        parent_run_id: str | None = None,
+        credential_passthrough: Any = None,
+        *,
         tags: dict[str, Any] | None = None,
-        **kwargs: Any,
+        show_output: bool = True,
     ) -> PipelineRun:
-        experiment = Experiment(self.workspace, experiment_name)
-        return self._submit_to(
-            experiment,
+        """Submit as a new PipelineRun of experiment `experiment_name` (runyard: show_output=False keeps it quiet)."""
+        return self._submit(
+            Experiment(self.workspace, experiment_name),
             tags,
             pipeline_parameters=pipeline_parameters,
             continue_on_step_failure=continue_on_step_failure,
             regenerate_outputs=regenerate_outputs,
-            **kwargs,
+            parent_run_id=parent_run_id,
+            credential_passthrough=credential_passthrough,
+            show_output=show_output,
         )
 
-    def _submit_to(
+    def _submit_to(self, experiment: Experiment, tags: dict[str, Any] | None, **kwargs: Any) -> PipelineRun:
+        """What `experiment.submit(pipeline, ...)` calls: a mistyped keyword is a TypeError, not a default."""
+        check_keywords("submit", kwargs, SUBMIT_KEYWORDS)
+        return self._submit(experiment, tags, **kwargs)
+
+    def _submit(
         self,
         experiment: Experiment,
         tags: dict[str, Any] | None,
         pipeline_parameters: dict[str, Any] | None = None,
         continue_on_step_failure: bool = False,
         regenerate_outputs: bool = False,
+        parent_run_id: str | None = None,
+        credential_passthrough: Any = None,
         pipeline_params: dict[str, Any] | None = None,
         show_output: bool = True,
-        **_: Any,
     ) -> PipelineRun:
         from runyard.pipeline.runs import PipelineRun
 
+        if credential_passthrough is not None:
+            warn_ignored("Pipeline.submit", "credential_passthrough", CREDENTIAL_PASSTHROUGH)
+        parent = _parent_run(experiment, parent_run_id)
         values = dict(pipeline_parameters or pipeline_params or {})
         graph, errors, notes = self._compile(values)
         for note in notes:
@@ -158,6 +191,7 @@ class Pipeline:
             created_time=now,
             display_name=graph.get("description") or None,
             target="local",
+            parent_id=parent,
             data={
                 "graph": graph,
                 "parameters": params,
@@ -198,6 +232,19 @@ class Pipeline:
         who = _submitter.get() or {}
         ensure_running(experiment.workspace, accept_unauthenticated=who.get("auth") == "off")
         return run
+
+
+def _parent_run(experiment: Experiment, parent_run_id: str | None) -> str | None:
+    """v1's parent_run_id: the pipeline run becomes a child of that run, which must be in the same experiment."""
+    if parent_run_id is None:
+        return None
+    parent = experiment.workspace.store.get_run(parent_run_id)
+    if parent.experiment_name != experiment.name:
+        raise InvalidInputError(
+            f"parent_run_id {parent_run_id!r} is a run of experiment {parent.experiment_name!r}; a pipeline "
+            f"submitted to {experiment.name!r} can only be the child of a run of that experiment."
+        )
+    return parent.run_id
 
 
 def _snapshot_sources(ws: Workspace, graph: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from runyard import config
-from runyard.compat import v1_keywords
+from runyard.compat import v1_ignores, v1_keywords
 from runyard.core.context import end_orphan
 from runyard.core.run import RUN_CLASSES, Run
 from runyard.core.run_files import DRIVER_LOG
@@ -25,6 +25,7 @@ from runyard.errors import InvalidInputError, RunFailedError
 from runyard.status import TERMINAL_STATUSES, RunStatus
 
 if TYPE_CHECKING:
+    from runyard.core.experiment import Experiment
     from runyard.core.workspace import Workspace
     from runyard.pipeline.pipeline import Pipeline
 
@@ -44,7 +45,22 @@ STEP_STATUS = {
 }
 
 
+@v1_keywords
 class StepRun(Run):
+    @v1_ignores(node_id="a step run is found by its run id; runyard's graph has no node ids")
+    def __init__(
+        self,
+        experiment: Experiment,
+        step_run_id: str,
+        pipeline_run_id: str | None = None,
+        node_id: str | None = None,
+    ) -> None:
+        super().__init__(experiment, step_run_id)
+        if pipeline_run_id is not None and pipeline_run_id != self._record.parent_id:
+            raise InvalidInputError(
+                f"Step run {step_run_id} belongs to pipeline run {self._record.parent_id}, not {pipeline_run_id}."
+            )
+
     @property
     def pipeline_run_id(self) -> str | None:
         return self._record.parent_id
@@ -76,6 +92,28 @@ class StepRun(Run):
     def get_reuse_decision(self) -> dict[str, Any]:
         """Whether this step was reused, and in words why (not)."""
         return dict(self._refresh().data.get("reuse", {}))
+
+    def wait_for_completion(  # type: ignore[override]  # v1 returns the final status word here
+        self, show_output: bool = True, timeout_seconds: float = sys.maxsize, raise_on_error: bool = True
+    ) -> str:
+        """Block until the step ends; with show_output, print its driver log as it grows."""
+        deadline = time.monotonic() + timeout_seconds
+        offset = 0
+        while True:
+            ended = self._ended()
+            if show_output:
+                data = self.read_log(DRIVER_LOG, offset)
+                offset += len(data)
+                sys.stdout.write(self._decode(data))
+                sys.stdout.flush()
+            if ended:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Step run {self.id} did not finish within {timeout_seconds}s.")
+            time.sleep(0.1)
+        if raise_on_error and self._record.status == RunStatus.FAILED:
+            raise RunFailedError(self.id, self._record.data.get("error"))
+        return self.get_status()
 
     def get_job_log(self) -> str:
         return self._decode(self.read_log(DRIVER_LOG))
@@ -200,6 +238,7 @@ def _path_on_datastore(info: dict[str, Any], datastore: str, name: str, local: s
     return f"azureml/{info.get('run_id', '')}/{name}"
 
 
+@v1_keywords
 class PipelineRun(Run):
     @classmethod
     def get(cls, workspace: Workspace, run_id: str) -> PipelineRun:

@@ -6,13 +6,19 @@ import os
 from pathlib import Path
 from typing import Any
 
+from runyard.compat import v1_ignores, v1_keywords
 from runyard.errors import InvalidInputError
 from runyard.pipeline.data import InputBinding, PipelineData, PipelineParameter, _OutputData
 
 
+@v1_keywords
 class PythonScriptStep:
     step_type = "PythonScriptStep"
 
+    @v1_ignores(
+        runconfig_pipeline_params="run configuration values are not pipeline parameters locally",
+        hash_paths="every file of source_directory is hashed for reuse (v1 deprecated hash_paths too)",
+    )
     def __init__(
         self,
         script_name: str,
@@ -28,8 +34,10 @@ class PythonScriptStep:
         allow_reuse: bool = True,
         version: str | None = None,
         hash_paths: Any = None,
+        *,
         environment: Any = None,
     ) -> None:
+        """runyard's `environment=` is keyword-only: v1 takes it through runconfig (which also works)."""
         if not isinstance(script_name, str) or not script_name:
             raise InvalidInputError("PythonScriptStep needs script_name='script.py'.")
         self.script_name = script_name
@@ -65,6 +73,7 @@ class PythonScriptStep:
         return f"PythonScriptStep(name={self.name!r}, script_name={self.script_name!r})"
 
 
+@v1_keywords
 class StepSequence:
     """Steps that run in the listed order."""
 
