@@ -135,6 +135,17 @@ class _Rewriter(cst.CSTTransformer):
         return updated.with_changes(args=[first.with_changes(value=new_value), *updated.args[1:]])
 
 
+def _syntax_error(code: str, exc: cst.ParserSyntaxError) -> str:
+    """Python's own words for the error (libcst's list every token it expected)."""
+    try:
+        compile(code, "<port>", "exec", dont_inherit=True)
+    except SyntaxError as error:
+        return f"{error.msg} (line {error.lineno})"
+    except ValueError:  # a NUL byte, for one
+        pass
+    return f"libcst cannot parse line {exc.raw_line}, column {exc.raw_column}"
+
+
 @dataclass
 class Ported:
     code: str
@@ -146,9 +157,7 @@ def port_source(code: str) -> Ported:
     try:
         module = cst.parse_module(code)
     except cst.ParserSyntaxError as exc:
-        raise PortError(
-            f"not valid Python (line {exc.raw_line}, column {exc.raw_column}): {exc.message}"
-        ) from None
+        raise PortError(f"not valid Python: {_syntax_error(code, exc)}") from None
     rewriter = _Rewriter()
     new = cst.MetadataWrapper(module).visit(rewriter)
     return Ported(new.code if rewriter.rewrites else code, rewriter.rewrites)
