@@ -1,8 +1,8 @@
 """Hold runyard.v1 to Azure ML SDK v1's signatures, and write docs/v1-surface.md from the result.
 
-The table (tools/v1-signatures.json) was generated with `inspect` from the published v1 wheels; names and
-parameters are facts, so only the table is kept. Each entry is `azureml.<module>:<Name>` with `init` and
-`methods`, every parameter as [name, kind, repr(default) or null].
+The table (tools/v1-signatures.json, written by tools/generate_v1_table.py) was generated with `inspect`
+from the published v1 wheels; names and parameters are facts, so only the table is kept. Each entry is
+`azureml.<module>:<Name>` with `init` and `methods`, every parameter as [name, kind, repr(default) or null].
 
 Matching rules, for every class and method runyard provides:
 - every public v1 parameter is present, in v1's relative order, with v1's kind, and v1's default
@@ -10,10 +10,16 @@ Matching rules, for every class and method runyard provides:
 - a v1 parameter whose name starts with "_", and v1's *args / **kwargs, may be left out (a mistyped
   keyword then fails with a suggestion instead of vanishing);
 - a parameter v1 does not have must be keyword-only (so positional calls keep v1's meaning) or private;
-- an entry marked "property" is a property (or cached_property) in runyard too.
+- an entry marked "property" is a property (or cached_property) in runyard too;
+- a method v1 records without a signature (a builtin such as BaseException.with_traceback) only has to exist;
+- an exception class's constructor only has to take the message as one positional argument: v1 code
+  catches these classes and at most raises them with a message; the rest of v1's constructor parameters
+  are Azure service metadata (runyard.errors.RunyardError accepts them as keywords and ignores them).
+What runyard lacks is classified in src/runyard/v1_pending.py (which issue brings it, or why not).
 
-    python tools/v1_surface.py            # print mismatches for everything runyard.v1 provides
-    python tools/v1_surface.py Workspace  # only names containing "Workspace"
+    python tools/v1_surface.py              # print mismatches for everything runyard.v1 provides
+    python tools/v1_surface.py Workspace    # only table keys containing "Workspace"
+    python tools/v1_surface.py --write-doc  # rewrite docs/v1-surface.md
 """
 
 from __future__ import annotations
@@ -23,14 +29,57 @@ import importlib
 import inspect
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 TABLE = Path(__file__).with_name("v1-signatures.json")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Member:
+    """One constructor, method or property of a v1 class, as runyard has it."""
+
+    name: str  # "__init__" for the constructor
+    present: bool
+    problems: list[str] = field(default_factory=list)
+    ignored: dict[str, str] = field(default_factory=dict)  # parameter -> why runyard ignores it
+
+
+@dataclass
+class Entry:
+    """One table key, resolved against runyard.v1."""
+
+    key: str  # azureml.module:Name
+    kind: str
+    obj: Any = None
+    why: str | None = None  # set when runyard.v1 does not provide the name
+    members: list[Member] = field(default_factory=list)
+
+    @property
+    def module(self) -> str:
+        return self.key.split(":")[0]
+
+    @property
+    def name(self) -> str:
+        return self.key.split(":")[1]
+
+    @property
+    def available(self) -> bool:
+        return self.why is None
+
+    @property
+    def problems(self) -> list[str]:
+        return [p for m in self.members for p in m.problems]
+
+    @property
+    def missing(self) -> list[str]:
+        return [m.name for m in self.members if not m.present]
 
 
 def load_table() -> dict[str, Any]:
-    return json.loads(TABLE.read_text())
+    return dict(json.loads(TABLE.read_text()))
 
 
 def runyard_module(key: str) -> str:
@@ -49,6 +98,12 @@ def resolve(key: str) -> tuple[Any, str | None]:
         return getattr(module, name), None
     except (AttributeError, ImportError) as exc:
         return None, str(exc)
+
+
+def _ignored(func: Any) -> dict[str, str]:
+    from runyard.compat import ignored_parameters
+
+    return ignored_parameters(func)
 
 
 def compare_parameters(where: str, func: Any, wanted: list[list[Any]]) -> list[str]:
@@ -87,67 +142,94 @@ def compare_parameters(where: str, func: Any, wanted: list[list[Any]]) -> list[s
     return problems
 
 
-def compare_class(key: str, cls: Any, entry: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(problems, missing method names) for one class."""
-    problems: list[str] = []
-    missing: list[str] = []
-    name = key.split(":")[1]
+def _compare_exception_init(name: str, cls: type) -> list[str]:
+    try:
+        inspect.signature(cls).bind("message")
+    except (TypeError, ValueError):
+        return [f"{name}(): an exception class must accept the message as its one positional argument"]
+    return []
+
+
+def compare_class(name: str, cls: Any, entry: dict[str, Any]) -> list[Member]:
+    """One Member per v1 constructor/method/property, with what differs."""
+    members: list[Member] = []
     if "init" in entry:
-        problems += compare_parameters(f"{name}()", cls.__init__, entry["init"])
+        init = Member("__init__", True, ignored=_ignored(cls.__init__))
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            init.problems = _compare_exception_init(name, cls)
+        elif entry["init"] is not None:
+            init.problems = compare_parameters(f"{name}()", cls.__init__, entry["init"])
+        members.append(init)
     for method, wanted in entry.get("methods", {}).items():
         attr = inspect.getattr_static(cls, method, None)
+        member = Member(method, attr is not None)
+        members.append(member)
         if attr is None:
-            missing.append(method)
             continue
         if wanted == "property":
             if not isinstance(attr, property | functools.cached_property):
-                problems.append(f"{name}.{method}: v1 has a property, runyard has {type(attr).__name__}")
+                member.problems.append(
+                    f"{name}.{method}: v1 has a property, runyard has {type(attr).__name__}"
+                )
             continue
         if isinstance(attr, property | functools.cached_property):
-            problems.append(f"{name}.{method}: a property, v1 has a method")
+            member.problems.append(f"{name}.{method}: a property, v1 has a method")
             continue
         if isinstance(attr, staticmethod | classmethod):
             attr = attr.__func__
         if not callable(attr):
             if wanted:
-                problems.append(f"{name}.{method}: an attribute, v1 has a method with parameters")
+                member.problems.append(f"{name}.{method}: an attribute, v1 has a method with parameters")
             continue
-        problems += compare_parameters(f"{name}.{method}()", attr, wanted)
-    return problems, missing
+        member.ignored = _ignored(attr)
+        if wanted is not None:
+            member.problems = compare_parameters(f"{name}.{method}()", attr, wanted)
+    return members
 
 
-def check(filter_text: str = "") -> dict[str, Any]:
-    table = load_table()
-    report: dict[str, Any] = {}
-    for key, entry in table.items():
+def check(filter_text: str = "") -> list[Entry]:
+    """Every table entry (whose key contains filter_text), resolved and compared."""
+    entries = []
+    for key, spec in load_table().items():
         if filter_text and filter_text not in key:
             continue
-        obj, why = resolve(key)
-        if obj is None:
-            report[key] = {"available": False, "why": why}
+        entry = Entry(key, spec["kind"])
+        entry.obj, entry.why = resolve(key)
+        entries.append(entry)
+        if not entry.available:
             continue
-        if entry.get("kind") == "class":
-            problems, missing = compare_class(key, obj, entry)
-        elif entry.get("kind") == "function":
-            problems, missing = compare_parameters(key, obj, entry.get("params", [])), []
-        else:
-            problems, missing = [], []
-        report[key] = {"available": True, "problems": problems, "missing": missing}
-    return report
+        if spec["kind"] == "class":
+            entry.members = compare_class(entry.name, entry.obj, spec)
+        elif spec["kind"] == "function":
+            problems = compare_parameters(f"{key}()", entry.obj, spec.get("params") or [])
+            entry.members = [Member("__call__", True, problems, _ignored(entry.obj))]
+        elif spec["kind"] == "str" and not isinstance(entry.obj, str):
+            entry.members = [
+                Member("value", True, [f"{key}: v1 has a str, runyard has {type(entry.obj).__name__}"])
+            ]
+    return entries
 
 
-def main() -> None:
-    report = check(sys.argv[1] if len(sys.argv) > 1 else "")
-    for key, row in report.items():
-        if not row["available"]:
-            print(f"{key}: NOT AVAILABLE ({row['why']})")
+def main(argv: list[str]) -> int:
+    sys.path.insert(0, str(ROOT / "src"))
+    if "--write-doc" in argv:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from v1_surface_doc import DOC, render
+
+        DOC.write_text(render(check()))
+        print(f"wrote {DOC}")
+        return 0
+    for entry in check(argv[0] if argv else ""):
+        if not entry.available:
+            print(f"{entry.key}: NOT AVAILABLE ({entry.why})")
             continue
-        print(f"{key}: {len(row['problems'])} problems, {len(row['missing'])} missing methods")
-        for p in row["problems"]:
+        print(f"{entry.key}: {len(entry.problems)} problems, {len(entry.missing)} missing methods")
+        for p in entry.problems:
             print("   ", p)
-        if row["missing"]:
-            print("    missing:", ", ".join(row["missing"]))
+        if entry.missing:
+            print("    missing:", ", ".join(entry.missing))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

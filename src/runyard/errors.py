@@ -1,40 +1,101 @@
 """Errors runyard raises on purpose. Every message is written for the user and says how to fix it.
 
-    RunyardError
+    RunyardError (= v1's AzureMLException)
     ├── NotFoundError            something named does not exist
-    │   ├── WorkspaceNotFound
+    │   ├── WorkspaceNotFound    (also a WorkspaceException)
     │   ├── RunNotFound
     │   ├── ExperimentNotFound
-    │   └── ModelNotFound
-    ├── InvalidInputError        the caller passed something runyard cannot accept
-    │   └── MetricValueError
+    │   ├── ModelNotFoundException ── ModelNotFound
+    │   └── ModelPathNotFoundException
+    ├── InvalidInputError        the caller passed something runyard cannot accept (= UserErrorException)
+    │   ├── MetricValueError
+    │   └── RunConfigurationException
     ├── ComputeTargetException   a named compute target is missing or cannot be created (v1's name)
     ├── ConflictError            the request is valid but the current state forbids it
     │   └── RunFinishedError
-    ├── AuthError                the server refused the token (missing, invalid, expired, wrong scope)
-    ├── RunFailedError           waiting on a run that ended Failed (raise_on_error=True)
+    ├── AuthError                the server refused the token (= AuthenticationException)
+    ├── ActivityFailedException  a run ended Failed ── RunFailedError (raise_on_error=True)
+    ├── WorkspaceException, ProjectSystemException, ExperimentExecutionException,
+    │   RunEnvironmentException, SnapshotException, TrainingException   (v1's names, see below)
     └── StoreError               the database or artifact store could not do its job
         └── StoreMigrationRequired
 
 A user script that crashes is not a RunyardError: it is a run that ends Failed with its exit code
 and the last lines of its log in the run's details.
+
+v1 code catches azureml.exceptions' names, so each of them is a class or an alias here
+(runyard.v1.exceptions re-exports them), and every RunyardError answers v1's `message`,
+`inner_exception` and `print_stacktrace()`.
 """
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 from typing import Any
 
+from runyard.compat import v1_ignores
+
+_SERVICE_METADATA = "Azure service error metadata; a runyard error's message says everything"
+
 
 class RunyardError(Exception):
-    """Base of every error runyard raises on purpose. The message is for the user."""
+    """Base of every error runyard raises on purpose. The message is for the user.
+
+    The constructor takes v1's AzureMLException parameters so that v1 code raising or wrapping these
+    errors keeps working; only the message and `inner_exception` (the cause) mean something locally.
+    """
+
+    @v1_ignores(
+        target=_SERVICE_METADATA,
+        details=_SERVICE_METADATA,
+        message_format=_SERVICE_METADATA,
+        message_parameters=_SERVICE_METADATA,
+        reference_code=_SERVICE_METADATA,
+    )
+    def __init__(
+        self,
+        exception_message: str = "",
+        *,
+        inner_exception: BaseException | None = None,
+        target: str | None = None,
+        details: Any = None,
+        message_format: str | None = None,
+        message_parameters: Any = None,
+        reference_code: str | None = None,
+    ) -> None:
+        super().__init__(exception_message)
+        if inner_exception is not None:
+            self.__cause__ = inner_exception
+
+    @property
+    def message(self) -> str:
+        """v1's name for the message text."""
+        return str(self.args[0]) if self.args else ""
+
+    @property
+    def inner_exception(self) -> BaseException | None:
+        """v1's name for the error this one wraps (Python's __cause__)."""
+        return self.__cause__
+
+    def print_stacktrace(self) -> None:
+        """Print this error with its traceback and cause, as v1's AzureMLException does."""
+        traceback.print_exception(self)
 
 
 class NotFoundError(RunyardError):
     pass
 
 
-class WorkspaceNotFound(NotFoundError):
+class WorkspaceException(RunyardError):
+    """A workspace cannot be opened or created (v1's name; WorkspaceNotFound is one)."""
+
+
+class ProjectSystemException(RunyardError):
+    """A project folder's configuration cannot be read or written (v1's name)."""
+
+
+class WorkspaceNotFound(NotFoundError, WorkspaceException):
     def __init__(self, start: Path, checked: list[Path]) -> None:
         shown = ", ".join(str(p) for p in checked[:3])
         more = f" and {len(checked) - 3} more" if len(checked) > 3 else ""
@@ -60,7 +121,15 @@ class ExperimentNotFound(NotFoundError):
         )
 
 
-class ModelNotFound(NotFoundError):
+class ModelNotFoundException(NotFoundError):
+    """No model with that name or version (v1's name; runyard raises its subclass ModelNotFound)."""
+
+
+class ModelPathNotFoundException(NotFoundError):
+    """Model.get_model_path found no downloaded or registered model files (v1's name)."""
+
+
+class ModelNotFound(ModelNotFoundException):
     def __init__(self, name: str, version: int | None, where: str) -> None:
         which = f"version {version} of model {name!r}" if version else f"model {name!r}"
         super().__init__(
@@ -75,6 +144,10 @@ class InvalidInputError(RunyardError, ValueError):
 
 class MetricValueError(InvalidInputError):
     pass
+
+
+class RunConfigurationException(InvalidInputError):
+    """A RunConfiguration or ScriptRunConfig that cannot be run as given (v1's name)."""
 
 
 class ConflictError(RunyardError):
@@ -100,7 +173,27 @@ class AuthError(RunyardError):
     """The tracking server refused the request's credentials; the message says which token or scope."""
 
 
-class RunFailedError(RunyardError):
+class ActivityFailedException(RunyardError):
+    """A run or step ended Failed (v1's name; wait_for_completion raises its subclass RunFailedError)."""
+
+
+class ExperimentExecutionException(RunyardError):
+    """A submission could not start its run: bad target, snapshot or configuration (v1's name)."""
+
+
+class RunEnvironmentException(RunyardError):
+    """A script's run context cannot be found or reached (v1's name)."""
+
+
+class SnapshotException(RunyardError):
+    """A run's source snapshot cannot be taken or restored (v1's name)."""
+
+
+class TrainingException(RunyardError):
+    """A training job could not be configured (v1's name)."""
+
+
+class RunFailedError(ActivityFailedException):
     """Raised by wait_for_completion(raise_on_error=True) when the run ended Failed."""
 
     def __init__(self, run_id: str, error: dict[str, Any] | None) -> None:
@@ -122,12 +215,12 @@ class StoreMigrationRequired(StoreError):
 
 
 # Names an Azure ML SDK v1 user catches, mapped onto runyard's tree.
+AzureMLException = RunyardError
 UserErrorException = InvalidInputError
-ActivityFailedException = RunFailedError
-ModelNotFoundException = ModelNotFound
+AuthenticationException = AuthError
 
 
-class SnapshotIntegrityError(InvalidInputError):
+class SnapshotIntegrityError(InvalidInputError, SnapshotException):
     """A stored snapshot does not match its content address: a blob's bytes or the manifest were changed
     after it was saved (or the manifest is not a list of relative file names). Code from it never runs."""
 

@@ -9,6 +9,7 @@ from runyard.pipeline import (
     StepRun,
     StepSequence,
 )
+from runyard.v1_pending import module_getattr
 
 __all__ = [
     "Pipeline",
@@ -19,3 +20,4 @@ __all__ = [
     "StepRun",
     "StepSequence",
 ]
+__getattr__ = module_getattr(__name__)

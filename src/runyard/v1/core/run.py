@@ -1,0 +1,21 @@
+"""azureml.core.run"""
+
+from runyard.core import Run
+from runyard.errors import (
+    ActivityFailedException,
+    ExperimentExecutionException,
+    RunEnvironmentException,
+    SnapshotException,
+    UserErrorException,
+)
+from runyard.v1_pending import module_getattr
+
+__all__ = [
+    "ActivityFailedException",
+    "ExperimentExecutionException",
+    "Run",
+    "RunEnvironmentException",
+    "SnapshotException",
+    "UserErrorException",
+]
+__getattr__ = module_getattr(__name__)

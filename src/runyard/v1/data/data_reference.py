@@ -1,0 +1,6 @@
+"""azureml.data.data_reference"""
+
+from runyard.v1_pending import module_getattr
+
+__all__ = []
+__getattr__ = module_getattr(__name__)

@@ -1,0 +1,7 @@
+"""azureml.data.output_dataset_config"""
+
+from runyard.pipeline import OutputFileDatasetConfig
+from runyard.v1_pending import module_getattr
+
+__all__ = ["OutputFileDatasetConfig"]
+__getattr__ = module_getattr(__name__)

@@ -1,0 +1,17 @@
+"""azureml.pipeline.core.run"""
+
+from runyard.core import Experiment, Run
+from runyard.errors import ActivityFailedException, AzureMLException, ExperimentExecutionException
+from runyard.pipeline import PipelineRun, StepRun
+from runyard.v1_pending import module_getattr
+
+__all__ = [
+    "ActivityFailedException",
+    "AzureMLException",
+    "Experiment",
+    "ExperimentExecutionException",
+    "PipelineRun",
+    "Run",
+    "StepRun",
+]
+__getattr__ = module_getattr(__name__)

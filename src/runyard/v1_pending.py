@@ -1,0 +1,354 @@
+"""What runyard.v1 does not provide (yet), and why: one table, read by the v1 modules, the tests and the
+surface doc.
+
+Why a table and not stub classes: a stub that imports fine and fails later hides the gap until deep in a
+run; a v1 user should learn at the import line that `Dataset` arrives with issue 12, and the docs and the
+signature test should read the same sentence. So the runyard.v1 modules only re-export real names and end
+with `__getattr__ = module_getattr(__name__)`, which turns a missing v1 name into V1NameNotAvailable.
+
+Keys are fnmatch patterns. NAMES match `Name` or `azureml.module:Name`; METHODS match `Class.method` for
+methods v1 has and runyard's class lacks. The first matching pattern wins. An entry whose issue is None is
+not planned, and its reason says why. tests/test_v1_signatures.py fails on a v1 name or method that is
+neither provided nor listed here, and on an entry here that no longer matches anything missing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from runyard.errors import RunyardError
+
+
+class Pending(NamedTuple):
+    issue: int | None  # the issue that brings it; None: not planned
+    reason: str
+
+
+class V1NameNotAvailable(RunyardError, ImportError):
+    """A v1 name runyard does not provide. An ImportError, so `from runyard.v1.core import Dataset` shows
+    this message rather than Python's bare "cannot import name"."""
+
+
+DOC = "docs/v1-surface.md"
+
+# Reasons shared by many entries.
+AZURE = "Azure resource management with no local meaning"
+DATASETS = Pending(12, "datasets, datastores and data references arrive with issue 12")
+ENVIRONMENTS = Pending(13, "environments and their conda/docker/python sections arrive with issue 13")
+PARALLEL = Pending(14, "ParallelRunStep and ParallelRunConfig arrive with issue 14")
+PUBLISHING = Pending(
+    15, "the RunDetails widget, published pipelines, endpoints and schedules arrive with issue 15"
+)
+MLFLOW = Pending(16, "MLflow tracking arrives with issue 16")
+IN_PROGRESS = Pending(11, "being built in issue 11")
+DEPLOYMENT = Pending(None, f"model deployment (web services, images, AKS, packaging): {AZURE}")
+CLOUD_COMPUTE = Pending(
+    None, f"cloud compute services (Databricks, HDInsight, Batch, Kusto, Synapse...): {AZURE}"
+)
+SDK_INTERNAL = Pending(
+    None, "a constant of the v1 SDK's own implementation that v1 code has no reason to read"
+)
+
+LEGACY = Pending(None, "v1 deprecated it itself; use ComputeTarget / PythonScriptStep instead")
+GRAPH_INTERNALS = Pending(
+    None, "v1's internal pipeline-graph classes; runyard builds its own graph from the steps"
+)
+AUTOML = Pending(None, "automated ML and HyperDrive tuning are Azure services with no local counterpart")
+ALIGNING = Pending(11, "v1 has this property; it is being added while classes are aligned to v1 in issue 11")
+
+NAMES: dict[str, Pending] = {
+    # Being built in issue 11 by the authentication, run configuration, compute and datastore work.
+    "InteractiveLoginAuthentication": IN_PROGRESS,
+    "ServicePrincipalAuthentication": IN_PROGRESS,
+    "RunConfiguration": IN_PROGRESS,
+    "DockerConfiguration": IN_PROGRESS,
+    "DEFAULT_CPU_IMAGE": IN_PROGRESS,
+    "DEFAULT_GPU_IMAGE": IN_PROGRESS,
+    "ComputeTarget": IN_PROGRESS,
+    "AmlCompute": IN_PROGRESS,
+    "ComputeInstance": IN_PROGRESS,
+    "Datastore": IN_PROGRESS,
+    # Credentials and Azure plumbing.
+    "*Authentication": Pending(
+        None, f"Azure Active Directory credentials: {AZURE}; against a server the token counts"
+    ),
+    "AccessToken": Pending(None, f"Azure Active Directory tokens: {AZURE}"),
+    "Audience": Pending(None, f"Azure Active Directory tokens: {AZURE}"),
+    "NewLoggingLevel": SDK_INTERNAL,
+    "DISCOVERY_END_POINT": SDK_INTERNAL,
+    "Keyvault": Pending(None, f"Azure Key Vault secrets: {AZURE}"),
+    "PrivateEndPoint*": Pending(None, f"private endpoints: {AZURE}"),
+    "WorkspacePrivateEndpointException": Pending(None, f"private endpoints: {AZURE}"),
+    "LinkedService": Pending(None, f"linked Synapse workspaces: {AZURE}"),
+    "SynapseWorkspaceLinkedServiceConfiguration": Pending(None, f"linked Synapse workspaces: {AZURE}"),
+    "diagnostic_log": Pending(
+        None, "v1's debug log of Azure service calls; runyard has no service calls to trace"
+    ),
+    "AzureMLAggregatedException": Pending(None, "raised only by v1's Azure service clients"),
+    "DiscoveryUrlNotFoundException": Pending(None, "raised only by v1's Azure service discovery"),
+    "ServiceException": Pending(
+        None, "raised only by v1's Azure REST clients; a runyard server's errors are RunyardErrors"
+    ),
+    # Deployment and cloud compute.
+    "Image": DEPLOYMENT,
+    "Webservice*": DEPLOYMENT,
+    "InferenceConfig": DEPLOYMENT,
+    "ModelPackage": DEPLOYMENT,
+    "ModelProfile": DEPLOYMENT,
+    "ResourceConfiguration": DEPLOYMENT,
+    "azureml.core.model:[A-Z][A-Z]*_*": SDK_INTERNAL,
+    "Databricks*": CLOUD_COMPUTE,
+    "Spark*": CLOUD_COMPUTE,
+    "*Library": CLOUD_COMPUTE,
+    "HdiConfiguration": CLOUD_COMPUTE,
+    "KubernetesComputeConfiguration": CLOUD_COMPUTE,
+    "AmlComputeConfiguration": Pending(
+        None, "RunConfiguration's cluster-provisioning section; use AmlCompute.provisioning_configuration"
+    ),
+    "ApplicationEndpointConfiguration": Pending(
+        None, f"endpoints exposed from a compute instance job: {AZURE}"
+    ),
+    "Datacache*": Pending(None, f"Azure datacache stores: {AZURE}"),
+    "MpiConfiguration": Pending(
+        None, "multi-node distributed training: runyard runs each job as local processes"
+    ),
+    "PyTorchConfiguration": Pending(
+        None, "multi-node distributed training: runyard runs each job as local processes"
+    ),
+    "TensorflowConfiguration": Pending(
+        None, "multi-node distributed training: runyard runs each job as local processes"
+    ),
+    "ParallelTaskConfiguration": Pending(
+        None, "multi-node distributed training: runyard runs each job as local processes"
+    ),
+    "HistoryConfiguration": Pending(
+        None, "runyard always records outputs, logs and a snapshot; there is nothing to switch"
+    ),
+    "*AbstractComputeTarget": LEGACY,
+    "LocalTarget": LEGACY,
+    "*_legacy_compute_target": LEGACY,
+    "*compute_target_prepared": LEGACY,
+    "prepare_compute_target": LEGACY,
+    "EstimatorStep": LEGACY,
+    "MpiStep": LEGACY,
+    "AutoML*": AUTOML,
+    "HyperDrive*": AUTOML,
+    "TrainingOutput": AUTOML,
+    # Environments (issue 13).
+    "Environment*": ENVIRONMENTS,
+    "CondaDependencies": ENVIRONMENTS,
+    "Docker*": ENVIRONMENTS,
+    "PythonSection": ENVIRONMENTS,
+    "PythonEnvironment": ENVIRONMENTS,
+    "RSection": ENVIRONMENTS,
+    "RCranPackage": ENVIRONMENTS,
+    "RGitHubPackage": ENVIRONMENTS,
+    "ImageBuildDetails": ENVIRONMENTS,
+    "*ContainerRegistry": ENVIRONMENTS,
+    "Cr": ENVIRONMENTS,
+    "MPI_*_IMAGE": ENVIRONMENTS,
+    "azureml.core.conda_dependencies:*_*": SDK_INTERNAL,
+    "azureml.core.conda_dependencies:CHANNELS": SDK_INTERNAL,
+    "azureml.core.conda_dependencies:CPU": SDK_INTERNAL,
+    "azureml.core.conda_dependencies:GPU": SDK_INTERNAL,
+    "azureml.core.conda_dependencies:PACKAGES": SDK_INTERNAL,
+    "azureml.core.conda_dependencies:PIP": SDK_INTERNAL,
+    "azureml.core.environment:[A-Z][A-Z]*": SDK_INTERNAL,
+    # Data (issue 12).
+    "*Dataset": DATASETS,
+    "Dataset*": DATASETS,
+    "*DatasetFactory": DATASETS,
+    "*OutputDatasetConfig": DATASETS,
+    "OutputTabularDatasetConfig": DATASETS,
+    "InputDatasets": DATASETS,
+    "OutputDatasets": DATASETS,
+    "Data": DATASETS,
+    "DataLocation": DATASETS,
+    "DataPath*": DATASETS,
+    "DataReference*": DATASETS,
+    "SqlDataReference": DATASETS,
+    "*Datastore": DATASETS,
+    "DataType": DATASETS,
+    "FileEncoding": DATASETS,
+    "PromoteHeadersBehavior": DATASETS,
+    "SkipLinesBehavior": DATASETS,
+    "HistogramCompareMethod": DATASETS,
+    "GlobsOptions": DATASETS,
+    "MountOptions": DATASETS,
+    "OutputData": DATASETS,
+    "OutputOptions": DATASETS,
+    "RegistrationOptions": DATASETS,
+    "RegistrationConfiguration": DATASETS,
+    "UploadOptions": DATASETS,
+    "TransformationMixin": DATASETS,
+    "Uri": DATASETS,
+    "LinkOutput": DATASETS,
+    "StoredProcedureParameter*": DATASETS,
+    "*_MODE": DATASETS,
+    "WORKSPACE_DEFAULT_BLOB_STORE_NAME": DATASETS,
+    # Parallel runs (issue 14), publishing and the widget (issue 15).
+    "ParallelRun*": PARALLEL,
+    "PipelineEndpoint": PUBLISHING,
+    "PublishedPipeline": PUBLISHING,
+    "PipelineDraft": PUBLISHING,
+    "Schedule*": PUBLISHING,
+    "TimeZone": PUBLISHING,
+    "RunDetails": PUBLISHING,
+    # The rest of v1's pipeline graph.
+    "Module*": Pending(
+        None, "v1's versioned pipeline Modules live in the Azure service; use PythonScriptStep"
+    ),
+    "Graph": GRAPH_INTERNALS,
+    "Node": GRAPH_INTERNALS,
+    "Edge": GRAPH_INTERNALS,
+    "*Port": GRAPH_INTERNALS,
+    "*PortDef": GRAPH_INTERNALS,
+    "*PortBinding": GRAPH_INTERNALS,
+    "Param": GRAPH_INTERNALS,
+    "ParamDef": GRAPH_INTERNALS,
+    "DataSource*": GRAPH_INTERNALS,
+    "StepRunOutput": GRAPH_INTERNALS,
+    "PipelineStep": GRAPH_INTERNALS,
+    "ALL_COMPLETED": SDK_INTERNAL,
+    "CommandStep": Pending(
+        None, "a shell-command step is not in runyard's plan; PythonScriptStep runs any script"
+    ),
+    "RScriptStep": Pending(None, "runyard runs Python scripts; R is not planned"),
+    # Runs and experiments.
+    "ScriptRun": Pending(
+        None, "a submitted script's run is a plain runyard Run (isinstance(run, Run) holds)"
+    ),
+    "get_run": Pending(None, "use Run(experiment, run_id) or Workspace.get_run(run_id)"),
+    "ViewType": Pending(None, "runyard does not archive experiments, so there is no view to choose"),
+    "azureml.core.run:[A-Z][A-Z]*": SDK_INTERNAL,
+    "azureml.core.runconfig:[A-Z][A-Z]*": SDK_INTERNAL,
+    "get_run_config_from_script_run": SDK_INTERNAL,
+    "azureml.core.script_run_config:submit": Pending(
+        None, "v1's internal submit helper; use Experiment.submit(config)"
+    ),
+    # Last, so the specific entries above win.
+    "*Compute": CLOUD_COMPUTE,
+    "*Step": CLOUD_COMPUTE,
+}
+
+METHODS: dict[str, Pending] = {
+    # Properties v1 code reads; runyard keeps these as instance attributes or lacks them today.
+    "Workspace.compute_targets": ALIGNING,
+    "Experiment.id": ALIGNING,
+    "Experiment.name": ALIGNING,
+    "Experiment.workspace": ALIGNING,
+    "*Run.experiment": ALIGNING,
+    "*Run.id": ALIGNING,
+    "*Run.restore_snapshot": Pending(11, "Run.restore_snapshot is bug 7 of issue 11"),
+    # Azure resource management.
+    "Workspace.*private_endpoint*": Pending(None, f"private endpoints: {AZURE}"),
+    "Workspace.*key*": Pending(None, f"storage and Key Vault keys: {AZURE}"),
+    "Workspace.*connection*": Pending(None, f"workspace connections to Azure services: {AZURE}"),
+    "Workspace.images": DEPLOYMENT,
+    "Workspace.webservices": DEPLOYMENT,
+    "Workspace.linked_services": Pending(None, f"linked Synapse workspaces: {AZURE}"),
+    "Workspace.get_default_compute_target": Pending(
+        None, "runyard's default target is 'local'; name a target"
+    ),
+    "Workspace.*": Pending(None, AZURE),
+    "*.identity": Pending(None, f"managed identities: {AZURE}"),
+    "*.portal_url": Pending(None, "links to the Azure portal; runyard's studio URL is run.get_portal_url()"),
+    "*.get_docs_url": Pending(None, "links to Azure documentation"),
+    "Experiment.*tag*": Pending(None, "experiment tags are not stored by runyard yet; tag runs instead"),
+    "Experiment.*": Pending(
+        None, "archiving, deleting and re-reading experiments: runyard keeps every experiment"
+    ),
+    "*Run.add_type_provider": SDK_INTERNAL,
+    "*Run.clean": Pending(
+        None, "v1 local runs left files in the source folder; runyard jobs run in their own folder"
+    ),
+    "*Run.get_environment": ENVIRONMENTS,
+    "*Run.get_secret*": Pending(None, f"Azure Key Vault secrets: {AZURE}"),
+    "*Run.get_snapshot_id": Pending(None, "runyard snapshots at submit; get_details() names the snapshot"),
+    "*Run.take_snapshot": Pending(None, "runyard snapshots at submit; get_details() names the snapshot"),
+    "*Run.get_submitted_run": LEGACY,
+    "*Run.get_detailed_status": Pending(
+        None, "v1's cloud queueing detail; get_status() is the whole story locally"
+    ),
+    "*Run.list_by_compute": Pending(None, "list runs with Experiment.get_runs() or `runyard runs list`"),
+    "*Run.log_accuracy_table": Pending(
+        None, "AutoML-style evaluation metrics: log them with log_table or log_list"
+    ),
+    "*Run.log_confusion_matrix": Pending(
+        None, "AutoML-style evaluation metrics: log them with log_table or log_list"
+    ),
+    "*Run.log_predictions": Pending(
+        None, "AutoML-style evaluation metrics: log them with log_table or log_list"
+    ),
+    "*Run.log_residuals": Pending(
+        None, "AutoML-style evaluation metrics: log them with log_table or log_list"
+    ),
+    "*Run.submit_child": Pending(
+        None, "submitting a job from inside a job; use run.child_run() for logged children"
+    ),
+    "PipelineRun.publish_pipeline": PUBLISHING,
+    "PipelineRun.get_pipeline_runs": PUBLISHING,
+    "PipelineRun.get_pipeline_output": Pending(
+        None, "use pipeline_run.find_step_run(name)[0].get_output_data(output)"
+    ),
+    "PipelineRun.save": Pending(None, "v1's pipeline YAML format"),
+    "Pipeline.load_yaml": Pending(None, "v1's pipeline YAML format"),
+    "Pipeline.publish": PUBLISHING,
+    "Pipeline.service_endpoint": PUBLISHING,
+    "PortDataReference.*": DATASETS,
+    "PipelineData.*": DATASETS,
+    "PythonScriptStep.*": GRAPH_INTERNALS,
+    "Model.add_dataset_references": DATASETS,
+    "Model.deploy": DEPLOYMENT,
+    "Model.package": DEPLOYMENT,
+    "Model.profile": DEPLOYMENT,
+    "Model.print_configuration": DEPLOYMENT,
+    "Model.get_sas_urls": Pending(None, f"Azure storage SAS links: {AZURE}"),
+    "Model.*serialize": Pending(None, "v1's Azure service JSON for a model"),
+    "Model.*": Pending(None, "editing or deleting a registered model: register a new version instead"),
+}
+
+
+def classify_name(module: str, name: str) -> Pending | None:
+    """The pending entry for v1's `module:name` (module as `azureml.x.y`), or None if none matches."""
+    key = f"{module}:{name}"
+    for pattern, pending in NAMES.items():
+        if fnmatch.fnmatchcase(key if ":" in pattern else name, pattern):
+            return pending
+    return None
+
+
+def classify_method(cls: str, method: str) -> Pending | None:
+    """The pending entry for v1's `cls.method`, or None if none matches."""
+    for pattern, pending in METHODS.items():
+        if fnmatch.fnmatchcase(f"{cls}.{method}", pattern):
+            return pending
+    return None
+
+
+def describe(pending: Pending) -> str:
+    """The status of a pending entry as the surface doc and error messages word it."""
+    if pending.issue is None:
+        return f"not planned: {pending.reason}"
+    return f"not available yet: {pending.reason}"
+
+
+def module_getattr(module_name: str) -> Callable[[str], Any]:
+    """The `__getattr__` of a runyard.v1 module: a clear ImportError for a v1 name runyard lacks."""
+    v1_module = "azureml" + module_name[len("runyard.v1") :]
+
+    def __getattr__(name: str) -> Any:
+        pending = None if name.startswith("__") else classify_name(v1_module, name)
+        if pending is None:
+            raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+        if pending.issue is None:
+            raise V1NameNotAvailable(
+                f"{v1_module}.{name} is not planned in runyard: {pending.reason} (see {DOC})"
+            )
+        raise V1NameNotAvailable(
+            f"{v1_module}.{name} is not available in runyard yet: {pending.reason} (see {DOC})"
+        )
+
+    return __getattr__
