@@ -52,7 +52,7 @@ def _start_offline_run() -> Run:
     from runyard.core.experiment import Experiment
 
     workspace, created = Workspace.find_or_create()
-    run = Experiment(workspace, OFFLINE_EXPERIMENT).start_logging(snapshot_directory=None)
+    run = Experiment(workspace, OFFLINE_EXPERIMENT).start_logging(outputs=None, snapshot_directory=None)
     where = f"new workspace {workspace.path}" if created else f"workspace {workspace.path}"
     print(
         f"runyard: not inside a submitted run, so this script records to offline run {run.id} "

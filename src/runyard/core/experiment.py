@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from runyard.compat import check_keywords, v1_keywords
 from runyard.core.processes import identity
 from runyard.core.run import (
     INTERACTIVE_RUN_TYPE,
@@ -18,7 +21,8 @@ from runyard.core.run import (
     check_text,
     submitted_by,
 )
-from runyard.errors import InvalidInputError
+from runyard.core.run_snapshots import OUTPUTS_KEY, SNAPSHOT_KEY, store_snapshot
+from runyard.errors import InvalidInputError, RunyardError
 from runyard.status import RunStatus
 from runyard.store import RunRecord
 
@@ -69,21 +73,99 @@ def matches_filters(
     return properties is None or _tag_filter_ok(run.get_properties(), properties)
 
 
+def _start_logging_arguments(
+    name: str | None = None,
+    run_id: str | None = None,
+    outputs: str | None = "./outputs",
+    snapshot_directory: str | None = ".",
+    *,
+    display_name: str | None = None,
+) -> dict[str, Any]:
+    """v1's Run._start_logging parameters, which experiment.start_logging(*args, **kwargs) forwards."""
+    return locals()
+
+
+_START_LOGGING = inspect.signature(_start_logging_arguments)
+VIEW_TYPES = ("ActiveOnly", "ArchivedOnly", "All")
+
+
+def _snapshot_or_warn(workspace: Workspace, folder: str) -> str | None:
+    """start_logging snapshots its folder as v1 does; a folder past v1's limits (a home directory, say)
+    costs a warning, not the run."""
+    try:
+        return store_snapshot(workspace, folder)
+    except (RunyardError, OSError) as exc:
+        warnings.warn(
+            f"start_logging: no snapshot of {folder!r} was saved ({exc}). Pass snapshot_directory=None "
+            "to skip it, or a smaller folder.",
+            stacklevel=4,
+        )
+        return None
+
+
+@v1_keywords
 class Experiment:
-    def __init__(self, workspace: Workspace, name: str, **_: Any) -> None:
-        self.workspace = workspace
-        self.name = check_experiment_name(name)
-        self.id = workspace.store.get_or_create_experiment(name).id
+    """A named group of runs. `name`, `id` and `workspace` are read-only properties, as in v1."""
+
+    def __init__(self, workspace: Workspace, name: str, **kwargs: Any) -> None:
+        # v1's private parameters (_skip_name_validation, _id, ...) are accepted and have no use here.
+        check_keywords("Experiment", {k: v for k, v in kwargs.items() if not k.startswith("_")}, [])
+        self._workspace = workspace
+        self._name = check_experiment_name(name)
+        self._id = workspace.store.get_or_create_experiment(name).id
 
     @classmethod
     def _existing(cls, workspace: Workspace, name: str) -> Experiment:
         exp = cls.__new__(cls)
-        exp.workspace, exp.name = workspace, name
-        exp.id = workspace.store.get_experiment(name).id
+        exp._workspace, exp._name = workspace, name
+        exp._id = workspace.store.get_experiment(name).id
         return exp
 
+    @property
+    def workspace(self) -> Workspace:
+        return self._workspace
+
+    @property
+    def workspace_object(self) -> Workspace:
+        return self._workspace
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def portal_url(self) -> str:
+        return self.get_portal_url()
+
+    @property
+    def archived_time(self) -> str | None:
+        """Experiments are never archived in runyard."""
+        return None
+
+    def refresh(self) -> None:
+        """Read the experiment again from the store (v1 refreshes tags and archive state)."""
+        self._id = self._workspace.store.get_experiment(self._name).id
+
     @classmethod
-    def list(cls, workspace: Workspace, experiment_name: str | None = None, **_: Any) -> list[Experiment]:
+    def list(
+        cls,
+        workspace: Workspace,
+        experiment_name: str | None = None,
+        view_type: str = "ActiveOnly",
+        tags: Any = None,
+    ) -> list[Experiment]:
+        """Experiments of the workspace. None is ever archived, so ArchivedOnly lists none, and none has
+        tags, so a `tags` filter matches none."""
+        if view_type not in VIEW_TYPES:
+            raise InvalidInputError(
+                f"Experiment.list: view_type must be one of {VIEW_TYPES}, not {view_type!r}."
+            )
+        if view_type == "ArchivedOnly" or tags:
+            return []
         return [
             cls._existing(workspace, e.name)
             for e in workspace.store.list_experiments()
@@ -91,7 +173,8 @@ class Experiment:
         ]
 
     def submit(self, config: Submittable, tags: dict[str, Any] | None = None, **kwargs: Any) -> Run:
-        """Start `config` (a ScriptRunConfig, or a Pipeline) and return its run at once."""
+        """Start `config` (a ScriptRunConfig, or a Pipeline) and return its run at once. `kwargs` go to
+        the config's own submit (e.g. a pipeline's pipeline_parameters), which refuses what it does not know."""
         submit = getattr(config, "_submit_to", None)
         if submit is None:
             raise InvalidInputError(
@@ -100,25 +183,35 @@ class Experiment:
         run: Run = submit(self, tags, **kwargs)
         return run
 
-    def start_logging(
-        self,
-        *args: Any,
-        name: str | None = None,
-        run_id: str | None = None,
-        outputs: Any = None,
-        snapshot_directory: str | None = ".",
-        **kwargs: Any,
-    ) -> Run:
-        """An interactive run recorded from this process; Running until run.complete()."""
-        return self._create_run(
-            run_id=run_id or str(uuid.uuid4()),
+    def start_logging(self, *args: Any, **kwargs: Any) -> Run:
+        """An interactive run recorded from this process; Running until run.complete().
+
+        As v1's: start_logging(name=None, run_id=None, outputs='./outputs', snapshot_directory='.').
+        The `outputs` folder is uploaded as the run's outputs/ when it ends (None: nothing is), and
+        `snapshot_directory` is saved as the run's snapshot (None: no snapshot)."""
+        try:
+            bound = _START_LOGGING.bind(*args, **kwargs)
+        except TypeError:
+            check_keywords("Experiment.start_logging", kwargs, list(_START_LOGGING.parameters))
+            raise
+        given: Mapping[str, Any] = {**_start_logging_arguments(), **bound.arguments}
+        # the process that owns the run: if it dies without run.complete(), readers end the run
+        data: dict[str, Any] = {"owner": identity()}
+        if given["outputs"] is not None:
+            data[OUTPUTS_KEY] = str(Path(given["outputs"]).expanduser().resolve())
+        run = self._create_run(
+            run_id=given["run_id"] or str(uuid.uuid4()),
             run_type=INTERACTIVE_RUN_TYPE,
-            display_name=name,
+            display_name=given["display_name"] or given["name"],
             status=RunStatus.RUNNING,
             target="local",
-            # the process that owns the run: if it dies without run.complete(), readers end the run
-            data={"owner": identity()},
+            data=data,
         )
+        if given["snapshot_directory"] is not None:
+            snapshot_id = _snapshot_or_warn(self.workspace, str(given["snapshot_directory"]))
+            if snapshot_id is not None:
+                run._record = self.workspace.store.update_run_data(run.id, {SNAPSHOT_KEY: snapshot_id})
+        return run
 
     def _create_run(
         self,
@@ -157,6 +250,7 @@ class Experiment:
         tags: Any = None,
         properties: Any = None,
         include_children: bool = False,
+        *,
         status: str | None = None,
     ) -> Iterator[Run]:
         """Runs of this experiment, newest first; top-level only unless include_children."""

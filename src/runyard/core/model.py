@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runyard.compat import check_keywords, v1_ignores, v1_keywords
 from runyard.errors import InvalidInputError, ModelNotFound
 from runyard.store import ModelRecord
 
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from runyard.core.run import Run
     from runyard.core.workspace import Workspace
 
+_NO_DATASETS = "datasets arrive with issue 12"
+_NO_DEPLOY = "runyard does not deploy models"
 NAME_RULE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-._]{0,254}$")
 
 
@@ -35,7 +38,11 @@ def _check_version(version: Any, where: str) -> None:
         raise InvalidInputError(f"{where}: version must be an int, got {version!r}.")
 
 
+@v1_keywords
 class Model:
+    """A registered model version. v1's filters on lookup (tags, properties, run_id, model_framework)
+    pick the latest version that matches."""
+
     class Framework:
         CUSTOM = "Custom"
         TENSORFLOW = "TensorFlow"
@@ -53,8 +60,12 @@ class Model:
         tags: Any = None,
         properties: Any = None,
         version: int | None = None,
-        **_: Any,
+        run_id: str | None = None,
+        model_framework: str | None = None,
+        expand: bool = True,
+        **kwargs: Any,
     ) -> None:
+        check_keywords("Model", {k: v for k, v in kwargs.items() if not k.startswith("_")}, [])
         if id is not None:
             name, _sep, ver = id.partition(":")
             if ver and not ver.isdigit():
@@ -63,7 +74,24 @@ class Model:
         _check_version(version, "Model()")
         if name is None:
             raise InvalidInputError("Model(workspace, name) needs a name (or id='name:version').")
-        self._load(workspace, workspace.store.get_model(name, version))
+        record = workspace.store.get_model(name, version)
+        if tags or properties or run_id is not None or model_framework is not None:
+            found = [
+                m
+                for m in Model.list(
+                    workspace,
+                    name,
+                    tags=tags,
+                    properties=properties,
+                    run_id=run_id,
+                    model_framework=model_framework,
+                )
+                if version is None or m.version == version
+            ]
+            if not found:
+                raise ModelNotFound(name, version, "the registry (no version matches the filters given)")
+            record = workspace.store.get_model(name, max(m.version for m in found))
+        self._load(workspace, record)
 
     def _load(self, workspace: Workspace, record: ModelRecord) -> None:
         self.workspace = workspace
@@ -90,6 +118,13 @@ class Model:
         return str(self.workspace.artifacts.local_path(self._path))
 
     @classmethod
+    @v1_ignores(
+        datasets=_NO_DATASETS,
+        model_framework_version="the registry records the framework's name only",
+        sample_input_dataset=_NO_DATASETS,
+        sample_output_dataset=_NO_DATASETS,
+        resource_configuration=_NO_DEPLOY,
+    )
     def register(
         cls,
         workspace: Workspace,
@@ -98,9 +133,13 @@ class Model:
         tags: dict[str, Any] | None = None,
         properties: dict[str, Any] | None = None,
         description: str | None = None,
+        datasets: Any = None,
         model_framework: str | None = None,
+        model_framework_version: str | None = None,
         child_paths: list[str] | None = None,
-        **_azure_kwargs: Any,
+        sample_input_dataset: Any = None,
+        sample_output_dataset: Any = None,
+        resource_configuration: Any = None,
     ) -> Model:
         """Copy a local file or folder into the registry as the next version of `model_name`."""
         _check_name(model_name)
@@ -174,7 +213,14 @@ class Model:
 
     @classmethod
     def _register_from_run(
-        cls, run: Run, name: str, model_path: str, tags: Any, properties: Any, description: str | None
+        cls,
+        run: Run,
+        name: str,
+        model_path: str,
+        tags: Any,
+        properties: Any,
+        description: str | None,
+        framework: str | None = None,
     ) -> Model:
         _check_name(name)
         artifacts = run.workspace.artifacts
@@ -189,7 +235,7 @@ class Model:
                 "model_path is a path inside the run (e.g. 'outputs/model.pkl'); see run.get_file_names()."
             )
         return cls._store_version(
-            run.workspace, stored, name, tags, properties, description, None, run_id=run.id
+            run.workspace, stored, name, tags, properties, description, framework, run_id=run.id
         )
 
     @classmethod
@@ -201,18 +247,27 @@ class Model:
         properties: Any = None,
         run_id: str | None = None,
         latest: bool = False,
-        **_: Any,
+        dataset_id: str | None = None,
+        expand: bool = True,
+        page_count: int = 255,
+        model_framework: str | None = None,
     ) -> list[Model]:
+        """Models, newest first. v1's filters: tags as ['key'] or [['key', 'value']], properties the same,
+        run_id, model_framework. `expand` and `page_count` change nothing: every model comes back whole."""
+        if dataset_id is not None:
+            return []  # no model records a dataset yet (issue 12)
         models = [
             cls._from_record(workspace, r) for r in workspace.store.list_models(name=name, latest=latest)
         ]
         if run_id is not None:
             models = [m for m in models if m.run_id == run_id]
-        if tags:
-            wanted = [tags] if isinstance(tags, str) else list(tags)
-            models = [
-                m for m in models if all((t[0] if isinstance(t, list) else t) in m.tags for t in wanted)
-            ]
+        if model_framework is not None:
+            models = [m for m in models if m.model_framework == model_framework]
+        for attr, wanted in (("tags", tags), ("properties", properties)):
+            if wanted:
+                models = [
+                    m for m in models if all(_pair_matches(getattr(m, attr), w) for w in _pairs(wanted))
+                ]
         return models
 
     def download(self, target_dir: str = ".", exist_ok: bool = False, exists_ok: bool | None = None) -> str:
@@ -266,6 +321,23 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model(name={self.name!r}, version={self.version})"
+
+
+def _pairs(wanted: Any) -> list[Any]:
+    """v1's filter forms: 'key', ['key', ...], [['key', 'value'], ...] or {'key': 'value'}."""
+    if isinstance(wanted, str):
+        return [wanted]
+    if isinstance(wanted, dict):
+        return [[k, v] for k, v in wanted.items()]
+    return list(wanted)
+
+
+def _pair_matches(values: dict[str, Any], item: Any) -> bool:
+    if isinstance(item, (list, tuple)):
+        if len(item) == 1:
+            return item[0] in values
+        return item[0] in values and str(values[item[0]]) == str(item[1])
+    return item in values
 
 
 def _local_model_cache(name: str, version: int | None) -> str:

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import builtins
 import getpass
-import io
 import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from runyard.core import metrics as m
-from runyard.core.processes import identity
-from runyard.core.run_files import RunFilesMixin
-from runyard.errors import InvalidInputError, RunFailedError, RunFinishedError
+from runyard.compat import check_keywords, v1_ignores, v1_keywords
+from runyard.core.processes import identity, process_state
+from runyard.core.run_files import JOB_POST, RunFilesMixin
+from runyard.core.run_logging import RunLoggingMixin
+from runyard.core.run_snapshots import OUTPUTS_KEY, RunSnapshotMixin
+from runyard.errors import InvalidInputError, RunEnvironmentException, RunFailedError, RunFinishedError
 from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import RunRecord
 
@@ -93,11 +95,26 @@ def submitted_by() -> str:
 RUN_CLASSES: dict[str, type[Run]] = {}
 
 
-class Run(RunFilesMixin):
-    def __init__(self, experiment: Experiment, run_id: str, outputs: Any = None, **_: Any) -> None:
-        self.experiment = experiment
+#: Seconds wait_for_completion waits for a job's post-processing when its supervisor's liveness cannot
+#: be judged (another host); on this host it waits as long as the supervisor lives.
+POST_PROCESSING_WAIT = 60.0
+
+
+def _private(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """v1's **kwargs carry private plumbing (`_run_dto`, `_ident`, ...): accepted; the rest is checked."""
+    return {k: v for k, v in kwargs.items() if not k.startswith("_")}
+
+
+@v1_keywords
+class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin):
+    """A handle on one run. `id` and `experiment` are read-only properties, as in v1."""
+
+    @v1_ignores(outputs="a run looked up by id has no local outputs folder; start_logging(outputs=) has one")
+    def __init__(self, experiment: Experiment, run_id: str, outputs: Any = None, **kwargs: Any) -> None:
+        check_keywords("Run", _private(kwargs), [])
+        self._experiment = experiment
         self.workspace: Workspace = experiment.workspace
-        self.id = run_id
+        self._id = run_id
         self._record = self.workspace.store.get_run(run_id)
         self._writable_checked = False
 
@@ -108,9 +125,9 @@ class Run(RunFilesMixin):
 
         run_class = RUN_CLASSES.get(record.run_type, cls) if cls is Run else cls
         run = run_class.__new__(run_class)
-        run.experiment = Experiment._existing(workspace, record.experiment_name)
+        run._experiment = Experiment._existing(workspace, record.experiment_name)
         run.workspace = workspace
-        run.id = record.run_id
+        run._id = record.run_id
         run._record = record
         run._writable_checked = False
         return run
@@ -120,12 +137,25 @@ class Run(RunFilesMixin):
         return cls._from_record(workspace, workspace.store.get_run(run_id))
 
     @classmethod
-    def get_context(cls, allow_offline: bool = True, **_: Any) -> Run:
+    def get_context(
+        cls, allow_offline: bool = True, used_for_context_manager: bool = False, **kwargs: Any
+    ) -> Run:
         """The run this code executes in. Outside a submitted run: a real interactive run recorded in the
-        nearest workspace (created as ./.runyard if there is none), announced once on stderr."""
+        nearest workspace (created as ./.runyard if there is none), announced once on stderr.
+        `used_for_context_manager` needs nothing here: `with Run.get_context() as run:` works either way."""
         from runyard.core.context import get_context
 
+        check_keywords("Run.get_context", _private(kwargs), ["allow_offline", "used_for_context_manager"])
         return get_context(allow_offline=allow_offline)
+
+    @classmethod
+    def get_submitted_run(cls, **kwargs: Any) -> Run:
+        """v1's deprecated name for get_context(allow_offline=False)."""
+        check_keywords("Run.get_submitted_run", _private(kwargs), [])
+        try:
+            return cls.get_context(allow_offline=False)
+        except InvalidInputError as exc:
+            raise RunEnvironmentException(str(exc)) from None
 
     @classmethod
     def list(
@@ -142,6 +172,18 @@ class Run(RunFilesMixin):
         )
 
     # -- identity -------------------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def experiment(self) -> Experiment:
+        return self._experiment
+
+    @property
+    def portal_url(self) -> str:
+        return self.get_portal_url()
+
     @property
     def name(self) -> str | None:
         return self._record.display_name
@@ -173,7 +215,8 @@ class Run(RunFilesMixin):
 
     @property
     def status(self) -> str:
-        return self._record.status
+        """The status when last read (get_status() reads it again), always a plain str."""
+        return str(self._record.status)
 
     @property
     def tags(self) -> dict[str, Any]:
@@ -196,98 +239,13 @@ class Run(RunFilesMixin):
     def __repr__(self) -> str:
         return f"Run(Experiment: {self.experiment.name}, Id: {self.id}, Type: {self.type}, Status: {self.status})"
 
-    # -- metrics --------------------------------------------------------------------------------
+    # -- metrics (the logging methods live in core/run_logging.py) --------------------------------
     def _check_writable(self, action: str) -> None:
         if self._record.status in TERMINAL_STATUSES or not self._writable_checked:
             record = self._refresh()
             self._writable_checked = True
             if record.status in TERMINAL_STATUSES:
                 raise RunFinishedError(self.id, record.status, action)
-
-    def _add(self, name: str, kind: str, fields: dict[str, Any], step: int | None = None) -> None:
-        m.writer_for(self.workspace.store).add(self.id, name, kind, fields, step)
-
-    def log(self, name: str, value: Any, description: str = "", step: int | None = None) -> None:
-        """Record a scalar; returns at once. Repeated calls with one name build a series."""
-        m.check_name(name)
-        fields = m.scalar_fields(name, value)
-        m.check_step(name, step)
-        self._check_writable("log to")
-        self._add(name, "scalar", fields, step)
-
-    def log_list(self, name: str, value: Any, description: str = "") -> None:
-        m.check_name(name)
-        if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
-            raise InvalidInputError(
-                f"run.log_list({name!r}): pass a list of numbers, got {type(value).__name__}."
-            )
-        items = [m.scalar_fields(name, v, where="run.log_list") for v in list(value)]
-        self._check_writable("log to")
-        for index, fields in enumerate(items):
-            self._add(name, "list", fields, index)
-
-    def log_row(self, name: str, description: str | None = None, **kwargs: Any) -> None:
-        m.check_name(name)
-        if not kwargs:
-            raise InvalidInputError(f"run.log_row({name!r}): pass the row's columns as keyword arguments.")
-        row = {k: m.row_value(name, v) for k, v in kwargs.items()}
-        self._check_writable("log to")
-        self._add(name, "row", {"value": None, "text": None, "payload": row})
-
-    def log_table(self, name: str, value: Mapping[str, Any], description: str = "") -> None:
-        m.check_name(name)
-        if not isinstance(value, Mapping) or not value:
-            raise InvalidInputError(f"run.log_table({name!r}): pass a dict of column name → list of values.")
-        columns = {k: list(v) for k, v in value.items()}
-        lengths = {len(v) for v in columns.values()}
-        if len(lengths) != 1:
-            raise InvalidInputError(
-                f"run.log_table({name!r}): columns have different lengths {sorted(lengths)}; make them equal."
-            )
-        for index in range(lengths.pop()):
-            self.log_row(name, **{k: v[index] for k, v in columns.items()})
-
-    def log_image(self, name: str, path: str | None = None, plot: Any = None, description: str = "") -> None:
-        """Store a PNG (from `path`, or a matplotlib figure in `plot`) and a metric that points at it."""
-        m.check_name(name)
-        if (path is None) == (plot is None):
-            raise InvalidInputError(f"run.log_image({name!r}): pass exactly one of path= or plot=.")
-        self._check_writable("log to")
-        artifact = f"images/{name}/{uuid.uuid4().hex[:8]}.png"
-        if plot is not None:
-            buffer = io.BytesIO()
-            figure = plot.gcf() if hasattr(plot, "gcf") else plot
-            figure.savefig(buffer, format="png")
-            self.upload_file(artifact, io.BytesIO(buffer.getvalue()))
-        else:
-            self.upload_file(artifact, path)  # type: ignore[arg-type]
-        self._add(name, "image", {"value": None, "text": None, "payload": {"path": artifact}})
-
-    def flush(self, timeout_seconds: int = 300) -> None:
-        m.writer_for(self.workspace.store).flush(timeout_seconds)
-
-    def get_metrics(
-        self,
-        name: str | None = None,
-        recursive: bool = False,
-        run_type: str | None = None,
-        populate: bool = False,
-    ) -> dict[str, Any]:
-        """Azure's shape: {name: value or list}; with recursive=True, {run_id: {...}} for the run and its descendants."""
-        self.flush()
-        if not recursive:
-            return m.shape_metrics(self.workspace.store.get_metric_rows([self.id], name))
-        runs = [
-            self,
-            *(r for r in self.get_children(recursive=True) if run_type is None or r.type == run_type),
-        ]
-        rows = self.workspace.store.get_metric_rows([r.id for r in runs], name)
-        return {r.id: m.shape_metrics(row for row in rows if row.run_id == r.id) for r in runs}
-
-    def get_metric_series(self, name: str | None = None) -> dict[str, Any]:
-        """Like get_metrics, but every series and table column is a list, however many values were logged."""
-        self.flush()
-        return m.shape_metrics(self.workspace.store.get_metric_rows([self.id], name), lists=True)
 
     # -- tags and properties --------------------------------------------------------------------
     def tag(self, key: str, value: Any = None) -> None:
@@ -323,14 +281,25 @@ class Run(RunFilesMixin):
     def get_status(self) -> str:
         """The current status. A run whose supervisor or owning process died is ended (Failed) here."""
         self._ended()
-        return self._record.status
+        return str(self._record.status)
+
+    def get_detailed_status(self) -> dict[str, Any]:
+        """v1's {status, details}; details says why a run is still Queued (waiting for a slot)."""
+        status = self.get_status()
+        details = "Waiting for a free slot on its compute target." if status == RunStatus.QUEUED else None
+        return {"status": status, "details": details}
+
+    def get_environment(self) -> Any:
+        """The name of the environment the run was submitted with, or None. Environment objects arrive
+        with issue 13; until then this is the name only."""
+        return self._refresh().data.get("runDefinition", {}).get("environment")
 
     def get_details(self) -> dict[str, Any]:
         record = self._refresh()
         details: dict[str, Any] = {
             "runId": self.id,
             "target": record.target,
-            "status": record.status,
+            "status": str(record.status),  # a plain str, whatever the store handed back
             "startTimeUtc": _iso(record.start_time),
             "endTimeUtc": _iso(record.end_time),
             "properties": self.get_properties(),
@@ -368,10 +337,29 @@ class Run(RunFilesMixin):
             while not self._ended():
                 time.sleep(delay)
                 delay = min(delay * 1.5, 1.0)
+        self._wait_post_processing()
         details = self.get_details()
         if raise_on_error and details["status"] == RunStatus.FAILED:
             raise RunFailedError(self.id, details.get("error"))
         return details
+
+    def _wait_post_processing(self) -> None:
+        """A submitted run can end before its process does: a script that calls run.complete() (as
+        DP-100's do) is Completed while it still runs, and its supervisor then replays the metric spool and
+        writes 75_job_post.txt. Wait for that file while the supervisor lives, so that what the run left
+        is all there when wait_for_completion returns."""
+        supervisor = self._record.data.get("supervisor")
+        if supervisor is None:
+            return  # interactive runs and pipeline runs have no post-processing of their own
+        post = self._artifact(JOB_POST)
+        deadline = time.monotonic() + POST_PROCESSING_WAIT
+        delay = 0.02
+        while not self.workspace.artifacts.exists(post):
+            state = process_state(supervisor)
+            if state == "dead" or (state == "unknown" and time.monotonic() > deadline):
+                return
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
 
     def _ended(self) -> bool:
         """Terminal yet? Every few seconds also checks that a script run's supervisor is still alive."""
@@ -396,7 +384,9 @@ class Run(RunFilesMixin):
         self._record = self.workspace.store.set_run_status(self.id, RunStatus.RUNNING)
 
     def complete(self, _set_status: bool = True) -> None:
-        """Write every pending metric, then mark the run Completed."""
+        """Write every pending metric, upload the outputs folder of a start_logging() run, then mark
+        the run Completed."""
+        self._upload_outputs()
         self._finish(RunStatus.COMPLETED)
 
     def fail(
@@ -407,6 +397,7 @@ class Run(RunFilesMixin):
         )
         if isinstance(error_details, BaseException):
             message = f"{type(error_details).__name__}: {error_details}"
+        self._upload_outputs()  # what a failed run wrote is kept, as for a submitted run
         self._finish(RunStatus.FAILED, {"code": error_code or "UserError", "message": message})
 
     def cancel(self) -> None:
@@ -419,7 +410,11 @@ class Run(RunFilesMixin):
     # -- children -------------------------------------------------------------------------------
     def child_run(self, name: str | None = None, run_id: str | None = None, outputs: Any = None) -> Run:
         """Create and start a child run in the same experiment, owned by this process: if the process dies
-        before completing it, whoever waits on it marks it Failed instead of waiting forever."""
+        before completing it, whoever waits on it marks it Failed instead of waiting forever. An `outputs`
+        folder is uploaded as the child's outputs/ when it ends, as in v1."""
+        data: dict[str, Any] = {"owner": identity()}
+        if outputs is not None:
+            data[OUTPUTS_KEY] = str(Path(outputs).expanduser().resolve())
         return self.experiment._create_run(
             run_id=run_id or str(uuid.uuid4()),
             run_type=self.type,
@@ -427,7 +422,7 @@ class Run(RunFilesMixin):
             display_name=name,
             status=RunStatus.RUNNING,
             target=self._record.target,
-            data={"owner": identity()},
+            data=data,
         )
 
     def create_children(
@@ -458,7 +453,7 @@ class Run(RunFilesMixin):
         properties: Any = None,
         type: str | None = None,
         status: str | None = None,
-        **_: Any,
+        _rehydrate_runs: bool = True,
     ) -> Iterator[Run]:
         from runyard.core.experiment import matches_filters
 
@@ -467,20 +462,34 @@ class Run(RunFilesMixin):
             if matches_filters(run, tags=tags, properties=properties, type=type, status=status):
                 yield run
 
+    @v1_ignores(
+        model_framework_version="the registry records the framework's name only",
+        datasets="datasets arrive with issue 12",
+        sample_input_dataset="datasets arrive with issue 12",
+        sample_output_dataset="datasets arrive with issue 12",
+        resource_configuration="runyard does not deploy models",
+    )
     def register_model(
         self,
         model_name: str,
         model_path: str | None = None,
         tags: Mapping[str, Any] | None = None,
         properties: Mapping[str, Any] | None = None,
+        model_framework: str | None = None,
+        model_framework_version: str | None = None,
         description: str | None = None,
+        datasets: Any = None,
+        sample_input_dataset: Any = None,
+        sample_output_dataset: Any = None,
+        resource_configuration: Any = None,
         **kwargs: Any,
     ) -> Model:
         """Register a file or folder stored with this run (e.g. 'outputs/model.pkl') as a model version."""
         from runyard.core.model import Model
 
+        check_keywords("Run.register_model", _private(kwargs), [])
         return Model._register_from_run(
-            self, model_name, model_path or model_name, tags, properties, description
+            self, model_name, model_path or model_name, tags, properties, description, model_framework
         )
 
     # -- context manager ------------------------------------------------------------------------

@@ -1,14 +1,18 @@
-"""The file half of the Run API: uploads, listings, downloads, logs. Mixed into Run."""
+"""The file half of the Run API: uploads, listings, downloads, logs. Mixed into Run.
+
+`timeout_seconds` (v1's, on upload_files and download_files) is checked between files: a copy in
+progress is never cut, but no new one starts after the deadline."""
 
 from __future__ import annotations
 
 import io
 import os
 import posixpath
+import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from runyard.errors import InvalidInputError, NotFoundError
+from runyard.errors import InvalidInputError, NotFoundError, RunyardError
 from runyard.store.artifacts import clean_relpath
 
 if TYPE_CHECKING:
@@ -16,11 +20,33 @@ if TYPE_CHECKING:
 
 LOG_DIR = "azureml-logs"
 DRIVER_LOG = f"{LOG_DIR}/70_driver_log.txt"
+#: Written by core/run_end.py when a job's process has ended: the last file of a submitted run.
+JOB_POST = f"{LOG_DIR}/75_job_post.txt"
+
+
+class TransferTimeout(RunyardError, TimeoutError):
+    """upload_files / download_files ran past their timeout_seconds."""
+
+
+def _deadline(timeout_seconds: float | None) -> float | None:
+    return None if timeout_seconds is None else time.monotonic() + float(timeout_seconds)
+
+
+def _check_deadline(deadline: float | None, what: str, done: int, total: int, timeout: Any) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise TransferTimeout(
+            f"{what} stopped after {done} of {total} files: timeout_seconds={timeout} passed. "
+            "Pass a larger timeout_seconds (or None for no limit) and call it again."
+        )
 
 
 class RunFilesMixin:
-    id: str
     workspace: Workspace
+
+    if TYPE_CHECKING:
+
+        @property
+        def id(self) -> str: ...
 
     @property
     def _prefix(self) -> str:
@@ -45,13 +71,20 @@ class RunFilesMixin:
         self.workspace.artifacts.put_file(self._artifact(name), src)
 
     def upload_files(
-        self, names: list[str], paths: list[str], return_artifacts: bool = False, **_: Any
+        self,
+        names: list[str],
+        paths: list[str],
+        return_artifacts: bool = False,
+        timeout_seconds: float | None = None,
+        datastore_name: str | None = None,
     ) -> None:
         if len(names) != len(paths):
             raise InvalidInputError(
                 f"upload_files: {len(names)} names but {len(paths)} paths; pass one name per path."
             )
-        for name, path in zip(names, paths, strict=True):
+        deadline = _deadline(timeout_seconds)
+        for done, (name, path) in enumerate(zip(names, paths, strict=True)):
+            _check_deadline(deadline, "upload_files", done, len(names), timeout_seconds)
             self.upload_file(name, path)
 
     def upload_folder(
@@ -68,7 +101,10 @@ class RunFilesMixin:
         return self.workspace.artifacts.list(self._prefix)
 
     def download_file(
-        self, name: str, output_file_path: str | os.PathLike[str] | None = None, **_: Any
+        self,
+        name: str,
+        output_file_path: str | os.PathLike[str] | None = None,
+        _validate_checksum: bool = False,
     ) -> str:
         rel = clean_relpath(name)
         dest = Path(output_file_path) if output_file_path else Path(posixpath.basename(rel))
@@ -90,12 +126,14 @@ class RunFilesMixin:
         output_paths: list[str] | None = None,
         batch_size: int = 100,
         append_prefix: bool = True,
-        **_: Any,
+        timeout_seconds: float | None = None,
     ) -> list[str]:
         out = Path(output_directory or ".")
         names = [n for n in self.get_file_names() if prefix is None or n.startswith(prefix)]
         written = []
+        deadline = _deadline(timeout_seconds)
         for i, name in enumerate(names):
+            _check_deadline(deadline, "download_files", i, len(names), timeout_seconds)
             if output_paths:
                 dest = Path(output_paths[i])
             elif append_prefix or not prefix:
