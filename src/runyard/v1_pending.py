@@ -42,7 +42,6 @@ PUBLISHING = Pending(
     15, "the RunDetails widget, published pipelines, endpoints and schedules arrive with issue 15"
 )
 MLFLOW = Pending(16, "MLflow tracking arrives with issue 16")
-IN_PROGRESS = Pending(11, "being built in issue 11")
 DEPLOYMENT = Pending(None, f"model deployment (web services, images, AKS, packaging): {AZURE}")
 CLOUD_COMPUTE = Pending(
     None, f"cloud compute services (Databricks, HDInsight, Batch, Kusto, Synapse...): {AZURE}"
@@ -59,17 +58,6 @@ AUTOML = Pending(None, "automated ML and HyperDrive tuning are Azure services wi
 ALIGNING = Pending(11, "v1 has this property; it is being added while classes are aligned to v1 in issue 11")
 
 NAMES: dict[str, Pending] = {
-    # Being built in issue 11 by the authentication, run configuration, compute and datastore work.
-    "InteractiveLoginAuthentication": IN_PROGRESS,
-    "ServicePrincipalAuthentication": IN_PROGRESS,
-    "RunConfiguration": IN_PROGRESS,
-    "DockerConfiguration": IN_PROGRESS,
-    "DEFAULT_CPU_IMAGE": IN_PROGRESS,
-    "DEFAULT_GPU_IMAGE": IN_PROGRESS,
-    "ComputeTarget": IN_PROGRESS,
-    "AmlCompute": IN_PROGRESS,
-    "ComputeInstance": IN_PROGRESS,
-    "Datastore": IN_PROGRESS,
     # Credentials and Azure plumbing.
     "*Authentication": Pending(
         None, f"Azure Active Directory credentials: {AZURE}; against a server the token counts"
@@ -187,7 +175,6 @@ NAMES: dict[str, Pending] = {
     "LinkOutput": DATASETS,
     "StoredProcedureParameter*": DATASETS,
     "*_MODE": DATASETS,
-    "WORKSPACE_DEFAULT_BLOB_STORE_NAME": DATASETS,
     # Parallel runs (issue 14), publishing and the widget (issue 15).
     "ParallelRun*": PARALLEL,
     "PipelineEndpoint": PUBLISHING,
@@ -234,14 +221,7 @@ NAMES: dict[str, Pending] = {
 }
 
 METHODS: dict[str, Pending] = {
-    # Properties v1 code reads; runyard keeps these as instance attributes or lacks them today.
     "Workspace.compute_targets": ALIGNING,
-    "Experiment.id": ALIGNING,
-    "Experiment.name": ALIGNING,
-    "Experiment.workspace": ALIGNING,
-    "*Run.experiment": ALIGNING,
-    "*Run.id": ALIGNING,
-    "*Run.restore_snapshot": Pending(11, "Run.restore_snapshot is bug 7 of issue 11"),
     # Azure resource management.
     "Workspace.*private_endpoint*": Pending(None, f"private endpoints: {AZURE}"),
     "Workspace.*key*": Pending(None, f"storage and Key Vault keys: {AZURE}"),
@@ -254,7 +234,6 @@ METHODS: dict[str, Pending] = {
     ),
     "Workspace.*": Pending(None, AZURE),
     "*.identity": Pending(None, f"managed identities: {AZURE}"),
-    "*.portal_url": Pending(None, "links to the Azure portal; runyard's studio URL is run.get_portal_url()"),
     "*.get_docs_url": Pending(None, "links to Azure documentation"),
     "Experiment.*tag*": Pending(None, "experiment tags are not stored by runyard yet; tag runs instead"),
     "Experiment.*": Pending(
@@ -264,27 +243,8 @@ METHODS: dict[str, Pending] = {
     "*Run.clean": Pending(
         None, "v1 local runs left files in the source folder; runyard jobs run in their own folder"
     ),
-    "*Run.get_environment": ENVIRONMENTS,
     "*Run.get_secret*": Pending(None, f"Azure Key Vault secrets: {AZURE}"),
-    "*Run.get_snapshot_id": Pending(None, "runyard snapshots at submit; get_details() names the snapshot"),
-    "*Run.take_snapshot": Pending(None, "runyard snapshots at submit; get_details() names the snapshot"),
-    "*Run.get_submitted_run": LEGACY,
-    "*Run.get_detailed_status": Pending(
-        None, "v1's cloud queueing detail; get_status() is the whole story locally"
-    ),
     "*Run.list_by_compute": Pending(None, "list runs with Experiment.get_runs() or `runyard runs list`"),
-    "*Run.log_accuracy_table": Pending(
-        None, "AutoML-style evaluation metrics: log them with log_table or log_list"
-    ),
-    "*Run.log_confusion_matrix": Pending(
-        None, "AutoML-style evaluation metrics: log them with log_table or log_list"
-    ),
-    "*Run.log_predictions": Pending(
-        None, "AutoML-style evaluation metrics: log them with log_table or log_list"
-    ),
-    "*Run.log_residuals": Pending(
-        None, "AutoML-style evaluation metrics: log them with log_table or log_list"
-    ),
     "*Run.submit_child": Pending(
         None, "submitting a job from inside a job; use run.child_run() for logged children"
     ),
@@ -300,6 +260,11 @@ METHODS: dict[str, Pending] = {
     "PortDataReference.*": DATASETS,
     "PipelineData.*": DATASETS,
     "PythonScriptStep.*": GRAPH_INTERNALS,
+    "*Compute.*identity": Pending(None, f"managed identities: {AZURE}"),
+    "*Compute.*quotas": Pending(None, f"Azure subscription quotas: {AZURE}"),
+    "*Compute.list_usages": Pending(None, f"Azure subscription quotas: {AZURE}"),
+    "ComputeInstance.update_sso_settings": Pending(None, f"single sign-on to a cloud VM: {AZURE}"),
+    "Datastore.*register*": DATASETS,
     "Model.add_dataset_references": DATASETS,
     "Model.deploy": DEPLOYMENT,
     "Model.package": DEPLOYMENT,

@@ -2,7 +2,20 @@
 
 from runyard import __version__ as VERSION
 from runyard.core import Experiment, Model, Run, ScriptRunConfig, Workspace
+from runyard.core.compute_target import ComputeTarget
+from runyard.core.runconfig import RunConfiguration
+from runyard.data.datastore import Datastore
 from runyard.v1_pending import module_getattr
 
-__all__ = ["VERSION", "Experiment", "Model", "Run", "ScriptRunConfig", "Workspace"]
+__all__ = [
+    "VERSION",
+    "ComputeTarget",
+    "Datastore",
+    "Experiment",
+    "Model",
+    "Run",
+    "RunConfiguration",
+    "ScriptRunConfig",
+    "Workspace",
+]
 __getattr__ = module_getattr(__name__)

@@ -1,5 +1,12 @@
 """azureml.core.authentication"""
 
+from runyard.core.authentication import (
+    AbstractAuthentication,
+    AzureCliAuthentication,
+    InteractiveLoginAuthentication,
+    MsiAuthentication,
+    ServicePrincipalAuthentication,
+)
 from runyard.errors import (
     AuthenticationException,
     AzureMLException,
@@ -8,5 +15,15 @@ from runyard.errors import (
 )
 from runyard.v1_pending import module_getattr
 
-__all__ = ["AuthenticationException", "AzureMLException", "RunEnvironmentException", "UserErrorException"]
+__all__ = [
+    "AbstractAuthentication",
+    "AuthenticationException",
+    "AzureCliAuthentication",
+    "AzureMLException",
+    "InteractiveLoginAuthentication",
+    "MsiAuthentication",
+    "RunEnvironmentException",
+    "ServicePrincipalAuthentication",
+    "UserErrorException",
+]
 __getattr__ = module_getattr(__name__)

@@ -1,6 +1,7 @@
 """azureml.core.run"""
 
 from runyard.core import Run
+from runyard.data.datastore import Datastore
 from runyard.errors import (
     ActivityFailedException,
     ExperimentExecutionException,
@@ -12,6 +13,7 @@ from runyard.v1_pending import module_getattr
 
 __all__ = [
     "ActivityFailedException",
+    "Datastore",
     "ExperimentExecutionException",
     "Run",
     "RunEnvironmentException",

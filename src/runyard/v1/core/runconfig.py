@@ -1,8 +1,19 @@
 """azureml.core.runconfig"""
 
 from runyard.core import Run
+from runyard.core.compute_target import ComputeTarget
+from runyard.core.runconfig import DEFAULT_CPU_IMAGE, DEFAULT_GPU_IMAGE, DockerConfiguration, RunConfiguration
 from runyard.errors import RunConfigurationException, UserErrorException
 from runyard.v1_pending import module_getattr
 
-__all__ = ["Run", "RunConfigurationException", "UserErrorException"]
+__all__ = [
+    "DEFAULT_CPU_IMAGE",
+    "DEFAULT_GPU_IMAGE",
+    "ComputeTarget",
+    "DockerConfiguration",
+    "Run",
+    "RunConfiguration",
+    "RunConfigurationException",
+    "UserErrorException",
+]
 __getattr__ = module_getattr(__name__)
