@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
+from rich.text import Text
 
 from runyard.cli.render import console, err_console
 from runyard.errors import InvalidInputError
@@ -15,10 +16,10 @@ _DIFF_STYLE = {"+": "green", "-": "red", "@": "cyan"}
 
 
 def _print_diff(diff: str) -> None:
+    """Each line as Rich Text: code is never read as markup or :emoji: codes."""
     for line in diff.splitlines():
         style = "bold" if line.startswith(("+++", "---")) else _DIFF_STYLE.get(line[:1], "")
-        text = escape(line)
-        console.print(f"[{style}]{text}[/]" if style else text, soft_wrap=True)
+        console.print(Text(line, style=style), soft_wrap=True)
 
 
 def _summary(results: list[FileResult], write: bool) -> str:
