@@ -145,11 +145,14 @@ def _v1_callables() -> list[tuple[str, Any]]:
         for name in getattr(module, "__all__", []):
             obj = getattr(module, name)
             if inspect.isclass(obj):
-                for attr, value in vars(obj).items():
-                    if isinstance(value, staticmethod | classmethod):
-                        value = value.__func__
-                    if callable(value):
-                        found.append((f"{name}.{attr}", value))
+                for klass in obj.__mro__:
+                    if not klass.__module__.startswith("runyard"):
+                        continue
+                    for attr, value in vars(klass).items():
+                        if isinstance(value, staticmethod | classmethod):
+                            value = value.__func__
+                        if callable(value):
+                            found.append((f"{name}.{attr}", value))
             elif callable(obj):
                 found.append((name, obj))
     return found

@@ -46,7 +46,10 @@ def _member_status(cls: str, member: Member) -> str:
     if member.problems:
         return "differs from v1: " + "; ".join(p.split(": ", 1)[-1] for p in member.problems)
     if member.ignored:
-        listed = "; ".join(f"`{p}`: {why}" for p, why in member.ignored.items())
+        by_reason: dict[str, list[str]] = {}
+        for parameter, why in member.ignored.items():
+            by_reason.setdefault(why, []).append(f"`{parameter}`")
+        listed = "; ".join(f"{', '.join(params)} ({why})" for why, params in by_reason.items())
         return f"works; accepted, ignored: {listed}"
     return "works"
 
@@ -56,16 +59,16 @@ def _cell(text: str) -> str:
 
 
 def _classes(entries: list[Entry]) -> list[tuple[Entry, list[str]]]:
-    """Available classes, each once (the first key that names it), with the other modules that re-export it."""
-    seen: dict[int, tuple[Entry, list[str]]] = {}
+    """Available classes, each once under its shortest v1 module path, with the other modules that have it."""
+    seen: dict[int, list[Entry]] = {}
     for entry in entries:
-        if entry.kind != "class" or not entry.available:
-            continue
-        if id(entry.obj) in seen:
-            seen[id(entry.obj)][1].append(entry.module)
-        else:
-            seen[id(entry.obj)] = (entry, [])
-    return list(seen.values())
+        if entry.kind == "class" and entry.available:
+            seen.setdefault(id(entry.obj), []).append(entry)
+    classes = []
+    for found in seen.values():
+        home = min(found, key=lambda e: (e.module.count("."), e.module))
+        classes.append((home, sorted(e.module for e in found if e is not home)))
+    return classes
 
 
 def render(entries: list[Entry]) -> str:
