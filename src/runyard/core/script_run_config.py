@@ -1,4 +1,6 @@
-"""ScriptRunConfig: what to run (a script in a source directory, with arguments) and where."""
+"""ScriptRunConfig: what to run (a script in a source directory, with arguments) and where.
+
+RunConfiguration and DockerConfiguration are re-exported here as in v1's module."""
 
 from __future__ import annotations
 
@@ -8,7 +10,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runyard.compat import check_keywords, v1_ignores, v1_keywords
 from runyard.core.run import MAX_ID_BYTES
+from runyard.core.runconfig import DockerConfiguration, RunConfiguration
+from runyard.core.script_outputs import output_environment, resolve_outputs
 from runyard.core.snapshot import copy_snapshot
 from runyard.core.targets import launcher_for
 from runyard.errors import InvalidInputError
@@ -19,13 +24,30 @@ if TYPE_CHECKING:
     from runyard.core.run import Run
 
 
+__all__ = ["DockerConfiguration", "RunConfiguration", "ScriptRunConfig"]
+
+_ONE_PROCESS = "a local job runs one process; distributed jobs arrive with the Ray target"
+
+
+@v1_keywords
 class ScriptRunConfig:
+    """A script (or command) in a source directory, with its arguments, target and environment.
+
+    `run_config=` (a RunConfiguration) is read for script, arguments, command, target, environment,
+    node_count, max_run_duration_seconds, environment_variables and docker. What is passed to
+    ScriptRunConfig itself wins over the run_config's value (v1 keeps the run_config's target and
+    environment and drops the explicit ones with a log line; a silently dropped argument is a bug).
+    The settings live on `self.run_config`, as in v1, so `src.run_config.target = ...` after
+    construction works too.
+    """
+
+    @v1_ignores(distributed_job_config=_ONE_PROCESS, resume_from="DataPath inputs arrive with issue 12")
     def __init__(
         self,
         source_directory: str | os.PathLike[str],
         script: str | None = None,
         arguments: list[Any] | None = None,
-        run_config: Any = None,
+        run_config: RunConfiguration | None = None,
         _telemetry_values: Any = None,
         compute_target: Any = None,
         environment: Any = None,
@@ -33,24 +55,55 @@ class ScriptRunConfig:
         resume_from: Any = None,
         max_run_duration_seconds: int = 2592000,
         command: list[Any] | str | None = None,
-        docker_runtime_config: Any = None,
+        docker_runtime_config: DockerConfiguration | None = None,
     ) -> None:
-        if script is None and command is None:
-            raise InvalidInputError("ScriptRunConfig needs script='train.py' (or command=[...]).")
-        if script is not None and command is not None:
-            raise InvalidInputError("ScriptRunConfig takes script= or command=, not both.")
-        if run_config is not None:
+        if run_config is not None and not isinstance(run_config, RunConfiguration):
             raise InvalidInputError(
-                "ScriptRunConfig(run_config=...) is not supported: Azure ML silently drops compute_target and "
-                "environment when it is given. Pass compute_target= and environment= directly."
+                f"run_config must be a RunConfiguration, got {type(run_config).__name__}. Build one with "
+                "RunConfiguration() (from runyard import RunConfiguration), or pass compute_target= and "
+                "environment= directly."
             )
+        self.run_config = run_config if run_config is not None else RunConfiguration()
         self.source_directory = str(source_directory)
-        self.script = script
-        self.arguments = list(arguments or [])
-        self.command = command
-        self.compute_target = compute_target or "local"
-        self.environment = environment
-        self.max_run_duration_seconds = max_run_duration_seconds
+        self.script = script if script is not None else self.run_config.script
+        self.command = command if command is not None else self.run_config.command
+        if self.script is None and self.command is None:
+            raise InvalidInputError("ScriptRunConfig needs script='train.py' (or command=[...]).")
+        if self.script is not None and self.command is not None:
+            raise InvalidInputError("ScriptRunConfig takes script= or command=, not both.")
+        self.arguments = list(arguments if arguments is not None else self.run_config.arguments)
+        if compute_target is not None:
+            self.run_config.target = compute_target
+        if environment is not None:
+            self.run_config.environment = environment
+        if max_run_duration_seconds != 2592000 or self.run_config.max_run_duration_seconds is None:
+            self.run_config.max_run_duration_seconds = max_run_duration_seconds
+        if docker_runtime_config is not None:
+            self.run_config.docker = docker_runtime_config
+        node_count = getattr(distributed_job_config, "node_count", None)
+        if node_count is not None:
+            self.run_config.node_count = int(node_count)
+
+    @property
+    def compute_target(self) -> Any:
+        """The run_config's target: 'local', a target name or a compute target object."""
+        return self.run_config.target
+
+    @compute_target.setter
+    def compute_target(self, value: Any) -> None:
+        self.run_config.target = value
+
+    @property
+    def environment(self) -> Any:
+        return self.run_config.environment
+
+    @environment.setter
+    def environment(self, value: Any) -> None:
+        self.run_config.environment = value
+
+    @property
+    def max_run_duration_seconds(self) -> int:
+        return int(self.run_config.max_run_duration_seconds or 2592000)
 
     def _check_script(self) -> Path:
         source = Path(self.source_directory).expanduser().resolve()
@@ -69,35 +122,49 @@ class ScriptRunConfig:
                 )
         return source
 
-    def run_definition(self) -> dict[str, Any]:
+    def run_definition(self, arguments: list[str] | None = None) -> dict[str, Any]:
+        """What the job runs, as recorded on the run (`arguments`: already resolved, see script_outputs)."""
+        cfg = self.run_config
         return {
             "script": self.script,
             "command": self.command,
-            "arguments": [str(a) for a in self.arguments],
+            "arguments": arguments if arguments is not None else [str(a) for a in self.arguments],
             "sourceDirectory": str(Path(self.source_directory).expanduser().resolve()),
-            "target": str(getattr(self.compute_target, "name", self.compute_target)),
-            "environment": getattr(self.environment, "name", self.environment),
+            "target": cfg.target_name,
+            "environment": getattr(cfg.environment, "name", cfg.environment),
             "maxRunDurationSeconds": self.max_run_duration_seconds,
+            "nodeCount": int(cfg.node_count or 1),
+            "environmentVariables": {str(k): str(v) for k, v in cfg.environment_variables.items()},
+            "docker": cfg.docker._to_dict(),
         }
 
     def _submit_to(self, experiment: Experiment, tags: dict[str, Any] | None, **kwargs: Any) -> Run:
+        # v1's script-run submit takes no further settings here (run_id / credential_passthrough are
+        # service details): a keyword meant for a pipeline, or a typo, must not vanish.
+        check_keywords("Experiment.submit(ScriptRunConfig)", kwargs, [])
         source = self._check_script()
-        launcher = launcher_for(self.compute_target)
+        launcher = launcher_for(self.compute_target, experiment.workspace)
         suffix = f"_{int(time.time())}_{secrets.token_hex(4)}"
         # Azure ML's form; a long experiment name is cut so the id still names a folder (255 bytes at most).
         prefix = experiment.name
         while len((prefix + suffix).encode()) > MAX_ID_BYTES:
             prefix = prefix[:-1]
         run_id = prefix + suffix
-        definition = self.run_definition()
+        self.run_config.warn_ignored_settings("ScriptRunConfig")
+        arguments, outputs = resolve_outputs(experiment.workspace, run_id, self.arguments)
+        definition = self.run_definition(arguments)
+        definition["environmentVariables"].update(output_environment(outputs))
         work = experiment.workspace.work_dir / run_id
         files = copy_snapshot(source, work / "snapshot")
+        data: dict[str, Any] = {"runDefinition": definition, "snapshotFileCount": len(files)}
+        if outputs:
+            data["outputDatasets"] = [o.as_record() for o in outputs]
         run = experiment._create_run(
             run_id=run_id,
             run_type="azureml.scriptrun",
             status=RunStatus.NOT_STARTED,
             target=definition["target"],
-            data={"runDefinition": definition, "snapshotFileCount": len(files)},
+            data=data,
         )
         if tags:
             run.set_tags(tags)

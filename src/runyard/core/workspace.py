@@ -2,17 +2,18 @@
 
 Layout of the embedded default (`.runyard/`):
 
-    config.json     tracking_uri, artifact_root, name
+    config.json     tracking_uri, artifact_root, name, id; "azure" once v1 code named this workspace
     runyard.db      SQLite database (WAL mode)
     artifacts/      runs/<run_id>/…, models/<name>/<version>/…
     work/           per-run working copies of source directories, removed when a run ends
+
+v1 code names a cloud workspace (`Workspace(sub, rg, name)`, `Workspace.get(name)`, an Azure
+`config.json`); each maps to the local workspace of the project folder, as `core/azure_identity.py`
+and `from_config` describe.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import os
 import re
 import uuid
@@ -22,7 +23,23 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from runyard import config
-from runyard.errors import ConflictError, InvalidInputError, WorkspaceNotFound
+from runyard.compat import v1_ignores, v1_keywords
+from runyard.core.azure_identity import AzureIdentity
+from runyard.core.workspace_config import (
+    CONFIG_FILE,
+    config_lock,
+    create_folder,
+    is_path,
+    locate,
+    read_config,
+    read_json,
+    write_config,
+)
+from runyard.core.workspace_v1 import CREATE_IGNORED, NO_AZURE_AUTH, WorkspaceV1
+from runyard.errors import (
+    InvalidInputError,
+    WorkspaceNotFound,
+)
 from runyard.store import ArtifactStore, Store, open_store
 from runyard.store.rest_artifacts import RestArtifactStore
 
@@ -31,21 +48,65 @@ if TYPE_CHECKING:
     from runyard.core.model import Model
     from runyard.core.run import Run
 
-CONFIG_FILE = "config.json"
-CONFIG_LOCK = ".config.lock"
 
+@v1_keywords
+class Workspace(WorkspaceV1):
+    """The root of everything runyard records. Cheap to construct; share one per process if you like.
 
-class Workspace:
-    """The root of everything runyard records. Cheap to construct; share one per process if you like."""
+    `Workspace(path)` (or `path=`) opens a workspace folder. v1's `Workspace(subscription_id,
+    resource_group, workspace_name)` opens the local workspace of the current project, creating
+    `./.runyard` if there is none, and records the Azure names there the first time.
+    """
 
+    @v1_ignores(auth=NO_AZURE_AUTH)
     def __init__(
-        self, path: str | os.PathLike[str], *, token: str | None = None, _config: dict[str, Any] | None = None
+        self,
+        subscription_id: str | os.PathLike[str] | None = None,
+        resource_group: str | None = None,
+        workspace_name: str | None = None,
+        auth: Any = None,
+        _location: str | None = None,
+        _disable_service_check: bool = False,
+        _workspace_id: str | None = None,
+        sku: str = "basic",
+        tags: dict[str, str] | None = None,
+        _cloud: str = "AzureCloud",
+        *,
+        path: str | os.PathLike[str] | None = None,
+        token: str | None = None,
+        _config: dict[str, Any] | None = None,
     ) -> None:
-        self.path = Path(path).expanduser().resolve()
+        wanted: AzureIdentity | None = None
+        if path is None and resource_group is None and workspace_name is None and subscription_id is not None:
+            path = subscription_id  # runyard's Workspace(path)
+        if path is None:
+            if workspace_name is None:
+                raise InvalidInputError(
+                    "Workspace() needs a workspace folder, Workspace(path), or v1's "
+                    "Workspace(subscription_id, resource_group, workspace_name)."
+                )
+            wanted = AzureIdentity(
+                None if subscription_id is None else str(subscription_id),
+                resource_group,
+                workspace_name,
+                _location,
+            )
+            path = _project_workspace()
+        self._open(Path(path), token, _config)
+        self._sku = sku
+        self._tags = dict(tags) if tags is not None else None
+        if wanted is not None:
+            self._adopt(wanted)
+
+    def _open(self, path: Path, token: str | None, _config: dict[str, Any] | None) -> None:
+        self.path = path.expanduser().resolve()
         cfg = _config if _config is not None else self._read_config(self.path)
         # A server token: argument, else RUNYARD_TOKEN (how a submitted run gets its run token), else config.
         self.token: str | None = token or os.environ.get(config.ENV_TOKEN) or cfg.get("token")
-        self.name: str = cfg.get("name") or self.path.parent.name or "runyard"
+        self._name: str = cfg.get("name") or self.path.parent.name or "runyard"
+        self._azure = AzureIdentity.from_recorded(cfg.get("azure"))
+        self._recorded = {k: cfg.get(k) for k in ("sku", "tags", "location")}
+        self._sku, self._tags = "basic", None
         self.tracking_uri: str = cfg["tracking_uri"]
         self.artifact_root: str = cfg["artifact_root"]
         remote = self.tracking_uri.startswith(("http://", "https://"))
@@ -57,91 +118,106 @@ class Workspace:
         self._artifacts: ArtifactStore | RestArtifactStore | None = None
 
     # -- construction -------------------------------------------------------------------------
-    @staticmethod
-    def _read_config(path: Path) -> dict[str, Any]:
-        cfg_file = path / CONFIG_FILE
-        if not cfg_file.is_file():
-            raise WorkspaceNotFound(path, [cfg_file])
-        try:
-            cfg = json.loads(cfg_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"{cfg_file} is not valid JSON ({exc}); fix or delete it.") from exc
-        for key in ("tracking_uri", "artifact_root"):
-            if key not in cfg:
-                raise InvalidInputError(f"{cfg_file} lacks {key!r}; recreate it with `runyard init`.")
-        # Relative entries are relative to the workspace folder, so a workspace can be moved or copied.
-        root = cfg["artifact_root"]
-        if "://" not in root and not os.path.isabs(root):  # relative to the workspace folder
-            cfg["artifact_root"] = str((path / root).resolve())
-        uri = cfg["tracking_uri"]
-        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-            cfg["tracking_uri"] = "sqlite:///" + str((path / uri[len("sqlite:///") :]).resolve())
-        return dict(cfg)
+    _read_config = staticmethod(read_config)
 
     @classmethod
+    @v1_ignores(**CREATE_IGNORED)
     def create(
         cls,
-        path: str | os.PathLike[str] = config.DEFAULT_WORKSPACE_DIRNAME,
+        name: str | os.PathLike[str] = config.DEFAULT_WORKSPACE_DIRNAME,
+        auth: Any = None,
+        subscription_id: str | None = None,
+        resource_group: str | None = None,
+        location: str | None = None,
+        create_resource_group: bool = True,
+        sku: str = "basic",
+        tags: dict[str, str] | None = None,
+        friendly_name: str | None = None,
+        storage_account: Any = None,
+        key_vault: Any = None,
+        app_insights: Any = None,
+        container_registry: Any = None,
+        adb_workspace: Any = None,
+        primary_user_assigned_identity: Any = None,
+        cmk_keyvault: Any = None,
+        resource_cmk_uri: Any = None,
+        hbi_workspace: bool = False,
+        default_cpu_compute_target: Any = None,
+        default_gpu_compute_target: Any = None,
+        private_endpoint_config: Any = None,
+        private_endpoint_auto_approval: bool = True,
+        exist_ok: bool = False,
+        show_output: bool = True,
+        user_assigned_identity_for_cmk_encryption: Any = None,
+        system_datastores_auth_mode: str = "accessKey",
+        v1_legacy_mode: Any = None,
         *,
-        name: str | None = None,
+        path: str | os.PathLike[str] | None = None,
         tracking_uri: str | None = None,
         artifact_root: str | None = None,
-        exist_ok: bool = False,
-        **_azure_kwargs: Any,
     ) -> Workspace:
-        """Create a workspace folder. Azure-only arguments (subscription_id, location, …) are accepted and ignored."""
-        folder = Path(path).expanduser().resolve()
-        if folder.exists() and not folder.is_dir():
-            raise InvalidInputError(
-                f"Cannot create a workspace at {folder}: it is a file, not a folder. "
-                "Choose another path, or move the file away."
-            )
-        if (folder / CONFIG_FILE).exists():
-            if not exist_ok:
-                raise ConflictError(
-                    f"A workspace already exists at {folder}. Open it with Workspace.get({str(folder)!r}) "
-                    "or pass exist_ok=True."
-                )
-            return cls(folder)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError) as exc:
-            raise InvalidInputError(
-                f"Cannot create a workspace at {folder}: {exc.filename or 'a folder above it'} is a file, not a "
-                "folder. Choose another path, or move the file away."
-            ) from exc
-        cfg = {
-            "name": name
-            or (folder.parent.name if folder.name == config.DEFAULT_WORKSPACE_DIRNAME else folder.name),
-            "tracking_uri": tracking_uri or "sqlite:///runyard.db",
-            "artifact_root": artifact_root or "artifacts",
-            "id": uuid.uuid4().hex,
+        """Create a workspace folder.
+
+        `name` is a folder when it is a Path, contains a path separator, starts with '.' or '~', or ends
+        with '.runyard' (runyard's `Workspace.create(".runyard")`); any other string is a v1 workspace
+        name, created as the current project's local workspace (the one `Workspace(sub, rg, name)` opens;
+        `./.runyard` when there is none) with the Azure names recorded. `path=` puts it elsewhere."""
+        settings: dict[str, Any] = {
+            "tracking_uri": tracking_uri,
+            "artifact_root": artifact_root,
+            "name": friendly_name,
+            "sku": sku if sku != "basic" else None,
+            "tags": dict(tags) if tags else None,
+            "location": location,
         }
-        tmp = folder / f".{CONFIG_FILE}.tmp"
-        tmp.write_text(json.dumps(cfg, indent=2) + "\n")
-        os.replace(tmp, folder / CONFIG_FILE)
-        ws = cls(folder)
-        ws.store  # noqa: B018 - create the schema now, so later concurrent openers find it ready
+        wanted = None
+        if path is None and is_path(name):
+            folder = Path(name).expanduser().resolve()
+        else:
+            wanted = AzureIdentity(subscription_id, resource_group, str(name), location)
+            settings["name"] = friendly_name or str(name)
+            settings["azure"] = wanted.as_config()
+            folder = (
+                Path(path).expanduser().resolve() if path is not None else _project_workspace(create=False)
+            )
+        created = create_folder(folder, settings, exist_ok)
+        ws = cls(path=folder)
+        if created:
+            ws.store  # noqa: B018 - create the schema now, so later concurrent openers find it ready
+        if wanted is not None:
+            ws._adopt(wanted)
         return ws
 
     @classmethod
+    @v1_ignores(auth=NO_AZURE_AUTH, cloud=NO_AZURE_AUTH, id="a local workspace is found by its folder")
     def get(
         cls,
-        path: str | os.PathLike[str] = config.DEFAULT_WORKSPACE_DIRNAME,
+        name: str | os.PathLike[str] = config.DEFAULT_WORKSPACE_DIRNAME,
+        auth: Any = None,
+        subscription_id: str | None = None,
+        resource_group: str | None = None,
+        location: str | None = None,
+        cloud: str = "AzureCloud",
+        id: str | None = None,
         *,
         token: str | None = None,
-        **_azure_kwargs: Any,
     ) -> Workspace:
-        """Open a workspace folder (or a project folder that contains `.runyard/`), or a server's URL."""
-        if str(path).startswith(("http://", "https://")):
-            return cls._remote(str(path), token)
-        folder = Path(path).expanduser().resolve()
+        """Open a server's URL, a workspace folder (or a project folder that contains `.runyard/`), or
+        a v1 workspace name (the current project's local workspace, as `Workspace(sub, rg, name)`)."""
+        if str(name).startswith(("http://", "https://")):
+            return cls._remote(str(name), token)
+        folder = Path(name).expanduser().resolve()
+        holds = (folder / CONFIG_FILE).exists() or (
+            folder / config.DEFAULT_WORKSPACE_DIRNAME / CONFIG_FILE
+        ).exists()
+        if not holds and not is_path(name):
+            return cls(subscription_id, resource_group, str(name), _location=location, token=token)
         if (
             not (folder / CONFIG_FILE).exists()
             and (folder / config.DEFAULT_WORKSPACE_DIRNAME / CONFIG_FILE).exists()
         ):
             folder = folder / config.DEFAULT_WORKSPACE_DIRNAME
-        return cls(folder, token=token)
+        return cls(path=folder, token=token)
 
     @classmethod
     def _remote(cls, url: str, token: str | None) -> Workspace:
@@ -151,30 +227,36 @@ class Workspace:
         folder = config.cache_dir() / "servers" / re.sub(r"[^A-Za-z0-9.-]", "_", parsed.netloc + parsed.path)
         folder.mkdir(parents=True, exist_ok=True)
         cfg = {"name": parsed.netloc, "tracking_uri": url.rstrip("/"), "artifact_root": url.rstrip("/")}
-        with _config_lock(folder):
-            current = _read_json(folder / CONFIG_FILE)
+        with config_lock(folder):
+            current = read_json(folder / CONFIG_FILE)
             kept = {"id": current["id"]} if isinstance(current.get("id"), str) else {}
             if {k: v for k, v in current.items() if k != "id"} != cfg:  # keep this client's identity
-                _write_config(folder, {**cfg, **kept})
+                write_config(folder, {**cfg, **kept})
         return cls(folder, token=token)
 
     @classmethod
-    def from_config(cls, path: str | os.PathLike[str] | None = None, **_azure_kwargs: Any) -> Workspace:
-        """Find the workspace: RUNYARD_WORKSPACE, else the nearest `.runyard/` walking up from `path` (default cwd)."""
+    @v1_ignores(auth=NO_AZURE_AUTH)
+    def from_config(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        auth: Any = None,
+        _logger: Any = None,
+        _file_name: str | None = None,
+    ) -> Workspace:
+        """Find the workspace: RUNYARD_WORKSPACE (or a server's RUNYARD_TRACKING_URI), else, walking up
+        from `path` (default cwd), the nearest `.runyard/` or Azure ML config file (v1's search order;
+        its project's `.runyard/`, created on first use). `path` may also name a config file."""
         uri = os.environ.get(config.ENV_TRACKING_URI, "")
         if path is None and uri.startswith(("http://", "https://")):
             return cls.get(uri)
         env = config.env_workspace()
         if env is not None and path is None:
             return cls.get(env)
-        start = Path(path or ".").expanduser().resolve()
-        checked = []
-        for folder in [start, *start.parents]:
-            for candidate in (folder, folder / config.DEFAULT_WORKSPACE_DIRNAME):
-                if (candidate / CONFIG_FILE).is_file() and candidate.name == config.DEFAULT_WORKSPACE_DIRNAME:
-                    return cls(candidate)
-            checked.append(folder / config.DEFAULT_WORKSPACE_DIRNAME)
-        raise WorkspaceNotFound(start, checked)
+        found = locate(Path(path or ".").expanduser().resolve(), _file_name)
+        ws = cls(path=found.folder)
+        if found.azure is not None:
+            ws._adopt(found.azure, found.config_file)
+        return ws
 
     @classmethod
     def find_or_create(cls, path: str | os.PathLike[str] | None = None) -> tuple[Workspace, bool]:
@@ -185,10 +267,6 @@ class Workspace:
             return cls.create(Path(path or ".") / config.DEFAULT_WORKSPACE_DIRNAME, exist_ok=True), True
 
     # -- parts ----------------------------------------------------------------------------------
-    @property
-    def is_remote(self) -> bool:
-        return self.tracking_uri.startswith(("http://", "https://"))
-
     @property
     def store(self) -> Store:
         if self._store is None:
@@ -214,11 +292,11 @@ class Workspace:
         (docs/security.md). For a workspace opened by URL it is the client's own cache folder's id.
         """
         if self._identity is None:
-            with _config_lock(self.path):
-                current = _read_json(self.path / CONFIG_FILE)
+            with config_lock(self.path):
+                current = read_json(self.path / CONFIG_FILE)
                 if not isinstance(current.get("id"), str):
                     current["id"] = uuid.uuid4().hex
-                    _write_config(self.path, current)
+                    write_config(self.path, current)
                 self._identity = str(current["id"])
         return self._identity
 
@@ -257,10 +335,8 @@ class Workspace:
             "tracking_uri": self.tracking_uri,
             "artifact_root": self.artifact_root,
             "studio_url": self.studio_url,
+            **self._v1_details(),
         }
-
-    def get_mlflow_tracking_uri(self) -> str:
-        return self.tracking_uri
 
     def __repr__(self) -> str:
         return f"Workspace(name={self.name!r}, path={str(self.path)!r})"
@@ -272,25 +348,16 @@ class Workspace:
         return hash(self.path)
 
 
-@contextlib.contextmanager
-def _config_lock(folder: Path) -> Iterator[None]:
-    """Serialise read-modify-write of config.json between processes (flock on a side file)."""
-    with (folder / CONFIG_LOCK).open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
-def _read_json(path: Path) -> dict[str, Any]:
+def _project_workspace(create: bool = True) -> Path:
+    """The local workspace v1 names map to: what from_config() finds from here, else `./.runyard`
+    (created when `create`)."""
+    env = config.env_workspace()
+    if env is not None or os.environ.get(config.ENV_TRACKING_URI, "").startswith(("http://", "https://")):
+        return Workspace.from_config().path
     try:
-        value = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"{path} is not valid JSON ({exc}); fix or delete it.") from exc
-    return dict(value) if isinstance(value, dict) else {}
-
-
-def _write_config(folder: Path, cfg: dict[str, Any]) -> None:
-    tmp = folder / f".{CONFIG_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(cfg, indent=2) + "\n")
-    os.replace(tmp, folder / CONFIG_FILE)
+        return locate(Path.cwd()).folder
+    except WorkspaceNotFound:
+        folder = Path.cwd() / config.DEFAULT_WORKSPACE_DIRNAME
+        if create:
+            Workspace.create(folder, exist_ok=True)
+        return folder

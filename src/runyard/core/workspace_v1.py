@@ -1,0 +1,178 @@
+"""Workspace's v1 properties and helpers that only read what the workspace already knows.
+
+A mixin, so `core/workspace.py` keeps to opening, creating and finding workspaces. Every value here
+is real: the Azure names recorded in config.json (or None for a workspace no v1 code named yet), the
+default datastore, and empty dicts where issue 12 (datasets) and issue 13 (environments) fill in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from runyard.core.azure_identity import AzureIdentity, say_once, warn_mismatch, write_azure_config
+from runyard.core.workspace_config import CONFIG_FILE, LINK_KEY, config_lock, read_json, write_config
+from runyard.data.datastore import DEFAULT_DATASTORE, Datastore
+from runyard.errors import ConflictError
+
+NO_AZURE_AUTH = (
+    "a local workspace needs no sign-in; a server is reached with a runyard token (token= or RUNYARD_TOKEN)"
+)
+_NO_CLOUD = "runyard creates a local workspace folder; there are no Azure resources to configure"
+_TARGETS = "compute targets are created with ComputeTarget.create"
+#: Workspace.create's v1 parameters that have no local meaning, with the reason each is ignored.
+CREATE_IGNORED = {
+    "auth": NO_AZURE_AUTH,
+    "default_cpu_compute_target": _TARGETS,
+    "default_gpu_compute_target": _TARGETS,
+    **dict.fromkeys(
+        (
+            "create_resource_group",
+            "storage_account",
+            "key_vault",
+            "app_insights",
+            "container_registry",
+            "adb_workspace",
+            "primary_user_assigned_identity",
+            "cmk_keyvault",
+            "resource_cmk_uri",
+            "hbi_workspace",
+            "private_endpoint_config",
+            "private_endpoint_auto_approval",
+            "user_assigned_identity_for_cmk_encryption",
+            "system_datastores_auth_mode",
+            "v1_legacy_mode",
+        ),
+        _NO_CLOUD,
+    ),
+}
+
+
+class WorkspaceV1:
+    path: Path
+    tracking_uri: str
+    _name: str
+    _azure: AzureIdentity | None
+    _sku: str
+    _tags: dict[str, str] | None
+    _recorded: dict[str, Any]
+
+    def _adopt(self, wanted: AzureIdentity, found_in: Path | None = None, quiet: bool = False) -> None:
+        """Record the Azure names on this workspace the first time; say once where it is; warn on a mismatch."""
+        recorded = self._azure
+        if recorded is None:
+            with config_lock(self.path):
+                current = read_json(self.path / CONFIG_FILE)
+                recorded = AzureIdentity.from_recorded(current.get("azure"))
+                if recorded is None:
+                    current["azure"] = wanted.as_config()
+                    write_config(self.path, current)
+                    recorded = wanted
+            self._azure = recorded
+        if not recorded.same_workspace(wanted):
+            warn_mismatch(self.path, recorded, wanted)
+        if quiet:
+            return
+        where = f" (from {found_in})" if found_in is not None else ""
+        say_once(
+            "azure",
+            wanted.workspace_name,
+            str(self.path),
+            message=f"Azure ML workspace {wanted.workspace_name!r}{where} is the local runyard workspace at "
+            f"{self.path}",
+        )
+
+    @property
+    def is_remote(self) -> bool:
+        return self.tracking_uri.startswith(("http://", "https://"))
+
+    @property
+    def name(self) -> str:
+        """The v1 workspace name when v1 code named this workspace, else the folder's name."""
+        return self._azure.workspace_name if self._azure is not None else self._name
+
+    @property
+    def subscription_id(self) -> str | None:
+        return self._azure.subscription_id if self._azure is not None else None
+
+    @property
+    def resource_group(self) -> str | None:
+        return self._azure.resource_group if self._azure is not None else None
+
+    @property
+    def location(self) -> str:
+        """'local', unless v1 code recorded a location (`Workspace.create(..., location=...)`)."""
+        recorded = self._azure.location if self._azure is not None else None
+        return recorded or str(self._recorded.get("location") or "local")
+
+    @property
+    def sku(self) -> str:
+        return self._sku if self._sku != "basic" else str(self._recorded.get("sku") or "basic")
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return dict(self._tags if self._tags is not None else self._recorded.get("tags") or {})
+
+    @property
+    def datastores(self) -> dict[str, Datastore]:
+        return {DEFAULT_DATASTORE: Datastore(self)}  # type: ignore[arg-type]
+
+    @property
+    def datasets(self) -> dict[str, Any]:
+        """Registered datasets: none until issue 12 brings Dataset registration."""
+        return {}
+
+    @property
+    def environments(self) -> dict[str, Any]:
+        """Registered environments: none until issue 13 brings Environment registration."""
+        return {}
+
+    def get_default_datastore(self) -> Datastore:
+        return Datastore(self)  # type: ignore[arg-type]
+
+    def set_default_datastore(self, name: str) -> None:
+        """Only 'workspaceblobstore' exists (and is the default); another name raises, naming issue 12."""
+        Datastore(self, name)  # type: ignore[arg-type]
+
+    def get_mlflow_tracking_uri(self, _with_auth: bool = False) -> str:
+        """The server's URL for a workspace opened by URL. A folder workspace has no MLflow address:
+        its database URI must never be handed out, since MLflow would create its own tables inside it."""
+        if self.is_remote:
+            return self.tracking_uri
+        raise ConflictError(
+            f"The workspace at {self.path} is a local folder, and runyard does not hand its database to "
+            "MLflow (MLflow would create its own tables inside runyard's database). Run `runyard up` in this "
+            "project and use its URL (mlflow.set_tracking_uri('http://127.0.0.1:8765')), or wait for issue 16, "
+            "which gives local workspaces an MLflow address."
+        )
+
+    def write_config(self, path: str | os.PathLike[str] | None = None, file_name: str | None = None) -> None:
+        """Write `<path>/.azureml/config.json` (default: the current folder) in v1's form, naming this
+        workspace, so `Workspace.from_config()` (runyard's or v1's) reads it back. A workspace no v1 code
+        named yet is given the names ('local', 'local', its name) now."""
+        identity = self._azure
+        if identity is None:
+            identity = AzureIdentity("local", "local", self._name)
+            self._adopt(identity, quiet=True)
+        target = write_azure_config(identity, Path(path) if path is not None else None, file_name)
+        project = target.parent.parent
+        link = os.path.relpath(self.path, project) if self.path.is_relative_to(project) else str(self.path)
+        written = read_json(target)
+        written[LINK_KEY] = link
+        target.write_text(_dumps(written))
+
+    def _v1_details(self) -> dict[str, Any]:
+        azure = self._azure
+        resource = (
+            f"/subscriptions/{azure.subscription_id}/resourceGroups/{azure.resource_group}/providers/"
+            f"Microsoft.MachineLearningServices/workspaces/{azure.workspace_name}"
+            if azure is not None
+            else str(self.path)
+        )
+        return {"id": resource, "location": self.location, "sku": self.sku, "tags": self.tags}
+
+
+def _dumps(value: dict[str, Any]) -> str:
+    return json.dumps(value, indent=2) + "\n"
