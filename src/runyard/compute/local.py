@@ -11,6 +11,9 @@ from runyard import config
 from runyard.core.processes import DETACHED_ENV, identity
 from runyard.core.run_files import LOG_DIR
 from runyard.core.workspace import Workspace
+from runyard.errors import ComputeTargetException
+from runyard.status import RunStatus
+from runyard.store.sql_compute import LOCAL
 
 
 def spawn_detached(workspace: Workspace, module_args: list[str], log_file: Path) -> subprocess.Popen[bytes]:
@@ -38,7 +41,19 @@ def spawn_detached(workspace: Workspace, module_args: list[str], log_file: Path)
 
 
 class LocalLauncher:
+    """Starts a run's supervisor on this machine: for 'local' and for every named compute target (their
+    slot limits are applied by the supervisor, compute/slots.py)."""
+
     def start(self, workspace: Workspace, run_id: str) -> None:
+        target = workspace.store.get_run(run_id).target
+        if target != LOCAL:
+            try:
+                workspace.store.get_compute_target(target)
+            except ComputeTargetException as exc:  # refuse before a process exists: the run ends here
+                workspace.store.set_run_status(
+                    run_id, RunStatus.FAILED, error={"code": "ComputeTargetNotFound", "message": str(exc)}
+                )
+                raise
         log = workspace.artifacts.local_path(f"runs/{run_id}/{LOG_DIR}/60_control_log.txt")
         proc = spawn_detached(workspace, ["runyard.compute.supervisor", str(workspace.path), run_id], log)
         # Recorded here as well as by the supervisor itself: one that dies before it writes anything

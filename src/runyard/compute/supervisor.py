@@ -2,7 +2,8 @@
 
 It runs in its own process (`python -m runyard.compute.supervisor WORKSPACE RUN_ID`, started by the
 local launcher in a new session) so that closing the notebook does not stop the run. The log folder
-and the environment come from ProcessJob, the same code that runs pipeline steps.
+and the environment come from ProcessJob, the same code that runs pipeline steps. A run on a named
+compute target first waits (Queued) for one of that target's slots (compute/slots.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import traceback
 from typing import Any
 
 from runyard.compute.process_job import ProcessJob
+from runyard.compute.slots import wait_for_slot
 from runyard.core.processes import identity, stop_tree
 from runyard.core.run_end import disk_full_reason
 from runyard.core.run_files import LOG_DIR
@@ -83,8 +85,13 @@ class JobSupervisor:
             return
         try:
             self.store.update_run_data(self.run_id, {"supervisor": identity()})
-            self._set(RunStatus.PREPARING)
-            self.job.prep(f"Preparing run {self.run_id} on target 'local' (host {socket.gethostname()})")
+            target = self.record.target or "local"
+            if not wait_for_slot(self.ws, self.run_id, target, self._cancel_requested):
+                self.job.prep(f"Run {self.run_id} was canceled while it waited for a slot on {target!r}")
+                self.job.wrap_up(None, "canceled", started)
+                self._set(RunStatus.CANCELED)
+                return
+            self.job.prep(f"Preparing run {self.run_id} on target {target!r} (host {socket.gethostname()})")
             self.job.prep(
                 f"Snapshot of {self.definition.get('sourceDirectory')}: "
                 f"{self.record.data.get('snapshotFileCount', '?')} files in {self.job.cwd}"

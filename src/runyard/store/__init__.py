@@ -4,6 +4,7 @@ from runyard.store.artifacts import ArtifactStore
 from runyard.store.base import Store
 from runyard.store.records import (
     ChartSeries,
+    ComputeTargetRecord,
     ExperimentRecord,
     ExperimentSummary,
     MetricColumn,
@@ -51,6 +52,7 @@ def upgrade_store(uri: str) -> None:
 __all__ = [
     "ArtifactStore",
     "ChartSeries",
+    "ComputeTargetRecord",
     "ExperimentRecord",
     "ExperimentSummary",
     "MetricColumn",

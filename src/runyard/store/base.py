@@ -13,7 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from runyard.store.records import ExperimentRecord, MetricRow, MetricSummary, ModelRecord, RunRecord
+from runyard.store.records import (
+    ComputeTargetRecord,
+    ExperimentRecord,
+    MetricRow,
+    MetricSummary,
+    ModelRecord,
+    RunRecord,
+)
 
 
 class Store(Protocol):
@@ -121,3 +128,25 @@ class Store(Protocol):
         ...
 
     def list_models(self, name: str | None = None, latest: bool = False) -> list[ModelRecord]: ...
+
+    # named compute targets ('local' is built in and never a record)
+    def create_compute_target(self, target: ComputeTargetRecord) -> ComputeTargetRecord:
+        """ConflictError if the name is taken; ComputeTargetException if the name or sizes break v1's rules."""
+        ...
+
+    def update_compute_target(self, target: ComputeTargetRecord) -> ComputeTargetRecord:
+        """Replace an existing target's settings (its created_time stays). ComputeTargetException if absent,
+        ConflictError if it is of another kind."""
+        ...
+
+    def get_compute_target(self, name: str) -> ComputeTargetRecord:
+        """ComputeTargetException (v1's name, which samples catch) if absent."""
+        ...
+
+    def list_compute_targets(self) -> list[ComputeTargetRecord]:
+        """By name."""
+        ...
+
+    def delete_compute_target(self, name: str) -> None:
+        """ComputeTargetException if absent or 'local'."""
+        ...

@@ -113,6 +113,24 @@ class TokenRecord:
     compute: tuple[str, ...] = ()  # compute targets this token may submit code to (docs/security.md)
 
 
+@dataclass(frozen=True)
+class ComputeTargetRecord:
+    """A named compute target (v1's AmlCompute / ComputeInstance), run on this machine's processes.
+
+    `max_nodes` sets how many runs of the target may run at once (capped by the cores where they run);
+    `vm_size` is only a label. `data` keeps the rest of the provisioning configuration (vm_priority,
+    idle_seconds_before_scaledown, description, tags) as v1 gave it.
+    """
+
+    name: str
+    kind: str  # AmlCompute | ComputeInstance
+    vm_size: str = ""
+    min_nodes: int = 0
+    max_nodes: int = 1
+    created_time: float = 0.0
+    data: dict[str, Any] = field(default_factory=dict)
+
+
 # -- studio queries (SqlStore only: the studio is served by the process that holds the database) ----
 
 METRIC_AGGREGATES = ("last", "min", "max")

@@ -18,7 +18,14 @@ from pydantic import TypeAdapter
 
 from runyard import errors as e
 from runyard.store import validation
-from runyard.store.records import ExperimentRecord, MetricRow, MetricSummary, ModelRecord, RunRecord
+from runyard.store.records import (
+    ComputeTargetRecord,
+    ExperimentRecord,
+    MetricRow,
+    MetricSummary,
+    ModelRecord,
+    RunRecord,
+)
 from runyard.store.rest_http import AnswerLost, HttpClient, error_from_response
 
 __all__ = ["METRIC_BATCH", "HttpClient", "RestStore", "error_from_response"]
@@ -51,7 +58,8 @@ class RestStore:
 
     - reads (GET);
     - get_or_create_experiment (by name), set_tags and remove_tags (last write wins), add_properties
-      (the same value again is accepted), update_run_data (a merge of the same keys);
+      (the same value again is accepted), update_run_data (a merge of the same keys),
+      update_compute_target (the same settings again);
     - set_run_status without `force`: a terminal status never changes again and CancelRequested only
       moves to a terminal status, so a repeat cannot undo what happened meanwhile. A forced change can
       (it would overwrite a status set in between), so it is not repeated;
@@ -248,6 +256,24 @@ class RestStore:
 
     def list_models(self, name: str | None = None, latest: bool = False) -> list[ModelRecord]:
         return self._get("/models", list[ModelRecord], name=name, latest=latest or None)
+
+    # named compute targets (create and delete are not repeated: a repeat would answer "already exists"
+    # or "not found" for what the first request did)
+    def create_compute_target(self, target: ComputeTargetRecord) -> ComputeTargetRecord:
+        return self._send("POST", "/compute", _dump(ComputeTargetRecord, target), ComputeTargetRecord)
+
+    def update_compute_target(self, target: ComputeTargetRecord) -> ComputeTargetRecord:
+        body = _dump(ComputeTargetRecord, target)
+        return self._send("PUT", f"/compute/{_seg(target.name)}", body, ComputeTargetRecord, retry=True)
+
+    def get_compute_target(self, name: str) -> ComputeTargetRecord:
+        return self._get(f"/compute/{_seg(name)}", ComputeTargetRecord)
+
+    def list_compute_targets(self) -> list[ComputeTargetRecord]:
+        return self._get("/compute", list[ComputeTargetRecord])
+
+    def delete_compute_target(self, name: str) -> None:
+        self._send("DELETE", f"/compute/{_seg(name)}", None)
 
     # runs tokens (used by whoever launches a run's process against a server)
     def create_run_token(self, run_id: str) -> str:

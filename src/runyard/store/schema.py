@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 #: The Alembic revision this code expects. tests/test_migrations.py checks it equals Alembic's head.
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 
 metadata = sa.MetaData()
 
@@ -150,4 +150,19 @@ tokens = sa.Table(
     # (last: migration 0006 added it to existing tables at the end)
     # comma-separated compute target names this token may submit code to (NULL: none); see docs/security.md
     sa.Column("compute", sa.String(1024), nullable=True),
+)
+
+# Named compute targets (v1's AmlCompute / ComputeInstance), all run by this machine's processes.
+# max_nodes bounds how many of the target's runs run at once; vm_size is a label; data holds the rest of
+# the provisioning configuration as JSON.
+compute_targets = sa.Table(
+    "compute_targets",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("vm_size", sa.String(255), nullable=False),
+    sa.Column("min_nodes", sa.Integer, nullable=False),
+    sa.Column("max_nodes", sa.Integer, nullable=False),
+    sa.Column("created_time", sa.Float, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
 )

@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from runyard.config import local_slots
+from runyard.core.compute_target import slots_of
 from runyard.core.workspace import Workspace
 from runyard.engine.service import service_info
 from runyard.errors import InvalidInputError
@@ -213,6 +214,15 @@ def studio_page_router(
         targets: dict[str, dict[str, Any]] = {
             "local": {"name": "local", "kind": "This machine's processes", "capacity": local_slots()}
         }
+        for named in store.list_compute_targets():  # v1's AmlCompute / ComputeInstance, on local slots
+            targets[named.name] = {
+                "name": named.name,
+                "kind": named.kind,
+                "capacity": slots_of(named),
+                "vm_size": named.vm_size,
+                "min_nodes": named.min_nodes,
+                "max_nodes": named.max_nodes,
+            }
         for record in active:
             targets.setdefault(record.target, {"name": record.target, "kind": "unknown", "capacity": None})
         for target in targets.values():

@@ -1,0 +1,100 @@
+"""At most N runs of a named compute target at once: a run waits in Queued for one of the target's slots.
+
+Each run's supervisor claims a slot before it prepares the run: under a per-target file lock it counts
+the target's runs that hold one (Preparing, Starting, Running) and, when one is free, moves its own run
+to Preparing while still holding the lock, so two supervisors never take the last slot together; runs queued earlier go first. A run
+whose supervisor died does not hold a slot (its recorded process is dead), so a crash cannot block the
+target until someone reaps the run. The slot count is read again on every try: `update(max_nodes=...)`
+applies to runs still waiting, and deleting the target fails them.
+
+The lock is a file on this machine. Runs of a server workspace that are supervised on several client
+machines are counted through the store, but two machines can each claim the last slot in the same
+instant; the limit is exact per machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from runyard.core.compute_target import BUSY_STATUSES, slots_for, target_runs
+from runyard.core.processes import process_state
+from runyard.core.workspace import Workspace
+from runyard.status import RunStatus
+from runyard.store.records import RunRecord
+from runyard.store.sql_compute import LOCAL
+
+POLL_SECONDS = 0.25
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _holds_slot(record: RunRecord) -> bool:
+    if record.status not in BUSY_STATUSES:
+        return False
+    process = record.data.get("supervisor") or record.data.get("process")
+    return process_state(process) != "dead"
+
+
+def _waiting_before(runs: list[RunRecord], run_id: str) -> list[RunRecord]:
+    """Runs queued on the target before this one whose supervisors wait too: they go first (FIFO)."""
+    mine = next((r for r in runs if r.run_id == run_id), None)
+    if mine is None:
+        return []
+    return [
+        r
+        for r in runs
+        if r.status == RunStatus.QUEUED
+        and (r.created_time, r.run_id) < (mine.created_time, mine.run_id)
+        and "supervisor" in r.data
+        and process_state(r.data["supervisor"]) != "dead"
+    ]
+
+
+def wait_for_slot(workspace: Workspace, run_id: str, target: str, canceled: Callable[[], bool]) -> bool:
+    """Move the run to Preparing once its target has a free slot. False if it was canceled while waiting.
+    The 'local' target is not limited here (as before named targets existed). ComputeTargetException when
+    the target does not exist (deleted while the run waited)."""
+    store = workspace.store
+    if target == LOCAL:
+        store.set_run_status(run_id, RunStatus.PREPARING)
+        return True
+    lock = workspace.path / "locks" / f"compute-{target}.lock"
+    waiting = False
+    while True:
+        slots = slots_for(workspace, target)
+        with _locked(lock):
+            runs = target_runs(workspace, target)
+            busy = [r for r in runs if r.run_id != run_id and _holds_slot(r)]
+            earlier = _waiting_before(runs, run_id)
+            if len(busy) + len(earlier) < slots:
+                patch = {"queuedBecause": None} if waiting else None
+                store.set_run_status(run_id, RunStatus.PREPARING, data=patch)
+                return True
+        if canceled():
+            return False
+        if not waiting:
+            waiting = True
+            store.update_run_data(
+                run_id,
+                {
+                    "queuedBecause": f"All {slots} slot(s) of compute target {target!r} are in use "
+                    f"(running: {', '.join(sorted(r.run_id for r in busy)) or 'none'}; queued earlier: "
+                    f"{len(earlier)}); this run starts when one is free. "
+                    "More at once: AmlCompute.update(max_nodes=...) (capped by RUNYARD_LOCAL_SLOTS / the "
+                    "machine's cores)."
+                },
+            )
+        time.sleep(POLL_SECONDS)
