@@ -16,12 +16,14 @@ This module therefore imports only the standard library at its top.
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import importlib.abc
 import importlib.machinery
+import io
 import os
-import runpy
 import sys
+import types
 from collections.abc import Sequence
 from types import ModuleType, TracebackType
 
@@ -98,7 +100,7 @@ def uninstall() -> None:
 
 def _user_traceback(tb: TracebackType | None, script: str) -> TracebackType | None:
     """The traceback from the script's first frame on, as `python script.py` would show it: the runner's
-    frames (this file, runpy) are dropped. A SyntaxError in the script has no script frame: no frames."""
+    frames are dropped. A SyntaxError in the script has no script frame: no frames."""
     first = tb
     while first is not None and first.tb_frame.f_code.co_filename != script:
         first = first.tb_next
@@ -135,7 +137,25 @@ def run_script(argv: list[str], prog: str = "python -m runyard.v1", prepend_dir:
         previous_hook(kind, value.with_traceback(tb), tb)
 
     sys.excepthook = hook
-    runpy.run_path(script, run_name="__main__")
+    _exec_main(script)
+
+
+def _exec_main(script: str) -> None:
+    """Execute the file as the interpreter runs `python script.py`: a fresh `__main__` module whose
+    `__file__` is the absolute path, `sys.argv[0]` left as the user wrote it (runpy.run_path would make it
+    the absolute path), compiled without this module's `from __future__` flags."""
+    with io.open_code(script) as fh:
+        source = fh.read()
+    code = compile(source, script, "exec", dont_inherit=True)
+    main = types.ModuleType("__main__")
+    main.__dict__.update(
+        __file__=script,
+        __cached__=None,
+        __loader__=importlib.machinery.SourceFileLoader("__main__", script),
+        __builtins__=builtins,
+    )
+    sys.modules["__main__"] = main
+    exec(code, main.__dict__)
 
 
 if __name__ == "__main__":  # a job's launcher: python -u -P <this file> script.py [args]
