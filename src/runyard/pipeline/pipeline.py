@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import sys
 import time
 import uuid
 import warnings
@@ -114,7 +115,7 @@ class Pipeline:
         """Every problem that would stop the pipeline, as sentences; [] when it can run. Warnings are issued too."""
         _graph, errors, notes = self._compile(pipeline_parameters)
         for note in notes:
-            warnings.warn(note, stacklevel=2)
+            warnings.warn(note, stacklevel=_user_frame())
         return errors
 
     @property
@@ -174,7 +175,7 @@ class Pipeline:
         values = dict(pipeline_parameters or pipeline_params or {})
         graph, errors, notes = self._compile(values)
         for note in notes:
-            warnings.warn(note, stacklevel=3)
+            warnings.warn(note, stacklevel=_user_frame())
         if errors:
             raise InvalidInputError("The pipeline cannot be submitted:\n- " + "\n- ".join(errors))
         _snapshot_sources(experiment.workspace, graph)
@@ -232,6 +233,18 @@ class Pipeline:
         who = _submitter.get() or {}
         ensure_running(experiment.workspace, accept_unauthenticated=who.get("auth") == "off")
         return run
+
+
+_PACKAGE = str(Path(__file__).resolve().parents[1])
+
+
+def _user_frame() -> int:
+    """The warnings.warn stacklevel of the first caller outside runyard: the v1 wrappers (compat.py)
+    and Experiment.submit add frames, and a warning should point at the user's line."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _parent_run(experiment: Experiment, parent_run_id: str | None) -> str | None:
