@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from runyard.core.compute_target import BUSY_STATUSES, slots_for, target_runs
+from runyard.core.compute_slots import BUSY_STATUSES, slots_for, target_runs
 from runyard.core.processes import process_state
 from runyard.core.workspace import Workspace
 from runyard.status import RunStatus

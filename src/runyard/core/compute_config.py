@@ -19,6 +19,41 @@ from runyard.store.sql_compute import validate_compute_target
 #: What a local target reports as its provisioning state: it exists as soon as its record does.
 SUCCEEDED = "Succeeded"
 
+_CLOUD_ONLY = "runs use this machine's processes and network; there is no VM, VNet or cloud identity"
+
+#: AmlCompute.provisioning_configuration's parameters that are accepted and ignored, with the reason.
+AML_IGNORED = {
+    "vm_size": "kept as a label; runs use this machine's cores (max_nodes sets how many run at once)",
+    "vm_priority": "kept as a label; local processes are never preempted",
+    "idle_seconds_before_scaledown": "local slots cost nothing while idle, so there is nothing to scale down",
+    "admin_username": _CLOUD_ONLY,
+    "admin_user_password": _CLOUD_ONLY,
+    "admin_user_ssh_key": _CLOUD_ONLY,
+    "vnet_resourcegroup_name": _CLOUD_ONLY,
+    "vnet_name": _CLOUD_ONLY,
+    "subnet_name": _CLOUD_ONLY,
+    "remote_login_port_public_access": _CLOUD_ONLY,
+    "identity_type": _CLOUD_ONLY,
+    "identity_id": _CLOUD_ONLY,
+    "location": "runs on this machine",
+    "enable_node_public_ip": _CLOUD_ONLY,
+}
+
+#: ComputeInstance.provisioning_configuration's, likewise.
+INSTANCE_IGNORED = {
+    "vm_size": "kept as a label; runs use this machine",
+    "ssh_public_access": _CLOUD_ONLY,
+    "admin_user_ssh_public_key": _CLOUD_ONLY,
+    "vnet_resourcegroup_name": _CLOUD_ONLY,
+    "vnet_name": _CLOUD_ONLY,
+    "subnet_name": _CLOUD_ONLY,
+    "assigned_user_object_id": "a local instance belongs to whoever runs runyard",
+    "assigned_user_tenant_id": "a local instance belongs to whoever runs runyard",
+}
+
+#: What the Azure-management methods without a local counterpart say when called (they do nothing).
+NO_LOCAL_MEANING = "an Azure resource setting (quotas, identities, SSO) with no local counterpart"
+
 
 @v1_keywords
 class ComputeTargetProvisioningConfiguration:

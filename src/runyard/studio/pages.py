@@ -17,7 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from runyard.config import local_slots
-from runyard.core.compute_target import slots_of
+from runyard.core.compute_slots import slots_of
 from runyard.core.workspace import Workspace
 from runyard.engine.service import service_info
 from runyard.errors import InvalidInputError
