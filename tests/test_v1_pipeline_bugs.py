@@ -209,6 +209,8 @@ def test_port_data_reference_is_datastore_relative_and_downloads_below_its_path(
     same = step.get_output_data("made")
     assert ref.path_on_datastore == same.path_on_datastore == f"azureml/{step.id}/made"
     assert ref.datastore_name == "workspaceblobstore" and ref.name == "made"
+    assert ref.datastore == sqlite_workspace.get_default_datastore()
+    assert ref.datastore.local_path(ref.path_on_datastore) == Path(ref.local_path)
     assert sorted(step.get_outputs()) == ["made"]
     assert (Path(ref.local_path) / "sub" / "data.txt").is_file()  # runyard's own: the folder in place
     into = tmp_path / "download"

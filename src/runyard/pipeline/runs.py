@@ -19,6 +19,7 @@ from runyard.compat import v1_ignores, v1_keywords
 from runyard.core.context import end_orphan
 from runyard.core.run import RUN_CLASSES, Run
 from runyard.core.run_files import DRIVER_LOG
+from runyard.data.datastore import Datastore
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.engine.service import ensure_running
 from runyard.errors import InvalidInputError, RunFailedError
@@ -192,6 +193,11 @@ class PortDataReference:
     @property
     def datastore_name(self) -> str:
         return self._datastore_name
+
+    @property
+    def datastore(self) -> Datastore:
+        """The datastore the output lives on; `datastore.local_path(path_on_datastore)` is its folder."""
+        return Datastore(self._workspace, self._datastore_name)
 
     @property
     def local_path(self) -> str:
