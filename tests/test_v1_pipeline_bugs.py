@@ -24,7 +24,7 @@ from runyard.core.snapshot import snapshot_files
 from runyard.engine.containment import CONTROL_LOG
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.engine.service import SchedulerService
-from runyard.pipeline import Pipeline, PipelineData, PythonScriptStep, StepRun
+from runyard.pipeline import Pipeline, PipelineData, PipelineRun, PythonScriptStep, StepRun
 from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import RunRecord
 from runyard.store.snapshots import SnapshotStore
@@ -149,7 +149,9 @@ def test_a_scheduler_fault_fails_that_pipeline_with_its_traceback_and_the_schedu
     assert record.status == RunStatus.FAILED
     error = record.data["error"]
     assert error["code"] == "SystemError" and CONTROL_LOG in error["message"], error
-    log = ws.artifacts.fetch(f"runs/{run_id}/{CONTROL_LOG}").read_text()
+    failed = PipelineRun.get(ws, run_id)
+    assert CONTROL_LOG in failed.get_file_names()
+    log = failed.read_log(CONTROL_LOG).decode()
     assert "Traceback (most recent call last)" in log and "AttributeError" in log, log
     assert {r.display_name: r.status for r in ws.store.list_descendants(run_id, recursive=False)} == {
         "write": RunStatus.COMPLETED,
