@@ -11,7 +11,7 @@ import pytest
 
 from conftest import SourceDir, wait_for
 from runyard import Experiment, Run, ScriptRunConfig, Workspace
-from runyard.errors import InvalidInputError
+from runyard.errors import ComputeTargetException, InvalidInputError
 from runyard.status import ACTIVE_STATUSES, RunStatus
 
 LOG_FILES = {
@@ -387,7 +387,9 @@ def test_submit_refuses_things_it_cannot_run(workspace: Workspace, source_dir: S
     exp = Experiment(workspace, "refused")
     with pytest.raises(InvalidInputError, match="ScriptRunConfig"):
         exp.submit("train.py")  # type: ignore[arg-type]
-    with pytest.raises(InvalidInputError, match="compute target"):
+    with pytest.raises(
+        ComputeTargetException, match=r"no compute target 'gpu-cluster'.*ComputeTarget.create"
+    ):
         exp.submit(ScriptRunConfig(source_dir, "train.py", compute_target="gpu-cluster"))
     with pytest.raises(InvalidInputError):
         ScriptRunConfig(source_dir)
