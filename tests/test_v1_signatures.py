@@ -179,7 +179,7 @@ def test_unknown_keyword_suggests_the_right_one(tmp_path: Path) -> None:
     from runyard.v1.core import Workspace
 
     with pytest.raises(TypeError, match="Did you mean 'name'"):
-        Workspace.get(nmae=str(tmp_path / "ws"))
+        Workspace.get(nmae=str(tmp_path / "ws"))  # type: ignore[call-arg]
 
 
 def test_unknown_submit_keyword_for_a_pipeline_is_refused(tmp_path: Path) -> None:
