@@ -78,7 +78,8 @@ def parameters(func: Any) -> list[list[Any]] | None:
     if params and params[0].name == "self":
         params = params[1:]
     return [
-        [p.name, p.kind.name, None if p.default is inspect.Parameter.empty else repr(p.default)] for p in params
+        [p.name, p.kind.name, None if p.default is inspect.Parameter.empty else repr(p.default)]
+        for p in params
     ]
 
 
