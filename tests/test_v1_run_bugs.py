@@ -64,9 +64,9 @@ def test_a_failed_interactive_run_keeps_its_outputs_too(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "outputs").mkdir()
     (tmp_path / "outputs" / "partial.txt").write_text("p")
-    with pytest.raises(RuntimeError):
-        with Experiment(sqlite_workspace, "outs").start_logging(snapshot_directory=None) as run:
-            raise RuntimeError("boom")
+    run = Experiment(sqlite_workspace, "outs").start_logging(snapshot_directory=None)
+    with pytest.raises(RuntimeError), run:
+        raise RuntimeError("boom")
     assert run.get_status() == "Failed"
     assert "outputs/partial.txt" in run.get_file_names()
 
