@@ -90,6 +90,11 @@ class StepRun(Run):
             return
         super().complete(_set_status)
 
+    def fail(  # type: ignore[override]  # v1's StepRun.fail() takes no arguments: runyard's are keywords
+        self, *, error_details: Any = None, error_code: str | None = None, _set_status: bool = True
+    ) -> None:
+        super().fail(error_details=error_details, error_code=error_code, _set_status=_set_status)
+
     def get_reuse_decision(self) -> dict[str, Any]:
         """Whether this step was reused, and in words why (not)."""
         return dict(self._refresh().data.get("reuse", {}))
@@ -246,6 +251,14 @@ def _path_on_datastore(info: dict[str, Any], datastore: str, name: str, local: s
 
 @v1_keywords
 class PipelineRun(Run):
+    def __init__(self, experiment: Experiment, run_id: str) -> None:
+        super().__init__(experiment, run_id)
+
+    def fail(  # type: ignore[override]  # v1's PipelineRun.fail() takes no arguments: runyard's are keywords
+        self, *, error_details: Any = None, error_code: str | None = None, _set_status: bool = True
+    ) -> None:
+        super().fail(error_details=error_details, error_code=error_code, _set_status=_set_status)
+
     @classmethod
     def get(cls, workspace: Workspace, run_id: str) -> PipelineRun:
         run = Run.get(workspace, run_id)
