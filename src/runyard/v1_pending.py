@@ -160,7 +160,6 @@ NAMES: dict[str, Pending] = {
     "*Datastore": DATASETS,
     "DataType": DATASETS,
     "FileEncoding": DATASETS,
-    "PromoteHeadersBehavior": DATASETS,
     "SkipLinesBehavior": DATASETS,
     "HistogramCompareMethod": DATASETS,
     "GlobsOptions": DATASETS,
@@ -196,7 +195,6 @@ NAMES: dict[str, Pending] = {
     "Param": GRAPH_INTERNALS,
     "ParamDef": GRAPH_INTERNALS,
     "DataSource*": GRAPH_INTERNALS,
-    "StepRunOutput": GRAPH_INTERNALS,
     "PipelineStep": GRAPH_INTERNALS,
     "ALL_COMPLETED": SDK_INTERNAL,
     "CommandStep": Pending(

@@ -9,6 +9,7 @@ from runyard.pipeline import (
     StepRun,
     StepSequence,
 )
+from runyard.pipeline.runs import StepRunOutput
 from runyard.v1_pending import module_getattr
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "PipelineRun",
     "PortDataReference",
     "StepRun",
+    "StepRunOutput",
     "StepSequence",
 ]
 __getattr__ = module_getattr(__name__)

@@ -3,6 +3,7 @@
 from runyard.core import Experiment, Run
 from runyard.errors import ActivityFailedException, AzureMLException, ExperimentExecutionException
 from runyard.pipeline import PipelineRun, StepRun
+from runyard.pipeline.runs import StepRunOutput
 from runyard.v1_pending import module_getattr
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "PipelineRun",
     "Run",
     "StepRun",
+    "StepRunOutput",
 ]
 __getattr__ = module_getattr(__name__)
