@@ -194,3 +194,10 @@ def test_unknown_submit_keyword_for_a_pipeline_is_refused(tmp_path: Path) -> Non
     pipeline = Pipeline(ws, [step])
     with pytest.raises(TypeError, match="Did you mean 'pipeline_parameters'"):
         Experiment(ws, "typo").submit(pipeline, pipeline_paramters={"x": 1})
+
+
+def test_unknown_script_run_config_keyword_suggests_the_right_one(tmp_path: Path) -> None:
+    from runyard.v1.core import ScriptRunConfig
+
+    with pytest.raises(TypeError, match="Did you mean 'script'"):
+        ScriptRunConfig(source_directory=str(tmp_path), scirpt="train.py")  # type: ignore[call-arg]
