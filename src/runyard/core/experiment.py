@@ -109,7 +109,9 @@ class Experiment:
 
     def __init__(self, workspace: Workspace, name: str, **kwargs: Any) -> None:
         # v1's private parameters (_skip_name_validation, _id, ...) are accepted and have no use here.
-        check_keywords("Experiment", {k: v for k, v in kwargs.items() if not k.startswith("_")}, [])
+        check_keywords(
+            "Experiment", {k: v for k, v in kwargs.items() if not k.startswith("_")}, ["workspace", "name"]
+        )
         self._workspace = workspace
         self._name = check_experiment_name(name)
         self._id = workspace.store.get_or_create_experiment(name).id

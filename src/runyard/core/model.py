@@ -65,7 +65,21 @@ class Model:
         expand: bool = True,
         **kwargs: Any,
     ) -> None:
-        check_keywords("Model", {k: v for k, v in kwargs.items() if not k.startswith("_")}, [])
+        check_keywords(
+            "Model",
+            {k: v for k, v in kwargs.items() if not k.startswith("_")},
+            [
+                "workspace",
+                "name",
+                "id",
+                "tags",
+                "properties",
+                "version",
+                "run_id",
+                "model_framework",
+                "expand",
+            ],
+        )
         if id is not None:
             name, _sep, ver = id.partition(":")
             if ver and not ver.isdigit():

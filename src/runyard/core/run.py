@@ -7,6 +7,7 @@ A Run object is a thin handle: its state lives in the store and is re-read when 
 from __future__ import annotations
 
 import builtins
+import inspect
 import sys
 import time
 import uuid
@@ -57,13 +58,12 @@ def _private(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if not k.startswith("_")}
 
 
-@v1_keywords
 class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin):
     """A handle on one run. `id` and `experiment` are read-only properties, as in v1."""
 
     @v1_ignores(outputs="a run looked up by id has no local outputs folder; start_logging(outputs=) has one")
     def __init__(self, experiment: Experiment, run_id: str, outputs: Any = None, **kwargs: Any) -> None:
-        check_keywords("Run", _private(kwargs), [])
+        check_keywords("Run", _private(kwargs), ["experiment", "run_id", "outputs"])
         self._experiment = experiment
         self.workspace: Workspace = experiment.workspace
         self._id = run_id
@@ -439,7 +439,10 @@ class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin):
         """Register a file or folder stored with this run (e.g. 'outputs/model.pkl') as a model version."""
         from runyard.core.model import Model
 
-        check_keywords("Run.register_model", _private(kwargs), [])
+        named = inspect.signature(Run.register_model).parameters
+        check_keywords(
+            "Run.register_model", _private(kwargs), [n for n in named if n not in ("self", "kwargs")]
+        )
         return Model._register_from_run(
             self, model_name, model_path or model_name, tags, properties, description, model_framework
         )
@@ -460,3 +463,16 @@ class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin):
             self.complete()
         else:
             self.fail(exc)
+
+
+def _v1_keywords_on_run() -> None:
+    """The mixins' public methods become Run's own, so a mistyped keyword names `Run.<method>` and gets
+    its "Did you mean" like the rest."""
+    for mixin in (RunFilesMixin, RunLoggingMixin, RunSnapshotMixin):
+        for attr, value in vars(mixin).items():
+            if not attr.startswith("_") and inspect.isfunction(value) and attr not in vars(Run):
+                setattr(Run, attr, value)
+    v1_keywords(Run)
+
+
+_v1_keywords_on_run()
