@@ -8,4 +8,5 @@ import sys
 
 from runyard.v1_imports import run_script
 
-run_script(sys.argv[1:])
+if __name__ == "__main__":  # not when a tool imports every module of runyard.v1
+    run_script(sys.argv[1:])
