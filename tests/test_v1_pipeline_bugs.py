@@ -24,6 +24,7 @@ from runyard.core.snapshot import snapshot_files
 from runyard.engine.containment import CONTROL_LOG
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.engine.service import SchedulerService
+from runyard.errors import InvalidInputError
 from runyard.pipeline import Pipeline, PipelineData, PipelineRun, PythonScriptStep, StepRun
 from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import RunRecord
@@ -202,7 +203,7 @@ def test_port_data_reference_is_datastore_relative_and_downloads_below_its_path(
     sqlite_workspace: Workspace, tmp_path: Path
 ) -> None:
     src = SourceDir(tmp_path / "src").gen({"write.py": WRITES})
-    made = PipelineData("made")
+    made = PipelineData("made", pipeline_output_name="final_data")
     write = PythonScriptStep("write.py", name="write", arguments=[made], outputs=[made], source_directory=src)
     run = Pipeline(sqlite_workspace, [write]).submit("port-data", show_output=False)
     assert run.wait_for_completion(show_output=False, timeout_seconds=60) == "Finished"
@@ -211,6 +212,9 @@ def test_port_data_reference_is_datastore_relative_and_downloads_below_its_path(
     same = step.get_output_data("made")
     assert ref.path_on_datastore == same.path_on_datastore == f"azureml/{step.id}/made"
     assert ref.datastore_name == "workspaceblobstore" and ref.name == "made"
+    assert run.get_pipeline_output("final_data").path_on_datastore == ref.path_on_datastore
+    with pytest.raises(InvalidInputError, match="has no pipeline output 'nope'; it has \\['final_data'\\]"):
+        run.get_pipeline_output("nope")
     assert ref.datastore == sqlite_workspace.get_default_datastore()
     assert ref.datastore.local_path(ref.path_on_datastore) == Path(ref.local_path)
     assert sorted(step.get_outputs()) == ["made"]

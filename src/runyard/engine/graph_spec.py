@@ -95,6 +95,16 @@ class OutputSpec(_Frozen):
     datastore: SafeName
     destination: str | None = None
     overwrite: bool = False
+    #: v1's PipelineData(pipeline_output_name=...): the name PipelineRun.get_pipeline_output() finds it by.
+    pipeline_output: SafeName | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_pipeline_output(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Most outputs have no pipeline-level name; their JSON stays as it always was."""
+        out = handler(self)
+        if out.get("pipeline_output") is None:
+            out.pop("pipeline_output", None)
+        return dict(out)
 
     @model_validator(mode="after")
     def _destination_stays_inside(self) -> OutputSpec:

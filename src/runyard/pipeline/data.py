@@ -83,6 +83,7 @@ class _OutputData:
     destination: tuple[Any, str] | None
     overwrite: bool
     _datastore: Any = None
+    pipeline_output_name: str | None = None  # PipelineData only: PipelineRun.get_pipeline_output's key
     _producer: Any = None  # the step that writes it (set by the step), so resolve_closure can find it
 
     @property
@@ -110,7 +111,6 @@ class PipelineData(_OutputData):
     @v1_ignores(
         output_path_on_compute="a step writes straight into the output's folder, whose path it receives",
         is_directory="an output is always a folder",
-        pipeline_output_name="pipeline-level outputs arrive with published pipelines (issue 15)",
         training_output="AutoML and HyperDrive steps are not available",
     )
     def __init__(
@@ -134,6 +134,11 @@ class PipelineData(_OutputData):
         self.mode = output_mode
         self._datastore = datastore
         self._data_type = data_type
+        self.pipeline_output_name = (
+            None
+            if pipeline_output_name is None
+            else _check_data_name(pipeline_output_name, "pipeline_output")
+        )
         self.destination = None
         self.overwrite = bool(output_overwrite)
 

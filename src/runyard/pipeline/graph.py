@@ -87,6 +87,7 @@ def compile_graph(
 
     parameters: dict[str, Any] = {}
     sources: dict[str, list[str]] = {}
+    pipeline_outputs: list[str] = []
     graph_steps = []
     for step in steps:
         source = Path(step.source_directory or default_source_directory or ".").expanduser().resolve()
@@ -124,9 +125,13 @@ def compile_graph(
                 "datastore": _datastore_name(d),
                 "destination": d.destination[1] if d.destination else None,
                 "overwrite": d.overwrite,
+                **({"pipeline_output": d.pipeline_output_name} if d.pipeline_output_name else {}),
             }
             for d in data_produced_by(step)
         ]
+        for d in data_produced_by(step):
+            if d.pipeline_output_name:
+                pipeline_outputs.append(d.pipeline_output_name)
         own = {id(d) for d in data_produced_by(step)}
         arguments: list[dict[str, Any]] = []
         for arg in step.arguments:
@@ -167,6 +172,11 @@ def compile_graph(
                 "allow_reuse": step.allow_reuse,
                 "version": step.version,
             }
+        )
+
+    for name in sorted({n for n in pipeline_outputs if pipeline_outputs.count(n) > 1}):
+        errors.append(
+            f"Two outputs have pipeline_output_name {name!r}; pipeline output names must be unique."
         )
 
     for shared, users in sources.items():

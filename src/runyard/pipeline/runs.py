@@ -193,6 +193,29 @@ class PipelineRun(Run):
         """The graph this run executes (plain dict, the same JSON the scheduler and studio read)."""
         return dict(self._record.data["graph"])
 
+    def get_pipeline_output(self, pipeline_output_name: str) -> PortDataReference:
+        """The output declared with PipelineData(..., pipeline_output_name=...), once its step completed."""
+        for step in self.get_graph()["steps"]:
+            for output in step["outputs"]:
+                if output.get("pipeline_output") == pipeline_output_name:
+                    found = self.find_step_run(step["name"])
+                    if not found or output["name"] not in found[0].get_outputs():
+                        raise InvalidInputError(
+                            f"Pipeline output {pipeline_output_name!r} (output {output['name']!r} of step "
+                            f"{step['name']!r}) has not been written yet; wait_for_completion() first."
+                        )
+                    return found[0].get_output_data(output["name"])
+        names = sorted(
+            o["pipeline_output"]
+            for s in self.get_graph()["steps"]
+            for o in s["outputs"]
+            if o.get("pipeline_output")
+        )
+        raise InvalidInputError(
+            f"Pipeline run {self.id} has no pipeline output {pipeline_output_name!r}; it has {names or 'none'}. "
+            "Declare one with PipelineData(name, pipeline_output_name=...)."
+        )
+
     def get_parameters(self) -> dict[str, Any]:
         return dict(self._record.data.get("parameters", {}))
 
