@@ -10,7 +10,9 @@ noticed at once instead of at the next poll.
 
 Trust (docs/security.md): a scheduler touches only pipeline runs placed on its own workspace identity
 and a target it serves, runs them only when their submitter may use that target, and fails a run it
-cannot parse instead of dying on it (engine/placement.py, engine/execution.py).
+cannot parse instead of dying on it (engine/placement.py, engine/execution.py). Any other fault while
+handling one pipeline run fails that run alone, with the traceback in its control log
+(engine/containment.py).
 """
 
 from __future__ import annotations
