@@ -248,9 +248,6 @@ METHODS: dict[str, Pending] = {
     ),
     "PipelineRun.publish_pipeline": PUBLISHING,
     "PipelineRun.get_pipeline_runs": PUBLISHING,
-    "PipelineRun.get_pipeline_output": Pending(
-        None, "use pipeline_run.find_step_run(name)[0].get_output_data(output)"
-    ),
     "PipelineRun.save": Pending(None, "v1's pipeline YAML format"),
     "Pipeline.load_yaml": Pending(None, "v1's pipeline YAML format"),
     "Pipeline.publish": PUBLISHING,
