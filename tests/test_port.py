@@ -202,3 +202,14 @@ def test_unreadable_files_are_reported(tmp_path: Path) -> None:
     assert "broken.ipynb: cannot be read as a notebook" in result.stderr
     assert "bad.py: cannot be read as Python source" in result.stderr
     assert os.path.getsize(tmp_path / "broken.ipynb") == len("{not json")
+
+
+def test_a_linked_file_is_ported_once_through_its_link(tmp_path: Path) -> None:
+    real = tmp_path / "real.py"
+    real.write_text("import azureml.core\n")
+    (tmp_path / "link.py").symlink_to(real)
+    result = run_cli("port", "--write", str(tmp_path), str(real))
+    assert result.returncode == 0, result.stderr
+    assert "Ported 1 of 1 file (1 rewrite)" in result.stdout
+    assert (tmp_path / "link.py").is_symlink()
+    assert real.read_text() == "import runyard.v1.core\n"

@@ -48,7 +48,9 @@ class FileResult:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder and rename it over `path` (keeping its mode)."""
+    """Write through a temporary file in the same folder and rename it over `path` (keeping its mode).
+    A symbolic link stays a link: its target is what is rewritten."""
+    path = path.resolve()
     mode = path.stat().st_mode & 0o7777
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".port")
     try:
@@ -72,17 +74,18 @@ def find_files(paths: Iterable[Path]) -> Iterator[Path]:
         raise InvalidInputError(
             f"No such file or folder: {', '.join(missing)}. Give the .py files, notebooks or folders to port."
         )
+    seen: set[Path] = set()
     for path in paths:
-        if path.is_file():
-            yield path
-            continue
+        found = [path] if path.is_file() else []
         for root, dirs, files in os.walk(path):
             dirs[:] = sorted(
                 d for d in dirs if d not in SKIP_DIRS and not (Path(root) / d / "pyvenv.cfg").exists()
             )
-            for name in sorted(files):
-                if name.endswith(SUFFIXES):
-                    yield Path(root) / name
+            found.extend(Path(root) / name for name in sorted(files) if name.endswith(SUFFIXES))
+        for file in found:
+            if file.resolve() not in seen:  # a file named twice (or through a link) is ported once
+                seen.add(file.resolve())
+                yield file
 
 
 def _diff(old: str, new: str, label: str) -> str:
