@@ -7,6 +7,7 @@ exception, and a record sent straight to the server is refused for the same reas
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -69,6 +70,10 @@ def validate_compute_target(record: ComputeTargetRecord) -> None:
             f"max_nodes ({record.max_nodes}) is smaller than min_nodes ({record.min_nodes}); "
             "give max_nodes >= min_nodes."
         )
+    if isinstance(record.created_time, bool) or not (
+        isinstance(record.created_time, int | float) and math.isfinite(record.created_time)
+    ):
+        raise ComputeTargetException(f"created_time must be a finite number, got {record.created_time!r}.")
     check_json("The compute target's data", record.data)
 
 
