@@ -10,17 +10,16 @@ import builtins
 import inspect
 import sys
 import time
-import uuid
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from runyard.compat import check_keywords, v1_ignores, v1_keywords
-from runyard.core.processes import identity, process_state
+from runyard.core.processes import process_state
+from runyard.core.run_children import RunChildrenMixin
 from runyard.core.run_files import JOB_POST, RunFilesMixin
 from runyard.core.run_logging import RunLoggingMixin
-from runyard.core.run_snapshots import OUTPUTS_KEY, RunSnapshotMixin
+from runyard.core.run_snapshots import RunSnapshotMixin
 from runyard.core.run_values import (  # noqa: F401  (re-exported: other modules import them from here)
     INTERACTIVE_RUN_TYPE,
     MAX_ID_BYTES,
@@ -58,7 +57,7 @@ def _private(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if not k.startswith("_")}
 
 
-class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin):
+class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin, RunChildrenMixin):
     """A handle on one run. `id` and `experiment` are read-only properties, as in v1."""
 
     @v1_ignores(outputs="a run looked up by id has no local outputs folder; start_logging(outputs=) has one")
@@ -359,60 +358,9 @@ class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin):
         request_cancel(self)
         self._refresh()
 
-    # -- children -------------------------------------------------------------------------------
-    def child_run(self, name: str | None = None, run_id: str | None = None, outputs: Any = None) -> Run:
-        """Create and start a child run in the same experiment, owned by this process: if the process dies
-        before completing it, whoever waits on it marks it Failed instead of waiting forever. An `outputs`
-        folder is uploaded as the child's outputs/ when it ends, as in v1."""
-        data: dict[str, Any] = {"owner": identity()}
-        if outputs is not None:
-            data[OUTPUTS_KEY] = str(Path(outputs).expanduser().resolve())
-        return self.experiment._create_run(
-            run_id=run_id or str(uuid.uuid4()),
-            run_type=self.type,
-            parent_id=self.id,
-            display_name=name,
-            status=RunStatus.RUNNING,
-            target=self._record.target,
-            data=data,
-        )
-
-    def create_children(
-        self,
-        count: int | None = None,
-        tag_key: str | None = None,
-        tag_values: builtins.list[str] | None = None,
-    ) -> builtins.list[Run]:
-        if (count is None) == (tag_key is None or tag_values is None):
-            raise InvalidInputError("create_children: pass either count, or both tag_key and tag_values.")
-        total = count if count is not None else len(tag_values or [])
-        if total > 100:
-            raise InvalidInputError(f"create_children: at most 100 children per call, asked for {total}.")
-        children = []
-        for index in range(total):
-            child = self.child_run()
-            if count is not None:
-                child.tag("azureml.batch_child_number", str(index))
-            else:
-                child.tag(tag_key, (tag_values or [])[index])  # type: ignore[arg-type]
-            children.append(child)
-        return children
-
-    def get_children(
-        self,
-        recursive: bool = False,
-        tags: Any = None,
-        properties: Any = None,
-        type: str | None = None,
-        status: str | None = None,
-        _rehydrate_runs: bool = True,
-    ) -> Iterator[Run]:
-        from runyard.core.experiment import matches_filters
-
-        for record in self.workspace.store.list_descendants(self.id, recursive):
-            run = Run._from_record(self.workspace, record)
-            if matches_filters(run, tags=tags, properties=properties, type=type, status=status):
-                yield run
+    # -- children (child_run, create_children, get_children: core/run_children.py) ---------------
+    def _wrap(self, record: RunRecord) -> Run:
+        return Run._from_record(self.workspace, record)
 
     @v1_ignores(
         model_framework_version="the registry records the framework's name only",
@@ -468,7 +416,7 @@ class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin):
 def _v1_keywords_on_run() -> None:
     """The mixins' public methods become Run's own, so a mistyped keyword names `Run.<method>` and gets
     its "Did you mean" like the rest."""
-    for mixin in (RunFilesMixin, RunLoggingMixin, RunSnapshotMixin):
+    for mixin in (RunFilesMixin, RunLoggingMixin, RunSnapshotMixin, RunChildrenMixin):
         for attr, value in vars(mixin).items():
             if not attr.startswith("_") and inspect.isfunction(value) and attr not in vars(Run):
                 setattr(Run, attr, value)

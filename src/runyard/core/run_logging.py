@@ -76,7 +76,15 @@ class RunLoggingMixin:
         def _check_writable(self, action: str) -> None: ...
         def _artifact(self, name: str) -> str: ...
         def upload_file(self, name: str, path_or_stream: Any, datastore_name: str | None = None) -> None: ...
-        def get_children(self, recursive: bool = False) -> Iterator[Run]: ...
+        def get_children(
+            self,
+            recursive: bool = False,
+            tags: Any = None,
+            properties: Any = None,
+            type: str | None = None,
+            status: str | None = None,
+            _rehydrate_runs: bool = True,
+        ) -> Iterator[Run]: ...
 
     def _add(self, name: str, kind: str, fields: dict[str, Any], step: int | None = None) -> None:
         m.writer_for(self.workspace.store).add(self.id, name, kind, fields, step)
