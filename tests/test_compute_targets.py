@@ -296,6 +296,30 @@ def test_deleting_a_target_fails_the_runs_waiting_for_it(
     busy.wait_for_completion(raise_on_error=True)  # a run that started finishes
 
 
+def test_a_run_canceled_while_queued_never_starts(sqlite_workspace: Workspace, source_dir: SourceDir) -> None:
+    ComputeTarget.create(sqlite_workspace, "one", AmlCompute.provisioning_configuration(max_nodes=1))
+    release = source_dir.path / "release"
+    source_dir.gen({"hold.py": HOLD_SCRIPT, "mark.py": "open('started', 'w').close()\n"})
+    exp = Experiment(sqlite_workspace, "slots")
+    busy = exp.submit(
+        ScriptRunConfig(str(source_dir), "hold.py", arguments=[str(release)], compute_target="one")
+    )
+    wait_for(lambda: sqlite_workspace.store.get_run(busy.id).status == RunStatus.RUNNING, timeout=30)
+    queued = exp.submit(ScriptRunConfig(str(source_dir), "mark.py", compute_target="one"))
+    wait_for(lambda: sqlite_workspace.store.get_run(queued.id).data.get("queuedBecause"), timeout=30)
+    queued.cancel()
+    assert queued.wait_for_completion()["status"] == "Canceled"
+    files = queued.get_file_names()
+    assert not any(name.endswith("70_driver_log.txt") for name in files), files  # the script never ran
+    prep = [n for n in files if "65_job_prep" in n]
+    assert prep, files
+    log = Path(sqlite_workspace.artifacts.local_path(f"runs/{queued.id}/{prep[0]}")).read_text()
+    assert "canceled while it waited for a slot on 'one'" in log
+    assert sqlite_workspace.store.get_run(busy.id).status == RunStatus.RUNNING
+    release.touch()
+    busy.wait_for_completion(raise_on_error=True)
+
+
 # -- through a real server ---------------------------------------------------------------------------
 
 
