@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SourceDir
 from runyard import Experiment, Model, Run, Workspace
 from runyard.compat import V1ParameterIgnored
-from runyard.errors import MetricValueError, ModelNotFound, RunEnvironmentException
+from runyard.errors import InvalidInputError, MetricValueError, ModelNotFound, RunEnvironmentException
 
 
 def _run(ws: Workspace, name: str = "sig") -> Run:
@@ -103,3 +104,24 @@ def test_download_files_honours_timeout_seconds(sqlite_workspace: Workspace, tmp
         run.download_files(output_directory=str(tmp_path / "out"), timeout_seconds=-1)
     assert len(run.download_files(output_directory=str(tmp_path / "out"), timeout_seconds=60)) == 3
     run.complete()
+
+
+def test_list_by_compute_and_clean(sqlite_workspace: Workspace, source_dir: SourceDir) -> None:
+    from runyard import ScriptRunConfig
+    from runyard.core.compute_target import ComputeTarget
+
+    source_dir.gen({"train.py": "print('ok')\n"})
+    run = Experiment(sqlite_workspace, "bycompute").submit(ScriptRunConfig(source_dir, "train.py"))
+    interactive = _run(sqlite_workspace)  # target 'local' too
+    with pytest.raises(InvalidInputError, match="has not ended"):
+        interactive.clean()
+    interactive.complete()
+    run.wait_for_completion()
+    local = ComputeTarget(sqlite_workspace, "local")
+    assert {r.id for r in Run.list_by_compute(local)} == {run.id, interactive.id}
+    assert [r.id for r in Run.list_by_compute(local, type="azureml.scriptrun")] == [run.id]
+    with pytest.raises(InvalidInputError, match="compute target object"):
+        list(Run.list_by_compute("local"))
+    (sqlite_workspace.work_dir / run.id).mkdir(parents=True)  # as RUNYARD_KEEP_WORK=1 leaves it
+    run.clean()
+    assert not (sqlite_workspace.work_dir / run.id).exists()

@@ -122,6 +122,29 @@ class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin, RunChildrenMixin):
             type=type, tags=tags, properties=properties, include_children=include_children, status=status
         )
 
+    @classmethod
+    def list_by_compute(
+        cls,
+        compute: Any,
+        type: str | None = None,
+        tags: Any = None,
+        properties: Any = None,
+        status: Any = None,
+    ) -> Iterator[Run]:
+        """Runs on a compute target (a ComputeTarget object: its workspace is searched), newest first."""
+        from runyard.core.experiment import matches_filters
+
+        workspace, name = getattr(compute, "workspace", None), getattr(compute, "name", None)
+        if workspace is None or name is None:
+            raise InvalidInputError(
+                f"Run.list_by_compute: pass a compute target object (ComputeTarget(ws, name)), not {compute!r}."
+            )
+        for record in workspace.store.list_runs():
+            if record.target == name:
+                run = Run._from_record(workspace, record)
+                if matches_filters(run, tags=tags, properties=properties, type=type, status=status):
+                    yield run
+
     # -- identity -------------------------------------------------------------------------------
     @property
     def id(self) -> str:

@@ -8,15 +8,18 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import shutil
 import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from runyard.errors import InvalidInputError, NotFoundError, RunyardError
+from runyard.status import TERMINAL_STATUSES
 from runyard.store.artifacts import clean_relpath
 
 if TYPE_CHECKING:
     from runyard.core.workspace import Workspace
+    from runyard.store import RunRecord
 
 LOG_DIR = "azureml-logs"
 DRIVER_LOG = f"{LOG_DIR}/70_driver_log.txt"
@@ -47,6 +50,8 @@ class RunFilesMixin:
 
         @property
         def id(self) -> str: ...
+
+        def _refresh(self) -> RunRecord: ...
 
     @property
     def _prefix(self) -> str:
@@ -95,6 +100,16 @@ class RunFilesMixin:
             raise InvalidInputError(f"upload_folder: {src} is not a folder.")
         written = self.workspace.artifacts.put_dir(self._artifact(name), src)
         return [w[len(self._prefix) + 1 :] for w in written]
+
+    def clean(self) -> None:
+        """Remove what the run left on its compute target: its working copy (kept only with
+        RUNYARD_KEEP_WORK=1 or after an interrupted job). Its stored files stay."""
+        if self._refresh().status not in TERMINAL_STATUSES:
+            raise InvalidInputError(
+                f"run.clean(): run {self.id} has not ended; its working copy is in use. Wait for it "
+                "(run.wait_for_completion()) or cancel it first."
+            )
+        shutil.rmtree(self.workspace.work_dir / self.id, ignore_errors=True)
 
     def get_file_names(self) -> list[str]:
         """Every file stored with the run, e.g. ['azureml-logs/70_driver_log.txt', 'outputs/model.pkl']."""
