@@ -263,6 +263,11 @@ class Experiment:
             if matches_filters(run, tags=tags, properties=properties, type=type, status=status):
                 yield run
 
+    @classmethod
+    def get_docs_url(cls) -> str:
+        """v1's reference page for Experiment (runyard keeps its names and semantics)."""
+        return "https://learn.microsoft.com/python/api/azureml-core/azureml.core.experiment.experiment"
+
     def get_portal_url(self) -> str:
         return f"{self.workspace.studio_url}/experiments/{self.name}"
 

@@ -298,6 +298,11 @@ class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin, RunChildrenMixin):
     def get_portal_url(self) -> str:
         return f"{self.workspace.studio_url}/runs/{self.id}"
 
+    @classmethod
+    def get_docs_url(cls) -> str:
+        """v1's reference page for Run (runyard keeps its names and semantics)."""
+        return "https://learn.microsoft.com/python/api/azureml-core/azureml.core.run.run"
+
     def wait_for_completion(
         self, show_output: bool = False, wait_post_processing: bool = False, raise_on_error: bool = True
     ) -> dict[str, Any]:
