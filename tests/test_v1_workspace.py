@@ -146,6 +146,8 @@ def test_create_with_a_v1_name_makes_the_projects_workspace(
         Workspace.create("ws-one")
     assert Workspace.create("ws-one", exist_ok=True) == ws
     assert Workspace.get(ws.path).location == "eastus"  # recorded, not only on the object
+    Workspace.create("ws-quiet", path=project / "quiet", show_output=False)
+    assert "ws-quiet" not in capsys.readouterr().err
 
 
 def test_create_keeps_runyards_folder_forms(project: Path, tmp_path: Path) -> None:

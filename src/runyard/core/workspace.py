@@ -161,7 +161,8 @@ class Workspace(WorkspaceV1):
         `name` is a folder when it is a Path, contains a path separator, starts with '.' or '~', or ends
         with '.runyard' (runyard's `Workspace.create(".runyard")`); any other string is a v1 workspace
         name, created as the current project's local workspace (the one `Workspace(sub, rg, name)` opens;
-        `./.runyard` when there is none) with the Azure names recorded. `path=` puts it elsewhere."""
+        `./.runyard` when there is none) with the Azure names recorded. `path=` puts it elsewhere;
+        `show_output=False` leaves out the line that says where it is."""
         settings: dict[str, Any] = {
             "tracking_uri": tracking_uri,
             "artifact_root": artifact_root,
@@ -185,7 +186,7 @@ class Workspace(WorkspaceV1):
         if created:
             ws.store  # noqa: B018 - create the schema now, so later concurrent openers find it ready
         if wanted is not None:
-            ws._adopt(wanted)
+            ws._adopt(wanted, quiet=not show_output)
         return ws
 
     @classmethod
