@@ -60,7 +60,7 @@ class ScriptRunConfig:
         if run_config is not None and not isinstance(run_config, RunConfiguration):
             raise InvalidInputError(
                 f"run_config must be a RunConfiguration, got {type(run_config).__name__}. Build one with "
-                "RunConfiguration() (from runyard import RunConfiguration), or pass compute_target= and "
+                "RunConfiguration() (from runyard.v1.core.runconfig), or pass compute_target= and "
                 "environment= directly."
             )
         self.run_config = run_config if run_config is not None else RunConfiguration()
