@@ -36,22 +36,31 @@ def _env_spec(environment: Any) -> dict[str, Any]:
 def collect_steps(steps: list[Any], resolve_closure: bool) -> list[PythonScriptStep]:
     """Flatten StepSequences; with resolve_closure (v1's default), pull in every predecessor of the
     listed steps, as v1 does: producers of the data they consume and steps they `run_after`,
-    transitively (issue 11, bug 4: `Pipeline(ws, [last_step])`)."""
+    transitively (issue 11, bug 4: `Pipeline(ws, [last_step])`). A pulled-in step comes just before
+    the first step that needs it, so the graph (and every listing of its steps) reads in run order."""
     flat: list[PythonScriptStep] = []
     for item in steps:
         for step in getattr(item, "steps", [item]):
             if step not in flat:
                 flat.append(step)
-    if resolve_closure:
-        frontier = list(flat)
-        while frontier:
-            step = frontier.pop()
-            before = [b.data._producer for b in data_consumed_by(step)] + list(step._run_after)
-            for producer in before:
-                if producer is not None and producer not in flat:
-                    flat.append(producer)
-                    frontier.append(producer)
-    return flat
+    if not resolve_closure:
+        return flat
+    ordered: list[PythonScriptStep] = []
+    visiting: list[PythonScriptStep] = []  # a cycle is reported by compile_graph, not followed here
+
+    def visit(step: PythonScriptStep) -> None:
+        if step in ordered or step in visiting:
+            return
+        visiting.append(step)
+        for before in [b.data._producer for b in data_consumed_by(step)] + list(step._run_after):
+            if before is not None and before not in flat:
+                visit(before)
+        visiting.remove(step)
+        ordered.append(step)
+
+    for step in flat:
+        visit(step)
+    return ordered
 
 
 def compile_graph(
