@@ -251,3 +251,20 @@ def test_a_mistyped_submit_keyword_is_a_type_error_with_a_suggestion(
             pipeline, credential_passthrough=True, show_output=False
         )
     assert run.wait_for_completion(show_output=False, timeout_seconds=60) == "Finished"
+
+
+def test_parent_run_id_makes_the_pipeline_run_a_child_of_a_run_of_its_experiment(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    src = SourceDir(tmp_path / "src").gen({"read.py": READS})
+    pipeline = Pipeline(
+        sqlite_workspace, [PythonScriptStep("read.py", arguments=["."], source_directory=src)]
+    )
+    parent = Experiment(sqlite_workspace, "with-parent").start_logging()
+    with pytest.raises(InvalidInputError, match="can only be the child of a run of that experiment"):
+        pipeline.submit("elsewhere", parent_run_id=parent.id, show_output=False)
+    run = pipeline.submit("with-parent", parent_run_id=parent.id, show_output=False)
+    assert run.wait_for_completion(show_output=False, timeout_seconds=60) == "Finished"
+    assert run.parent is not None and run.parent.id == parent.id
+    assert [child.id for child in parent.get_children()] == [run.id]
+    parent.complete()
