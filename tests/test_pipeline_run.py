@@ -232,9 +232,7 @@ def test_mount_outputs_exist_before_the_script_and_are_written_in_place(
     assert "EXISTS True [] SAME True" in log
     written_to = log.split("WROTE ")[1].splitlines()[0]
     recorded = step_run(run, "writer").get_output_data("direct")
-    assert (
-        written_to == recorded.local_path
-    )  # mount mode: no scratch copy, the datastore folder itself
+    assert written_to == recorded.local_path  # mount mode: no scratch copy, the datastore folder itself
     assert (Path(written_to) / "result.txt").read_text() == "done"
 
 
