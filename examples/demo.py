@@ -98,7 +98,7 @@ def main() -> None:
     )
 
     train = third.find_step_run("train")[0]
-    model_dir = train.get_output_data("model").path_on_datastore
+    model_dir = train.get_output_data("model").local_path
     console.print(
         f"\nThe train step logged {len(train.get_metrics()['loss'])} loss values; its model is in {model_dir}"
     )

@@ -421,3 +421,35 @@ def test_upgrade_from_0007_adds_the_table(tmp_path: Path) -> None:
     ComputeTarget.create(ws, "cpu", AmlCompute.provisioning_configuration(max_nodes=2))
     assert [t.name for t in store.list_compute_targets()] == ["cpu"]
     assert os.path.exists(tmp_path / "old.db")
+
+
+def test_pipeline_steps_share_their_targets_slots(
+    sqlite_workspace: Workspace, source_dir: SourceDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two independent steps on a one-node cluster run one after the other; the scheduler's own pool
+    (4 here) is not what holds the second back, the cluster's is."""
+    from runyard.pipeline import Pipeline, PythonScriptStep
+
+    monkeypatch.setenv("RUNYARD_LOCAL_SLOTS", "4")
+    source_dir.gen(
+        {
+            "span.py": "import sys, time\nfrom runyard import Run\nrun = Run.get_context()\n"
+            "run.log('start', time.time())\ntime.sleep(float(sys.argv[1]))\nrun.log('end', time.time())\n"
+        }
+    )
+    cluster = sample_pattern(sqlite_workspace, "one", max_nodes=1)
+    steps = [
+        PythonScriptStep(
+            name=f"s{i}",
+            script_name="span.py",
+            arguments=["1.5"],
+            source_directory=str(source_dir),
+            compute_target=cluster,
+            allow_reuse=False,
+        )
+        for i in range(2)
+    ]
+    run = Experiment(sqlite_workspace, "slot-steps").submit(Pipeline(sqlite_workspace, steps))
+    run.wait_for_completion(raise_on_error=True)
+    spans = sorted((m["start"], m["end"]) for m in (s.get_metrics() for s in run.get_steps()))
+    assert spans[1][0] >= spans[0][1], f"steps on a one-node cluster overlapped: {spans}"

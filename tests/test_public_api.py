@@ -15,10 +15,15 @@ def test_top_level_names_are_pinned() -> None:
     assert sorted(runyard.__all__) == sorted(
         [
             "ActivityFailedException",
+            "AmlCompute",
+            "ComputeTarget",
+            "ComputeTargetException",
+            "Datastore",
             "Experiment",
             "Model",
             "ModelNotFoundException",
             "Run",
+            "RunConfiguration",
             "RunStatus",
             "RunyardError",
             "ScriptRunConfig",

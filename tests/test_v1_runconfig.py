@@ -218,11 +218,6 @@ def test_outputs_that_cannot_be_written_are_refused_before_the_run(
     assert json.loads((Path(sqlite_workspace.path) / "config.json").read_text())  # workspace untouched
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compute/supervisor.py must pass runDefinition['environmentVariables'] to ProcessJob.spawn "
-    "(change requested from the lead); remove this marker once it does",
-)
 def test_environment_variables_reach_the_script(sqlite_workspace: Workspace, source_dir: SourceDir) -> None:
     source_dir.gen(
         {

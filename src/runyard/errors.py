@@ -15,6 +15,7 @@
     │   └── RunFinishedError
     ├── AuthError                the server refused the token (= AuthenticationException)
     ├── ActivityFailedException  a run ended Failed ── RunFailedError (raise_on_error=True)
+    ├── TransferTimeout          upload_files / download_files ran past timeout_seconds
     ├── WorkspaceException, ProjectSystemException, ExperimentExecutionException,
     │   RunEnvironmentException, SnapshotException, TrainingException   (v1's names, see below)
     └── StoreError               the database or artifact store could not do its job
@@ -200,6 +201,10 @@ class RunFailedError(ActivityFailedException):
         self.error = error or {}
         message = self.error.get("message", "no error message was recorded")
         super().__init__(f"Run {run_id} failed: {message}\nRead the whole log with `runyard logs {run_id}`.")
+
+
+class TransferTimeout(RunyardError, TimeoutError):
+    """upload_files / download_files ran past their timeout_seconds; files already moved stay moved."""
 
 
 class StoreError(RunyardError):

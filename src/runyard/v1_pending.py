@@ -55,7 +55,6 @@ GRAPH_INTERNALS = Pending(
     None, "v1's internal pipeline-graph classes; runyard builds its own graph from the steps"
 )
 AUTOML = Pending(None, "automated ML and HyperDrive tuning are Azure services with no local counterpart")
-ALIGNING = Pending(11, "v1 has this property; it is being added while classes are aligned to v1 in issue 11")
 
 NAMES: dict[str, Pending] = {
     # Credentials and Azure plumbing.
@@ -219,7 +218,6 @@ NAMES: dict[str, Pending] = {
 }
 
 METHODS: dict[str, Pending] = {
-    "Workspace.compute_targets": ALIGNING,
     # Azure resource management.
     "Workspace.*private_endpoint*": Pending(None, f"private endpoints: {AZURE}"),
     "Workspace.*key*": Pending(None, f"storage and Key Vault keys: {AZURE}"),
@@ -232,17 +230,12 @@ METHODS: dict[str, Pending] = {
     ),
     "Workspace.*": Pending(None, AZURE),
     "*.identity": Pending(None, f"managed identities: {AZURE}"),
-    "*.get_docs_url": Pending(None, "links to Azure documentation"),
     "Experiment.*tag*": Pending(None, "experiment tags are not stored by runyard yet; tag runs instead"),
     "Experiment.*": Pending(
         None, "archiving, deleting and re-reading experiments: runyard keeps every experiment"
     ),
     "*Run.add_type_provider": SDK_INTERNAL,
-    "*Run.clean": Pending(
-        None, "v1 local runs left files in the source folder; runyard jobs run in their own folder"
-    ),
     "*Run.get_secret*": Pending(None, f"Azure Key Vault secrets: {AZURE}"),
-    "*Run.list_by_compute": Pending(None, "list runs with Experiment.get_runs() or `runyard runs list`"),
     "*Run.submit_child": Pending(
         None, "submitting a job from inside a job; use run.child_run() for logged children"
     ),

@@ -40,6 +40,11 @@ class JobSupervisor:
     def _cancel_requested(self) -> bool:
         return self.store.get_run(self.run_id).status in (RunStatus.CANCEL_REQUESTED, RunStatus.CANCELED)
 
+    def environment_variables(self) -> dict[str, str] | None:
+        """RunConfiguration.environment_variables and the output folders' AZUREML_DATAREFERENCE_<name>."""
+        given = self.definition.get("environmentVariables") or {}
+        return {str(k): str(v) for k, v in given.items()} if isinstance(given, dict) and given else None
+
     def argv(self) -> list[str]:
         command = self.definition.get("command")
         if command:
@@ -52,7 +57,7 @@ class JobSupervisor:
         if self._cancel_requested():
             return None, "canceled"
         try:
-            proc = self.job.spawn(self.argv())
+            proc = self.job.spawn(self.argv(), self.environment_variables())
         except OSError as exc:
             self.job.prep(f"Could not start the process: {exc}")
             return 127, "exited"

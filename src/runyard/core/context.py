@@ -78,7 +78,7 @@ def _end_with_interpreter(run: Run) -> None:
         if run._refresh().status in TERMINAL_STATUSES:
             return
         if failure:
-            run.fail(failure[0])
+            run.fail(error_details=failure[0])
         else:
             run.complete()
 

@@ -438,7 +438,7 @@ class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin, RunChildrenMixin):
         if exc is None:
             self.complete()
         else:
-            self.fail(exc)
+            self.fail(error_details=exc)
 
 
 def _v1_keywords_on_run() -> None:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from runyard.errors import InvalidInputError, NotFoundError, RunyardError
+from runyard.errors import InvalidInputError, NotFoundError, TransferTimeout
 from runyard.status import TERMINAL_STATUSES
 from runyard.store.artifacts import clean_relpath
 
@@ -25,10 +25,6 @@ LOG_DIR = "azureml-logs"
 DRIVER_LOG = f"{LOG_DIR}/70_driver_log.txt"
 #: Written by core/run_end.py when a job's process has ended: the last file of a submitted run.
 JOB_POST = f"{LOG_DIR}/75_job_post.txt"
-
-
-class TransferTimeout(RunyardError, TimeoutError):
-    """upload_files / download_files ran past their timeout_seconds."""
 
 
 def _deadline(timeout_seconds: float | None) -> float | None:

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from runyard.compat import check_keywords, v1_ignores, v1_keywords
 from runyard.core.run import MAX_ID_BYTES
+from runyard.core.run_snapshots import SNAPSHOT_KEY
 from runyard.core.runconfig import DockerConfiguration, RunConfiguration
 from runyard.core.script_outputs import output_environment, resolve_outputs
 from runyard.core.snapshot import copy_snapshot
 from runyard.core.targets import launcher_for
 from runyard.errors import InvalidInputError
 from runyard.status import RunStatus
+from runyard.store.snapshots import SnapshotStore
 
 if TYPE_CHECKING:
     from runyard.core.experiment import Experiment
@@ -156,7 +158,13 @@ class ScriptRunConfig:
         definition["environmentVariables"].update(output_environment(outputs))
         work = experiment.workspace.work_dir / run_id
         files = copy_snapshot(source, work / "snapshot")
-        data: dict[str, Any] = {"runDefinition": definition, "snapshotFileCount": len(files)}
+        # Also kept content-addressed, so run.restore_snapshot() works after the working copy is gone.
+        snapshot = SnapshotStore(experiment.workspace.artifacts).save(work / "snapshot", files)
+        data: dict[str, Any] = {
+            "runDefinition": definition,
+            "snapshotFileCount": len(files),
+            SNAPSHOT_KEY: snapshot.id,
+        }
         if outputs:
             data["outputDatasets"] = [o.as_record() for o in outputs]
         run = experiment._create_run(

@@ -120,6 +120,15 @@ class WorkspaceV1:
         return {DEFAULT_DATASTORE: Datastore(self)}  # type: ignore[arg-type]
 
     @property
+    def compute_targets(self) -> dict[str, Any]:
+        """The named compute targets (AmlCompute, ComputeInstance) by name; 'local' is implied, as in v1."""
+        from runyard.core.compute_target import (
+            compute_targets,  # same layer; compute_target imports Workspace
+        )
+
+        return dict(compute_targets(self))  # type: ignore[arg-type]
+
+    @property
     def datasets(self) -> dict[str, Any]:
         """Registered datasets: none until issue 12 brings Dataset registration."""
         return {}

@@ -47,6 +47,7 @@ from runyard.engine.placement import Placement, Submitters
 from runyard.engine.recovery import recover_steps, refuse_pipeline
 from runyard.engine.reuse import fingerprint
 from runyard.engine.step_runner import StartedStep, finish_step, start_step
+from runyard.engine.step_slots import slot_refusal, step_target
 from runyard.errors import ConflictError
 from runyard.status import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
 from runyard.store import RunRecord
@@ -244,20 +245,24 @@ class SchedulerService:
             for name in ex.ready():
                 if self._try_reuse(ex, name):
                     progressed = True
-                elif len(self.running) < self.slots:
+                elif (why := self._slot_refusal(ex, name)) is None:
                     self._start(ex, name)
                 elif ex.states[name].status != RunStatus.QUEUED:
-                    self._set_step(ex, name, RunStatus.QUEUED, data={"queuedBecause": "all local slots busy"})
+                    self._set_step(ex, name, RunStatus.QUEUED, data={"queuedBecause": why})
         for name in ex.order:  # queued steps take free slots in graph order
             if ex.canceling or len(self.running) >= self.slots:
                 break
-            if ex.states[name].status == RunStatus.QUEUED:
+            if ex.states[name].status == RunStatus.QUEUED and self._slot_refusal(ex, name) is None:
                 self._start(ex, name)
         if ex.finished():
             status = ex.final_status()
             self.store.set_run_status(ex.run_id, status)  # CancelRequested ends without force
             self.echo(f"pipeline {ex.run_id}: {status}")
             del self.executions[ex.run_id]
+
+    def _slot_refusal(self, ex: PipelineExecution, name: str) -> str | None:
+        target = step_target(ex.steps_by_name[name])
+        return slot_refusal(self.ws, self.slots, (s.target for s in self.running.values()), target)
 
     def forget(self, run_id: str) -> None:
         """Drop a pipeline run this scheduler gives up on, and stop its step processes."""
@@ -329,6 +334,7 @@ class SchedulerService:
         # Tracked before the status write: if that finds the step tampered with, the process is stopped.
         self.running[state.run_id] = started
         started.execution_id = ex.run_id
+        started.target = step_target(step)
         threading.Thread(target=self._wait, args=(started,), daemon=True, name=f"wait-{name}").start()
         # As in v1, a run with regenerate_outputs=True is not offered for reuse later: no fingerprint.
         self._set_step(ex, name, RunStatus.RUNNING, data=data, fingerprint=None if ex.regenerate else fp)

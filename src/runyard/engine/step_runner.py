@@ -34,6 +34,7 @@ class StartedStep:
     # name → {"final": path, "write": path, "mode", "overwrite", "datastore", "pathOnDatastore"}
     outputs: dict[str, dict[str, Any]]
     execution_id: str = ""
+    target: str = "local"  # the step's compute target: its slots are counted per target
     canceled: bool = False
     extra: list[str] = field(default_factory=list)
 
