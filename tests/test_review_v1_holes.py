@@ -217,6 +217,54 @@ def test_a_write_token_cannot_make_someone_elses_run_upload_a_folder_of_their_ma
     assert not leaked.exists(), "the victim's run uploaded a folder the attacker chose"
 
 
+@pytest.mark.parametrize("endpoint", ["data", "status"])
+def test_a_write_token_cannot_rewrite_the_run_definition_of_someone_elses_run(
+    served: tuple[Workspace, ServerProcess], endpoint: str
+) -> None:
+    """CRITICAL at commit dcfe376 (closed only by the uncommitted change that adds "runDefinition" to
+    store/records.py SUBMISSION_KEYS): the supervisor reads a script run's runDefinition (script,
+    arguments, command, environmentVariables) from the store when it starts, on the SUBMITTER's machine.
+    Without runDefinition in SUBMISSION_KEYS any write token, with no compute grant, can PATCH it on a
+    run it did not create between creation and the supervisor's start (Queued; the supervisor's
+    interpreter takes ~1 s to start) and set command=[...] / environmentVariables={"LD_PRELOAD": ...,
+    "PYTHONPATH": ...}: its code runs on the victim's machine as the victim.
+
+    Expected: 403/409 and the record unchanged, over PATCH /data and POST /status alike. This test
+    guards the pending fix; it fails at dcfe376."""
+    ws, server = served
+    assert isinstance(ws.store, SqlStore)
+    owner, _ = create_token(ws.store, "write", compute=["*"])
+    attacker, _ = create_token(ws.store, "write")
+    definition = {"script": "train.py", "arguments": [], "environmentVariables": {}, "command": None}
+    mine = _script_record(ws, status="Queued", target="local", data={"runDefinition": definition})
+    made = httpx.post(
+        f"{server.url}/api/v1/runs", json=[mine], headers={"Authorization": f"Bearer {owner}"}, timeout=30
+    )
+    assert made.status_code == 200, made.text
+    evil = {
+        **definition,
+        "command": ["sh", "-c", "touch /tmp/pwned"],
+        "environmentVariables": {"LD_PRELOAD": "/tmp/x.so"},
+    }
+    headers = {"Authorization": f"Bearer {attacker}"}
+    if endpoint == "data":
+        answer = httpx.patch(
+            f"{server.url}/api/v1/runs/{mine['run_id']}/data",
+            json={"patch": {"runDefinition": evil}},
+            headers=headers,
+            timeout=30,
+        )
+    else:
+        answer = httpx.post(
+            f"{server.url}/api/v1/runs/{mine['run_id']}/status",
+            json={"status": "Queued", "data": {"runDefinition": evil}},
+            headers=headers,
+            timeout=30,
+        )
+    assert answer.status_code in (403, 409), (answer.status_code, answer.text)
+    assert ws.store.get_run(mine["run_id"]).data["runDefinition"] == definition
+
+
 # -- store/sql_compute.py: the same name rules everywhere ---------------------------------------------
 
 
