@@ -235,7 +235,12 @@ def test_a_write_token_cannot_rewrite_the_run_definition_of_someone_elses_run(
     assert isinstance(ws.store, SqlStore)
     owner, _ = create_token(ws.store, "write", compute=["*"])
     attacker, _ = create_token(ws.store, "write")
-    definition = {"script": "train.py", "arguments": [], "environmentVariables": {}, "command": None}
+    definition: dict[str, Any] = {
+        "script": "train.py",
+        "arguments": [],
+        "environmentVariables": {},
+        "command": None,
+    }
     mine = _script_record(ws, status="Queued", target="local", data={"runDefinition": definition})
     made = httpx.post(
         f"{server.url}/api/v1/runs", json=[mine], headers={"Authorization": f"Bearer {owner}"}, timeout=30
