@@ -73,6 +73,7 @@ class _SqlStoreExtras:
         for patch in (
             {"graph": {"version": 1, "steps": {"a": {"script": "-c"}}}},
             {"submittedBy": "mallory"},
+            {"runDefinition": {"script": "evil.py", "environmentVariables": {"LD_PRELOAD": "x.so"}}},
             {"placement": {"target": "server"}},  # absent at submission: adding it is a change too
             {"note": 2, "parameters": {"lr": 1}},
         ):

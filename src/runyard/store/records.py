@@ -13,10 +13,11 @@ class ExperimentRecord:
     created_time: float
 
 
-#: Keys of RunRecord.data that define what a pipeline run executes and who asked for it. They are set
-#: when the run is created and never change afterwards (docs/security.md): a token that may edit
-#: records must not be able to swap the code a scheduler runs.
+#: Keys of RunRecord.data that define what a run executes and who asked for it. They are set when the
+#: run is created and never change afterwards (docs/security.md): a token that may edit records must
+#: not be able to swap the code a scheduler runs, nor a script run's script, arguments or environment.
 SUBMISSION_KEYS = (
+    "runDefinition",
     "graph",
     "parameters",
     "continueOnStepFailure",
