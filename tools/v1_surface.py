@@ -29,6 +29,7 @@ import importlib
 import inspect
 import json
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,10 +95,17 @@ def resolve(key: str) -> tuple[Any, str | None]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         return None, f"module {module_name} missing ({exc})"
+    from runyard.v1_pending import is_placeholder
+
     try:
-        return getattr(module, name), None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = getattr(module, name)
     except (AttributeError, ImportError) as exc:
         return None, str(exc)
+    if is_placeholder(found):
+        return None, found.__doc__
+    return found, None
 
 
 def _ignored(func: Any) -> dict[str, str]:

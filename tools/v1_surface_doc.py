@@ -24,7 +24,8 @@ A port changes `azureml.` to `runyard.v1.` and nothing else. Statuses:
 
 - **works**: the name or method exists with v1's parameters (names, order, kinds, defaults).
 - **accepted, ignored**: the parameter is taken, and a warning (once per process) names it and the reason.
-- **not available yet: ... issue N**: importing the name raises an ImportError that says so.
+- **not available yet: ... issue N**: the name imports as a placeholder (one warning); calling it or
+  reading any of its attributes raises an error that names the issue.
 - **not planned**: the reason says why (mostly Azure resource management with no local meaning).
 - **differs from v1** / **missing, not classified**: a gap the signature test reports; it should not stay.
 """

@@ -139,8 +139,38 @@ def _with_suggestions(func: F, where: str) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class MissingV1Attribute(AttributeError):
+    """A public attribute the object lacks. The message (built only when shown, since getattr(obj, x,
+    default) probes raise it too) suggests a close name, or says which issue brings a v1 method runyard
+    does not have yet, or why it is not planned."""
+
+    def __init__(self, obj: object, name: str) -> None:
+        super().__init__(name)
+        self._obj, self._name = obj, name
+
+    def __str__(self) -> str:
+        cls = type(self._obj).__name__
+        message = f"{cls!r} object has no attribute {self._name!r}."
+        from runyard.v1_pending import exact_method_entry  # a leaf table; imported only to explain
+
+        pending = exact_method_entry(cls, self._name)
+        if pending is not None:
+            return f"{message} {pending}"
+        public = [n for n in dir(type(self._obj)) if not n.startswith("_")]
+        return message + suggest(self._name, public)
+
+
+def missing_attribute(self: object, name: str) -> Any:
+    if name.startswith("_"):
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    raise MissingV1Attribute(self, name)
+
+
 def v1_keywords(cls: C) -> C:
-    """Class decorator: every public method (and __init__) explains a mistyped keyword."""
+    """Class decorator: every public method (and __init__) explains a mistyped keyword, and a missing
+    public attribute says whether v1 had it (and which issue brings it) or suggests a close name."""
+    if not any("__getattr__" in vars(base) for base in cls.__mro__[:-1]):
+        cls.__getattr__ = missing_attribute  # type: ignore[attr-defined]
     for attr, value in list(vars(cls).items()):
         if attr.startswith("_") and attr != "__init__":
             continue

@@ -1,10 +1,11 @@
 """What runyard.v1 does not provide (yet), and why: one table, read by the v1 modules, the tests and the
 surface doc.
 
-Why a table and not stub classes: a stub that imports fine and fails later hides the gap until deep in a
-run; a v1 user should learn at the import line that `Dataset` arrives with issue 12, and the docs and the
-signature test should read the same sentence. So the runyard.v1 modules only re-export real names and end
-with `__getattr__ = module_getattr(__name__)`, which turns a missing v1 name into V1NameNotAvailable.
+Why a table and not stub classes: the docs, the signature test and the error a user sees must read the
+same sentence. The runyard.v1 modules only re-export real names and end with
+`__getattr__ = module_getattr(__name__)`: a name a later issue brings imports as a placeholder that warns
+once and raises V1NameNotAvailable on any use (so one missing name does not fail a whole import line of a
+notebook); a name that is not planned raises V1NameNotAvailable at the import.
 
 Keys are fnmatch patterns. NAMES match `Name` or `azureml.module:Name`; METHODS match `Class.method` for
 methods v1 has and runyard's class lacks. The first matching pattern wins. An entry whose issue is None is
@@ -15,6 +16,7 @@ neither provided nor listed here, and on an entry here that no longer matches an
 from __future__ import annotations
 
 import fnmatch
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -277,6 +279,20 @@ def classify_method(cls: str, method: str) -> Pending | None:
     return None
 
 
+def exact_method_entry(cls: str, method: str) -> str | None:
+    """What to tell a user who called `cls.method` that runyard lacks, when an entry names exactly that
+    method (a pattern like `Workspace.*` cannot tell a v1 method from a typo, so it is not used here)."""
+    for pattern, pending in METHODS.items():
+        name_part = pattern.split(".", 1)[-1]
+        if any(c in name_part for c in "*?[") or not fnmatch.fnmatchcase(f"{cls}.{method}", pattern):
+            continue
+        where = f"v1's {cls}.{method}"
+        if pending.issue is None:
+            return f"{where} is not planned in runyard: {pending.reason} (see {DOC})."
+        return f"{where} is not available in runyard yet: {pending.reason} (see {DOC})."
+    return None
+
+
 def describe(pending: Pending) -> str:
     """The status of a pending entry as the surface doc and error messages word it."""
     if pending.issue is None:
@@ -284,20 +300,62 @@ def describe(pending: Pending) -> str:
     return f"not available yet: {pending.reason}"
 
 
+class V1NotAvailableWarning(UserWarning):
+    """An imported v1 name is a placeholder: the import works, any use raises V1NameNotAvailable."""
+
+
+class _PlaceholderType(type):
+    """The type of a placeholder class: calling it, or reading any attribute, raises its message."""
+
+    _v1_message: str
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise V1NameNotAvailable(cls._v1_message)
+
+    def __getattr__(cls, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        raise V1NameNotAvailable(f"{cls._v1_message.split(' is not')[0]}.{attr}: {cls._v1_message}")
+
+    def __repr__(cls) -> str:
+        return f"<placeholder: {cls._v1_message}>"
+
+
+_placeholders: dict[str, type] = {}
+
+
+def placeholder(qualified: str, message: str) -> type:
+    """The one placeholder class for a v1 name that a later issue brings (cached, so `is` holds)."""
+    if qualified not in _placeholders:
+        name = qualified.rsplit(".", 1)[1]
+        _placeholders[qualified] = _PlaceholderType(name, (), {"_v1_message": message, "__doc__": message})
+    return _placeholders[qualified]
+
+
+def is_placeholder(obj: Any) -> bool:
+    return isinstance(obj, _PlaceholderType)
+
+
 def module_getattr(module_name: str) -> Callable[[str], Any]:
-    """The `__getattr__` of a runyard.v1 module: a clear ImportError for a v1 name runyard lacks."""
+    """The `__getattr__` of a runyard.v1 module, for a v1 name runyard lacks.
+
+    A name a later issue brings imports as a placeholder (with one warning) and raises
+    V1NameNotAvailable when used: `from azureml.core import Workspace, Experiment, Environment` must not
+    take Workspace and Experiment down with it, or a ported notebook stops at its first cell. A name that
+    is not planned raises at the import, since no later runyard will make that line work.
+    """
     v1_module = "azureml" + module_name[len("runyard.v1") :]
 
     def __getattr__(name: str) -> Any:
         pending = None if name.startswith("__") else classify_name(v1_module, name)
         if pending is None:
             raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+        qualified = f"{v1_module}.{name}"
         if pending.issue is None:
-            raise V1NameNotAvailable(
-                f"{v1_module}.{name} is not planned in runyard: {pending.reason} (see {DOC})"
-            )
-        raise V1NameNotAvailable(
-            f"{v1_module}.{name} is not available in runyard yet: {pending.reason} (see {DOC})"
-        )
+            raise V1NameNotAvailable(f"{qualified} is not planned in runyard: {pending.reason} (see {DOC})")
+        message = f"{qualified} is not available in runyard yet: {pending.reason} (see {DOC})"
+        if qualified not in _placeholders:
+            warnings.warn(f"{message}; using it raises an error", V1NotAvailableWarning, stacklevel=2)
+        return placeholder(qualified, message)
 
     return __getattr__

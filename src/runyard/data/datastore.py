@@ -10,9 +10,9 @@ downloads arrive with issue 12; until then asking for another name says so.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from runyard.compat import v1_keywords
+from runyard.compat import missing_attribute, v1_keywords
 from runyard.errors import InvalidInputError, NotFoundError
 
 if TYPE_CHECKING:
@@ -23,6 +23,12 @@ DEFAULT_DATASTORE = "workspaceblobstore"
 _REGISTER_HINT = (
     "Registering datastores (Datastore.register_azure_blob_container, register_azure_file_share, ...) "
     "arrives with issue 12; until then use 'workspaceblobstore'."
+)
+
+
+#: v1's AzureBlobDatastore / AbstractDatastore methods that datastores registered in issue 12 bring.
+_TRANSFER_METHODS = frozenset(
+    {"upload", "upload_files", "download", "path", "as_mount", "as_download", "as_upload", "unregister"}
 )
 
 
@@ -44,6 +50,17 @@ class Datastore:
             )
         self._workspace = workspace
         self._name = DEFAULT_DATASTORE  # v1 datastore names are case-insensitive
+
+    def __getattr__(self, name: str) -> Any:
+        """v1's blob datastore methods (upload, upload_files, download, path, as_mount, ...) say which
+        issue brings them, rather than a bare AttributeError in the middle of a ported notebook."""
+        if name in _TRANSFER_METHODS:
+            raise AttributeError(
+                f"Datastore.{name} is not available in runyard yet: datastore uploads, downloads and data "
+                "references arrive with issue 12 (see docs/v1-surface.md). Until then, pass files to a run "
+                "with ScriptRunConfig(source_directory=...) or run.upload_file(...)."
+            )
+        return missing_attribute(self, name)
 
     @staticmethod
     def get(workspace: Workspace, datastore_name: str) -> Datastore:
