@@ -22,20 +22,31 @@ def _print_diff(diff: str) -> None:
         console.print(Text(line, style=style), soft_wrap=True)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
 def _summary(results: list[FileResult], write: bool) -> str:
     changed = [r for r in results if r.changed]
-    rewrites = sum(r.rewrites for r in changed)
-    files = f"{len(changed)} of {len(results)} file{'s' if len(results) != 1 else ''}"
     if not changed:
-        return (
-            f"Nothing to port: no azureml imports in {len(results)} file{'s' if len(results) != 1 else ''}."
-        )
+        return f"Nothing to port: no azureml imports in {_plural(len(results), 'file')}."
     if write:
-        return f"Ported {files} ({rewrites} rewrite{'s' if rewrites != 1 else ''})."
+        written = [r for r in changed if r.written]
+        rewrites = sum(r.rewrites for r in written)
+        done = f"Ported {len(written)} of {_plural(len(results), 'file')} ({_plural(rewrites, 'rewrite')})."
+        failed = len(changed) - len(written)
+        if failed:
+            done += f" {_plural(failed, 'file')} not written: see the warnings above."
+        return done
+    rewrites = sum(r.rewrites for r in changed)
     return (
-        f"{files} would change ({rewrites} rewrite{'s' if rewrites != 1 else ''}); "
+        f"{len(changed)} of {_plural(len(results), 'file')} would change ({_plural(rewrites, 'rewrite')}); "
         "run again with --write to apply."
     )
+
+
+def _warn(path: Path, problem: str) -> None:
+    err_console.print(f"[yellow]Warning:[/] {escape(str(path))}: {escape(problem)}", soft_wrap=True)
 
 
 def port(
@@ -47,22 +58,24 @@ def port(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No diffs: only problems and the summary."),
 ) -> None:
     """Rewrite `azureml.` to `runyard.v1.` in .py files and notebooks (imports, dotted uses, %%writefile
-    cells). Prints a unified diff; changes files only with --write."""
+    cells). Prints a unified diff; changes files only with --write. Symbolic links below a folder are
+    not followed; read-only files are not written (exit 1)."""
     if write and check:
         raise InvalidInputError(
             "--write and --check exclude each other: --check only reports, --write applies."
         )
     results = []
-    for path in find_files(paths):
+    unwritten = False
+    for path in find_files(paths, on_skip=_warn):
         result = port_file(path)
         results.append(result)
         if not quiet:
             for diff in result.diffs:
                 _print_diff(diff)
+        if write and not result.write():
+            unwritten = True
         for problem in result.problems:
-            err_console.print(f"[yellow]Warning:[/] {escape(str(path))}: {escape(problem)}", soft_wrap=True)
-        if write:
-            result.write()
+            _warn(path, problem)
     console.print(_summary(results, write), soft_wrap=True)
-    if check and any(r.changed for r in results):
+    if unwritten or (check and any(r.changed for r in results)):
         raise typer.Exit(1)

@@ -7,6 +7,8 @@ libcst parses Python, not IPython, so:
 - Lines that start with `%` or `!` (and `files = !ls`) are masked with `pass` at the same indentation while
   the cell is ported, then put back byte for byte. A cell that still does not parse is left unchanged and
   reported: a port never breaks a notebook.
+- The notebook's cells share one namespace: `import azureml.core` in one cell binds the name `azureml` that
+  another cell uses (`bound`). A `%%writefile` body is a separate script and neither binds nor sees it.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ class CellResult:
     rewrites: int
     #: Why the cell was left as it is, when that matters (it mentions azureml); None otherwise.
     skipped: str | None = None
+    #: The cell binds the name `azureml` in the notebook's namespace (`import azureml.core`).
+    binds: bool = False
 
 
-def _port_masked(body: str) -> Ported:
+def _port_masked(body: str, bound: bool) -> Ported:
     """Port `body`, masking IPython lines only if it does not parse as it is."""
     try:
-        return port_source(body)
+        return port_source(body, bound=bound)
     except PortError as first_error:
         lines = body.splitlines(keepends=True)
         masked = {i: line for i, line in enumerate(lines) if _IPYTHON_LINE.match(line)}
@@ -43,17 +47,18 @@ def _port_masked(body: str) -> Ported:
             text = line.rstrip("\r\n")
             indent = text[: len(text) - len(text.lstrip())]
             lines[i] = indent + "pass" + line[len(text) :]
-        ported = port_source("".join(lines))
+        ported = port_source("".join(lines), bound=bound)
         out = ported.code.splitlines(keepends=True)
         if len(out) != len(lines):  # a rewrite never adds or removes lines; refuse rather than misplace one
             raise PortError("the cell's lines moved while it was ported") from None
         for i, line in masked.items():
             out[i] = line
-        return Ported("".join(out), ported.rewrites)
+        return Ported("".join(out), ported.rewrites, ported.binds)
 
 
-def port_cell(source: str) -> CellResult:
-    """Port one code cell's source; raises PortError when its Python does not parse."""
+def port_cell(source: str, *, bound: bool = False) -> CellResult:
+    """Port one code cell's source; raises PortError when its Python does not parse. `bound`: another
+    cell of the notebook binds the name `azureml` by an import (see `CellResult.binds`)."""
     first, _, rest = source.partition("\n")
     if first.lstrip().startswith("%%"):
         words = first.lstrip()[2:].split()
@@ -64,7 +69,10 @@ def port_cell(source: str) -> CellResult:
         if not is_python:
             why = f"a %%{magic} cell is not Python; left as it is" if OLD + "." in rest else None
             return CellResult(source, 0, why)
-        ported = _port_masked(rest)
-        return CellResult(f"{first}\n{ported.code}", ported.rewrites)
-    ported = _port_masked(source)
-    return CellResult(ported.code, ported.rewrites)
+        if magic == "writefile":  # a script of its own, not the notebook's namespace
+            ported = _port_masked(rest, False)
+            return CellResult(f"{first}\n{ported.code}", ported.rewrites)
+        ported = _port_masked(rest, bound)
+        return CellResult(f"{first}\n{ported.code}", ported.rewrites, binds=ported.binds)
+    ported = _port_masked(source, bound)
+    return CellResult(ported.code, ported.rewrites, binds=ported.binds)

@@ -4,7 +4,9 @@ libcst keeps every comment, blank line and quote as it was, so a ported file dif
 only in the module names. What is rewritten, and why only that:
 - `import azureml.core [as x]` and `from azureml.core import X`: the module names;
 - the name `azureml` where it refers to such an import (`azureml.core.VERSION` after `import azureml.core`):
-  the import now binds `runyard`, so the old name would be unbound;
+  the import now binds `runyard`, so the old name would be unbound. A notebook is one namespace split into
+  cells: with `bound=True` (another cell's `import azureml...` binds the name) a free `azureml` is rewritten
+  too, and `Ported.binds` says whether this source binds it at module level;
 - a string naming a module in `importlib.import_module("azureml.core")`, `__import__(...)` and
   `importlib.util.find_spec(...)`: the only strings that are clearly imports.
 Other strings and comments (a pip requirement `azureml-core`, a log message) are not code and stay.
@@ -18,8 +20,10 @@ import libcst as cst
 from libcst.metadata import (
     ExpressionContext,
     ExpressionContextProvider,
+    GlobalScope,
     QualifiedNameProvider,
     QualifiedNameSource,
+    ScopeProvider,
 )
 
 OLD = "azureml"
@@ -71,16 +75,24 @@ def _string_value(node: cst.BaseExpression) -> tuple[str, str, str] | None:
 
 
 class _Rewriter(cst.CSTTransformer):
-    METADATA_DEPENDENCIES = (QualifiedNameProvider, ExpressionContextProvider)
+    METADATA_DEPENDENCIES = (QualifiedNameProvider, ExpressionContextProvider, ScopeProvider)
 
-    def __init__(self) -> None:
+    def __init__(self, bound: bool) -> None:
         super().__init__()
         self.rewrites = 0
         self._in_import = 0
+        #: `azureml` is bound by an import elsewhere in the same namespace (another notebook cell).
+        self._bound = bound
+        #: This source binds `azureml` at module level (`import azureml.core`, no `as`).
+        self.binds = False
 
     # --- import statements ------------------------------------------------------------------------------
     def visit_Import(self, node: cst.Import) -> None:
         self._in_import += 1
+        if isinstance(self.get_metadata(ScopeProvider, node, None), GlobalScope) and any(
+            alias.asname is None and _is_old(_dotted(alias.name) or "") for alias in node.names
+        ):
+            self.binds = True
 
     def leave_Import(self, original: cst.Import, updated: cst.Import) -> cst.Import:
         self._in_import -= 1
@@ -113,7 +125,11 @@ class _Rewriter(cst.CSTTransformer):
         if self.get_metadata(ExpressionContextProvider, original, None) != ExpressionContext.LOAD:
             return updated  # `azureml = ...`, `del azureml`, `global azureml`: a name, not the import's use
         names = self.get_metadata(QualifiedNameProvider, original, set())
-        if any(q.name == OLD and q.source == QualifiedNameSource.IMPORT for q in names):
+        scope = self.get_metadata(ScopeProvider, original, None)
+        free = scope is not None and not scope[OLD]  # nothing in this source binds the name
+        if any(q.name == OLD and q.source == QualifiedNameSource.IMPORT for q in names) or (
+            self._bound and free
+        ):
             self.rewrites += 1
             return _expression(NEW)
         return updated
@@ -150,14 +166,17 @@ def _syntax_error(code: str, exc: cst.ParserSyntaxError) -> str:
 class Ported:
     code: str
     rewrites: int
+    #: The source binds the name `azureml` at module level (see `port_source`).
+    binds: bool = False
 
 
-def port_source(code: str) -> Ported:
-    """Rewrite one module's source; raises PortError when it does not parse."""
+def port_source(code: str, *, bound: bool = False) -> Ported:
+    """Rewrite one module's source; raises PortError when it does not parse. `bound`: the name `azureml`
+    is bound by an import elsewhere in the same namespace, so its free uses here are that import's."""
     try:
         module = cst.parse_module(code)
     except cst.ParserSyntaxError as exc:
         raise PortError(f"not valid Python: {_syntax_error(code, exc)}") from None
-    rewriter = _Rewriter()
+    rewriter = _Rewriter(bound)
     new = cst.MetadataWrapper(module).visit(rewriter)
-    return Ported(new.code if rewriter.rewrites else code, rewriter.rewrites)
+    return Ported(new.code if rewriter.rewrites else code, rewriter.rewrites, rewriter.binds)
