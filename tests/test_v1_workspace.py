@@ -19,8 +19,16 @@ from runyard.core.authentication import (
     ServicePrincipalAuthentication,
 )
 from runyard.core.azure_identity import AzureIdentityMismatch
+from runyard.core.compute_target import AmlCompute, ComputeTarget
+from runyard.core.workspace_config import WorkspaceLinkIgnored
 from runyard.data import Datastore
-from runyard.errors import ConflictError, InvalidInputError, NotFoundError, WorkspaceNotFound
+from runyard.errors import (
+    ComputeTargetException,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    WorkspaceNotFound,
+)
 
 
 @pytest.fixture
@@ -166,8 +174,28 @@ def test_create_keeps_runyards_folder_forms(project: Path, tmp_path: Path) -> No
 def test_create_names_the_cloud_only_parameters_it_ignores(project: Path) -> None:
     with pytest.warns(V1ParameterIgnored, match="'storage_account'.*no Azure resources"):
         Workspace.create("ws-one", storage_account="/subscriptions/x/storage")
-    with pytest.warns(V1ParameterIgnored, match="default_cpu_compute_target.*ComputeTarget.create"):
-        Workspace.create("ws-one", exist_ok=True, default_cpu_compute_target="cpu")
+
+
+def test_create_records_the_default_compute_targets(project: Path, tmp_path: Path) -> None:
+    """v1's get_default_compute_target answers None until create() was given a default target; a
+    provisioning configuration creates v1's 'cpu-cluster' / 'gpu-cluster'."""
+    plain = Workspace.create(tmp_path / "plain")
+    assert plain.get_default_compute_target("CPU") is None and plain.get_default_compute_target("GPU") is None
+    with pytest.raises(InvalidInputError, match="'CPU' or 'GPU'"):
+        plain.get_default_compute_target("TPU")
+
+    config = AmlCompute.provisioning_configuration(vm_size="STANDARD_D2_V2", max_nodes=2)
+    ws = Workspace.create("ws-one", default_cpu_compute_target=config, default_gpu_compute_target="gpu-a")
+    cpu = ws.get_default_compute_target("cpu")
+    assert isinstance(cpu, AmlCompute) and (cpu.name, cpu.vm_size) == ("cpu-cluster", "STANDARD_D2_V2")
+    assert "cpu-cluster" in ws.compute_targets
+    with pytest.raises(ComputeTargetException, match=r"default GPU target 'gpu-a'.*ComputeTarget\.create"):
+        ws.get_default_compute_target("GPU")  # named, never created
+    ComputeTarget.create(ws, "gpu-a", AmlCompute.provisioning_configuration(max_nodes=1))
+    reopened = Workspace.get(ws.path)
+    assert reopened.get_default_compute_target("GPU").name == "gpu-a"  # recorded in config.json
+    with pytest.raises(InvalidInputError, match="default_cpu_compute_target must be"):
+        Workspace.create(tmp_path / "bad", default_cpu_compute_target=3)
 
 
 # -- Workspace.from_config ------------------------------------------------------------------------
@@ -247,6 +275,51 @@ def test_write_config_is_read_back_by_from_config(
     again = json.loads((second / ".azureml" / "other.json").read_text())
     assert (again["subscription_id"], again["workspace_name"]) == ("sub-1", "ws-one")
     assert Workspace.from_config(_file_name="other.json") == named
+
+
+def test_an_azure_config_link_is_followed_only_inside_its_project_or_when_vouched_for(
+    tmp_path: Path, project: Path
+) -> None:
+    """A config.json travels with its project, so its runyard_workspace link may not lead a project
+    into a workspace elsewhere, unless that workspace wrote this very file (write_config)."""
+    inner = Workspace.create(project / "envs" / "ws")
+    azure_config(project / ".azureml")
+    config_file = project / ".azureml" / "config.json"
+    config_file.write_text(
+        json.dumps({**json.loads(config_file.read_text()), "runyard_workspace": "envs/ws"})
+    )
+    assert Workspace.from_config(project) == inner  # inside the project: followed
+
+    elsewhere = Workspace.create(tmp_path / "elsewhere")
+    config_file.write_text(
+        json.dumps({**json.loads(config_file.read_text()), "runyard_workspace": "../elsewhere"})
+    )
+    with pytest.warns(WorkspaceLinkIgnored, match="outside its project.*write_config"):
+        ws = Workspace.from_config(project)
+    assert ws.path == project / ".runyard"  # the project's own, not `elsewhere`
+
+    vouched = tmp_path / "vouched"
+    elsewhere.write_config(vouched)  # the workspace lists the file it wrote, and follows it
+    assert Workspace.from_config(vouched) == elsewhere
+    copy = tmp_path / "copy"
+    (copy / ".azureml").mkdir(parents=True)
+    (copy / ".azureml" / "config.json").write_text((vouched / ".azureml" / "config.json").read_text())
+    with pytest.warns(WorkspaceLinkIgnored):  # the same text in another file is not vouched for
+        assert Workspace.from_config(copy).path == copy / ".runyard"
+
+
+def test_a_damaged_workspace_config_is_reported_not_overwritten(project: Path) -> None:
+    ws = Workspace.create(".runyard")
+    (ws.path / "config.json").write_text('["not", "an", "object"]')
+    with pytest.raises(InvalidInputError, match=r"holds a JSON list.*runyard init"):
+        Workspace.get(ws.path)
+    with pytest.raises(InvalidInputError, match="holds a JSON list"):
+        ws.write_config(project / "out")  # read-modify-write refuses too, rather than writing over it
+    (ws.path / "config.json").write_text(
+        '{"tracking_uri": "sqlite:///runyard.db", "artifact_root": "a", "name": 5}'
+    )
+    with pytest.raises(InvalidInputError, match="'name' must be a string"):
+        Workspace.get(ws.path)
 
 
 # -- datastores, MLflow, details ------------------------------------------------------------------

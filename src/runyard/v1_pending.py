@@ -227,9 +227,6 @@ METHODS: dict[str, Pending] = {
     "Workspace.images": DEPLOYMENT,
     "Workspace.webservices": DEPLOYMENT,
     "Workspace.linked_services": Pending(None, f"linked Synapse workspaces: {AZURE}"),
-    "Workspace.get_default_compute_target": Pending(
-        None, "runyard's default target is 'local'; name a target"
-    ),
     "Workspace.*": Pending(None, AZURE),
     "*.identity": Pending(None, f"managed identities: {AZURE}"),
     "Experiment.*tag*": Pending(None, "experiment tags are not stored by runyard yet; tag runs instead"),

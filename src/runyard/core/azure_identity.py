@@ -176,11 +176,11 @@ def warn_mismatch(folder: Path, recorded: AzureIdentity, wanted: AzureIdentity) 
         "and opened it anyway; its records stay as they are. To keep them apart, run this project from "
         "another folder, or set RUNYARD_WORKSPACE to another workspace folder.",
         AzureIdentityMismatch,
-        stacklevel=_caller_level(),
+        stacklevel=caller_level(),
     )
 
 
-def _caller_level() -> int:
+def caller_level() -> int:
     """The stacklevel of the first frame outside runyard, so the warning points at the user's line
     (the call passes through a varying number of runyard wrappers)."""
     package = str(Path(__file__).resolve().parents[1])

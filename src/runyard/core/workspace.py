@@ -27,6 +27,7 @@ from runyard.compat import v1_ignores, v1_keywords
 from runyard.core.azure_identity import AzureIdentity
 from runyard.core.workspace_config import (
     CONFIG_FILE,
+    WRITTEN_KEY,
     config_lock,
     create_folder,
     is_path,
@@ -35,7 +36,13 @@ from runyard.core.workspace_config import (
     read_json,
     write_config,
 )
-from runyard.core.workspace_v1 import CREATE_IGNORED, NO_AZURE_AUTH, WorkspaceV1
+from runyard.core.workspace_v1 import (
+    CREATE_IGNORED,
+    DEFAULT_TARGETS_KEY,
+    NO_AZURE_AUTH,
+    WorkspaceV1,
+    default_targets,
+)
 from runyard.errors import (
     InvalidInputError,
     WorkspaceNotFound,
@@ -105,7 +112,7 @@ class Workspace(WorkspaceV1):
         self.token: str | None = token or os.environ.get(config.ENV_TOKEN) or cfg.get("token")
         self._name: str = cfg.get("name") or self.path.parent.name or "runyard"
         self._azure = AzureIdentity.from_recorded(cfg.get("azure"))
-        self._recorded = {k: cfg.get(k) for k in ("sku", "tags", "location")}
+        self._recorded = {k: cfg.get(k) for k in ("sku", "tags", "location", DEFAULT_TARGETS_KEY)}
         self._sku, self._tags = "basic", None
         self.tracking_uri: str = cfg["tracking_uri"]
         self.artifact_root: str = cfg["artifact_root"]
@@ -162,7 +169,9 @@ class Workspace(WorkspaceV1):
         with '.runyard' (runyard's `Workspace.create(".runyard")`); any other string is a v1 workspace
         name, created as the current project's local workspace (the one `Workspace(sub, rg, name)` opens;
         `./.runyard` when there is none) with the Azure names recorded. `path=` puts it elsewhere;
-        `show_output=False` leaves out the line that says where it is."""
+        `show_output=False` leaves out the line that says where it is. default_cpu/gpu_compute_target
+        (a target's name, or a provisioning configuration that creates 'cpu-cluster' / 'gpu-cluster', as
+        in v1) are recorded for ws.get_default_compute_target() when the workspace is new."""
         settings: dict[str, Any] = {
             "tracking_uri": tracking_uri,
             "artifact_root": artifact_root,
@@ -171,6 +180,8 @@ class Workspace(WorkspaceV1):
             "tags": dict(tags) if tags else None,
             "location": location,
         }
+        targets, to_create = default_targets(default_cpu_compute_target, default_gpu_compute_target)
+        settings[DEFAULT_TARGETS_KEY] = targets or None
         wanted = None
         if path is None and is_path(name):
             folder = Path(name).expanduser().resolve()
@@ -185,6 +196,11 @@ class Workspace(WorkspaceV1):
         ws = cls(path=folder)
         if created:
             ws.store  # noqa: B018 - create the schema now, so later concurrent openers find it ready
+            if to_create:
+                from runyard.core.compute_target import ComputeTarget  # same layer; it imports Workspace
+
+                for target_name, provisioning in to_create.items():
+                    ComputeTarget.create(ws, target_name, provisioning)
         if wanted is not None:
             ws._adopt(wanted, quiet=not show_output)
         return ws
@@ -229,9 +245,17 @@ class Workspace(WorkspaceV1):
         folder.mkdir(parents=True, exist_ok=True)
         cfg = {"name": parsed.netloc, "tracking_uri": url.rstrip("/"), "artifact_root": url.rstrip("/")}
         with config_lock(folder):
-            current = read_json(folder / CONFIG_FILE)
-            kept = {"id": current["id"]} if isinstance(current.get("id"), str) else {}
-            if {k: v for k, v in current.items() if k != "id"} != cfg:  # keep this client's identity
+            try:
+                current = read_json(folder / CONFIG_FILE)
+            except InvalidInputError:  # runyard's own cache: a damaged file is simply written anew
+                current = {}
+            # keep this client's identity and the config files its write_config() vouches for
+            kept = {
+                k: current[k]
+                for k, kind in (("id", str), (WRITTEN_KEY, list))
+                if isinstance(current.get(k), kind)
+            }
+            if {k: v for k, v in current.items() if k not in kept} != cfg:
                 write_config(folder, {**cfg, **kept})
         return cls(folder, token=token)
 

@@ -18,19 +18,23 @@ import fcntl
 import json
 import os
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runyard import config
-from runyard.core.azure_identity import AzureIdentity, find_config, project_folder
+from runyard.core.azure_identity import AzureIdentity, caller_level, find_config, project_folder
 from runyard.errors import ConflictError, InvalidInputError, WorkspaceNotFound
 
 CONFIG_FILE = "config.json"
 CONFIG_LOCK = ".config.lock"
 #: The key an Azure config written by `ws.write_config()` uses to point back at its runyard workspace.
 LINK_KEY = "runyard_workspace"
+#: The key in a workspace's config.json listing the Azure config files its write_config() wrote (see _linked).
+WRITTEN_KEY = "azure_configs"
+REQUIRED = ("tracking_uri", "artifact_root")
 
 
 @dataclass(frozen=True)
@@ -41,16 +45,21 @@ class Located:
 
 
 def read_config(path: Path) -> dict[str, Any]:
+    """The workspace's config.json, checked: a file that is not a JSON object of strings where strings
+    belong is an InvalidInputError naming it, never a raw TypeError deep in Workspace."""
     cfg_file = path / CONFIG_FILE
     if not cfg_file.is_file():
         raise WorkspaceNotFound(path, [cfg_file])
-    try:
-        cfg = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"{cfg_file} is not valid JSON ({exc}); fix or delete it.") from exc
-    for key in ("tracking_uri", "artifact_root"):
+    cfg = _load_object(cfg_file)
+    for key in REQUIRED:
         if key not in cfg:
             raise InvalidInputError(f"{cfg_file} lacks {key!r}; recreate it with `runyard init`.")
+    for key in ("tracking_uri", "artifact_root", "name", "token", "studio_url", "id"):
+        if key in cfg and not isinstance(cfg[key], str) and (key in REQUIRED or cfg[key] is not None):
+            raise InvalidInputError(
+                f"{cfg_file}: {key!r} must be a string, not {type(cfg[key]).__name__} ({cfg[key]!r}). "
+                "Fix that entry, or recreate the file with `runyard init`."
+            )
     # Relative entries are relative to the workspace folder, so a workspace can be moved or copied.
     root = cfg["artifact_root"]
     if "://" not in root and not os.path.isabs(root):
@@ -58,7 +67,26 @@ def read_config(path: Path) -> dict[str, Any]:
     uri = cfg["tracking_uri"]
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         cfg["tracking_uri"] = "sqlite:///" + str((path / uri[len("sqlite:///") :]).resolve())
-    return dict(cfg)
+    return cfg
+
+
+def _load_object(cfg_file: Path) -> dict[str, Any]:
+    """A workspace config.json's JSON object, or InvalidInputError saying what is wrong and how to fix it."""
+    try:
+        value = json.loads(cfg_file.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"{cfg_file} is not UTF-8 text ({exc}); save it as UTF-8 JSON, or recreate it with `runyard init`."
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{cfg_file} is not valid JSON ({exc}); fix or delete it.") from exc
+    if not isinstance(value, dict):
+        raise InvalidInputError(
+            f"{cfg_file} holds a JSON {type(value).__name__}, not an object such as "
+            '{"tracking_uri": "sqlite:///runyard.db", "artifact_root": "artifacts"}; fix it, or recreate it '
+            "with `runyard init`."
+        )
+    return value
 
 
 def create_folder(folder: Path, settings: dict[str, Any], exist_ok: bool) -> bool:
@@ -116,17 +144,49 @@ def _nearest_runyard(start: Path) -> tuple[int, Path] | None:
     return None
 
 
+class WorkspaceLinkIgnored(UserWarning):
+    """An Azure config's runyard_workspace link led outside its project to a workspace that never wrote it."""
+
+
 def _linked(config_file: Path) -> Path | None:
-    """The runyard workspace a config written by ws.write_config() names, when it still exists."""
+    """The runyard workspace a config written by ws.write_config() names, when it may be opened.
+
+    A config file travels with its project (a cloned sample, a colleague's repository), so its link is
+    only a claim: it is followed to a workspace inside the config's project folder, or to one whose own
+    config.json lists this very file as written by its write_config() (`write_config(path=elsewhere)`),
+    which a project cannot forge. Any other link is ignored with a warning, and the project's own
+    `.runyard/` is used: a project never opens, and never writes runs into, someone else's workspace."""
     try:
         raw = json.loads(config_file.read_text())
     except (OSError, ValueError):
         return None
     link = raw.get(LINK_KEY) if isinstance(raw, dict) else None
-    if not isinstance(link, str):
+    if not isinstance(link, str) or not link or "\x00" in link:
         return None
-    folder = (project_folder(config_file) / link).resolve()
-    return folder if (folder / CONFIG_FILE).is_file() else None
+    project = project_folder(config_file).resolve()
+    folder = (project / link).expanduser().resolve()
+    if not (folder / CONFIG_FILE).is_file():
+        return None
+    if folder.is_relative_to(project) or str(config_file.resolve()) in _written_by(folder):
+        return folder
+    warnings.warn(
+        f"{config_file} links to the runyard workspace {folder} ({LINK_KEY!r}), which lies outside its project "
+        f"{project} and did not write this file; the link is ignored and {project / config.DEFAULT_WORKSPACE_DIRNAME} "
+        "is used. If that workspace is yours, open it with Workspace.get(path), set RUNYARD_WORKSPACE to it, or "
+        "run its ws.write_config(path) again to write a config file it trusts.",
+        WorkspaceLinkIgnored,
+        stacklevel=caller_level(),
+    )
+    return None
+
+
+def _written_by(folder: Path) -> list[str]:
+    """The Azure config files the workspace at `folder` wrote with write_config() (see _linked)."""
+    try:
+        recorded = json.loads((folder / CONFIG_FILE).read_text()).get(WRITTEN_KEY)
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(p) for p in recorded] if isinstance(recorded, list) else []
 
 
 def locate(start: Path, file_name: str | None = None) -> Located:
@@ -167,13 +227,10 @@ def config_lock(folder: Path) -> Iterator[None]:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text())
-    except FileNotFoundError:
+    """A config.json to read-modify-write: {} when missing; malformed is an error (never overwritten)."""
+    if not path.exists():
         return {}
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"{path} is not valid JSON ({exc}); fix or delete it.") from exc
-    return dict(value) if isinstance(value, dict) else {}
+    return _load_object(path)
 
 
 def write_config(folder: Path, cfg: dict[str, Any]) -> None:

@@ -13,20 +13,24 @@ from pathlib import Path
 from typing import Any
 
 from runyard.core.azure_identity import AzureIdentity, say_once, warn_mismatch, write_azure_config
-from runyard.core.workspace_config import CONFIG_FILE, LINK_KEY, config_lock, read_json, write_config
+from runyard.core.workspace_config import (
+    CONFIG_FILE,
+    LINK_KEY,
+    WRITTEN_KEY,
+    config_lock,
+    read_json,
+    write_config,
+)
 from runyard.data.datastore import DEFAULT_DATASTORE, Datastore
-from runyard.errors import ConflictError
+from runyard.errors import ComputeTargetException, ConflictError, InvalidInputError
 
 NO_AZURE_AUTH = (
     "a local workspace needs no sign-in; a server is reached with a runyard token (token= or RUNYARD_TOKEN)"
 )
 _NO_CLOUD = "runyard creates a local workspace folder; there are no Azure resources to configure"
-_TARGETS = "compute targets are created with ComputeTarget.create"
 #: Workspace.create's v1 parameters that have no local meaning, with the reason each is ignored.
 CREATE_IGNORED = {
     "auth": NO_AZURE_AUTH,
-    "default_cpu_compute_target": _TARGETS,
-    "default_gpu_compute_target": _TARGETS,
     **dict.fromkeys(
         (
             "create_resource_group",
@@ -48,6 +52,36 @@ CREATE_IGNORED = {
         _NO_CLOUD,
     ),
 }
+
+
+#: The key in config.json naming the default targets Workspace.create recorded: {"CPU": name, "GPU": name}.
+DEFAULT_TARGETS_KEY = "default_compute_targets"
+#: The clusters v1 creates when Workspace.create is given a provisioning configuration for a default target.
+DEFAULT_CLUSTERS = {"CPU": "cpu-cluster", "GPU": "gpu-cluster"}
+
+
+def default_targets(cpu: Any, gpu: Any) -> tuple[dict[str, str], dict[str, Any]]:
+    """Workspace.create's default_cpu/gpu_compute_target as ({kind: target name}, {name: provisioning
+    configuration to create}). Each may be a target's name, a ComputeTarget, or (as in v1) a
+    provisioning configuration, which creates 'cpu-cluster' / 'gpu-cluster'."""
+    names: dict[str, str] = {}
+    to_create: dict[str, Any] = {}
+    for kind, value in (("CPU", cpu), ("GPU", gpu)):
+        if value is None:
+            continue
+        if isinstance(value, str) and value.strip():
+            names[kind] = value
+        elif isinstance(getattr(value, "name", None), str) and hasattr(value, "workspace"):
+            names[kind] = value.name  # a ComputeTarget
+        elif callable(getattr(value, "record", None)) and hasattr(value, "vm_size"):
+            names[kind] = DEFAULT_CLUSTERS[kind]
+            to_create[DEFAULT_CLUSTERS[kind]] = value
+        else:
+            raise InvalidInputError(
+                f"default_{kind.lower()}_compute_target must be a compute target's name, a ComputeTarget, or "
+                f"AmlCompute.provisioning_configuration(...), not {value!r}."
+            )
+    return names, to_create
 
 
 class WorkspaceV1:
@@ -138,6 +172,28 @@ class WorkspaceV1:
         """Registered environments: none until issue 13 brings Environment registration."""
         return {}
 
+    def get_default_compute_target(self, type: str) -> Any:
+        """The default 'CPU' or 'GPU' target that Workspace.create(default_cpu_compute_target=...,
+        default_gpu_compute_target=...) recorded, as a ComputeTarget; None when none was set (runs
+        without a target go to 'local')."""
+        kind = str(type).upper()
+        if kind not in DEFAULT_CLUSTERS:
+            raise InvalidInputError(f"get_default_compute_target: type must be 'CPU' or 'GPU', not {type!r}.")
+        recorded = self._recorded.get(DEFAULT_TARGETS_KEY)
+        name = recorded.get(kind) if isinstance(recorded, dict) else None
+        if not isinstance(name, str):
+            return None
+        from runyard.core.compute_target import ComputeTarget  # same layer; it imports Workspace
+
+        try:
+            return ComputeTarget(self, name)  # type: ignore[arg-type]
+        except ComputeTargetException as exc:
+            raise ComputeTargetException(
+                f"The workspace's default {kind} target {name!r} (set by Workspace.create) no longer exists. "
+                f"Create it again with ComputeTarget.create(ws, {name!r}, AmlCompute.provisioning_configuration"
+                "(...)), or name another target when you submit."
+            ) from exc
+
     def get_default_datastore(self) -> Datastore:
         return Datastore(self)  # type: ignore[arg-type]
 
@@ -168,9 +224,22 @@ class WorkspaceV1:
         target = write_azure_config(identity, Path(path) if path is not None else None, file_name)
         project = target.parent.parent
         link = os.path.relpath(self.path, project) if self.path.is_relative_to(project) else str(self.path)
+        if not self.path.is_relative_to(project):
+            self._vouch_for(target)
         written = read_json(target)
         written[LINK_KEY] = link
         target.write_text(_dumps(written))
+
+    def _vouch_for(self, config_file: Path) -> None:
+        """List `config_file` in this workspace's config.json: a link out of a project is followed only
+        to a workspace that wrote that very file (workspace_config._linked)."""
+        with config_lock(self.path):
+            current = read_json(self.path / CONFIG_FILE)
+            recorded = current.get(WRITTEN_KEY)
+            known: list[Any] = recorded if isinstance(recorded, list) else []
+            if str(config_file.resolve()) not in known:
+                current[WRITTEN_KEY] = [*known, str(config_file.resolve())]
+                write_config(self.path, current)
 
     def _v1_details(self) -> dict[str, Any]:
         azure = self._azure
