@@ -218,6 +218,33 @@ def test_outputs_that_cannot_be_written_are_refused_before_the_run(
     assert json.loads((Path(sqlite_workspace.path) / "config.json").read_text())  # workspace untouched
 
 
+def test_a_refused_output_destination_leaves_no_folders_and_no_run(
+    sqlite_workspace: Workspace, source_dir: SourceDir
+) -> None:
+    """The datastore's root (every run's outputs live there) is refused as for a pipeline step, and
+    the outputs checked before it are not created either: a refused submit leaves nothing behind."""
+    source_dir.gen({"train.py": WRITE_OUTPUT})
+    store = sqlite_workspace.get_default_datastore()
+    first = OutputFileDatasetConfig(name="first", destination=(store, "kept/{run-id}"))
+    for root in ("/", "./", "{output-name}/..", "a/./.."):
+        bad = OutputFileDatasetConfig(name="bad", destination=(store, root))
+        with pytest.raises(InvalidInputError, match=r"datastore's root|may not contain '\.\.'"):
+            Experiment(sqlite_workspace, "runconfig").submit(
+                ScriptRunConfig(source_dir, "train.py", arguments=["--a", first, "--b", bad])
+            )
+    assert not store.local_path("kept").exists()
+    assert list(sqlite_workspace.store.list_runs(experiment_name="runconfig")) == []
+
+
+def test_a_script_whose_name_is_an_interpreter_option_is_refused(
+    sqlite_workspace: Workspace, source_dir: SourceDir
+) -> None:
+    source_dir.gen({"-mjson.tool": "print('file')\n", "-c.py": "print('file')\n"})
+    for script in ("-mjson.tool", "-c.py"):
+        with pytest.raises(InvalidInputError, match=r"starts with '-'.*Rename the file"):
+            Experiment(sqlite_workspace, "runconfig").submit(ScriptRunConfig(source_dir, script))
+
+
 def test_environment_variables_reach_the_script(sqlite_workspace: Workspace, source_dir: SourceDir) -> None:
     source_dir.gen(
         {

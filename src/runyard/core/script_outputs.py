@@ -14,6 +14,7 @@ it offers: `get_env_variable_name()`, `mode` and `destination`.
 
 from __future__ import annotations
 
+import posixpath
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,23 +86,23 @@ def resolve_outputs(
             resolved.append(str(argument))
             continue
         if id(argument) not in by_object:
-            by_object[id(argument)] = _create(ws, run_id, argument, {o.name for o in outputs})
+            by_object[id(argument)] = _plan(ws, run_id, argument, {o.name for o in outputs})
             outputs.append(by_object[id(argument)])
         resolved.append(str(by_object[id(argument)].path))
+    for output in outputs:  # only once every output is known to be valid: a refusal leaves no folders
+        output.path.mkdir(parents=True, exist_ok=True)
     return resolved, outputs
 
 
-def _create(ws: Workspace, run_id: str, output: Any, taken: set[str]) -> ResolvedOutput:
+def _plan(ws: Workspace, run_id: str, output: Any, taken: set[str]) -> ResolvedOutput:
     name = str(getattr(output, "name", "") or f"output_{secrets.token_hex(4)}")  # v1 names unnamed outputs
     if name in taken:
         raise InvalidInputError(
             f"Two different outputs in ScriptRunConfig arguments are named {name!r}: give each its own name."
         )
     destination = getattr(output, "destination", None)
-    if destination:
-        rel = str(destination[1]).replace("{run-id}", run_id).replace("{output-name}", name).strip("/")
-    else:
-        rel = f"azureml/{run_id}/{name}"
+    given = destination[1] if destination else None  # (datastore, None): the default folder, as for steps
+    rel = _inside_datastore(name, given, run_id) if given is not None else f"azureml/{run_id}/{name}"
     store = Datastore(ws, _datastore_of(output))
     folder = store.local_path(rel)
     if folder.is_dir() and any(folder.iterdir()) and not getattr(output, "overwrite", False):
@@ -109,8 +110,25 @@ def _create(ws: Workspace, run_id: str, output: Any, taken: set[str]) -> Resolve
             f"Output {name!r} goes to {folder}, which already holds files. Put {{run-id}} in the destination "
             "path so each run writes its own folder, or use .as_upload(overwrite=True)."
         )
-    folder.mkdir(parents=True, exist_ok=True)
     return ResolvedOutput(name, str(output.mode), store.name, rel, folder)
+
+
+def _inside_datastore(name: str, path: object, run_id: str) -> str:
+    """The destination's folder relative to its datastore; refused when it is the datastore's root (the
+    folder every run and pipeline writes into: overwrite=True would replace all of it), as pipeline steps'
+    destinations are (engine/graph_spec.py)."""
+    raw = str(path)
+    rel = raw.replace("\\", "/").replace("{run-id}", run_id).replace("{output-name}", name).strip("/")
+    if "\x00" in rel or ".." in rel.split("/"):
+        raise InvalidInputError(
+            f"Output {name!r}: destination {raw!r} may not contain '..' or NUL; name a folder inside the datastore."
+        )
+    if posixpath.normpath(rel or ".") == ".":
+        raise InvalidInputError(
+            f"Output {name!r}: destination {raw!r} is the datastore's root; name a folder inside it, such as "
+            "'outputs/{run-id}/{output-name}'."
+        )
+    return posixpath.normpath(rel)
 
 
 def output_environment(outputs: list[ResolvedOutput]) -> dict[str, str]:

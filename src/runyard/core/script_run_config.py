@@ -112,6 +112,15 @@ class ScriptRunConfig:
         if not source.is_dir():
             raise InvalidInputError(f"source_directory {self.source_directory!r} is not a folder.")
         if self.script is not None:
+            if not isinstance(self.script, str) or not self.script or "\x00" in self.script:
+                raise InvalidInputError(f"script must name a file in source_directory, got {self.script!r}.")
+            if self.script.startswith("-"):
+                # The job runs `python -u SCRIPT`: '-m…' or '-c…' would be read as an interpreter option and
+                # run a module or code instead of the file. Pipeline steps refuse it too (graph_spec).
+                raise InvalidInputError(
+                    f"Script {self.script!r} starts with '-', which Python would read as an option such as -c "
+                    "or -m, not as a script. Rename the file so its name does not start with '-'."
+                )
             script = (source / self.script).resolve()
             if not script.is_relative_to(source):
                 raise InvalidInputError(
