@@ -1,6 +1,6 @@
 """Run behaviours real Azure ML v1 samples depend on (issue 11, bugs 6-10), with real workspaces and processes.
 
-6. start_logging(outputs=...) uploads that folder when the run ends.
+6. start_logging(outputs=...) creates that folder when the run starts and uploads it when it ends.
 7. run.restore_snapshot() writes the run's snapshot as a zip.
 8. log_image names its file `<name>_<unixtime>.png` at the run's root.
 9. get_details()["status"] is a plain str.
@@ -18,6 +18,7 @@ import pytest
 
 from conftest import SourceDir
 from runyard import Experiment, ScriptRunConfig, Workspace
+from runyard.errors import InvalidInputError
 
 JOB_POST = "azureml-logs/75_job_post.txt"
 
@@ -56,6 +57,34 @@ def test_start_logging_outputs_names_another_folder_or_none(
     quiet = exp.start_logging(outputs=None, snapshot_directory=None)
     quiet.complete()
     assert not any(n.startswith("outputs/") for n in quiet.get_file_names())
+
+
+def test_start_logging_creates_the_outputs_folder_as_v1_does(
+    sqlite_workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The logging-api notebook writes outputs/myfile.txt right after start_logging(), never creating
+    the folder itself: v1 creates it when the run starts (and child_run(outputs=...) too)."""
+    monkeypatch.chdir(tmp_path)
+    exp = Experiment(sqlite_workspace, "outs")
+    run = exp.start_logging(snapshot_directory=None)
+    assert (tmp_path / "outputs").is_dir()
+    (tmp_path / "outputs" / "myfile.txt").write_text("hello")  # the notebook's next line
+    child = run.child_run("part", outputs="child_out/deep")
+    assert (tmp_path / "child_out" / "deep").is_dir()
+    (tmp_path / "child_out" / "deep" / "c.txt").write_text("c")
+    child.complete()
+    run.complete()
+    assert "outputs/myfile.txt" in run.get_file_names()
+    assert "outputs/c.txt" in child.get_file_names()
+
+    elsewhere = tmp_path / "none"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    exp.start_logging(outputs=None, snapshot_directory=None).complete()
+    assert list(elsewhere.iterdir()) == []  # outputs=None: no folder
+    (elsewhere / "taken").write_text("a file")
+    with pytest.raises(InvalidInputError, match=r"is a file.*outputs=None"):
+        exp.start_logging(outputs="taken", snapshot_directory=None)
 
 
 def test_a_failed_interactive_run_keeps_its_outputs_too(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import time
 import uuid
@@ -86,6 +87,22 @@ def _start_logging_arguments(
 
 
 _START_LOGGING = inspect.signature(_start_logging_arguments)
+
+
+def make_outputs_folder(outputs: str | os.PathLike[str]) -> Path:
+    """An interactive run's outputs folder, created when the run starts as v1 does: samples write
+    `outputs/file.txt` right after start_logging() without creating the folder themselves."""
+    folder = Path(outputs).expanduser().resolve()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise InvalidInputError(
+            f"outputs={str(outputs)!r} cannot be the run's outputs folder: {exc.filename or folder} is a file. "
+            "Pass another folder, or outputs=None to upload nothing."
+        ) from exc
+    return folder
+
+
 VIEW_TYPES = ("ActiveOnly", "ArchivedOnly", "All")
 
 
@@ -200,7 +217,7 @@ class Experiment:
         # the process that owns the run: if it dies without run.complete(), readers end the run
         data: dict[str, Any] = {"owner": identity()}
         if given["outputs"] is not None:
-            data[OUTPUTS_KEY] = str(Path(given["outputs"]).expanduser().resolve())
+            data[OUTPUTS_KEY] = str(Path(given["outputs"]).expanduser().resolve())  # made by _create_run
         run = self._create_run(
             run_id=given["run_id"] or str(uuid.uuid4()),
             run_type=INTERACTIVE_RUN_TYPE,
@@ -229,6 +246,8 @@ class Experiment:
         check_run_id(run_id)
         if display_name is not None:
             check_text("Run name", display_name, MAX_ID_LENGTH, empty_ok=True)
+        if data and data.get(OUTPUTS_KEY):  # start_logging(outputs=...), run.child_run(outputs=...)
+            make_outputs_folder(data[OUTPUTS_KEY])
         now = time.time()
         record = RunRecord(
             run_id=run_id,
