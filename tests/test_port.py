@@ -6,6 +6,7 @@ rewrite that parses but does not work (an unbound `azureml` name) fails here.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -120,6 +121,8 @@ def test_notebook_cells_ported_around_ipython_lines(tmp_path: Path) -> None:
     assert src[5:8] == old[5:8]  # %%writefile conda.yml, %%bash, the cell that does not parse
     assert src[8] == old[8].replace('import_module("azureml.core")', 'import_module("runyard.v1.core")')
     assert src[9] == old[9]
+    # cell 11 uses the name cell 2's `import azureml.core` binds: one namespace, so it is ported too
+    assert src[10] == old[10].replace(" azureml.core.Run", " runyard.v1.core.Run")
 
 
 def test_folders_skip_tool_state_and_missing_paths_are_errors(tmp_path: Path) -> None:
@@ -211,5 +214,103 @@ def test_a_linked_file_is_ported_once_through_its_link(tmp_path: Path) -> None:
     result = run_cli("port", "--write", str(tmp_path), str(real))
     assert result.returncode == 0, result.stderr
     assert "Ported 1 of 1 file (1 rewrite)" in result.stdout
+    assert f"{tmp_path / 'link.py'}: a symbolic link (to {real}); not followed" in result.stderr
     assert (tmp_path / "link.py").is_symlink()
     assert real.read_text() == "import runyard.v1.core\n"
+
+
+def test_links_below_a_folder_are_not_followed_but_a_named_link_is(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "lib.py").write_text("import azureml.core\n")
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "lib.py").symlink_to(shared / "lib.py")
+    (project / "vendored").symlink_to(shared, target_is_directory=True)
+    (project / "gone.py").symlink_to(tmp_path / "missing.py")  # a dangling link is not read either
+    result = run_cli("port", "--write", "-q", str(project))
+    assert result.returncode == 0, result.stderr
+    assert "Nothing to port: no azureml imports in 0 files." in result.stdout
+    for name in ("lib.py", "vendored", "gone.py"):
+        assert f"{project / name}: a symbolic link" in result.stderr, name
+    assert (shared / "lib.py").read_text() == "import azureml.core\n"
+    named = run_cli("port", "--write", "-q", str(project / "lib.py"))
+    assert named.returncode == 0, named.stderr
+    assert (shared / "lib.py").read_text() == "import runyard.v1.core\n"
+    assert (project / "lib.py").is_symlink()
+
+
+def test_a_read_only_file_is_reported_not_written_and_the_rest_is_ported(tmp_path: Path) -> None:
+    frozen = tmp_path / "a_frozen.py"
+    frozen.write_text("import azureml.core\n")
+    frozen.chmod(0o444)
+    (tmp_path / "b_train.py").write_text("import azureml.core\n")
+    try:
+        result = run_cli("port", "--write", "-q", str(tmp_path))
+        assert frozen.read_text() == "import azureml.core\n"
+        assert stat.S_IMODE(frozen.stat().st_mode) == 0o444
+    finally:
+        frozen.chmod(0o644)
+    assert result.returncode == 1
+    assert f"{frozen}: read-only, not written" in result.stderr
+    assert "Ported 1 of 2 files (1 rewrite). 1 file not written: see the warnings above." in result.stdout
+    assert (tmp_path / "b_train.py").read_text() == "import runyard.v1.core\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".port")]
+
+
+def test_a_notebook_nbformat_cannot_write_back_is_reported_in_a_dry_run_too(tmp_path: Path) -> None:
+    cell = {"cell_type": "code", "metadata": {}, "execution_count": None, "source": "import azureml.core\n"}
+    odd = tmp_path / "a_odd.ipynb"
+    odd.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 4, "metadata": {}, "cells": [cell]}))
+    before = odd.read_bytes()
+    (tmp_path / "b_train.py").write_text("import azureml.core\n")
+    for flags in ((), ("--check",), ("--write",)):
+        result = run_cli("port", *flags, str(tmp_path))
+        assert "Traceback" not in result.stderr, result.stderr
+        assert f"{odd}: cannot be written back as a notebook" in result.stderr, flags
+        assert "a_odd.ipynb [cell 1]" not in result.stdout  # no diff for what will not be written
+        assert odd.read_bytes() == before
+    assert (tmp_path / "b_train.py").read_text() == "import runyard.v1.core\n"
+
+
+def _notebook(path: Path, *sources: str) -> Path:
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_a_notebook_is_one_namespace_for_the_name_an_import_binds(tmp_path: Path) -> None:
+    """`import azureml.core` in one cell, `azureml.core.X` in later ones: the ported notebook runs."""
+    notebook = _notebook(
+        tmp_path / "nb.ipynb",
+        "import azureml.core",
+        "def kind():\n    return azureml.core.Run.__name__",
+        "print(azureml.core.VERSION is not None, kind())",
+        "def local(azureml):\n    return azureml\nprint(local('param'))",  # a parameter stays
+        "%%writefile score.py\nprint(azureml.core.VERSION)",  # a script of its own: its name is unbound
+    )
+    result = run_cli("port", "--write", str(notebook))
+    assert result.returncode == 0, result.stderr
+    cells = [cell.source for cell in nbformat.read(notebook, as_version=4).cells]
+    assert cells[1] == "def kind():\n    return runyard.v1.core.Run.__name__"
+    assert cells[3].startswith("def local(azureml):\n    return azureml\n")
+    assert cells[4] == "%%writefile score.py\nprint(azureml.core.VERSION)"
+    program = "ns = {}\n" + "".join(f"exec({src!r}, ns)\n" for src in cells[:4])
+    ran = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "True Run\nparam\n"
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "import azureml.core as azureml",  # binds the name to azureml.core, which the port keeps
+        "def f():\n    import azureml.core",  # binds it inside f only
+        "%%writefile s.py\nimport azureml.core",  # in another file
+        "azureml = object()",  # not an import
+    ],
+)
+def test_other_cells_keep_a_name_no_notebook_level_import_binds(tmp_path: Path, first: str) -> None:
+    notebook = _notebook(tmp_path / "nb.ipynb", first, "azureml.core.Run")
+    assert run_cli("port", "--write", str(notebook)).returncode == 0
+    assert nbformat.read(notebook, as_version=4).cells[1].source == "azureml.core.Run"
