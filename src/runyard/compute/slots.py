@@ -1,15 +1,18 @@
 """At most N runs of a named compute target at once: a run waits in Queued for one of the target's slots.
 
-Each run's supervisor claims a slot before it prepares the run: under a per-target file lock it counts
-the target's runs that hold one (Preparing, Starting, Running) and, when one is free, moves its own run
-to Preparing while still holding the lock, so two supervisors never take the last slot together; runs queued earlier go first. A run
-whose supervisor died does not hold a slot (its recorded process is dead), so a crash cannot block the
-target until someone reaps the run. The slot count is read again on every try: `update(max_nodes=...)`
-applies to runs still waiting, and deleting the target fails them.
+Each run's supervisor records itself, then claims a slot before it prepares the run: under a per-target
+file lock it counts the target's runs that hold one (core/compute_slots.py `holds_slot`: Preparing,
+Starting or Running with a live supervisor or step process on this machine) and, when one is free, moves
+its own run to Preparing while still holding the lock, so two supervisors never take the last slot
+together. Runs waiting longer go first: the order is their supervisors' start times, which
+`process_state` checks against the live process, so a client cannot jump the queue with a made-up
+created_time. A run whose supervisor died, a record nobody supervises, and a child run hold no slot, so
+neither a crash nor a crafted record blocks the target. The slot count is read again on every try:
+`update(max_nodes=...)` applies to runs still waiting, and deleting the target fails them.
 
-The lock is a file on this machine. Runs of a server workspace that are supervised on several client
-machines are counted through the store, but two machines can each claim the last slot in the same
-instant; the limit is exact per machine.
+Slots are counted per machine: the lock is a file here, and a supervisor on another machine (a client
+of the same server workspace) is not provably alive from here, so each machine runs up to max_nodes
+runs of the target.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from runyard.core.compute_slots import BUSY_STATUSES, slots_for, target_runs
+from runyard.core.compute_slots import holds_slot, slots_for, target_runs
 from runyard.core.processes import process_state
 from runyard.core.workspace import Workspace
 from runyard.status import RunStatus
@@ -41,25 +44,24 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _holds_slot(record: RunRecord) -> bool:
-    if record.status not in BUSY_STATUSES:
-        return False
-    process = record.data.get("supervisor") or record.data.get("process")
-    return process_state(process) != "dead"
+def _supervisor_start(record: RunRecord) -> float:
+    supervisor = record.data.get("supervisor")
+    started = supervisor.get("createTime") if isinstance(supervisor, dict) else None
+    return float(started) if isinstance(started, int | float) else record.created_time
 
 
 def _waiting_before(runs: list[RunRecord], run_id: str) -> list[RunRecord]:
-    """Runs queued on the target before this one whose supervisors wait too: they go first (FIFO)."""
+    """Runs queued on the target whose live supervisors started before this one's: they go first."""
     mine = next((r for r in runs if r.run_id == run_id), None)
     if mine is None:
         return []
+    since = (_supervisor_start(mine), run_id)
     return [
         r
         for r in runs
         if r.status == RunStatus.QUEUED
-        and (r.created_time, r.run_id) < (mine.created_time, mine.run_id)
-        and "supervisor" in r.data
-        and process_state(r.data["supervisor"]) != "dead"
+        and process_state(r.data.get("supervisor")) == "alive"  # a live supervisor waits for this slot
+        and (_supervisor_start(r), r.run_id) < since
     ]
 
 
@@ -77,7 +79,7 @@ def wait_for_slot(workspace: Workspace, run_id: str, target: str, canceled: Call
         slots = slots_for(workspace, target)
         with _locked(lock):
             runs = target_runs(workspace, target)
-            busy = [r for r in runs if r.run_id != run_id and _holds_slot(r)]
+            busy = [r for r in runs if r.run_id != run_id and holds_slot(r)]
             earlier = _waiting_before(runs, run_id)
             if len(busy) + len(earlier) < slots:
                 patch = {"queuedBecause": None} if waiting else None

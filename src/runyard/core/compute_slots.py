@@ -2,7 +2,15 @@
 
 A named target's slots are its `max_nodes`, capped by this machine (`config.local_slots()`:
 RUNYARD_LOCAL_SLOTS or the number of cores); a ComputeInstance has one. A "node" in v1's status objects
-is one slot: busy while one of the target's runs holds it (Preparing, Starting or Running).
+is one slot: busy while one of the target's runs holds it (`holds_slot`).
+
+One rule decides who holds a slot, for script runs (compute/slots.py) and pipeline steps
+(engine/step_slots.py) alike: a run in Preparing, Starting or Running whose recorded supervisor (or step
+process) is alive on this machine. A record alone proves nothing, since any write token can create one
+that says Running, so a run with no live process recorded ("unknown": none recorded, or on another
+host) holds no slot. Child runs (`run.child_run()`) record only their owner: they share their parent's
+node, as in v1, and never take a slot of their own. (The status and node views below show what the
+records say, Preparing/Starting/Running, since the studio of a server sees runs supervised elsewhere.)
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from runyard import config
 from runyard.core.compute_config import ComputeStatus, ScaleSettings
+from runyard.core.processes import process_state
 from runyard.status import ACTIVE_STATUSES, RunStatus
 from runyard.store.records import ComputeTargetRecord, RunRecord
 from runyard.store.sql_compute import LOCAL
@@ -21,6 +30,16 @@ if TYPE_CHECKING:
 #: Statuses that hold one of a target's slots (a run claims its slot by moving to Preparing).
 BUSY_STATUSES = (RunStatus.PREPARING, RunStatus.STARTING, RunStatus.RUNNING)
 WAITING_STATUSES = (RunStatus.NOT_STARTED, RunStatus.QUEUED)
+
+
+def slot_holder(record: RunRecord) -> Any:
+    """The process a run's slot is held by: its supervisor (script runs), else its process (steps)."""
+    return record.data.get("supervisor") or record.data.get("process")
+
+
+def holds_slot(record: RunRecord) -> bool:
+    """Does this run hold one of its target's slots now? See the module docstring."""
+    return record.status in BUSY_STATUSES and process_state(slot_holder(record)) == "alive"
 
 
 def slots_of(record: ComputeTargetRecord | None) -> int:

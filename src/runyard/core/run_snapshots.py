@@ -4,6 +4,11 @@ restore_snapshot, and the upload of an interactive run's outputs when it ends. M
 Snapshots are the content-addressed ones pipelines use (store/snapshots.py): each distinct file is
 stored once per workspace, and a run records the id of its latest snapshot in its data
 (`snapshotId`), which is what v1's `get_snapshot_id()` returns.
+
+The outputs folder a run uploads when it ends is the one the process that created the run chose
+(`remember_outputs`), kept in memory: the copy in the run's data is for readers only. A folder read back
+from the store could have been changed by someone else, and the upload would hand them a folder of this
+machine (docs/security.md).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runyard.core.processes import identity
 from runyard.core.snapshot import snapshot_files
 from runyard.errors import InvalidInputError, SnapshotException
 from runyard.store.snapshots import SnapshotStore
@@ -26,6 +32,15 @@ if TYPE_CHECKING:
 SNAPSHOT_KEY = "snapshotId"
 #: The key in an interactive run's data that names the local folder uploaded as outputs/ when it ends.
 OUTPUTS_KEY = "outputsDirectory"
+
+#: run id -> the outputs folder this process chose for it (start_logging(outputs=), child_run(outputs=)).
+_CHOSEN_OUTPUTS: dict[str, str] = {}
+
+
+def remember_outputs(run_id: str, folder: str | None) -> None:
+    """Record, in this process only, the outputs folder a run this process created uploads when it ends."""
+    if folder is not None:
+        _CHOSEN_OUTPUTS[run_id] = folder
 
 
 def store_snapshot(workspace: Workspace, file_or_folder: str | os.PathLike[str]) -> str:
@@ -97,7 +112,13 @@ class RunSnapshotMixin:
 
     def _upload_outputs(self) -> None:
         """An interactive run's outputs folder (start_logging(outputs=...)) becomes outputs/ in the run,
-        as a submitted run's does."""
-        folder = self._record.data.get(OUTPUTS_KEY)
-        if folder and Path(folder).is_dir():
+        as a submitted run's does. Only the folder this process chose is uploaded, never one named by
+        the stored record alone (see the module docstring)."""
+        folder = _CHOSEN_OUTPUTS.get(self.id)
+        if folder is None and self._record.data.get("owner") == identity():
+            # Until every creator calls remember_outputs (core/experiment.py start_logging and
+            # core/run_children.py child_run): the folder this very process recorded when it created
+            # the run. Over REST only the creator or the run itself may write it (server/run_guard.py).
+            folder = self._record.data.get(OUTPUTS_KEY)
+        if isinstance(folder, str) and folder and Path(folder).is_dir():
             self.upload_folder("outputs", folder)

@@ -9,6 +9,11 @@ scheduler or a waiting client may stop. So, over REST:
   uses it) changes their status or data. Anyone who may write may still *ask* to stop them;
 - the keys that steer processes or reuse (STEERING_KEYS) and the fingerprint are written only by the
   token that created the run (a script run's own run token may record its process and supervisor);
+- the keys that name what a run's own process hands back to its user (CREATOR_KEYS: the snapshot
+  `restore_snapshot()` returns, the local folder uploaded as outputs/) are written only by the token
+  that created the run or the run's own run token (a job may `take_snapshot()`). They are not steering
+  keys: they steer no process and no reuse, so a pipeline may carry them, and the job itself may
+  write them;
 - a pipeline placed on the server's own folder is accepted only from a server started with --compute.
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runyard.core.run_snapshots import OUTPUTS_KEY, SNAPSHOT_KEY
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.errors import InvalidInputError, RunNotFound
 from runyard.server.auth import Principal
@@ -27,6 +33,8 @@ from runyard.store import RunRecord, SqlStore
 STEERING_KEYS = ("outputs", "material", "reuse", "reusedFrom", "process", "supervisor", "owner")
 #: The steering keys a script run's own run token may write (its supervisor records itself and its job).
 RUN_TOKEN_KEYS = frozenset({"process", "supervisor"})
+#: RunRecord.data keys only the run's creator or its own run token may write (core/run_snapshots.py).
+CREATOR_KEYS = frozenset({SNAPSHOT_KEY, OUTPUTS_KEY})
 PIPELINE_TYPES = (PIPELINE_RUN_TYPE, STEP_RUN_TYPE)
 
 
@@ -159,10 +167,18 @@ def check_run_write(
             f"Run {run_id}: only the token that created a run may set its fingerprint (it offers the run's "
             "outputs for reuse), and never a run token."
         )
+    own_run_token = who.scope == "run" and who.run_id == run_id
+    personal = set(data or {}) & CREATOR_KEYS
+    if personal and not (created_by_who or own_run_token):
+        raise forbidden(
+            f"Run {run_id}: {', '.join(sorted(personal))} may be written only by the token that created the "
+            "run or by the run itself (they name the code restore_snapshot() hands back and the local folder "
+            "the run's own process uploads). Ask the run's owner, or start a run of your own."
+        )
     steering = set(data or {}) & set(STEERING_KEYS)
     if not steering or created_by_who:
         return
-    if who.scope == "run" and who.run_id == run_id and steering <= RUN_TOKEN_KEYS:
+    if own_run_token and steering <= RUN_TOKEN_KEYS:
         return  # a job's supervisor records itself and the process it started
     raise forbidden(
         f"Run {run_id}: {', '.join(sorted(steering))} may be written only by the token that created the run "

@@ -21,9 +21,10 @@ from runyard.store.validation import check_json, check_text
 
 #: The kinds of named target runyard knows, with v1's name rules for each (Azure's service rules:
 #: letters, digits and '-', starting with a letter; 2-16 characters for a cluster, 3-24 for an instance).
+#: Matched with fullmatch: `$` would also match before a trailing newline, and 'local\n' is not 'local'.
 NAME_RULES = {
-    "AmlCompute": (re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,15}$"), "2 to 16"),
-    "ComputeInstance": (re.compile(r"^[A-Za-z][A-Za-z0-9-]{2,23}$"), "3 to 24"),
+    "AmlCompute": (re.compile(r"[A-Za-z][A-Za-z0-9-]{1,15}"), "2 to 16"),
+    "ComputeInstance": (re.compile(r"[A-Za-z][A-Za-z0-9-]{2,23}"), "3 to 24"),
 }
 #: The target every workspace has: this machine's processes. It is not a record and cannot be replaced.
 LOCAL = "local"
@@ -33,7 +34,7 @@ MAX_NODES_LIMIT = 10_000
 def check_compute_name(name: Any, kind: str = "AmlCompute") -> str:
     """ComputeTargetException unless `name` follows v1's rules for `kind` (and is not 'local')."""
     pattern, length = NAME_RULES.get(kind, NAME_RULES["AmlCompute"])
-    if not isinstance(name, str) or not pattern.match(name):
+    if not isinstance(name, str) or not pattern.fullmatch(name):
         raise ComputeTargetException(
             f"Compute target name {name!r} is not valid for {kind}: use {length} letters, digits or '-', "
             "starting with a letter (for example 'cpu-cluster')."
