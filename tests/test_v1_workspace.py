@@ -320,6 +320,11 @@ def test_a_damaged_workspace_config_is_reported_not_overwritten(project: Path) -
     )
     with pytest.raises(InvalidInputError, match="'name' must be a string"):
         Workspace.get(ws.path)
+    (ws.path / "config.json").write_text(
+        '{"tracking_uri": "sqlite:///runyard.db", "artifact_root": "a", "tags": "x"}'
+    )
+    with pytest.raises(InvalidInputError, match="'tags' must be an object"):
+        Workspace.get(ws.path)
 
 
 # -- datastores, MLflow, details ------------------------------------------------------------------

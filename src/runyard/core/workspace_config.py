@@ -35,6 +35,12 @@ LINK_KEY = "runyard_workspace"
 #: The key in a workspace's config.json listing the Azure config files its write_config() wrote (see _linked).
 WRITTEN_KEY = "azure_configs"
 REQUIRED = ("tracking_uri", "artifact_root")
+#: The type each known entry must have (None is allowed for all but REQUIRED).
+TYPES: dict[str, type] = {
+    **dict.fromkeys(("tracking_uri", "artifact_root", "name", "token", "studio_url", "id"), str),
+    **dict.fromkeys(("sku", "location"), str),
+    **dict.fromkeys(("tags", "azure", "default_compute_targets"), dict),
+}
 
 
 @dataclass(frozen=True)
@@ -54,10 +60,11 @@ def read_config(path: Path) -> dict[str, Any]:
     for key in REQUIRED:
         if key not in cfg:
             raise InvalidInputError(f"{cfg_file} lacks {key!r}; recreate it with `runyard init`.")
-    for key in ("tracking_uri", "artifact_root", "name", "token", "studio_url", "id"):
-        if key in cfg and not isinstance(cfg[key], str) and (key in REQUIRED or cfg[key] is not None):
+    for key, kind in TYPES.items():
+        if key in cfg and not isinstance(cfg[key], kind) and (key in REQUIRED or cfg[key] is not None):
+            what = "a string" if kind is str else "an object"
             raise InvalidInputError(
-                f"{cfg_file}: {key!r} must be a string, not {type(cfg[key]).__name__} ({cfg[key]!r}). "
+                f"{cfg_file}: {key!r} must be {what}, not {type(cfg[key]).__name__} ({cfg[key]!r}). "
                 "Fix that entry, or recreate the file with `runyard init`."
             )
     # Relative entries are relative to the workspace folder, so a workspace can be moved or copied.
