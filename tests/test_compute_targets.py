@@ -352,6 +352,8 @@ def test_targets_through_a_server_follow_its_auth_rules(
         ComputeTarget(as_writer, "srv-cpu").delete()
     with pytest.raises(ComputeTargetException, match="no compute target 'nope'"):
         ComputeTarget(as_writer, "nope")
+    missing = httpx.get(f"{server.url}/api/v1/compute/nope", headers={"Authorization": f"Bearer {read}"})
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "ComputeTargetNotFound"
     bad = httpx.post(
         f"{server.url}/api/v1/compute",
         json={"name": "x_y", "kind": "AmlCompute", "max_nodes": 1},

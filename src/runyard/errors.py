@@ -11,6 +11,7 @@
     │   ├── MetricValueError
     │   └── RunConfigurationException
     ├── ComputeTargetException   a named compute target is missing or cannot be created (v1's name)
+    │   └── ComputeTargetNotFound  (also a NotFoundError: HTTP 404)
     ├── ConflictError            the request is valid but the current state forbids it
     │   └── RunFinishedError
     ├── AuthError                the server refused the token (= AuthenticationException)
@@ -160,6 +161,11 @@ class ComputeTargetException(RunyardError):
 
     v1 samples catch exactly this name around `ComputeTarget(workspace=ws, name=...)` to decide whether to
     create the target, so it keeps v1's name rather than a runyard one."""
+
+
+class ComputeTargetNotFound(ComputeTargetException, NotFoundError):
+    """No compute target of that name: v1's `except ComputeTargetException` catches it, and a server
+    answers it with 404 like every other missing thing."""
 
 
 class RunFinishedError(ConflictError):

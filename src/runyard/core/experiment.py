@@ -22,7 +22,7 @@ from runyard.core.run import (
     check_text,
     submitted_by,
 )
-from runyard.core.run_snapshots import OUTPUTS_KEY, SNAPSHOT_KEY, store_snapshot
+from runyard.core.run_snapshots import OUTPUTS_KEY, SNAPSHOT_KEY, remember_outputs, store_snapshot
 from runyard.errors import InvalidInputError, RunyardError
 from runyard.status import RunStatus
 from runyard.store import RunRecord
@@ -248,6 +248,7 @@ class Experiment:
             check_text("Run name", display_name, MAX_ID_LENGTH, empty_ok=True)
         if data and data.get(OUTPUTS_KEY):  # start_logging(outputs=...), run.child_run(outputs=...)
             make_outputs_folder(data[OUTPUTS_KEY])
+            remember_outputs(run_id, data[OUTPUTS_KEY])  # what complete() uploads: never read back
         now = time.time()
         record = RunRecord(
             run_id=run_id,

@@ -19,7 +19,6 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runyard.core.processes import identity
 from runyard.core.snapshot import snapshot_files
 from runyard.errors import InvalidInputError, SnapshotException
 from runyard.store.snapshots import SnapshotStore
@@ -115,10 +114,5 @@ class RunSnapshotMixin:
         as a submitted run's does. Only the folder this process chose is uploaded, never one named by
         the stored record alone (see the module docstring)."""
         folder = _CHOSEN_OUTPUTS.get(self.id)
-        if folder is None and self._record.data.get("owner") == identity():
-            # Until every creator calls remember_outputs (core/experiment.py start_logging and
-            # core/run_children.py child_run): the folder this very process recorded when it created
-            # the run. Over REST only the creator or the run itself may write it (server/run_guard.py).
-            folder = self._record.data.get(OUTPUTS_KEY)
         if isinstance(folder, str) and folder and Path(folder).is_dir():
             self.upload_folder("outputs", folder)

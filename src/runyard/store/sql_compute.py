@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from runyard.errors import ComputeTargetException, ConflictError
+from runyard.errors import ComputeTargetException, ComputeTargetNotFound, ConflictError
 from runyard.store import schema as t
 from runyard.store.records import ComputeTargetRecord
 from runyard.store.sql_base import SqlBase
@@ -103,7 +103,7 @@ class SqlCompute(SqlBase):
 
     def _missing_target(self, name: str) -> ComputeTargetException:
         known = ", ".join(repr(n) for n in [LOCAL, *(r.name for r in self.list_compute_targets())])
-        return ComputeTargetException(
+        return ComputeTargetNotFound(
             f"ComputeTargetNotFound: no compute target {name!r} in workspace {self.where} (known: {known}). "
             f"Create it with ComputeTarget.create(ws, {name!r}, AmlCompute.provisioning_configuration(max_nodes=4)), "
             "or use compute_target='local'."
