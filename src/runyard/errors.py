@@ -163,6 +163,19 @@ class ComputeTargetException(RunyardError):
     create the target, so it keeps v1's name rather than a runyard one."""
 
 
+class DatastoreNotFound(NotFoundError):
+    """No datastore of that name in the workspace (a server answers 404)."""
+
+
+class DatasetNotFound(NotFoundError):
+    """No registered dataset of that name, version or id (a server answers 404)."""
+
+
+class DataAccessError(RunyardError):
+    """A datastore that cannot be reached or read: an unreachable endpoint, a missing fsspec backend, a
+    file that vanished. The message names the store's URL or endpoint and what to do."""
+
+
 class ComputeTargetNotFound(ComputeTargetException, NotFoundError):
     """No compute target of that name: v1's `except ComputeTargetException` catches it, and a server
     answers it with 404 like every other missing thing."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runyard.compat import missing_attribute, v1_keywords
+from runyard.data.backends import LocalBackend, StorageBackend
 from runyard.errors import InvalidInputError, NotFoundError
 
 if TYPE_CHECKING:
@@ -101,6 +102,10 @@ class Datastore:
             )
         folder = datastore_folder(self._name)
         return Path(self._workspace.artifacts.local_path(f"{folder}/{rel}" if rel else folder))
+
+    def backend(self) -> StorageBackend:
+        """Where this datastore's bytes live (data/backends.py)."""
+        return LocalBackend(self.local_path(""))
 
     def set_as_default(self) -> None:
         self._workspace.set_default_datastore(self._name)

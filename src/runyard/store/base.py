@@ -15,6 +15,9 @@ from typing import Any, Protocol
 
 from runyard.store.records import (
     ComputeTargetRecord,
+    DatasetRecord,
+    DatasetUse,
+    DatastoreRecord,
     ExperimentRecord,
     MetricRow,
     MetricSummary,
@@ -149,4 +152,61 @@ class Store(Protocol):
 
     def delete_compute_target(self, name: str) -> None:
         """ComputeTargetException if absent or 'local'."""
+        ...
+
+    # datastores ('workspaceblobstore' is built in and never a record; see data/datastore.py)
+    def save_datastore(self, record: DatastoreRecord, overwrite: bool = False) -> DatastoreRecord:
+        """Create a datastore, or replace one of the same name when `overwrite` (its created_time stays).
+        ConflictError if the name is taken and not `overwrite`; InvalidInputError for a bad name or URL."""
+        ...
+
+    def get_datastore(self, name: str) -> DatastoreRecord:
+        """Names are case-insensitive, as in v1. DatastoreNotFound if absent."""
+        ...
+
+    def list_datastores(self) -> list[DatastoreRecord]:
+        """By name."""
+        ...
+
+    def delete_datastore(self, name: str) -> None:
+        """DatastoreNotFound if absent. Clears the default when it was the default."""
+        ...
+
+    def get_default_datastore_name(self) -> str | None:
+        """The name set by set_default_datastore_name, or None (then 'workspaceblobstore' is the default)."""
+        ...
+
+    def set_default_datastore_name(self, name: str) -> None:
+        """DatastoreNotFound unless `name` is 'workspaceblobstore' or a registered datastore."""
+        ...
+
+    # datasets: versioned, immutable records
+    def register_dataset(self, record: DatasetRecord, create_new_version: bool = False) -> DatasetRecord:
+        """Store `record` as the next version of its name (record.version and record.id are assigned
+        here). When the name exists and not `create_new_version`: return the latest version if it has
+        the same kind, definition and content_hash, else ConflictError saying to pass
+        create_new_version=True. InvalidInputError for a bad name, kind or file list."""
+        ...
+
+    def get_dataset(self, name: str, version: int | None = None) -> DatasetRecord:
+        """Latest version when `version` is None. DatasetNotFound if absent."""
+        ...
+
+    def get_dataset_by_id(self, dataset_id: str) -> DatasetRecord:
+        """DatasetNotFound if absent."""
+        ...
+
+    def list_datasets(self, name: str | None = None, latest: bool = False) -> list[DatasetRecord]:
+        """By name, newest version first; `latest`: one record per name."""
+        ...
+
+    # lineage
+    def record_dataset_uses(self, uses: Sequence[DatasetUse]) -> None:
+        """Append lineage rows (one transaction). The same (run_id, direction, name) twice keeps the last."""
+        ...
+
+    def list_dataset_uses(
+        self, run_id: str | None = None, dataset_id: str | None = None, dataset_name: str | None = None
+    ) -> list[DatasetUse]:
+        """Lineage rows filtered by run, by registered version, or by every version of a name; oldest first."""
         ...

@@ -132,6 +132,67 @@ class ComputeTargetRecord:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DatastoreRecord:
+    """A registered datastore: an fsspec URL for the store's root plus its non-secret options.
+
+    `kind` keeps v1's datastore type (AzureBlob, AzureDataLakeGen2, AzureFile) or "fsspec" for
+    `Datastore.register_fsspec`; `workspaceblobstore` is built in and never a record. Secrets (account
+    keys, SAS tokens, secret access keys) are never stored here: `secret_names` lists which storage
+    options are kept in the workspace's secrets file or taken from the environment (docs/datasets.md).
+    `data` keeps v1's fields as given (account_name, container_name, protocol, endpoint, ...).
+    """
+
+    name: str
+    kind: str
+    url: str
+    options: dict[str, Any] = field(default_factory=dict)
+    secret_names: tuple[str, ...] = ()
+    created_time: float = 0.0
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """One registered version of a dataset. Immutable once written.
+
+    `definition` is the dataset's definition JSON (data/definition.py: sources, format, transforms);
+    `files` are the files it resolved to when registered, each {"datastore", "path", "size", "sha256"},
+    and `content_hash` is the sha256 of their canonical JSON, so "version 3" always means the same bytes.
+    `id` is v1's dataset id: one per registered version.
+    """
+
+    id: str
+    name: str
+    version: int
+    kind: str  # "file" | "tabular"
+    definition: dict[str, Any]
+    files: list[dict[str, Any]]
+    content_hash: str
+    created_time: float
+    description: str | None = None
+    tags: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None  # the run whose output it is (OutputFileDatasetConfig.register_on_complete)
+
+
+@dataclass(frozen=True)
+class DatasetUse:
+    """Lineage: one dataset a run read ("input") or produced ("output").
+
+    `dataset_id` is the registered version's id, or None for data that was never registered (a datastore
+    path, an unregistered dataset); `detail` then says what it was ({"datastore", "path"} or the
+    definition), and `content_hash` which bytes were read or written.
+    """
+
+    run_id: str
+    direction: str  # "input" | "output"
+    name: str  # the input or output name within the run
+    content_hash: str
+    dataset_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    created_time: float = 0.0
+
+
 # -- studio queries (SqlStore only: the studio is served by the process that holds the database) ----
 
 METRIC_AGGREGATES = ("last", "min", "max")

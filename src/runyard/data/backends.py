@@ -1,0 +1,121 @@
+"""Where a datastore's bytes live: one small interface over a local folder, the workspace's artifact
+store and any fsspec filesystem.
+
+Datasets, datastore transfers, reuse hashing and the engine's input materialisation only talk to a
+`StorageBackend`, so a dataset on S3 and one in the workspace folder take the same code path. Paths are
+always posix paths relative to the datastore's root and never leave it ('..' is refused).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from runyard.errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One file of a datastore. `mtime_ns` is set for local stores (the hash cache keys on it);
+    `version_tag` for remote ones (the ETag, generation or md5 the store reports, when it reports one)."""
+
+    path: str  # posix, relative to the datastore root
+    size: int
+    mtime_ns: int | None = None
+    version_tag: str | None = None
+
+
+def clean_store_path(path: str) -> str:
+    """A datastore-relative posix path without leading '/', './' or trailing '/'; '' is the root.
+    InvalidInputError for '..' or NUL: a path may not leave its datastore."""
+    if not isinstance(path, str):
+        raise InvalidInputError(f"A datastore path must be text, got {type(path).__name__}.")
+    text = path.replace("\\", "/")
+    if "\x00" in text or ".." in text.split("/"):
+        raise InvalidInputError(f"Path {path!r} leaves its datastore: use a path inside it, without '..'.")
+    rel = posixpath.normpath(text.strip("/")) if text.strip("/") else ""
+    return "" if rel == "." else rel
+
+
+class StorageBackend(Protocol):
+    """The operations runyard needs from a datastore. Implementations: LocalBackend (below),
+    the artifact-store and fsspec backends in data/fsspec_backend.py."""
+
+    url: str  # shown in messages: "file:///…", "s3://bucket/prefix (endpoint http://…)"
+
+    def list_files(self, prefix: str = "") -> list[StoredFile]:
+        """Every file under `prefix` (a folder, or one file), sorted by path. [] when nothing is there."""
+        ...
+
+    def local_path(self, path: str) -> Path | None:
+        """The file or folder's path on this machine when the store is a local folder; else None."""
+        ...
+
+    def fetch(self, path: str) -> Path:
+        """A local, read-only copy of one file (the file itself for local stores; a cached copy for
+        remote ones). DataAccessError naming the store when it cannot be read."""
+        ...
+
+    def put_file(self, local: Path, path: str, overwrite: bool) -> bool:
+        """Write one file, atomically: readers see the old file or the whole new one, never a part.
+        Returns False (and writes nothing) when the file exists and not `overwrite`."""
+        ...
+
+
+class LocalBackend:
+    """A datastore that is a folder on this machine (workspaceblobstore, file:// stores)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.url = self.root.as_uri() if self.root.is_absolute() else str(self.root)
+
+    def _full(self, path: str) -> Path:
+        rel = clean_store_path(path)
+        return self.root / rel if rel else self.root
+
+    def list_files(self, prefix: str = "") -> list[StoredFile]:
+        base = self._full(prefix)
+        if base.is_file():
+            st = base.stat()
+            return [StoredFile(clean_store_path(prefix), st.st_size, st.st_mtime_ns)]
+        found: list[StoredFile] = []
+        stack = [base]
+        while stack:
+            folder = stack.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    rel = Path(entry.path).relative_to(self.root).as_posix()
+                    found.append(StoredFile(rel, st.st_size, st.st_mtime_ns))
+        found.sort(key=lambda f: f.path)
+        return found
+
+    def local_path(self, path: str) -> Path | None:
+        return self._full(path)
+
+    def fetch(self, path: str) -> Path:
+        return self._full(path)
+
+    def put_file(self, local: Path, path: str, overwrite: bool) -> bool:
+        final = self._full(path)
+        if final.exists() and not overwrite:
+            return False
+        final.parent.mkdir(parents=True, exist_ok=True)
+        partial = final.with_name(f".{final.name}.partial-{uuid.uuid4().hex[:8]}")
+        try:
+            shutil.copyfile(local, partial)
+            os.replace(partial, final)
+        finally:
+            partial.unlink(missing_ok=True)
+        return True
