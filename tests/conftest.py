@@ -24,6 +24,8 @@ import pytest
 
 from runyard import Workspace
 
+pytest_plugins = ["s3_fixture"]  # s3_server / s3_bucket: moto in server mode (tests/s3_fixture.py)
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
