@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 #: The Alembic revision this code expects. tests/test_migrations.py checks it equals Alembic's head.
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"
 
 metadata = sa.MetaData()
 
@@ -165,4 +165,63 @@ compute_targets = sa.Table(
     sa.Column("max_nodes", sa.Integer, nullable=False),
     sa.Column("created_time", sa.Float, nullable=False),
     sa.Column("data", sa.JSON, nullable=False),
+)
+
+# Registered datastores: an fsspec URL and its non-secret options (secrets live in the workspace's
+# secrets file or the environment; store/validation.py refuses secret-looking keys). Names are stored
+# lowercased: v1's datastore names are case-insensitive. 'workspaceblobstore' is built in, never a row.
+datastores = sa.Table(
+    "datastores",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("created_time", sa.Float, nullable=False),
+    sa.Column("options", sa.JSON, nullable=False),
+    sa.Column("secret_names", sa.JSON, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+)
+
+# Registered dataset versions, immutable once written: what they are (definition) and the files they
+# resolved to (files, content_hash), so a version always means the same bytes. `id` is v1's dataset id.
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("created_time", sa.Float, nullable=False),
+    sa.Column("run_id", sa.String(256), nullable=True),
+    sa.Column("definition", sa.JSON, nullable=False),
+    sa.Column("files", sa.JSON, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),  # description, tags
+    # versions are max+1 in the write transaction; this turns a race between two writers into a retry
+    sa.Index("uq_datasets_name_version", "name", "version", unique=True),
+)
+
+# Lineage: which data each run read (input) or produced (output), one row per (run, direction, name).
+# dataset_id is NULL for data that was never registered (a datastore path); detail then says what it was.
+dataset_uses = sa.Table(
+    "dataset_uses",
+    metadata,
+    sa.Column("run_id", sa.String(256), sa.ForeignKey("runs.run_id"), primary_key=True),
+    sa.Column("direction", sa.String(8), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("dataset_id", sa.String(64), sa.ForeignKey("datasets.id"), nullable=True),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("created_time", sa.Float, nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    # the runs that used or produced a dataset version (the studio's Datasets page)
+    sa.Index("ix_dataset_uses_dataset", "dataset_id", "created_time"),
+    sa.Index("ix_dataset_uses_created", "created_time"),
+)
+
+# Small workspace-wide settings (today: the default datastore's name under "default_datastore").
+workspace_settings = sa.Table(
+    "workspace_settings",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
 )

@@ -1,7 +1,7 @@
 """SqlStore: the Store protocol on SQLAlchemy Core, for SQLite files and PostgreSQL.
 
 Split by concern: engine and transactions in sql_base.py, metrics in sql_metrics.py, models in
-sql_models.py, named compute targets in sql_compute.py, tokens in sql_tokens.py, the studio's queries (SqlStore only) in sql_studio.py;
+sql_models.py, named compute targets in sql_compute.py, datastores/datasets/lineage in sql_data.py, tokens in sql_tokens.py, the studio's queries (SqlStore only) in sql_studio.py;
 experiments, runs, tags and properties here. Every write checks its input first (store/validation.py),
 so both databases, the REST server and the Python API accept exactly the same records.
 """
@@ -23,6 +23,7 @@ from runyard.store import validation as v
 from runyard.store.records import SUBMISSION_KEYS, ExperimentRecord, MetricRow, RunRecord
 from runyard.store.sql_base import _retry_on_conflict, engine_for, run_from_row
 from runyard.store.sql_compute import SqlCompute
+from runyard.store.sql_data import SqlData
 from runyard.store.sql_metrics import SqlMetrics
 from runyard.store.sql_models import SqlModels
 from runyard.store.sql_studio import SqlStudio
@@ -54,7 +55,7 @@ def check_submission_unchanged(run: RunRecord, patch: Mapping[str, Any]) -> None
         )
 
 
-class SqlStore(SqlMetrics, SqlModels, SqlCompute, SqlTokens, SqlStudio):
+class SqlStore(SqlMetrics, SqlModels, SqlCompute, SqlData, SqlTokens, SqlStudio):
     # -- experiments ----------------------------------------------------------------------------
     def get_or_create_experiment(self, name: str) -> ExperimentRecord:
         v.check_experiment_name(name)

@@ -19,7 +19,14 @@ from typing import Any
 
 from runyard.errors import InvalidInputError, MetricValueError
 from runyard.status import RunStatus
-from runyard.store.records import MetricRow, ModelRecord, RunRecord
+from runyard.store.records import (
+    DatasetRecord,
+    DatasetUse,
+    DatastoreRecord,
+    MetricRow,
+    ModelRecord,
+    RunRecord,
+)
 
 MAX_NAME_LENGTH = 255  # experiment names, metric names, tag and property keys (the database columns)
 MAX_RUN_ID_BYTES = 255  # a run id names a folder (runs/<run_id>/); file names stop at 255 bytes
@@ -252,3 +259,176 @@ def _check_model_path(name: str, path: str) -> None:
             f"Model path {_shown(path)} is not allowed: a model's files live in models/{name}/<version>/ "
             f"(e.g. 'models/{name}/{{version}}/model.pkl'), with no '..', '.', '\\' or empty parts."
         )
+
+
+# -- datastores, datasets, lineage -------------------------------------------------------------------
+
+#: The datastore every workspace has (its artifact folder, or the server's); never a record.
+BUILTIN_DATASTORE = "workspaceblobstore"
+DATASTORE_NAME = re.compile(r"[A-Za-z0-9_]{1,255}")
+DATASTORE_SCHEMES = ("file", "s3", "az", "abfs", "abfss", "gs", "gcs", "memory")
+#: Option keys that hold credentials (compared lowercased). They belong in the workspace secrets file or
+#: the environment, never in the database: refusing them here keeps that promise for every writer.
+# fmt: off
+SECRET_OPTION_KEYS = frozenset((
+    "account_key", "sas_token", "key", "secret", "secret_access_key", "aws_secret_access_key",
+    "password", "token", "connection_string", "client_secret", "credential",
+))
+# fmt: on
+DATASET_KINDS = ("file", "tabular")
+MAX_DATASET_NAME = 250
+DATASET_FILE_KEYS = ("datastore", "path", "size", "sha256")
+USE_DIRECTIONS = ("input", "output")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def check_datastore_name(name: Any) -> str:
+    """v1's rule (letters, digits and '_', 1-255 characters); names are case-insensitive, so the lowercased
+    name is returned and stored."""
+    if not isinstance(name, str) or not DATASTORE_NAME.fullmatch(name):
+        raise InvalidInputError(
+            f"Datastore name {name!r:.60} is not valid: use 1 to 255 letters, digits or '_' "
+            "(for example 'training_data')."
+        )
+    return name.lower()
+
+
+def refuse_builtin_datastore(name: str, action: str) -> None:
+    if name.lower() == BUILTIN_DATASTORE:
+        raise InvalidInputError(
+            f"'{BUILTIN_DATASTORE}' is the workspace's built-in datastore and cannot be {action}; "
+            "register your store under another name."
+        )
+
+
+def _check_no_secrets(what: str, value: Any, depth: int = 0) -> None:
+    if depth > MAX_PAYLOAD_DEPTH or not isinstance(value, Mapping | list | tuple):
+        return
+    items = value.items() if isinstance(value, Mapping) else enumerate(value)
+    for key, item in items:
+        if isinstance(key, str) and key.lower() in SECRET_OPTION_KEYS:
+            raise InvalidInputError(
+                f"{what} holds {key!r}, which looks like a credential; runyard never stores credentials in "
+                "the database. Pass it to Datastore.register_* (it goes to the workspace secrets file, "
+                "readable only by you) or set it in the environment (docs/datasets.md)."
+            )
+        _check_no_secrets(what, item, depth + 1)
+
+
+def check_datastore_url(url: Any) -> str:
+    """An fsspec URL whose scheme runyard can open: file:///abs, s3://bucket/..., az://container/..."""
+    text = check_text("Datastore URL", url, limit=2048, controls=False)
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in DATASTORE_SCHEMES or not rest.strip("/"):
+        if scheme.lower() == "file" and sep and rest.startswith("/"):
+            return text  # file:/// is the machine's root: odd, but a folder
+        raise InvalidInputError(
+            f"Datastore URL {_shown(text)} is not an fsspec URL runyard can open; use one of "
+            f"{', '.join(s + '://' for s in DATASTORE_SCHEMES)} followed by the bucket, container or "
+            "folder (for example 's3://my-bucket/data' or 'file:///srv/data')."
+        )
+    if scheme.lower() == "file" and not rest.startswith("/"):
+        raise InvalidInputError(
+            f"Datastore URL {_shown(text)} names a relative folder; use an absolute one (file:///srv/data)."
+        )
+    return text
+
+
+def validate_datastore(record: DatastoreRecord) -> str:
+    """Every field of a datastore record; returns the (lowercased) name it is stored under."""
+    name = check_datastore_name(record.name)
+    refuse_builtin_datastore(name, "saved as a record")
+    check_text("Datastore kind", record.kind, limit=64, controls=False)
+    check_datastore_url(record.url)
+    for what, value in (("options", record.options), ("data", record.data)):
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise InvalidInputError(f"Datastore {name!r}: {what} must be a dict with string keys.")
+        check_json(f"Datastore {name!r} {what}", dict(value))
+        _check_no_secrets(f"Datastore {name!r} {what}", value)
+    if not isinstance(record.secret_names, list | tuple):
+        raise InvalidInputError(f"Datastore {name!r}: secret_names must be a list of option names.")
+    for secret in record.secret_names:
+        check_text(f"Datastore {name!r} secret name", secret, limit=MAX_NAME_LENGTH, controls=False)
+    _check_time(f"Datastore {name!r}", record.created_time)
+    return name
+
+
+def _check_time(what: str, value: Any) -> None:
+    if isinstance(value, bool) or not (isinstance(value, int | float) and math.isfinite(value)):
+        raise InvalidInputError(f"{what}: created_time must be a finite number, got {value!r}.")
+
+
+def check_content_hash(what: str, value: Any) -> str:
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+        raise InvalidInputError(f"{what} must be a sha256 as 64 lowercase hex digits, got {value!r:.80}.")
+    return value
+
+
+def check_dataset_name(name: Any) -> str:
+    """Printable names, spaces allowed (v1's 'diabetes dataset'), but no '/' (it appears in URLs)."""
+    text = check_text("Dataset name", name, limit=MAX_DATASET_NAME, controls=False)
+    if not text.strip() or "/" in text or not text.isprintable():
+        raise InvalidInputError(
+            f"Dataset name {_shown(text)} is not allowed: use 1 to {MAX_DATASET_NAME} printable characters, "
+            "not only spaces and without '/' (for example 'diabetes dataset')."
+        )
+    return text
+
+
+def _check_dataset_file(name: str, index: int, item: Any) -> None:
+    where = f"Dataset {name!r} file {index}"
+    if not isinstance(item, Mapping) or set(item) != set(DATASET_FILE_KEYS):
+        raise InvalidInputError(
+            f"{where} must be a dict with exactly the keys {', '.join(DATASET_FILE_KEYS)}, got {item!r:.120}."
+        )
+    if not isinstance(item["datastore"], str):
+        raise InvalidInputError(f"{where}: datastore must be a string ('' for a URL or local file).")
+    check_text(f"{where} path", item["path"], limit=4096)
+    size = item["size"]
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= INT64_MAX:
+        raise InvalidInputError(f"{where}: size must be a whole number of bytes >= 0, got {size!r}.")
+    check_text(f"{where} sha256", item["sha256"], limit=1024, controls=False)
+
+
+def validate_dataset(record: DatasetRecord) -> None:
+    """A dataset version as registered (its id and version are assigned by the store)."""
+    name = check_dataset_name(record.name)
+    if record.kind not in DATASET_KINDS:
+        raise InvalidInputError(
+            f"Dataset {name!r} has kind {record.kind!r:.40}; use one of {', '.join(DATASET_KINDS)}."
+        )
+    if not isinstance(record.definition, Mapping):
+        raise InvalidInputError(f"Dataset {name!r}: definition must be a dict (the definition's JSON).")
+    check_json(f"The definition of dataset {name!r}", dict(record.definition))
+    if not isinstance(record.files, list | tuple):
+        raise InvalidInputError(f"Dataset {name!r}: files must be a list of resolved files.")
+    for index, item in enumerate(record.files):
+        _check_dataset_file(name, index, item)
+    check_content_hash(f"Dataset {name!r} content_hash", record.content_hash)
+    if record.description is not None:
+        check_text(f"Dataset {name!r} description", record.description)
+    if not isinstance(record.tags, Mapping):
+        raise InvalidInputError(f"Dataset {name!r}: tags must be a dict.")
+    validate_tags(record.tags, "Dataset tag")
+    check_json(f"The tags of dataset {name!r}", dict(record.tags))
+    if record.run_id is not None:
+        check_run_id(record.run_id)
+    _check_time(f"Dataset {name!r}", record.created_time)
+
+
+def validate_dataset_use(use: DatasetUse) -> None:
+    """One lineage row; whether its run and dataset exist is checked by the store, in its transaction."""
+    check_run_id(use.run_id)
+    if use.direction not in USE_DIRECTIONS:
+        raise InvalidInputError(
+            f"Dataset use {use.name!r:.60} of run {use.run_id!r}: direction must be 'input' or 'output', "
+            f"got {use.direction!r:.40}."
+        )
+    check_text("Dataset use name", use.name, limit=MAX_NAME_LENGTH, controls=False)
+    check_content_hash(f"Dataset use {use.name!r} content_hash", use.content_hash)
+    if use.dataset_id is not None:
+        check_text(f"Dataset use {use.name!r} dataset_id", use.dataset_id, limit=64, controls=False)
+    if not isinstance(use.detail, Mapping):
+        raise InvalidInputError(f"Dataset use {use.name!r}: detail must be a dict.")
+    check_json(f"The detail of dataset use {use.name!r}", dict(use.detail))
+    _check_time(f"Dataset use {use.name!r}", use.created_time)
