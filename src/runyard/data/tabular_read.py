@@ -1,0 +1,412 @@
+"""Reading a tabular dataset's local files into one pyarrow Table.
+
+This is the pure reading layer under TabularDataset: it knows formats, not datastores. It takes
+(local path, display path) pairs, where the display path is the file's path on its datastore: that is
+what `include_path`'s "Path" column shows and what `partition_format` is matched against. pyarrow does
+the parsing (multithreaded CSV, Parquet, JSON lines); this module adds v1's options on top and turns
+pyarrow's terse failures into errors that name the file, the line and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from runyard.data.data_type import DataType, convert_column
+from runyard.data.tabular_ops import apply_transforms, rows_needed, write_csv_files, write_parquet_files
+from runyard.errors import DataAccessError, InvalidInputError
+
+__all__ = [
+    "apply_transforms",
+    "read_table",
+    "rows_needed",
+    "table_to_pandas",
+    "write_csv_files",
+    "write_parquet_files",
+]
+
+# v1 encoding names (from_delimited_files(encoding=...)) -> Python codec names.
+_ENCODINGS = {
+    "utf8": "utf8",
+    "utf-8": "utf8",
+    "utf8bom": "utf-8-sig",
+    "iso88591": "iso-8859-1",
+    "latin1": "iso-8859-1",
+    "ascii": "ascii",
+    "utf16": "utf-16",
+    "utf32": "utf-32",
+    "windows1252": "cp1252",
+}
+# v1's PromoteHeadersBehavior names and values; header=True is ALL_FILES_HAVE_SAME_HEADERS, False NO_HEADERS.
+_HEADERS = {
+    "NO_HEADERS": "none",
+    "ONLY_FIRST_FILE_HAS_HEADERS": "first",
+    "COMBINE_ALL_FILES_HEADERS": "combine",
+    "ALL_FILES_HAVE_SAME_HEADERS": "same",
+}
+_HEADER_VALUES = {0: "none", 1: "first", 2: "combine", 3: "same"}
+_DATE_PARTS = {"yyyy": 4, "MM": 2, "dd": 2, "HH": 2, "mm": 2, "ss": 2}
+
+
+def read_table(
+    files: Sequence[tuple[Path, str]],
+    fmt: dict[str, Any],
+    include_path: bool = False,
+    partition_format: str | None = None,
+    set_column_types: dict[str, Any] | None = None,
+    limit: int | None = None,
+) -> pa.Table:
+    """Read `files` (local path, display path) in order into one table.
+
+    `limit` stops reading once that many rows are in (take(n) on a thousand files reads the first few).
+    Files' schemas are promoted (missing columns become null, int widens to float); a real conflict is an
+    InvalidInputError naming both files. Columns then come as: "Path" (include_path), the data columns,
+    the partition columns; set_column_types is applied last.
+    """
+    if not files:
+        raise InvalidInputError("The dataset has no files to read: check its path or glob.")
+    kind = fmt.get("type", "delimited")
+    partitions = _PartitionFormat(partition_format) if partition_format else None
+    tables: list[tuple[str, pa.Table]] = []
+    rows = 0
+    header_names: list[str] | None = None
+    for index, (local, display) in enumerate(files):
+        if limit is not None and rows >= limit and tables:
+            break
+        remaining = None if limit is None else limit - rows
+        if kind == "delimited":
+            table, names = _read_delimited(Path(local), display, fmt, index, header_names, remaining)
+            header_names = header_names or names
+        elif kind == "parquet":
+            table = _guard(display, "", lambda p=Path(local): pq.read_table(p))
+        elif kind == "json_lines":
+            table = _read_json_lines(Path(local), display, fmt)
+        else:
+            raise InvalidInputError(
+                f"Unknown tabular format {kind!r}: use 'delimited', 'parquet' or 'json_lines'."
+            )
+        if remaining is not None and table.num_rows > remaining:
+            table = table.slice(0, remaining)
+        rows += table.num_rows
+        tables.append((display, _add_path_columns(table, display, include_path, partitions)))
+    if partitions is not None:
+        partitions.check_matched([d for d, _ in tables])
+    table = _concat(tables, loose=kind == "delimited")
+    for column, data_type in (set_column_types or {}).items():
+        if column not in table.column_names:
+            raise InvalidInputError(
+                f"set_column_types names column {column!r}, which the data does not have; "
+                f"its columns are {table.column_names}."
+            )
+        at = table.column_names.index(column)
+        table = table.set_column(
+            at, column, convert_column(table.column(column), DataType.from_spec(data_type))
+        )
+    return table
+
+
+def table_to_pandas(table: pa.Table) -> Any:
+    """The table as a pandas DataFrame, converted the cheap way (no consolidation into 2-D blocks)."""
+    return table.to_pandas(split_blocks=True, self_destruct=False)
+
+
+def _encoding(fmt: dict[str, Any]) -> str:
+    name = str(fmt.get("encoding") or "utf8")
+    return _ENCODINGS.get(name.lower().replace("-", "").replace("_", ""), name)
+
+
+def _header_mode(header: Any) -> str:
+    if header is True or header is None:
+        return "same"
+    if header is False:
+        return "none"
+    name = getattr(header, "name", header)
+    if isinstance(name, str) and name.upper() in _HEADERS:
+        return _HEADERS[name.upper()]
+    value = getattr(header, "value", header)
+    if isinstance(value, int) and value in _HEADER_VALUES:
+        return _HEADER_VALUES[value]
+    raise InvalidInputError(
+        f"header={header!r} is not understood: use True, False or a PromoteHeadersBehavior "
+        f"({', '.join(_HEADERS)})."
+    )
+
+
+def _read_delimited(
+    path: Path,
+    display: str,
+    fmt: dict[str, Any],
+    index: int,
+    first_names: list[str] | None,
+    limit: int | None,
+) -> tuple[pa.Table, list[str]]:
+    separator = str(fmt.get("separator", ","))
+    if len(separator) != 1:
+        raise InvalidInputError(
+            f"separator must be a single character, got {separator!r} (use '\\t' for tabs)."
+        )
+    mode = _header_mode(fmt.get("header", True))
+    encoding = _encoding(fmt)
+    read = pacsv.ReadOptions(use_threads=True, block_size=16 << 20, encoding=encoding)
+    if mode == "none":
+        read.autogenerate_column_names = True
+    elif first_names is not None and mode in ("first", "same"):
+        read.column_names = first_names  # later files: the first file's names ("same" skips their header row)
+        read.skip_rows = 1 if mode == "same" else 0
+    parse = pacsv.ParseOptions(
+        delimiter=separator, newlines_in_values=bool(fmt.get("support_multi_line", False))
+    )
+    convert = pacsv.ConvertOptions(strings_can_be_null=not fmt.get("empty_as_string", False))
+    if not fmt.get("infer_column_types", True) or limit is not None:
+
+        def open_reader() -> Any:
+            return pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+
+        names = _guard(display, encoding, lambda: open_reader().schema.names, path, separator)
+        if not fmt.get("infer_column_types", True):
+            convert.column_types = {n: pa.string() for n in names}
+    if limit is not None:  # stream batches and stop early instead of parsing the whole file
+        table = _guard(display, encoding, lambda: _read_some(open_reader(), limit), path, separator)
+    else:
+        table = _guard(display, encoding, lambda: pacsv.read_csv(path, read, parse, convert), path, separator)
+    if any(pa.types.is_binary(f.type) for f in table.schema):  # pyarrow keeps undecodable text as bytes
+        raise InvalidInputError(_undecodable_message(path, display, encoding))
+    if mode == "none":
+        table = table.rename_columns([f"Column{i + 1}" for i in range(table.num_columns)])
+    return table, list(table.column_names)
+
+
+def _read_some(reader: Any, limit: int) -> pa.Table:
+    batches = []
+    rows = 0
+    for batch in reader:
+        batches.append(batch)
+        rows += batch.num_rows
+        if rows >= limit:
+            break
+    return pa.Table.from_batches(batches, schema=reader.schema)
+
+
+def _guard(display: str, encoding: str, read: Any, path: Path | None = None, separator: str = ",") -> Any:
+    """Run `read`, turning pyarrow's and the codecs' errors into ones that name the file and the fix."""
+    try:
+        return read()
+    except FileNotFoundError as err:
+        raise DataAccessError(f"File {display!r} of the dataset is gone ({err.filename}).") from None
+    except UnicodeDecodeError as err:
+        raise InvalidInputError(
+            f"File {display!r} is not valid {encoding or 'utf8'} text (byte {err.start}: {err.reason}): "
+            "pass the file's real encoding, e.g. encoding='latin1' or 'utf16'."
+        ) from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        text = str(err)
+        if "UTF8" in text or ("utf8" in text.lower() and "invalid" in text.lower()):
+            raise InvalidInputError(
+                f"File {display!r} is not valid {encoding or 'utf8'} text ({text.splitlines()[0]}): "
+                "pass the file's real encoding, e.g. encoding='latin1' or 'utf16'."
+            ) from None
+        if path is not None and "Expected" in text and "columns" in text:
+            raise InvalidInputError(_ragged_message(path, display, separator, encoding)) from None
+        raise InvalidInputError(f"File {display!r} could not be read: {text.splitlines()[0]}") from None
+
+
+def _ragged_message(path: Path, display: str, separator: str, encoding: str) -> str:
+    """Re-scan the file with the csv module (only on error) to name the first line of the wrong width."""
+    with open(path, newline="", encoding=encoding or "utf8", errors="replace") as handle:
+        reader = csv.reader(handle, delimiter=separator)
+        expected = None
+        for row in reader:
+            if not row:
+                continue
+            if expected is None:
+                expected = len(row)
+            elif len(row) != expected:
+                return (
+                    f"File {display!r} line {reader.line_num} has {len(row)} fields where the lines before "
+                    f"have {expected}: fix that line, or check the separator ({separator!r})."
+                )
+    return f"File {display!r} has rows with different numbers of fields: check the separator ({separator!r})."
+
+
+def _undecodable_message(path: Path, display: str, encoding: str) -> str:
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError as err:
+                return (
+                    f"File {display!r} is not valid {encoding} text (line {number}, byte {err.start}: "
+                    f"{err.reason}): pass the file's real encoding, e.g. encoding='latin1' or 'utf16'."
+                )
+    return f"File {display!r} is not valid {encoding} text: pass the file's real encoding, e.g. encoding='latin1'."
+
+
+def _read_json_lines(path: Path, display: str, fmt: dict[str, Any]) -> pa.Table:
+    encoding = _encoding(fmt)
+    drop = fmt.get("invalid_lines", "error") == "drop"
+    if encoding in ("utf8", "utf-8-sig") and not drop:
+        try:
+            return _guard(display, encoding, lambda: pajson.read_json(path))
+        except InvalidInputError:
+            pass  # find the bad line below
+    kept = io.BytesIO()
+    with open(path, encoding=encoding, errors="strict", newline=None) as handle:
+        try:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError as err:
+                    if drop:
+                        continue
+                    raise InvalidInputError(
+                        f"File {display!r} line {number} is not a JSON object ({err.msg}): fix it, or read with "
+                        "invalid_lines='drop' to skip such lines."
+                    ) from None
+                kept.write(line.rstrip("\r\n").encode("utf8") + b"\n")
+        except UnicodeDecodeError as err:
+            raise InvalidInputError(
+                f"File {display!r} is not valid {encoding} text (byte {err.start}: {err.reason}): "
+                "pass the file's real encoding."
+            ) from None
+    if not kept.getvalue():
+        return pa.table({})
+    kept.seek(0)
+    return _guard(display, encoding, lambda: pajson.read_json(kept))
+
+
+class _PartitionFormat:
+    """v1's partition_format: '{name}' parts become string columns, '{name:yyyy/MM/dd}' parts together
+    make one timestamp column named after the first such part; '*' matches anything. The format covers
+    the end of the path, from the first partition key to the file name."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.columns: list[str] = []
+        self.date_column: str | None = None
+        self.unmatched: list[str] = []
+        pattern = ""
+        for piece in re.split(r"(\{[^}]*\}|\*)", text):
+            if piece == "*":
+                pattern += ".*?"
+            elif piece.startswith("{") and piece.endswith("}"):
+                name, _, date_format = piece[1:-1].partition(":")
+                if not name:
+                    raise InvalidInputError(
+                        f"partition_format {text!r} has an empty '{{}}': name every part."
+                    )
+                if date_format:
+                    self.date_column = self.date_column or name
+                    for part in re.split(r"(yyyy|MM|dd|HH|mm|ss)", date_format):
+                        if part in _DATE_PARTS:
+                            pattern += f"(?P<_d_{part}>\\d{{{_DATE_PARTS[part]}}})"
+                        else:
+                            pattern += re.escape(part)
+                else:
+                    if name not in self.columns:
+                        self.columns.append(name)
+                    pattern += f"(?P<{_group(name)}>[^/]+?)"
+            else:
+                pattern += re.escape(piece)
+        if self.date_column is not None and "_d_yyyy" not in pattern:
+            raise InvalidInputError(
+                f"partition_format {text!r} has a date part without 'yyyy': add the year."
+            )
+        prefix = "" if text.startswith("/") else "(?:^|/)"
+        self.regex = re.compile(prefix + pattern + "$")
+
+    def values(self, display: str) -> dict[str, Any] | None:
+        match = self.regex.search("/" + display.lstrip("/"))
+        if match is None:
+            self.unmatched.append(display)
+            return None
+        found: dict[str, Any] = {name: match.group(_group(name)) for name in self.columns}
+        if self.date_column is not None:
+            parts = {k[3:]: int(v) for k, v in match.groupdict().items() if k.startswith("_d_") and v}
+            found[self.date_column] = datetime(
+                parts["yyyy"], parts.get("MM", 1), parts.get("dd", 1), parts.get("HH", 0), parts.get("mm", 0),
+                parts.get("ss", 0),
+            )  # fmt: skip
+        return found
+
+    def names(self) -> list[str]:
+        return self.columns + ([self.date_column] if self.date_column else [])
+
+    def check_matched(self, displays: list[str]) -> None:
+        if displays and len(self.unmatched) == len(displays):
+            raise InvalidInputError(
+                f"partition_format {self.text!r} matches none of the files (e.g. {displays[0]!r}): it must "
+                "describe the end of each path, e.g. '/{{Department}}/{{PartitionDate:yyyy/MM/dd}}/data.csv'."
+            )
+
+
+def _group(name: str) -> str:
+    return "p_" + "".join(c if c.isalnum() else "_" for c in name) + f"_{abs(hash(name)) % 10_000}"
+
+
+def _add_path_columns(
+    table: pa.Table, display: str, include_path: bool, partitions: _PartitionFormat | None
+) -> pa.Table:
+    rows = table.num_rows
+    if partitions is not None:
+        found = partitions.values(display)
+        for name in partitions.names():
+            value = None if found is None else found[name]
+            kind = pa.timestamp("us") if name == partitions.date_column else pa.string()
+            column = pa.repeat(pa.scalar(value, type=kind), rows)
+            table = table.set_column(table.column_names.index(name), name, column) if name in table.column_names else table.append_column(name, column)  # fmt: skip
+    if include_path:
+        column = pa.repeat(pa.scalar(display, type=pa.string()), rows)
+        table = table.drop_columns(["Path"]) if "Path" in table.column_names else table
+        table = table.add_column(0, "Path", column)
+    return table
+
+
+def _concat(tables: list[tuple[str, pa.Table]], loose: bool) -> pa.Table:
+    """One table from many: promote compatible schemas; CSV columns whose inferred types disagree become
+    text (what inference over all the rows would give); any other conflict names both files."""
+    if len(tables) == 1:
+        return tables[0][1]
+    try:
+        return pa.concat_tables([t for _, t in tables], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    types: dict[str, tuple[str, pa.DataType]] = {}
+    for display, table in tables:
+        for field in table.schema:
+            if pa.types.is_null(field.type):
+                continue
+            seen = types.setdefault(field.name, (display, field.type))
+            if seen[1] != field.type and not _numeric_pair(seen[1], field.type):
+                if not loose:
+                    raise InvalidInputError(
+                        f"Files {seen[0]!r} and {display!r} disagree on column {field.name!r}: {seen[1]} vs "
+                        f"{field.type}. Read them as separate datasets, or convert the files to one schema."
+                    )
+                types[field.name] = (display, pa.string())
+    fixed = []
+    for _, table in tables:
+        for name, (_, wanted) in types.items():
+            if wanted == pa.string() and name in table.column_names:
+                at = table.column_names.index(name)
+                table = table.set_column(at, name, convert_column(table.column(name), "string"))
+        fixed.append(table)
+    return pa.concat_tables(fixed, promote_options="permissive")
+
+
+def _numeric_pair(a: pa.DataType, b: pa.DataType) -> bool:
+    return (pa.types.is_integer(a) or pa.types.is_floating(a)) and (
+        pa.types.is_integer(b) or pa.types.is_floating(b)
+    )
