@@ -20,6 +20,9 @@ from runyard import errors as e
 from runyard.store import validation
 from runyard.store.records import (
     ComputeTargetRecord,
+    DatasetRecord,
+    DatasetUse,
+    DatastoreRecord,
     ExperimentRecord,
     MetricRow,
     MetricSummary,
@@ -67,10 +70,16 @@ class RestStore:
       seq) once, so a resent batch adds nothing (rows without them are not repeated);
     - create_run_token: a second token for the run is harmless (the first one is never seen).
 
+    - save_datastore with `overwrite` (the same settings again), set_default_datastore_name,
+      record_dataset_uses (rows are keyed by run, direction and name: a repeat replaces them with the same),
+      register_dataset without `create_new_version` (a repeat finds the version the first one made).
+
     create_runs is not repeated blindly (a repeat would answer "already exists" for runs it did create):
-    it first looks whether the runs exist, and sends again only if they do not. register_model is not
-    repeated (a repeat would register another version): it fails with AnswerLost, a StoreError that says
-    the request may have been applied.
+    it first looks whether the runs exist, and sends again only if they do not. register_model and
+    register_dataset with `create_new_version` are not repeated (a repeat would register another version),
+    nor are save_datastore without `overwrite` and delete_datastore (a repeat would answer "already exists"
+    or "not found" for what the first request did): they fail with AnswerLost, a StoreError that says the
+    request may have been applied.
     """
 
     def __init__(self, uri: str, token: str | None = None, client: httpx.Client | None = None) -> None:
@@ -274,6 +283,70 @@ class RestStore:
 
     def delete_compute_target(self, name: str) -> None:
         self._send("DELETE", f"/compute/{_seg(name)}", None)
+
+    # datastores
+    def save_datastore(self, record: DatastoreRecord, overwrite: bool = False) -> DatastoreRecord:
+        validation.validate_datastore(record)  # the server's rules: a secret never leaves this machine
+        response = self.http.request(
+            "POST",
+            "/api/v1/datastores",
+            json=_dump(DatastoreRecord, record),
+            params={"overwrite": "true"} if overwrite else None,
+            retry=overwrite,
+        )
+        return _load(DatastoreRecord, response.json())
+
+    def get_datastore(self, name: str) -> DatastoreRecord:
+        return self._get(f"/datastores/{_seg(name)}", DatastoreRecord)
+
+    def list_datastores(self) -> list[DatastoreRecord]:
+        return self._get("/datastores", list[DatastoreRecord])
+
+    def delete_datastore(self, name: str) -> None:
+        self._send("DELETE", f"/datastores/{_seg(name)}", None)
+
+    def get_default_datastore_name(self) -> str | None:
+        return self._get("/default-datastore", dict[str, str | None])["name"]
+
+    def set_default_datastore_name(self, name: str) -> None:
+        self._send("PUT", "/default-datastore", {"name": name}, retry=True)
+
+    # datasets
+    def register_dataset(self, record: DatasetRecord, create_new_version: bool = False) -> DatasetRecord:
+        validation.validate_dataset(record)
+        response = self.http.request(
+            "POST",
+            "/api/v1/datasets",
+            json=_dump(DatasetRecord, record),
+            params={"create_new_version": "true"} if create_new_version else None,
+            retry=not create_new_version,
+        )
+        return _load(DatasetRecord, response.json())
+
+    def get_dataset(self, name: str, version: int | None = None) -> DatasetRecord:
+        if version is None:
+            return self._get(f"/datasets/{_seg(name)}/latest", DatasetRecord)
+        return self._get(f"/datasets/{_seg(name)}/versions/{int(version)}", DatasetRecord)
+
+    def get_dataset_by_id(self, dataset_id: str) -> DatasetRecord:
+        return self._get(f"/dataset-ids/{_seg(dataset_id)}", DatasetRecord)
+
+    def list_datasets(self, name: str | None = None, latest: bool = False) -> list[DatasetRecord]:
+        return self._get("/datasets", list[DatasetRecord], name=name, latest=latest or None)
+
+    # lineage
+    def record_dataset_uses(self, uses: Sequence[DatasetUse]) -> None:
+        for use in uses:
+            validation.validate_dataset_use(use)
+        if uses:
+            self._send("POST", "/dataset-uses", _dump(list[DatasetUse], list(uses)), retry=True)
+
+    def list_dataset_uses(
+        self, run_id: str | None = None, dataset_id: str | None = None, dataset_name: str | None = None
+    ) -> list[DatasetUse]:
+        return self._get(
+            "/dataset-uses", list[DatasetUse], run_id=run_id, dataset_id=dataset_id, dataset_name=dataset_name
+        )
 
     # runs tokens (used by whoever launches a run's process against a server)
     def create_run_token(self, run_id: str) -> str:
