@@ -2,7 +2,7 @@
 
 A mixin, so `core/workspace.py` keeps to opening, creating and finding workspaces. Every value here
 is real: the Azure names recorded in config.json (or None for a workspace no v1 code named yet), the
-default datastore, and empty dicts where issue 12 (datasets) and issue 13 (environments) fill in.
+datastores and datasets, and an empty dict where issue 13 (environments) fills in.
 """
 
 from __future__ import annotations
@@ -151,7 +151,11 @@ class WorkspaceV1:
 
     @property
     def datastores(self) -> dict[str, Datastore]:
-        return {DEFAULT_DATASTORE: Datastore(self)}  # type: ignore[arg-type]
+        """'workspaceblobstore' and every registered datastore, by name."""
+        found = {DEFAULT_DATASTORE: Datastore(self, DEFAULT_DATASTORE)}  # type: ignore[arg-type]
+        for record in self.store.list_datastores():  # type: ignore[attr-defined]
+            found[record.name] = Datastore._of(self, record)  # type: ignore[arg-type]
+        return found
 
     @property
     def compute_targets(self) -> dict[str, Any]:
@@ -164,8 +168,10 @@ class WorkspaceV1:
 
     @property
     def datasets(self) -> dict[str, Any]:
-        """Registered datasets: none until issue 12 brings Dataset registration."""
-        return {}
+        """Registered datasets by name (latest version of each)."""
+        from runyard.data.dataset import registered_datasets  # the dataset classes import core
+
+        return dict(registered_datasets(self))  # type: ignore[arg-type]
 
     @property
     def environments(self) -> dict[str, Any]:
@@ -195,11 +201,14 @@ class WorkspaceV1:
             ) from exc
 
     def get_default_datastore(self) -> Datastore:
+        """The datastore set_default_datastore chose, else 'workspaceblobstore'."""
         return Datastore(self)  # type: ignore[arg-type]
 
     def set_default_datastore(self, name: str) -> None:
-        """Only 'workspaceblobstore' exists (and is the default); another name raises, naming issue 12."""
-        Datastore(self, name)  # type: ignore[arg-type]
+        """Make `name` (a registered datastore or 'workspaceblobstore') the default; DatastoreNotFound
+        (listing the known names) otherwise."""
+        store = Datastore(self, name)  # type: ignore[arg-type]
+        self.store.set_default_datastore_name(store.name)  # type: ignore[attr-defined]
 
     def get_mlflow_tracking_uri(self, _with_auth: bool = False) -> str:
         """The server's URL for a workspace opened by URL. A folder workspace has no MLflow address:

@@ -1,0 +1,119 @@
+"""Parallel, per-file atomic transfers between this machine and a datastore, with a progress bar.
+
+Uploads and downloads are many small independent copies, so they run on a thread pool (the work is I/O).
+Each copy is atomic on its own: a download is written under a temporary name in the destination folder
+and renamed into place; an upload goes through `StorageBackend.put_file`, which does the same locally and
+is one PUT (or one completed multipart upload) remotely. A transfer that fails midway therefore leaves
+whole files or nothing, never a prefix of one.
+
+A Rich progress bar appears only for long transfers (many files or many bytes), only when asked
+(`show_progress`), and only where someone can see it: a terminal on stderr, or a notebook.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: A transfer is "long" (worth a progress bar) from this many files or bytes.
+PROGRESS_MIN_FILES = 50
+PROGRESS_MIN_BYTES = 64 * 1024 * 1024
+
+
+def workers() -> int:
+    """Threads for one transfer: RUNYARD_TRANSFER_THREADS, else 16."""
+    try:
+        return max(1, int(os.environ.get("RUNYARD_TRANSFER_THREADS", "16")))
+    except ValueError:
+        return 16
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file to copy. `run` does the copy and returns False when it skipped the file (it existed)."""
+
+    label: str
+    size: int
+    run: Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    done: int
+    skipped: list[str]
+
+
+def _in_notebook() -> bool:
+    shell = sys.modules.get("IPython")
+    get = getattr(shell, "get_ipython", None)
+    return bool(get and getattr(get(), "kernel", None) is not None)
+
+
+def _progress(show: bool, jobs: Sequence[Job], description: str) -> Any:
+    """A Rich Progress for this transfer, or None when it would be noise."""
+    if not show or not (len(jobs) >= PROGRESS_MIN_FILES or sum(j.size for j in jobs) >= PROGRESS_MIN_BYTES):
+        return None
+    notebook = _in_notebook()
+    if not notebook and not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn(f"{description} [progress.percentage]{{task.completed}}/{{task.fields[files]}} files"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=not notebook,
+    )
+
+
+def run_jobs(jobs: Sequence[Job], *, show_progress: bool, description: str) -> Outcome:
+    """Run every job on a thread pool. The first failure stops the jobs not yet started and is raised
+    (files already copied stay: each is whole). Returns how many were copied and which were skipped."""
+    skipped: list[str] = []
+    done = 0
+    progress = _progress(show_progress, jobs, description)
+    task: Any = None
+    if progress is not None:
+        progress.start()
+        task = progress.add_task(description, total=sum(j.size for j in jobs), files=len(jobs))
+    try:
+        with ThreadPoolExecutor(max_workers=min(workers(), max(1, len(jobs)))) as pool:
+            futures = {pool.submit(job.run): job for job in jobs}
+            try:
+                for future in as_completed(futures):
+                    job = futures[future]
+                    if future.result():
+                        done += 1
+                    else:
+                        skipped.append(job.label)
+                    if progress is not None:
+                        progress.advance(task, job.size)
+            except BaseException:
+                for pending in futures:
+                    pending.cancel()
+                raise
+    finally:
+        if progress is not None:
+            progress.stop()
+    return Outcome(done, sorted(skipped))
+
+
+def copy_atomic(src: Path, dest: Path) -> None:
+    """Copy a local file so that `dest` is either absent/old or the whole new file, never a part."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(f".{dest.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        shutil.copyfile(src, partial)
+        os.replace(partial, dest)
+    finally:
+        partial.unlink(missing_ok=True)
