@@ -32,8 +32,11 @@ from pydantic import (
 
 from runyard.errors import InvalidInputError
 
-#: Version of the graph JSON this runyard writes and reads. Bump it when the shape changes.
-GRAPH_VERSION = 1
+#: Version of the graph JSON this runyard writes. Bump it when the shape changes.
+#: 2: steps gained `datasets` (dataset / datastore-path inputs) and parameters may default to a dataset.
+GRAPH_VERSION = 2
+#: Versions this runyard still reads: a version 1 graph is a version 2 graph without dataset inputs.
+READABLE_VERSIONS = (1, 2)
 
 #: Names that end up in paths or environment variable names: no '/', no leading '.', no '..'.
 SafeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
@@ -82,11 +85,39 @@ class SourceSpec(_Frozen):
         return {k: v for k, v in handler(self).items() if v is not None}
 
 
+def _check_relative(path: Any, what: str) -> None:
+    if path is None:
+        return
+    if not isinstance(path, str) or ".." in path.replace("\\", "/").split("/") or "\x00" in path:
+        raise ValueError(f"{what} {path!r} must be a relative path without '..' or NUL")
+
+
 class InputSpec(_Frozen):
+    """Another step's output read by this step. "direct" with `read` (v1's output.read_delimited_files()
+    .as_input(name)): the step gets a TabularDataset over the output's files instead of a folder."""
+
     name: SafeName
     step: StepName
     output: SafeName
-    mode: Literal["mount", "download"]
+    mode: Literal["mount", "download", "direct"]
+    read: dict[str, Any] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_read(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = dict(handler(self))
+        if out.get("read") is None:
+            out.pop("read", None)
+        return out
+
+    @model_validator(mode="after")
+    def _read_is_tabular(self) -> InputSpec:
+        if (self.mode == "direct") != (self.read is not None):
+            raise ValueError("an input is 'direct' exactly when it reads the output as a tabular dataset")
+        if self.read is not None:
+            if self.read.get("read") not in ("delimited_files", "parquet_files"):
+                raise ValueError("read must be 'delimited_files' or 'parquet_files'")
+            _check_relative(self.read.get("path_glob"), "path_glob")
+        return self
 
 
 class OutputSpec(_Frozen):
@@ -97,14 +128,30 @@ class OutputSpec(_Frozen):
     overwrite: bool = False
     #: v1's PipelineData(pipeline_output_name=...): the name PipelineRun.get_pipeline_output() finds it by.
     pipeline_output: SafeName | None = None
+    #: register_on_complete: {name, description, tags, read}; registered when the step completes.
+    register: dict[str, Any] | None = None
 
     @model_serializer(mode="wrap")
     def _omit_unset_pipeline_output(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Most outputs have no pipeline-level name; their JSON stays as it always was."""
-        out = handler(self)
-        if out.get("pipeline_output") is None:
-            out.pop("pipeline_output", None)
-        return dict(out)
+        """Most outputs have no pipeline-level name nor registration; their JSON stays as it always was."""
+        out = dict(handler(self))
+        for key in ("pipeline_output", "register"):
+            if out.get(key) is None:
+                out.pop(key, None)
+        return out
+
+    @model_validator(mode="after")
+    def _registration_is_named(self) -> OutputSpec:
+        if self.register is not None:
+            name = self.register.get("name")
+            if not isinstance(name, str) or not name.strip() or len(name) > 256:
+                raise ValueError("register needs a dataset name")
+            read = self.register.get("read")
+            if read is not None and (
+                not isinstance(read, dict) or read.get("read") not in ("delimited_files", "parquet_files")
+            ):
+                raise ValueError("register.read must be a delimited_files or parquet_files read")
+        return self
 
     @model_validator(mode="after")
     def _destination_stays_inside(self) -> OutputSpec:
@@ -121,13 +168,94 @@ class OutputSpec(_Frozen):
         return self
 
 
+def check_dataset_payload(payload: Any) -> dict[str, Any]:
+    """A dataset as the graph carries it (data/dataset.py `dataset_payload`): its definition is checked
+    by DatasetDefinition, so a hand-written graph cannot smuggle in a source runyard would not accept."""
+    from runyard.data.definition import DatasetDefinition
+
+    if not isinstance(payload, dict) or "definition" not in payload:
+        raise ValueError("a dataset payload must be an object with a 'definition'")
+    try:
+        DatasetDefinition.from_json(payload["definition"])
+    except InvalidInputError as exc:
+        raise ValueError(str(exc)) from None
+    registered = payload.get("registered")
+    if registered is not None and not (
+        isinstance(registered, dict)
+        and isinstance(registered.get("id"), str)
+        and isinstance(registered.get("name"), str)
+        and type(registered.get("version")) is int
+    ):
+        raise ValueError("a dataset payload's 'registered' must be {id, name, version}")
+    return payload
+
+
+class DatasetValue(_Frozen):
+    """A parameter value that is a dataset: {"dataset": <dataset payload>}."""
+
+    dataset: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _valid_payload(self) -> DatasetValue:
+        check_dataset_payload(self.dataset)
+        return self
+
+
+class DatasetSourceSpec(_Frozen):
+    """Where a dataset input's data comes from: exactly one of a dataset, a datastore path, a parameter."""
+
+    dataset: dict[str, Any] | None = None
+    datastore: SafeName | None = None
+    path: str | None = None
+    param: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_set_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DatasetSourceSpec:
+        kinds = [
+            k
+            for k, present in (
+                ("dataset", self.dataset is not None),
+                ("datastore", self.datastore is not None),
+                ("param", self.param is not None),
+            )
+            if present
+        ]
+        if len(kinds) != 1:
+            raise ValueError("a dataset input's source must be exactly one of dataset, datastore+path, param")
+        if (self.datastore is None) != (self.path is None):
+            raise ValueError("a datastore source needs both 'datastore' and 'path'")
+        if self.path is not None:
+            parts = self.path.replace("\\", "/").split("/")
+            if ".." in parts or "\x00" in self.path:
+                raise ValueError(f"path {self.path!r} leaves its datastore: '..' and NUL are not allowed")
+        if self.dataset is not None:
+            check_dataset_payload(self.dataset)
+        return self
+
+
+class DatasetInputSpec(_Frozen):
+    """A step input that is a dataset or a datastore path (not another step's output)."""
+
+    name: SafeName
+    mode: Literal["direct", "mount", "download"]
+    source: DatasetSourceSpec
+
+
 class EnvironmentSpec(_Frozen):
     name: str | None = None
     python: str = ""
 
 
 class ParameterSpec(_Frozen):
-    default: str | int | float | bool | None = None
+    default: str | int | float | bool | DatasetValue | None = None
+
+    @property
+    def is_dataset(self) -> bool:
+        return isinstance(self.default, DatasetValue)
 
 
 class StepSpec(_Frozen):
@@ -138,6 +266,7 @@ class StepSpec(_Frozen):
     arguments: tuple[ArgToken, ...] = ()
     params: dict[ParamKey, ParamValue] = Field(default_factory=dict)
     inputs: tuple[InputSpec, ...] = ()
+    datasets: tuple[DatasetInputSpec, ...] = ()
     outputs: tuple[OutputSpec, ...] = ()
     run_after: tuple[StepName, ...] = ()
     compute_target: str = "local"
@@ -204,7 +333,7 @@ def parse_graph(data: Any) -> GraphSpec:
     if not isinstance(data, dict):
         raise GraphError(f"the graph is {type(data).__name__}, not an object")
     version = data.get("version")
-    if type(version) is not int or version != GRAPH_VERSION:  # not True (== 1), not 1.0
+    if type(version) is not int or version not in READABLE_VERSIONS:  # not True (== 1), not 1.0
         if type(version) is int:
             age = "a newer" if version > GRAPH_VERSION else "an older"
             raise GraphError(
@@ -218,6 +347,8 @@ def parse_graph(data: Any) -> GraphSpec:
         graph = GraphSpec.model_validate(data)
     except ValidationError as exc:
         raise GraphError(_describe(exc)) from None
+    if graph.version < 2 and any(s.datasets for s in graph.steps):
+        raise GraphError("a version 1 graph has no dataset inputs; this one claims some")
     _check_references(graph)
     return graph
 
@@ -250,11 +381,29 @@ def _check_references(graph: GraphSpec) -> None:
             if after not in outputs:
                 raise GraphError(f"{where} runs after {after!r}, which is not a step of this graph")
         inputs = {i.name for i in step.inputs}
+        for dataset in step.datasets:
+            if dataset.name in inputs:
+                raise GraphError(f"{where} has two inputs named {dataset.name!r}")
+            inputs.add(dataset.name)
+            param = dataset.source.param
+            if param is not None and param not in graph.parameters:
+                raise GraphError(
+                    f"{where}: input {dataset.name!r} uses parameter {param!r}, which is not declared"
+                )
+            if param is not None and not graph.parameters[param].is_dataset:
+                raise GraphError(
+                    f"{where}: input {dataset.name!r} uses parameter {param!r}, whose default is not a dataset"
+                )
         own = {o.name for o in step.outputs}
         tokens = [*step.arguments, *step.params.values()]
         for token in tokens:
             if isinstance(token, ParamArg) and token.param not in graph.parameters:
                 raise GraphError(f"{where} uses parameter {token.param!r}, which the graph does not declare")
+            if isinstance(token, ParamArg) and graph.parameters[token.param].is_dataset:
+                raise GraphError(
+                    f"{where} passes parameter {token.param!r}, which holds a dataset, as text; pass it "
+                    "through DatasetConsumptionConfig(name, parameter) instead"
+                )
             if isinstance(token, InputArg) and token.input not in inputs:
                 raise GraphError(f"{where} passes input {token.input!r}, which is not one of its inputs")
             if isinstance(token, OutputArg) and token.output not in own:

@@ -33,11 +33,17 @@ class PipelineParameter:
     """A value chosen at submit time (`pipeline_parameters={name: value}`), with a default."""
 
     def __init__(self, name: str, default_value: Any) -> None:
+        """A dataset default (v1: DatasetConsumptionConfig('in', PipelineParameter('p', default_value=ds)))
+        is overridable at submit with another dataset: `pipeline_parameters={'p': other_ds}`."""
         if not isinstance(name, str) or not name:
             raise InvalidInputError("PipelineParameter needs a non-empty name.")
-        if default_value is not None and type(default_value) not in PARAM_TYPES:
+        if (
+            default_value is not None
+            and type(default_value) not in PARAM_TYPES
+            and not is_dataset(default_value)
+        ):
             raise InvalidInputError(
-                f"PipelineParameter {name!r}: default_value must be int, float, bool or str, "
+                f"PipelineParameter {name!r}: default_value must be int, float, bool or str (or a dataset), "
                 f"got {type(default_value).__name__}."
             )
         if isinstance(default_value, str) and "\n" in default_value:
@@ -47,6 +53,20 @@ class PipelineParameter:
 
     def __repr__(self) -> str:
         return f"PipelineParameter(name={self.name!r}, default_value={self.default_value!r})"
+
+
+def is_dataset(value: Any) -> bool:
+    """A FileDataset / TabularDataset (data/dataset.py), recognised by its definition."""
+    return hasattr(value, "as_named_input") and hasattr(getattr(value, "definition", None), "kind")
+
+
+def parameter_json(value: Any) -> Any:
+    """A parameter value as the graph and the pipeline run record keep it: datasets as {"dataset": payload}."""
+    if is_dataset(value):
+        from runyard.data.dataset import dataset_payload
+
+        return {"dataset": dataset_payload(value)}
+    return value
 
 
 def parameter_from_text(raw: str, default: Any) -> Any:
@@ -85,6 +105,7 @@ class _OutputData:
     _datastore: Any = None
     pipeline_output_name: str | None = None  # PipelineData only: PipelineRun.get_pipeline_output's key
     _producer: Any = None  # the step that writes it (set by the step), so resolve_closure can find it
+    registration: dict[str, Any] | None = None  # OutputFileDatasetConfig.register_on_complete
 
     @property
     def name(self) -> str:
@@ -187,7 +208,7 @@ class OutputFileDatasetConfig(_OutputData):
 
     @v1_ignores(
         source="a step writes straight into the output's folder, whose path it receives",
-        partition_format="tabular datasets arrive with issue 12",
+        partition_format="a registered output dataset keeps its files; partitions are read with read_*_files",
     )
     def __init__(
         self,
@@ -201,8 +222,8 @@ class OutputFileDatasetConfig(_OutputData):
         self.mode = "mount"
         self.overwrite = False
         self._datastore = destination[0] if destination else None
-        #: What read_*_files / register_on_complete asked for: the datasets issue (12) acts on it.
-        self.dataset_requests: list[dict[str, Any]] = []
+        #: register_on_complete's {name, description, tags, read}: the engine registers it on success.
+        self.registration: dict[str, Any] | None = None
 
     def as_input(self, name: str | None = None) -> InputBinding:
         """On a consumer: read this output (mounted)."""
@@ -233,20 +254,19 @@ class OutputFileDatasetConfig(_OutputData):
         partition_format: str | None = None,
         path_glob: str | None = None,
         set_column_types: Any = None,
-    ) -> OutputFileDatasetConfig:
-        """Recorded for the datasets issue (12); the step still reads the output as a folder."""
-        self.dataset_requests.append(
-            {
-                "read": "delimited_files",
-                "include_path": include_path,
-                "separator": separator,
-                "header": header.name,
-                "partition_format": partition_format,
-                "path_glob": path_glob,
-                "set_column_types": set_column_types,
-            }
-        )
-        return self
+    ) -> OutputTabularDatasetConfig:
+        """v1: the same output seen as a TabularDataset of delimited files. Its `.as_input(name)` hands
+        the consumer a TabularDataset (run.input_datasets[name]); `.register_on_complete` registers one."""
+        read = {
+            "read": "delimited_files",
+            "include_path": include_path,
+            "separator": separator,
+            "header": getattr(header, "name", header),
+            "partition_format": partition_format,
+            "path_glob": path_glob,
+            "set_column_types": _column_types(set_column_types),
+        }
+        return OutputTabularDatasetConfig(self, read)
 
     def read_parquet_files(
         self,
@@ -254,37 +274,108 @@ class OutputFileDatasetConfig(_OutputData):
         partition_format: str | None = None,
         path_glob: str | None = None,
         set_column_types: Any = None,
-    ) -> OutputFileDatasetConfig:
-        """Recorded for the datasets issue (12); the step still reads the output as a folder."""
-        self.dataset_requests.append(
-            {
-                "read": "parquet_files",
-                "include_path": include_path,
-                "partition_format": partition_format,
-                "path_glob": path_glob,
-                "set_column_types": set_column_types,
-            }
-        )
-        return self
+    ) -> OutputTabularDatasetConfig:
+        """v1: the same output seen as a TabularDataset of Parquet files (see read_delimited_files)."""
+        read = {
+            "read": "parquet_files",
+            "include_path": include_path,
+            "partition_format": partition_format,
+            "path_glob": path_glob,
+            "set_column_types": _column_types(set_column_types),
+        }
+        return OutputTabularDatasetConfig(self, read)
 
     def register_on_complete(
         self, name: str, description: str | None = None, tags: dict[str, str] | None = None
     ) -> OutputFileDatasetConfig:
-        """Recorded for the datasets issue (12), which registers the dataset when the step completes."""
-        self.dataset_requests.append({"register": name, "description": description, "tags": dict(tags or {})})
+        """When the producing step completes, register a FileDataset over exactly the files it wrote
+        (run_id = the step run), recorded in lineage as that run's output."""
+        self.registration = _registration(name, description, tags, None)
         return self
 
     def __repr__(self) -> str:
         return f"OutputFileDatasetConfig(name={self.name!r}, mode={self.mode!r})"
 
 
+def _column_types(types: Any) -> dict[str, str] | None:
+    """v1's set_column_types ({column: DataType}) as text the dataset definition keeps."""
+    if types is None:
+        return None
+    if not isinstance(types, dict):
+        raise InvalidInputError("set_column_types must be a dict of column name to DataType.")
+    return {
+        str(k): str(getattr(v, "type_name", None) or getattr(v, "name", None) or v) for k, v in types.items()
+    }
+
+
+def _registration(name: Any, description: Any, tags: Any, read: dict[str, Any] | None) -> dict[str, Any]:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInputError("register_on_complete needs a dataset name.")
+    if tags is not None and not isinstance(tags, dict):
+        raise InvalidInputError("register_on_complete: tags must be a dict of str to str.")
+    return {
+        "name": name,
+        "description": None if description is None else str(description),
+        "tags": {str(k): str(v) for k, v in (tags or {}).items()},
+        "read": read,
+    }
+
+
+@v1_keywords
+class OutputTabularDatasetConfig:
+    """v1's tabular view of an OutputFileDatasetConfig (`output.read_delimited_files()`): the same folder,
+    read as a TabularDataset. On the producer it is that output; `.as_input(name)` on a consumer gives a
+    TabularDataset in direct mode."""
+
+    def __init__(self, output: OutputFileDatasetConfig, read: dict[str, Any]) -> None:
+        self._output = output
+        self.read = dict(read)
+
+    @property
+    def name(self) -> str:
+        return self._output.name
+
+    @property
+    def output(self) -> OutputFileDatasetConfig:
+        return self._output
+
+    def as_input(self, name: str | None = None) -> InputBinding:
+        return InputBinding(self._output, name or self._output.name, "direct", self.read)
+
+    def as_mount(self, disable_metadata_cache: bool = False) -> OutputTabularDatasetConfig:
+        self._output.as_mount(disable_metadata_cache)
+        return self
+
+    def as_upload(self, overwrite: bool = False, source_globs: Any = None) -> OutputTabularDatasetConfig:
+        self._output.as_upload(overwrite, source_globs)
+        return self
+
+    def register_on_complete(
+        self, name: str, description: str | None = None, tags: dict[str, str] | None = None
+    ) -> OutputTabularDatasetConfig:
+        """When the producing step completes, register a TabularDataset over exactly its files."""
+        self._output.registration = _registration(name, description, tags, self.read)
+        return self
+
+    def get_env_variable_name(self) -> str:
+        return self._output.get_env_variable_name()
+
+    def __str__(self) -> str:
+        return str(self._output)
+
+    def __repr__(self) -> str:
+        return f"OutputTabularDatasetConfig(name={self.name!r}, read={self.read['read']!r})"
+
+
 @dataclass
 class InputBinding:
-    """A consumer's view of an output: which data, under which input name, how."""
+    """A consumer's view of an output: which data, under which input name, how. `read` (tabular views
+    only) says how to parse the folder: the consumer then gets a TabularDataset ("direct" mode)."""
 
     data: _OutputData
     name: str
     mode: str = "mount"
+    read: dict[str, Any] | None = None
 
     def as_mount(self) -> InputBinding:
         """v1's `output.as_input().as_mount()`: read the producer's folder in place."""

@@ -14,7 +14,15 @@ from typing import Any
 
 from runyard.engine.graph_order import topological_order
 from runyard.engine.graph_spec import GRAPH_VERSION, GraphError, parse_graph
-from runyard.pipeline.data import InputBinding, OutputFileDatasetConfig, PipelineParameter, _OutputData
+from runyard.pipeline.data import (
+    InputBinding,
+    OutputFileDatasetConfig,
+    OutputTabularDatasetConfig,
+    PipelineParameter,
+    _OutputData,
+    parameter_json,
+)
+from runyard.pipeline.dataset_inputs import dataset_inputs_of, source_json
 from runyard.pipeline.steps import PythonScriptStep, data_consumed_by, data_produced_by
 
 __all__ = ["GRAPH_VERSION", "collect_steps", "compile_graph"]
@@ -124,8 +132,20 @@ def compile_graph(
                 )
                 continue
             inputs.append(
-                {"name": binding.name, "step": origin[0], "output": origin[1], "mode": binding.mode}
+                {
+                    "name": binding.name,
+                    "step": origin[0],
+                    "output": origin[1],
+                    "mode": binding.mode,
+                    **({"read": binding.read} if binding.read is not None else {}),
+                }
             )
+        datasets, dataset_tokens = _dataset_inputs(step, parameters, errors)
+        for spec in datasets:
+            if any(i["name"] == spec["name"] for i in inputs):
+                errors.append(
+                    f"Step {step.name!r} has two inputs named {spec['name']!r}; give each input its own name."
+                )
 
         outputs = [
             {
@@ -135,6 +155,7 @@ def compile_graph(
                 "destination": d.destination[1] if d.destination else None,
                 "overwrite": d.overwrite,
                 **({"pipeline_output": d.pipeline_output_name} if d.pipeline_output_name else {}),
+                **({"register": d.registration} if d.registration else {}),
             }
             for d in data_produced_by(step)
         ]
@@ -149,6 +170,10 @@ def compile_graph(
                 arguments.append({"param": arg.name})
             elif isinstance(arg, InputBinding):
                 arguments.append({"input": arg.name})
+            elif id(arg) in dataset_tokens:
+                arguments.append({"input": dataset_tokens[id(arg)]})
+            elif isinstance(arg, OutputTabularDatasetConfig):
+                arguments.append({"output": arg.name} if id(arg.output) in own else {"input": arg.name})
             elif isinstance(arg, _OutputData):
                 arguments.append({"output": arg.name} if id(arg) in own else {"input": arg.name})
             else:
@@ -174,6 +199,7 @@ def compile_graph(
                 "arguments": arguments,
                 "params": params,
                 "inputs": inputs,
+                "datasets": datasets,
                 "outputs": outputs,
                 "run_after": after,
                 "compute_target": str(getattr(step.compute_target, "name", step.compute_target)),
@@ -212,7 +238,7 @@ def compile_graph(
     graph = {
         "version": GRAPH_VERSION,
         "description": description,
-        "parameters": {n: {"default": d} for n, d in parameters.items()},
+        "parameters": {n: {"default": _parameter_default(n, d, errors)} for n, d in parameters.items()},
         "steps": graph_steps,
     }
     if not errors:
@@ -223,6 +249,31 @@ def compile_graph(
         except GraphError as exc:
             errors.append(f"The pipeline's graph is not valid: {exc}.")
     return graph, errors, warnings
+
+
+def _dataset_inputs(
+    step: PythonScriptStep, parameters: dict[str, Any], errors: list[str]
+) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    """The step's dataset inputs as graph entries, and id(argument object) → input name for its tokens."""
+    entries: list[dict[str, Any]] = []
+    tokens: dict[int, str] = {}
+    for item, spec in dataset_inputs_of(step):
+        if spec.param is not None:
+            _add_parameter(parameters, spec.param, errors)
+        if any(e["name"] == spec.name for e in entries):
+            errors.append(f"Step {step.name!r} has two dataset inputs named {spec.name!r}; name them apart.")
+            continue
+        entries.append({"name": spec.name, "mode": spec.mode, "source": source_json(spec)})
+        tokens[id(item)] = spec.name
+    return entries, tokens
+
+
+def _parameter_default(name: str, default: Any, errors: list[str]) -> Any:
+    try:
+        return parameter_json(default)
+    except Exception as exc:  # a dataset whose payload cannot be made (e.g. a datastore that is gone)
+        errors.append(f"PipelineParameter {name!r}: its dataset default cannot be used: {exc}")
+        return None
 
 
 def _add_parameter(parameters: dict[str, Any], param: PipelineParameter, errors: list[str]) -> None:

@@ -8,7 +8,14 @@ from typing import Any
 
 from runyard.compat import v1_ignores, v1_keywords
 from runyard.errors import InvalidInputError
-from runyard.pipeline.data import InputBinding, PipelineData, PipelineParameter, _OutputData
+from runyard.pipeline.data import (
+    InputBinding,
+    OutputTabularDatasetConfig,
+    PipelineData,
+    PipelineParameter,
+    _OutputData,
+)
+from runyard.pipeline.dataset_inputs import dataset_inputs_of, is_dataset_input
 
 
 @v1_keywords
@@ -56,12 +63,25 @@ class PythonScriptStep:
         self._run_after: list[PythonScriptStep] = []
         for item in [*self.inputs, *self.outputs, *self.arguments]:
             if not isinstance(
-                item, (str, int, float, bool, PipelineParameter, _OutputData, InputBinding, Path)
-            ):
+                item,
+                (
+                    str,
+                    int,
+                    float,
+                    bool,
+                    PipelineParameter,
+                    _OutputData,
+                    OutputTabularDatasetConfig,
+                    InputBinding,
+                    Path,
+                ),
+            ) and not is_dataset_input(item):
                 raise InvalidInputError(
                     f"Step {self.name!r}: cannot use a {type(item).__name__} here; arguments take strings, numbers, "
-                    "PipelineParameter, PipelineData and OutputFileDatasetConfig."
+                    "PipelineParameter, PipelineData, OutputFileDatasetConfig, datasets "
+                    "(ds.as_named_input('name')), DataReference and DataPath."
                 )
+        dataset_inputs_of(self)  # an unusable dataset input is refused here, where the step is written
         for data in data_produced_by(self):
             data._producer = self
 
@@ -87,6 +107,8 @@ def data_produced_by(step: PythonScriptStep) -> list[_OutputData]:
     """Outputs of a step: its `outputs`, plus output objects passed directly in `arguments`."""
     found: list[_OutputData] = []
     for item in [*step.outputs, *step.arguments]:
+        if isinstance(item, OutputTabularDatasetConfig):  # a tabular view: on its producer, the output itself
+            item = item.output
         if isinstance(item, _OutputData) and item not in found:
             if isinstance(item, PipelineData) and item not in step.outputs:
                 continue  # classic rule: a PipelineData in arguments only is an input unless also in outputs
