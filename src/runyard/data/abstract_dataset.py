@@ -107,6 +107,10 @@ class AbstractDataset:
             return locate_record(ws, self._pinned, ignore_missing=ignore_missing)
         return locate(ws, self._definition, with_hashes=False)
 
+    def _files(self, ignore_not_found: bool = False, workspace: Workspace | None = None) -> list[Located]:
+        """The files a job gets for this dataset (FileDataset applies its file transforms on top)."""
+        return self._located(workspace=workspace, ignore_missing=ignore_not_found)
+
     # -- registry ----------------------------------------------------------------------------------
     def register(
         self: D,

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runyard.compat import v1_ignores, v1_keywords
 from runyard.data.abstract_dataset import DATASET_CLASSES, AbstractDataset
@@ -21,6 +21,9 @@ from runyard.data.consumption import DatasetConsumptionConfig
 from runyard.data.materialize import place_files
 from runyard.data.resolve import Located
 from runyard.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from runyard.core.workspace import Workspace
 
 _HDFS = (
     "as_hdfs() is not available in runyard: HDFS mode needs a Spark cluster (Synapse), which runs locally do "
@@ -122,10 +125,9 @@ class FileDataset(AbstractDataset):
 
     KIND = "file"
 
-    def _files(self, ignore_not_found: bool = False) -> list[Located]:
-        return apply_file_transforms(
-            self._located(ignore_missing=ignore_not_found), self._definition.transforms
-        )
+    def _files(self, ignore_not_found: bool = False, workspace: Workspace | None = None) -> list[Located]:
+        located = self._located(workspace=workspace, ignore_missing=ignore_not_found)
+        return apply_file_transforms(located, self._definition.transforms)
 
     def to_path(self) -> list[str]:
         """The files' paths relative to the dataset root, each with a leading '/' (v1)."""

@@ -79,6 +79,6 @@ def materialize(ws: Workspace, dataset: Any, mode: str, dest: Path) -> Path:
         raise InvalidInputError(
             f"materialize needs a FileDataset or TabularDataset, got {type(dataset).__name__}."
         )
-    located = dataset._located(workspace=ws)
+    located = dataset._files(workspace=ws)
     place_files(located, Path(dest), mode, overwrite=True)
     return Path(dest)
