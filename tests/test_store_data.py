@@ -112,8 +112,9 @@ def check_datastores(store: Store) -> None:
         store.get_datastore("leaky")  # nothing half-registered
 
     assert store.get_default_datastore_name() is None
-    with pytest.raises(DatastoreNotFound, match="No datastore 'nope'"):
-        store.set_default_datastore_name("nope")
+    for missing in ["nope", "not-a-name"]:
+        with pytest.raises(DatastoreNotFound, match=f"No datastore '{missing}'"):
+            store.set_default_datastore_name(missing)
     store.set_default_datastore_name("MyStore")
     assert store.get_default_datastore_name() == "mystore"
     store.delete_datastore("local_files")

@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from runyard.errors import ConflictError, DatasetNotFound, DatastoreNotFound, RunNotFound
+from runyard.errors import ConflictError, DatasetNotFound, DatastoreNotFound, InvalidInputError, RunNotFound
 from runyard.store import schema as t
 from runyard.store import validation as v
 from runyard.store.records import DatasetRecord, DatasetUse, DatastoreRecord
@@ -121,7 +121,10 @@ class SqlData(SqlBase):
             ).scalar()
 
     def set_default_datastore_name(self, name: str) -> None:
-        key = v.check_datastore_name(name)
+        try:
+            key = v.check_datastore_name(name)
+        except InvalidInputError:
+            raise self._missing_datastore(name) from None  # no registered store can have that name
         with self._write() as conn:
             if key != v.BUILTIN_DATASTORE:
                 found = conn.execute(sa.select(t.datastores.c.name).where(t.datastores.c.name == key)).first()
