@@ -146,10 +146,15 @@ def resolve_secrets(
     workspace_folder: Path, datastore: str, names: tuple[str, ...] | list[str]
 ) -> dict[str, str]:
     """The value of each secret option: the environment's RUNYARD_DATASTORE_<NAME>_<OPTION> first, then
-    the file. An option found in neither is left out (fsspec then tries its own credential chain). The file
-    is only read when the environment does not hold every value."""
+    the file. An option found in neither is left out (fsspec then tries its own credential chain). The
+    environment may also supply a credential that was not given at registration (key, secret, account_key,
+    ...). The file is only read when the environment does not hold every value."""
     found: dict[str, str] = {}
     missing = []
+    prefix = env_name(datastore, "")
+    given = {key[len(prefix) :].lower() for key in os.environ if key.startswith(prefix)}
+    # a credential only the environment supplies (CI, containers) counts too, if it is a known option name
+    names = [*names, *sorted(n for n in given if is_secret_option(n) and n not in names)]
     for name in names:
         value = os.environ.get(env_name(datastore, name))
         if value is not None:
