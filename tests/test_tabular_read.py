@@ -315,3 +315,18 @@ def test_json_lines_in_another_encoding(tmp_path: Path) -> None:
     path.write_bytes((json.dumps({"name": "café"}) + "\n").encode("utf-16"))
     table = read_table([(path, "u16.jsonl")], {"type": "json_lines", "encoding": "utf16"}, False, None, None)
     assert table.column("name").to_pylist() == ["café"]
+
+
+def test_a_type_that_changes_late_in_a_big_file_is_widened(tmp_path: Path) -> None:
+    body = "".join(f"{i},x\n" for i in range(300_000))
+    files = [write(tmp_path / "late.csv", "a,b\n" + body + "1.5,y\n")]
+    assert read_table(files, CSV, False, None, None).column("a").type == pa.float64()
+    limited = read_table(files, CSV, False, None, None, limit=10)
+    assert limited.column("a").to_pylist()[:3] == [0, 1, 2]
+
+
+def test_usual_null_spellings_are_null(tmp_path: Path) -> None:
+    files = [write(tmp_path / "n.csv", "v,s\n1.5,a\nNA,NULL\n,\n")]
+    table = read_table(files, CSV, False, None, None)
+    assert table.column("v").to_pylist() == [1.5, None, None]
+    assert table.column("s").to_pylist() == ["a", None, None]
