@@ -13,19 +13,16 @@ Transfers (upload, upload_files, download) run in parallel and are atomic per fi
 from __future__ import annotations
 
 import os
-import posixpath
-import sys
 from collections.abc import Iterable, Mapping
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runyard.compat import v1_ignores, v1_keywords
 from runyard.data import secrets
-from runyard.data.backends import LocalBackend, StorageBackend, StoredFile, clean_store_path
+from runyard.data.backends import LocalBackend, StorageBackend, clean_store_path
 from runyard.data.data_reference import DataReference
 from runyard.data.fsspec_backend import ArtifactBackend, FsspecBackend
-from runyard.data.transfer import Job, copy_atomic, run_jobs
+from runyard.data.transfer import download_from, upload_to
 from runyard.errors import ConflictError, DataAccessError, DatastoreNotFound, InvalidInputError
 from runyard.store.records import DatastoreRecord
 
@@ -347,17 +344,6 @@ class Datastore:
         cache = Path(self._workspace.path) / "cache" / "datastores" / self._name
         return FsspecBackend(record.url, options, cache_dir=cache)
 
-    def _matching(self, backend: StorageBackend, prefix: str | None) -> list[StoredFile]:
-        """Files under `prefix`, read as v1 does: a folder, a file, or the start of their names."""
-        if not prefix:
-            return backend.list_files("")
-        rel = clean_store_path(prefix)
-        files = backend.list_files(rel)
-        if files or not rel:
-            return files
-        parent = posixpath.dirname(rel)
-        return [f for f in backend.list_files(parent) if f.path.startswith(rel)]
-
     def upload(
         self,
         src_dir: str | os.PathLike[str],
@@ -412,23 +398,7 @@ class Datastore:
         return DataReference(self, path_on_datastore=target_path)
 
     def _put(self, pairs: list[tuple[Path, str]], target: str | None, overwrite: bool, show: bool) -> None:
-        backend = self.backend()
-        base = clean_store_path(target or "")
-        jobs = [
-            Job(
-                rel,
-                local.stat().st_size,
-                partial(backend.put_file, local, f"{base}/{rel}" if base else rel, overwrite),
-            )
-            for local, rel in pairs
-        ]
-        outcome = run_jobs(jobs, show_progress=show, description=f"Uploading to {self._name}")
-        if outcome.skipped:
-            print(
-                f"runyard: {len(outcome.skipped)} of {len(jobs)} files were already on datastore {self._name!r} "
-                f"and were skipped (first: {outcome.skipped[0]}); pass overwrite=True to replace them.",
-                file=sys.stderr,
-            )
+        upload_to(self.backend(), self._name, pairs, clean_store_path(target or ""), overwrite, show)
 
     def download(
         self,
@@ -439,21 +409,7 @@ class Datastore:
     ) -> int:
         """Download the files under `prefix` (everything by default) to `target_path/<path on datastore>`.
         Files already there are skipped unless `overwrite`, as in v1. Returns how many were downloaded."""
-        backend = self.backend()
-        target = Path(target_path)
-        files = self._matching(backend, prefix)
-        jobs = [
-            Job(f.path, f.size, partial(_download_one, backend, f.path, target / f.path, overwrite))
-            for f in files
-        ]
-        outcome = run_jobs(jobs, show_progress=show_progress, description=f"Downloading from {self._name}")
-        if outcome.skipped:
-            print(
-                f"runyard: {len(outcome.skipped)} of {len(jobs)} files already existed under {str(target)!r} and "
-                f"were skipped (first: {outcome.skipped[0]}); pass overwrite=True to replace them.",
-                file=sys.stderr,
-            )
-        return outcome.done
+        return download_from(self.backend(), self._name, Path(target_path), prefix, overwrite, show_progress)
 
     # -- data references ----------------------------------------------------------------------------
     def path(self, path: str | None = None, data_reference_name: str | None = None) -> DataReference:
@@ -481,10 +437,3 @@ class Datastore:
             f"Datastore(name={self._name!r}, datastore_type={self.datastore_type!r}, "
             f"workspace={self._workspace.name!r})"
         )
-
-
-def _download_one(backend: StorageBackend, path: str, dest: Path, overwrite: bool) -> bool:
-    if dest.exists() and not overwrite:
-        return False
-    copy_atomic(backend.fetch(path), dest)
-    return True

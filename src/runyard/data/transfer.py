@@ -13,14 +13,18 @@ A Rich progress bar appears only for long transfers (many files or many bytes), 
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
 import sys
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+from runyard.data.backends import StorageBackend, StoredFile, clean_store_path
 
 #: A transfer is "long" (worth a progress bar) from this many files or bytes.
 PROGRESS_MIN_FILES = 50
@@ -117,3 +121,61 @@ def copy_atomic(src: Path, dest: Path) -> None:
         os.replace(partial, dest)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def upload_to(
+    backend: StorageBackend, name: str, pairs: list[tuple[Path, str]], base: str, overwrite: bool, show: bool
+) -> None:
+    """Upload (local file, relative path) pairs below `base`; say how many existing files were skipped."""
+    jobs = [
+        Job(
+            rel,
+            local.stat().st_size,
+            partial(backend.put_file, local, f"{base}/{rel}" if base else rel, overwrite),
+        )
+        for local, rel in pairs
+    ]
+    outcome = run_jobs(jobs, show_progress=show, description=f"Uploading to {name}")
+    if outcome.skipped:
+        print(
+            f"runyard: {len(outcome.skipped)} of {len(jobs)} files were already on datastore {name!r} and were "
+            f"skipped (first: {outcome.skipped[0]}); pass overwrite=True to replace them.",
+            file=sys.stderr,
+        )
+
+
+def matching(backend: StorageBackend, prefix: str | None) -> list[StoredFile]:
+    """Files under `prefix`, read as v1 does: a folder, a file, or the start of their names."""
+    if not prefix:
+        return backend.list_files("")
+    rel = clean_store_path(prefix)
+    files = backend.list_files(rel)
+    if files or not rel:
+        return files
+    return [f for f in backend.list_files(posixpath.dirname(rel)) if f.path.startswith(rel)]
+
+
+def download_from(
+    backend: StorageBackend, name: str, target: Path, prefix: str | None, overwrite: bool, show: bool
+) -> int:
+    """Download the files under `prefix` to `target/<path on datastore>`, skipping existing ones unless
+    `overwrite`; returns how many were downloaded."""
+    jobs = [
+        Job(f.path, f.size, partial(_download_one, backend, f.path, target / f.path, overwrite))
+        for f in matching(backend, prefix)
+    ]
+    outcome = run_jobs(jobs, show_progress=show, description=f"Downloading from {name}")
+    if outcome.skipped:
+        print(
+            f"runyard: {len(outcome.skipped)} of {len(jobs)} files already existed under {str(target)!r} and were "
+            f"skipped (first: {outcome.skipped[0]}); pass overwrite=True to replace them.",
+            file=sys.stderr,
+        )
+    return outcome.done
+
+
+def _download_one(backend: StorageBackend, path: str, dest: Path, overwrite: bool) -> bool:
+    if dest.exists() and not overwrite:
+        return False
+    copy_atomic(backend.fetch(path), dest)
+    return True
