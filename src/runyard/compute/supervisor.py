@@ -21,8 +21,9 @@ from runyard.compute.slots import wait_for_slot
 from runyard.core.processes import identity, stop_tree
 from runyard.core.run_end import disk_full_reason
 from runyard.core.run_files import LOG_DIR
+from runyard.core.script_outputs import finish_outputs
 from runyard.core.workspace import Workspace
-from runyard.status import RunStatus
+from runyard.status import TERMINAL_STATUSES, RunStatus
 
 
 class JobSupervisor:
@@ -80,6 +81,20 @@ class JobSupervisor:
                 stop_tree(proc, run_ids=[self.run_id])
                 return proc.returncode, ended
 
+    def finish_outputs(self, succeeded: bool) -> tuple[dict[str, Any] | None, list[str]]:
+        """Register the outputs asked for (register_on_complete) and record the outputs' lineage, before
+        the post file: whoever waits for the run sees its datasets. Returns (error, warnings)."""
+        outputs = self.record.data.get("outputDatasets") or []
+        if not outputs:
+            return None, []
+        updated, failure, warnings = finish_outputs(self.ws, self.run_id, outputs, succeeded)
+        self.store.update_run_data(self.run_id, {"outputDatasets": updated})
+        if failure is not None:
+            self.job.prep(failure)
+            if self.store.get_run(self.run_id).status in TERMINAL_STATUSES:
+                warnings.append(failure)  # the script ended its run itself: the failure can only be noted
+        return (None if failure is None else {"code": "UserError", "message": failure}), warnings
+
     def run(self) -> None:
         started = time.time()
         if self.record.status in (RunStatus.CANCELED, RunStatus.FAILED, RunStatus.COMPLETED):
@@ -103,13 +118,19 @@ class JobSupervisor:
             )
             self.job.link_run_folders()
             code, ended = self.execute()
+            output_error: dict[str, Any] | None = None
+            output_warnings: list[str] = []
             if ended != "canceled":
                 self._set(RunStatus.FINALIZING)
+                output_error, output_warnings = self.finish_outputs(ended == "exited" and code == 0)
             error = self.job.wrap_up(
                 code, ended, started, max_seconds=self.definition.get("maxRunDurationSeconds")
             )
-            if self.job.problems:
-                warnings = [{"source": "runyard", "message": p} for p in self.job.problems]
+            error = error if error is not None else output_error
+            if self.job.problems or output_warnings:
+                warnings = [
+                    {"source": "runyard", "message": p} for p in [*self.job.problems, *output_warnings]
+                ]
                 self.store.update_run_data(self.run_id, {"warnings": warnings})
             if ended == "canceled":
                 self._set(RunStatus.CANCELED)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from runyard.compat import check_keywords, v1_ignores, v1_keywords
 from runyard.core.processes import process_state
 from runyard.core.run_children import RunChildrenMixin
+from runyard.core.run_datasets import RunDatasetsMixin
 from runyard.core.run_files import JOB_POST, RunFilesMixin
 from runyard.core.run_logging import RunLoggingMixin
 from runyard.core.run_snapshots import RunSnapshotMixin
@@ -57,7 +58,7 @@ def _private(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if not k.startswith("_")}
 
 
-class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin, RunChildrenMixin):
+class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin, RunChildrenMixin, RunDatasetsMixin):
     """A handle on one run. `id` and `experiment` are read-only properties, as in v1."""
 
     @v1_ignores(outputs="a run looked up by id has no local outputs folder; start_logging(outputs=) has one")
@@ -270,6 +271,7 @@ class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin, RunChildrenMixin):
 
     def get_details(self) -> dict[str, Any]:
         record = self._refresh()
+        inputs, outputs = self._dataset_details(record.data)
         details: dict[str, Any] = {
             "runId": self.id,
             "target": record.target,
@@ -277,8 +279,8 @@ class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin, RunChildrenMixin):
             "startTimeUtc": _iso(record.start_time),
             "endTimeUtc": _iso(record.end_time),
             "properties": self.get_properties(),
-            "inputDatasets": record.data.get("inputDatasets", []),
-            "outputDatasets": record.data.get("outputDatasets", []),
+            "inputDatasets": inputs,
+            "outputDatasets": outputs,
             "runDefinition": record.data.get("runDefinition", {}),
             "logFiles": {name: self._log_file_url(name) for name in self._log_files()},
             "submittedBy": describe_submitter(record.data.get("submittedBy")),

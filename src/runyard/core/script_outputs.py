@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import posixpath
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runyard.data.datastore import DEFAULT_DATASTORE, Datastore
-from runyard.errors import ConflictError, InvalidInputError
+from runyard.errors import ConflictError, InvalidInputError, RunyardError
+from runyard.store.records import DatasetRecord, DatasetUse
 
 if TYPE_CHECKING:
     from runyard.core.workspace import Workspace
@@ -48,9 +50,13 @@ class ResolvedOutput:
     datastore: str
     path_on_datastore: str
     path: Path
+    #: register_on_complete(name, description, tags): {"name", "description", "tags"}
+    register: dict[str, Any] | None = None
+    #: read_delimited_files / read_parquet_files: how the registered dataset reads the files
+    read: dict[str, Any] | None = None
 
     def as_record(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "name": self.name,
             "outputType": "RunOutput",
             "outputDetails": {"outputName": self.name},
@@ -59,6 +65,31 @@ class ResolvedOutput:
             "pathOnDatastore": self.path_on_datastore,
             "path": str(self.path),
         }
+        if self.register is not None:  # registered by finish_outputs when the run succeeds
+            record["registerOnComplete"] = self.register
+            if self.read is not None:
+                record["readAs"] = self.read
+        return record
+
+
+def _registration(output: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(register, read) from `register_on_complete(...)` (and `read_*_files()` before it) on the output."""
+    registration = getattr(output, "registration", None)
+    if not isinstance(registration, dict):
+        return None, None
+    register = {
+        "name": str(registration["name"]),
+        "description": registration.get("description"),
+        "tags": {str(k): str(v) for k, v in (registration.get("tags") or {}).items()},
+    }
+    read = registration.get("read")
+    return register, dict(read) if isinstance(read, dict) else None
+
+
+def _unwrap(argument: Any) -> Any:
+    """`output.read_delimited_files()` (an OutputTabularDatasetConfig) stands for the output it reads."""
+    inner = getattr(argument, "output", None)
+    return inner if not is_output(argument) and is_output(inner) else argument
 
 
 def _datastore_of(output: Any) -> str:
@@ -75,7 +106,7 @@ def resolve_outputs(
     resolved: list[str] = []
     outputs: list[ResolvedOutput] = []
     by_object: dict[int, ResolvedOutput] = {}
-    for argument in arguments:
+    for argument in map(_unwrap, arguments):
         if is_input_binding(argument):
             raise InvalidInputError(
                 f"ScriptRunConfig arguments hold {argument!r}, another step's output read as an input: a single "
@@ -110,7 +141,8 @@ def _plan(ws: Workspace, run_id: str, output: Any, taken: set[str]) -> ResolvedO
             f"Output {name!r} goes to {folder}, which already holds files. Put {{run-id}} in the destination "
             "path so each run writes its own folder, or use .as_upload(overwrite=True)."
         )
-    return ResolvedOutput(name, str(output.mode), store.name, rel, folder)
+    register, read = _registration(output)
+    return ResolvedOutput(name, str(output.mode), store.name, rel, folder, register, read)
 
 
 def _inside_datastore(name: str, path: object, run_id: str) -> str:
@@ -134,3 +166,101 @@ def _inside_datastore(name: str, path: object, run_id: str) -> str:
 def output_environment(outputs: list[ResolvedOutput]) -> dict[str, str]:
     """`AZUREML_DATAREFERENCE_<name>` for each output, as pipeline steps get them."""
     return {f"AZUREML_DATAREFERENCE_{o.name}": str(o.path) for o in outputs}
+
+
+def _output_dataset(datastore: str, rel: str, read: dict[str, Any] | None) -> Any:
+    """The dataset an output folder registers as: its files, or a tabular reading of them."""
+    from runyard.data.dataset_factory import FileDatasetFactory, TabularDatasetFactory
+
+    if read is None:
+        return FileDatasetFactory.from_files((datastore, rel), validate=False)
+    glob = str(read.get("path_glob") or "").strip("/")
+    path = (datastore, f"{rel}/{glob}" if glob else rel)
+    common: dict[str, Any] = {
+        "validate": False,
+        "include_path": bool(read.get("include_path")),
+        "set_column_types": read.get("set_column_types"),
+        "partition_format": read.get("partition_format"),
+    }
+    if read.get("read") == "parquet_files":
+        return TabularDatasetFactory.from_parquet_files(path, **common)
+    return TabularDatasetFactory.from_delimited_files(
+        path, separator=str(read.get("separator", ",")), header=read.get("header", True), **common
+    )
+
+
+def register_output(ws: Workspace, run_id: str, output: dict[str, Any]) -> DatasetRecord:
+    """Register a new version of the dataset `output["registerOnComplete"]` names, over exactly the files
+    the run left in the output's folder, with run_id = the run (v1's register_on_complete)."""
+    from runyard.data.resolve import resolve_files
+
+    request = output["registerOnComplete"]
+    dataset = _output_dataset(output["datastore"], output["pathOnDatastore"], output.get("readAs"))
+    resolved = resolve_files(ws, dataset.definition)
+    record = DatasetRecord(
+        id="",
+        name=str(request["name"]),
+        version=0,
+        kind=dataset.definition.kind,
+        definition=dataset.definition.to_json(),
+        files=[f.to_json() for f in resolved.files],
+        content_hash=resolved.content_hash,
+        created_time=time.time(),
+        description=request.get("description"),
+        tags=dict(request.get("tags") or {}),
+        run_id=run_id,
+    )
+    return ws.store.register_dataset(record, create_new_version=True)
+
+
+def finish_outputs(
+    ws: Workspace, run_id: str, outputs: list[dict[str, Any]], succeeded: bool
+) -> tuple[list[dict[str, Any]], str | None, list[str]]:
+    """When a script run's process has ended: register the outputs asked for (only if it succeeded) and
+    record every output in lineage with the content hash of what it holds now.
+
+    Returns the output records (a registered one names its dataset), the message the run fails with when
+    a registration failed (the files stay where they are: nothing the script wrote is lost), and warnings
+    (an output whose folder could not be hashed is left out of lineage)."""
+    from runyard.data.hashing import hash_datastore_path
+
+    uses: list[DatasetUse] = []
+    updated: list[dict[str, Any]] = []
+    failure: str | None = None
+    warnings: list[str] = []
+    for output in outputs:
+        request = output.get("registerOnComplete")
+        dataset_id: str | None = None
+        updated.append(output)
+        try:
+            if succeeded and request:
+                try:
+                    stored = register_output(ws, run_id, output)
+                except (RunyardError, OSError) as exc:
+                    failure = failure or (
+                        f"The script succeeded, but output {output['name']!r} ({output['path']}) could not be "
+                        f"registered as dataset {request['name']!r}: {exc} The files are kept; register them "
+                        "yourself with Dataset.File.from_files((datastore, path)).register(ws, name)."
+                    )
+                    continue
+                updated[-1] = {
+                    **output,
+                    "registered": {"id": stored.id, "name": stored.name, "version": stored.version},
+                }
+                content_hash, dataset_id = stored.content_hash, stored.id
+            else:
+                content_hash = hash_datastore_path(ws, output["datastore"], output["pathOnDatastore"])[0]
+        except (RunyardError, OSError) as exc:
+            warnings.append(f"Output {output['name']!r} could not be hashed for lineage: {exc}")
+            continue
+        detail = {
+            "datastore": output["datastore"],
+            "path": output["pathOnDatastore"],
+            "mode": output.get("mode"),
+        }
+        uses.append(
+            DatasetUse(run_id, "output", output["name"], content_hash, dataset_id, detail, time.time())
+        )
+    if uses:
+        ws.store.record_dataset_uses(uses)
+    return updated, failure, warnings

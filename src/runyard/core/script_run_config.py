@@ -14,6 +14,18 @@ from runyard.compat import check_keywords, v1_ignores, v1_keywords
 from runyard.core.run import MAX_ID_BYTES
 from runyard.core.run_snapshots import SNAPSHOT_KEY
 from runyard.core.runconfig import DockerConfiguration, RunConfiguration
+from runyard.core.script_inputs import (
+    INPUTS_FILE,
+    assign_paths,
+    check_names,
+    discard,
+    input_environment,
+    materialize_inputs,
+    plan_inputs,
+    record_input_uses,
+    substitute,
+    write_inputs_file,
+)
 from runyard.core.script_outputs import output_environment, resolve_outputs
 from runyard.core.snapshot import copy_snapshot
 from runyard.core.targets import launcher_for
@@ -43,7 +55,10 @@ class ScriptRunConfig:
     construction works too.
     """
 
-    @v1_ignores(distributed_job_config=_ONE_PROCESS, resume_from="DataPath inputs arrive with issue 12")
+    @v1_ignores(
+        distributed_job_config=_ONE_PROCESS,
+        resume_from="runyard does not resume runs from a checkpoint DataPath",
+    )
     def __init__(
         self,
         source_directory: str | os.PathLike[str],
@@ -162,13 +177,27 @@ class ScriptRunConfig:
             prefix = prefix[:-1]
         run_id = prefix + suffix
         self.run_config.warn_ignored_settings("ScriptRunConfig")
-        arguments, outputs = resolve_outputs(experiment.workspace, run_id, self.arguments)
+        ws = experiment.workspace
+        work = ws.work_dir / run_id
+        # Every input is validated and pinned to its bytes before anything is written (a registered version
+        # whose files changed is refused here); then outputs, snapshot and input folders are made, and a
+        # failure on the way removes what was made: a refused submit leaves no run and no folder.
+        inputs = plan_inputs(ws, self.arguments)
+        assign_paths(inputs, work)
+        arguments, outputs = resolve_outputs(ws, run_id, substitute(self.arguments, inputs))
+        try:
+            check_names(inputs, outputs)
+            files = copy_snapshot(source, work / "snapshot")
+            materialize_inputs(ws, inputs, work)
+            write_inputs_file(inputs, work / INPUTS_FILE)
+        except BaseException:
+            discard(work, outputs)
+            raise
         definition = self.run_definition(arguments)
         definition["environmentVariables"].update(output_environment(outputs))
-        work = experiment.workspace.work_dir / run_id
-        files = copy_snapshot(source, work / "snapshot")
+        definition["environmentVariables"].update(input_environment(inputs, work / INPUTS_FILE))
         # Also kept content-addressed, so run.restore_snapshot() works after the working copy is gone.
-        snapshot = SnapshotStore(experiment.workspace.artifacts).save(work / "snapshot", files)
+        snapshot = SnapshotStore(ws.artifacts).save(work / "snapshot", files)
         data: dict[str, Any] = {
             "runDefinition": definition,
             "snapshotFileCount": len(files),
@@ -183,9 +212,11 @@ class ScriptRunConfig:
             target=definition["target"],
             data=data,
         )
+        if inputs:
+            record_input_uses(ws, run_id, inputs)
         if tags:
             run.set_tags(tags)
-        experiment.workspace.store.set_run_status(run_id, RunStatus.QUEUED)
-        launcher.start(experiment.workspace, run_id)
+        ws.store.set_run_status(run_id, RunStatus.QUEUED)
+        launcher.start(ws, run_id)
         run._refresh()
         return run
