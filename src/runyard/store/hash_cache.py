@@ -40,21 +40,36 @@ class HashCache:
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
-    def lookup(self, entries: Sequence[tuple[str, int, int]]) -> dict[str, str]:
-        """sha256 for each (key, size, mtime_ns) whose cached size and mtime match exactly."""
+    def lookup(self, entries: Sequence[tuple[str, int, int]], prefix: str | None = None) -> dict[str, str]:
+        """sha256 for each (key, size, mtime_ns) whose cached size and mtime match exactly.
+
+        With `prefix` (a folder every key starts with), all cached rows under it come back in one range
+        scan of the primary key instead of chunked IN queries: the fast path for a whole folder."""
         wanted = {key: (size, mtime) for key, size, mtime in entries}
         found: dict[str, str] = {}
-        keys = list(wanted)
         conn = self._connect()
         try:
-            for start in range(0, len(keys), _CHUNK):
-                chunk = keys[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(
-                    f"SELECT key, size, mtime_ns, sha256 FROM file_hashes WHERE key IN ({marks})", chunk
-                )
+            if prefix is not None:
+                low = prefix.rstrip("/")
+                cursors = [
+                    conn.execute(
+                        "SELECT key, size, mtime_ns, sha256 FROM file_hashes WHERE key >= ? AND key < ?",
+                        (low, low + "\U0010ffff"),
+                    )
+                ]
+            else:
+                keys = list(wanted)
+                cursors = [
+                    conn.execute(
+                        "SELECT key, size, mtime_ns, sha256 FROM file_hashes WHERE key IN "
+                        f"({','.join('?' * len(keys[i : i + _CHUNK]))})",
+                        keys[i : i + _CHUNK],
+                    )
+                    for i in range(0, len(keys), _CHUNK)
+                ]
+            for rows in cursors:
                 for key, size, mtime, sha in rows:
-                    if wanted[key] == (size, mtime):
+                    if wanted.get(key) == (size, mtime):
                         found[key] = sha
         finally:
             conn.close()
