@@ -22,8 +22,9 @@ from typing import Any
 
 from runyard.core.workspace import Workspace
 from runyard.engine.data_paths import MANIFEST_DIR, verify_output
+from runyard.engine.dataset_inputs import ResolvedInput, input_details, resolve_step_datasets
 from runyard.engine.graph_order import dependencies, topological_order
-from runyard.engine.graph_spec import GraphSpec, parse_graph
+from runyard.engine.graph_spec import GraphSpec, check_dataset_payload, parse_graph
 from runyard.engine.placement import Placement, Submitters
 from runyard.engine.reuse import OUTPUTS_GONE, ReuseDecision, explain, step_material
 from runyard.engine.step_runner import resolve_arguments, resolve_params
@@ -106,6 +107,8 @@ class PipelineExecution:
         self.submitters = submitters or Submitters(ws)
         self.datastores = Path(os.path.realpath(ws.artifacts.local_path("datastores")))
         self._reusable: dict[str, dict[str, Any]] = {}  # verified outputs of accepted reuse candidates
+        #: dataset inputs resolved for the material; the step starts with exactly these bytes' payloads
+        self.datasets: dict[str, dict[str, ResolvedInput]] = {}
         pins = pinned_steps(data)
         children = self.store.list_descendants(self.run_id, recursive=False)
         if pins is not None:  # exactly the children created with the run; forged extra ones are ignored
@@ -130,9 +133,16 @@ class PipelineExecution:
     def _parameters(self, values: Any) -> dict[str, Any]:
         if not isinstance(values, dict):
             raise InvalidPipeline(f"its parameter values are {type(values).__name__}, not an object")
-        for name in self.spec.parameters:
+        for name, spec in self.spec.parameters.items():
             value = values.get(name)
-            if value is None or not isinstance(value, (str, int, float, bool)):
+            if spec.is_dataset:  # {"dataset": payload}, checked as the graph's own payloads are
+                try:
+                    if not isinstance(value, dict) or set(value) != {"dataset"}:
+                        raise ValueError("it is not {'dataset': payload}")
+                    check_dataset_payload(value["dataset"])
+                except ValueError as exc:
+                    raise InvalidPipeline(f"parameter {name!r} must hold a dataset: {exc}") from None
+            elif value is None or not isinstance(value, (str, int, float, bool)):
                 raise InvalidPipeline(f"parameter {name!r} has no usable value ({value!r})")
         return dict(values)
 
@@ -216,11 +226,16 @@ class PipelineExecution:
         step = self.steps_by_name[name]
         paths = self.input_paths(name)
         placeholder_outputs = {o["name"]: f"<output:{o['name']}>" for o in step["outputs"]}
-        placeholder_inputs = {n: f"<input:{n}>" for n in paths}
+        placeholder_inputs = {n: f"<input:{n}>" for n in [*paths, *(d["name"] for d in step["datasets"])]}
         args = resolve_arguments(step, self.params, placeholder_inputs, placeholder_outputs)
         hashes = {i["name"]: self.states[i["step"]].outputs[i["output"]]["hash"] for i in step["inputs"]}
+        # Dataset inputs: their bytes now (InputUnavailable when a registered version changed or is gone).
+        resolved = resolve_step_datasets(self.ws, step, self.params)
+        self.datasets[name] = resolved
+        hashes.update({n: r.content_hash for n, r in resolved.items()})
+        details = input_details(self.ws, self.states[name].run_id, resolved)
         files = self._snapshots.load(step["source"]["snapshot"]).files
-        return step_material(step, args, resolve_params(step, self.params), files, hashes)
+        return step_material(step, args, resolve_params(step, self.params), files, hashes, details)
 
     def decide_reuse(self, name: str, material: dict[str, Any], fp: str) -> ReuseDecision:
         step = self.steps_by_name[name]

@@ -13,6 +13,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from runyard.engine.dataset_inputs import explain_input
+
+#: Material keys kept for reasons only: per-file source hashes (the snapshot id covers them) and what each
+#: dataset input was (its content hash in "inputs" is what counts).
+UNHASHED = ("source_files", "input_details")
 FINGERPRINT_VERSION = 3  # 3: output hashes became per-file manifest hashes (engine/output_manifest.py)
 
 
@@ -31,7 +36,7 @@ class ReuseDecision:
 
 
 def fingerprint(material: dict[str, Any]) -> str:
-    hashed = {k: v for k, v in material.items() if k != "source_files"}
+    hashed = {k: v for k, v in material.items() if k not in UNHASHED}
     text = json.dumps(hashed, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -42,8 +47,10 @@ def step_material(
     resolved_params: dict[str, str],
     source_files: dict[str, str],
     input_hashes: dict[str, str],
+    input_details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Plain JSON values only, so a material read back from the store compares equal to a fresh one."""
+    """Plain JSON values only, so a material read back from the store compares equal to a fresh one.
+    `input_details` (dataset inputs: what each was, where its per-file manifest is) explains reruns."""
     material = {
         "v": FINGERPRINT_VERSION,
         "name": step["name"],  # as in v1: two steps that differ only by name do not reuse each other
@@ -61,6 +68,8 @@ def step_material(
         "version": step.get("version"),
         "compute_target": step["compute_target"],
     }
+    if input_details:
+        material["input_details"] = input_details
     return dict(json.loads(json.dumps(material, default=str)))
 
 
@@ -127,7 +136,11 @@ def explain(
         if old.get("inputs", {}).get(name) != new.get("inputs", {}).get(name):
             changed.append(f"input:{name}")
             origin = input_sources.get(name)
-            details.append(f"input from step {origin!r} changed" if origin else f"input {name!r} changed")
+            about = (old.get("input_details") or {}).get(name), (new.get("input_details") or {}).get(name)
+            if origin:
+                details.append(f"input from step {origin!r} changed")
+            else:
+                details.append(explain_input(name, *about))
     simple = [
         ("environment", "environment changed"),
         ("name", "step name changed"),

@@ -17,7 +17,6 @@ handling one pipeline run fails that run alone, with the traceback in its contro
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import queue
@@ -28,14 +27,14 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from runyard import config
-from runyard.compute.local import spawn_detached
 from runyard.compute.process_job import describe_exit
 from runyard.core.processes import identity, stop_tree
 from runyard.core.workspace import Workspace
 from runyard.engine.containment import contain
+from runyard.engine.dataset_inputs import InputUnavailable
 from runyard.engine.execution import (
     PIPELINE_RUN_TYPE,
     InvalidPipeline,
@@ -46,51 +45,23 @@ from runyard.engine.execution import (
 from runyard.engine.placement import Placement, Submitters
 from runyard.engine.recovery import recover_steps, refuse_pipeline
 from runyard.engine.reuse import fingerprint
+from runyard.engine.service_lock import (  # noqa: F401 - ensure_running/service_info are imported from here
+    INFO_FILE,
+    LOCK_FILE,
+    LOG_FILE,
+    UNAUTHENTICATED_FLAG,
+    _try_lock,
+    ensure_running,
+    service_info,
+)
+from runyard.engine.step_data import lineage
 from runyard.engine.step_runner import StartedStep, finish_step, start_step
 from runyard.engine.step_slots import slot_refusal, step_target
 from runyard.errors import ConflictError
 from runyard.status import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
 from runyard.store import RunRecord
 
-LOCK_FILE = "scheduler.lock"
-INFO_FILE = "scheduler.json"
-LOG_FILE = "scheduler.log"
 POLL_SECONDS = 0.05
-UNAUTHENTICATED_FLAG = "--accept-unauthenticated"
-
-
-def _try_lock(ws: Workspace) -> IO[str] | None:
-    handle = open(ws.path / LOCK_FILE, "a+")  # noqa: SIM115 - held for the service's life
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
-
-
-def service_info(ws: Workspace) -> dict[str, Any] | None:
-    """The running service's pid/host, or None when no service holds the lock."""
-    handle = _try_lock(ws)
-    if handle is not None:
-        handle.close()
-        return None
-    try:
-        return dict(json.loads((ws.path / INFO_FILE).read_text()))
-    except (OSError, json.JSONDecodeError):
-        return {"pid": None}
-
-
-def ensure_running(ws: Workspace, *, accept_unauthenticated: bool = False) -> bool:
-    """Start a background service for `ws` unless one runs; returns True when one was started.
-
-    accept_unauthenticated: only for a server without --auth that was started as compute, submitting
-    from its own process (see SchedulerService)."""
-    if service_info(ws) is not None:
-        return False
-    flags = [UNAUTHENTICATED_FLAG] if accept_unauthenticated else []
-    spawn_detached(ws, ["runyard.engine", str(ws.path), *flags], ws.path / LOG_FILE)
-    return True
 
 
 class SchedulerService:
@@ -294,8 +265,10 @@ class SchedulerService:
         """Decide reuse for a ready step; a reused step completes here, at no process cost."""
         try:
             material = ex.material(name)
-        except UntrustedInput as exc:
-            self._set_step(ex, name, RunStatus.FAILED, error={"code": "UntrustedInput", "message": str(exc)})
+        except (UntrustedInput, InputUnavailable) as exc:  # a dataset changed since registered, gone, ...
+            self._set_step(
+                ex, name, RunStatus.FAILED, error={"code": type(exc).__name__, "message": str(exc)}
+            )
             self.echo(f"step {name}: failed: {exc}")
             return True
         fp = fingerprint(material)
@@ -305,6 +278,7 @@ class SchedulerService:
             data["reusedFrom"] = decision.reused_run_id
             data["outputs"] = ex.reuse_outputs(decision.reused_run_id)
             self._set_step(ex, name, RunStatus.COMPLETED, data=data, fingerprint=fp)
+            self._record_lineage(ex, name, data["outputs"])
             self.echo(f"step {name}: reused {decision.reused_run_id}")
             return True
         ex.pending[name] = (data, fp)
@@ -318,7 +292,13 @@ class SchedulerService:
         step = ex.steps_by_name[name]
         try:
             started = start_step(
-                self.ws, ex.experiment_name, step, state.run_id, ex.params, ex.input_paths(name)
+                self.ws,
+                ex.experiment_name,
+                step,
+                state.run_id,
+                ex.params,
+                ex.input_paths(name),
+                ex.datasets.get(name),
             )
         except Exception as exc:
             self._set_step(
@@ -368,6 +348,7 @@ class SchedulerService:
             self._set_step(ex, started.name, RunStatus.CANCELED)
         elif error is None:
             self._set_step(ex, started.name, RunStatus.COMPLETED, data={"outputs": outputs})
+            self._record_lineage(ex, started.name, outputs)
         else:
             self._set_step(ex, started.name, RunStatus.FAILED, error=error, data={"exitCode": code})
         self.echo(
@@ -375,6 +356,12 @@ class SchedulerService:
             f"({describe_exit(code, ended) if code else 'ok'})"
         )
         self._advance(ex)
+
+    def _record_lineage(self, ex: PipelineExecution, name: str, outputs: dict[str, Any]) -> None:
+        """What a completed (or reused) step read and wrote, for the datasets' lineage."""
+        uses = lineage(ex.states[name].run_id, ex.datasets.get(name, {}), outputs)
+        if uses:
+            self.store.record_dataset_uses(uses)
 
     def cancel(self, ex: PipelineExecution) -> None:
         ex.canceling = True

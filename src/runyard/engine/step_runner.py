@@ -20,6 +20,14 @@ from runyard.engine.data_paths import (
     publish,
     scratch_location,
 )
+from runyard.engine.dataset_inputs import (
+    INPUT_DATASETS_ENV,
+    ResolvedInput,
+    describe_output_views,
+    materialize_inputs,
+    write_input_file,
+)
+from runyard.engine.step_data import register_output, upload_output
 from runyard.errors import RunyardError
 from runyard.store.snapshots import SnapshotStore
 
@@ -66,8 +74,10 @@ def start_step(
     run_id: str,
     params: dict[str, Any],
     input_paths: dict[str, str],
+    datasets: dict[str, ResolvedInput] | None = None,
 ) -> StartedStep:
-    """Materialise the snapshot, create every output folder, then spawn the script."""
+    """Materialise the snapshot, create every output folder, put the dataset inputs in front of the job
+    (engine/dataset_inputs.py), then spawn the script."""
     work = ws.work_dir / run_id
     job = ProcessJob(ws, run_id, experiment_name, work)
     snap = SnapshotStore(ws.artifacts).materialize(step["source"]["snapshot"], job.cwd)
@@ -87,6 +97,7 @@ def start_step(
             "overwrite": out["overwrite"],
             "datastore": out["datastore"],
             "pathOnDatastore": path_on_datastore(out, run_id),
+            "register": out.get("register"),
         }
         job.prep(
             f"Output {out['name']!r} ({out['mode']}): created {write}"
@@ -99,11 +110,19 @@ def start_step(
             # links stay links, as the output's manifest records them: their targets are not read
             shutil.copytree(input_paths[binding["name"]], copy, dirs_exist_ok=True, symlinks=True)
             input_paths[binding["name"]] = str(copy)
+    described = describe_output_views(step, input_paths)
+    for name in described:  # a tabular view of an upstream output: the job gets a dataset, not a folder
+        input_paths[name] = name
+    values, more = materialize_inputs(ws, work, datasets or {})
+    described.update(more)
+    input_paths.update(values)
     for name, path in input_paths.items():
         job.prep(f"Input {name!r}: {path}")
     write_paths = {n: str(o["write"]) for n, o in outputs.items()}
     argv = [sys.executable, "-u", step["script"], *resolve_arguments(step, params, input_paths, write_paths)]
     env = {f"AZUREML_DATAREFERENCE_{n}": p for n, p in {**input_paths, **write_paths}.items()}
+    if described:
+        env[INPUT_DATASETS_ENV] = str(write_input_file(work, described))
     env.update({f"AML_PARAMETER_{k}": v for k, v in resolve_params(step, params).items()})
     proc = job.spawn(argv, env)
     return StartedStep(step["name"], run_id, job, proc, time.time(), outputs)
@@ -130,6 +149,16 @@ def finish_step(
                     "pathOnDatastore": out["pathOnDatastore"],
                     "run_id": started.run_id,  # kept when the output is reused: the run that made it
                 }
+                note = upload_output(started.job.ws, out)  # a remote datastore gets the files too
+                if note:
+                    started.extra.append(note)
+            for name, out in started.outputs.items():  # registered only once every output is in place
+                if out.get("register"):
+                    recorded[name]["dataset"] = register_output(started.job.ws, started.run_id, out)
+                    started.extra.append(
+                        f"Registered output {name!r} as dataset {recorded[name]['dataset']['name']!r} "
+                        f"version {recorded[name]['dataset']['version']}"
+                    )
         except (RunyardError, OSError) as exc:  # a publish that fails fails the step, not the scheduler
             error = {"code": "OutputError", "message": str(exc)}
     else:

@@ -21,6 +21,7 @@ from runyard.engine.graph_spec import GraphError, parse_graph
 from runyard.engine.placement import placement_for
 from runyard.engine.service import ensure_running
 from runyard.errors import InvalidInputError
+from runyard.pipeline.data import parameter_json
 from runyard.pipeline.graph import collect_steps, compile_graph
 from runyard.status import RunStatus
 from runyard.store import RunRecord
@@ -174,6 +175,8 @@ class Pipeline:
         parent = _parent_run(experiment, parent_run_id)
         values = dict(pipeline_parameters or pipeline_params or {})
         graph, errors, notes = self._compile(values)
+        values = {n: parameter_json(v) for n, v in values.items()}  # datasets travel as {"dataset": payload}
+        errors.extend(_parameter_kind_errors(graph, values) if not errors else [])
         for note in notes:
             warnings.warn(note, stacklevel=_user_frame())
         if errors:
@@ -258,6 +261,25 @@ def _parent_run(experiment: Experiment, parent_run_id: str | None) -> str | None
             f"submitted to {experiment.name!r} can only be the child of a run of that experiment."
         )
     return parent.run_id
+
+
+def _parameter_kind_errors(graph: dict[str, Any], values: dict[str, Any]) -> list[str]:
+    """A dataset parameter takes a dataset at submit, any other one a plain value."""
+    errors = []
+    for name, value in values.items():
+        default = graph.get("parameters", {}).get(name, {}).get("default")
+        wants_dataset = isinstance(default, dict) and "dataset" in default
+        is_dataset = isinstance(value, dict) and "dataset" in value
+        if wants_dataset and not is_dataset:
+            errors.append(
+                f"pipeline_parameters[{name!r}] must be a dataset (FileDataset or TabularDataset), as its "
+                f"default is; got {type(value).__name__}."
+            )
+        elif is_dataset and not wants_dataset:
+            errors.append(
+                f"pipeline_parameters[{name!r}] is a dataset, but parameter {name!r} is not a dataset parameter."
+            )
+    return errors
 
 
 def _snapshot_sources(ws: Workspace, graph: dict[str, Any]) -> None:
