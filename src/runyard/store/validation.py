@@ -319,17 +319,17 @@ def check_datastore_url(url: Any) -> str:
     """An fsspec URL whose scheme runyard can open: file:///abs, s3://bucket/..., az://container/..."""
     text = check_text("Datastore URL", url, limit=2048, controls=False)
     scheme, sep, rest = text.partition("://")
-    if not sep or scheme.lower() not in DATASTORE_SCHEMES or not rest.strip("/"):
-        if scheme.lower() == "file" and sep and rest.startswith("/"):
-            return text  # file:/// is the machine's root: odd, but a folder
+    scheme = scheme.lower()
+    if (
+        not sep
+        or scheme not in DATASTORE_SCHEMES
+        or not rest.strip("/")
+        or (scheme == "file" and rest[:1] != "/")
+    ):
         raise InvalidInputError(
             f"Datastore URL {_shown(text)} is not an fsspec URL runyard can open; use one of "
             f"{', '.join(s + '://' for s in DATASTORE_SCHEMES)} followed by the bucket, container or "
-            "folder (for example 's3://my-bucket/data' or 'file:///srv/data')."
-        )
-    if scheme.lower() == "file" and not rest.startswith("/"):
-        raise InvalidInputError(
-            f"Datastore URL {_shown(text)} names a relative folder; use an absolute one (file:///srv/data)."
+            "absolute folder (for example 's3://my-bucket/data' or 'file:///srv/data')."
         )
     return text
 
