@@ -29,14 +29,8 @@ from runyard.data.backends import StorageBackend, StoredFile, clean_store_path
 #: A transfer is "long" (worth a progress bar) from this many files or bytes.
 PROGRESS_MIN_FILES = 50
 PROGRESS_MIN_BYTES = 64 * 1024 * 1024
-
-
-def workers() -> int:
-    """Threads for one transfer: RUNYARD_TRANSFER_THREADS, else 16."""
-    try:
-        return max(1, int(os.environ.get("RUNYARD_TRANSFER_THREADS", "16")))
-    except ValueError:
-        return 16
+#: Threads for one transfer: the work is waiting on disks and networks, not the CPU.
+WORKERS = 16
 
 
 @dataclass(frozen=True)
@@ -91,7 +85,7 @@ def run_jobs(jobs: Sequence[Job], *, show_progress: bool, description: str) -> O
         progress.start()
         task = progress.add_task(description, total=sum(j.size for j in jobs), files=len(jobs))
     try:
-        with ThreadPoolExecutor(max_workers=min(workers(), max(1, len(jobs)))) as pool:
+        with ThreadPoolExecutor(max_workers=min(WORKERS, max(1, len(jobs)))) as pool:
             futures = {pool.submit(job.run): job for job in jobs}
             try:
                 for future in as_completed(futures):
