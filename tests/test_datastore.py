@@ -235,3 +235,53 @@ def test_workspaceblobstore_of_a_server_workspace_goes_through_the_server(
         assert store.download(tmp_path / "out", prefix="up", show_progress=False) == 2
         assert (tmp_path / "out" / "up" / "a.txt").read_text() == "aaa"
         assert store.backend().put_file(src / "a.txt", "up/a.txt", overwrite=False) is False
+
+
+PROGRESS_SCRIPT = """
+import sys
+from pathlib import Path
+from runyard import Workspace
+ws = Workspace.create(sys.argv[1])
+src = Path(sys.argv[2])
+for i in range(60):
+    (src / f"f{i:02d}.txt").write_text(str(i))
+ws.get_default_datastore().upload(src, target_path="many")
+print("uploaded", len(list(ws.get_default_datastore().local_path("many").iterdir())), file=sys.stderr)
+"""
+
+
+def test_a_long_transfer_shows_a_progress_bar_only_on_a_terminal(
+    sqlite_workspace: Workspace, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    import pty
+    import subprocess
+    import sys
+
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(60):
+        (src / f"f{i:02d}.txt").write_text(str(i))
+    sqlite_workspace.get_default_datastore().upload(src)  # stderr is not a terminal here: quiet
+    assert capsys.readouterr().err == ""
+
+    primary, secondary = pty.openpty()
+    (tmp_path / "src2").mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PROGRESS_SCRIPT, str(tmp_path / "ws2"), str(tmp_path / "src2")],
+        stderr=secondary,
+        stdout=subprocess.DEVNULL,
+    )
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=60) == 0
+    os.close(primary)
+    text = seen.decode(errors="replace")
+    assert "Uploading to workspaceblobstore" in text and "/60 files" in text and "uploaded 60" in text

@@ -92,14 +92,9 @@ class Datastore:
     ) -> Datastore:
         """Save the record and its secrets together: a failure leaves the previous state (no record
         without its secrets, no secrets of a store that was not registered)."""
-        if not isinstance(name, str) or not name:
-            raise InvalidInputError(f"A datastore name must be non-empty text, got {name!r}.")
-        if name.lower() == DEFAULT_DATASTORE:
-            raise InvalidInputError(
-                f"'{DEFAULT_DATASTORE}' is the workspace's built-in datastore; register yours under another name."
-            )
+        # the name, URL and options are checked by the store (store/validation.py) when saving
         plain, secret = secrets.split_options(f"Datastore {name!r}", options)
-        if not overwrite:
+        if not overwrite and isinstance(name, str) and name.lower() != DEFAULT_DATASTORE:
             try:
                 workspace.store.get_datastore(name)
             except DatastoreNotFound:
@@ -121,7 +116,7 @@ class Datastore:
         try:
             saved = workspace.store.save_datastore(record, overwrite=overwrite)
         except BaseException:
-            secrets.save_secrets(workspace.path, name, before)
+            secrets.restore_secrets(workspace.path, name, secret, before)
             raise
         return Datastore._of(workspace, saved)
 

@@ -142,6 +142,24 @@ def save_secrets(workspace_folder: Path, datastore: str, values: Mapping[str, st
     return before
 
 
+def restore_secrets(
+    workspace_folder: Path, datastore: str, wrote: Mapping[str, str], before: Mapping[str, str]
+) -> None:
+    """Undo save_secrets after a failed registration, unless someone else changed the entry since."""
+    path = secrets_path(workspace_folder)
+    with _lock:
+        data = _read(path)
+        stores = data.setdefault("datastores", {})
+        if stores.get(datastore.lower(), {}) != dict(wrote):
+            return
+        if before:
+            stores[datastore.lower()] = dict(before)
+        else:
+            stores.pop(datastore.lower(), None)
+        if path.exists():
+            _write(path, data)
+
+
 def resolve_secrets(
     workspace_folder: Path, datastore: str, names: tuple[str, ...] | list[str]
 ) -> dict[str, str]:
