@@ -321,3 +321,23 @@ def test_hash_of_unchanged_files_does_not_read_them(workspace: Workspace) -> Non
     assert resolve_files(workspace, ds.definition).content_hash == first.content_hash  # trusted the stat
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     assert resolve_files(workspace, ds.definition).content_hash != first.content_hash
+
+
+def test_register_pandas_dataframe_and_upload_directory(workspace: Workspace, tmp_path: Path) -> None:
+    store, root = _store(workspace)
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
+    first = Dataset.Tabular.register_pandas_dataframe(frame, (store, "frames"), "frame", tags={"k": "v"})
+    second = Dataset.Tabular.register_pandas_dataframe(frame.head(1), (store, "frames"), "frame")
+    assert (first.version, second.version, first.tags) == (1, 2, {"k": "v"})
+    assert Dataset.get_by_name(workspace, "frame", 1).to_pandas_dataframe().equals(frame)
+    assert len(Dataset.get_by_name(workspace, "frame").to_pandas_dataframe()) == 1
+    assert len({p.parent for p in (root / "frames").rglob("*.parquet")}) == 2  # a unique folder each
+
+    src = tmp_path / "src"
+    _write(src, {"keep/a.csv": "a\n1\n", "keep/b.csv": "a\n2\n", "skip.txt": "no"})
+    uploaded = Dataset.File.upload_directory(str(src), (store, "up"), pattern="**/*.csv")
+    assert uploaded.to_path() == ["/keep/a.csv", "/keep/b.csv"]
+    assert Dataset.File.upload_directory(str(src / "keep"), (store, "all")).to_path() == ["/a.csv", "/b.csv"]
+    assert (root / "up/keep/a.csv").read_text() == "a\n1\n" and not (root / "up/skip.txt").exists()
+    with pytest.raises(InvalidInputError, match="target"):
+        Dataset.File.upload_directory(str(src), "not a datastore")

@@ -9,6 +9,9 @@ fails at construction rather than inside a job.
 from __future__ import annotations
 
 import os
+import tempfile
+import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runyard.compat import v1_ignores, v1_keywords
@@ -90,6 +93,21 @@ def _column_types(set_column_types: Any) -> dict[str, str]:
     return {str(col): DataType.from_spec(kind).to_spec() for col, kind in set_column_types.items()}
 
 
+def _target(target: Any) -> tuple[Any, str]:
+    """(Datastore object, path) for v1's `target`: a Datastore, a (Datastore, path) tuple or a DataPath."""
+    if isinstance(target, tuple) and len(target) == 2 and isinstance(target[1], str):
+        store, path = target
+    elif hasattr(target, "path_on_datastore"):
+        store, path = getattr(target, "datastore", None), str(target.path_on_datastore or "")
+    else:
+        store, path = target, ""
+    if not hasattr(store, "upload_files") or not hasattr(store, "workspace"):
+        raise InvalidInputError(
+            f"target must be a Datastore, a (Datastore, 'path') tuple or a DataPath, got {target!r}."
+        )
+    return store, path.strip("/")
+
+
 def _build(cls: type[Any], definition: DatasetDefinition, workspace: Workspace | None, validate: bool) -> Any:
     dataset = cls(definition, workspace)
     if validate:
@@ -112,10 +130,73 @@ class FileDatasetFactory:
         definition = DatasetDefinition(kind="file", sources=sources, partition_format=partition_format)
         return _build(FileDataset, definition, ws, validate)
 
+    @staticmethod
+    def upload_directory(
+        src_dir: str,
+        target: Any,
+        pattern: str | None = None,
+        overwrite: bool = False,
+        show_progress: bool = True,
+    ) -> FileDataset:
+        """Upload the files of `src_dir` (those matching the glob `pattern`, when given) to `target` and
+        return a FileDataset over the target folder (and `pattern` below it), rooted at the target."""
+        store, path = _target(target)
+        source = Path(src_dir)
+        if not source.is_dir():
+            raise InvalidInputError(f"upload_directory needs a folder, got {src_dir!r}.")
+        chosen = sorted(p for p in (source.glob(pattern) if pattern else source.rglob("*")) if p.is_file())
+        if not chosen:
+            raise InvalidInputError(f"No files in {src_dir!r} match {pattern or '*'!r}: nothing to upload.")
+        store.upload_files(
+            [str(p) for p in chosen], relative_root=str(source), target_path=path or None,
+            overwrite=overwrite, show_progress=show_progress,
+        )  # fmt: skip
+        where = "/".join(part for part in (path, pattern) if part)
+        return FileDatasetFactory.from_files((store, where))
+
 
 @v1_keywords
 class TabularDatasetFactory:
     """Dataset.Tabular: creates TabularDatasets from delimited, Parquet or JSON-lines files."""
+
+    @staticmethod
+    @v1_ignores(show_progress="uploads show progress only when long; the flag is accepted")
+    def register_pandas_dataframe(
+        dataframe: Any,
+        target: Any,
+        name: str,
+        description: str | None = None,
+        tags: dict[str, Any] | None = None,
+        show_progress: bool = True,
+        row_group_size: int | None = None,
+        make_target_path_unique: bool = True,
+    ) -> TabularDataset:
+        """Write `dataframe` as Parquet to `target` (in a new unique folder below it by default), then
+        register a TabularDataset over it as a new version of `name`."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        store, path = _target(target)
+        if make_target_path_unique:
+            path = f"{path}/{uuid.uuid4()}" if path else str(uuid.uuid4())
+        try:
+            table = pa.Table.from_pandas(dataframe, preserve_index=False)
+        except (TypeError, ValueError, pa.ArrowException) as exc:
+            raise InvalidInputError(
+                f"register_pandas_dataframe needs a pandas DataFrame Parquet can hold: {exc}"
+            ) from None
+        with tempfile.TemporaryDirectory(prefix="runyard-frame-") as tmp:
+            local = Path(tmp) / "part-00000.parquet"
+            pq.write_table(table, local, row_group_size=row_group_size)
+            store.upload_files(
+                [str(local)], relative_root=tmp, target_path=path or None, overwrite=True, show_progress=False
+            )
+        dataset = TabularDatasetFactory.from_parquet_files(
+            (store, f"{path}/part-00000.parquet" if path else "part-00000.parquet")
+        )
+        return dataset.register(
+            store.workspace, name, description=description, tags=tags, create_new_version=True
+        )
 
     @staticmethod
     def from_delimited_files(
