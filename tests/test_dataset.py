@@ -34,6 +34,7 @@ from runyard.errors import (
     DatastoreNotFound,
     InvalidInputError,
 )
+from server_process import running_server
 
 
 def _store(ws: Workspace) -> tuple[Datastore, Path]:
@@ -341,3 +342,25 @@ def test_register_pandas_dataframe_and_upload_directory(workspace: Workspace, tm
     assert (root / "up/keep/a.csv").read_text() == "a\n1\n" and not (root / "up/skip.txt").exists()
     with pytest.raises(InvalidInputError, match="target"):
         Dataset.File.upload_directory(str(src), "not a datastore")
+
+
+def test_datasets_of_a_server_workspace(
+    sqlite_workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a real `runyard server`: files on its workspaceblobstore, the registry in its database."""
+    monkeypatch.setenv("RUNYARD_CACHE_DIR", str(tmp_path / "cache"))
+    _write(tmp_path / "src", CSV)
+    with running_server(sqlite_workspace.path, tmp_path / "server.log") as server:
+        remote = Workspace.get(server.url)
+        store = remote.get_default_datastore()
+        store.upload(str(tmp_path / "src"), target_path="in", show_progress=False)
+        ds = Dataset.Tabular.from_delimited_files((store, "in/raw/**/*.csv"))
+        registered = ds.register(remote, "served", description="via the server")
+        assert registered.version == 1 and sqlite_workspace.store.get_dataset("served").id == registered.id
+        got = Dataset.get_by_name(remote, "served")
+        assert got.to_pandas_dataframe()["id"].tolist() == [1, 2, 3]
+        # the bytes change on the server's side: the registered version refuses to read them
+        served = sqlite_workspace.get_default_datastore().local_path("in/raw/a.csv")
+        served.write_text(CSV["raw/a.csv"].replace("bob", "BOB"))
+        with pytest.raises(DataAccessError, match=r"'served' version 1 no longer resolves: in/raw/a\.csv"):
+            Dataset.get_by_name(remote, "served").to_pandas_dataframe()
