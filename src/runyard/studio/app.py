@@ -16,7 +16,7 @@ from runyard.core.workspace import Workspace
 from runyard.errors import RunyardError
 from runyard.server.errors import STATUS_BY_ERROR
 from runyard.store import ArtifactStore, SqlStore
-from runyard.studio import views
+from runyard.studio import dataset_views, views
 from runyard.studio.auth import LoginRequired, StudioForbidden, login_url
 
 HERE = Path(__file__).parent
@@ -56,6 +56,8 @@ def make_templates(auth: bool, workspace_name: str) -> Jinja2Templates:
         duration=views.fmt_duration,
         value=views.fmt_value,
         size=views.fmt_size,
+        hash=dataset_views.hash_prefix,
+        where=dataset_views.file_where,
     )
     env.globals.update(shown_status=views.shown_status, run_duration=views.run_duration)
     return templates

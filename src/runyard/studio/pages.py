@@ -1,4 +1,5 @@
-"""Studio pages: sign-in, experiments, the runs table, run comparison and compute.
+"""Studio pages: sign-in, experiments, the runs table, run comparison and compute (runs and datasets
+add their own routes: run_pages.py, dataset_pages.py).
 
 Page state lives in the URL (filters, columns, sort, page), so every view can be bookmarked and
 shared, works with the keyboard through plain links and forms, and the live refresh re-renders
@@ -34,6 +35,7 @@ from runyard.studio.auth import (
     safe_next,
     studio_principal,
 )
+from runyard.studio.dataset_pages import add_dataset_routes
 from runyard.studio.run_pages import add_run_routes
 
 PAGE_SIZE = 50
@@ -242,4 +244,5 @@ def studio_page_router(
         )
 
     add_run_routes(router, workspace, store, artifacts, principal, render)
+    add_dataset_routes(router, workspace, store, principal, render)
     return router

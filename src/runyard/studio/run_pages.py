@@ -26,7 +26,7 @@ from runyard.pipeline.data import parameter_from_text
 from runyard.server.auth import Principal
 from runyard.store import ArtifactStore, RunRecord, SqlStore
 from runyard.store.artifacts import clean_relpath
-from runyard.studio import views
+from runyard.studio import dataset_views, views
 from runyard.studio.auth import StudioForbidden, require_write
 from runyard.studio.graph_layout import layout
 
@@ -53,6 +53,13 @@ def add_run_routes(
         context["parent"] = store.get_run(run.parent_id) if run.parent_id else None
         context["reuse"] = run.data.get("reuse") if run.run_type == STEP_RUN_TYPE else None
         context["error"] = run.data.get("error")
+        if tab == "overview":  # lineage: a pipeline run shows what each of its steps read and wrote
+            steps = (
+                store.list_descendants(run.run_id, recursive=True)
+                if run.run_type == PIPELINE_RUN_TYPE
+                else []
+            )
+            context["data_uses"] = dataset_views.run_uses(store, run, steps)
         if tab == "metrics":
             context["metrics"] = views.metric_view(store, run.run_id)
         if tab == "files":
