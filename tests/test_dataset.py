@@ -364,3 +364,17 @@ def test_datasets_of_a_server_workspace(
         served.write_text(CSV["raw/a.csv"].replace("bob", "BOB"))
         with pytest.raises(DataAccessError, match=r"'served' version 1 no longer resolves: in/raw/a\.csv"):
             Dataset.get_by_name(remote, "served").to_pandas_dataframe()
+
+
+def test_datapath_and_data_reference_sources_and_ws_datasets(workspace: Workspace) -> None:
+    from runyard.data.datapath import DataPath
+
+    store, root = _store(workspace)
+    _write(root, CSV)
+    assert Dataset.File.from_files(DataPath(store, "raw")).to_path() == ["/a.csv", "/sub/b.csv"]
+    assert Dataset.File.from_files(store.path("raw/a.csv")).to_path() == ["/a.csv"]
+    both = Dataset.Tabular.from_delimited_files([DataPath(store, "raw/a.csv"), (store, "raw/sub/*.csv")])
+    assert both.to_pandas_dataframe()["id"].tolist() == [1, 2, 3]
+    assert workspace.datasets == {}
+    both.register(workspace, "both")
+    assert list(workspace.datasets) == ["both"] and workspace.datasets["both"].version == 1
