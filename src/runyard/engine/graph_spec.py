@@ -129,28 +129,28 @@ class OutputSpec(_Frozen):
     #: v1's PipelineData(pipeline_output_name=...): the name PipelineRun.get_pipeline_output() finds it by.
     pipeline_output: SafeName | None = None
     #: register_on_complete: {name, description, tags, read}; registered when the step completes.
-    register: dict[str, Any] | None = None
+    registration: dict[str, Any] | None = None
 
     @model_serializer(mode="wrap")
     def _omit_unset_pipeline_output(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """Most outputs have no pipeline-level name nor registration; their JSON stays as it always was."""
         out = dict(handler(self))
-        for key in ("pipeline_output", "register"):
+        for key in ("pipeline_output", "registration"):
             if out.get(key) is None:
                 out.pop(key, None)
         return out
 
     @model_validator(mode="after")
     def _registration_is_named(self) -> OutputSpec:
-        if self.register is not None:
-            name = self.register.get("name")
+        if self.registration is not None:
+            name = self.registration.get("name")
             if not isinstance(name, str) or not name.strip() or len(name) > 256:
-                raise ValueError("register needs a dataset name")
-            read = self.register.get("read")
+                raise ValueError("registration needs a dataset name")
+            read = self.registration.get("read")
             if read is not None and (
                 not isinstance(read, dict) or read.get("read") not in ("delimited_files", "parquet_files")
             ):
-                raise ValueError("register.read must be a delimited_files or parquet_files read")
+                raise ValueError("registration.read must be a delimited_files or parquet_files read")
         return self
 
     @model_validator(mode="after")

@@ -97,7 +97,7 @@ def start_step(
             "overwrite": out["overwrite"],
             "datastore": out["datastore"],
             "pathOnDatastore": path_on_datastore(out, run_id),
-            "register": out.get("register"),
+            "register": out.get("registration"),
         }
         job.prep(
             f"Output {out['name']!r} ({out['mode']}): created {write}"

@@ -155,7 +155,7 @@ def compile_graph(
                 "destination": d.destination[1] if d.destination else None,
                 "overwrite": d.overwrite,
                 **({"pipeline_output": d.pipeline_output_name} if d.pipeline_output_name else {}),
-                **({"register": d.registration} if d.registration else {}),
+                **({"registration": d.registration} if d.registration else {}),
             }
             for d in data_produced_by(step)
         ]
