@@ -11,10 +11,11 @@ import pytest
 
 from conftest import SourceDir
 from runyard import Experiment, Run, ScriptRunConfig, Workspace
-from runyard.data import Dataset
+from runyard.data import Dataset, Datastore
 from runyard.data.hashing import hash_datastore_path
 from runyard.errors import DataAccessError, InvalidInputError
 from runyard.pipeline import OutputFileDatasetConfig
+from s3_fixture import S3_KEY, S3_SECRET
 
 CSV = "age,bmi,diabetic\n50,33.6,1\n31,26.6,0\n32,23.3,1\n"
 
@@ -269,3 +270,57 @@ print("INPUTS", json.dumps(json.load(open(os.environ["RUNYARD_INPUT_DATASETS"]))
     )
     assert mounted["dataset"] is None and os.path.isabs(mounted["path"])
     assert Path(mounted["path"]).name == "workspaceblobstore"
+
+
+def test_a_dataset_derived_from_a_version_reads_its_files(
+    sqlite_workspace: Workspace, source_dir: SourceDir
+) -> None:
+    put_files(sqlite_workspace, {"diabetes/part1.csv": CSV})
+    store = sqlite_workspace.get_default_datastore()
+    tab = Dataset.Tabular.from_delimited_files((store, "diabetes/*.csv")).register(
+        sqlite_workspace, "diabetes"
+    )
+    run = submit(
+        sqlite_workspace, source_dir, READ_TABULAR, ["--input-data", tab.take(2).as_named_input("raw_data")]
+    )
+    details = finished(run)
+    assert run.get_metrics()["rows"] == 2 and "DATASET_ID raw_data" in run.read_log().decode()
+    [use] = sqlite_workspace.store.list_dataset_uses(run_id=run.id)
+    assert use.dataset_id == tab.id and use.detail["definition"]["transforms"] == [{"op": "take", "count": 2}]
+    [entry] = details["inputDatasets"]  # type: ignore[misc]
+    assert entry["dataset"].id is None and entry["dataset"].content_hash == tab.content_hash
+
+
+def test_s3_inputs_and_a_registered_output_on_s3(
+    sqlite_workspace: Workspace, source_dir: SourceDir, s3_bucket: tuple[str, str], tmp_path: Path
+) -> None:
+    endpoint, bucket = s3_bucket
+    ws = sqlite_workspace
+    s3 = Datastore.register_fsspec(
+        ws,
+        "lake",
+        f"s3://{bucket}/data",
+        key=S3_KEY,
+        secret=S3_SECRET,
+        client_kwargs={"endpoint_url": endpoint},
+    )
+    (tmp_path / "up" / "raw").mkdir(parents=True)
+    (tmp_path / "up" / "raw" / "r.csv").write_text("x\n7\n")
+    s3.upload(str(tmp_path / "up"), show_progress=False)
+    files = Dataset.File.from_files((s3, "raw")).register(ws, "lake-raw")
+    out = OutputFileDatasetConfig(name="made", destination=(s3, "made/{run-id}")).read_delimited_files()
+    out = out.register_on_complete("lake-made")
+    script = LIST_FILES.replace("if len(sys.argv) > 3", "if False") + WRITE_CSV.replace(
+        "sys.argv[1]", "sys.argv[3]"
+    ).replace("sys.argv[2]", "sys.argv[4]")
+    run = submit(
+        ws, source_dir, script, [files.as_named_input("lake_in").as_mount(), "lake_in", out, "write"]
+    )
+    details = finished(run)
+    assert "READ r.csv x\n7" in run.read_log().decode()
+    made = Dataset.get_by_name(ws, "lake-made")
+    assert made.to_pandas_dataframe()["a"].tolist() == [1, 2, 3]
+    assert [f["datastore"] for f in ws.store.get_dataset_by_id(str(made.id)).files] == ["lake"]
+    assert s3.backend().list_files(f"made/{run.id}")[0].path == f"made/{run.id}/prepared.csv"
+    [entry] = details["inputDatasets"]  # type: ignore[misc]
+    assert entry["consumptionDetails"]["mechanism"] == "Mount" and entry["dataset"].id == files.id

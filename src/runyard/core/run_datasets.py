@@ -52,30 +52,18 @@ def read_inputs_file(ws: Workspace, path: str) -> dict[str, Any]:
 
 
 def _dataset_of(ws: Workspace, use: DatasetUse) -> Any:
-    """The dataset a lineage row names: the registered version, or one rebuilt from its detail."""
-    from runyard.data.dataset import dataset_from_payload
+    """The dataset a lineage row names: the registered version, one derived from it (ds.take(5): its
+    definition is in the detail), an unregistered dataset, or a FileDataset over a datastore path."""
+    from runyard.data.dataset import Dataset, dataset_from_payload
 
-    if use.dataset_id is not None:
-        record = ws.store.get_dataset_by_id(use.dataset_id)
-        return dataset_from_payload(
-            ws,
-            {
-                "definition": record.definition,
-                "registered": {"id": record.id, "name": record.name, "version": record.version},
-                "content_hash": record.content_hash,
-            },
-        )
     detail = use.detail
+    if use.dataset_id is not None and "definition" not in detail:
+        return Dataset.get_by_id(ws, use.dataset_id)
     if "definition" in detail:
-        return dataset_from_payload(
-            ws, {"definition": detail["definition"], "content_hash": use.content_hash}
-        )
+        return dataset_from_payload(ws, {"definition": detail["definition"], "pinned_id": use.dataset_id})
     if "datastore" in detail:
-        definition = {
-            "kind": "file",
-            "sources": [{"datastore": detail["datastore"], "path": detail.get("path", "")}],
-        }
-        return dataset_from_payload(ws, {"definition": definition, "content_hash": use.content_hash})
+        source = {"datastore": detail["datastore"], "path": detail.get("path") or ""}
+        return dataset_from_payload(ws, {"definition": {"kind": "file", "sources": [source]}})
     return None
 
 

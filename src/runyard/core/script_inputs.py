@@ -47,7 +47,7 @@ class PlannedInput:
     mode: str  # "direct" | "mount" | "download"
     content_hash: str
     dataset: Any = None  # the dataset object (None for a datastore path)
-    dataset_id: str | None = None  # the registered version's id
+    dataset_id: str | None = None  # the registered version it reads (its own, or the one it derives from)
     datastore: str | None = None  # a datastore path input: its datastore and path
     path_on_datastore: str | None = None
     path_on_compute: str | None = None
@@ -57,7 +57,7 @@ class PlannedInput:
     def value(self) -> str:
         """What replaces the argument: the local path, or the dataset id (the input name if unregistered)."""
         if self.mode == "direct":
-            return self.dataset_id or self.name
+            return str(getattr(self.dataset, "id", None) or self.name)
         return str(self.path)
 
     def payload(self) -> dict[str, Any]:
@@ -77,8 +77,10 @@ class PlannedInput:
         detail: dict[str, Any] = {"mode": self.mode}
         if self.datastore is not None:
             detail.update({"datastore": self.datastore, "path": self.path_on_datastore})
-        elif self.dataset_id is None and self.dataset is not None:
-            detail["definition"] = self.dataset.definition.to_json()
+        elif self.dataset is not None and getattr(self.dataset, "id", None) is None:
+            detail["definition"] = (
+                self.dataset.definition.to_json()
+            )  # unregistered, or derived from dataset_id
         return DatasetUse(
             run_id=run_id,
             direction="input",
@@ -165,12 +167,13 @@ def _plan_one(ws: Workspace, argument: Any) -> PlannedInput:
             f"Input {name!r} holds {dataset!r}, which is not a dataset: pass a FileDataset or TabularDataset "
             "(Dataset.File.from_files(...), Dataset.get_by_name(ws, name))."
         )
-    record = getattr(dataset, "_record", None)
-    if record is not None:
+    # A registered version, or a dataset derived from one (ds.take(5)), reads the version's recorded files.
+    pinned = getattr(dataset, "_pinned", None) or getattr(dataset, "_record", None)
+    if pinned is not None:
         from runyard.data.resolve import check_files
 
-        check_files(ws, record)  # a registered version whose files changed is refused, naming the file
-        content_hash, dataset_id = record.content_hash, record.id
+        check_files(ws, pinned)  # a registered version whose files changed is refused, naming the file
+        content_hash, dataset_id = pinned.content_hash, pinned.id
     else:
         from runyard.data.resolve import resolve_files
 

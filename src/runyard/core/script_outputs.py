@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runyard.data.datastore import DEFAULT_DATASTORE, Datastore
-from runyard.errors import ConflictError, InvalidInputError, RunyardError
+from runyard.data.datastore import DEFAULT_DATASTORE, Datastore, datastore_folder
+from runyard.errors import ConflictError, DataAccessError, InvalidInputError, RunyardError
 from runyard.store.records import DatasetRecord, DatasetUse
 
 if TYPE_CHECKING:
@@ -54,6 +54,9 @@ class ResolvedOutput:
     register: dict[str, Any] | None = None
     #: read_delimited_files / read_parquet_files: how the registered dataset reads the files
     read: dict[str, Any] | None = None
+    #: the datastore is not a folder here (S3, ...): `path` is a local folder uploaded when the run ends
+    remote: bool = False
+    overwrite: bool = False
 
     def as_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -65,6 +68,8 @@ class ResolvedOutput:
             "pathOnDatastore": self.path_on_datastore,
             "path": str(self.path),
         }
+        if self.remote:
+            record["uploadOnEnd"] = {"overwrite": self.overwrite}
         if self.register is not None:  # registered by finish_outputs when the run succeeds
             record["registerOnComplete"] = self.register
             if self.read is not None:
@@ -135,14 +140,24 @@ def _plan(ws: Workspace, run_id: str, output: Any, taken: set[str]) -> ResolvedO
     given = destination[1] if destination else None  # (datastore, None): the default folder, as for steps
     rel = _inside_datastore(name, given, run_id) if given is not None else f"azureml/{run_id}/{name}"
     store = Datastore(ws, _datastore_of(output))
-    folder = store.local_path(rel)
-    if folder.is_dir() and any(folder.iterdir()) and not getattr(output, "overwrite", False):
+    overwrite = bool(getattr(output, "overwrite", False))
+    try:
+        folder, remote = store.local_path(rel), False
+    except DataAccessError:  # S3 and other remote stores: written here, uploaded when the run ends
+        folder, remote = Path(ws.artifacts.local_path(f"{datastore_folder(store.name)}/{rel}")), True
+        if not overwrite and store.backend().list_files(rel):
+            raise ConflictError(
+                f"Output {name!r} goes to {rel!r} on datastore {store.name!r}, which already holds files. Put "
+                "{run-id} in the destination path so each run writes its own folder, or use "
+                ".as_upload(overwrite=True)."
+            ) from None
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
         raise ConflictError(
             f"Output {name!r} goes to {folder}, which already holds files. Put {{run-id}} in the destination "
             "path so each run writes its own folder, or use .as_upload(overwrite=True)."
         )
     register, read = _registration(output)
-    return ResolvedOutput(name, str(output.mode), store.name, rel, folder, register, read)
+    return ResolvedOutput(name, str(output.mode), store.name, rel, folder, register, read, remote, overwrite)
 
 
 def _inside_datastore(name: str, path: object, run_id: str) -> str:
@@ -213,6 +228,29 @@ def register_output(ws: Workspace, run_id: str, output: dict[str, Any]) -> Datas
     return ws.store.register_dataset(record, create_new_version=True)
 
 
+def upload_output(ws: Workspace, output: dict[str, Any]) -> None:
+    """Send a remote-datastore output's files from their local folder to the datastore, each file
+    atomically (the backend's put_file), in parallel. ConflictError when a file is there already and the
+    output was not `.as_upload(overwrite=True)`."""
+    from runyard.data.transfer import Job, run_jobs
+
+    backend = Datastore(ws, output["datastore"]).backend()
+    folder, prefix = Path(output["path"]), output["pathOnDatastore"]
+    overwrite = bool(output["uploadOnEnd"].get("overwrite"))
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+    def job(path: Path) -> Job:
+        rel = path.relative_to(folder).as_posix()
+        return Job(rel, path.stat().st_size, lambda: backend.put_file(path, f"{prefix}/{rel}", overwrite))
+
+    outcome = run_jobs([job(p) for p in files], show_progress=False, description=f"output {output['name']}")
+    if outcome.skipped:
+        raise ConflictError(
+            f"{prefix}/{outcome.skipped[0]} is already on datastore {output['datastore']!r} ({backend.url}); "
+            "use .as_upload(overwrite=True), or put {run-id} in the destination."
+        )
+
+
 def finish_outputs(
     ws: Workspace, run_id: str, outputs: list[dict[str, Any]], succeeded: bool
 ) -> tuple[list[dict[str, Any]], str | None, list[str]]:
@@ -233,6 +271,19 @@ def finish_outputs(
         dataset_id: str | None = None
         updated.append(output)
         try:
+            if output.get("uploadOnEnd") and (succeeded or output.get("mode") == "mount"):
+                try:
+                    upload_output(ws, output)
+                except (RunyardError, OSError) as exc:
+                    message = (
+                        f"Output {output['name']!r} could not be uploaded to datastore {output['datastore']!r}: "
+                        f"{exc} The files are kept in {output['path']}."
+                    )
+                    if succeeded:
+                        failure = failure or message
+                    else:
+                        warnings.append(message)
+                    continue
             if succeeded and request:
                 try:
                     stored = register_output(ws, run_id, output)
