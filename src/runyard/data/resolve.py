@@ -12,6 +12,7 @@ import hashlib
 import os
 import posixpath
 import re
+import stat
 import tempfile
 import urllib.error
 import urllib.request
@@ -281,8 +282,7 @@ def locate_record(ws: Workspace, record: DatasetRecord, ignore_missing: bool = F
         else:
             groups = _local_groups(ws, [f for f in group])
         for backend, items in groups:
-            prefix = _common_folder([p for _, p in items])
-            listed = {s.path: s for s in backend.list_files(prefix)}
+            listed = _current(backend, [p for _, p in items])
             present = [(f, p) for f, p in items if p in listed]
             for f, p in items:
                 if p not in listed:
@@ -301,18 +301,42 @@ def locate_record(ws: Workspace, record: DatasetRecord, ignore_missing: bool = F
 def _local_groups(
     ws: Workspace, files: Sequence[ResolvedFile]
 ) -> list[tuple[StorageBackend, list[tuple[ResolvedFile, str]]]]:
-    """Local/url files as (backend, [(file, path on it)]): local files under their common folder, urls as
-    fresh downloads."""
+    """Local/url files as (backend, [(file, path on it)]): local files on a backend rooted at '/' (each is
+    stat'ed, never a folder listed), urls as fresh downloads."""
     local = [f for f in files if not f.path.startswith(("http://", "https://"))]
     groups: list[tuple[StorageBackend, list[tuple[ResolvedFile, str]]]] = []
     if local:
-        root = os.path.commonpath([os.path.dirname(f.path) for f in local])
-        groups.append((LocalBackend(Path(root)), [(f, os.path.relpath(f.path, root)) for f in local]))
+        groups.append((LocalBackend(Path("/")), [(f, f.path.lstrip("/")) for f in local]))
     for f in files:
         if f.path.startswith(("http://", "https://")):
             copy = _url_copy(ws, f.path)
             groups.append((LocalBackend(copy.parent), [(f, copy.name)]))
     return groups
+
+
+def _current(backend: StorageBackend, paths: Sequence[str]) -> dict[str, StoredFile]:
+    """What the store holds now at each recorded path (absent paths are missing from the result).
+
+    Local stores: one stat per file (no listing: a recorded file's folder may hold far more). Remote
+    stores: one listing of the files' common folder, or one request per file when there are few."""
+    root = backend.local_path("")
+    found: dict[str, StoredFile] = {}
+    if root is not None:
+        base = str(root).rstrip("/")
+        for path in paths:
+            try:
+                st = os.stat(f"{base}/{path}")
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found[path] = StoredFile(path, st.st_size, st.st_mtime_ns)
+        return found
+    if len(paths) <= 16:
+        for path in paths:
+            found.update({s.path: s for s in backend.list_files(path) if s.path == path})
+        return found
+    wanted = set(paths)
+    return {s.path: s for s in backend.list_files(_common_folder(paths)) if s.path in wanted}
 
 
 def _common_folder(paths: Sequence[str]) -> str:
