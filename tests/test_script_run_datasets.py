@@ -324,3 +324,19 @@ def test_s3_inputs_and_a_registered_output_on_s3(
     assert s3.backend().list_files(f"made/{run.id}")[0].path == f"made/{run.id}/prepared.csv"
     [entry] = details["inputDatasets"]  # type: ignore[misc]
     assert entry["consumptionDetails"]["mechanism"] == "Mount" and entry["dataset"].id == files.id
+
+
+def test_a_data_reference_to_one_file_is_that_file(
+    sqlite_workspace: Workspace, source_dir: SourceDir
+) -> None:
+    put_files(sqlite_workspace, {"raw/config.json": '{"lr": 0.1}'})
+    reference = sqlite_workspace.get_default_datastore().path("raw/config.json", data_reference_name="cfg")
+    script = """
+import json, sys
+from azureml.core import Run
+assert Run.get_context().input_datasets["cfg"] == sys.argv[1]
+print("LR", json.load(open(sys.argv[1]))["lr"])
+"""
+    run = submit(sqlite_workspace, source_dir, script, [reference.as_mount()])
+    finished(run)
+    assert "LR 0.1" in run.read_log().decode()

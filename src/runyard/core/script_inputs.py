@@ -52,6 +52,7 @@ class PlannedInput:
     path_on_datastore: str | None = None
     path_on_compute: str | None = None
     path: Path | None = None
+    single_file: bool = False  # a datastore path that is one file: the job gets the file's path, as in v1
     objects: list[int] = field(default_factory=list)  # ids of the argument objects it stands for
 
     def value(self) -> str:
@@ -214,6 +215,7 @@ def _plan_datastore_path(ws: Workspace, reference: Any) -> PlannedInput:
         content_hash=content_hash,
         datastore=store,
         path_on_datastore=path,
+        single_file=len(files) == 1 and files[0].path == path,
         path_on_compute=_check_path_on_compute(name, getattr(reference, "path_on_compute", None)),
     )
 
@@ -258,10 +260,13 @@ def assign_paths(inputs: list[PlannedInput], work: Path) -> None:
     the arguments can be resolved first."""
     for item in inputs:
         if item.mode != "direct":
-            item.path = (
+            folder = (
                 work / "snapshot" / item.path_on_compute
                 if item.path_on_compute
                 else work / "inputs" / item.name
+            )
+            item.path = (
+                folder / PurePosixPath(str(item.path_on_datastore)).name if item.single_file else folder
             )
 
 
@@ -283,13 +288,14 @@ def materialize_inputs(ws: Workspace, inputs: list[PlannedInput], work: Path) ->
     for item in inputs:
         if item.mode == "direct" or item.path is None:
             continue
-        if item.path.exists() or item.path.is_symlink():
+        folder = item.path.parent if item.single_file else item.path
+        if folder.exists() or folder.is_symlink():
             raise InvalidInputError(
                 f"Input {item.name!r}: path_on_compute {item.path_on_compute!r} is already taken by a file of the "
                 "source directory. Choose a folder name the snapshot does not use."
             )
         dataset = item.dataset if item.dataset is not None else _datastore_path_dataset(ws, item)
-        item.path = materialize(ws, dataset, item.mode, item.path)
+        materialize(ws, dataset, item.mode, folder)
 
 
 def discard(work: Path, outputs: list[Any]) -> None:
@@ -307,7 +313,8 @@ def discard(work: Path, outputs: list[Any]) -> None:
 
 def record_input_uses(ws: Workspace, run_id: str, inputs: list[PlannedInput]) -> None:
     """Lineage: which dataset versions and datastore paths (with their content hashes) the run reads."""
-    ws.store.record_dataset_uses([item.use(run_id) for item in inputs])
+    if inputs:
+        ws.store.record_dataset_uses([item.use(run_id) for item in inputs])
 
 
 def input_environment(inputs: list[PlannedInput], inputs_file: Path) -> dict[str, str]:

@@ -212,8 +212,16 @@ class ScriptRunConfig:
             target=definition["target"],
             data=data,
         )
-        if inputs:
+        try:
             record_input_uses(ws, run_id, inputs)
+        except BaseException as exc:  # a run that cannot say what it reads does not start
+            ws.store.set_run_status(
+                run_id,
+                RunStatus.FAILED,
+                error={"code": "SystemError", "message": f"Recording inputs failed: {exc}"},
+            )
+            discard(work, outputs)
+            raise
         if tags:
             run.set_tags(tags)
         ws.store.set_run_status(run_id, RunStatus.QUEUED)
