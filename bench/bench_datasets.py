@@ -128,12 +128,15 @@ def bench_hashing(files: int = 10_000) -> dict[str, float]:
         timing["cold"] = time.perf_counter() - start
         assert len(listed) == files
         warm: list[float] = []
+        warm_cpu: list[float] = []
         for _ in range(REPEATS):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             warm_hash, _ = hash_datastore_path(ws, "workspaceblobstore", "raw")
             warm.append(time.perf_counter() - start)
+            warm_cpu.append(time.process_time() - start_cpu)
             assert warm_hash == cold_hash
         timing["warm"] = statistics.median(warm)
+        timing["warm_cpu"] = statistics.median(warm_cpu)
         (root / "part-03" / "file-03333.bin").write_bytes(b"changed")
         start = time.perf_counter()
         changed_hash, _ = hash_datastore_path(ws, "workspaceblobstore", "raw")
@@ -147,7 +150,10 @@ def bench_hashing(files: int = 10_000) -> dict[str, float]:
     print("| case | time | target: warm < 200 ms |")
     print("|---|---|---|")
     print(f"| cold (empty stat cache, every file read) | {timing['cold'] * 1000:.0f} ms | |")
-    print(f"| warm (unchanged, median of {REPEATS}) | {timing['warm'] * 1000:.0f} ms | {verdict} |")
+    print(
+        f"| warm (unchanged, median of {REPEATS}) | {timing['warm'] * 1000:.0f} ms "
+        f"(CPU {timing['warm_cpu'] * 1000:.0f} ms) | {verdict} |"
+    )
     print(f"| warm, one file changed | {timing['one_changed'] * 1000:.0f} ms | |")
     return timing
 
