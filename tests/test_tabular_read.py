@@ -330,3 +330,21 @@ def test_usual_null_spellings_are_null(tmp_path: Path) -> None:
     table = read_table(files, CSV, False, None, None)
     assert table.column("v").to_pylist() == [1.5, None, None]
     assert table.column("s").to_pylist() == ["a", None, None]
+
+
+def test_empty_part_files_are_skipped(tmp_path: Path) -> None:
+    files = [write(tmp_path / "part-0.csv", ""), write(tmp_path / "part-1.csv", "v\n1\n")]
+    assert read_table(files, CSV, False, None, None).to_pylist() == [{"v": 1}]
+    assert read_table(files[:1], CSV, False, None, None).num_rows == 0
+
+
+def test_files_after_the_limit_are_never_asked_for(tmp_path: Path) -> None:
+    asked: list[str] = []
+
+    def files():  # type: ignore[no-untyped-def]
+        for i in range(5):
+            asked.append(f"{i}.csv")
+            yield write(tmp_path / f"{i}.csv", "v\n1\n2\n")
+
+    assert read_table(files(), CSV, False, None, None, limit=3).num_rows == 3
+    assert asked == ["0.csv", "1.csv"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ _NULLS = ["", "NA", "N/A", "NULL", "null", "NaN", "nan"]
 
 
 def read_table(
-    files: Sequence[tuple[Path, str]],
+    files: Iterable[tuple[Path, str]],
     fmt: dict[str, Any],
     include_path: bool = False,
     partition_format: str | None = None,
@@ -69,24 +69,26 @@ def read_table(
 ) -> pa.Table:
     """Read `files` (local path, display path) in order into one table.
 
+    `files` may be a generator that fetches each remote file as it is asked for: with `limit`, the files
+    after the ones needed are never asked for.
     `limit` stops reading once that many rows are in (take(n) on a thousand files reads the first few).
     Files' schemas are promoted (missing columns become null, int widens to float); a real conflict is an
     InvalidInputError naming both files. Columns then come as: "Path" (include_path), the data columns,
     the partition columns; set_column_types is applied last.
     """
-    if not files:
-        raise InvalidInputError("The dataset has no files to read: check its path or glob.")
     kind = fmt.get("type", "delimited")
     partitions = PartitionFormat(partition_format) if partition_format else None
     tables: list[tuple[str, pa.Table]] = []
     rows = 0
     header_names: list[str] | None = None
-    for index, (local, display) in enumerate(files):
-        if limit is not None and rows >= limit and tables:
-            break
+    seen = 0
+    for local, display in files:  # lazily: files past `limit` are never fetched
+        seen += 1
         remaining = None if limit is None else limit - rows
+        if kind != "parquet" and _is_empty(Path(local), display):
+            continue  # an empty part file (Spark writes them) adds no rows and no columns
         if kind == "delimited":
-            table, names = _read_delimited(Path(local), display, fmt, index, header_names, remaining)
+            table, names = _read_delimited(Path(local), display, fmt, header_names, remaining)
             header_names = header_names or names
         elif kind == "parquet":
             table = _guard(display, "", lambda p=Path(local): pq.read_table(p))
@@ -100,6 +102,12 @@ def read_table(
             table = table.slice(0, remaining)
         rows += table.num_rows
         tables.append((display, _add_path_columns(table, display, include_path, partitions)))
+        if limit is not None and rows >= limit:
+            break  # before the next file is asked for (and fetched)
+    if not seen:
+        raise InvalidInputError("The dataset has no files to read: check its path or glob.")
+    if not tables:
+        return pa.table({})
     if partitions is not None:
         partitions.check_matched([d for d, _ in tables])
     table = _concat(tables, loose=kind == "delimited")
@@ -114,6 +122,13 @@ def read_table(
             at, column, convert_column(table.column(column), DataType.from_spec(data_type))
         )
     return table
+
+
+def _is_empty(path: Path, display: str) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except FileNotFoundError:
+        raise DataAccessError(f"File {display!r} of the dataset is gone ({path}).") from None
 
 
 def table_to_pandas(table: pa.Table) -> Any:
@@ -147,7 +162,6 @@ def _read_delimited(
     path: Path,
     display: str,
     fmt: dict[str, Any],
-    index: int,
     first_names: list[str] | None,
     limit: int | None,
 ) -> tuple[pa.Table, list[str]]:
