@@ -71,6 +71,9 @@ def test_tabular_from_s3_register_and_get(workspace: Workspace, s3_bucket: tuple
     table = Dataset.Tabular.from_delimited_files(
         (store, "raw/*.csv"), set_column_types={"when": DataType.to_datetime("%Y-%m-%d"), "score": "float"}
     )
+    cache = workspace.path / "cache" / "datastores" / "lake"
+    assert table.take(1).to_pandas_dataframe()["id"].tolist() == [1]
+    assert [p.name for p in cache.rglob("*.csv")] == ["a.csv"]  # take(1) fetched only the first file
     frame = table.to_pandas_dataframe()
     assert frame["id"].tolist() == [1, 2, 3]
     assert str(frame["when"].dtype).startswith("datetime64")

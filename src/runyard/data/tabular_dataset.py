@@ -9,8 +9,9 @@ definition, so `ds.take(5)` is a new dataset whose definition says so, as in v1.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import pyarrow as pa
 
@@ -18,7 +19,7 @@ from runyard.compat import v1_ignores, v1_keywords
 from runyard.data.abstract_dataset import DATASET_CLASSES, AbstractDataset
 from runyard.data.definition import DatasetDefinition
 from runyard.data.file_dataset import FileDataset, _count, _fraction, new_seed
-from runyard.data.resolve import cache_root
+from runyard.data.resolve import Located, cache_root
 from runyard.data.tabular_read import (
     apply_transforms,
     read_table,
@@ -40,6 +41,28 @@ def _columns(columns: Any) -> list[str]:
     return list(columns)
 
 
+class _FetchedOnRead(Sequence[tuple[Path, str]]):
+    """(local copy, display path) per file, fetched only when the reader gets to it: take(n) over many
+    remote files downloads just the first few. The display path is the path on the datastore (or the
+    absolute local path / URL), what v1's Path column and partition_format see."""
+
+    def __init__(self, located: list[Located]) -> None:
+        self._located = located
+
+    def __len__(self) -> int:
+        return len(self._located)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[Path, str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[Path, str]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[Path, str] | Sequence[tuple[Path, str]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        item = self._located[index]
+        return Path(item.backend.fetch(item.store_path)), item.file.path
+
+
 @v1_keywords
 class TabularDataset(AbstractDataset):
     """Rows and columns read from files (v1's azureml.data.TabularDataset)."""
@@ -48,8 +71,7 @@ class TabularDataset(AbstractDataset):
 
     def _table(self) -> pa.Table:
         definition = self._definition
-        # display path: the path on the datastore (or the absolute local path / URL), as v1's Path column
-        files = [(Path(item.backend.fetch(item.store_path)), item.file.path) for item in self._located()]
+        files = _FetchedOnRead(self._located())
         table = read_table(
             files,
             dict(definition.format or {"type": "delimited"}),
