@@ -378,3 +378,31 @@ def test_datapath_and_data_reference_sources_and_ws_datasets(workspace: Workspac
     assert workspace.datasets == {}
     both.register(workspace, "both")
     assert list(workspace.datasets) == ["both"] and workspace.datasets["both"].version == 1
+
+
+def test_http_url_sources(workspace: Workspace, tmp_path: Path) -> None:
+    """An http(s) URL is downloaded into the workspace cache when read and hashed when registered."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "www"
+    _write(served, {"data.csv": "id,v\n1,a\n2,b\n"})
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/data.csv"
+        ds = Dataset.Tabular.from_delimited_files(url)
+        assert ds.to_pandas_dataframe()["v"].tolist() == ["a", "b"]
+        registered = ds.register(workspace, "web")
+        files = workspace.store.get_dataset("web").files
+        assert files[0]["path"] == url and files[0]["datastore"] == ""
+        (served / "data.csv").write_text("id,v\n1,a\n2,c\n")
+        with pytest.raises(DataAccessError, match="changed since it was registered"):
+            registered.to_pandas_dataframe()
+        with pytest.raises(DataAccessError, match="Cannot download"):
+            Dataset.File.from_files(url.replace("data.csv", "missing.csv"))
+    finally:
+        server.shutdown()
+        server.server_close()
