@@ -340,3 +340,38 @@ print("LR", json.load(open(sys.argv[1]))["lr"])
     run = submit(sqlite_workspace, source_dir, script, [reference.as_mount()])
     finished(run)
     assert "LR 0.1" in run.read_log().decode()
+
+
+def test_against_a_server_workspace(
+    tmp_path: Path, source_dir: SourceDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server workspace: the input is downloaded through the server at submit, the output (written to
+    the local mirror) is uploaded to the server's datastore when the run ends, then registered there."""
+    from runyard.server.auth import create_token
+    from runyard.store import SqlStore
+    from server_process import running_server
+
+    monkeypatch.setenv("RUNYARD_CACHE_DIR", str(tmp_path / "cache"))
+    served = Workspace.create(tmp_path / "server" / ".runyard")
+    assert isinstance(served.store, SqlStore)
+    token, _ = create_token(served.store, "write", name="script-datasets")
+    with running_server(served.path, tmp_path / "server.log", auth=True) as server:
+        ws = Workspace.get(server.url, token=token)
+        (tmp_path / "up").mkdir()
+        (tmp_path / "up" / "d.csv").write_text(CSV)
+        store = ws.get_default_datastore()
+        store.upload(str(tmp_path / "up"), target_path="diabetes", show_progress=False)
+        files = Dataset.File.from_files((store, "diabetes")).register(ws, "diabetes-files")
+        out = OutputFileDatasetConfig(name="prepared").read_delimited_files().register_on_complete("prepared")
+        script = LIST_FILES.replace("if len(sys.argv) > 3", "if False") + WRITE_CSV.replace(
+            "sys.argv[1]", "sys.argv[3]"
+        ).replace("sys.argv[2]", "sys.argv[4]")
+        run = submit(ws, source_dir, script, [files.as_named_input("raw").as_download(), "raw", out, "write"])
+        details = finished(run)
+        assert "READ d.csv age,bmi,diabetic" in run.read_log().decode()
+        made = Dataset.get_by_name(ws, "prepared")
+        assert made.to_pandas_dataframe()["a"].tolist() == [1, 2, 3]
+        assert served.store.get_dataset_by_id(str(made.id)).run_id == run.id
+        assert [u.direction for u in ws.store.list_dataset_uses(run_id=run.id)] == ["input", "output"]
+        [entry] = details["inputDatasets"]  # type: ignore[misc]
+        assert entry["dataset"].id == files.id

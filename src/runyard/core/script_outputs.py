@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runyard.data.datastore import DEFAULT_DATASTORE, Datastore, datastore_folder
-from runyard.errors import ConflictError, DataAccessError, InvalidInputError, RunyardError
+from runyard.errors import ConflictError, InvalidInputError, RunyardError
 from runyard.store.records import DatasetRecord, DatasetUse
 
 if TYPE_CHECKING:
@@ -141,11 +141,13 @@ def _plan(ws: Workspace, run_id: str, output: Any, taken: set[str]) -> ResolvedO
     rel = _inside_datastore(name, given, run_id) if given is not None else f"azureml/{run_id}/{name}"
     store = Datastore(ws, _datastore_of(output))
     overwrite = bool(getattr(output, "overwrite", False))
-    try:
-        folder, remote = store.local_path(rel), False
-    except DataAccessError:  # S3 and other remote stores: written here, uploaded when the run ends
+    backend = store.backend()
+    local = backend.local_path(rel)
+    if local is not None:
+        folder, remote = Path(local), False
+    else:  # S3, a server's datastore, ...: written to a folder here, uploaded when the run ends
         folder, remote = Path(ws.artifacts.local_path(f"{datastore_folder(store.name)}/{rel}")), True
-        if not overwrite and store.backend().list_files(rel):
+        if not overwrite and backend.list_files(rel):
             raise ConflictError(
                 f"Output {name!r} goes to {rel!r} on datastore {store.name!r}, which already holds files. Put "
                 "{run-id} in the destination path so each run writes its own folder, or use "
