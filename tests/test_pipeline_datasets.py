@@ -17,8 +17,10 @@ from conftest import SourceDir
 from runyard import Workspace
 from runyard.data.consumption import DatasetConsumptionConfig
 from runyard.data.data_reference import DataReference
+from runyard.data.datapath import DataPath, DataPathComputeBinding
 from runyard.data.dataset import Dataset
 from runyard.engine.graph_spec import GRAPH_VERSION, GraphError, parse_graph
+from runyard.errors import InvalidInputError
 from runyard.pipeline import (
     OutputFileDatasetConfig,
     Pipeline,
@@ -211,7 +213,7 @@ def test_a_dataset_pipeline_parameter_is_overridden_at_submit(
     assert reasons(override) == {
         "count": "input 'rows' is now dataset 'big' version 1 (was an unregistered dataset)"
     }
-    with pytest.raises(Exception, match="must be a dataset"):
+    with pytest.raises(InvalidInputError, match="must be a dataset"):
         Pipeline(ws, [step]).submit("data", show_output=False, pipeline_parameters={"rows_param": "x"})
 
 
@@ -292,3 +294,23 @@ def test_the_graph_carries_dataset_inputs_and_the_scheduler_checks_them(
         s.pop("datasets")
         s["arguments"] = []
     assert parse_graph(old).version == 1  # graphs written before dataset inputs are still read
+
+
+def test_a_datapath_pipeline_parameter_is_read_and_overridden_at_submit(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws = sqlite_workspace
+    store = ws.get_default_datastore()
+    upload(ws, tmp_path, "a", {"x.txt": "from a"})
+    upload(ws, tmp_path, "b", {"x.txt": "from b"})
+    src = SourceDir(tmp_path / "src").gen({"read.py": READ_FILES})
+    param = PipelineParameter("dp", default_value=DataPath(store, "a"))
+    bound = (param, DataPathComputeBinding(mode="download"))
+    step = PythonScriptStep("read.py", name="read", arguments=[bound], inputs=[bound], source_directory=src)
+    first = run_ok(Pipeline(ws, [step]))
+    assert "FILE x.txt from a" in log_of(first, "read")
+    second = run_ok(Pipeline(ws, [step]), pipeline_parameters={"dp": DataPath(store, "b")})
+    assert "FILE x.txt from b" in log_of(second, "read")
+    assert reasons(second) == {"read": "input 'dp' is now datastore path 'b' (was datastore path 'a')"}
+    with pytest.raises(InvalidInputError, match="must be a DataPath"):
+        Pipeline(ws, [step]).submit("data", show_output=False, pipeline_parameters={"dp": "b"})

@@ -62,6 +62,11 @@ def _digest(content_hash: str, definition: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def view_hash(output_hash: str, read: dict[str, Any]) -> str:
+    """The input hash of an output read as a table: its files and how they are parsed."""
+    return _digest(output_hash, read)
+
+
 def _file_key(f: Any) -> str:
     return f"{f.datastore}:{f.path}" if f.datastore else str(f.path)
 
@@ -124,9 +129,15 @@ def resolve_step_datasets(
         try:
             if "param" in source:
                 value = params[source["param"]]
-                if not isinstance(value, dict) or not isinstance(value.get("dataset"), dict):
-                    raise InvalidParameter(f"parameter {source['param']!r} does not hold a dataset")
-                resolved[name] = resolve_dataset(ws, name, mode, value["dataset"])
+                if isinstance(value, dict) and isinstance(value.get("datapath"), dict):
+                    where = value["datapath"]
+                    resolved[name] = resolve_datastore_path(ws, name, mode, where["datastore"], where["path"])
+                elif isinstance(value, dict) and isinstance(value.get("dataset"), dict):
+                    resolved[name] = resolve_dataset(ws, name, mode, value["dataset"])
+                else:
+                    raise InvalidParameter(
+                        f"parameter {source['param']!r} holds neither a dataset nor a DataPath"
+                    )
             elif "dataset" in source:
                 resolved[name] = resolve_dataset(ws, name, mode, source["dataset"])
             else:

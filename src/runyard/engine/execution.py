@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from runyard.core.workspace import Workspace
 from runyard.engine.data_paths import MANIFEST_DIR, verify_output
-from runyard.engine.dataset_inputs import ResolvedInput, input_details, resolve_step_datasets
+from runyard.engine.dataset_inputs import ResolvedInput, input_details, resolve_step_datasets, view_hash
 from runyard.engine.graph_order import dependencies, topological_order
-from runyard.engine.graph_spec import GraphSpec, check_dataset_payload, parse_graph
+from runyard.engine.graph_spec import GraphSpec, parse_graph
 from runyard.engine.placement import Placement, Submitters
 from runyard.engine.reuse import OUTPUTS_GONE, ReuseDecision, explain, step_material
 from runyard.engine.step_runner import resolve_arguments, resolve_params
@@ -135,13 +137,15 @@ class PipelineExecution:
             raise InvalidPipeline(f"its parameter values are {type(values).__name__}, not an object")
         for name, spec in self.spec.parameters.items():
             value = values.get(name)
-            if spec.is_dataset:  # {"dataset": payload}, checked as the graph's own payloads are
+            if spec.is_dataset:  # {"dataset": payload} / {"datapath": ...}, checked as the graph's own are
                 try:
-                    if not isinstance(value, dict) or set(value) != {"dataset"}:
-                        raise ValueError("it is not {'dataset': payload}")
-                    check_dataset_payload(value["dataset"])
-                except ValueError as exc:
-                    raise InvalidPipeline(f"parameter {name!r} must hold a dataset: {exc}") from None
+                    if not isinstance(value, dict) or not isinstance(spec.default, BaseModel):
+                        raise ValueError(f"it is {type(value).__name__}")
+                    type(spec.default).model_validate(value)
+                except (ValueError, ValidationError) as exc:
+                    raise InvalidPipeline(
+                        f"parameter {name!r} must hold a dataset or DataPath: {exc}"
+                    ) from None
             elif value is None or not isinstance(value, (str, int, float, bool)):
                 raise InvalidPipeline(f"parameter {name!r} has no usable value ({value!r})")
         return dict(values)
@@ -229,6 +233,9 @@ class PipelineExecution:
         placeholder_inputs = {n: f"<input:{n}>" for n in [*paths, *(d["name"] for d in step["datasets"])]}
         args = resolve_arguments(step, self.params, placeholder_inputs, placeholder_outputs)
         hashes = {i["name"]: self.states[i["step"]].outputs[i["output"]]["hash"] for i in step["inputs"]}
+        for i in step["inputs"]:  # a tabular view: how the folder is parsed is part of what is read
+            if i.get("read") is not None:
+                hashes[i["name"]] = view_hash(hashes[i["name"]], i["read"])
         # Dataset inputs: their bytes now (InputUnavailable when a registered version changed or is gone).
         resolved = resolve_step_datasets(self.ws, step, self.params)
         self.datasets[name] = resolved

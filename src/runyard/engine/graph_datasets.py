@@ -101,3 +101,18 @@ class DatasetInputSpec(_Frozen):
     name: SafeName
     mode: Literal["direct", "mount", "download"]
     source: DatasetSourceSpec
+
+
+class DataPathValue(_Frozen):
+    """A parameter value that is a DataPath: {"datapath": {"datastore": name, "path": path}}."""
+
+    datapath: dict[str, str]
+
+    @model_validator(mode="after")
+    def _stays_inside(self) -> DataPathValue:
+        if set(self.datapath) != {"datastore", "path"} or not all(
+            isinstance(v, str) for v in self.datapath.values()
+        ):
+            raise ValueError("a DataPath value is {'datastore': name, 'path': path}")
+        DatasetSourceSpec(datastore=self.datapath["datastore"], path=self.datapath["path"])  # same checks
+        return self

@@ -30,12 +30,13 @@ from pydantic import (
     model_validator,
 )
 
-from runyard.engine.graph_datasets import DatasetInputSpec, DatasetValue, check_dataset_payload
+from runyard.engine.graph_datasets import DataPathValue, DatasetInputSpec, DatasetValue, check_dataset_payload
 from runyard.errors import InvalidInputError
 
 __all__ = [
     "GRAPH_VERSION",
     "READABLE_VERSIONS",
+    "DataPathValue",
     "DatasetInputSpec",
     "DatasetValue",
     "GraphError",
@@ -188,11 +189,12 @@ class EnvironmentSpec(_Frozen):
 
 
 class ParameterSpec(_Frozen):
-    default: str | int | float | bool | DatasetValue | None = None
+    default: str | int | float | bool | DatasetValue | DataPathValue | None = None
 
     @property
     def is_dataset(self) -> bool:
-        return isinstance(self.default, DatasetValue)
+        """A data parameter: its values are datasets or DataPaths, read through a step's dataset inputs."""
+        return isinstance(self.default, (DatasetValue, DataPathValue))
 
 
 class StepSpec(_Frozen):

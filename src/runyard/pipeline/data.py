@@ -41,9 +41,11 @@ class PipelineParameter:
             default_value is not None
             and type(default_value) not in PARAM_TYPES
             and not is_dataset(default_value)
+            and not is_datapath(default_value)
         ):
             raise InvalidInputError(
-                f"PipelineParameter {name!r}: default_value must be int, float, bool or str (or a dataset), "
+                f"PipelineParameter {name!r}: default_value must be int, float, bool or str "
+                f"(or a dataset or DataPath), "
                 f"got {type(default_value).__name__}."
             )
         if isinstance(default_value, str) and "\n" in default_value:
@@ -60,8 +62,18 @@ def is_dataset(value: Any) -> bool:
     return hasattr(value, "as_named_input") and hasattr(getattr(value, "definition", None), "kind")
 
 
+def is_datapath(value: Any) -> bool:
+    """A DataPath (data/datapath.py): a datastore and a path on it, as a parameter value."""
+    from runyard.data.datapath import DataPath
+
+    return isinstance(value, DataPath)
+
+
 def parameter_json(value: Any) -> Any:
-    """A parameter value as the graph and the pipeline run record keep it: datasets as {"dataset": payload}."""
+    """A parameter value as the graph and the pipeline run record keep it: datasets as {"dataset": payload},
+    DataPaths as {"datapath": {"datastore", "path"}}."""
+    if is_datapath(value):
+        return {"datapath": {"datastore": value.datastore_name, "path": value.path_on_datastore or ""}}
     if is_dataset(value):
         from runyard.data.dataset import dataset_payload
 

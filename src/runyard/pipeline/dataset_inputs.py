@@ -17,7 +17,7 @@ from typing import Any
 
 from runyard.data.consumption import DatasetConsumptionConfig
 from runyard.errors import InvalidInputError
-from runyard.pipeline.data import PipelineParameter
+from runyard.pipeline.data import PipelineParameter, is_datapath
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
 
@@ -47,11 +47,23 @@ def is_data_reference(item: Any) -> bool:
     return hasattr(item, "path_on_datastore") and hasattr(item, "datastore") and not is_dataset(item)
 
 
+def is_datapath_binding(item: Any) -> bool:
+    """v1's `(PipelineParameter(default_value=DataPath(...)), DataPathComputeBinding(mode))` pair."""
+    return (
+        isinstance(item, tuple)
+        and len(item) == 2
+        and isinstance(item[0], PipelineParameter)
+        and hasattr(item[1], "mode")
+        and hasattr(item[1], "path_on_compute")
+    )
+
+
 def is_dataset_input(item: Any) -> bool:
     return (
         isinstance(item, (DatasetConsumptionConfig, DatasetInput))
         or is_dataset(item)
         or is_data_reference(item)
+        or is_datapath_binding(item)
     )
 
 
@@ -81,6 +93,19 @@ def to_dataset_input(item: Any, position: int, step_name: str) -> DatasetInput:
     """The graph-bound form of one dataset-like step input or argument (InvalidInputError if unusable)."""
     if isinstance(item, DatasetInput):
         return item
+    if is_datapath_binding(item):
+        param, binding = item
+        if binding.mode not in ("mount", "download"):
+            raise InvalidInputError(
+                f"Step {step_name!r}: DataPath parameter {param.name!r} is bound with mode {binding.mode!r}; "
+                "an input is read with mode 'mount' or 'download'."
+            )
+        if not is_datapath(param.default_value):
+            raise InvalidInputError(
+                f"Step {step_name!r}: PipelineParameter {param.name!r} is bound like a DataPath, but its "
+                "default_value is not a DataPath."
+            )
+        return DatasetInput(param.name, binding.mode, param=param)
     if isinstance(item, DatasetConsumptionConfig):
         source = item.dataset
         if isinstance(source, PipelineParameter):

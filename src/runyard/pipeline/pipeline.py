@@ -263,21 +263,20 @@ def _parent_run(experiment: Experiment, parent_run_id: str | None) -> str | None
     return parent.run_id
 
 
+KINDS = {"dataset": "a dataset (FileDataset or TabularDataset)", "datapath": "a DataPath"}
+
+
 def _parameter_kind_errors(graph: dict[str, Any], values: dict[str, Any]) -> list[str]:
-    """A dataset parameter takes a dataset at submit, any other one a plain value."""
+    """A dataset parameter takes a dataset at submit, a DataPath one a DataPath, any other a plain value."""
     errors = []
     for name, value in values.items():
         default = graph.get("parameters", {}).get(name, {}).get("default")
-        wants_dataset = isinstance(default, dict) and "dataset" in default
-        is_dataset = isinstance(value, dict) and "dataset" in value
-        if wants_dataset and not is_dataset:
+        wants = next((k for k in KINDS if isinstance(default, dict) and k in default), None)
+        given = next((k for k in KINDS if isinstance(value, dict) and k in value), None)
+        if wants != given:
             errors.append(
-                f"pipeline_parameters[{name!r}] must be a dataset (FileDataset or TabularDataset), as its "
-                f"default is; got {type(value).__name__}."
-            )
-        elif is_dataset and not wants_dataset:
-            errors.append(
-                f"pipeline_parameters[{name!r}] is a dataset, but parameter {name!r} is not a dataset parameter."
+                f"pipeline_parameters[{name!r}] must be {KINDS[wants] if wants else 'a plain value'}, as its default "
+                f"is; got {KINDS[given] if given else type(value).__name__}."
             )
     return errors
 
