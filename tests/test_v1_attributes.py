@@ -24,10 +24,8 @@ def test_a_v1_method_runyard_lacks_names_its_issue_or_reason(sqlite_workspace: W
             run.submit_child  # noqa: B018
     finally:
         run.complete()
-    with pytest.raises(
-        AttributeError, match=r"Datastore\.upload_files is not available in runyard yet: .*issue 12"
-    ):
-        sqlite_workspace.get_default_datastore().upload_files  # noqa: B018
+    with pytest.raises(MissingV1Attribute, match=r"Datastore\.register_dbfs is not planned in runyard"):
+        sqlite_workspace.get_default_datastore().register_dbfs  # noqa: B018
 
 
 def test_private_names_stay_plain_attribute_errors(sqlite_workspace: Workspace) -> None:

@@ -338,7 +338,7 @@ def test_the_default_datastore_is_a_folder_of_the_artifact_store(project: Path) 
     assert Datastore.get(ws, "WorkspaceBlobStore") == store == Datastore(ws) == Datastore.get_default(ws)
     assert store.local_path("a/b") == Path(ws.artifact_root) / "datastores" / "workspaceblobstore" / "a" / "b"
     ws.set_default_datastore("workspaceblobstore")
-    with pytest.raises(NotFoundError, match=r"register_azure_blob_container.*issue 12"):
+    with pytest.raises(NotFoundError, match=r"'mystore'.*'workspaceblobstore'.*register_fsspec"):
         ws.set_default_datastore("mystore")
     with pytest.raises(NotFoundError, match="'mystore'"):
         Datastore.get(ws, "mystore")
