@@ -19,11 +19,13 @@ from runyard.data.consumption import DatasetConsumptionConfig
 from runyard.data.data_reference import DataReference
 from runyard.data.datapath import DataPath, DataPathComputeBinding
 from runyard.data.dataset import Dataset
+from runyard.data.datastore import Datastore
 from runyard.engine.graph_spec import GRAPH_VERSION, GraphError, parse_graph
 from runyard.errors import InvalidInputError
 from runyard.pipeline import (
     OutputFileDatasetConfig,
     Pipeline,
+    PipelineData,
     PipelineParameter,
     PipelineRun,
     PythonScriptStep,
@@ -314,3 +316,26 @@ def test_a_datapath_pipeline_parameter_is_read_and_overridden_at_submit(
     assert reasons(second) == {"read": "input 'dp' is now datastore path 'b' (was datastore path 'a')"}
     with pytest.raises(InvalidInputError, match="must be a DataPath"):
         Pipeline(ws, [step]).submit("data", show_output=False, pipeline_parameters={"dp": "b"})
+
+
+def test_an_output_on_a_file_datastore_outside_the_workspace_lands_there_too(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws = sqlite_workspace
+    shared = tmp_path / "shared-drive"
+    shared.mkdir()
+    store = Datastore.register_fsspec(ws, "shared", shared.as_uri())
+    src = SourceDir(tmp_path / "src").gen(
+        {
+            "write.py": """
+                import pathlib, sys
+                (pathlib.Path(sys.argv[1]) / "result.txt").write_text("42")
+            """
+        }
+    )
+    out = PipelineData("result", datastore=store)
+    step = PythonScriptStep("write.py", name="write", arguments=[out], outputs=[out], source_directory=src)
+    run = run_ok(Pipeline(ws, [step]))
+    writer = run.find_step_run("write")[0]
+    assert (shared / "azureml" / writer.id / "result" / "result.txt").read_text() == "42"
+    assert Path(writer.get_output_data("result").local_path, "result.txt").read_text() == "42"  # the mirror

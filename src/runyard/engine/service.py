@@ -57,7 +57,7 @@ from runyard.engine.service_lock import (  # noqa: F401 - ensure_running/service
 from runyard.engine.step_data import lineage
 from runyard.engine.step_runner import StartedStep, finish_step, start_step
 from runyard.engine.step_slots import slot_refusal, step_target
-from runyard.errors import ConflictError
+from runyard.errors import ConflictError, RunyardError
 from runyard.status import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
 from runyard.store import RunRecord
 
@@ -360,8 +360,11 @@ class SchedulerService:
     def _record_lineage(self, ex: PipelineExecution, name: str, outputs: dict[str, Any]) -> None:
         """What a completed (or reused) step read and wrote, for the datasets' lineage."""
         uses = lineage(ex.states[name].run_id, ex.datasets.get(name, {}), outputs)
-        if uses:
-            self.store.record_dataset_uses(uses)
+        try:
+            if uses:
+                self.store.record_dataset_uses(uses)
+        except (RunyardError, NotImplementedError) as exc:  # the step's result stands; the gap is logged
+            self.echo(f"step {name}: lineage not recorded: {exc}")
 
     def cancel(self, ex: PipelineExecution) -> None:
         ex.canceling = True
