@@ -237,6 +237,10 @@ def test_refusals_leave_nothing_behind(sqlite_workspace: Workspace, source_dir: 
     out = OutputFileDatasetConfig(name="same")
     with pytest.raises(InvalidInputError, match="name of an input and of an output"):
         submit(ws, source_dir, LIST_FILES, [files.as_named_input("same").as_mount(), out])
+    with pytest.raises(InvalidInputError, match="data_reference_name="):
+        submit(
+            ws, source_dir, LIST_FILES, [store.path("one").as_mount(), store.path("one/a.txt").as_download()]
+        )
     with pytest.raises(InvalidInputError, match="holds no files"):
         submit(ws, source_dir, LIST_FILES, [store.path("nothing-here").as_mount()])
     with pytest.raises(InvalidInputError, match="path_on_compute"):

@@ -232,7 +232,8 @@ def plan_inputs(ws: Workspace, arguments: list[Any]) -> list[PlannedInput]:
         if any(p.name == item.name for p in planned):
             raise InvalidInputError(
                 f"Two different inputs in ScriptRunConfig arguments are named {item.name!r}: give each its own "
-                "name with as_named_input('...')."
+                "name: ds.as_named_input('...') for a dataset, data_reference_name='...' for a datastore path "
+                "(datastore.path('raw', data_reference_name='raw'))."
             )
         item.objects.append(id(argument))
         by_object[id(argument)] = item
