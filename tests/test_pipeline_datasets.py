@@ -81,8 +81,10 @@ def test_second_step_reads_first_steps_output_as_a_tabular_dataset_registered_on
         {
             "use.py": """
                 from runyard import Run
-                frame = Run.get_context().input_datasets["table"].to_pandas_dataframe()
+                inputs = Run.get_context().input_datasets
+                frame = inputs["table"].to_pandas_dataframe()
                 print("ROWS", len(frame), "SUM", int(frame["score"].sum()), "DTYPE", frame["score"].dtype)
+                print("COLUMNS", list(inputs["names"].to_pandas_dataframe().columns))
             """,
         }
     )
@@ -92,11 +94,13 @@ def test_second_step_reads_first_steps_output_as_a_tabular_dataset_registered_on
         .register_on_complete("scores", description="made by make.py", tags={"team": "a"})
     )
     make = PythonScriptStep("make.py", name="make", arguments=[table], source_directory=make_src)
+    names = table.keep_columns(["name"]).as_input("names")
     use = PythonScriptStep(
-        "use.py", name="use", arguments=[table.as_input("table")], source_directory=use_src
+        "use.py", name="use", arguments=[table.as_input("table"), names], source_directory=use_src
     )
     run = run_ok(Pipeline(workspace, [make, use]))
     assert "ROWS 3 SUM 12 DTYPE int64" in log_of(run, "use")
+    assert "COLUMNS ['name']" in log_of(run, "use")
 
     registered = Dataset.get_by_name(workspace, "scores")
     maker = run.find_step_run("make")[0]

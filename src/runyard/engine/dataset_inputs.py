@@ -286,14 +286,23 @@ def tabular_view(source: Any, read: dict[str, Any]) -> Any:
         "partition_format": read.get("partition_format"),
     }
     if read["read"] == "delimited_files":
-        return Dataset.Tabular.from_delimited_files(
+        dataset = Dataset.Tabular.from_delimited_files(
             source,
             validate=False,
             separator=read.get("separator", ","),
             header=read.get("header", True),
             **common,
         )
-    return Dataset.Tabular.from_parquet_files(source, validate=False, **common)
+    else:
+        dataset = Dataset.Tabular.from_parquet_files(source, validate=False, **common)
+    for op in read.get(
+        "transforms", []
+    ):  # OutputTabularDatasetConfig.keep_columns / drop_columns / random_split
+        if op["op"] == "random_split":
+            dataset = dataset.random_split(op["percentage"], op.get("seed"))[op["part"]]
+        else:
+            dataset = getattr(dataset, op["op"])(op["columns"])
+    return dataset
 
 
 def output_view(path: str, read: dict[str, Any]) -> dict[str, Any]:

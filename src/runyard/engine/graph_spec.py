@@ -131,6 +131,13 @@ class InputSpec(_Frozen):
         if self.read is not None:
             if self.read.get("read") not in ("delimited_files", "parquet_files"):
                 raise ValueError("read must be 'delimited_files' or 'parquet_files'")
+            ops = self.read.get("transforms", [])
+            if not isinstance(ops, list) or any(
+                not isinstance(op, dict)
+                or op.get("op") not in ("keep_columns", "drop_columns", "random_split")
+                for op in ops
+            ):
+                raise ValueError("read.transforms may only keep_columns, drop_columns or random_split")
             _check_relative(self.read.get("path_glob"), "path_glob")
         return self
 

@@ -320,6 +320,13 @@ def _column_types(types: Any) -> dict[str, str] | None:
     }
 
 
+def _columns(columns: Any) -> list[str]:
+    names = [columns] if isinstance(columns, str) else list(columns)
+    if not names or not all(isinstance(c, str) for c in names):
+        raise InvalidInputError("columns must be a column name or a list of column names.")
+    return names
+
+
 def _registration(name: Any, description: Any, tags: Any, read: dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInputError("register_on_complete needs a dataset name.")
@@ -354,9 +361,31 @@ class OutputTabularDatasetConfig:
     def as_input(self, name: str | None = None) -> InputBinding:
         return InputBinding(self._output, name or self._output.name, "direct", self.read)
 
-    def as_mount(self, disable_metadata_cache: bool = False) -> OutputTabularDatasetConfig:
-        self._output.as_mount(disable_metadata_cache)
+    def as_mount(self) -> OutputTabularDatasetConfig:
+        self._output.as_mount()
         return self
+
+    def _with(self, op: dict[str, Any]) -> OutputTabularDatasetConfig:
+        return OutputTabularDatasetConfig(
+            self._output, {**self.read, "transforms": [*self.read.get("transforms", []), op]}
+        )
+
+    def keep_columns(self, columns: Any) -> OutputTabularDatasetConfig:
+        """The consumer's TabularDataset keeps only these columns."""
+        return self._with({"op": "keep_columns", "columns": _columns(columns)})
+
+    def drop_columns(self, columns: Any) -> OutputTabularDatasetConfig:
+        """The consumer's TabularDataset drops these columns."""
+        return self._with({"op": "drop_columns", "columns": _columns(columns)})
+
+    def random_split(
+        self, percentage: float, seed: int | None = None
+    ) -> tuple[OutputTabularDatasetConfig, OutputTabularDatasetConfig]:
+        """Two views: about `percentage` of the rows, and the rest (as TabularDataset.random_split)."""
+        if not isinstance(percentage, (int, float)) or not 0 < percentage < 1:
+            raise InvalidInputError(f"random_split: percentage must be between 0 and 1, got {percentage!r}.")
+        split = {"op": "random_split", "percentage": float(percentage), "seed": seed}
+        return self._with({**split, "part": 0}), self._with({**split, "part": 1})
 
     def as_upload(self, overwrite: bool = False, source_globs: Any = None) -> OutputTabularDatasetConfig:
         self._output.as_upload(overwrite, source_globs)
