@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from runyard.compat import v1_keywords
 from runyard.errors import InvalidInputError
 
 _ALIASES = {
@@ -46,6 +47,7 @@ _DATETIME_FORMATS = [
 ]
 
 
+@v1_keywords
 class DataType:
     """A column type for `set_column_types` (v1's azureml.data.dataset_factory.DataType).
 
