@@ -245,6 +245,10 @@ def test_refusals_leave_nothing_behind(sqlite_workspace: Workspace, source_dir: 
         submit(ws, source_dir, LIST_FILES, [store.path("nothing-here").as_mount()])
     with pytest.raises(InvalidInputError, match="path_on_compute"):
         submit(ws, source_dir, LIST_FILES, [files.as_named_input("x").as_download(path_on_compute="/etc/x")])
+    with pytest.raises(InvalidInputError, match="kept with the run"):
+        submit(
+            ws, source_dir, LIST_FILES, [files.as_named_input("x").as_download(path_on_compute="outputs/x")]
+        )
     assert list(ws.store.list_runs()) == []
     assert not store.local_path("azureml").exists() or not any(store.local_path("azureml").iterdir())
 
@@ -379,3 +383,17 @@ def test_against_a_server_workspace(
         assert [u.direction for u in ws.store.list_dataset_uses(run_id=run.id)] == ["input", "output"]
         [entry] = details["inputDatasets"]  # type: ignore[misc]
         assert entry["dataset"].id == files.id
+
+
+def test_path_on_compute_puts_the_input_in_the_working_folder(
+    sqlite_workspace: Workspace, source_dir: SourceDir
+) -> None:
+    put_files(sqlite_workspace, {"imgs/a.txt": "apple"})
+    files = Dataset.File.from_files((sqlite_workspace.get_default_datastore(), "imgs"))
+    script = """
+import os, sys
+print("RELATIVE", os.path.relpath(sys.argv[1]), open("data/imgs/a.txt").read())
+"""
+    run = submit(sqlite_workspace, source_dir, script, [files.as_named_input("x").as_mount("data/imgs")])
+    finished(run)
+    assert "RELATIVE data/imgs apple" in run.read_log().decode()

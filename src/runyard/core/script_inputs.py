@@ -138,6 +138,11 @@ def _check_path_on_compute(name: str, path: Any) -> str | None:
             "folder, without '..' (runyard runs the job on this machine and will not write elsewhere). "
             "Leave it out and read the path from the argument or run.input_datasets[name]."
         )
+    if pure.parts[0] in ("outputs", "logs"):
+        raise InvalidInputError(
+            f"Input {name!r}: path_on_compute {path!r} lies in ./{pure.parts[0]}, which is kept with the run; "
+            "the input's files would be stored as the run's own. Choose another folder, such as 'data'."
+        )
     return pure.as_posix()
 
 
