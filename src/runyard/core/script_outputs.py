@@ -8,6 +8,12 @@ The script writes straight into the datastore, as a pipeline step's mount-mode o
 wrote is there when the run ends, and is kept when it fails (as v1's mount mode keeps files written
 before a failure). The run records each output under `outputDatasets` in its details.
 
+A datastore that is not a folder on this machine (S3 and other fsspec stores, a server workspace's
+store) gets a local folder instead, uploaded file by file (each atomically) when the run ends. Then
+`finish_outputs` (called by the job supervisor before the run's status is final) registers the outputs
+asked for with `register_on_complete` when the run succeeded, and records every output in lineage with
+the content hash of what it holds; a failed registration fails the run, and the files stay.
+
 Core cannot import the pipeline classes (they live a layer above), so an output is recognised by what
 it offers: `get_env_variable_name()`, `mode` and `destination`.
 """
