@@ -348,3 +348,9 @@ def test_files_after_the_limit_are_never_asked_for(tmp_path: Path) -> None:
 
     assert read_table(files(), CSV, False, None, None, limit=3).num_rows == 3
     assert asked == ["0.csv", "1.csv"]
+
+
+def test_limit_with_text_columns_skips_later_headers(tmp_path: Path) -> None:
+    files = [write(tmp_path / "1.csv", "a,b\n1,2\n"), write(tmp_path / "2.csv", "a,b\n3,4\n5,6\n")]
+    table = read_table(files, {**CSV, "infer_column_types": False}, False, None, None, limit=2)
+    assert table.to_pylist() == [{"a": "1", "b": "2"}, {"a": "3", "b": "4"}]

@@ -185,14 +185,13 @@ def _read_delimited(
     convert = pacsv.ConvertOptions(
         null_values=_NULLS, strings_can_be_null=not fmt.get("empty_as_string", False)
     )
-    if not fmt.get("infer_column_types", True) or limit is not None:
 
-        def open_reader() -> Any:
-            return pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+    def open_reader() -> Any:
+        return pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
 
+    if not fmt.get("infer_column_types", True):  # every column text: name them all (first block only)
         names = _guard(display, encoding, lambda: open_reader().schema.names, path, separator)
-        if not fmt.get("infer_column_types", True):
-            convert.column_types = {n: pa.string() for n in names}
+        convert.column_types = {n: pa.string() for n in names}
     if limit is not None:  # stream batches and stop early instead of parsing the whole file
         try:
             table = _guard(display, encoding, lambda: _read_some(open_reader(), limit), path, separator)
