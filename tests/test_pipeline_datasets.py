@@ -343,3 +343,27 @@ def test_an_output_on_a_file_datastore_outside_the_workspace_lands_there_too(
     writer = run.find_step_run("write")[0]
     assert (shared / "azureml" / writer.id / "result" / "result.txt").read_text() == "42"
     assert Path(writer.get_output_data("result").local_path, "result.txt").read_text() == "42"  # the mirror
+
+
+def test_an_unregistered_dataset_input_reruns_when_a_file_it_globs_changes(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws = sqlite_workspace
+    upload(ws, tmp_path, "loose", {"a.txt": "1", "b.txt": "2", "skip.md": "no"})
+    src = SourceDir(tmp_path / "src").gen({"read.py": READ_FILES})
+
+    def pipeline() -> Pipeline:
+        loose = Dataset.File.from_files((ws.get_default_datastore(), "loose/*.txt"))
+        step = PythonScriptStep("read.py", name="read", arguments=[loose.as_mount()], source_directory=src)
+        return Pipeline(ws, [step])
+
+    first = run_ok(pipeline())
+    assert "FILE a.txt 1" in log_of(first, "read") and "skip.md" not in log_of(first, "read")
+    ws.get_default_datastore().local_path("loose/skip.md").write_text("not matched: no rerun")
+    assert reasons(run_ok(pipeline())) == {}
+    ws.get_default_datastore().local_path("loose/c.txt").write_text("3")
+    third = run_ok(pipeline())
+    assert reasons(third) == {
+        "read": "file loose/c.txt on datastore 'workspaceblobstore' of input 'input' (an unregistered dataset) added"
+    }
+    assert "FILE c.txt 3" in log_of(third, "read")

@@ -211,6 +211,9 @@ def explain_input(name: str, old: dict[str, Any] | None, new: dict[str, Any] | N
     path, how = change
     if new.get("kind") == "datastore":
         return f"file {path} under datastore path {new.get('path')!r} {how}"
+    if not path.startswith("/") and "://" not in path and ":" in path:  # "<datastore>:<path>" (see _file_key)
+        store, _, rel = path.partition(":")
+        path = f"{rel} on datastore {store!r}"
     return f"file {path} of input {name!r} ({_label_text(new)}) {how}"
 
 
