@@ -112,6 +112,8 @@ def test_second_step_reads_first_steps_output_as_a_tabular_dataset_registered_on
     produced = [u for u in workspace.store.list_dataset_uses(run_id=maker.id) if u.direction == "output"]
     assert [(u.name, u.dataset_id) for u in produced] == [("table", registered.id)]
     assert workspace.store.list_dataset_uses(dataset_id=registered.id)[0].run_id == maker.id
+    lineage = [(r["step"], r["direction"], r["name"], r["datasetId"]) for r in run.get_data_lineage()]
+    assert lineage == [("make", "output", "table", registered.id)]
 
 
 def test_a_registered_dataset_input_is_reused_until_a_new_version_is_registered(

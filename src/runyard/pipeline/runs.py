@@ -231,6 +231,26 @@ class PipelineRun(Run):
     def find_step_run(self, name: str) -> list[StepRun]:
         return [r for r in self._step_runs() if r.name == name]
 
+    def get_data_lineage(self) -> list[dict[str, Any]]:
+        """runyard's own: what each step read and wrote, from the store's lineage rows, in graph order:
+        {"step", "runId", "direction" ("input"/"output"), "name", "datasetId", "contentHash", "detail"}.
+        A reused step lists what its original read and wrote, recorded again under its own run id."""
+        rows = []
+        for step in self._step_runs():
+            for use in self.workspace.store.list_dataset_uses(run_id=step.id):
+                rows.append(
+                    {
+                        "step": step.name,
+                        "runId": step.id,
+                        "direction": use.direction,
+                        "name": use.name,
+                        "datasetId": use.dataset_id,
+                        "contentHash": use.content_hash,
+                        "detail": dict(use.detail),
+                    }
+                )
+        return rows
+
     def get_reuse_report(self) -> list[dict[str, Any]]:
         """Per step: reused or not, and why. The same record `runyard pipeline why` prints."""
         report = []
