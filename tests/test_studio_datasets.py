@@ -185,7 +185,7 @@ def test_a_dataset_page_shows_versions_files_a_preview_and_the_runs_of_each_vers
         ["1", "10.5", "north"],
         ["2", "20.25", "south"],
     ]
-    files = rows(page, "table.files")
+    files = rows(page, "table.dataset-files")
     assert [f[0] for f in files] == ["workspaceblobstore:sales/feb.csv", "workspaceblobstore:sales/jan.csv"]
     assert files[1][2] == str(seeded.sales[0]._record.files[0]["sha256"])[:12]  # type: ignore[union-attr]
     used_by = page.get_by_role("table", name="Used by")
@@ -196,7 +196,7 @@ def test_a_dataset_page_shows_versions_files_a_preview_and_the_runs_of_each_vers
     expect(page).to_have_url(f"{seeded.url}/datasets/sales?version=1")
     expect(page.get_by_role("heading", level=1)).to_have_text("sales version 1")
     assert rows(page, "table.preview-rows") == [["1", "10.5", "north"], ["2", "20.25", "south"]]
-    assert [f[0] for f in rows(page, "table.files")] == ["workspaceblobstore:sales/jan.csv"]
+    assert [f[0] for f in rows(page, "table.dataset-files")] == ["workspaceblobstore:sales/jan.csv"]
     expect(
         page.get_by_role("table", name="Produced by").get_by_role("link", name="prepare-data #1")
     ).to_be_visible()
@@ -227,7 +227,9 @@ def test_a_version_whose_files_are_gone_shows_why_and_the_rest_of_the_page(seede
     expect(page.get_by_role("alert")).to_contain_text("no longer resolves")
     expect(page.get_by_role("alert")).to_contain_text("sales/jan.csv")
     assert page.locator("table.preview-rows").count() == 0
-    assert [f[0] for f in rows(page, "table.files")] == ["workspaceblobstore:sales/jan.csv"]  # as recorded
+    assert [f[0] for f in rows(page, "table.dataset-files")] == [
+        "workspaceblobstore:sales/jan.csv"
+    ]  # as recorded
     expect(page.get_by_role("table", name="Produced by")).to_contain_text("prepare-data #1")
 
 
@@ -240,11 +242,11 @@ def test_a_file_dataset_pages_its_files_and_every_name_stays_text(seeded: Seeded
     expect(page.locator("section[aria-label='Files'] .count")).to_have_text(
         "151 files · 1–100 shown · page 1 of 2"
     )
-    first = [f[0] for f in rows(page, "table.files")]
+    first = [f[0] for f in rows(page, "table.dataset-files")]
     assert len(first) == 100 and first[0] == f"workspaceblobstore:pics/{EVIL_FILE}"  # '<' sorts first
     page.get_by_role("link", name="Next ›").click()
     expect(page).to_have_url(re.compile(r"version=1&fpage=2$"))
-    second = [f[0] for f in rows(page, "table.files")]
+    second = [f[0] for f in rows(page, "table.dataset-files")]
     assert len(second) == 51 and second[-1] == "workspaceblobstore:pics/p149.txt"
     assert len(set(first + second)) == 151
     expect(page.get_by_role("table", name="Tags")).to_contain_text(EVIL_TAG)
@@ -316,7 +318,7 @@ def test_a_tabular_dataset_on_s3_previews_through_the_server(
     with running_server(ws.path, tmp_path / "server.log") as server:
         page.goto(f"{server.url}/datasets/cities")
         assert rows(page, "table.preview-rows") == [["oslo", "700000"], ["bergen", "290000"]]
-        assert [f[0] for f in rows(page, "table.files")] == ["lake:cities/rows.csv"]
+        assert [f[0] for f in rows(page, "table.dataset-files")] == ["lake:cities/rows.csv"]
         client = boto3.client(
             "s3",
             endpoint_url=endpoint,
