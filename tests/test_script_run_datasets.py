@@ -399,3 +399,17 @@ print("RELATIVE", os.path.relpath(sys.argv[1]), open("data/imgs/a.txt").read())
     run = submit(sqlite_workspace, source_dir, script, [files.as_named_input("x").as_mount("data/imgs")])
     finished(run)
     assert "RELATIVE data/imgs apple" in run.read_log().decode()
+
+
+def test_register_on_complete_keeps_the_views_columns(
+    sqlite_workspace: Workspace, source_dir: SourceDir
+) -> None:
+    out = (
+        OutputFileDatasetConfig(name="cols")
+        .read_delimited_files()
+        .keep_columns("b")
+        .register_on_complete("only-b")
+    )
+    run = submit(sqlite_workspace, source_dir, WRITE_CSV, [out, "write"])
+    finished(run)
+    assert list(Dataset.get_by_name(sqlite_workspace, "only-b").to_pandas_dataframe().columns) == ["b"]

@@ -206,10 +206,17 @@ def _output_dataset(datastore: str, rel: str, read: dict[str, Any] | None) -> An
         "partition_format": read.get("partition_format"),
     }
     if read.get("read") == "parquet_files":
-        return TabularDatasetFactory.from_parquet_files(path, **common)
-    return TabularDatasetFactory.from_delimited_files(
-        path, separator=str(read.get("separator", ",")), header=read.get("header", True), **common
-    )
+        dataset = TabularDatasetFactory.from_parquet_files(path, **common)
+    else:
+        dataset = TabularDatasetFactory.from_delimited_files(
+            path, separator=str(read.get("separator", ",")), header=read.get("header", True), **common
+        )
+    for op in read.get("transforms") or []:  # keep_columns / drop_columns / random_split on the tabular view
+        if op["op"] == "random_split":
+            dataset = dataset.random_split(op["percentage"], op.get("seed"))[op["part"]]
+        else:
+            dataset = getattr(dataset, op["op"])(op["columns"])
+    return dataset
 
 
 def register_output(ws: Workspace, run_id: str, output: dict[str, Any]) -> DatasetRecord:
