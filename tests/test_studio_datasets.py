@@ -347,3 +347,33 @@ def test_dataset_pages_need_sign_in_when_the_server_has_auth(tmp_path: Path) -> 
             assert refused.headers["location"].startswith("/login?next=%2Fdatasets")
             allowed = httpx.get(server.url + path, cookies={"runyard_studio": token})
             assert allowed.status_code == 200 and 'href="/datasets/a' in allowed.text
+
+
+def test_dataset_pages_over_http_on_sqlite_and_postgresql(workspace: Workspace, tmp_path: Path) -> None:
+    ws = workspace
+    upload(ws, tmp_path, "sales", {"jan.csv": JAN})
+    sales = Dataset.Tabular.from_delimited_files((ws.get_default_datastore(), "sales/jan.csv")).register(
+        ws,
+        "sales 100%?#",  # URL characters in a name: its links must still lead to it
+    )
+    run = Experiment(ws, "lineage").start_logging()
+    run.complete()
+    ws.store.record_dataset_uses([DatasetUse(run.id, "input", "sales", str(sales.content_hash), sales.id)])
+    with (
+        running_server(ws.path, tmp_path / "server.log") as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        listing = http.get("/datasets")
+        link = re.search(r'href="(/datasets/[^"]+)">sales 100%\?#</a>', listing.text)
+        assert listing.status_code == 200 and link is not None
+        page = http.get(html.unescape(link.group(1)))
+        assert page.status_code == 200 and "sales 100%?# <span" in page.text
+        assert "<td>north</td>" in page.text and "lineage #1" in page.text
+        run_page = http.get(f"/runs/{run.id}").text
+        assert f'href="{link.group(1)}?version=1">sales 100%?# version 1</a>' in run_page
+        assert http.get("/datasets/no-such-set").status_code == 404
+        wrong = http.get(f"{html.unescape(link.group(1))}?version=7")
+        assert wrong.status_code == 404 and "has no version 7; its versions are 1" in html.unescape(
+            wrong.text
+        )
+        assert http.get(f"{html.unescape(link.group(1))}?version=x").status_code == 400
