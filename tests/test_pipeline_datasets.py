@@ -17,6 +17,7 @@ from conftest import SourceDir
 from runyard import Workspace
 from runyard.data.consumption import DatasetConsumptionConfig
 from runyard.data.data_reference import DataReference
+from runyard.data.data_type import DataType
 from runyard.data.datapath import DataPath, DataPathComputeBinding
 from runyard.data.dataset import Dataset
 from runyard.data.datastore import Datastore
@@ -90,7 +91,7 @@ def test_second_step_reads_first_steps_output_as_a_tabular_dataset_registered_on
     )
     table = (
         OutputFileDatasetConfig("table")
-        .read_delimited_files()
+        .read_delimited_files(set_column_types={"score": DataType.to_float()})
         .register_on_complete("scores", description="made by make.py", tags={"team": "a"})
     )
     make = PythonScriptStep("make.py", name="make", arguments=[table], source_directory=make_src)
@@ -99,7 +100,7 @@ def test_second_step_reads_first_steps_output_as_a_tabular_dataset_registered_on
         "use.py", name="use", arguments=[table.as_input("table"), names], source_directory=use_src
     )
     run = run_ok(Pipeline(workspace, [make, use]))
-    assert "ROWS 3 SUM 12 DTYPE int64" in log_of(run, "use")
+    assert "ROWS 3 SUM 12 DTYPE float64" in log_of(run, "use")
     assert "COLUMNS ['name']" in log_of(run, "use")
 
     registered = Dataset.get_by_name(workspace, "scores")
