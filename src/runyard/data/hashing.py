@@ -89,9 +89,7 @@ def hash_local(
     """sha256 of local files given as (absolute path, size, mtime_ns): cached ones without reading them,
     the others read (in parallel) and remembered. `prefix`: a folder all the paths are under (one range
     scan of the cache instead of many key look-ups)."""
-    known = cache.lookup(
-        entries, prefix=os.path.commonpath([e[0] for e in entries]) if len(entries) > 64 else None
-    )
+    known = cache.lookup(entries, prefix=prefix if len(entries) > 64 else None)
     missing = [e for e in entries if e[0] not in known]
     if missing:
         hashes = _hash_paths([Path(key) for key, _, _ in missing])
