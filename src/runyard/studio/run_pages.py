@@ -60,6 +60,7 @@ def add_run_routes(
                 else []
             )
             context["data_uses"] = dataset_views.run_uses(store, run, steps)
+            context["data_by_step"] = run.run_type == PIPELINE_RUN_TYPE
         if tab == "metrics":
             context["metrics"] = views.metric_view(store, run.run_id)
         if tab == "files":
