@@ -24,6 +24,7 @@ from runyard import config
 from runyard.errors import ConflictError, InvalidInputError
 from runyard.server.auth import Principal
 from runyard.server.errors import ERROR_RESPONSES, HTTPError, error_body, forbidden
+from runyard.server.run_inputs import run_may_read_input
 from runyard.server.uploads import UPLOADS_DIR, UploadSessions, too_large
 from runyard.store import ArtifactStore, SqlStore
 from runyard.store.artifacts import clean_relpath
@@ -73,9 +74,13 @@ def _run_token_outside_runs(
         return
     if not write and parts[0] == "models":
         return
+    reads_input = not write and parts[0] == "datastores" and len(parts) >= 2 and who.run_id is not None
+    if reads_input and run_may_read_input(store, str(who.run_id), parts[1], "/".join(parts[2:])):
+        return
     raise forbidden(
         f"A run token may only {'write' if write else 'read'} files of its own run family (runs/<run id>/... "
-        f"and datastores/<store>/azureml/<run id>/...){'' if write else ' and models/'}, not {rel!r}."
+        f"and datastores/<store>/azureml/<run id>/...){'' if write else ', the data recorded as its inputs and models/'}, "
+        f"not {rel!r}."
     )
 
 
