@@ -8,6 +8,7 @@ datastore. Steps read their inputs the v1 way (`Run.get_context().input_datasets
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ from runyard.pipeline import (
     PipelineRun,
     PythonScriptStep,
 )
+from runyard.server.auth import create_token
+from server_process import running_server
 
 pytestmark = pytest.mark.usefixtures("no_stray_processes")
 
@@ -370,3 +373,45 @@ def test_an_unregistered_dataset_input_reruns_when_a_file_it_globs_changes(
         "read": "file loose/c.txt on datastore 'workspaceblobstore' of input 'input' (an unregistered dataset) added"
     }
     assert "FILE c.txt 3" in log_of(third, "read")
+
+
+@pytest.fixture
+def server_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    """A workspace served by a real `runyard server --auth` on 127.0.0.1, opened over REST."""
+    monkeypatch.setenv("RUNYARD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("RUNYARD_SCHEDULER_IDLE_SECONDS", "3")
+    local = Workspace.create(tmp_path / "server-ws" / ".runyard")
+    token, _ = create_token(local.store, "write", name="pipeline-datasets")
+    with running_server(local.path, tmp_path / "server.log", auth=True) as server:
+        yield Workspace.get(server.url, token=token)
+
+
+def test_a_server_workspace_pipeline_reads_a_registered_dataset_and_registers_its_output(
+    server_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws = server_workspace
+    upload(ws, tmp_path, "remote-in", {"n.txt": "5"})
+    data = Dataset.File.from_files((ws.get_default_datastore(), "remote-in")).register(ws, "remote_in")
+    src = SourceDir(tmp_path / "src").gen(
+        {
+            "double.py": """
+                import pathlib, sys
+                n = int((pathlib.Path(sys.argv[1]) / "n.txt").read_text())
+                (pathlib.Path(sys.argv[2]) / "double.txt").write_text(str(2 * n))
+            """
+        }
+    )
+    out = OutputFileDatasetConfig("doubled").register_on_complete("remote_out")
+    step = PythonScriptStep(
+        "double.py",
+        name="double",
+        arguments=[data.as_named_input("n").as_download(), out],
+        source_directory=src,
+    )
+    run = run_ok(Pipeline(ws, [step]))
+    step_run = run.find_step_run("double")[0]
+    produced = Dataset.get_by_name(ws, "remote_out")
+    assert produced._record.run_id == step_run.id
+    assert [Path(p).read_text() for p in produced.download(str(tmp_path / "dl"))] == ["10"]
+    uses = {(u.direction, u.name): u.dataset_id for u in ws.store.list_dataset_uses(run_id=step_run.id)}
+    assert uses == {("input", "n"): data.id, ("output", "doubled"): produced.id}

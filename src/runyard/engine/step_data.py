@@ -3,9 +3,10 @@ register_on_complete registers the dataset, and lineage records what the step re
 
 Outputs are always written to the local datastore folder `datastores/<name>/<path>` of the workspace
 (downstream steps read that folder, and reuse checks it against the output manifest). For a datastore
-whose bytes live elsewhere (S3 and other fsspec stores, a file:// folder outside the workspace) the
-files are also uploaded there when the step succeeds, each atomically (the backend's put_file), so
-readers of the datastore never see half a file; the local folder stays as its mirror.
+whose bytes live elsewhere (S3 and other fsspec stores, a file:// folder outside the workspace, the
+server of a server workspace) the files are also uploaded there when the step succeeds, each
+atomically (the backend's put_file), so readers of the datastore never see half a file; the local
+folder stays as its mirror.
 """
 
 from __future__ import annotations
@@ -33,15 +34,16 @@ def upload_output(ws: Workspace, out: dict[str, Any]) -> str | None:
     from runyard.data.datastore import DEFAULT_DATASTORE
     from runyard.data.transfer import Job, run_jobs
 
-    if str(out["datastore"]).lower() == DEFAULT_DATASTORE:
-        return None
     backend = _datastore(ws, out["datastore"]).backend()
     final = Path(out["final"])
     prefix = str(out["pathOnDatastore"]).strip("/")
     local = backend.local_path(prefix)
     if local is not None and os.path.realpath(local) == os.path.realpath(final):
-        return None
-    overwrite = out["mode"] != "upload" or bool(out["overwrite"])
+        return None  # the datastore is this folder (workspaceblobstore of a local workspace)
+    # workspaceblobstore of a server workspace: the folder is the server's mirror, sent now so that
+    # register_on_complete and other machines see it at once (the same bytes may follow by mirror sync)
+    mirror = str(out["datastore"]).lower() == DEFAULT_DATASTORE
+    overwrite = mirror or out["mode"] != "upload" or bool(out["overwrite"])
     files = sorted(p for p in final.rglob("*") if p.is_file() and not p.is_symlink())
 
     def job(path: Path) -> Job:
