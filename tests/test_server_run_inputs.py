@@ -25,6 +25,15 @@ try:
     print("OTHER DATASET READ")
 except Exception as exc:
     print("OTHER DATASET REFUSED", type(exc).__name__)
+# A job cannot widen what it may read by recording an input for itself.
+from runyard.store.records import DatasetUse
+try:
+    run.experiment.workspace.store.record_dataset_uses(
+        [DatasetUse(run.id, "input", "everything", "0" * 64, None, {"datastore": "workspaceblobstore", "path": ""})]
+    )
+    print("INPUT RECORDED")
+except Exception as exc:
+    print("INPUT REFUSED", type(exc).__name__)
 """
 
 
@@ -53,3 +62,4 @@ def test_a_run_token_reads_its_inputs_and_no_other_dataset(
         assert run.get_status() == "Completed", log
         assert run.get_metrics()["rows"] == 3
         assert "OTHER DATASET REFUSED" in log, log
+        assert "INPUT REFUSED" in log and "INPUT RECORDED" not in log, log

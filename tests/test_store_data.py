@@ -343,10 +343,13 @@ def test_scopes_for_data(served: tuple[Workspace, ServerProcess]) -> None:
     # lineage: write, or a run token for its own run and children only
     with pytest.raises(AuthError):
         as_read.record_dataset_uses([use(own, "x")])
-    as_run.record_dataset_uses([use(own, "in", dataset_id=made.id), use(child, "out", "output")])
+    # a job records outputs only: its inputs, recorded at submit, decide what it may read (run_inputs.py)
+    with pytest.raises(AuthError, match="only the outputs"):
+        as_run.record_dataset_uses([use(own, "in", dataset_id=made.id)])
+    as_run.record_dataset_uses([use(own, "made", "output", dataset_id=made.id), use(child, "out", "output")])
     with pytest.raises(AuthError, match=f"may not write to run {other}"):
-        as_run.record_dataset_uses([use(own, "fine"), use(other, "not mine")])
-    assert {u.name for u in store.list_dataset_uses(run_id=own)} == {"in"}  # the refused batch left nothing
+        as_run.record_dataset_uses([use(own, "fine", "output"), use(other, "not mine", "output")])
+    assert {u.name for u in store.list_dataset_uses(run_id=own)} == {"made"}  # the refused batch left nothing
     as_write.record_dataset_uses([use(other, "ok")])
     assert [u.run_id for u in as_run.list_dataset_uses(dataset_name="job output")] == [own]
     with pytest.raises(RunyardError, match="No dataset with id"):

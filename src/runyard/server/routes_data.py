@@ -6,7 +6,8 @@ Who may do what:
   targets; it decides where the workspace's data lives, which a job must never change;
 - registering a dataset version: 'write', or a run token (a job registers its outputs; when the record
   names a run, it must be the token's run or one of its children);
-- recording lineage: 'write', or a run token for its own run's family only.
+- recording lineage: 'write', or a run token for its own run's family only, and only outputs: the inputs
+  recorded at submit decide which datastore files the run token may read (server/run_inputs.py).
 
 Bodies are read strictly (pydantic's strict mode): lax parsing would turn "12" into a file size or 1.0
 into a version before store/validation.py sees it, and REST would store what the SQL stores refuse.
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runyard.errors import InvalidInputError
 from runyard.server.auth import Principal
-from runyard.server.errors import ERROR_RESPONSES
+from runyard.server.errors import ERROR_RESPONSES, forbidden
 from runyard.store import SqlStore
 from runyard.store.records import DatasetRecord, DatasetUse, DatastoreRecord
 
@@ -172,6 +173,13 @@ def data_router(store: SqlStore, principal: Any) -> APIRouter:
             raise InvalidInputError(f"At most {MAX_USES} dataset uses per request, got {len(body)}.")
         runs = {use.run_id for use in body}
         if who.scope == "run":
+            if any(use.direction == "input" for use in body):
+                # Inputs are recorded by whoever submitted the run (or its scheduler) before the job
+                # starts; they decide which datastore files the run token may read (server/run_inputs.py).
+                raise forbidden(
+                    "A run token may record only the outputs of its run family; its inputs were recorded "
+                    "when the run was submitted."
+                )
             for run_id in sorted(runs):
                 who.family_check(store, run_id, write=True)
         else:
