@@ -15,7 +15,20 @@ import pathspec
 from runyard.errors import InvalidInputError
 
 IGNORE_FILES = (".runyardignore", ".amlignore", ".gitignore")
-ALWAYS_IGNORED = [".git/", "__pycache__/", ".runyard/", ".venv/", "*.pyc", ".ipynb_checkpoints/"]
+ALWAYS_IGNORED = [
+    ".git/",
+    "__pycache__/",
+    ".runyard/",
+    ".venv/",
+    "*.pyc",
+    ".ipynb_checkpoints/",
+    # A workspace's database, wherever it sits: copying it opens and closes the file, and closing any
+    # descriptor of a SQLite file drops that process's locks on it (POSIX), which can lose writes.
+    "runyard.db",
+    "runyard.db-*",
+]
+#: A folder holding this file is a workspace (whatever its name): never part of a snapshot.
+WORKSPACE_MARKER = "runyard.db"
 MAX_FILES = 2000
 MAX_BYTES = 300 * 1024 * 1024
 
@@ -36,6 +49,9 @@ def snapshot_files(source_dir: Path) -> list[Path]:
     total = 0
     for root, dirs, names in os.walk(source_dir):
         rel_root = Path(root).relative_to(source_dir)
+        if WORKSPACE_MARKER in names and rel_root != Path("."):
+            dirs[:] = []
+            continue
         dirs[:] = sorted(d for d in dirs if not spec.match_file(f"{(rel_root / d).as_posix()}/"))
         for name in sorted(names):
             rel = rel_root / name
