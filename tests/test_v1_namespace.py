@@ -83,21 +83,20 @@ def test_version_is_runyards_version() -> None:
 def test_a_pending_name_imports_and_says_which_issue_brings_it_when_used() -> None:
     """One name a later issue brings must not fail the whole import line of a ported notebook; it
     warns at the import and raises the same clear message on any use."""
-    with pytest.warns(V1NotAvailableWarning, match="azureml.data.TabularDataset is not available"):
-        from runyard.v1.core import Experiment, Workspace
-        from runyard.v1.data import TabularDataset
+    with pytest.warns(V1NotAvailableWarning, match="azureml.core.Environment is not available"):
+        from runyard.v1.core import Environment, Experiment, Workspace
     assert Workspace is runyard.Workspace and Experiment is runyard.Experiment
     expected = (
-        "azureml.data.TabularDataset is not available in runyard yet: datasets, datastores and data "
-        "references arrive with issue 12 (see docs/v1-surface.md)"
+        "azureml.core.Environment is not available in runyard yet: environments and their "
+        "conda/docker/python sections arrive with issue 13 (see docs/v1-surface.md)"
     )
     with pytest.raises(ImportError) as caught:
-        TabularDataset()
+        Environment()
     assert str(caught.value) == expected
     assert isinstance(caught.value, V1NameNotAvailable) and isinstance(caught.value, RunyardError)
-    with pytest.raises(V1NameNotAvailable, match=r"TabularDataset.get_by_name: .*issue 12"):
-        TabularDataset.get_by_name  # noqa: B018
-    assert not isinstance(object(), TabularDataset)
+    with pytest.raises(V1NameNotAvailable, match=r"Environment.get: .*issue 13"):
+        Environment.get  # noqa: B018
+    assert not isinstance(object(), Environment)
 
 
 def test_a_pending_name_as_an_attribute_is_the_same_placeholder() -> None:

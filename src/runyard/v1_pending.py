@@ -37,7 +37,6 @@ DOC = "docs/v1-surface.md"
 
 # Reasons shared by many entries.
 AZURE = "Azure resource management with no local meaning"
-DATASETS = Pending(12, "datasets, datastores and data references arrive with issue 12")
 ENVIRONMENTS = Pending(13, "environments and their conda/docker/python sections arrive with issue 13")
 PARALLEL = Pending(14, "ParallelRunStep and ParallelRunConfig arrive with issue 14")
 PUBLISHING = Pending(
@@ -50,6 +49,23 @@ CLOUD_COMPUTE = Pending(
 )
 SDK_INTERNAL = Pending(
     None, "a constant of the v1 SDK's own implementation that v1 code has no reason to read"
+)
+
+IMMUTABLE_DATASET = Pending(
+    None, "a registered dataset version is immutable in runyard: register a new version to change it"
+)
+DATAPREP = Pending(
+    None,
+    "filters, partitions and time-series views of v1's dataprep engine; read with to_pandas_dataframe() "
+    "and use pandas",
+)
+SPARK_DASK = Pending(None, "Spark and Dask clusters: runyard reads tables with pyarrow and pandas")
+
+SQL_STORES = Pending(None, "SQL datastores have no fsspec filesystem; runyard reads files")
+RUN_DEFINITION_DATA = Pending(
+    None,
+    "v1's internal run-definition data classes; runyard takes the public objects (DatasetConsumptionConfig, "
+    "OutputFileDatasetConfig, DataReference) directly",
 )
 
 LEGACY = Pending(None, "v1 deprecated it itself; use ComputeTarget / PythonScriptStep instead")
@@ -145,36 +161,44 @@ NAMES: dict[str, Pending] = {
     "azureml.core.conda_dependencies:PACKAGES": SDK_INTERNAL,
     "azureml.core.conda_dependencies:PIP": SDK_INTERNAL,
     "azureml.core.environment:[A-Z][A-Z]*": SDK_INTERNAL,
-    # Data (issue 12).
-    "*Dataset": DATASETS,
-    "Dataset*": DATASETS,
-    "*DatasetFactory": DATASETS,
-    "*OutputDatasetConfig": DATASETS,
-    "OutputTabularDatasetConfig": DATASETS,
-    "InputDatasets": DATASETS,
-    "OutputDatasets": DATASETS,
-    "Data": DATASETS,
-    "DataLocation": DATASETS,
-    "DataPath*": DATASETS,
-    "DataReference*": DATASETS,
-    "SqlDataReference": DATASETS,
-    "*Datastore": DATASETS,
-    "DataType": DATASETS,
-    "FileEncoding": DATASETS,
-    "SkipLinesBehavior": DATASETS,
-    "HistogramCompareMethod": DATASETS,
-    "GlobsOptions": DATASETS,
-    "MountOptions": DATASETS,
-    "OutputData": DATASETS,
-    "OutputOptions": DATASETS,
-    "RegistrationOptions": DATASETS,
-    "RegistrationConfiguration": DATASETS,
-    "UploadOptions": DATASETS,
-    "TransformationMixin": DATASETS,
-    "Uri": DATASETS,
-    "LinkOutput": DATASETS,
-    "StoredProcedureParameter*": DATASETS,
-    "*_MODE": DATASETS,
+    # Data (issue 12 built the rest).
+    "azureml.pipeline.core.graph:DataType": Pending(
+        None, "v1's registry of pipeline data types; PipelineData(data_type=...) is kept as a label"
+    ),
+    "DatasetSnapshot": Pending(None, "a registered dataset version is already an immutable snapshot"),
+    "DatasetTimestampMissingError": DATAPREP,
+    "PipelineDataset": GRAPH_INTERNALS,
+    "PipelineOutputAbstractDataset": GRAPH_INTERNALS,
+    "*OutputDatasetConfig": Pending(
+        None, "HDFS (Spark) and link (Synapse) outputs; OutputFileDatasetConfig is the output runyard takes"
+    ),
+    "SqlDataReference": SQL_STORES,
+    "StoredProcedureParameter*": SQL_STORES,
+    "AzurePostgreSqlDatastore": SQL_STORES,
+    "AbstractDatastore": RUN_DEFINITION_DATA,
+    "InputDatasets": RUN_DEFINITION_DATA,
+    "OutputDatasets": RUN_DEFINITION_DATA,
+    "LinkOutput": RUN_DEFINITION_DATA,
+    "Data": RUN_DEFINITION_DATA,
+    "DataLocation": RUN_DEFINITION_DATA,
+    "azureml.core.runconfig:DataPath": RUN_DEFINITION_DATA,
+    "azureml.core.runconfig:Dataset": RUN_DEFINITION_DATA,
+    "DataReferenceConfiguration": RUN_DEFINITION_DATA,
+    "DatasetRegistrationOptions": RUN_DEFINITION_DATA,
+    "GlobsOptions": RUN_DEFINITION_DATA,
+    "MountOptions": RUN_DEFINITION_DATA,
+    "OutputData": RUN_DEFINITION_DATA,
+    "OutputOptions": RUN_DEFINITION_DATA,
+    "RegistrationOptions": RUN_DEFINITION_DATA,
+    "RegistrationConfiguration": RUN_DEFINITION_DATA,
+    "UploadOptions": RUN_DEFINITION_DATA,
+    "TransformationMixin": RUN_DEFINITION_DATA,
+    "Uri": RUN_DEFINITION_DATA,
+    "FileEncoding": Pending(None, "pass the encoding's name, e.g. encoding='utf8', as the factories take it"),
+    "SkipLinesBehavior": DATAPREP,
+    "HistogramCompareMethod": Pending(None, "dataset profiles were computed by the Azure ML service"),
+    "HDFS_MODE": Pending(None, "HDFS needs a Spark cluster; use as_mount() or as_download()"),
+    "LINK_MODE": Pending(None, "link outputs are a Synapse feature"),
     # Parallel runs (issue 14), publishing and the widget (issue 15).
     "ParallelRun*": PARALLEL,
     "PipelineEndpoint": PUBLISHING,
@@ -244,11 +268,55 @@ METHODS: dict[str, Pending] = {
     "Pipeline.load_yaml": Pending(None, "v1's pipeline YAML format"),
     "Pipeline.publish": PUBLISHING,
     "Pipeline.service_endpoint": PUBLISHING,
-    "PortDataReference.*": DATASETS,
-    "PipelineData.*": DATASETS,
+    "PortDataReference.*": Pending(
+        None,
+        "reading an earlier pipeline run's output in a new pipeline: pass "
+        "Datastore.path(port.path_on_datastore) (a DataReference) to the new step",
+    ),
+    "PipelineData.as_dataset": Pending(None, "use OutputFileDatasetConfig, whose outputs are datasets"),
     "PythonScriptStep.*": GRAPH_INTERNALS,
-    "Datastore.*register*": DATASETS,
-    "Model.add_dataset_references": DATASETS,
+    "Datastore.*register*": Pending(
+        None, "SQL, HDFS, DBFS and Data Lake Gen1 stores have no fsspec filesystem; use register_fsspec"
+    ),
+    "*Dataset.File": Pending(None, "the factories live on Dataset: use Dataset.File / Dataset.Tabular"),
+    "*Dataset.Tabular": Pending(None, "the factories live on Dataset: use Dataset.File / Dataset.Tabular"),
+    "*Dataset.add_tags": IMMUTABLE_DATASET,
+    "*Dataset.remove_tags": IMMUTABLE_DATASET,
+    "*Dataset.update": IMMUTABLE_DATASET,
+    "*Dataset.data_changed_time": IMMUTABLE_DATASET,
+    "*Dataset.unregister_all_versions": Pending(
+        None, "registered versions stay: the lineage of the runs that read or produced them points at them"
+    ),
+    "*Dataset.partition_keys": DATAPREP,
+    "*Dataset.get_partition_key_values": DATAPREP,
+    "*Dataset.partition_by": DATAPREP,
+    "*Dataset.filter": DATAPREP,
+    "*Dataset.time_*": DATAPREP,
+    "*Dataset.*timestamp_columns": DATAPREP,
+    "*Dataset.*profile*": Pending(None, "dataset profiles were computed by the Azure ML service"),
+    "*Dataset.to_spark_dataframe": SPARK_DASK,
+    "*Dataset.to_dask_dataframe": SPARK_DASK,
+    "*DatasetFactory.register_spark_dataframe": SPARK_DASK,
+    "*DatasetFactory.register_dask_dataframe": SPARK_DASK,
+    "*DatasetFactory.from_sql_query": Pending(None, "SQL datastores have no fsspec filesystem"),
+    "TabularDataset.download": Pending(
+        None,
+        "v1 downloads a tabular dataset's stream column; use to_csv_files() / to_parquet_files().download()",
+    ),
+    "TabularDataset.mount": Pending(
+        None, "v1 mounts a tabular dataset's stream column; use to_csv_files() / to_parquet_files().mount()"
+    ),
+    "FileDataset.as_cache": Pending(None, f"Azure datacache stores: {AZURE}"),
+    "FileDataset.hydrate": Pending(None, f"Azure datacache stores: {AZURE}"),
+    "FileDataset.file_metadata": DATAPREP,
+    "Dataset.*": Pending(
+        None,
+        "the instance API of v1's deprecated Dataset class (before FileDataset / TabularDataset); use "
+        "Dataset.File / Dataset.Tabular and Dataset.get_by_name",
+    ),
+    "Model.add_dataset_references": Pending(
+        None, "models do not list datasets; the lineage of the run that produced the model does"
+    ),
     "Model.deploy": DEPLOYMENT,
     "Model.package": DEPLOYMENT,
     "Model.profile": DEPLOYMENT,

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from runyard.core.run import Run
     from runyard.core.workspace import Workspace
 
-_NO_DATASETS = "datasets arrive with issue 12"
+_NO_DATASETS = "models do not list datasets; the lineage of the run that produced the model does"
 _NO_DEPLOY = "runyard does not deploy models"
 NAME_RULE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-._]{0,254}$")
 
@@ -269,7 +269,7 @@ class Model:
         """Models, newest first. v1's filters: tags as ['key'] or [['key', 'value']], properties the same,
         run_id, model_framework. `expand` and `page_count` change nothing: every model comes back whole."""
         if dataset_id is not None:
-            return []  # no model records a dataset yet (issue 12)
+            return []  # models do not list datasets (the producing run's lineage does)
         models = [
             cls._from_record(workspace, r) for r in workspace.store.list_models(name=name, latest=latest)
         ]

@@ -394,9 +394,9 @@ class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin, RunChildrenMixin, Ru
 
     @v1_ignores(
         model_framework_version="the registry records the framework's name only",
-        datasets="datasets arrive with issue 12",
-        sample_input_dataset="datasets arrive with issue 12",
-        sample_output_dataset="datasets arrive with issue 12",
+        datasets="models do not list datasets; this run's lineage records what it read",
+        sample_input_dataset="models do not list datasets; this run's lineage records what it read",
+        sample_output_dataset="models do not list datasets; this run's lineage records what it read",
         resource_configuration="runyard does not deploy models",
     )
     def register_model(

@@ -34,6 +34,7 @@ class AbstractDataset:
 
     def __init__(
         self,
+        *,
         definition: DatasetDefinition,
         workspace: Workspace | None = None,
         record: DatasetRecord | None = None,
@@ -85,7 +86,7 @@ class AbstractDataset:
 
     def _derive(self: D, definition: DatasetDefinition) -> D:
         """A new, unregistered dataset of the same class over the same files (a transform appended)."""
-        return type(self)(definition, self._workspace, None, self._pinned)
+        return type(self)(definition=definition, workspace=self._workspace, pinned=self._pinned)
 
     @classmethod
     def _from_record(cls, workspace: Workspace, record: DatasetRecord) -> AbstractDataset:
@@ -148,7 +149,7 @@ class AbstractDataset:
             tags=dict(tags or {}),
         )
         stored = workspace.store.register_dataset(record, create_new_version=create_new_version)
-        return type(self)(DatasetDefinition.from_json(stored.definition), workspace, stored)
+        return type(self)(definition=DatasetDefinition.from_json(stored.definition), workspace=workspace, record=stored)
 
     @staticmethod
     def get_by_name(

@@ -14,7 +14,12 @@ from typing import Any
 from runyard.compat import v1_keywords
 from runyard.errors import InvalidInputError
 
-MODES = ("direct", "mount", "download")
+#: v1's mode names (azureml.data.dataset_consumption_config / output_dataset_config).
+DIRECT_MODE = "direct"
+MOUNT_MODE = "mount"
+DOWNLOAD_MODE = "download"
+UPLOAD_MODE = "upload"
+MODES = (DIRECT_MODE, MOUNT_MODE, DOWNLOAD_MODE)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HDFS_REFUSED = (
     "as_hdfs() is not available in runyard: HDFS mode needs a Spark cluster (Synapse), which runs locally "

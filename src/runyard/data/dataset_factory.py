@@ -109,7 +109,7 @@ def _target(target: Any) -> tuple[Any, str]:
 
 
 def _build(cls: type[Any], definition: DatasetDefinition, workspace: Workspace | None, validate: bool) -> Any:
-    dataset = cls(definition, workspace)
+    dataset = cls(definition=definition, workspace=workspace)
     if validate:
         needs_ws = any("datastore" in s for s in definition.sources)
         if workspace is not None or not needs_ws:

@@ -94,7 +94,7 @@ class TabularDataset(AbstractDataset):
 
     def _as_file_dataset(self, folder: Path) -> FileDataset:
         definition = DatasetDefinition(kind="file", sources=({"local": str(folder.resolve())},))
-        return FileDataset(definition, self._workspace)
+        return FileDataset(definition=definition, workspace=self._workspace)
 
     def to_csv_files(self, separator: str = ",") -> FileDataset:
         """A FileDataset over CSV part files of this table, written to the workspace's cache folder."""

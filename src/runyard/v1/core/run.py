@@ -1,6 +1,8 @@
 """azureml.core.run"""
 
 from runyard.core import Run
+from runyard.data.datapath import DataPath
+from runyard.data.dataset import AbstractDataset
 from runyard.data.datastore import Datastore
 from runyard.errors import (
     ActivityFailedException,
@@ -12,7 +14,9 @@ from runyard.errors import (
 from runyard.v1_pending import module_getattr
 
 __all__ = [
+    "AbstractDataset",
     "ActivityFailedException",
+    "DataPath",
     "Datastore",
     "ExperimentExecutionException",
     "Run",

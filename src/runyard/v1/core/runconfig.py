@@ -3,6 +3,7 @@
 from runyard.core import Run
 from runyard.core.compute_target import ComputeTarget
 from runyard.core.runconfig import DEFAULT_CPU_IMAGE, DEFAULT_GPU_IMAGE, DockerConfiguration, RunConfiguration
+from runyard.data.consumption import DatasetConsumptionConfig
 from runyard.errors import RunConfigurationException, UserErrorException
 from runyard.v1_pending import module_getattr
 
@@ -10,6 +11,7 @@ __all__ = [
     "DEFAULT_CPU_IMAGE",
     "DEFAULT_GPU_IMAGE",
     "ComputeTarget",
+    "DatasetConsumptionConfig",
     "DockerConfiguration",
     "Run",
     "RunConfiguration",
