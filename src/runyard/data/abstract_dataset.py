@@ -95,7 +95,9 @@ class AbstractDataset:
             raise InvalidInputError(
                 f"Dataset {record.name!r} version {record.version} has unknown kind {record.kind!r}."
             )
-        return klass(DatasetDefinition.from_json(record.definition), workspace, record)
+        return klass(
+            definition=DatasetDefinition.from_json(record.definition), workspace=workspace, record=record
+        )
 
     # -- files -------------------------------------------------------------------------------------
     def _located(self, workspace: Workspace | None = None, ignore_missing: bool = False) -> list[Located]:
@@ -149,7 +151,9 @@ class AbstractDataset:
             tags=dict(tags or {}),
         )
         stored = workspace.store.register_dataset(record, create_new_version=create_new_version)
-        return type(self)(definition=DatasetDefinition.from_json(stored.definition), workspace=workspace, record=stored)
+        return type(self)(
+            definition=DatasetDefinition.from_json(stored.definition), workspace=workspace, record=stored
+        )
 
     @staticmethod
     def get_by_name(

@@ -117,4 +117,4 @@ def dataset_from_payload(ws: Workspace, payload: Any) -> AbstractDataset:
     klass = DATASET_CLASSES[definition.kind]
     pinned_id = payload.get("pinned_id")
     pinned = ws.store.get_dataset_by_id(pinned_id) if isinstance(pinned_id, str) and pinned_id else None
-    return klass(definition, ws, None, pinned)
+    return klass(definition=definition, workspace=ws, pinned=pinned)
