@@ -275,9 +275,19 @@ METHODS: dict[str, Pending] = {
     ),
     "PipelineData.as_dataset": Pending(None, "use OutputFileDatasetConfig, whose outputs are datasets"),
     "PythonScriptStep.*": GRAPH_INTERNALS,
-    "Datastore.*register*": Pending(
-        None, "SQL, HDFS, DBFS and Data Lake Gen1 stores have no fsspec filesystem; use register_fsspec"
-    ),
+    **{
+        f"Datastore.{method}": Pending(
+            None, "SQL, HDFS, DBFS and Data Lake Gen1 stores have no fsspec filesystem; use register_fsspec"
+        )
+        for method in (
+            "register_azure_data_lake",
+            "register_azure_my_sql",
+            "register_azure_postgre_sql",
+            "register_azure_sql_database",
+            "register_dbfs",
+            "register_hdfs",
+        )
+    },
     "*Dataset.File": Pending(None, "the factories live on Dataset: use Dataset.File / Dataset.Tabular"),
     "*Dataset.Tabular": Pending(None, "the factories live on Dataset: use Dataset.File / Dataset.Tabular"),
     "*Dataset.add_tags": IMMUTABLE_DATASET,
