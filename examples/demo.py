@@ -10,10 +10,10 @@ from pathlib import Path
 from rich.console import Console
 
 from runyard import Workspace
+from runyard.data import Dataset
 from runyard.pipeline import (
     OutputFileDatasetConfig,
     Pipeline,
-    PipelineData,
     PipelineParameter,
     PythonScriptStep,
 )
@@ -25,7 +25,8 @@ console = Console(highlight=False, soft_wrap=True)
 
 
 def build(ws: Workspace) -> Pipeline:
-    dataset = PipelineData("dataset")
+    # prepare writes CSV; read as a table, registered as "demo-samples" when prepare completes
+    samples = OutputFileDatasetConfig("samples").read_delimited_files().register_on_complete("demo-samples")
     model = OutputFileDatasetConfig("model").as_upload()  # published only if training succeeds
     report = OutputFileDatasetConfig("report")
     learning_rate = PipelineParameter("learning_rate", 0.5)
@@ -33,22 +34,26 @@ def build(ws: Workspace) -> Pipeline:
         "prepare.py",
         name="prepare",
         source_directory=STEPS / "prepare",
-        arguments=["--output", dataset],
-        outputs=[dataset],
+        arguments=["--output", samples],
     )
     train = PythonScriptStep(
         "train.py",
         name="train",
         source_directory=STEPS / "train",
-        arguments=["--data", dataset, "--lr", learning_rate, "--model", model],
-        inputs=[dataset],
+        arguments=["--data", samples.as_input("samples"), "--lr", learning_rate, "--model", model],
     )
     evaluate = PythonScriptStep(
         "evaluate.py",
         name="evaluate",
         source_directory=STEPS / "evaluate",
-        arguments=["--data", dataset, "--model", model.as_input("model"), "--report", report],
-        inputs=[dataset],
+        arguments=[
+            "--data",
+            samples.as_input("samples"),
+            "--model",
+            model.as_input("model"),
+            "--report",
+            report,
+        ],
     )
     return Pipeline(ws, [prepare, train, evaluate], description="demo: prepare → train → evaluate")
 
@@ -95,6 +100,13 @@ def main() -> None:
     accuracy = third.find_step_run("evaluate")[0].get_metrics()["test_accuracy"]
     console.print(
         f"  final training loss {after:.4f} (was {before:.4f} with 0.5); test accuracy {accuracy:.3f}"
+    )
+
+    registered = Dataset.get_by_name(ws, "demo-samples")
+    rows = registered.to_pandas_dataframe()
+    console.print(
+        f"\nprepare registered dataset 'demo-samples' version {registered.version}: {len(rows)} rows, "
+        f"columns {list(rows.columns)}, {len(registered.to_path())} file(s), recorded with their content hashes"
     )
 
     train = third.find_step_run("train")[0]

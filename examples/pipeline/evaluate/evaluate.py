@@ -15,13 +15,15 @@ parser.add_argument("--report", required=True)
 args = parser.parse_args()
 
 run = Run.get_context()
-test = np.load(os.path.join(args.data, "test.npz"))
+samples = run.input_datasets["samples"].to_pandas_dataframe()
+test = samples[samples["split"] == "test"]
+labels = test["label"].to_numpy()
 model = np.load(os.path.join(args.model, "model.npz"))
-predicted = (test["x"] @ model["weights"] + model["bias"]) > 0
-accuracy = float(np.mean(predicted == test["y"]))
+predicted = (test[["x1", "x2"]].to_numpy() @ model["weights"] + model["bias"]) > 0
+accuracy = float(np.mean(predicted == labels))
 run.log("test_accuracy", accuracy)
 for cls in (0, 1):
-    mask = test["y"] == cls
+    mask = labels == cls
     run.log_row("per_class", cls=cls, support=int(mask.sum()), recall=float(np.mean(predicted[mask] == cls)))
 with open(os.path.join(args.report, "report.json"), "w") as fh:
     json.dump({"accuracy": accuracy}, fh)

@@ -1,4 +1,7 @@
-"""Step 1: make a data set (two noisy blobs) and split it into train and test."""
+"""Step 1: make a data set (two noisy blobs), split it into train and test, and write it as CSV.
+
+The pipeline reads this output as a tabular dataset (`read_delimited_files()`) and registers it as
+`demo-samples` when the step completes, so later steps, notebooks and the studio read it by name."""
 
 import argparse
 import os
@@ -18,6 +21,9 @@ order = rng.permutation(len(y))
 x, y = x[order], y[order]
 split = int(0.8 * len(y))
 # No os.makedirs needed: runyard creates every output folder before the step starts.
-np.savez(os.path.join(args.output, "train.npz"), x=x[:split], y=y[:split])
-np.savez(os.path.join(args.output, "test.npz"), x=x[split:], y=y[split:])
+with open(os.path.join(args.output, "samples.csv"), "w") as fh:
+    fh.write("x1,x2,label,split\n")
+    for index in range(len(y)):
+        part = "train" if index < split else "test"
+        fh.write(f"{x[index, 0]:.6f},{x[index, 1]:.6f},{int(y[index])},{part}\n")
 print(f"wrote {split} training and {len(y) - split} test samples to {args.output}")

@@ -8,15 +8,16 @@ import numpy as np
 from runyard import Run  # with Azure ML: from azureml.core import Run
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--data", required=True)
+parser.add_argument("--data", required=True)  # the input's name: the rows come from input_datasets
 parser.add_argument("--lr", type=float, default=0.5)
 parser.add_argument("--epochs", type=int, default=40)
 parser.add_argument("--model", required=True)
 args = parser.parse_args()
 
 run = Run.get_context()
-train = np.load(os.path.join(args.data, "train.npz"))
-x, y = train["x"], train["y"]
+samples = run.input_datasets["samples"].to_pandas_dataframe()  # a TabularDataset
+train = samples[samples["split"] == "train"]
+x, y = train[["x1", "x2"]].to_numpy(), train["label"].to_numpy(dtype=float)
 weights, bias = np.zeros(2), 0.0
 for epoch in range(args.epochs):
     probs = 1 / (1 + np.exp(-(x @ weights + bias)))
