@@ -231,12 +231,18 @@ class SqlData(SqlBase):
         query = sa.select(t.datasets).order_by(t.datasets.c.name, t.datasets.c.version.desc())
         if name is not None:
             query = query.where(t.datasets.c.name == name)
+        if latest:  # only the newest version of each name leaves the database (file lists can be long)
+            newest = (
+                sa.select(t.datasets.c.name, sa.func.max(t.datasets.c.version).label("version"))
+                .group_by(t.datasets.c.name)
+                .subquery()
+            )
+            query = query.join(
+                newest,
+                sa.and_(t.datasets.c.name == newest.c.name, t.datasets.c.version == newest.c.version),
+            )
         with self._read() as conn:
-            records = [self._to_dataset(r) for r in conn.execute(query)]
-        if latest:
-            seen: set[str] = set()
-            records = [d for d in records if not (d.name in seen or seen.add(d.name))]  # type: ignore[func-returns-value]
-        return records
+            return [self._to_dataset(r) for r in conn.execute(query)]
 
     # -- lineage --------------------------------------------------------------------------------
     @staticmethod
