@@ -1,0 +1,348 @@
+"""Security review of issue 12's data features: holes an attacker or a faulty environment can open.
+
+Each test here FAILS on the code as reviewed and says, in its docstring, what is wrong and what the fix
+should be. They use real components only: a real workspace (SQLite), a real `runyard server` subprocess
+with auth on 127.0.0.1, real tokens, real HTTP, a real HTTP server standing in for an internal service.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from runyard import Experiment, Workspace
+from runyard.data import Dataset, Datastore
+from runyard.data.secrets import resolve_secrets
+from runyard.server.auth import create_token
+from runyard.store import SqlStore
+from runyard.store.records import DatasetUse
+from server_process import running_server
+
+ZERO_HASH = "0" * 64
+
+
+def _served(tmp_path: Path) -> Workspace:
+    ws = Workspace.create(tmp_path / "server" / ".runyard")
+    assert isinstance(ws.store, SqlStore)
+    return ws
+
+
+def _put(ws: Workspace, rel: str, text: str) -> None:
+    """A file of the server's workspaceblobstore, written where the server keeps it."""
+    target = Path(ws.artifacts.local_path(f"datastores/workspaceblobstore/{rel}"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _tabular_body(name: str, files: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "kind": "tabular",
+        "definition": {
+            "v": 1,
+            "kind": "tabular",
+            "sources": [{"datastore": "workspaceblobstore", "path": "x.csv"}],
+            "format": {"type": "delimited", "separator": ",", "header": True},
+        },
+        "files": files,
+        "content_hash": ZERO_HASH,
+        **extra,
+    }
+
+
+# -- 1. a run token reads far more than the glob recorded as its input ----------------------------------
+def test_a_run_token_reads_only_what_its_input_glob_matches(tmp_path: Path) -> None:
+    """server/run_inputs.py `_covers` grants, for an unregistered dataset input, everything under the glob's
+    *folder* (`_glob_root`) and also uses fnmatch, whose '*' crosses '/'. A job whose recorded input is
+    the glob '*.csv' (top-level CSV files of the datastore) may therefore read EVERY file of the datastore
+    with its run token (all but azureml/<run>/, which routes_artifacts family-checks first): other
+    datasets' folders, which docs/security.md says stay private to workspace tokens ("Nothing else on
+    the datastore").
+    Likewise 'public/*.csv' grants 'public/private/secret.csv'.
+
+    Fix: match the requested path with the same glob semantics resolve.py uses (resolve.glob_regex: '*'
+    stays within a folder, '**' crosses), and allow a folder *listing* only for prefixes of what the glob
+    can match (or answer listings with only the matching files), never the whole folder tree below the
+    glob's base."""
+    served = _served(tmp_path)
+    _put(served, "top.csv", "a\n1\n")
+    _put(served, "public/p.csv", "a\n2\n")
+    _put(served, "public/private/secret.csv", "s\nhidden\n")
+    _put(served, "theirs/secret.csv", "s\nhidden\n")
+    run = Experiment(served, "probe").start_logging()
+    definition = {
+        "v": 1,
+        "kind": "tabular",
+        "sources": [
+            {"datastore": "workspaceblobstore", "path": "*.csv"},
+            {"datastore": "workspaceblobstore", "path": "public/*.csv"},
+        ],
+    }
+    served.store.record_dataset_uses(
+        [DatasetUse(run.id, "input", "raw", ZERO_HASH, None, {"definition": definition})]
+    )
+    token, _ = create_token(served.store, "run", run_id=run.id, expires_in=3600)  # type: ignore[arg-type]
+    try:
+        with running_server(served.path, tmp_path / "server.log", auth=True) as server:
+
+            def read(rel: str) -> int:
+                return httpx.get(
+                    f"{server.url}/api/v1/artifacts/file",
+                    params={"path": f"datastores/workspaceblobstore/{rel}"},
+                    headers=_auth(token),
+                ).status_code
+
+            # what the globs match: readable (the rule works for its own inputs)
+            assert read("top.csv") == 200
+            assert read("public/p.csv") == 200
+            # what they do not match: must be refused
+            leaked = {rel: read(rel) for rel in ("public/private/secret.csv", "theirs/secret.csv")}
+            assert all(code == 403 for code in leaked.values()), leaked
+    finally:
+        run.complete()
+
+
+# -- 2. a job publishes datasets as nobody ----------------------------------------------------------------
+def test_a_dataset_version_registered_with_a_run_token_names_that_run(tmp_path: Path) -> None:
+    """routes_data.register_dataset checks a run token only when the body names a run_id
+    (`if body.run_id is not None: family_check`). With run_id omitted (which is what
+    AbstractDataset.register always sends), any job may register a new *latest* version of ANY dataset
+    name, e.g. swap the files behind another team's 'training-data', and the record says no run produced
+    it, so the studio and lineage cannot tell it came from a job. docs/security.md: "datasets need write
+    or the run token of the run that produced them".
+
+    Fix (routes_data.register_dataset): for a run token, stamp `run_id = who.run_id` when the body has
+    none (so every version a job registers names its run), or refuse it; a stronger rule also refuses a
+    new version of a name first registered outside the token's run family."""
+    served = _served(tmp_path)
+    _put(served, "x.csv", "a\n1\n")
+    Dataset.Tabular.from_delimited_files((served.get_default_datastore(), "x.csv")).register(
+        served, "training-data"
+    )
+    run = Experiment(served, "job").start_logging()
+    token, _ = create_token(served.store, "run", run_id=run.id, expires_in=3600)  # type: ignore[arg-type]
+    try:
+        with running_server(served.path, tmp_path / "server.log", auth=True) as server:
+            forged = _tabular_body(
+                "training-data",
+                [{"datastore": "workspaceblobstore", "path": "x.csv", "size": 4, "sha256": ZERO_HASH}],
+            )
+            answer = httpx.post(
+                f"{server.url}/api/v1/datasets",
+                params={"create_new_version": "true"},
+                json=forged,
+                headers=_auth(token),
+            )
+        if answer.status_code == 403:
+            return
+        assert answer.status_code == 200, answer.text
+        latest = served.store.get_dataset("training-data")
+        assert latest.version == 2
+        assert latest.run_id == run.id, (
+            f"a job registered {latest.name!r} version {latest.version} and the record names run "
+            f"{latest.run_id!r}, not the job's run {run.id!r}"
+        )
+    finally:
+        run.complete()
+
+
+# -- 3. recorded file paths are not held to their datastore ----------------------------------------------
+def test_a_dataset_file_path_with_dotdot_is_refused_over_rest(tmp_path: Path) -> None:
+    """store/validation.py `_check_dataset_file` checks a recorded file's path only as text: a write token
+    (or a run token, see above) can register a version whose file is
+    {"datastore": "shared", "path": "../secret.txt"} on a file:// datastore (LocalBackend). Then
+    resolve._current os.stat()s and hashing.hash_files *reads and hashes* f"{root}/../secret.txt" on the
+    server whenever the version is read or previewed (the studio's dataset page does so for every
+    visitor), and the error shown leaks the file's size ("size 1 -> N bytes") and the first 12 hex digits
+    of its sha256. Only LocalBackend.fetch (clean_store_path) stops the bytes themselves. (The built-in
+    workspaceblobstore is not affected: its ArtifactBackend cleans the path and answers "is gone".)
+
+    Fix: validate_dataset refuses a file whose datastore is set and whose path is not
+    `clean_store_path(path) == path` (no '..', no leading '/', no NUL), and locate_record/_current/
+    hash_files go through the backend's path check instead of f"{base}/{path}"."""
+    served = _served(tmp_path)
+    root = tmp_path / "shared-data"
+    root.mkdir()
+    Datastore.register_fsspec(served, "shared", root.as_uri())
+    token, _ = create_token(served.store, "write", name="w")  # type: ignore[arg-type]
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the server's private bytes\n" * 37)
+    with running_server(served.path, tmp_path / "server.log", auth=True) as server:
+        answer = httpx.post(
+            f"{server.url}/api/v1/datasets",
+            json=_tabular_body(
+                "escape",
+                [{"datastore": "shared", "path": "../secret.txt", "size": 1, "sha256": ZERO_HASH}],
+            ),
+            headers=_auth(token),
+        )
+        page = httpx.get(f"{server.url}/datasets/escape", cookies={"runyard_studio": token})
+    size = secret.stat().st_size
+    assert f"{size} bytes" not in page.text, (
+        "the studio page reveals the size of a file outside the datastore"
+    )
+    assert answer.status_code in (400, 422), (answer.status_code, answer.text)
+
+
+def test_the_studio_does_not_reveal_server_files_named_by_a_remote_record(tmp_path: Path) -> None:
+    """A record's file with datastore "" is a *local path* (resolve._local_groups roots it at '/'). Over
+    REST, a write or run token registers a tabular version listing {"datastore": "", "path":
+    "/any/file/on/the/server", "size": 1, "sha256": "0"*64}; every visit of its studio page makes the
+    server stat and hash that file (resolve.locate_record) and show "… changed since it was registered
+    (size 1 -> N bytes)" / "is gone": an oracle for the existence and size of any file the server can
+    stat, and a full read of it (hashing) per page view. A client's local path means nothing on the server
+    anyway: its files were never uploaded there.
+
+    Fix: the server refuses dataset records whose files (or definition sources) are local paths (the
+    client should upload first: Datastore.upload), or the server-side preview never touches files outside
+    its datastores (show "preview not available on the server: local files")."""
+    served = _served(tmp_path)
+    token, _ = create_token(served.store, "write", name="w")  # type: ignore[arg-type]
+    secret = tmp_path / "server-only.key"
+    secret.write_text("k" * 1234)
+    with running_server(served.path, tmp_path / "server.log", auth=True) as server:
+        httpx.post(
+            f"{server.url}/api/v1/datasets",
+            json=_tabular_body(
+                "probe", [{"datastore": "", "path": str(secret), "size": 1, "sha256": ZERO_HASH}]
+            ),
+            headers=_auth(token),
+        )
+        page = httpx.get(f"{server.url}/datasets/probe", cookies={"runyard_studio": token})
+    assert "1234 bytes" not in page.text, "the page leaks the size of a file on the server"
+
+
+class _Counter(http.server.BaseHTTPRequestHandler):
+    hits: list[str] = []
+
+    def do_GET(self) -> None:
+        _Counter.hits.append(self.path)
+        body = b"a\n1\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def internal_service() -> Iterator[str]:
+    """An HTTP service on 127.0.0.1 standing in for one only the server's host can reach."""
+    _Counter.hits = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Counter)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_viewing_a_dataset_page_does_not_make_the_server_fetch_urls_a_token_holder_chose(
+    tmp_path: Path, internal_service: str
+) -> None:
+    """Server-side request forgery: a record's file whose path is an http(s) URL is downloaded by the
+    *server* (resolve._local_groups -> _url_copy, no size limit, into <workspace>/cache/urls/) every time
+    anyone opens the dataset's studio page, because the preview verifies the recorded files. Any write
+    or run token can so make the server issue GETs to hosts only it can reach (cloud metadata
+    endpoints, admin ports on 127.0.0.1) and fill its disk with an endless response.
+
+    Fix: the server refuses URL files/sources in records posted over REST (or keeps them but its studio
+    preview does not fetch them: "preview not available: the data is at a URL"), and _url_copy gets a
+    size cap."""
+    served = _served(tmp_path)
+    token, _ = create_token(served.store, "write", name="w")  # type: ignore[arg-type]
+    url = f"{internal_service}/admin/secret.csv"
+    with running_server(served.path, tmp_path / "server.log", auth=True) as server:
+        registered = httpx.post(
+            f"{server.url}/api/v1/datasets",
+            json=_tabular_body("ssrf", [{"datastore": "", "path": url, "size": 4, "sha256": ZERO_HASH}]),
+            headers=_auth(token),
+        )
+        if registered.status_code in (400, 403, 422):
+            return  # refused at the door: the fix
+        httpx.get(f"{server.url}/datasets/ssrf", cookies={"runyard_studio": token})
+    assert _Counter.hits == [], f"the server fetched {_Counter.hits} for a studio visitor"
+
+
+# -- 4. credentials in the environment reach the wrong datastore -------------------------------------------
+def test_an_environment_credential_is_read_only_by_its_own_datastore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """data/secrets.py env_name joins datastore and option with '_' although both may hold '_':
+    RUNYARD_DATASTORE_MY_BLOB_ACCOUNT_KEY is datastore 'my_blob' option 'account_key' AND datastore
+    'my_blob_account' option 'key'. resolve_secrets also adopts any secret-looking option the environment
+    offers under the datastore's prefix, so the Azure account key meant for 'my_blob' is handed to
+    'my_blob_account''s backend as its 'key' (for s3fs: the access key id, sent to whatever endpoint that
+    datastore names).
+
+    Fix: an unambiguous variable name (e.g. a double underscore between name and option,
+    RUNYARD_DATASTORE_MY_BLOB__ACCOUNT_KEY), or at least: do not adopt an environment-only option whose
+    variable also parses as another option of a longer datastore name (prefer the longest datastore
+    match, and refuse when two parses exist)."""
+    monkeypatch.setenv("RUNYARD_DATASTORE_MY_BLOB_ACCOUNT_KEY", "azure-account-key-of-my_blob")
+    got = resolve_secrets(tmp_path, "my_blob_account", [])
+    assert "azure-account-key-of-my_blob" not in got.values(), got
+
+
+# -- 5. an interrupted upload stays in the datastore, and datasets pick it up -------------------------------
+UPLOAD = """
+import sys
+from runyard import Workspace
+Workspace.get(sys.argv[1]).get_default_datastore().upload(sys.argv[2], target_path="up", show_progress=False)
+"""
+
+
+def test_a_killed_upload_leaves_nothing_a_dataset_reads(tmp_path: Path) -> None:
+    """LocalBackend.put_file (data/backends.py) writes `.<name>.partial-<hex>` *inside the destination
+    folder* and renames it; readers never see half of `big.bin` under its own name, but they do see the
+    partial file itself while the copy runs, and for ever when the uploading process is killed (nothing
+    sweeps it). LocalBackend.list_files lists it like any file, so `Dataset.File.from_files((ds, 'up'))`
+    registers it, a glob 'up/**' matches it, reuse hashes it, and downloads/mounts copy it: a
+    half-written file IS visible, against issue 12 ("a half-written file is never visible").
+
+    Fix: write partials outside the listed tree (a `.runyard-partial/` folder at the datastore root
+    that list_files skips, as the server's uploads/ folder is), or have list_files skip the
+    `.*.partial-*` names put_file and transfer.py create, and sweep stale ones."""
+    ws = Workspace.create(tmp_path / "ws")
+    source = tmp_path / "src"
+    source.mkdir()
+    with (source / "big.bin").open("wb") as fh:  # sparse: cheap to make, slow enough to copy
+        fh.truncate(3 * 1024**3)
+    up = Path(ws.artifacts.local_path("datastores/workspaceblobstore/up"))
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", UPLOAD, str(ws.path), str(source)])
+        try:
+            deadline = time.monotonic() + 60
+            seen: list[str] = []
+            while time.monotonic() < deadline and proc.poll() is None and not seen:
+                seen = [n for n in (os.listdir(up) if up.is_dir() else []) if ".partial-" in n]
+        finally:
+            proc.kill()
+            proc.wait()
+        if not seen:
+            pytest.skip("the copy finished before a partial file could be seen; nothing shown")
+        found = Dataset.File.from_files((ws.get_default_datastore(), "up")).to_path()
+        names = [Path(p).name for p in found]
+    finally:
+        shutil.rmtree(up, ignore_errors=True)  # up to 3 GiB: do not leave it in the tmp folder
+    assert not any(".partial-" in n for n in names), names
