@@ -21,9 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
-from runyard import Experiment, Workspace
+from runyard import Experiment, ScriptRunConfig, Workspace
 from runyard.data import Dataset, Datastore
 from runyard.data.secrets import resolve_secrets
+from runyard.errors import InvalidInputError
 from runyard.server.auth import create_token
 from runyard.store import SqlStore
 from runyard.store.records import DatasetUse
@@ -346,3 +347,60 @@ def test_a_killed_upload_leaves_nothing_a_dataset_reads(tmp_path: Path) -> None:
     finally:
         shutil.rmtree(up, ignore_errors=True)  # up to 3 GiB: do not leave it in the tmp folder
     assert not any(".partial-" in n for n in names), names
+
+
+# -- 6. datastore credentials travel in snapshots -------------------------------------------------------------
+def test_datastore_secrets_never_reach_a_snapshot(tmp_path: Path) -> None:
+    """core/snapshot.py skips a workspace folder only when it holds runyard.db (WORKSPACE_MARKER) or is
+    named .runyard/. A workspace folder inside the project whose database lives elsewhere (PostgreSQL,
+    or sqlite:////abs/path) holds config.json and data/secrets.py's secrets.json but no runyard.db, so
+    every ScriptRunConfig / pipeline step over the project folder copies secrets.json (the datastores'
+    account keys) into the content-addressed snapshot store (readable by any read token of a server
+    workspace, kept for ever) and into every job's working folder.
+
+    Fix: snapshots always leave out secrets.json (add it to ALWAYS_IGNORED) and treat a folder holding
+    a workspace config.json (or secrets.json) as a workspace, like runyard.db; docs/datastores.md
+    should say credentials never leave the workspace folder."""
+    project = tmp_path / "project"
+    project.mkdir()
+    ws = Workspace.create(
+        project / "team_ws", tracking_uri=f"sqlite:///{tmp_path / 'elsewhere.db'}", show_output=False
+    )
+    Datastore.register_fsspec(ws, "lake", "s3://bucket/data", key="AKIAEXAMPLE", secret="TOPSECRET-9f1c")
+    (project / "job.py").write_text(
+        "import pathlib\n"
+        "p = pathlib.Path('team_ws/secrets.json')\n"
+        "print('SECRETS IN JOB:', p.read_text() if p.exists() else 'absent')\n"
+    )
+    run = Experiment(ws, "snap").submit(ScriptRunConfig(str(project), "job.py"))
+    run.wait_for_completion(show_output=False)
+    log = run.read_log().decode()
+    assert run.get_status() == "Completed", log
+    assert "TOPSECRET-9f1c" not in log, log
+
+
+# -- 7. credentials inside a datastore URL are stored in clear text ---------------------------------------
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://AKIAEXAMPLE:TOPSECRET-77@bucket/data",  # user:password@ (fsspec reads it as key/secret)
+        "az://container/data?sv=2022-11-02&sig=TOPSECRET-77",  # a SAS token pasted as the query
+    ],
+)
+def test_a_datastore_url_holding_a_credential_is_refused(tmp_path: Path, url: str) -> None:
+    """store/validation.py check_datastore_url accepts a URL with userinfo or a query string, so the
+    credential in it lands in the database in clear text and GET /api/v1/datastores hands it to every
+    token, run tokens included. Issue 12: "Credentials are not stored in the database in clear text";
+    studio/dataset_views.shown_url even says "The store refuses such URLs already" (it does not; the
+    studio only hides them).
+
+    Fix: check_datastore_url refuses a URL whose netloc has '@' with a ':' in the userinfo (or any
+    userinfo, except abfs's container@account form) and any query string or fragment, with a message
+    that says to pass the key to register_* (secrets file) or RUNYARD_DATASTORE_<NAME>_<OPTION>."""
+    ws = Workspace.create(tmp_path / "ws", show_output=False)
+    try:
+        Datastore.register_fsspec(ws, "lake", url)
+    except InvalidInputError:
+        return
+    stored = ws.store.get_datastore("lake")
+    assert "TOPSECRET-77" not in stored.url, f"the database holds the credential: {stored.url}"
