@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runyard.data.datastore import DEFAULT_DATASTORE, Datastore, datastore_folder
+from runyard.data.output_datasets import register_output, upload_output
 from runyard.errors import ConflictError, InvalidInputError, RunyardError
 from runyard.store.records import DatasetRecord, DatasetUse
 
@@ -191,79 +192,33 @@ def output_environment(outputs: list[ResolvedOutput]) -> dict[str, str]:
     return {f"AZUREML_DATAREFERENCE_{o.name}": str(o.path) for o in outputs}
 
 
-def _output_dataset(datastore: str, rel: str, read: dict[str, Any] | None) -> Any:
-    """The dataset an output folder registers as: its files, or a tabular reading of them."""
-    from runyard.data.dataset_factory import FileDatasetFactory, TabularDatasetFactory
-
-    if read is None:
-        return FileDatasetFactory.from_files((datastore, rel), validate=False)
-    glob = str(read.get("path_glob") or "").strip("/")
-    path = (datastore, f"{rel}/{glob}" if glob else rel)
-    common: dict[str, Any] = {
-        "validate": False,
-        "include_path": bool(read.get("include_path")),
-        "set_column_types": read.get("set_column_types"),
-        "partition_format": read.get("partition_format"),
-    }
-    if read.get("read") == "parquet_files":
-        dataset = TabularDatasetFactory.from_parquet_files(path, **common)
-    else:
-        dataset = TabularDatasetFactory.from_delimited_files(
-            path, separator=str(read.get("separator", ",")), header=read.get("header", True), **common
-        )
-    for op in read.get("transforms") or []:  # keep_columns / drop_columns / random_split on the tabular view
-        if op["op"] == "random_split":
-            dataset = dataset.random_split(op["percentage"], op.get("seed"))[op["part"]]
-        else:
-            dataset = getattr(dataset, op["op"])(op["columns"])
-    return dataset
-
-
-def register_output(ws: Workspace, run_id: str, output: dict[str, Any]) -> DatasetRecord:
-    """Register a new version of the dataset `output["registerOnComplete"]` names, over exactly the files
-    the run left in the output's folder, with run_id = the run (v1's register_on_complete)."""
-    from runyard.data.resolve import resolve_files
-
-    request = output["registerOnComplete"]
-    dataset = _output_dataset(output["datastore"], output["pathOnDatastore"], output.get("readAs"))
-    resolved = resolve_files(ws, dataset.definition)
-    record = DatasetRecord(
-        id="",
-        name=str(request["name"]),
-        version=0,
-        kind=dataset.definition.kind,
-        definition=dataset.definition.to_json(),
-        files=[f.to_json() for f in resolved.files],
-        content_hash=resolved.content_hash,
-        created_time=time.time(),
-        description=request.get("description"),
-        tags=dict(request.get("tags") or {}),
-        run_id=run_id,
+def _upload(ws: Workspace, output: dict[str, Any]) -> None:
+    """A remote-datastore output's files, from their local folder to the datastore (ConflictError when a
+    file is there already and the output was not `.as_upload(overwrite=True)`)."""
+    upload_output(
+        ws,
+        output["datastore"],
+        output["path"],
+        output["pathOnDatastore"],
+        overwrite=bool(output["uploadOnEnd"].get("overwrite")),
+        output_name=output["name"],
     )
-    return ws.store.register_dataset(record, create_new_version=True)
 
 
-def upload_output(ws: Workspace, output: dict[str, Any]) -> None:
-    """Send a remote-datastore output's files from their local folder to the datastore, each file
-    atomically (the backend's put_file), in parallel. ConflictError when a file is there already and the
-    output was not `.as_upload(overwrite=True)`."""
-    from runyard.data.transfer import Job, run_jobs
-
-    backend = Datastore(ws, output["datastore"]).backend()
-    folder, prefix = Path(output["path"]), output["pathOnDatastore"]
-    overwrite = bool(output["uploadOnEnd"].get("overwrite"))
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
-
-    def job(path: Path) -> Job:
-        rel = path.relative_to(folder).as_posix()
-        return Job(rel, path.stat().st_size, lambda: backend.put_file(path, f"{prefix}/{rel}", overwrite))
-
-    outcome = run_jobs([job(p) for p in files], show_progress=False, description=f"output {output['name']}")
-    if outcome.skipped:
-        raise ConflictError(
-            f"{prefix}/{outcome.skipped[0]} is already on datastore {output['datastore']!r} ({backend.url}); "
-            "use .as_upload(overwrite=True), or put {run-id} in the destination."
-        )
+def _register(ws: Workspace, run_id: str, output: dict[str, Any]) -> DatasetRecord:
+    """register_on_complete: the dataset `output["registerOnComplete"]` names, over exactly the files the
+    run left in the output's folder (read as `output["readAs"]` says, when given)."""
+    request = output["registerOnComplete"]
+    return register_output(
+        ws,
+        str(request["name"]),
+        request.get("description"),
+        request.get("tags"),
+        output.get("readAs"),
+        output["datastore"],
+        output["pathOnDatastore"],
+        run_id,
+    )
 
 
 def finish_outputs(
@@ -288,7 +243,7 @@ def finish_outputs(
         try:
             if output.get("uploadOnEnd") and (succeeded or output.get("mode") == "mount"):
                 try:
-                    upload_output(ws, output)
+                    _upload(ws, output)
                 except (RunyardError, OSError) as exc:
                     message = (
                         f"Output {output['name']!r} could not be uploaded to datastore {output['datastore']!r}: "
@@ -301,7 +256,7 @@ def finish_outputs(
                     continue
             if succeeded and request:
                 try:
-                    stored = register_output(ws, run_id, output)
+                    stored = _register(ws, run_id, output)
                 except (RunyardError, OSError) as exc:
                     failure = failure or (
                         f"The script succeeded, but output {output['name']!r} ({output['path']}) could not be "

@@ -17,76 +17,42 @@ from pathlib import Path
 from typing import Any
 
 from runyard.core.workspace import Workspace
-from runyard.engine.dataset_inputs import ResolvedInput, tabular_view
-from runyard.errors import ConflictError
-from runyard.store.records import DatasetRecord, DatasetUse
-
-
-def _datastore(ws: Workspace, name: str) -> Any:
-    from runyard.data.datastore import Datastore
-
-    return Datastore.get(ws, name)
+from runyard.data import output_datasets
+from runyard.data.datastore import DEFAULT_DATASTORE, Datastore
+from runyard.engine.dataset_inputs import ResolvedInput
+from runyard.store.records import DatasetUse
 
 
 def upload_output(ws: Workspace, out: dict[str, Any]) -> str | None:
     """Upload a finished output to its datastore when that datastore is not the local folder itself;
     returns a line for the step's log, or None when nothing had to move."""
-    from runyard.data.datastore import DEFAULT_DATASTORE
-    from runyard.data.transfer import Job, run_jobs
-
-    backend = _datastore(ws, out["datastore"]).backend()
     final = Path(out["final"])
     prefix = str(out["pathOnDatastore"]).strip("/")
-    local = backend.local_path(prefix)
+    local = Datastore(ws, out["datastore"]).backend().local_path(prefix)
     if local is not None and os.path.realpath(local) == os.path.realpath(final):
         return None  # the datastore is this folder (workspaceblobstore of a local workspace)
     # workspaceblobstore of a server workspace: the folder is the server's mirror, sent now so that
     # register_on_complete and other machines see it at once (the same bytes may follow by mirror sync)
     mirror = str(out["datastore"]).lower() == DEFAULT_DATASTORE
     overwrite = mirror or out["mode"] != "upload" or bool(out["overwrite"])
-    files = sorted(p for p in final.rglob("*") if p.is_file() and not p.is_symlink())
-
-    def job(path: Path) -> Job:
-        rel = path.relative_to(final).as_posix()
-        return Job(rel, path.stat().st_size, lambda: backend.put_file(path, f"{prefix}/{rel}", overwrite))
-
-    outcome = run_jobs([job(p) for p in files], show_progress=False, description=f"output {out['datastore']}")
-    if outcome.skipped:
-        raise ConflictError(
-            f"Output destination {prefix!r} on datastore {out['datastore']!r} ({backend.url}) already holds "
-            f"{outcome.skipped[0]!r}. Use .as_upload(overwrite=True), or put {{run-id}} in the destination."
-        )
-    return f"Uploaded {outcome.done} file(s) of the output to {backend.url}/{prefix}"
+    sent = output_datasets.upload_output(ws, out["datastore"], final, prefix, overwrite=overwrite)
+    return f"Uploaded {sent.files} file(s) of the output to {sent.url}"
 
 
 def register_output(ws: Workspace, run_id: str, out: dict[str, Any]) -> dict[str, Any]:
     """register_on_complete: a new version of the named dataset over exactly the output's files (a
     TabularDataset when the output was read with read_*_files), with run_id = the step run."""
-    from runyard.data.dataset import Dataset
-    from runyard.data.resolve import resolve_files
-
     reg = out["register"]
-    store = _datastore(ws, out["datastore"])
-    path = str(out["pathOnDatastore"]).strip("/")
-    if reg.get("read") is None:
-        definition = Dataset.File.from_files((store, path), validate=False).definition
-    else:
-        definition = tabular_view((store, path), reg["read"]).definition
-    resolved = resolve_files(ws, definition)
-    record = DatasetRecord(
-        id="",
-        name=reg["name"],
-        version=0,
-        kind=definition.kind,
-        definition=definition.to_json(),
-        files=[f.to_json() for f in resolved.files],
-        content_hash=resolved.content_hash,
-        created_time=time.time(),
-        description=reg.get("description"),
-        tags=dict(reg.get("tags") or {}),
-        run_id=run_id,
+    stored = output_datasets.register_output(
+        ws,
+        reg["name"],
+        reg.get("description"),
+        reg.get("tags"),
+        reg.get("read"),
+        out["datastore"],
+        out["pathOnDatastore"],
+        run_id,
     )
-    stored = ws.store.register_dataset(record, create_new_version=True)
     return {"id": stored.id, "name": stored.name, "version": stored.version}
 
 

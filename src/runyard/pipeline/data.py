@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runyard.compat import v1_ignores, v1_keywords
+from runyard.data.output_datasets import tabular_read
 from runyard.errors import InvalidInputError
 
 
@@ -269,15 +270,15 @@ class OutputFileDatasetConfig(_OutputData):
     ) -> OutputTabularDatasetConfig:
         """v1: the same output seen as a TabularDataset of delimited files. Its `.as_input(name)` hands
         the consumer a TabularDataset (run.input_datasets[name]); `.register_on_complete` registers one."""
-        read = {
-            "read": "delimited_files",
-            "include_path": include_path,
-            "separator": separator,
-            "header": getattr(header, "name", header),
-            "partition_format": partition_format,
-            "path_glob": path_glob,
-            "set_column_types": _column_types(set_column_types),
-        }
+        read = tabular_read(
+            "delimited_files",
+            include_path,
+            partition_format,
+            path_glob,
+            set_column_types,
+            separator=separator,
+            header=getattr(header, "name", header),
+        )
         return OutputTabularDatasetConfig(self, read)
 
     def read_parquet_files(
@@ -288,13 +289,7 @@ class OutputFileDatasetConfig(_OutputData):
         set_column_types: Any = None,
     ) -> OutputTabularDatasetConfig:
         """v1: the same output seen as a TabularDataset of Parquet files (see read_delimited_files)."""
-        read = {
-            "read": "parquet_files",
-            "include_path": include_path,
-            "partition_format": partition_format,
-            "path_glob": path_glob,
-            "set_column_types": _column_types(set_column_types),
-        }
+        read = tabular_read("parquet_files", include_path, partition_format, path_glob, set_column_types)
         return OutputTabularDatasetConfig(self, read)
 
     def register_on_complete(
@@ -307,17 +302,6 @@ class OutputFileDatasetConfig(_OutputData):
 
     def __repr__(self) -> str:
         return f"OutputFileDatasetConfig(name={self.name!r}, mode={self.mode!r})"
-
-
-def _column_types(types: Any) -> dict[str, str] | None:
-    """v1's set_column_types ({column: DataType}) as the text specs a dataset definition keeps."""
-    from runyard.data.data_type import DataType
-
-    if types is None:
-        return None
-    if not isinstance(types, dict):
-        raise InvalidInputError("set_column_types must be a dict of column name to DataType.")
-    return {str(k): DataType.from_spec(v).to_spec() for k, v in types.items()}
 
 
 def _registration(name: Any, description: Any, tags: Any, read: dict[str, Any] | None) -> dict[str, Any]:

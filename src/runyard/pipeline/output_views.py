@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from runyard.compat import v1_keywords
+from runyard.data.output_datasets import with_transform
 from runyard.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -52,9 +53,7 @@ class OutputTabularDatasetConfig:
         return self
 
     def _with(self, op: dict[str, Any]) -> OutputTabularDatasetConfig:
-        return OutputTabularDatasetConfig(
-            self._output, {**self.read, "transforms": [*self.read.get("transforms", []), op]}
-        )
+        return OutputTabularDatasetConfig(self._output, with_transform(self.read, op))
 
     def keep_columns(self, columns: Any) -> OutputTabularDatasetConfig:
         """The consumer's TabularDataset keeps only these columns."""
