@@ -7,6 +7,7 @@ with auth on 127.0.0.1, real tokens, real HTTP, a real HTTP server standing in f
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import os
 import shutil
@@ -404,3 +405,72 @@ def test_a_datastore_url_holding_a_credential_is_refused(tmp_path: Path, url: st
         return
     stored = ws.store.get_datastore("lake")
     assert "TOPSECRET-77" not in stored.url, f"the database holds the credential: {stored.url}"
+
+
+# -- 8. a record's content hash is believed, not computed ---------------------------------------------------
+def test_a_version_with_other_files_never_fingerprints_like_the_old_one(tmp_path: Path) -> None:
+    """store/validation.validate_dataset checks that content_hash *looks like* a sha256, never that it is
+    data/hashing.content_hash(files). Step fingerprints use the record's content_hash for a registered
+    input (engine/dataset_inputs.resolve_dataset: `content = record.content_hash`), and locate_record only
+    checks each file against its own recorded hash. So a version registered over REST (any write or run
+    token, or a buggy client) with new files but the previous version's content_hash fingerprints exactly
+    like the previous version: a step that read version 1 is reused for version 2 although the bytes
+    differ, the silent stale reuse issue 12 forbids.
+
+    Fix: SqlStore.register_dataset recomputes content_hash from the files (content_hash(ResolvedFile...)),
+    refusing a record whose given hash differs (or simply storing the computed one)."""
+    from runyard.data.dataset import dataset_payload
+    from runyard.data.hashing import ResolvedFile, content_hash
+    from runyard.engine.dataset_inputs import resolve_dataset
+    from runyard.store.records import DatasetRecord
+
+    ws = Workspace.create(tmp_path / "ws", show_output=False)
+    _put(ws, "v1/data.csv", "a\n1\n")
+    _put(ws, "v2/data.csv", "a\n2\n")
+    store_ = ws.get_default_datastore()
+    first = Dataset.Tabular.from_delimited_files((store_, "v1/data.csv")).register(ws, "numbers")
+    second_files = [
+        ResolvedFile("workspaceblobstore", "v2/data.csv", 4, hashlib.sha256(b"a\n2\n").hexdigest()).to_json()
+    ]
+    forged = DatasetRecord(
+        id="",
+        name="numbers",
+        version=0,
+        kind="tabular",
+        definition=dict(first._record.definition),  # type: ignore[union-attr]
+        files=second_files,
+        content_hash=str(first.content_hash),  # version 1's hash, version 2's files
+        created_time=time.time(),
+    )
+    try:
+        second = ws.store.register_dataset(forged, create_new_version=True)
+    except InvalidInputError:
+        return
+    old = resolve_dataset(ws, "numbers", "direct", dataset_payload(first))
+    new = resolve_dataset(ws, "numbers", "direct", dataset_payload(Dataset.get_by_name(ws, "numbers", 2)))
+    assert old.content_hash != new.content_hash, "versions 1 and 2 give a step the same fingerprint input"
+    assert second.content_hash == content_hash([ResolvedFile.from_json(f) for f in second.files]), (
+        "the store kept a content_hash that is not the hash of the version's files"
+    )
+
+
+# -- 9. a partition_format that takes the server down ---------------------------------------------------------
+def test_a_partition_format_matches_in_linear_time() -> None:
+    """data/partition_format.py turns each '*' into '.*?' and each '{x}' into '[^/]+?' and runs
+    regex.search on every file's path: a format like '*a*a*a*a*a*a*a*a*a*a*x' backtracks polynomially
+    (8 stars on a 40-character path: ~3 s; 12 on 60: hours). A definition with such a partition_format
+    is accepted over REST (validate_dataset does not even parse definitions), and the studio previews
+    every tabular version on each page view, so one record from any write or run token pins a server
+    thread per visit (and any step reading the dataset hangs).
+
+    Fix: make '*' match within one folder ('[^/]*', as v1's globs) and match folder by folder, or cap
+    the number of wildcards/keys in a partition_format (refused in DatasetDefinition), or both."""
+    code = (
+        "from runyard.data.partition_format import PartitionFormat\n"
+        "PartitionFormat('*a' * 12 + 'x').values('/' + 'a' * 60)\n"
+    )
+    try:
+        done = subprocess.run([sys.executable, "-c", code], timeout=10, capture_output=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail("PartitionFormat.values ran for more than 10 s on a 61-character path")
+    assert done.returncode == 0, done.stderr.decode()
