@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from runyard.core.workspace import Workspace
+from runyard.data.output_datasets import tabular_view
 from runyard.errors import RunyardError
 
 INPUT_MANIFEST_DIR = "runyard/input-manifests"  # inside runs/<step run id>/
@@ -269,43 +270,6 @@ def write_input_file(work: Path, described: dict[str, Any]) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(described, sort_keys=True, indent=1))
     return target
-
-
-def tabular_view(source: Any, read: dict[str, Any]) -> Any:
-    """v1's `output.read_delimited_files()` / `read_parquet_files()` as a TabularDataset over `source`: a
-    local folder (what a consumer step reads) or a (datastore, path) pair (what register_on_complete keeps)."""
-    from runyard.data.dataset import Dataset
-
-    glob = read.get("path_glob")
-    if glob:
-        source = (
-            (source[0], f"{source[1].rstrip('/')}/{glob}")
-            if isinstance(source, tuple)
-            else f"{source.rstrip('/')}/{glob}"
-        )
-    common: dict[str, Any] = {
-        "include_path": bool(read.get("include_path")),
-        "set_column_types": read.get("set_column_types") or None,
-        "partition_format": read.get("partition_format"),
-    }
-    if read["read"] == "delimited_files":
-        dataset = Dataset.Tabular.from_delimited_files(
-            source,
-            validate=False,
-            separator=read.get("separator", ","),
-            header=read.get("header", True),
-            **common,
-        )
-    else:
-        dataset = Dataset.Tabular.from_parquet_files(source, validate=False, **common)
-    for op in read.get(
-        "transforms", []
-    ):  # OutputTabularDatasetConfig.keep_columns / drop_columns / random_split
-        if op["op"] == "random_split":
-            dataset = dataset.random_split(op["percentage"], op.get("seed"))[op["part"]]
-        else:
-            dataset = getattr(dataset, op["op"])(op["columns"])
-    return dataset
 
 
 def output_view(path: str, read: dict[str, Any]) -> dict[str, Any]:

@@ -279,7 +279,7 @@ class OutputFileDatasetConfig(_OutputData):
             separator=separator,
             header=getattr(header, "name", header),
         )
-        return OutputTabularDatasetConfig(self, read)
+        return OutputTabularDatasetConfig(output=self, read=read)
 
     def read_parquet_files(
         self,
@@ -290,7 +290,7 @@ class OutputFileDatasetConfig(_OutputData):
     ) -> OutputTabularDatasetConfig:
         """v1: the same output seen as a TabularDataset of Parquet files (see read_delimited_files)."""
         read = tabular_read("parquet_files", include_path, partition_format, path_glob, set_column_types)
-        return OutputTabularDatasetConfig(self, read)
+        return OutputTabularDatasetConfig(output=self, read=read)
 
     def register_on_complete(
         self, name: str, description: str | None = None, tags: dict[str, str] | None = None

@@ -31,7 +31,7 @@ class OutputTabularDatasetConfig:
     read as a TabularDataset. On the producer it is that output; `.as_input(name)` on a consumer gives a
     TabularDataset in direct mode."""
 
-    def __init__(self, output: OutputFileDatasetConfig, read: dict[str, Any]) -> None:
+    def __init__(self, *, output: OutputFileDatasetConfig, read: dict[str, Any]) -> None:
         self._output = output
         self.read = dict(read)
 
@@ -53,7 +53,7 @@ class OutputTabularDatasetConfig:
         return self
 
     def _with(self, op: dict[str, Any]) -> OutputTabularDatasetConfig:
-        return OutputTabularDatasetConfig(self._output, with_transform(self.read, op))
+        return OutputTabularDatasetConfig(output=self._output, read=with_transform(self.read, op))
 
     def keep_columns(self, columns: Any) -> OutputTabularDatasetConfig:
         """The consumer's TabularDataset keeps only these columns."""
