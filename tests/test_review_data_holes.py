@@ -474,3 +474,27 @@ def test_a_partition_format_matches_in_linear_time() -> None:
     except subprocess.TimeoutExpired:
         pytest.fail("PartitionFormat.values ran for more than 10 s on a 61-character path")
     assert done.returncode == 0, done.stderr.decode()
+
+
+# -- 10. a "read-only" mount writes through to the datastore ---------------------------------------------
+def test_writing_into_a_mount_never_changes_the_datastore(tmp_path: Path) -> None:
+    """data/materialize.py mounts a local datastore's files as symlinks to the datastore's own files
+    ("a read-only view"), but nothing makes them read-only: a job that opens a mounted file for writing
+    (an in-place pandas to_csv, an append, a tool that normalises its input) rewrites the datastore's
+    master copy, i.e. every registered version over it and every other job's input. v1 mounts are
+    read-only FUSE mounts, where the same write fails.
+
+    Fix: mount local files so that a write cannot reach the datastore: links to read-only (0444)
+    content-addressed copies in the workspace cache (verified by hash, shared between jobs), or a
+    reflink/copy; at least, a write must fail rather than change the datastore."""
+    ws = Workspace.create(tmp_path / "ws", show_output=False)
+    _put(ws, "mounted/data.csv", "a\n1\n")
+    master = Path(ws.artifacts.local_path("datastores/workspaceblobstore/mounted/data.csv"))
+    dataset = Dataset.File.from_files((ws.get_default_datastore(), "mounted/data.csv"))
+    with dataset.mount() as ctx:
+        try:
+            with open(os.path.join(ctx.mount_point, "data.csv"), "a") as fh:
+                fh.write("2\n")
+        except OSError:
+            pass  # refused: the fix
+    assert master.read_text() == "a\n1\n", "a write into the mount changed the datastore's file"
