@@ -338,9 +338,12 @@ class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin, RunChildrenMixin, Ru
         while not self.workspace.artifacts.exists(post):
             state = process_state(supervisor)
             if state == "dead" or (state == "unknown" and time.monotonic() > deadline):
-                return
+                break
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+        # The record was cached when the run turned terminal; the supervisor has written to it since
+        # (registered outputs, warnings), so read it once more.
+        self._record = self.workspace.store.get_run(self.id)
 
     def _ended(self) -> bool:
         """Terminal yet? Every few seconds also checks that a script run's supervisor is still alive."""
