@@ -530,3 +530,46 @@ def test_datastores_registered_at_once_by_two_processes_keep_their_secrets(tmp_p
     assert len(names) == 120
     lost = [name for name in names if not stored_secrets(ws.path, name)]
     assert lost == [], f"{len(lost)} datastores lost their secrets: {lost[:5]}..."
+
+
+# -- 12. parallel readers of one file on a server workspace break each other ------------------------------
+def test_parallel_downloads_of_one_file_from_a_server_workspace_all_succeed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a server workspace, workspaceblobstore files are fetched into the shared cache folder
+    (ArtifactBackend.fetch -> RestArtifactStore.get_file), whose temporary file has a FIXED name,
+    `.<name>.part`, next to the target. Two readers of the same file at once (parallel pipeline steps
+    reading one dataset, hashing for reuse, threads of one job) open, truncate and rename the same
+    temporary file: the others fail with FileNotFoundError on the rename (3 of 4 here), and a reader
+    can rename a file another reader has just truncated, i.e. hash or read a prefix of the data.
+
+    Fix: a unique temporary name per download (`.<name>.part-<uuid>`, as LocalBackend.put_file does),
+    renamed into place with os.replace (the last complete copy wins; every copy is whole)."""
+    monkeypatch.setenv("RUNYARD_CACHE_DIR", str(tmp_path / "cache"))
+    served = _served(tmp_path)
+    token, _ = create_token(served.store, "write", name="w")  # type: ignore[arg-type]
+    data = os.urandom(32 * 1024 * 1024)
+    big = Path(served.artifacts.local_path("datastores/workspaceblobstore/big.bin"))
+    big.parent.mkdir(parents=True, exist_ok=True)
+    big.write_bytes(data)
+    want = hashlib.sha256(data).hexdigest()
+    results: list[str] = []
+    with running_server(served.path, tmp_path / "server.log", auth=True) as server:
+        ws = Workspace.get(server.url, token=token)
+        dataset = Dataset.File.from_files((ws.get_default_datastore(), "big.bin"))
+
+        def download(i: int) -> None:
+            try:
+                (path,) = dataset.download(str(tmp_path / f"copy{i}"))
+                results.append(
+                    "ok" if hashlib.sha256(Path(path).read_bytes()).hexdigest() == want else "wrong bytes"
+                )
+            except Exception as exc:  # what a reader sees is the finding
+                results.append(f"{type(exc).__name__}: {exc}"[:160])
+
+        threads = [threading.Thread(target=download, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert results == ["ok"] * 4, results
