@@ -240,6 +240,11 @@ NAMES: dict[str, Pending] = {
     ),
     # Last, so the specific entries above win.
     "*Compute": CLOUD_COMPUTE,
+    "DataTransferStep": Pending(
+        None,
+        "Azure Data Factory copies; to copy between datastores locally, use a PythonScriptStep that reads "
+        "a DataReference and writes an OutputFileDatasetConfig(destination=(datastore, path))",
+    ),
     "*Step": CLOUD_COMPUTE,
 }
 
@@ -301,9 +306,27 @@ METHODS: dict[str, Pending] = {
     "*Dataset.get_partition_key_values": DATAPREP,
     "*Dataset.partition_by": DATAPREP,
     "*Dataset.filter": DATAPREP,
-    "*Dataset.time_*": DATAPREP,
-    "*Dataset.*timestamp_columns": DATAPREP,
-    "*Dataset.*profile*": Pending(None, "dataset profiles were computed by the Azure ML service"),
+    **{
+        f"*Dataset.{method}": DATAPREP
+        for method in (
+            "time_after",
+            "time_before",
+            "time_between",
+            "time_recent",
+            "timestamp_columns",
+            "with_timestamp_columns",
+        )
+    },
+    **{
+        f"*Dataset.{method}": Pending(None, "dataset profiles were computed by the Azure ML service")
+        for method in (
+            "get_profile",
+            "get_profile_runs",
+            "submit_profile_run",
+            "generate_profile",
+            "compare_profiles",
+        )
+    },
     "*Dataset.to_spark_dataframe": SPARK_DASK,
     "*Dataset.to_dask_dataframe": SPARK_DASK,
     "*DatasetFactory.register_spark_dataframe": SPARK_DASK,
