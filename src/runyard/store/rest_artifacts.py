@@ -20,6 +20,7 @@ import io
 import os
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -159,8 +160,17 @@ class RestArtifactStore:
         size = self.size(rel)
         target = Path(dest)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.part")
+        # A name of its own per download: two readers of one file (parallel dataset reads) must not
+        # write into, rename or remove each other's partial copy.
+        tmp = target.with_name(f".{target.name}.part-{uuid.uuid4().hex[:12]}")
         step = config.upload_part_bytes()
+        try:
+            self._download_to(rel, tmp, size, step)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _download_to(self, rel: str, tmp: Path, size: int, step: int) -> None:
         with tmp.open("wb") as out:
             for start in range(0, size, step):
                 end = min(start + step, size) - 1
@@ -180,13 +190,10 @@ class RestArtifactStore:
                 )
                 total = response.headers.get("content-range", "").rpartition("/")[2]
                 if total != str(size) or out.tell() != end + 1:
-                    out.close()
-                    tmp.unlink()
                     raise ConflictError(
                         f"{rel!r} on the server changed while it was downloaded ({size} bytes at first, now "
                         f"{total or 'unknown'}); download it again once it is written."
                     )
-        os.replace(tmp, target)
 
     def copy_tree_local(self, rel: str, dest: Path) -> None:
         names = self.list(rel)
