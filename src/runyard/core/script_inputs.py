@@ -22,6 +22,7 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -52,7 +53,7 @@ class PlannedInput:
     path_on_datastore: str | None = None
     path_on_compute: str | None = None
     path: Path | None = None
-    single_file: bool = False  # a datastore path that is one file: the job gets the file's path, as in v1
+    single_file: str | None = None  # one file (see single_file_name): its name; the job gets the file's path
     objects: list[int] = field(default_factory=list)  # ids of the argument objects it stands for
 
     def value(self) -> str:
@@ -91,6 +92,32 @@ class PlannedInput:
             detail=detail,
             created_time=time.time(),
         )
+
+
+def single_file_name(definition: Any, files: Sequence[Any]) -> str | None:
+    """The file's name when a FileDataset is ONE file with no transforms, else None.
+
+    v1 (DatasetContextManager) gives such an input to the job as the file's path (mount point plus
+    to_path()[0]), not its folder, in mount and download mode; a folder, a glob or a transform keeps the
+    folder. `files` are the resolved files (ResolvedFile or their JSON), `definition` the dataset's."""
+    from runyard.data.backends import clean_store_path
+    from runyard.data.definition import DatasetDefinition, is_glob
+    from runyard.data.hashing import ResolvedFile
+    from runyard.data.resolve import relative_path
+
+    definition = DatasetDefinition.from_json(definition)
+    if definition.kind != "file" or definition.transforms or len(definition.sources) != 1 or len(files) != 1:
+        return None
+    source = definition.sources[0]
+    file = files[0] if isinstance(files[0], ResolvedFile) else ResolvedFile.from_json(files[0])
+    if "datastore" in source:
+        path = clean_store_path(source["path"])
+        one = not is_glob(path) and file.datastore == source["datastore"] and file.path == path
+    elif "local" in source:
+        one = not is_glob(source["local"]) and Path(source["local"]).is_file()
+    else:
+        one = True  # an http(s) URL is one file
+    return PurePosixPath(relative_path(definition, file)).name if one else None
 
 
 def _is_dataset(value: Any) -> bool:
@@ -179,11 +206,12 @@ def _plan_one(ws: Workspace, argument: Any) -> PlannedInput:
         from runyard.data.resolve import check_files
 
         check_files(ws, pinned)  # a registered version whose files changed is refused, naming the file
-        content_hash, dataset_id = pinned.content_hash, pinned.id
+        content_hash, dataset_id, files = pinned.content_hash, pinned.id, list(pinned.files)
     else:
         from runyard.data.resolve import resolve_files
 
-        content_hash, dataset_id = resolve_files(ws, dataset.definition).content_hash, None
+        resolved = resolve_files(ws, dataset.definition)
+        content_hash, dataset_id, files = resolved.content_hash, None, list(resolved.files)
     return PlannedInput(
         name=name,
         mode=mode,
@@ -191,6 +219,7 @@ def _plan_one(ws: Workspace, argument: Any) -> PlannedInput:
         dataset=dataset,
         dataset_id=dataset_id,
         path_on_compute=_check_path_on_compute(name, path_on_compute),
+        single_file=single_file_name(dataset.definition, files) if mode != "direct" else None,
     )
 
 
@@ -220,7 +249,7 @@ def _plan_datastore_path(ws: Workspace, reference: Any) -> PlannedInput:
         content_hash=content_hash,
         datastore=store,
         path_on_datastore=path,
-        single_file=len(files) == 1 and files[0].path == path,
+        single_file=PurePosixPath(path).name if len(files) == 1 and files[0].path == path else None,
         path_on_compute=_check_path_on_compute(name, getattr(reference, "path_on_compute", None)),
     )
 
@@ -271,9 +300,7 @@ def assign_paths(inputs: list[PlannedInput], work: Path) -> None:
                 if item.path_on_compute
                 else work / "inputs" / item.name
             )
-            item.path = (
-                folder / PurePosixPath(str(item.path_on_datastore)).name if item.single_file else folder
-            )
+            item.path = folder / item.single_file if item.single_file else folder
 
 
 def check_names(inputs: list[PlannedInput], outputs: list[Any]) -> None:

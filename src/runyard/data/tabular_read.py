@@ -207,7 +207,25 @@ def _read_delimited(
         raise InvalidInputError(_undecodable_message(path, display, encoding))
     if mode == "none":
         table = table.rename_columns([f"Column{i + 1}" for i in range(table.num_columns)])
+    elif len(set(table.column_names)) != table.num_columns:  # a data row taken as header: "1,0,0"
+        table = table.rename_columns(unique_names(table.column_names))
     return table, list(table.column_names)
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Repeated header names made unique the way pandas.read_csv does ("a", "a.1", "a.2"): pyarrow keeps
+    them, and two files with repeated names then cannot be combined ("duplicate field names")."""
+    taken, used = set(names), set()
+    result = []
+    for name in names:
+        unique, count = name, 0
+        while unique in used:  # a suffix never takes a name that is a real column ("a", "a", "a.1")
+            count += 1
+            unique = f"{name}.{count}"
+            unique = unique if unique not in taken else name
+        used.add(unique)
+        result.append(unique)
+    return result
 
 
 def _read_some(reader: Any, limit: int) -> pa.Table:
@@ -357,7 +375,27 @@ def _concat(tables: list[tuple[str, pa.Table]], loose: bool) -> pa.Table:
                 at = table.column_names.index(name)
                 table = table.set_column(at, name, convert_column(table.column(name), "string"))
         fixed.append(table)
-    return pa.concat_tables(fixed, promote_options="permissive")
+    try:
+        return pa.concat_tables(fixed, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:  # never pyarrow's own words: name file and column
+        raise InvalidInputError(_concat_problem(tables, str(err))) from None
+
+
+def _concat_problem(tables: list[tuple[str, pa.Table]], text: str) -> str:
+    for display, table in tables:
+        names = table.column_names
+        twice = next((n for n in names if names.count(n) > 1), None)
+        if twice is not None:
+            return (
+                f"File {display!r} has column {twice!r} more than once, so its files cannot be combined: "
+                "rename the column in the file, or read them as separate datasets."
+            )
+    first = text.splitlines()[0] if text else "unknown reason"
+    files = ", ".join(repr(d) for d, _ in tables[:3]) + (" ..." if len(tables) > 3 else "")
+    return (
+        f"The files {files} cannot be combined into one table ({first}): read them as separate "
+        "datasets, or convert the files to one schema."
+    )
 
 
 def _numeric_pair(a: pa.DataType, b: pa.DataType) -> bool:

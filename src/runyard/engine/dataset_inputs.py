@@ -50,6 +50,7 @@ class ResolvedInput:
     datastore: str | None = None
     path_on_datastore: str | None = None
     files: dict[str, str] = field(default_factory=dict)  # path → sha256, for the manifest
+    single_file: str | None = None  # one file, no transforms: its name; the job gets the file, as in v1
 
     @property
     def dataset_id(self) -> str | None:
@@ -74,6 +75,7 @@ def _file_key(f: Any) -> str:
 
 def resolve_dataset(ws: Workspace, name: str, mode: str, payload: dict[str, Any]) -> ResolvedInput:
     """A dataset payload (data/dataset.py) → its bytes now; a registered version is verified file by file."""
+    from runyard.core.script_inputs import single_file_name
     from runyard.data.definition import DatasetDefinition
     from runyard.data.hashing import ResolvedFile
     from runyard.data.resolve import locate_record, resolve_files
@@ -85,6 +87,7 @@ def resolve_dataset(ws: Workspace, name: str, mode: str, payload: dict[str, Any]
         record = ws.store.get_dataset_by_id(record_id)
         located = locate_record(ws, record)  # DataAccessError naming the first file gone or changed
         files = {_file_key(item.file): item.file.sha256 for item in located}
+        found = [item.file for item in located]
         label = {
             "kind": "dataset",
             "dataset": record.name,
@@ -96,10 +99,17 @@ def resolve_dataset(ws: Workspace, name: str, mode: str, payload: dict[str, Any]
     else:
         resolved = resolve_files(ws, definition)
         files = {_file_key(f): f.sha256 for f in resolved.files if isinstance(f, ResolvedFile)}
+        found = list(resolved.files)
         label = {"kind": "unregistered"}
         content = resolved.content_hash
     return ResolvedInput(
-        name, mode, _digest(content, definition.to_json()), label, dict(payload), files=files
+        name,
+        mode,
+        _digest(content, definition.to_json()),
+        label,
+        dict(payload),
+        files=files,
+        single_file=single_file_name(definition, found),
     )
 
 
@@ -117,6 +127,7 @@ def resolve_datastore_path(ws: Workspace, name: str, mode: str, datastore: str, 
         datastore,
         path,
         files={f.path: f.sha256 for f in files},
+        single_file=Path(path).name if len(files) == 1 and files[0].path == path else None,
     )
 
 
@@ -247,12 +258,7 @@ def materialize_inputs(
             }
             dataset = dataset_from_payload(ws, payload)
             folder = materialize(ws, dataset, item.mode, work / "inputs" / name)
-            single = (
-                item.payload is None
-                and len(item.files) == 1
-                and next(iter(item.files)) == item.path_on_datastore
-            )
-            path = str(folder / Path(str(item.path_on_datastore)).name) if single else str(folder)
+            path = str(folder / item.single_file) if item.single_file else str(folder)
             values[name] = path
         described[name] = {
             "mode": item.mode,

@@ -29,6 +29,7 @@ from runyard.engine.graph_order import dependencies, topological_order
 from runyard.engine.graph_spec import GraphSpec, parse_graph
 from runyard.engine.placement import Placement, Submitters
 from runyard.engine.reuse import OUTPUTS_GONE, ReuseDecision, explain, step_material
+from runyard.engine.step_data import register_reused
 from runyard.engine.step_runner import resolve_arguments, resolve_params
 from runyard.errors import InvalidInputError, NotFoundError, RunyardError
 from runyard.status import TERMINAL_STATUSES, RunStatus
@@ -261,10 +262,17 @@ class PipelineExecution:
             found = next((p for p in map(verify_output, outputs.values()) if p is not None), None)
             problem = problem or found
             if found is None:
-                self._reusable[candidate.run_id] = dict(outputs)
+                reused = dict(outputs)
+                try:  # register_on_complete added since: the reused files are registered now
+                    notes = register_reused(self.ws, step, reused, candidate.run_id)
+                except (RunyardError, OSError) as exc:
+                    problem = problem or f"its outputs cannot be registered on complete: {exc}"
+                    continue
+                self._reusable[candidate.run_id] = reused
                 return ReuseDecision(
                     True,
-                    f"reused run {candidate.run_id}: nothing it depends on changed",
+                    f"reused run {candidate.run_id}: nothing it depends on changed"
+                    + "".join(f"; {note}" for note in notes),
                     (),
                     candidate.run_id,
                 )

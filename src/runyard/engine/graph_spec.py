@@ -54,7 +54,8 @@ GRAPH_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 
 #: Names that end up in paths or environment variable names: no '/', no leading '.', no '..'.
-SafeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
+_SAFE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+SafeName = Annotated[str, StringConstraints(pattern=_SAFE_PATTERN)]
 #: Display names (steps): any printable text, without control characters.
 StepName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
 #: Step param names become environment variable names (AML_PARAMETER_<name>): no NUL, no '='.
@@ -292,20 +293,71 @@ def parse_graph(data: Any) -> GraphSpec:
     try:
         graph = GraphSpec.model_validate(data)
     except ValidationError as exc:
-        raise GraphError(_describe(exc)) from None
+        raise GraphError(_describe(exc, data)) from None
     if graph.version < 2 and any(s.datasets for s in graph.steps):
         raise GraphError("a version 1 graph has no dataset inputs; this one claims some")
     _check_references(graph)
     return graph
 
 
-def _describe(exc: ValidationError) -> str:
-    problems = []
-    for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "graph"
-        problems.append(f"{where}: {err['msg']}")
-    more = f" (and {exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
-    return "; ".join(problems) + more
+#: What a SafeName may hold, in words (pydantic would print the regular expression).
+_NAME_RULE = "letters, digits and '_', '.' or '-' (not first), at most 128 characters"
+#: pydantic's location parts that name a union member or a validator, not a field of the graph.
+_TAG = re.compile(r"^([A-Z][A-Za-z0-9]*|str|int|float|bool|none|constrained-str|function-.*|.*\[.*\])$")
+
+
+def _step_where(loc: list[Any], data: Any) -> str:
+    """'step <name> (arguments.0)' for a location inside a step, else the dotted location."""
+    if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
+        try:
+            name = data["steps"][loc[1]]["name"]
+        except (KeyError, IndexError, TypeError):
+            name = None
+        if isinstance(name, str):
+            rest = ".".join(str(p) for p in loc[2:])
+            return f"step {name!r}" + (f" ({rest})" if rest else "")
+    return ".".join(str(p) for p in loc) or "graph"
+
+
+def _problem(err: Any, data: Any) -> str:
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and _TAG.match(p))]
+    where, value = _step_where(loc, data), err.get("input")
+    if err["type"] == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == _SAFE_PATTERN:
+        return f"{where}: {value!r} is not a valid name: use {_NAME_RULE}"
+    if err["type"] == "missing":
+        return f"{where} is required"
+    if err["type"] == "extra_forbidden":
+        return f"{where} is not a known field: {err['msg']}"
+    return f"{where}: {err['msg']} (got {value!r})"
+
+
+def _describe(exc: ValidationError, data: Any = None) -> str:
+    """The validation errors in the graph's own terms: a union (an argument is a literal, a parameter, an
+    input or an output) reports what is wrong with the member the value meant, not that it lacks the
+    other members' keys; a step is named by its name, a name rule is said in words."""
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for err in exc.errors():
+        loc = list(err["loc"])
+        cut = next((i for i, p in enumerate(loc) if isinstance(p, str) and _TAG.match(p)), len(loc))
+        groups.setdefault(tuple(loc[:cut]), []).append(err)
+    problems: list[str] = []
+    for prefix, errs in groups.items():
+        if len(errs) > 1 and any(isinstance(p, str) and _TAG.match(p) for p in errs[0]["loc"]):
+            meant = [e for e in errs if e["type"] not in ("missing", "extra_forbidden")]
+            if not meant:  # none of the members fits: say which shapes it may have
+                keys = sorted({str(e["loc"][-1]) for e in errs if e["type"] == "missing"})
+                where = _step_where(list(prefix), data)
+                problems.append(
+                    f"{where}: {errs[0].get('input')!r} is not an object with one of the keys {keys}"
+                )
+                continue
+            errs = meant
+        for err in errs:
+            text = _problem(err, data)
+            if text not in problems:
+                problems.append(text)
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return "; ".join(problems[:5]) + more
 
 
 def _check_references(graph: GraphSpec) -> None:

@@ -20,7 +20,8 @@ from runyard.core.workspace import Workspace
 from runyard.data import output_datasets
 from runyard.data.datastore import DEFAULT_DATASTORE, Datastore
 from runyard.engine.dataset_inputs import ResolvedInput
-from runyard.store.records import DatasetUse
+from runyard.errors import NotFoundError
+from runyard.store.records import DatasetRecord, DatasetUse
 
 
 def upload_output(ws: Workspace, out: dict[str, Any]) -> str | None:
@@ -54,6 +55,59 @@ def register_output(ws: Workspace, run_id: str, out: dict[str, Any]) -> dict[str
         run_id,
     )
     return {"id": stored.id, "name": stored.name, "version": stored.version}
+
+
+def _latest_same(ws: Workspace, reg: dict[str, Any], datastore: str, path: str) -> DatasetRecord | None:
+    """The latest version of reg["name"] when it already is exactly these files read this way, else None."""
+    from runyard.data.definition import DatasetDefinition
+    from runyard.data.resolve import resolve_files
+
+    try:
+        latest = ws.store.get_dataset(str(reg["name"]))
+    except NotFoundError:
+        return None
+    definition = output_datasets.output_dataset(
+        Datastore(ws, datastore).name, path, reg.get("read")
+    ).definition
+    same = (
+        latest.kind == definition.kind
+        and DatasetDefinition.from_json(latest.definition) == definition
+        and latest.content_hash == resolve_files(ws, definition).content_hash
+    )
+    return latest if same else None
+
+
+def register_reused(
+    ws: Workspace, step: dict[str, Any], outputs: dict[str, Any], reused_run_id: str
+) -> list[str]:
+    """register_on_complete on a step that is REUSED: the reused output's files are registered under the
+    name (as if the step had run) unless the latest version of that name already holds them, read the
+    same way. `outputs` (the reused run's recorded outputs) gains each output's "dataset", so lineage
+    records it; returns one line per output for the reuse report. The version's run_id is the run that
+    wrote the files. RunyardError when a registration fails."""
+    notes: list[str] = []
+    for out in step.get("outputs", []):
+        reg, recorded = out.get("registration"), outputs.get(out["name"])
+        if not reg or not isinstance(recorded, dict):
+            continue
+        datastore, path = str(recorded["datastore"]), str(recorded["pathOnDatastore"])
+        existing = _latest_same(ws, reg, datastore, path)
+        if existing is not None:
+            dataset = {"id": existing.id, "name": existing.name, "version": existing.version}
+            notes.append(
+                f"output {out['name']!r} is already dataset {existing.name!r} version {existing.version}"
+            )
+        else:
+            producer = str(recorded.get("run_id") or reused_run_id)
+            dataset = register_output(
+                ws, producer, {"register": reg, "datastore": datastore, "pathOnDatastore": path}
+            )
+            notes.append(
+                f"registered reused output {out['name']!r} as dataset {dataset['name']!r} "
+                f"version {dataset['version']}"
+            )
+        outputs[out["name"]] = {**recorded, "dataset": dataset}
+    return notes
 
 
 def _input_detail(item: ResolvedInput) -> dict[str, Any]:

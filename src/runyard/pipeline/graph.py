@@ -8,6 +8,7 @@ them all at once instead of the first.
 from __future__ import annotations
 
 import graphlib
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,8 @@ def compile_graph(
     for step in steps:
         for index, data in enumerate(data_produced_by(step)):
             if isinstance(data, OutputFileDatasetConfig) and not data.name:
-                data.name = f"{step.name}_output_{index}".replace("-", "_").replace(".", "_")
+                # A SafeName: a step name may hold spaces and any other character ("prepare step").
+                data.name = re.sub(r"[^A-Za-z0-9_]", "_", f"{step.name}_output_{index}")[-128:]
             if id(data) in producer and producer[id(data)][0] != step.name:
                 errors.append(
                     f"Output {data.name!r} is written by both {producer[id(data)][0]!r} and {step.name!r}; "
