@@ -353,8 +353,9 @@ def _concat(tables: list[tuple[str, pa.Table]], loose: bool) -> pa.Table:
         return tables[0][1]
     try:
         return pa.concat_tables([t for _, t in tables], promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        pass
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        if any(len(set(t.column_names)) != t.num_columns for _, t in tables):  # no promotion mends that
+            raise InvalidInputError(_concat_problem(tables, str(err))) from None
     types: dict[str, tuple[str, pa.DataType]] = {}
     for display, table in tables:
         for field in table.schema:
