@@ -156,7 +156,7 @@ def test_secrets_go_to_an_owner_only_file_never_to_the_database(
     assert json.loads(path.read_text())["datastores"]["myblob"]["account_key"] == key
     assert resolve_secrets(workspace.path, "myblob", ["account_key"]) == {"account_key": key}
     monkeypatch.setenv(env_name("myblob", "account_key"), "from-env")
-    assert env_name("myblob", "account_key") == "RUNYARD_DATASTORE_MYBLOB_ACCOUNT_KEY"
+    assert env_name("myblob", "account_key") == "RUNYARD_DATASTORE_MYBLOB__ACCOUNT_KEY"
     assert resolve_secrets(workspace.path, "myblob", ["account_key", "sas_token"]) == {
         "account_key": "from-env",
         "sas_token": "sv=2020&sig=abc",

@@ -3,20 +3,29 @@
 An account key, SAS token or secret access key given to `Datastore.register_*` is written to
 `<workspace folder>/secrets.json` (mode 0600, created atomically so it is never readable by others, not
 even for a moment). The database record only lists which options are secret (`secret_names`). A value in
-the environment wins over the file: RUNYARD_DATASTORE_<NAME>_<OPTION>, e.g.
-RUNYARD_DATASTORE_MYBLOB_ACCOUNT_KEY, so CI and containers need no file at all. A secrets file that group
-or others can read is refused (with the chmod that fixes it) rather than used, as ssh does with keys.
+the environment wins over the file: RUNYARD_DATASTORE_<NAME>__<OPTION> (a double underscore between the
+name and the option), e.g. RUNYARD_DATASTORE_MY_BLOB__ACCOUNT_KEY, so CI and containers need no file at
+all. Both names and options may hold '_', so a single '_' would be ambiguous (datastore 'my_blob' option
+'account_key', or datastore 'my_blob_account' option 'key'?); no option name holds '__', so the double
+underscore is not. A secrets file that group or others can read is refused (with the chmod that fixes it)
+rather than used, as ssh does with keys.
+
+Registrations run in many processes at once (notebooks, CI, a shell), so every read-modify-write of the
+file holds an exclusive `fcntl.flock` on `secrets.json.lock` beside it: no process overwrites another's
+entry.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import stat
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +33,10 @@ from runyard.errors import InvalidInputError, RunyardError
 from runyard.store.validation import SECRET_OPTION_KEYS
 
 SECRETS_FILE = "secrets.json"
+#: Held (flock) around every read-modify-write of the secrets file, by every process.
+LOCK_FILE = "secrets.json.lock"
+#: Between the datastore's name and the option in an environment variable's name.
+ENV_SEPARATOR = "__"
 _lock = threading.Lock()
 
 
@@ -66,8 +79,9 @@ def _refuse_nested(where: str, outer: str, value: Any) -> None:
 
 
 def env_name(datastore: str, option: str) -> str:
-    """RUNYARD_DATASTORE_<NAME>_<OPTION>, upper-case, anything but letters and digits as '_'."""
-    return f"RUNYARD_DATASTORE_{_env_part(datastore)}_{_env_part(option)}"
+    """RUNYARD_DATASTORE_<NAME>__<OPTION>, upper-case, anything but letters and digits as '_'. The double
+    underscore keeps 'my_blob' + 'account_key' apart from 'my_blob_account' + 'key'."""
+    return f"RUNYARD_DATASTORE_{_env_part(datastore)}{ENV_SEPARATOR}{_env_part(option)}"
 
 
 def _env_part(text: str) -> str:
@@ -76,6 +90,20 @@ def _env_part(text: str) -> str:
 
 def secrets_path(workspace_folder: Path) -> Path:
     return Path(workspace_folder) / SECRETS_FILE
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """This process's threads (a threading lock) and every other process (flock on the lock file beside
+    `path`) wait for each other, so a read-modify-write of the secrets file never loses another's entry."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _lock:
+        fd = os.open(path.with_name(LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -129,7 +157,7 @@ def save_secrets(workspace_folder: Path, datastore: str, values: Mapping[str, st
     """Replace one datastore's secrets (none: remove its entry). Returns what was there before, so a
     failed registration can put it back."""
     path = secrets_path(workspace_folder)
-    with _lock:
+    with _locked(path):
         data = _read(path)
         stores = data.setdefault("datastores", {})
         before = dict(stores.get(datastore.lower(), {}))
@@ -147,7 +175,7 @@ def restore_secrets(
 ) -> None:
     """Undo save_secrets after a failed registration, unless someone else changed the entry since."""
     path = secrets_path(workspace_folder)
-    with _lock:
+    with _locked(path):
         data = _read(path)
         stores = data.setdefault("datastores", {})
         if stores.get(datastore.lower(), {}) != dict(wrote):
@@ -163,7 +191,7 @@ def restore_secrets(
 def resolve_secrets(
     workspace_folder: Path, datastore: str, names: tuple[str, ...] | list[str]
 ) -> dict[str, str]:
-    """The value of each secret option: the environment's RUNYARD_DATASTORE_<NAME>_<OPTION> first, then
+    """The value of each secret option: the environment's RUNYARD_DATASTORE_<NAME>__<OPTION> first, then
     the file. An option found in neither is left out (fsspec then tries its own credential chain). The
     environment may also supply a credential that was not given at registration (key, secret, account_key,
     ...). The file is only read when the environment does not hold every value."""
