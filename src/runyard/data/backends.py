@@ -4,19 +4,32 @@ store and any fsspec filesystem.
 Datasets, datastore transfers, reuse hashing and the engine's input materialisation only talk to a
 `StorageBackend`, so a dataset on S3 and one in the workspace folder take the same code path. Paths are
 always posix paths relative to the datastore's root and never leave it ('..' is refused).
+
+A local upload is copied into `.runyard-partial/` at the datastore's root and renamed into place when
+whole. Listings never descend into that folder, so a file being copied, or left half-copied by a killed
+process, is never seen by a dataset, a glob, reuse hashing, a download or a mount. Partial files nobody
+has written to for `STALE_PARTIAL_SECONDS` are swept by the next upload to the store.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import shutil
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from runyard.errors import InvalidInputError
+
+#: Where a local store's uploads are written before they are renamed into place; never listed.
+PARTIAL_DIR = ".runyard-partial"
+#: A partial file untouched this long belongs to a process that died (a live copy writes continuously).
+STALE_PARTIAL_SECONDS = 6 * 3600
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,8 @@ class LocalBackend:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.url = self.root.as_uri() if self.root.is_absolute() else str(self.root)
+        self._swept = False
+        self._sweep_lock = threading.Lock()
 
     def _full(self, path: str) -> Path:
         rel = clean_store_path(path)
@@ -81,6 +96,8 @@ class LocalBackend:
     def list_files(self, prefix: str = "") -> list[StoredFile]:
         """Plain-string scandir walk: on a 10k-file folder, Path objects per entry cost about as much
         as the stat calls themselves (bench/bench_datasets.py, warm rehash)."""
+        if PARTIAL_DIR in clean_store_path(prefix).split("/"):
+            return []
         base = self._full(prefix)
         if base.is_file():
             st = base.stat()
@@ -97,7 +114,8 @@ class LocalBackend:
             with entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
+                        if entry.name != PARTIAL_DIR:  # uploads in progress (or killed): never data
+                            stack.append(entry.path)
                     elif entry.is_file(follow_symlinks=False):
                         st = entry.stat(follow_symlinks=False)
                         found.append(StoredFile(entry.path[len(root) :], st.st_size, st.st_mtime_ns))
@@ -115,10 +133,55 @@ class LocalBackend:
         if final.exists() and not overwrite:
             return False
         final.parent.mkdir(parents=True, exist_ok=True)
-        partial = final.with_name(f".{final.name}.partial-{uuid.uuid4().hex[:8]}")
+        self._sweep_once()
+        partials = self.root / PARTIAL_DIR
+        partials.mkdir(parents=True, exist_ok=True)
+        partial = partials / f"{uuid.uuid4().hex}-{final.name}"
         try:
             shutil.copyfile(local, partial)
-            os.replace(partial, final)
+            try:
+                os.replace(partial, final)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                # the destination folder is another filesystem mounted inside the store: copy next to it,
+                # in a partial folder of its own (also never listed), then rename
+                near = final.parent / PARTIAL_DIR
+                near.mkdir(exist_ok=True)
+                moved = near / partial.name
+                try:
+                    shutil.copyfile(partial, moved)
+                    os.replace(moved, final)
+                finally:
+                    moved.unlink(missing_ok=True)
         finally:
             partial.unlink(missing_ok=True)
         return True
+
+    def _sweep_once(self) -> None:
+        """Remove partial files of uploads that died (untouched for STALE_PARTIAL_SECONDS); once per
+        backend, i.e. once per upload call."""
+        with self._sweep_lock:
+            if self._swept:
+                return
+            self._swept = True
+        sweep_partials(self.root / PARTIAL_DIR)
+
+
+def sweep_partials(folder: Path, older_than: float = STALE_PARTIAL_SECONDS) -> list[str]:
+    """Delete the files in `folder` not modified for `older_than` seconds; returns their names. A file
+    another process removes meanwhile is simply skipped."""
+    cutoff = time.time() - older_than
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in entries:
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed.append(entry.name)
+        except FileNotFoundError:
+            continue
+    return removed

@@ -1,4 +1,4 @@
-"""Datastores that are not a plain local folder: any fsspec filesystem, and the built-in workspaceblobstore.
+"""Datastores that are not a plain local folder: any fsspec filesystem, and the built-in datastores.
 
 `FsspecBackend` opens a registered store's URL (s3://, az://, abfs://, gs://, ...) with its options and
 secrets. The filesystem is created on first use, so a store whose fsspec package is missing can still be
@@ -9,8 +9,9 @@ unreachable endpoint is an error within seconds rather than a hang.
 Reads of remote files go through a local cache folder keyed by (store URL, path, version tag): `fetch` of
 a file whose ETag/generation is unchanged returns the cached copy without downloading it again.
 
-`ArtifactBackend` is 'workspaceblobstore': a folder of the workspace's artifact store. In an embedded
-workspace that is a LocalBackend; in a server workspace every file goes through the server's artifact API.
+`ArtifactBackend` is a built-in datastore (workspaceblobstore, workspacefilestore): a folder of the
+workspace's artifact store. In an embedded workspace that is a LocalBackend; in a server workspace every
+file goes through the server's artifact API.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runyard.data.backends import LocalBackend, StorageBackend, StoredFile, clean_store_path
+from runyard.data.backends import (
+    PARTIAL_DIR,
+    LocalBackend,
+    StorageBackend,
+    StoredFile,
+    clean_store_path,
+)
 from runyard.errors import DataAccessError, NotFoundError, RunyardError
 from runyard.store.rest_artifacts import RestArtifactStore
 
@@ -195,7 +202,8 @@ class FsspecBackend:
 
 
 class ArtifactBackend:
-    """'workspaceblobstore': `datastores/<name>/` of the workspace's artifact store (StorageBackend).
+    """A built-in datastore ('workspaceblobstore', 'workspacefilestore'): `datastores/<name>/` of the
+    workspace's artifact store (StorageBackend).
 
     Embedded workspace with a local artifact root: a LocalBackend over that folder. An artifact root on
     an fsspec URL: a FsspecBackend under it. A server workspace: files go through the server's artifact
@@ -232,6 +240,7 @@ class ArtifactBackend:
                 return [StoredFile(rel, self._rest.size(self._rel(rel)))]
             return []
         paths = [f"{rel}/{n}" if rel else n for n in names]
+        paths = [p for p in paths if PARTIAL_DIR not in p.split("/")]  # a local client's upload under way
         return sorted((StoredFile(p, self._rest.size(self._rel(p))) for p in paths), key=lambda f: f.path)
 
     def local_path(self, path: str) -> Path | None:
