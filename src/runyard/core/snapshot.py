@@ -2,10 +2,17 @@
 
 Ignore rules come from the first of `.runyardignore`, `.amlignore`, `.gitignore` found in the source
 directory (gitignore syntax). Limits follow Azure ML: 300 MB and 2,000 files per snapshot.
+
+A workspace folder inside the project is never taken: a snapshot is kept for ever in the snapshot store
+(readable by any read token of a server workspace) and copied into every job's working folder, so the
+workspace's datastore credentials (secrets.json) must not ride along. A folder is a workspace when it
+holds runyard.db or a workspace config.json (one with tracking_uri and artifact_root: a workspace whose
+database is PostgreSQL or elsewhere has no runyard.db). secrets.json itself is left out wherever it is.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -26,9 +33,16 @@ ALWAYS_IGNORED = [
     # descriptor of a SQLite file drops that process's locks on it (POSIX), which can lose writes.
     "runyard.db",
     "runyard.db-*",
+    # Datastore credentials (data/secrets.py): never copied, whatever folder they are in.
+    "secrets.json",
+    "secrets.json.lock",
+    ".secrets.json.*",
 ]
 #: A folder holding this file is a workspace (whatever its name): never part of a snapshot.
 WORKSPACE_MARKER = "runyard.db"
+#: ... and so is a folder whose config.json has these keys (what core/workspace_config.py writes).
+WORKSPACE_CONFIG = "config.json"
+WORKSPACE_CONFIG_KEYS = ("tracking_uri", "artifact_root")
 MAX_FILES = 2000
 MAX_BYTES = 300 * 1024 * 1024
 
@@ -42,6 +56,22 @@ def ignore_spec(source_dir: Path) -> tuple[pathspec.PathSpec, str | None]:
     return pathspec.GitIgnoreSpec.from_lines(ALWAYS_IGNORED), None
 
 
+def is_workspace_folder(folder: Path, names: list[str] | None = None) -> bool:
+    """Whether `folder` is a runyard workspace: it holds runyard.db, or a config.json naming a
+    tracking_uri and an artifact_root (an Azure config.json names a subscription instead)."""
+    names = os.listdir(folder) if names is None else names
+    if WORKSPACE_MARKER in names:
+        return True
+    if WORKSPACE_CONFIG not in names:
+        return False
+    try:
+        with open(folder / WORKSPACE_CONFIG, "rb") as fh:
+            data = json.loads(fh.read(1 << 20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and all(key in data for key in WORKSPACE_CONFIG_KEYS)
+
+
 def snapshot_files(source_dir: Path) -> list[Path]:
     """Relative paths of the files that make up the snapshot, sorted; raises past the limits."""
     spec, used = ignore_spec(source_dir)
@@ -49,7 +79,7 @@ def snapshot_files(source_dir: Path) -> list[Path]:
     total = 0
     for root, dirs, names in os.walk(source_dir):
         rel_root = Path(root).relative_to(source_dir)
-        if WORKSPACE_MARKER in names and rel_root != Path("."):
+        if rel_root != Path(".") and is_workspace_folder(Path(root), names):
             dirs[:] = []
             continue
         dirs[:] = sorted(d for d in dirs if not spec.match_file(f"{(rel_root / d).as_posix()}/"))
