@@ -13,8 +13,6 @@ the whole dataset. Without either, the file is fetched (through the backend's ca
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from runyard.data.backends import StorageBackend, StoredFile, clean_store_path
 from runyard.errors import DatastoreNotFound, NotFoundError
+from runyard.store.data_rules import content_hash as content_hash  # one definition, also the store's
 from runyard.store.hash_cache import HashCache
 from runyard.store.snapshots import file_sha256
 
@@ -50,13 +49,6 @@ class ResolvedFile:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ResolvedFile:
         return cls(str(data["datastore"]), str(data["path"]), int(data["size"]), str(data["sha256"]))
-
-
-def content_hash(files: Sequence[ResolvedFile]) -> str:
-    """sha256 of the files' canonical JSON, sorted by (datastore, path): the identity of a version's bytes.
-    Each file is the array [datastore, path, size, sha256] (compact, cheap to build for 100k files)."""
-    rows = sorted((f.datastore, f.path, f.size, f.sha256) for f in files)
-    return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
 
 
 def hash_cache(ws: Workspace) -> HashCache:

@@ -5,9 +5,14 @@ Who may do what:
 - registering, replacing or deleting a datastore, and choosing the default one: 'admin', as for compute
   targets; it decides where the workspace's data lives, which a job must never change;
 - registering a dataset version: 'write', or a run token (a job registers its outputs; when the record
-  names a run, it must be the token's run or one of its children);
+  names a run, it must be the token's run or one of its children, and a record that names none is
+  stamped with the token's run, so every version a job publishes says which run made it);
 - recording lineage: 'write', or a run token for its own run's family only, and only outputs: the inputs
   recorded at submit decide which datastore files the run token may read (server/run_inputs.py).
+
+A version posted here names datastore files only (store/data_rules.check_server_dataset): a client's
+local paths and URLs were never uploaded to the server, and previewing them would make the server read
+its own files or fetch URLs a token holder chose.
 
 Bodies are read strictly (pydantic's strict mode): lax parsing would turn "12" into a file size or 1.0
 into a version before store/validation.py sees it, and REST would store what the SQL stores refuse.
@@ -15,6 +20,7 @@ into a version before store/validation.py sees it, and REST would store what the
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path
@@ -23,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from runyard.errors import InvalidInputError
 from runyard.server.auth import Principal
 from runyard.server.errors import ERROR_RESPONSES, forbidden
-from runyard.store import SqlStore
+from runyard.store import SqlStore, data_rules
 from runyard.store.records import DatasetRecord, DatasetUse, DatastoreRecord
 
 MAX_USES = 10_000
@@ -142,12 +148,17 @@ def data_router(store: SqlStore, principal: Any) -> APIRouter:
     def register_dataset(
         body: DatasetIn, create_new_version: bool = False, who: Principal = auth
     ) -> DatasetRecord:
+        record = body.record()
         if who.scope == "run":
-            if body.run_id is not None:  # a job registers its own outputs, never another run's
-                who.family_check(store, body.run_id, write=True)
+            if record.run_id is None:
+                record = replace(record, run_id=who.run_id)
+            if record.run_id is not None:  # a job registers its own outputs, never another run's
+                who.family_check(store, record.run_id, write=True)
         else:
             who.require("write")
-        return store.register_dataset(body.record(), create_new_version=create_new_version)
+        data_rules.validate_dataset(record)  # shape first: the next rule reads the files' fields
+        data_rules.check_server_dataset(record)
+        return store.register_dataset(record, create_new_version=create_new_version)
 
     @router.get("/datasets/{name}/versions/{version}", response_model=DatasetRecord)
     def get_dataset_version(

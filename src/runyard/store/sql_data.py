@@ -1,13 +1,16 @@
 """Datastores, versioned datasets and lineage: their rows.
 
-The rules every record must follow are in store/validation.py (validate_datastore, validate_dataset,
+The rules every record must follow are in store/data_rules.py (validate_datastore, validate_dataset,
 validate_dataset_use), checked here before each write so that both databases and the server accept the
 same records. What needs the database to decide (does the run exist, is the name taken, which version
 comes next) is decided inside the write transaction.
 
 Datastore names are case-insensitive as in v1: stored lowercased and looked up lowercased. The built-in
-'workspaceblobstore' is never a row (data/datastore.py serves it). Dataset versions are immutable: there
-is no update, and registering the same content again returns the version that holds it.
+'workspaceblobstore' and 'workspacefilestore' are never rows (data/datastore.py serves them). Dataset
+versions are immutable: there is no update, and registering the same content again returns the version
+that holds it. A version's content_hash is computed here from its files, never taken from the caller:
+step reuse fingerprints a registered input by it, so a record claiming another version's hash for other
+files would make a step reuse results computed from different bytes.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from runyard.errors import ConflictError, DatasetNotFound, DatastoreNotFound, InvalidInputError, RunNotFound
+from runyard.store import data_rules as v
 from runyard.store import schema as t
-from runyard.store import validation as v
 from runyard.store.records import DatasetRecord, DatasetUse, DatastoreRecord
 from runyard.store.sql_base import SqlBase, _retry_on_conflict
 
@@ -50,14 +53,15 @@ class SqlData(SqlBase):
         )
 
     def _missing_datastore(self, name: str) -> DatastoreNotFound:
-        if isinstance(name, str) and name.lower() == v.BUILTIN_DATASTORE:
+        if v.is_builtin_datastore(name):
             return DatastoreNotFound(
-                f"'{v.BUILTIN_DATASTORE}' is the workspace's built-in datastore, not a registered record; "
-                "use Datastore(ws, 'workspaceblobstore') or ws.get_default_datastore() to reach it."
+                f"'{name.lower()}' is a built-in datastore of the workspace, not a registered record; "
+                f"use Datastore(ws, '{name.lower()}') (or ws.get_default_datastore()) to reach it."
             )
         known = ", ".join(repr(r.name) for r in self.list_datastores()) or "none registered"
+        builtin = ", ".join(repr(b) for b in v.BUILTIN_DATASTORES)
         return DatastoreNotFound(
-            f"No datastore {name!r} in workspace {self.where} (known: '{v.BUILTIN_DATASTORE}', {known}). "
+            f"No datastore {name!r} in workspace {self.where} (known: {builtin}, {known}). "
             "Register it with Datastore.register_fsspec(ws, name, url) or a Datastore.register_* method."
         )
 
@@ -126,7 +130,7 @@ class SqlData(SqlBase):
         except InvalidInputError:
             raise self._missing_datastore(name) from None  # no registered store can have that name
         with self._write() as conn:
-            if key != v.BUILTIN_DATASTORE:
+            if key not in v.BUILTIN_DATASTORES:
                 found = conn.execute(sa.select(t.datastores.c.name).where(t.datastores.c.name == key)).first()
                 if found is None:
                     raise self._missing_datastore(name)
@@ -153,6 +157,7 @@ class SqlData(SqlBase):
 
     def register_dataset(self, record: DatasetRecord, create_new_version: bool = False) -> DatasetRecord:
         v.validate_dataset(record)
+        record = replace(record, content_hash=v.record_content_hash(record.files))
         return self._register_dataset(record, create_new_version)
 
     @_retry_on_conflict

@@ -8,6 +8,8 @@ both with a DataError, and JSON's `Infinity` reaches one as a float and breaks t
 The Python API (core/) checks the same things earlier, so that a bad value fails at the user's call
 (`run.log`, `start_logging`) rather than in a background writer; these rules are never stricter than
 core's for metrics, which are written in the background and must not be refused there.
+
+The rules for datastores, datasets and lineage build on these and live in store/data_rules.py.
 """
 
 from __future__ import annotations
@@ -20,9 +22,6 @@ from typing import Any
 from runyard.errors import InvalidInputError, MetricValueError
 from runyard.status import RunStatus
 from runyard.store.records import (
-    DatasetRecord,
-    DatasetUse,
-    DatastoreRecord,
     MetricRow,
     ModelRecord,
     RunRecord,
@@ -39,7 +38,7 @@ MAX_PAYLOAD_DEPTH = 64
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _shown(text: str) -> str:
+def shown(text: str) -> str:
     return repr(text[:40]) + ("…" if len(text) > 40 else "")
 
 
@@ -50,13 +49,13 @@ def check_text(what: str, value: Any, *, limit: int | None = None, controls: boo
         raise InvalidInputError(f"{what} must be a string, got {type(value).__name__} {value!r:.60}.")
     if limit is not None and not 1 <= len(value) <= limit:
         raise InvalidInputError(
-            f"{what} {_shown(value)} is {len(value)} characters long; use 1 to {limit} characters."
+            f"{what} {shown(value)} is {len(value)} characters long; use 1 to {limit} characters."
         )
     if "\x00" in value:
-        raise InvalidInputError(f"{what} {_shown(value)} contains a NUL character (\\x00); remove it.")
+        raise InvalidInputError(f"{what} {shown(value)} contains a NUL character (\\x00); remove it.")
     if not controls and _CONTROL.search(value):
         raise InvalidInputError(
-            f"{what} {_shown(value)} contains a control character (tab, newline, …); remove it."
+            f"{what} {shown(value)} contains a control character (tab, newline, …); remove it."
         )
     return value
 
@@ -77,7 +76,7 @@ def check_run_id(run_id: Any, what: str = "Run id") -> str:
         or any(c in text for c in "/\\")
     ):
         raise InvalidInputError(
-            f"{what} {_shown(text)} is not allowed: use 1-{MAX_RUN_ID_BYTES} bytes without '/' or '\\', "
+            f"{what} {shown(text)} is not allowed: use 1-{MAX_RUN_ID_BYTES} bytes without '/' or '\\', "
             "and not '.' or '..'. Leave the run id out to get a generated one."
         )
     return text
@@ -97,7 +96,7 @@ def check_display_name(value: Any) -> str | None:
     text = check_text("Display name", value)
     if len(text) > MAX_DISPLAY_NAME_LENGTH:
         raise InvalidInputError(
-            f"Display name {_shown(text)} is {len(text)} characters long; the limit is {MAX_DISPLAY_NAME_LENGTH}."
+            f"Display name {shown(text)} is {len(text)} characters long; the limit is {MAX_DISPLAY_NAME_LENGTH}."
         )
     return text
 
@@ -168,11 +167,11 @@ def check_metric_name(name: Any) -> str:
         raise MetricValueError(f"Metric name must be a non-empty string, got {name!r:.60}.")
     if len(name) > MAX_NAME_LENGTH:
         raise MetricValueError(
-            f"Metric name {_shown(name)} is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}. "
+            f"Metric name {shown(name)} is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}. "
             "Shorten it, or log a row metric (run.log_row) with the variable part as a column."
         )
     if "\x00" in name:
-        raise MetricValueError(f"Metric name {_shown(name)} contains a NUL character (\\x00); remove it.")
+        raise MetricValueError(f"Metric name {shown(name)} contains a NUL character (\\x00); remove it.")
     return name
 
 
@@ -229,7 +228,7 @@ def validate_model(model: ModelRecord) -> None:
     name = check_text("Model name", model.name, limit=MAX_NAME_LENGTH, controls=False)
     if name in (".", "..") or any(c in name for c in "/\\"):
         raise InvalidInputError(
-            f"Model name {_shown(name)} is not allowed: it names a folder, so use no '/' or '\\' and not "
+            f"Model name {shown(name)} is not allowed: it names a folder, so use no '/' or '\\' and not "
             "'.' or '..' (e.g. 'digits-classifier')."
         )
     check_text("Model path", model.path)
@@ -256,179 +255,34 @@ def _check_model_path(name: str, path: str) -> None:
         or any(part in ("", ".", "..") for part in parts[2:])
     ):
         raise InvalidInputError(
-            f"Model path {_shown(path)} is not allowed: a model's files live in models/{name}/<version>/ "
+            f"Model path {shown(path)} is not allowed: a model's files live in models/{name}/<version>/ "
             f"(e.g. 'models/{name}/{{version}}/model.pkl'), with no '..', '.', '\\' or empty parts."
         )
 
 
-# -- datastores, datasets, lineage -------------------------------------------------------------------
-
-#: The datastore every workspace has (its artifact folder, or the server's); never a record.
-BUILTIN_DATASTORE = "workspaceblobstore"
-DATASTORE_NAME = re.compile(r"[A-Za-z0-9_]{1,255}")
-DATASTORE_SCHEMES = ("file", "s3", "az", "abfs", "abfss", "gs", "gcs", "memory")
-#: Option keys that hold credentials (compared lowercased). They belong in the workspace secrets file or
-#: the environment, never in the database: refusing them here keeps that promise for every writer.
-# fmt: off
-SECRET_OPTION_KEYS = frozenset((
-    "account_key", "sas_token", "key", "secret", "secret_access_key", "aws_secret_access_key",
-    "password", "token", "connection_string", "client_secret", "credential",
-))
-# fmt: on
-DATASET_KINDS = ("file", "tabular")
-MAX_DATASET_NAME = 250
-DATASET_FILE_KEYS = ("datastore", "path", "size", "sha256")
-USE_DIRECTIONS = ("input", "output")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def check_datastore_name(name: Any) -> str:
-    """v1's rule (letters, digits and '_', 1-255 characters); names are case-insensitive, so the lowercased
-    name is returned and stored."""
-    if not isinstance(name, str) or not DATASTORE_NAME.fullmatch(name):
-        raise InvalidInputError(
-            f"Datastore name {name!r:.60} is not valid: use 1 to 255 letters, digits or '_' "
-            "(for example 'training_data')."
-        )
-    return name.lower()
-
-
-def refuse_builtin_datastore(name: str, action: str) -> None:
-    if name.lower() == BUILTIN_DATASTORE:
-        raise InvalidInputError(
-            f"'{BUILTIN_DATASTORE}' is the workspace's built-in datastore and cannot be {action}; "
-            "register your store under another name."
-        )
-
-
-def _check_no_secrets(what: str, value: Any, depth: int = 0) -> None:
-    if depth > MAX_PAYLOAD_DEPTH or not isinstance(value, Mapping | list | tuple):
-        return
-    items = value.items() if isinstance(value, Mapping) else enumerate(value)
-    for key, item in items:
-        if isinstance(key, str) and key.lower() in SECRET_OPTION_KEYS:
-            raise InvalidInputError(
-                f"{what} holds {key!r}, which looks like a credential; runyard never stores credentials in "
-                "the database. Pass it to Datastore.register_* (it goes to the workspace secrets file, "
-                "readable only by you) or set it in the environment (docs/datasets.md)."
-            )
-        _check_no_secrets(what, item, depth + 1)
-
-
-def check_datastore_url(url: Any) -> str:
-    """An fsspec URL whose scheme runyard can open: file:///abs, s3://bucket/..., az://container/..."""
-    text = check_text("Datastore URL", url, limit=2048, controls=False)
-    scheme, sep, rest = text.partition("://")
-    scheme = scheme.lower()
-    if (
-        not sep
-        or scheme not in DATASTORE_SCHEMES
-        or not rest.strip("/")
-        or (scheme == "file" and rest[:1] != "/")
-    ):
-        raise InvalidInputError(
-            f"Datastore URL {_shown(text)} is not an fsspec URL runyard can open; use one of "
-            f"{', '.join(s + '://' for s in DATASTORE_SCHEMES)} followed by the bucket, container or "
-            "absolute folder (for example 's3://my-bucket/data' or 'file:///srv/data')."
-        )
-    return text
-
-
-def validate_datastore(record: DatastoreRecord) -> str:
-    """Every field of a datastore record; returns the (lowercased) name it is stored under."""
-    name = check_datastore_name(record.name)
-    refuse_builtin_datastore(name, "saved as a record")
-    check_text("Datastore kind", record.kind, limit=64, controls=False)
-    check_datastore_url(record.url)
-    for what, value in (("options", record.options), ("data", record.data)):
-        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-            raise InvalidInputError(f"Datastore {name!r}: {what} must be a dict with string keys.")
-        check_json(f"Datastore {name!r} {what}", dict(value))
-        _check_no_secrets(f"Datastore {name!r} {what}", value)
-    if not isinstance(record.secret_names, list | tuple):
-        raise InvalidInputError(f"Datastore {name!r}: secret_names must be a list of option names.")
-    for secret in record.secret_names:
-        check_text(f"Datastore {name!r} secret name", secret, limit=MAX_NAME_LENGTH, controls=False)
-    _check_time(f"Datastore {name!r}", record.created_time)
-    return name
-
-
-def _check_time(what: str, value: Any) -> None:
+def check_time(what: str, value: Any) -> None:
     if isinstance(value, bool) or not (isinstance(value, int | float) and math.isfinite(value)):
         raise InvalidInputError(f"{what}: created_time must be a finite number, got {value!r}.")
 
 
-def check_content_hash(what: str, value: Any) -> str:
-    if not isinstance(value, str) or not _HEX64.fullmatch(value):
-        raise InvalidInputError(f"{what} must be a sha256 as 64 lowercase hex digits, got {value!r:.80}.")
-    return value
+# -- the data rules live in store/data_rules.py ------------------------------------------------------------
+# Re-exported for importers that name them here (store/rest_store.py, data/secrets.py). Imported last, as
+# data_rules builds on the rules above: the package's __init__ loads this module first (through sql_store),
+# and this import then loads data_rules with every name it needs already defined.
+from runyard.store import data_rules as _data_rules  # noqa: E402
 
-
-def check_dataset_name(name: Any) -> str:
-    """Printable names, spaces allowed (v1's 'diabetes dataset'), but no '/' (it appears in URLs)."""
-    text = check_text("Dataset name", name, limit=MAX_DATASET_NAME, controls=False)
-    if not text.strip() or "/" in text or not text.isprintable():
-        raise InvalidInputError(
-            f"Dataset name {_shown(text)} is not allowed: use 1 to {MAX_DATASET_NAME} printable characters, "
-            "not only spaces and without '/' (for example 'diabetes dataset')."
-        )
-    return text
-
-
-def _check_dataset_file(name: str, index: int, item: Any) -> None:
-    where = f"Dataset {name!r} file {index}"
-    if not isinstance(item, Mapping) or set(item) != set(DATASET_FILE_KEYS):
-        raise InvalidInputError(
-            f"{where} must be a dict with exactly the keys {', '.join(DATASET_FILE_KEYS)}, got {item!r:.120}."
-        )
-    if not isinstance(item["datastore"], str):
-        raise InvalidInputError(f"{where}: datastore must be a string ('' for a URL or local file).")
-    check_text(f"{where} path", item["path"], limit=4096)
-    size = item["size"]
-    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= INT64_MAX:
-        raise InvalidInputError(f"{where}: size must be a whole number of bytes >= 0, got {size!r}.")
-    check_text(f"{where} sha256", item["sha256"], limit=1024, controls=False)
-
-
-def validate_dataset(record: DatasetRecord) -> None:
-    """A dataset version as registered (its id and version are assigned by the store)."""
-    name = check_dataset_name(record.name)
-    if record.kind not in DATASET_KINDS:
-        raise InvalidInputError(
-            f"Dataset {name!r} has kind {record.kind!r:.40}; use one of {', '.join(DATASET_KINDS)}."
-        )
-    if not isinstance(record.definition, Mapping):
-        raise InvalidInputError(f"Dataset {name!r}: definition must be a dict (the definition's JSON).")
-    check_json(f"The definition of dataset {name!r}", dict(record.definition))
-    if not isinstance(record.files, list | tuple):
-        raise InvalidInputError(f"Dataset {name!r}: files must be a list of resolved files.")
-    for index, item in enumerate(record.files):
-        _check_dataset_file(name, index, item)
-    check_content_hash(f"Dataset {name!r} content_hash", record.content_hash)
-    if record.description is not None:
-        check_text(f"Dataset {name!r} description", record.description)
-    if not isinstance(record.tags, Mapping):
-        raise InvalidInputError(f"Dataset {name!r}: tags must be a dict.")
-    validate_tags(record.tags, "Dataset tag")
-    check_json(f"The tags of dataset {name!r}", dict(record.tags))
-    if record.run_id is not None:
-        check_run_id(record.run_id)
-    _check_time(f"Dataset {name!r}", record.created_time)
-
-
-def validate_dataset_use(use: DatasetUse) -> None:
-    """One lineage row; whether its run and dataset exist is checked by the store, in its transaction."""
-    check_run_id(use.run_id)
-    if use.direction not in USE_DIRECTIONS:
-        raise InvalidInputError(
-            f"Dataset use {use.name!r:.60} of run {use.run_id!r}: direction must be 'input' or 'output', "
-            f"got {use.direction!r:.40}."
-        )
-    check_text("Dataset use name", use.name, limit=MAX_NAME_LENGTH, controls=False)
-    check_content_hash(f"Dataset use {use.name!r} content_hash", use.content_hash)
-    if use.dataset_id is not None:
-        check_text(f"Dataset use {use.name!r} dataset_id", use.dataset_id, limit=64, controls=False)
-    if not isinstance(use.detail, Mapping):
-        raise InvalidInputError(f"Dataset use {use.name!r}: detail must be a dict.")
-    check_json(f"The detail of dataset use {use.name!r}", dict(use.detail))
-    _check_time(f"Dataset use {use.name!r}", use.created_time)
+BUILTIN_DATASTORE = _data_rules.BUILTIN_DATASTORE
+BUILTIN_DATASTORES = _data_rules.BUILTIN_DATASTORES
+DATASET_FILE_KEYS = _data_rules.DATASET_FILE_KEYS
+DATASET_KINDS = _data_rules.DATASET_KINDS
+DATASTORE_NAME = _data_rules.DATASTORE_NAME
+DATASTORE_SCHEMES = _data_rules.DATASTORE_SCHEMES
+SECRET_OPTION_KEYS = _data_rules.SECRET_OPTION_KEYS
+check_content_hash = _data_rules.check_content_hash
+check_dataset_name = _data_rules.check_dataset_name
+check_datastore_name = _data_rules.check_datastore_name
+check_datastore_url = _data_rules.check_datastore_url
+refuse_builtin_datastore = _data_rules.refuse_builtin_datastore
+validate_dataset = _data_rules.validate_dataset
+validate_dataset_use = _data_rules.validate_dataset_use
+validate_datastore = _data_rules.validate_datastore
