@@ -1,8 +1,11 @@
 """Datastore: v1's named storage location, backed by fsspec.
 
-Every workspace has `workspaceblobstore`, the folder `datastores/workspaceblobstore/` of its artifact store
-(where pipeline outputs land, `azureml/<step run id>/<output name>`), served by the server for a server
-workspace. Further stores are registered as records of an fsspec URL (az://, abfs://, s3://, gs://,
+Every workspace has two built-in datastores, as every v1 workspace does: `workspaceblobstore` (the default),
+the folder `datastores/workspaceblobstore/` of its artifact store (where pipeline outputs land,
+`azureml/<step run id>/<output name>`), and `workspacefilestore` (v1's Azure file share;
+`Datastore(ws, "workspacefilestore")` in Microsoft's pipeline how-tos), the folder
+`datastores/workspacefilestore/`. Both are served by the server for a server workspace and are never
+records. Further stores are registered as records of an fsspec URL (az://, abfs://, s3://, gs://,
 file://) and their non-secret options; credentials go to the workspace secrets file or come from the
 environment (data/secrets.py). Registration never touches the network: a store that cannot be reached, or
 whose fsspec package is missing, says so on first use. Names are case-insensitive, as in v1.
@@ -25,12 +28,18 @@ from runyard.data.fsspec_backend import ArtifactBackend, FsspecBackend
 from runyard.data.transfer import download_from, upload_to
 from runyard.errors import ConflictError, DataAccessError, DatastoreNotFound, InvalidInputError
 from runyard.store.records import DatastoreRecord
+from runyard.store.validation import BUILTIN_DATASTORES
 
 if TYPE_CHECKING:
     from runyard.core.workspace import Workspace
 
 #: v1's name for the default datastore (`azureml.core.workspace.WORKSPACE_DEFAULT_BLOB_STORE_NAME`).
 DEFAULT_DATASTORE = "workspaceblobstore"
+#: v1's other built-in datastore (`azureml.core.workspace.WORKSPACE_DEFAULT_FILE_STORE_NAME`, an Azure file
+#: share there; here a folder of the artifact store like workspaceblobstore). Never the default unless set.
+FILE_DATASTORE = "workspacefilestore"
+#: v1's datastore_type of each built-in store.
+BUILTIN_TYPES = {DEFAULT_DATASTORE: "AzureBlob", FILE_DATASTORE: "AzureFile"}
 _NO_AZURE = "runyard reaches the storage account with the registered credentials; there is no Azure workspace"
 _NO_VALIDATION = "registration never touches the network; the first upload, download or listing checks access"
 
@@ -38,6 +47,16 @@ _NO_VALIDATION = "registration never touches the network; the first upload, down
 def datastore_folder(name: str) -> str:
     """The artifact-store path of a datastore's root (relative to the artifact root)."""
     return f"datastores/{name}"
+
+
+def is_builtin(name: object) -> bool:
+    """Whether `name` is one of the built-in datastores (case-insensitive)."""
+    return isinstance(name, str) and name.lower() in BUILTIN_DATASTORES
+
+
+def builtin_datastores(workspace: Workspace) -> dict[str, Datastore]:
+    """The built-in datastores of `workspace` by name: what ws.datastores lists before the records."""
+    return {name: Datastore(workspace, name) for name in BUILTIN_DATASTORES}
 
 
 def _azure_host(account_name: str, service: str, endpoint: str | None) -> dict[str, Any]:
@@ -49,7 +68,8 @@ def _azure_host(account_name: str, service: str, endpoint: str | None) -> dict[s
 
 @v1_keywords
 class Datastore:
-    """A named storage location of a workspace: 'workspaceblobstore' or a registered fsspec store."""
+    """A named storage location of a workspace: a built-in one ('workspaceblobstore', 'workspacefilestore')
+    or a registered fsspec store."""
 
     def __init__(self, workspace: Workspace, name: str | None = None) -> None:
         if name is None:
@@ -58,8 +78,8 @@ class Datastore:
             raise InvalidInputError(f"A datastore name must be text, got {type(name).__name__}.")
         self._workspace = workspace
         self._record: DatastoreRecord | None = None
-        if name.lower() == DEFAULT_DATASTORE:
-            self._name = DEFAULT_DATASTORE  # v1 datastore names are case-insensitive
+        if is_builtin(name):
+            self._name = name.lower()  # v1 datastore names are case-insensitive
         else:
             self._record = workspace.store.get_datastore(name)  # DatastoreNotFound lists the known names
             self._name = self._record.name
@@ -94,7 +114,12 @@ class Datastore:
         without its secrets, no secrets of a store that was not registered)."""
         # the name, URL and options are checked by the store (store/validation.py) when saving
         plain, secret = secrets.split_options(f"Datastore {name!r}", options)
-        if not overwrite and isinstance(name, str) and name.lower() != DEFAULT_DATASTORE:
+        if is_builtin(name):
+            raise InvalidInputError(
+                f"{name!r} is a built-in datastore of every workspace ({', '.join(BUILTIN_DATASTORES)}) and "
+                "cannot be registered; register your store under another name."
+            )
+        if not overwrite and isinstance(name, str):
             try:
                 workspace.store.get_datastore(name)
             except DatastoreNotFound:
@@ -253,7 +278,7 @@ class Datastore:
         """Remove the registration and its secrets (the data stays where it is)."""
         if self._record is None:
             raise InvalidInputError(
-                f"'{DEFAULT_DATASTORE}' is the workspace's built-in datastore; it cannot be unregistered."
+                f"'{self._name}' is a built-in datastore of the workspace; it cannot be unregistered."
             )
         self._workspace.store.delete_datastore(self._name)
         secrets.save_secrets(self._workspace.path, self._name, {})
@@ -272,18 +297,18 @@ class Datastore:
 
     @property
     def datastore_type(self) -> str:
-        return self._record.kind if self._record is not None else "AzureBlob"
+        return self._record.kind if self._record is not None else BUILTIN_TYPES.get(self._name, "AzureBlob")
 
     @property
     def container_name(self) -> str:
-        """v1 names the blob container; for workspaceblobstore, the folder that holds its files."""
+        """v1 names the blob container; for a built-in store, the folder that holds its files."""
         if self._record is None:
             return datastore_folder(self._name)
         return str(self._record.data.get("container_name") or self._record.url.partition("://")[2])
 
     @property
     def account_name(self) -> str | None:
-        """v1's storage account; for workspaceblobstore, the workspace's artifact root plays that part."""
+        """v1's storage account; for a built-in store, the workspace's artifact root plays that part."""
         if self._record is None:
             return self._workspace.artifact_root
         return self._record.data.get("account_name")
@@ -296,7 +321,7 @@ class Datastore:
     # -- bytes ----------------------------------------------------------------------------------------
     def local_path(self, path_on_datastore: str = "") -> Path:
         """The local folder of `path_on_datastore` (it cannot leave the store), for stores that are
-        folders on this machine: workspaceblobstore and file:// stores."""
+        folders on this machine: the built-in stores and file:// stores."""
         rel = path_on_datastore.strip("/")
         if any(part == ".." for part in rel.replace("\\", "/").split("/")):
             raise InvalidInputError(
