@@ -166,7 +166,8 @@ def test_the_datasets_page_lists_every_dataset_its_datastores_and_finds_by_name(
 
     stores = rows(page, "table.datastores")
     assert stores[0][0] == "workspaceblobstore" and stores[0][3] == "default"
-    assert stores[1][:3] == ["lake", "fsspec", "s3://bucket/prefix"]
+    assert stores[1][0] == "workspacefilestore" and stores[1][3] != "default"
+    assert stores[2][:3] == ["lake", "fsspec", "s3://bucket/prefix"]
     assert SECRET not in page.content() and "AKIA-TEST" not in page.content()
     assert dialogs == []
 

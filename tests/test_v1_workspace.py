@@ -334,7 +334,10 @@ def test_the_default_datastore_is_a_folder_of_the_artifact_store(project: Path) 
     ws = Workspace.create(".runyard")
     store = ws.get_default_datastore()
     assert (store.name, store.datastore_type, store.workspace) == ("workspaceblobstore", "AzureBlob", ws)
-    assert ws.datastores == {"workspaceblobstore": store}
+    assert ws.datastores == {
+        "workspaceblobstore": store,
+        "workspacefilestore": Datastore(ws, "workspacefilestore"),
+    }
     assert Datastore.get(ws, "WorkspaceBlobStore") == store == Datastore(ws) == Datastore.get_default(ws)
     assert store.local_path("a/b") == Path(ws.artifact_root) / "datastores" / "workspaceblobstore" / "a" / "b"
     ws.set_default_datastore("workspaceblobstore")

@@ -21,7 +21,7 @@ from runyard.core.workspace_config import (
     read_json,
     write_config,
 )
-from runyard.data.datastore import DEFAULT_DATASTORE, Datastore
+from runyard.data.datastore import Datastore, builtin_datastores
 from runyard.errors import ComputeTargetException, ConflictError, InvalidInputError
 
 NO_AZURE_AUTH = (
@@ -151,8 +151,8 @@ class WorkspaceV1:
 
     @property
     def datastores(self) -> dict[str, Datastore]:
-        """'workspaceblobstore' and every registered datastore, by name."""
-        found = {DEFAULT_DATASTORE: Datastore(self, DEFAULT_DATASTORE)}  # type: ignore[arg-type]
+        """The built-in 'workspaceblobstore' and 'workspacefilestore' and every registered datastore, by name."""
+        found = dict(builtin_datastores(self))  # type: ignore[arg-type]
         for record in self.store.list_datastores():  # type: ignore[attr-defined]
             found[record.name] = Datastore._of(self, record)  # type: ignore[arg-type]
         return found

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from runyard.compat import v1_ignores, v1_keywords
 from runyard.data.abstract_dataset import DATASET_CLASSES, AbstractDataset
 from runyard.data.consumption import DatasetConsumptionConfig
-from runyard.data.materialize import place_files
+from runyard.data.materialize import mount_cache, place_files
 from runyard.data.resolve import Located
 from runyard.errors import InvalidInputError
 
@@ -87,7 +87,9 @@ class MountContext:
             self._created_folder = not folder.exists()
             folder.mkdir(parents=True, exist_ok=True)
         try:
-            self._placed = place_files(self._dataset._files(), folder, "mount")
+            self._placed = place_files(
+                self._dataset._files(), folder, "mount", cache=mount_cache(self._dataset.workspace)
+            )
         except BaseException:
             self._cleanup(folder)
             raise

@@ -18,7 +18,7 @@ from typing import Any
 
 from runyard.core.workspace import Workspace
 from runyard.data import output_datasets
-from runyard.data.datastore import DEFAULT_DATASTORE, Datastore
+from runyard.data.datastore import Datastore, is_builtin
 from runyard.engine.dataset_inputs import ResolvedInput
 from runyard.errors import NotFoundError
 from runyard.store.records import DatasetRecord, DatasetUse
@@ -34,7 +34,7 @@ def upload_output(ws: Workspace, out: dict[str, Any]) -> str | None:
         return None  # the datastore is this folder (workspaceblobstore of a local workspace)
     # workspaceblobstore of a server workspace: the folder is the server's mirror, sent now so that
     # register_on_complete and other machines see it at once (the same bytes may follow by mirror sync)
-    mirror = str(out["datastore"]).lower() == DEFAULT_DATASTORE
+    mirror = is_builtin(str(out["datastore"]))
     overwrite = mirror or out["mode"] != "upload" or bool(out["overwrite"])
     sent = output_datasets.upload_output(ws, out["datastore"], final, prefix, overwrite=overwrite)
     return f"Uploaded {sent.files} file(s) of the output to {sent.url}"

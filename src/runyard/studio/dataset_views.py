@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from runyard.core.workspace import Workspace
 from runyard.errors import DatasetNotFound, RunNotFound, RunyardError
 from runyard.store import RunRecord, SqlStore
+from runyard.store.data_rules import BUILTIN_DATASTORES
 from runyard.store.records import DatasetRecord, DatasetUse, DatastoreRecord
 from runyard.studio.views import fmt_value
 
@@ -24,7 +25,7 @@ FILES_PAGE = 100  # files of one version listed per page
 PREVIEW_ROWS = 20
 PREVIEW_CELL = 200  # characters of one preview cell
 USES_SHOWN = 500  # lineage rows a dataset page lists (newest first)
-BUILTIN_DATASTORE = "workspaceblobstore"
+BUILTIN_DATASTORE = "workspaceblobstore"  # the default when none was chosen
 
 
 def total_size(record: DatasetRecord) -> int:
@@ -241,12 +242,11 @@ class DatastoreRow:
 
 
 def datastore_rows(store: SqlStore) -> list[DatastoreRow]:
-    """The built-in workspaceblobstore and every registered datastore: name, kind and URL, never secrets."""
+    """The built-in workspaceblobstore / workspacefilestore and every registered datastore: name, kind and URL, never secrets."""
     default = store.get_default_datastore_name() or BUILTIN_DATASTORE
     rows = [
-        DatastoreRow(
-            BUILTIN_DATASTORE, "built in", "the workspace's artifact folder", default == BUILTIN_DATASTORE
-        )
+        DatastoreRow(name, "built in", "the workspace's artifact folder", default == name)
+        for name in BUILTIN_DATASTORES
     ]
     records: list[DatastoreRecord] = store.list_datastores()
     rows.extend(
