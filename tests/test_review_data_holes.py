@@ -330,24 +330,31 @@ def test_a_killed_upload_leaves_nothing_a_dataset_reads(tmp_path: Path) -> None:
     source.mkdir()
     with (source / "big.bin").open("wb") as fh:  # sparse: cheap to make, slow enough to copy
         fh.truncate(3 * 1024**3)
-    up = Path(ws.artifacts.local_path("datastores/workspaceblobstore/up"))
+    root = Path(ws.artifacts.local_path("datastores/workspaceblobstore"))
+
+    def partials() -> list[str]:  # wherever the upload keeps its partial copy, listed or not
+        return [str(p) for p in root.rglob("*") if p.is_file() and p.name != "big.bin"]
+
     try:
         proc = subprocess.Popen([sys.executable, "-c", UPLOAD, str(ws.path), str(source)])
         try:
             deadline = time.monotonic() + 60
             seen: list[str] = []
             while time.monotonic() < deadline and proc.poll() is None and not seen:
-                seen = [n for n in (os.listdir(up) if up.is_dir() else []) if ".partial-" in n]
+                seen = partials()
         finally:
             proc.kill()
             proc.wait()
         if not seen:
             pytest.skip("the copy finished before a partial file could be seen; nothing shown")
-        found = Dataset.File.from_files((ws.get_default_datastore(), "up")).to_path()
-        names = [Path(p).name for p in found]
+        assert partials(), "the killed upload left no partial copy to check against"
+        store = ws.get_default_datastore()
+        listed = [f.path for f in store.backend().list_files("")]
+        with pytest.raises(InvalidInputError, match="matched no files"):  # nothing a dataset could read
+            Dataset.File.from_files((store, "**"))
     finally:
-        shutil.rmtree(up, ignore_errors=True)  # up to 3 GiB: do not leave it in the tmp folder
-    assert not any(".partial-" in n for n in names), names
+        shutil.rmtree(root, ignore_errors=True)  # up to 3 GiB: do not leave it in the tmp folder
+    assert listed == [], listed
 
 
 # -- 6. datastore credentials travel in snapshots -------------------------------------------------------------

@@ -25,6 +25,10 @@ try:
     print("OTHER DATASET READ")
 except Exception as exc:
     print("OTHER DATASET REFUSED", type(exc).__name__)
+try:
+    print("LISTED", sorted(run.experiment.workspace.artifacts.list("datastores/workspaceblobstore/mine")))
+except Exception as exc:
+    print("LIST REFUSED", type(exc).__name__)
 # A job cannot widen what it may read by recording an input for itself.
 from runyard.store.records import DatasetUse
 try:
@@ -46,20 +50,27 @@ def test_a_run_token_reads_its_inputs_and_no_other_dataset(
     token, _ = create_token(served.store, "write", name="inputs")
     with running_server(served.path, tmp_path / "server.log", auth=True) as server:
         ws = Workspace.get(server.url, token=token)
+        (tmp_path / "mine" / "private").mkdir(parents=True)
+        (tmp_path / "mine" / "private" / "x.txt").write_text("not an input")
         for folder, text in (("mine", "a,b\n1,2\n3,4\n5,6\n"), ("theirs", "s\nhidden\n")):
-            (tmp_path / folder).mkdir()
+            (tmp_path / folder).mkdir(exist_ok=True)
             (tmp_path / folder / "t.csv").write_text(text)
             ws.get_default_datastore().upload(str(tmp_path / folder), target_path=folder, show_progress=False)
         store = ws.get_default_datastore()
         mine = Dataset.Tabular.from_delimited_files((store, "mine/*.csv")).register(ws, "my-table")
         Dataset.Tabular.from_delimited_files((store, "theirs/*.csv")).register(ws, "secret-table")
         source_dir.gen({"job.py": READ_AND_PROBE})
-        run = Experiment(ws, "inputs").submit(
-            ScriptRunConfig(source_dir, "job.py", arguments=[mine.as_named_input("raw_data")])
-        )
-        run.wait_for_completion(show_output=False)
-        log = run.read_log().decode()
-        assert run.get_status() == "Completed", log
-        assert run.get_metrics()["rows"] == 3
-        assert "OTHER DATASET REFUSED" in log, log
-        assert "INPUT REFUSED" in log and "INPUT RECORDED" not in log, log
+        unregistered = Dataset.Tabular.from_delimited_files((store, "mine/*.csv"))
+        for given, listing in ((mine, "LIST REFUSED"), (unregistered, "LISTED ['t.csv']")):
+            run = Experiment(ws, "inputs").submit(
+                ScriptRunConfig(source_dir, "job.py", arguments=[given.as_named_input("raw_data")])
+            )
+            run.wait_for_completion(show_output=False)
+            log = run.read_log().decode()
+            assert run.get_status() == "Completed", log
+            assert run.get_metrics()["rows"] == 3
+            assert "OTHER DATASET REFUSED" in log, log
+            assert "INPUT REFUSED" in log and "INPUT RECORDED" not in log, log
+            # a registered version grants its recorded files only; a glob grants what it matches, and a
+            # listing of its folder shows only that (not private/x.txt below it)
+            assert listing in log, log

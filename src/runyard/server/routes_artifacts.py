@@ -24,7 +24,7 @@ from runyard import config
 from runyard.errors import ConflictError, InvalidInputError
 from runyard.server.auth import Principal
 from runyard.server.errors import ERROR_RESPONSES, HTTPError, error_body, forbidden
-from runyard.server.run_inputs import run_may_read_input
+from runyard.server.run_inputs import run_input_reader, run_may_read_input
 from runyard.server.uploads import UPLOADS_DIR, UploadSessions, too_large
 from runyard.store import ArtifactStore, SqlStore
 from runyard.store.artifacts import clean_relpath
@@ -188,7 +188,23 @@ def artifact_router(store: SqlStore, artifacts: ArtifactStore, principal: Any) -
 
     @router.get("", response_model=list[str])
     def list_files(prefix: str = Query(..., min_length=1), who: Principal = auth) -> list[str]:
-        return artifacts.list(_check(store, who, prefix, write=False))
+        rel = _check(store, who, prefix, write=False)
+        names = artifacts.list(rel)
+        parts = rel.split("/")
+        own_outputs = len(parts) >= 4 and parts[2] == "azureml"
+        if (
+            who.scope == "run"
+            and who.run_id
+            and parts[0] == "datastores"
+            and len(parts) >= 2
+            and not own_outputs
+        ):
+            # A listing is recursive: a run token reading its input glob's folder sees only what it
+            # may read, not the names of every other file below that folder.
+            readable = run_input_reader(store, who.run_id, parts[1])
+            base = "/".join(parts[2:])
+            names = [n for n in names if readable(f"{base}/{n}" if base else n)]
+        return names
 
     @router.get("/stat", response_model=FileStat)
     def stat(path: str = Query(..., min_length=1), who: Principal = auth) -> FileStat:
