@@ -126,7 +126,9 @@ def test_a_killed_upload_is_never_listed_and_stale_partials_are_swept(tmp_path: 
 
         # a partial nobody has written to for long is swept by the next upload; a fresh one is kept
         old = time.time() - STALE_PARTIAL_SECONDS - 60
-        for name in left:
+        for name in os.listdir(
+            partials
+        ):  # everything the killed upload left (small.txt's copy too, if caught)
             os.utime(partials / name, (old, old))
         (partials / "0123-live.bin").write_bytes(b"being written")
         (tmp_path / "next").mkdir()

@@ -79,7 +79,7 @@ def test_register_a_file_store_and_use_it_by_any_case(workspace: Workspace, tmp_
     store = Datastore.register_fsspec(workspace, "Shared", data.as_uri())
     assert (store.name, store.datastore_type) == ("shared", "fsspec")
     assert Datastore.get(workspace, "SHARED") == store == workspace.datastores["shared"]
-    assert set(workspace.datastores) == {"workspaceblobstore", "shared"}
+    assert set(workspace.datastores) == {"workspaceblobstore", "workspacefilestore", "shared"}
 
     files = make_tree(tmp_path / "in", {"x/1.txt": "one", "x/y/2.txt": "two"})
     ref = store.upload_files([files / "x/1.txt", files / "x/y/2.txt"], target_path="t", show_progress=False)
@@ -102,7 +102,7 @@ def test_register_a_file_store_and_use_it_by_any_case(workspace: Workspace, tmp_
     assert moved.local_path() == tmp_path / "elsewhere"
 
     store.unregister()
-    assert set(workspace.datastores) == {"workspaceblobstore"}
+    assert set(workspace.datastores) == {"workspaceblobstore", "workspacefilestore"}
     assert workspace.get_default_datastore().name == "workspaceblobstore"
     with pytest.raises(InvalidInputError, match="built-in"):
         workspace.get_default_datastore().unregister()
@@ -123,7 +123,7 @@ def test_bad_input_is_refused_and_leaves_nothing_registered(workspace: Workspace
         Datastore.register_fsspec(workspace, "bad", "ftpx://host/x", secret="s3cr3t")
     with pytest.raises(InvalidInputError, match="top-level option"):
         Datastore.register_fsspec(workspace, "bad", "s3://b", client_kwargs={"aws_secret_access_key": "s"})
-    assert set(workspace.datastores) == {"workspaceblobstore", "known"}
+    assert set(workspace.datastores) == {"workspaceblobstore", "workspacefilestore", "known"}
     assert "bad" not in json.loads(secrets_path(workspace.path).read_text() or "{}").get("datastores", {})
 
 
