@@ -35,13 +35,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture(scope="session")
+def env_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One environment build cache for the whole test session, shared by the xdist workers (the folder above
+    each worker's base temp), so an environment several tests use is built once. Builds lock per hash."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    folder = shared / "env-cache"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests must not see a developer's own runyard settings."""
+def _clean_env(monkeypatch: pytest.MonkeyPatch, env_cache: Path) -> None:
+    """Tests must not see a developer's own runyard settings, nor build into the user's cache."""
     for key in list(os.environ):
         if key.startswith(("RUNYARD_", "AZUREML_")):
             monkeypatch.delenv(key)
     monkeypatch.setenv("RUNYARD_CANCEL_GRACE_SECONDS", "2")
+    monkeypatch.setenv("RUNYARD_ENV_CACHE", str(env_cache))
 
 
 @pytest.fixture

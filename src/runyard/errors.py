@@ -6,9 +6,11 @@
     │   ├── RunNotFound
     │   ├── ExperimentNotFound
     │   ├── ModelNotFoundException ── ModelNotFound
+    │   ├── EnvironmentNotFound
     │   └── ModelPathNotFoundException
     ├── InvalidInputError        the caller passed something runyard cannot accept (= UserErrorException)
     │   ├── MetricValueError
+    │   ├── EnvironmentDefinitionError  an environment that cannot be built as written (conda-only package, …)
     │   └── RunConfigurationException
     ├── ComputeTargetException   a named compute target is missing or cannot be created (v1's name)
     │   └── ComputeTargetNotFound  (also a NotFoundError: HTTP 404)
@@ -17,6 +19,7 @@
     ├── AuthError                the server refused the token (= AuthenticationException)
     ├── ActivityFailedException  a run ended Failed ── RunFailedError (raise_on_error=True)
     ├── TransferTimeout          upload_files / download_files ran past timeout_seconds
+    ├── EnvironmentBuildError    an environment's virtual environment could not be built (log attached)
     ├── WorkspaceException, ProjectSystemException, ExperimentExecutionException,
     │   RunEnvironmentException, SnapshotException, TrainingException   (v1's names, see below)
     └── StoreError               the database or artifact store could not do its job
@@ -150,6 +153,25 @@ class MetricValueError(InvalidInputError):
 
 class RunConfigurationException(InvalidInputError):
     """A RunConfiguration or ScriptRunConfig that cannot be run as given (v1's name)."""
+
+
+class EnvironmentNotFound(NotFoundError):
+    """No registered (or curated) environment by that name or version."""
+
+
+class EnvironmentDefinitionError(InvalidInputError):
+    """An environment definition runyard cannot turn into a build: a requirements file that does not parse,
+    a conda package PyPI does not have, a Python version not on this machine."""
+
+
+class EnvironmentBuildError(RunyardError):
+    """Building an environment failed: the resolver found no solution, a package does not exist, the package
+    index is unreachable, the build was killed. `log` is the build log (what 20_image_build_log.txt holds);
+    nothing of a failed build is cached."""
+
+    def __init__(self, message: str = "", log: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.log = log
 
 
 class ConflictError(RunyardError):

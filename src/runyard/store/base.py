@@ -18,6 +18,7 @@ from runyard.store.records import (
     DatasetRecord,
     DatasetUse,
     DatastoreRecord,
+    EnvironmentRecord,
     ExperimentRecord,
     MetricRow,
     MetricSummary,
@@ -198,6 +199,22 @@ class Store(Protocol):
 
     def list_datasets(self, name: str | None = None, latest: bool = False) -> list[DatasetRecord]:
         """By name, newest version first; `latest`: one record per name."""
+        ...
+
+    # environments
+    def register_environment(self, name: str, definition: Mapping[str, Any]) -> EnvironmentRecord:
+        """Store `definition` as the next version of `name`; when the latest version has the same
+        definition_hash, return it unchanged (v1: re-registering an identical definition keeps the
+        version). InvalidInputError for a bad name (a reserved AzureML/Microsoft prefix included) or a
+        definition that does not follow the rules in store/env_rules.py."""
+        ...
+
+    def get_environment(self, name: str, version: int | None = None) -> EnvironmentRecord:
+        """Latest version when `version` is None. EnvironmentNotFound naming the known names if absent."""
+        ...
+
+    def list_environments(self, name: str | None = None) -> list[EnvironmentRecord]:
+        """`name` None: the latest version of every name, by name; else every version of it, newest first."""
         ...
 
     # lineage

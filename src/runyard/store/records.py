@@ -176,6 +176,24 @@ class DatasetRecord:
 
 
 @dataclass(frozen=True)
+class EnvironmentRecord:
+    """One registered version of an environment. Immutable once written.
+
+    `definition` is v1's environment JSON (what `Environment._serialize_to_dict` writes: `python` with
+    `condaDependencies`, `environmentVariables`, `docker`, ...), checked by store/env_rules.py.
+    `definition_hash` is the sha256 of its canonical JSON without name and version, so registering an
+    unchanged definition again returns the same version. Versions count from 1 per name.
+    """
+
+    name: str
+    version: int
+    definition: dict[str, Any]
+    definition_hash: str
+    created_time: float
+    description: str | None = None
+
+
+@dataclass(frozen=True)
 class DatasetUse:
     """Lineage: one dataset a run read ("input") or produced ("output").
 
