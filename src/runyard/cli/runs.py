@@ -6,11 +6,13 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from runyard import Experiment, Run, ScriptRunConfig, Workspace
 from runyard.cli.render import console, duration, err_console, number, print_json, status_text, table, when
 from runyard.core.run_files import DRIVER_LOG
 from runyard.core.streaming import follow_log
+from runyard.environments.diagnosis import diagnosis_rows
 from runyard.errors import InvalidInputError, NotFoundError
 from runyard.status import RunStatus
 
@@ -153,7 +155,13 @@ def show(run_id: str, as_json: bool = typer.Option(False, "--json", help="Print 
     if record.parent_id:
         console.print(f"Parent {record.parent_id}")
     if "error" in details:
-        console.print(f"[bold red]Error:[/] {details['error'].get('message', '')}", markup=True)
+        console.print(f"[bold red]Error:[/] {escape(details['error'].get('message', ''))}", markup=True)
+        diagnosis = details["error"].get("diagnosis")
+        if isinstance(diagnosis, dict):
+            rows = diagnosis_rows(diagnosis)
+            console.print(f"[bold]Why it failed:[/] {rows[0][1]}", markup=True)
+            for label, value in rows[1:]:
+                console.print(f"  {label}: {value}", markup=False, highlight=False)
     if details["tags"]:
         console.print("Tags: " + ", ".join(f"{k}={v}" for k, v in details["tags"].items()))
     if details["properties"]:

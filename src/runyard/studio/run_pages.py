@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from runyard.core.workspace import Workspace
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.engine.service import ensure_running
+from runyard.environments.diagnosis import diagnosis_rows
 from runyard.errors import InvalidInputError, NotFoundError
 from runyard.pipeline.data import parameter_from_text
 from runyard.server.auth import Principal
@@ -53,6 +54,8 @@ def add_run_routes(
         context["parent"] = store.get_run(run.parent_id) if run.parent_id else None
         context["reuse"] = run.data.get("reuse") if run.run_type == STEP_RUN_TYPE else None
         context["error"] = run.data.get("error")
+        diagnosis = (context["error"] or {}).get("diagnosis")
+        context["diagnosis"] = diagnosis_rows(diagnosis) if isinstance(diagnosis, dict) else None
         if tab == "overview":  # lineage: a pipeline run shows what each of its steps read and wrote
             steps = (
                 store.list_descendants(run.run_id, recursive=True)

@@ -1,0 +1,384 @@
+"""A job that failed on an import or a version conflict: which module, which PyPI package, which
+environment, whether the package is in its requirements, which versions are where, and the one-line fix.
+
+Why here: "No module named 'sklearn'" is the commonest way a job in a built environment fails, and the
+traceback alone does not say that the package is called scikit-learn, that the environment never listed
+it, or that the notebook that submitted the job has 1.5.0. The job supervisor calls `diagnose_failure`
+in the interpreter that submitted the job, so "the version where the job was submitted" is this process's
+own `importlib.metadata`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name as canonical
+
+# Import names whose PyPI package is named otherwise, for packages not installed where the job was
+# submitted (installed ones are found from their metadata first).
+_KNOWN = """
+    sklearn=scikit-learn cv2=opencv-python PIL=Pillow yaml=PyYAML bs4=beautifulsoup4
+    skimage=scikit-image dateutil=python-dateutil attr=attrs Crypto=pycryptodome OpenSSL=pyOpenSSL
+    jwt=PyJWT dotenv=python-dotenv google.protobuf=protobuf gi=PyGObject serial=pyserial usb=pyusb
+    magic=python-magic docx=python-docx pptx=python-pptx fitz=PyMuPDF Levenshtein=python-Levenshtein
+    mpl_toolkits=matplotlib pkg_resources=setuptools win32api=pywin32 zmq=pyzmq MySQLdb=mysqlclient
+    psycopg2=psycopg2-binary Bio=biopython umap=umap-learn
+"""
+KNOWN_PACKAGES: dict[str, str] = dict(pair.split("=", 1) for pair in _KNOWN.split())
+
+# The last line of a traceback: "ModuleNotFoundError: No module named 'x'", "pkg_resources.VersionConflict: (...)"
+_EXCEPTION = re.compile(
+    r"^(?:[\w.]+\.)?(?P<exc>[A-Z]\w*(?:Error|Exception|Conflict|NotFound|Exit|Interrupt))(?:: (?P<msg>.*))?$"
+)
+_CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
+_NO_MODULE = re.compile(r"^No module named '?(?P<module>[\w.]+)'?")
+_CANNOT_IMPORT = re.compile(
+    r"^cannot import name '?(?P<name>[\w.]+)'? from '?(?P<module>[\w.]+)'?(?: \((?P<path>.*)\))?"
+)
+_PKG_RESOURCES_CONFLICT = re.compile(
+    r"\((?P<name>[\w.\-]+) (?P<have>[^\s()]+) \(.*?\), Requirement(?:\.parse)?\(['\"](?P<req>[^'\"]+)['\"]\)"
+)
+_NOT_FOUND = re.compile(
+    r"(?:The '(?P<req>[^']+)' distribution was not found|No package metadata was found for (?P<name>[\w.\-]+))"
+)
+# transformers-style: "tokenizers>=0.11.1 is required for ..., but found tokenizers==0.14.1."
+_REQUIRED_BUT_FOUND = re.compile(
+    r"(?P<req>[A-Za-z0-9][\w.\-]*(?:\[[^\]]*\])?\s*[<>=!~][^\s]*) is required.*but found "
+    r"(?P<name>[\w.\-]+)==(?P<have>[\w.+\-!]+?)\.?$"
+)
+# pip-style: "pandas 2.2 requires numpy>=1.22, but you have numpy 1.21.0 which is incompatible."
+_REQUIRES_BUT_HAVE = re.compile(
+    r"requires (?P<req>[A-Za-z0-9][\w.\-]*(?:\[[^\]]*\])?\s*[<>=!~][^,\s]*),? but (?:you have )?"
+    r"(?P<name>[\w.\-]+)[ =]=?(?P<have>[\w.+\-!]+) (?:which )?is (?:installed|incompatible)"
+)
+_SITE = ("site-packages", "dist-packages")
+
+
+def diagnose_failure(log_tail: Sequence[str], prepared: Any) -> dict[str, Any] | None:
+    """The import or version problem at the end of a failed job's driver log, or None when there is none.
+
+    `prepared` is the job's PreparedEnvironment (duck-typed: .plan.name/.hash/.requirements/.user_managed,
+    .python, .location). Problems with the standard library or with the job's own source files get None:
+    no package or environment change fixes them."""
+    problem = _find_problem(log_tail)
+    if problem is None:
+        return None
+    kind, module, package, detail = problem
+    env = _EnvironmentView(prepared)
+    top = module.split(".")[0] if module else None
+    if module is not None and package is None:
+        if module.split(".")[0] in sys.stdlib_module_names or module == "__main__":
+            return None
+        if detail.get("path") and not _in_site_packages(detail["path"]):
+            return None  # "cannot import name 'x' from 'mymodule' (/src/mymodule.py)": the job's own code
+        package = _package_for(module, env)
+    return env.finish(kind, top, package, detail, module)
+
+
+def _find_problem(log_tail: Sequence[str]) -> tuple[str, str | None, str | None, dict[str, Any]] | None:
+    """The import or version problem that ended the job: (kind, module, package, details). Only the last
+    exception counts, and the ones it was chained from (a `raise RuntimeError("install x")` in an
+    `except ImportError`); an import error the job survived earlier in the log does not."""
+    blocked = False
+    for raw in reversed(list(log_tail)):
+        line = raw.strip()
+        if line.startswith(_CHAINED):
+            blocked = False
+        match = _EXCEPTION.match(line)
+        if match is None or blocked:
+            continue
+        found = _classify(match["exc"], (match["msg"] or "").strip())
+        if found is not None:
+            return found
+        blocked = True
+    return None
+
+
+def _classify(exc: str, msg: str) -> tuple[str, str | None, str | None, dict[str, Any]] | None:
+    conflict = _REQUIRES_BUT_HAVE.search(msg) or _REQUIRED_BUT_FOUND.search(msg)
+    if exc.endswith("VersionConflict"):
+        conflict = conflict or _PKG_RESOURCES_CONFLICT.search(msg)
+    if conflict is not None:
+        return _conflict(conflict["name"], conflict["have"], conflict["req"])
+    missing = _NOT_FOUND.search(msg) if exc in ("DistributionNotFound", "PackageNotFoundError") else None
+    if missing:
+        req = missing["req"] or missing["name"]
+        name = _requirement_name(req)
+        return "missing-module", None, name, {"requirement": req if req != name else None}
+    if exc not in ("ModuleNotFoundError", "ImportError"):
+        return None
+    no_module = _NO_MODULE.match(msg)
+    if no_module:
+        return "missing-module", no_module["module"], None, {}
+    cannot = _CANNOT_IMPORT.match(msg)
+    if cannot and "partially initialized module" not in msg:
+        path = cannot["path"] if cannot["path"] and cannot["path"] != "unknown location" else None
+        return "import-error", cannot["module"], None, {"name": cannot["name"], "path": path}
+    return None
+
+
+def _conflict(name: str, have: str, req: str) -> tuple[str, str | None, str | None, dict[str, Any]]:
+    return "version-conflict", None, canonical(name), {"requirement": req.strip(), "have": have}
+
+
+def _requirement_name(req: str) -> str:
+    return canonical(re.split(r"[\s\[<>=!~;@(]", req.strip(), maxsplit=1)[0])
+
+
+def _in_site_packages(path: str) -> bool:
+    parts = Path(path).parts
+    return any(p in _SITE for p in parts) or ".egg" in path
+
+
+def _package_for(module: str, env: _EnvironmentView) -> str | None:
+    """The distribution that provides `module`: this interpreter's metadata, the environment's, the
+    table of well-known names, then a requirement of the environment named like the module."""
+    top = module.split(".")[0]
+    here = metadata.packages_distributions().get(top)
+    if here:
+        return canonical(_narrow(module, here, list(metadata.distributions())))
+    there = env.top_levels().get(top)
+    if there:
+        return canonical(_narrow(module, there, env.distributions()))
+    for name in (module, top):
+        if name in KNOWN_PACKAGES:
+            return canonical(KNOWN_PACKAGES[name])
+    if canonical(top) in env.requirement_names():
+        return canonical(top)
+    return None
+
+
+def _narrow(module: str, names: list[str], dists: Iterable[metadata.Distribution]) -> str:
+    """Of several distributions sharing a top-level name (namespace packages like `google`), the one
+    whose files hold the module's own folder."""
+    if len(names) == 1 or "." not in module:
+        return names[0]
+    folder = "/".join(module.split(".")[:2])
+    wanted = {canonical(n) for n in names}
+    for dist in dists:
+        files = (dist.files or []) if canonical(dist.metadata["Name"] or "") in wanted else []
+        if any(str(f).startswith(folder + "/") or str(f) == folder + ".py" for f in files):
+            return str(dist.metadata["Name"])
+    return names[0]
+
+
+class _EnvironmentView:
+    """What the job's environment holds, read from its site-packages metadata (never by importing)."""
+
+    def __init__(self, prepared: Any) -> None:
+        plan = prepared.plan
+        self.name: str = plan.name or ""
+        self.hash: str = plan.hash or ""
+        self.requirements: tuple[str, ...] = tuple(plan.requirements)
+        self.user_managed: bool = bool(plan.user_managed)
+        self.python: str = prepared.python or plan.interpreter or sys.executable
+        self.location: str = prepared.location or ""
+        self._dists: list[metadata.Distribution] | None = None
+
+    def requirement_names(self) -> dict[str, str]:
+        return {_requirement_name(r): r for r in self.requirements if not r.startswith("-")}
+
+    def distributions(self) -> list[metadata.Distribution]:
+        if self._dists is None:
+            self._dists = list(metadata.distributions(path=self._paths()))
+        return self._dists
+
+    def _paths(self) -> list[str]:
+        if self.location:
+            found = sorted(Path(self.location).glob("lib/python*/site-packages"))
+            found += [p for p in (Path(self.location) / "Lib" / "site-packages",) if p.is_dir()]
+            return [str(p) for p in found]
+        if _same_file(self.python, sys.executable):
+            return list(sys.path)
+        try:  # a user-managed interpreter that is not this one: ask it where it looks
+            out = subprocess.run(
+                [self.python, "-c", "import json, sys; print(json.dumps(sys.path))"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
+            return [p for p in json.loads(out.stdout) if p] if out.returncode == 0 else []
+        except (OSError, ValueError, subprocess.SubprocessError):
+            return []
+
+    def top_levels(self) -> dict[str, list[str]]:
+        index: dict[str, list[str]] = {}
+        for dist in self.distributions():
+            name = dist.metadata["Name"]
+            if not name:
+                continue
+            tops = (dist.read_text("top_level.txt") or "").split() or _inferred_tops(dist)
+            for top in tops:
+                index.setdefault(top, []).append(name)
+        return index
+
+    def version(self, package: str) -> str | None:
+        for dist in self.distributions():
+            if canonical(dist.metadata["Name"] or "") == package:
+                return str(dist.version)
+        return None
+
+    def where(self) -> str:
+        if self.user_managed:
+            return f"the interpreter {self.python} (user-managed dependencies, nothing built)"
+        return f"environment '{self.name or 'unnamed'}'"
+
+    def finish(
+        self, kind: str, module: str | None, package: str | None, detail: dict[str, Any], full: str | None
+    ) -> dict[str, Any]:
+        """The diagnosis record: fields, the fix and the summary paragraph."""
+        listed = self.requirement_names()
+        d: dict[str, Any] = {
+            "kind": kind,
+            "module": module,
+            "package": package,
+            "environment": self.name,
+            "environmentHash": self.hash,
+            "userManaged": self.user_managed,
+            "interpreter": self.python,
+            "inRequirements": package is not None and package in listed,
+            "listedAs": listed.get(package) if package else None,
+            "requirement": detail.get("requirement"),
+            "environmentVersion": (self.version(package) if package else None) or detail.get("have"),
+            "submittedVersion": _submitted_version(package) if package else None,
+        }
+        d["fix"] = self._fix(d, detail, full or module)
+        d["summary"] = self._summary(d, detail, full or module)
+        return d
+
+    def _fix(self, d: dict[str, Any], detail: dict[str, Any], full: str | None) -> str:
+        package, submitted, env_version = d["package"], d["submittedVersion"], d["environmentVersion"]
+        if package is None:
+            path = str(full).replace(".", "/")
+            return (
+                f"add {path}.py (or the folder {path}/) to the source directory, or add the package "
+                f"that provides '{full}': env.python.conda_dependencies.add_pip_package('<package>')"
+            )
+        wanted = f"{package}=={submitted}" if submitted else package
+        spec = detail.get("requirement")
+        if d["kind"] == "version-conflict" and spec and not (submitted and _satisfies(spec, submitted)):
+            wanted = spec
+        if self.user_managed:
+            return f"{shlex.quote(self.python)} -m pip install {shlex.quote(wanted)}"
+        if env_version is None and not d["inRequirements"]:
+            return f"env.python.conda_dependencies.add_pip_package('{wanted}')"
+        has = f" (it has {env_version})" if env_version else " (it is not installed there)"
+        if wanted == package:  # nothing known to be better: say what to look for
+            what = detail.get("name") or full
+            return f"pin a version of {package} that provides '{what}' in {self.where()}{has}"
+        return f"pin '{wanted}' in {self.where()}{has}"
+
+    def _summary(self, d: dict[str, Any], detail: dict[str, Any], full: str | None) -> str:
+        package, submitted, env_version = d["package"], d["submittedVersion"], d["environmentVersion"]
+        where = self.where()
+        if self.hash and not self.user_managed:
+            reqs = list(self.requirements)
+            shown = ", ".join(reqs[:10]) + (f" and {len(reqs) - 10} more" if len(reqs) > 10 else "")
+            where += f" (hash {self.hash[:12]}; its requirements: {shown or 'none'})"
+        if d["kind"] == "version-conflict":
+            text = (
+                f"The job failed on a version conflict: it needs {detail.get('requirement')}, "
+                f"but {where} has {package} {env_version or detail.get('have')}."
+            )
+        elif package is None:
+            text = (
+                f"The job failed importing '{full}': no installed package provides '{full}'; "
+                "is it a file missing from the source directory?"
+            )
+        elif d["kind"] == "import-error":
+            text = (
+                f"The job failed importing '{detail.get('name')}' from '{full}': {package} "
+                f"{env_version or '(not installed)'} in {where} does not provide it."
+            )
+        elif env_version is None:
+            state = "is listed but not installed in" if d["inRequirements"] else "is not in"
+            text = f"The job failed importing '{d['module']}': package {package} {state} {where}."
+        else:
+            text = (
+                f"The job failed importing '{full}': {where} has {package} {env_version}, "
+                "which does not provide it."
+            )
+        if package is not None and not (self.user_managed and _same_file(self.python, sys.executable)):
+            text += (
+                f" The interpreter that submitted the job has {package} {submitted}."
+                if submitted
+                else f" The interpreter that submitted the job does not have {package} either."
+            )
+        return f"{text} Fix: {d['fix']}"
+
+
+def _submitted_version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _satisfies(spec: str, version: str) -> bool:
+    from packaging.requirements import InvalidRequirement, Requirement  # only when diagnosing
+
+    try:
+        return Requirement(spec).specifier.contains(version, prereleases=True)
+    except InvalidRequirement:
+        return False
+
+
+def _inferred_tops(dist: metadata.Distribution) -> list[str]:
+    """Top-level import names from a distribution's file list, for wheels without top_level.txt."""
+    tops: set[str] = set()
+    for f in dist.files or []:
+        parts = f.parts
+        if not parts or parts[0] in ("..", "__pycache__") or parts[0].endswith((".dist-info", ".data")):
+            continue
+        if len(parts) > 1:
+            tops.add(parts[0])
+        elif f.suffix in (".py", ".so", ".pyd"):
+            tops.add(parts[0].split(".")[0])
+    return sorted(tops)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a == b
+
+
+def diagnosis_rows(diagnosis: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The lines the studio's run page and `runyard runs show` print for a diagnosis, in order."""
+    kind = {"missing-module": "missing module", "import-error": "import error"}.get(
+        str(diagnosis.get("kind")), "version conflict"
+    )
+    if diagnosis.get("userManaged"):
+        environment = f"{diagnosis.get('interpreter')} (user-managed)"
+    else:
+        environment = f"{diagnosis.get('environment') or 'unnamed'}"
+        if diagnosis.get("environmentHash"):
+            environment += f" (hash {str(diagnosis['environmentHash'])[:12]})"
+    package = diagnosis.get("package") or "no installed package provides it"
+    listed = diagnosis.get("listedAs")
+    rows = [
+        ("Problem", kind),
+        ("Module", str(diagnosis.get("module") or "-")),
+        ("Package", str(package)),
+        ("Environment", environment),
+        (
+            "In requirements",
+            f"yes: {listed}" if listed else "yes" if diagnosis.get("inRequirements") else "no",
+        ),
+        ("Version in environment", str(diagnosis.get("environmentVersion") or "not installed")),
+        ("Version where submitted", str(diagnosis.get("submittedVersion") or "not installed")),
+        ("Fix", str(diagnosis.get("fix") or "")),
+    ]
+    if diagnosis.get("requirement"):
+        rows.insert(3, ("Required by the job", str(diagnosis["requirement"])))
+    return rows
