@@ -17,6 +17,7 @@ from runyard.server.auth import authenticate, principal_dependency
 from runyard.server.routes_artifacts import artifact_router
 from runyard.server.routes_compute import compute_router
 from runyard.server.routes_data import data_router
+from runyard.server.routes_env import environment_router
 from runyard.server.routes_mlflow import mlflow_router
 from runyard.server.routes_store import store_router
 from runyard.server.routes_tokens import token_router
@@ -104,6 +105,7 @@ def create_app(workspace: Workspace, *, auth: bool = False, host_is_compute: boo
     app.include_router(store_router(store, principal))
     app.include_router(compute_router(store, principal))
     app.include_router(data_router(store, principal))
+    app.include_router(environment_router(store, principal))
     app.include_router(artifact_router(store, artifacts, principal))
     app.include_router(token_router(store, principal))
     app.include_router(mlflow_router(store, principal))

@@ -23,6 +23,7 @@ from runyard.store.records import (
     DatasetRecord,
     DatasetUse,
     DatastoreRecord,
+    EnvironmentRecord,
     ExperimentRecord,
     MetricRow,
     MetricSummary,
@@ -72,7 +73,8 @@ class RestStore:
 
     - save_datastore with `overwrite` (the same settings again), set_default_datastore_name,
       record_dataset_uses (rows are keyed by run, direction and name: a repeat replaces them with the same),
-      register_dataset without `create_new_version` (a repeat finds the version the first one made).
+      register_dataset without `create_new_version` (a repeat finds the version the first one made),
+      register_environment (an unchanged definition registered again returns the version that holds it).
 
     create_runs is not repeated blindly (a repeat would answer "already exists" for runs it did create):
     it first looks whether the runs exist, and sends again only if they do not. register_model and
@@ -333,6 +335,22 @@ class RestStore:
 
     def list_datasets(self, name: str | None = None, latest: bool = False) -> list[DatasetRecord]:
         return self._get("/datasets", list[DatasetRecord], name=name, latest=latest or None)
+
+    # environments
+    def register_environment(
+        self, name: str, definition: Mapping[str, Any], description: str | None = None
+    ) -> EnvironmentRecord:
+        name, plain = validation.validate_environment(name, definition, description)
+        body = {"name": name, "definition": plain, "description": description}
+        return self._send("POST", "/environments", body, EnvironmentRecord, retry=True)
+
+    def get_environment(self, name: str, version: int | None = None) -> EnvironmentRecord:
+        if version is None:
+            return self._get(f"/environments/{_seg(name)}/latest", EnvironmentRecord)
+        return self._get(f"/environments/{_seg(name)}/versions/{int(version)}", EnvironmentRecord)
+
+    def list_environments(self, name: str | None = None) -> list[EnvironmentRecord]:
+        return self._get("/environments", list[EnvironmentRecord], name=name)
 
     # lineage
     def record_dataset_uses(self, uses: Sequence[DatasetUse]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 #: The Alembic revision this code expects. tests/test_migrations.py checks it equals Alembic's head.
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0010"
 
 metadata = sa.MetaData()
 
@@ -224,4 +224,21 @@ workspace_settings = sa.Table(
     metadata,
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+)
+
+# Registered environment versions (v1's environment JSON), immutable once written. definition_hash is the
+# sha256 of the definition without its name and version (store/env_rules.py), so registering an unchanged
+# definition again finds the version that holds it instead of adding one.
+environments = sa.Table(
+    "environments",
+    metadata,
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("definition", sa.JSON, nullable=False),
+    sa.Column("definition_hash", sa.String(64), nullable=False),
+    sa.Column("created_time", sa.Float, nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    # versions are max+1 in the write transaction; this turns a race between two writers into a retry.
+    # Its leading column also serves every lookup by name (get, list the versions of one name).
+    sa.Index("uq_environments_name_version", "name", "version", unique=True),
 )

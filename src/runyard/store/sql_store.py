@@ -24,6 +24,7 @@ from runyard.store.records import SUBMISSION_KEYS, ExperimentRecord, MetricRow, 
 from runyard.store.sql_base import _retry_on_conflict, engine_for, run_from_row
 from runyard.store.sql_compute import SqlCompute
 from runyard.store.sql_data import SqlData
+from runyard.store.sql_env import SqlEnv
 from runyard.store.sql_metrics import SqlMetrics
 from runyard.store.sql_models import SqlModels
 from runyard.store.sql_studio import SqlStudio
@@ -55,7 +56,7 @@ def check_submission_unchanged(run: RunRecord, patch: Mapping[str, Any]) -> None
         )
 
 
-class SqlStore(SqlMetrics, SqlModels, SqlCompute, SqlData, SqlTokens, SqlStudio):
+class SqlStore(SqlMetrics, SqlModels, SqlCompute, SqlData, SqlEnv, SqlTokens, SqlStudio):
     # -- experiments ----------------------------------------------------------------------------
     def get_or_create_experiment(self, name: str) -> ExperimentRecord:
         v.check_experiment_name(name)

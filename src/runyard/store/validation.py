@@ -9,7 +9,8 @@ The Python API (core/) checks the same things earlier, so that a bad value fails
 (`run.log`, `start_logging`) rather than in a background writer; these rules are never stricter than
 core's for metrics, which are written in the background and must not be refused there.
 
-The rules for datastores, datasets and lineage build on these and live in store/data_rules.py.
+The rules for datastores, datasets and lineage build on these and live in store/data_rules.py; those for
+registered environments in store/env_rules.py.
 """
 
 from __future__ import annotations
@@ -286,3 +287,13 @@ refuse_builtin_datastore = _data_rules.refuse_builtin_datastore
 validate_dataset = _data_rules.validate_dataset
 validate_dataset_use = _data_rules.validate_dataset_use
 validate_datastore = _data_rules.validate_datastore
+
+# -- the environment rules live in store/env_rules.py (imported last for the same reason) ------------------
+from runyard.store import env_rules as _env_rules  # noqa: E402
+
+ENVIRONMENT_NAME = _env_rules.ENVIRONMENT_NAME
+MAX_DEFINITION_BYTES = _env_rules.MAX_DEFINITION_BYTES
+RESERVED_PREFIXES = _env_rules.RESERVED_PREFIXES
+check_environment_name = _env_rules.check_environment_name
+definition_hash = _env_rules.definition_hash
+validate_environment = _env_rules.validate_environment
