@@ -265,9 +265,20 @@ class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin, RunChildrenMixin, Ru
         return {"status": status, "details": details}
 
     def get_environment(self) -> Any:
-        """The name of the environment the run was submitted with, or None. Environment objects arrive
-        with issue 13; until then this is the name only."""
-        return self._refresh().data.get("runDefinition", {}).get("environment")
+        """The Environment the run used, rebuilt from its record (a script run's runDefinition, a step's
+        spec in its pipeline's graph). A run recorded without one ran with the submitting interpreter as
+        is: a 'default-environment' with python.user_managed_dependencies=True and interpreter_path set
+        to the interpreter recorded on the run, else this process's (sys.executable)."""
+        from runyard.environments.environment import run_environment  # YAML/packaging stay unloaded in jobs
+
+        record = self._refresh()
+        step_spec = None
+        if record.parent_id and not record.data.get("runDefinition"):
+            graph = self.workspace.store.get_run(record.parent_id).data.get("graph") or {}
+            step_spec = next(
+                (s for s in graph.get("steps") or [] if s.get("name") == record.display_name), None
+            )
+        return run_environment(record.data.get("runDefinition"), step_spec)
 
     def get_details(self) -> dict[str, Any]:
         record = self._refresh()

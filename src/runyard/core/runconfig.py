@@ -1,8 +1,10 @@
 """RunConfiguration and DockerConfiguration: v1's "how to run" objects, kept for code that builds them.
 
 What runyard honours from a RunConfiguration: `script`, `arguments`, `command`, `target` (a target
-name or a compute target object), `environment` (recorded on the run; what an environment does arrives
-with issue 13), `environment_variables` (set in the job's process), `max_run_duration_seconds`,
+name or a compute target object), `environment` (an Environment: v1's
+`Environment("default-environment")` unless set, which left untouched means "the submitting interpreter
+as is", see environments/definition.py), `conda_dependencies` (put into environment.python),
+`environment_variables` (set in the job's process), `max_run_duration_seconds`,
 `node_count` (recorded; one process runs, with a one-time warning when more are asked for) and
 `docker.use_docker=False`. Docker settings that ask for a container are accepted with the one-time
 warning: every job here is a local process. `ScriptRunConfig(run_config=...)` reads these; see
@@ -17,14 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from runyard.compat import v1_ignores, v1_keywords, warn_ignored
+from runyard.environments.definition import (
+    DEFAULT_CPU_IMAGE,
+    DEFAULT_ENVIRONMENT_NAME,
+    DEFAULT_GPU_IMAGE,
+)
+from runyard.environments.environment import Environment
 from runyard.errors import InvalidInputError, NotFoundError
 
-#: v1's default base images (azureml-core 1.61); recorded for code that prints or passes them.
-DEFAULT_CPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:20251130.v1"
-DEFAULT_GPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.8-cudnn8-ubuntu22.04"
+__all__ = ["DEFAULT_CPU_IMAGE", "DEFAULT_GPU_IMAGE", "DockerConfiguration", "RunConfiguration"]
 
 _NO_DOCKER = "runyard runs every job as a local process, without a container"
-_ISSUE_13 = "environments (conda/pip dependencies, images) arrive with issue 13"
 _ONE_NODE = "a local job runs one process; multi-node jobs arrive with the Ray target"
 _RUNCONFIG_DIR = ".azureml"
 _SUFFIX = ".runconfig"
@@ -68,7 +73,7 @@ class DockerConfiguration:
 class RunConfiguration:
     """Everything about how a script runs, in one object (v1's RunConfiguration)."""
 
-    @v1_ignores(framework=_ONE_NODE, communicator=_ONE_NODE, conda_dependencies=_ISSUE_13)
+    @v1_ignores(framework=_ONE_NODE, communicator=_ONE_NODE)
     def __init__(
         self,
         script: str | None = None,
@@ -86,10 +91,11 @@ class RunConfiguration:
         self.command = command
         self.framework = framework or "Python"
         self.communicator = communicator or "None"
-        self.conda_dependencies = conda_dependencies
         self.node_count = 1
         self.max_run_duration_seconds: int | None = None
-        self.environment: Any = None
+        self.environment: Any = Environment(DEFAULT_ENVIRONMENT_NAME)
+        if conda_dependencies is not None:
+            self.environment.python.conda_dependencies = conda_dependencies
         self.docker = DockerConfiguration()
         self.data: dict[str, Any] = {}
         self.output_data: dict[str, Any] = {}
@@ -148,7 +154,7 @@ class RunConfiguration:
             "communicator": self.communicator,
             "nodeCount": self.node_count,
             "maxRunDurationSeconds": self.max_run_duration_seconds,
-            "environment": getattr(env, "name", env),
+            "environment": env.to_definition() if isinstance(env, Environment) else env,
             "environmentVariables": dict(self._environment_variables),
             "docker": self.docker._to_dict(),
         }
@@ -168,8 +174,8 @@ class RunConfiguration:
         name: str | None = None,
         separate_environment_yaml: bool = False,
     ) -> None:
-        """Write `<path>/.azureml/<name>.runconfig` (JSON; `load` reads it back). The environment is
-        saved by name only, so `separate_environment_yaml` has nothing to separate."""
+        """Write `<path>/.azureml/<name>.runconfig` (JSON; `load` reads it back), the whole environment
+        definition included; `separate_environment_yaml` has nothing to separate in that form."""
         target = self._file(path, name or self._name)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
@@ -200,7 +206,10 @@ class RunConfiguration:
         cfg.target = raw.get("target") or "local"
         cfg.node_count = int(raw.get("nodeCount") or 1)
         cfg.max_run_duration_seconds = raw.get("maxRunDurationSeconds")
-        cfg.environment = raw.get("environment")
+        environment = raw.get("environment")
+        cfg.environment = (
+            Environment.from_definition(environment) if isinstance(environment, dict) else environment
+        )
         cfg.environment_variables = raw.get("environmentVariables") or {}
         docker = raw.get("docker") or {}
         cfg.docker = DockerConfiguration(

@@ -2,7 +2,7 @@
 
 A mixin, so `core/workspace.py` keeps to opening, creating and finding workspaces. Every value here
 is real: the Azure names recorded in config.json (or None for a workspace no v1 code named yet), the
-datastores and datasets, and an empty dict where issue 13 (environments) fills in.
+datastores, datasets and environments.
 """
 
 from __future__ import annotations
@@ -175,8 +175,10 @@ class WorkspaceV1:
 
     @property
     def environments(self) -> dict[str, Any]:
-        """Registered environments: none until issue 13 brings Environment registration."""
-        return {}
+        """Environments by name: the latest version of every registered one, and the curated ones."""
+        from runyard.environments.environment import Environment  # Environment.list reads self.store
+
+        return Environment.list(self)
 
     def get_default_compute_target(self, type: str) -> Any:
         """The default 'CPU' or 'GPU' target that Workspace.create(default_cpu_compute_target=...,

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from runyard import __version__ as VERSION  # noqa: F401  (v1 exposes the SDK version here)
 from runyard.compat import v1_keywords
 from runyard.errors import EnvironmentDefinitionError
 
