@@ -15,11 +15,22 @@ ENV_TRACKING_URI = "RUNYARD_TRACKING_URI"
 ENV_EXPERIMENT = "RUNYARD_EXPERIMENT_NAME"
 ENV_SPOOL_DIR = "RUNYARD_SPOOL_DIR"
 ENV_TOKEN = "RUNYARD_TOKEN"
+ENV_ENV_CACHE = "RUNYARD_ENV_CACHE"
 
 
 def cache_dir() -> Path:
     """Local folder for server workspaces' working copies (RUNYARD_CACHE_DIR, default ~/.cache/runyard)."""
     return Path(os.environ.get("RUNYARD_CACHE_DIR") or Path.home() / ".cache" / "runyard").expanduser()
+
+
+def env_cache_dir() -> Path:
+    """Where built environments live, shared by every workspace on this machine (RUNYARD_ENV_CACHE, else
+    $XDG_CACHE_HOME/runyard/envs, else ~/.cache/runyard/envs)."""
+    value = os.environ.get(ENV_ENV_CACHE)
+    if value:
+        return Path(value).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "runyard" / "envs"
 
 
 def env_workspace() -> Path | None:

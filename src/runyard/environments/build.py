@@ -1,0 +1,422 @@
+"""BuildPlan -> a ready virtual environment: one per content hash, built once, reused in milliseconds.
+
+<cache>/<hash>/ is a finished environment exactly when its ready marker `runyard-env.json` exists. A build
+happens under an flock on <cache>/locks/<hash>.lock (a second process needing the same hash waits, and
+says so), in <cache>/.<hash>.building-<pid>, which is renamed into place only after the marker is written:
+a failed or killed build leaves at most a .building folder, which the next builder (holding the lock, so
+its owner is dead) removes. The lock's file descriptor is passed to uv, so a builder killed mid-install
+keeps the lock until its uv child is gone too.
+
+uv creates the environment (`uv venv --relocatable`, then `uv pip install`), first offline from uv's
+cache, then from the index after checking it answers; `python -m venv` + pip stand in only when uv cannot
+run. Every command and its output go into the build log (20_image_build_log.txt of the run that built it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import runyard
+from runyard.config import env_cache_dir
+from runyard.environments import layer
+from runyard.environments.interpreters import current_version
+from runyard.environments.plan import BuildPlan
+from runyard.errors import EnvironmentBuildError
+
+MARKER = "runyard-env.json"
+LOG_FILE = "build-log.txt"
+LAST_USED = "last-used"
+DEFAULT_INDEX = "https://pypi.org/simple"
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class PreparedEnvironment:
+    plan: BuildPlan
+    python: str  # the executable to start the job with
+    built: bool  # this call built it (so the caller writes 20_image_build_log.txt)
+    build_log: str  # "" when reused
+    location: str  # the venv folder ("" when user-managed)
+    seconds: float
+    waited: bool  # another process was building the same hash and this call waited for it
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    hash: str
+    location: str
+    python: str  # major.minor
+    requirements: tuple[str, ...]
+    name: str
+    created: float
+    last_used: float
+    size_bytes: int
+
+
+def cache_dir() -> Path:
+    """RUNYARD_ENV_CACHE, else $XDG_CACHE_HOME/runyard/envs, else ~/.cache/runyard/envs."""
+    return env_cache_dir()
+
+
+def _label(plan: BuildPlan) -> str:
+    return f"environment {plan.name or '(unnamed)'!r} (hash {plan.hash[:12]})"
+
+
+def default_index(pip_options: tuple[str, ...] = ()) -> str:
+    """The index a build installs from: --index-url in the pip options, UV_INDEX_URL, PIP_INDEX_URL, PyPI."""
+    for option in pip_options:
+        if option.startswith("--index-url "):
+            return option.split(" ", 1)[1].strip()
+    env = os.environ
+    return env.get("UV_INDEX_URL") or env.get("UV_DEFAULT_INDEX") or env.get("PIP_INDEX_URL") or DEFAULT_INDEX
+
+
+def index_reachable(url: str | None = None, package: str = "pip") -> str | None:
+    """None when the package index answers (GET <index>/<package>/ within 3 s), else what went wrong."""
+    import httpx
+
+    url = url or default_index()
+    if not url.startswith(("http://", "https://")):
+        return None  # a local folder or file:// index
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/{package}/", timeout=3.0, follow_redirects=True)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return f"HTTP {response.status_code}" if response.status_code >= 500 else None
+
+
+@contextlib.contextmanager
+def _hash_lock(root: Path, plan: BuildPlan, say: Callable[[str], None]) -> Iterator[tuple[int, bool]]:
+    """Hold <cache>/locks/<hash>.lock; yields (fd, waited). Released when this process (and every child it
+    gave the fd to) is gone, so a killed builder never leaves it held."""
+    (root / "locks").mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / "locks" / f"{plan.hash}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    waited = False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            say(f"waiting for {holder} to finish building {_label(plan)}")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            waited = True
+        run_id = os.environ.get("RUNYARD_RUN_ID")
+        holder = f"process {os.getpid()}" + (f" (run {run_id})" if run_id else "")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder.encode(), 0)
+        yield fd, waited
+    finally:
+        os.close(fd)
+
+
+def _touch_last_used(target: Path) -> None:
+    """Record a use at most once a minute: one stat on the hot path."""
+    path = target / LAST_USED
+    now = time.time()
+    try:
+        if now - path.stat().st_mtime < 60:
+            return
+        os.utime(path, (now, now))
+    except FileNotFoundError:
+        with contextlib.suppress(OSError):
+            path.touch()
+    except OSError:
+        pass
+
+
+def _ready(target: Path) -> bool:
+    """Built and still usable: the marker exists and bin/python still resolves (its base interpreter)."""
+    return (target / MARKER).exists() and (target / "bin" / "python").exists()
+
+
+def _reused(plan: BuildPlan, target: Path, start: float, waited: bool) -> PreparedEnvironment:
+    layer.ensure_pth(target, plan.python)
+    _touch_last_used(target)
+    return PreparedEnvironment(
+        plan=plan,
+        python=str(target / "bin" / "python"),
+        built=False,
+        build_log="",
+        location=str(target),
+        seconds=time.perf_counter() - start,
+        waited=waited,
+    )
+
+
+def prepare_environment(plan: BuildPlan, say: Callable[[str], None] | None = None) -> PreparedEnvironment:
+    """The environment a job runs in: reused when built before, else built now (once across processes).
+    `say` gets progress lines for 65_job_prep.txt. Raises EnvironmentBuildError; nothing failed is cached."""
+    start = time.perf_counter()
+    if plan.user_managed or not plan.hash:
+        return PreparedEnvironment(plan, plan.interpreter, False, "", "", time.perf_counter() - start, False)
+    root = cache_dir()
+    target = root / plan.hash
+    if _ready(target):
+        return _reused(plan, target, start, waited=False)
+    say = say or (lambda line: None)
+    root.mkdir(parents=True, exist_ok=True)
+    with _hash_lock(root, plan, say) as (fd, waited):
+        if _ready(target):
+            return _reused(plan, target, start, waited)
+        for stale in [*root.glob(f".{plan.hash}.building-*"), target]:
+            shutil.rmtree(stale, ignore_errors=True)  # the lock is ours: their builders are dead
+        say(f"building {_label(plan)}: {len(plan.requirements)} requirement(s)")
+        log = _build(plan, root, target, fd)
+    return PreparedEnvironment(plan, str(target / "bin" / "python"), True, log, str(target),
+                               time.perf_counter() - start, waited)  # fmt: skip
+
+
+class _Log:
+    """The build log: every command, its output, exit status and time."""
+
+    def __init__(self, lock_fd: int, cwd: Path) -> None:
+        self.lines: list[str] = []
+        self.lock_fd = lock_fd
+        self.cwd = cwd
+
+    def add(self, text: str) -> None:
+        self.lines.append(text)
+
+    def run(self, command: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        self.add("$ " + shlex.join(command))
+        started = time.perf_counter()
+        done = subprocess.run(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+            env=env, cwd=self.cwd, stdin=subprocess.DEVNULL, pass_fds=(self.lock_fd,),
+        )  # fmt: skip
+        self.add(done.stdout.rstrip("\n")) if done.stdout.strip() else None
+        self.add(f"(exit {done.returncode}, {time.perf_counter() - started:.2f} s)")
+        return done
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+_uv_state: dict[str, str | None] = {}
+
+
+def _uv_bin(log: _Log) -> str | None:
+    """uv's executable when it runs, else None (and the reason goes into the log)."""
+    if "bin" not in _uv_state:
+        try:
+            import uv
+
+            path: str | None = uv.find_uv_bin()
+            done = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30)
+            _uv_state["why"] = None if done.returncode == 0 else (done.stderr or done.stdout).strip()
+            _uv_state["version"] = done.stdout.strip()
+        except (ImportError, OSError, subprocess.SubprocessError) as exc:
+            path, _uv_state["why"] = None, f"{type(exc).__name__}: {exc}"
+        _uv_state["bin"] = path if not _uv_state["why"] else None
+    if _uv_state["bin"] is None:
+        log.add(f"uv is unusable ({_uv_state['why']}): falling back to `python -m venv` + pip")
+    else:
+        log.add(f"builder: {_uv_state['version']} ({_uv_state['bin']})")
+    return _uv_state["bin"]
+
+
+def _build(plan: BuildPlan, root: Path, target: Path, lock_fd: int) -> str:
+    """Build into a temporary folder, write the marker, rename into place. Returns the build log."""
+    log = _Log(lock_fd, root)
+    log.add(f"Building {_label(plan)} with Python {plan.python} ({plan.interpreter}) at {time.ctime()}")
+    log.add("requirements: " + (", ".join(plan.requirements) or "(none: runyard's layer only)"))
+    log.add("pip options: " + (" ".join(plan.pip_options) or "(none)"))
+    log.add("satisfied by runyard: " + (", ".join(plan.satisfied_by_runyard) or "(none)"))
+    log.lines += [f"note: {note}" for note in plan.notes]
+    temp = root / f".{plan.hash}.building-{os.getpid()}"
+    try:
+        builder = _create_and_install(plan, temp, target, log, _uv_bin(log))
+        log.add(f"ready: {target}")
+        (temp / LOG_FILE).write_text(log.text())
+        marker = {"summary": plan.summary(), "created": time.time(), "log": LOG_FILE, "builder": builder,
+                  "interpreter": plan.interpreter, "pipOptions": list(plan.pip_options),
+                  "satisfiedByRunyard": list(plan.satisfied_by_runyard), "notes": list(plan.notes),
+                  "runyard": runyard.__version__}  # fmt: skip
+        (temp / MARKER).write_text(json.dumps(marker, indent=1))
+        (temp / LAST_USED).touch()
+        os.rename(temp, target)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    return log.text()
+
+
+def _failed(plan: BuildPlan, log: _Log, why: str) -> EnvironmentBuildError:
+    log.add(f"FAILED: {why}")
+    return EnvironmentBuildError(f"Could not build {_label(plan)}: {why}", log=log.text())
+
+
+def _key_lines(output: str) -> str:
+    """The lines of uv's (or pip's) output that say why: from the first error on, a few lines."""
+    lines = [line.rstrip() for line in output.splitlines() if line.strip()]
+    first = next((i for i, line in enumerate(lines) if re.match(r"^\s*(error|ERROR|×)", line)), None)
+    picked = lines[first : first + 8] if first is not None else lines[-8:]
+    return "\n  ".join(picked)
+
+
+def _uv_env() -> dict[str, str]:
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def _option_args(plan: BuildPlan) -> list[str]:
+    args = [token for option in plan.pip_options for token in shlex.split(option)]
+    env = os.environ
+    uv_index = env.get("UV_INDEX_URL") or env.get("UV_DEFAULT_INDEX")
+    if env.get("PIP_INDEX_URL") and not uv_index and "--index-url" not in args and "--no-index" not in args:
+        args += ["--index-url", env["PIP_INDEX_URL"]]
+    return args
+
+
+def _check_index(plan: BuildPlan, requirements: list[str], log: _Log) -> None:
+    if "--no-index" in plan.pip_options:
+        return
+    index = default_index(plan.pip_options)
+    first = re.split(r"[\s\[<>=!~;@]", requirements[0], maxsplit=1)[0]
+    problem = index_reachable(index, first)
+    log.add(f"package index {index}: " + (f"unreachable ({problem})" if problem else "reachable"))
+    if problem:
+        raise _failed(
+            plan,
+            log,
+            f"the package index {index} is unreachable ({problem}); the environment needs: "
+            f"{', '.join(requirements)}, which are not all in uv's cache. Connect to the network, or set "
+            "--index-url in the environment's pip options (or UV_INDEX_URL) to an index you can reach, or "
+            "build it once where the index is reachable (uv's cache then serves it offline).",
+        )
+
+
+def _create_and_install(plan: BuildPlan, temp: Path, target: Path, log: _Log, uv: str | None) -> str:
+    """Create the venv in `temp` (it will be renamed to `target`), link runyard's layer, install the
+    requirements. Returns the builder's name ("uv" or "pip")."""
+    requirements = list(plan.requirements)
+    if plan.python != current_version():
+        extra = layer.runyard_requirements()
+        log.add(f"Python {plan.python} is not runyard's ({current_version()}): installing runyard's own "
+                f"requirements too: {', '.join(extra)}")  # fmt: skip
+        requirements += extra
+    if uv is not None:
+        env = _uv_env()
+        created = log.run(
+            [uv, "venv", "--relocatable", "--no-project", "--python", plan.interpreter, str(temp)], env
+        )
+        if created.returncode != 0:
+            raise _failed(
+                plan, log, f"uv could not create the virtual environment:\n  {_key_lines(created.stdout)}"
+            )
+        layer.ensure_pth(temp, plan.python)
+        if not requirements:
+            return "uv"
+        install = [uv, "pip", "install", "--python", str(temp / "bin" / "python"), *_option_args(plan)]
+        if log.run([*install, "--offline", *requirements], env).returncode == 0:
+            return "uv"
+        log.add("not everything is in uv's cache: installing from the package index")
+        _check_index(plan, requirements, log)
+        done = log.run([*install, *requirements], env)
+        if done.returncode != 0:
+            raise _failed(plan, log, "uv could not install the requirements:\n  " + _key_lines(done.stdout)
+                          + "\nFix the package names or versions in the environment and run again.")  # fmt: skip
+        return "uv"
+    created = log.run([plan.interpreter, "-m", "venv", str(temp)])
+    if created.returncode != 0:
+        raise _failed(plan, log, f"python -m venv failed:\n  {_key_lines(created.stdout)}")
+    layer.ensure_pth(temp, plan.python)
+    if requirements:
+        _check_index(plan, requirements, log)
+        python = str(temp / "bin" / "python")
+        done = log.run([python, "-m", "pip", "install", "--disable-pip-version-check",
+                        *_option_args(plan), *requirements])  # fmt: skip
+        if done.returncode != 0:
+            raise _failed(plan, log, "pip could not install the requirements:\n  " + _key_lines(done.stdout))
+    _fix_shebangs(temp, target, log)
+    return "pip"
+
+
+def _fix_shebangs(temp: Path, target: Path, log: _Log) -> None:
+    """`python -m venv` writes absolute shebangs; point them at where the folder will be after the rename."""
+    old, new = f"#!{temp}/".encode(), f"#!{target}/".encode()
+    for script in (temp / "bin").iterdir():
+        with contextlib.suppress(OSError):
+            if script.is_file() and not script.is_symlink():
+                data = script.read_bytes()
+                if data.startswith(old):
+                    script.write_bytes(new + data[len(old) :])
+    log.add(f"scripts in bin/ point at {target}")
+
+
+def _size(folder: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+def list_builds() -> list[BuildInfo]:
+    """Every finished build in the cache, most recently used first."""
+    root = cache_dir()
+    found: list[BuildInfo] = []
+    with contextlib.suppress(OSError):
+        for folder in root.iterdir():
+            if not _HASH.match(folder.name):
+                continue
+            try:
+                marker = json.loads((folder / MARKER).read_text())
+            except (OSError, ValueError):
+                continue
+            summary = marker.get("summary") or {}
+            created = float(marker.get("created") or 0)
+            try:
+                last_used = (folder / LAST_USED).stat().st_mtime
+            except OSError:
+                last_used = created
+            found.append(BuildInfo(
+                hash=folder.name, location=str(folder), python=str(summary.get("python") or ""),
+                requirements=tuple(summary.get("requirements") or ()), name=str(summary.get("name") or ""),
+                created=created, last_used=last_used, size_bytes=_size(folder),
+            ))  # fmt: skip
+    return sorted(found, key=lambda info: info.last_used, reverse=True)
+
+
+def remove_build(hash: str) -> bool:
+    """Remove one build under its lock. False when it is absent or being built right now."""
+    if not _HASH.match(hash):
+        return False
+    root = cache_dir()
+    target = root / hash
+    if not target.exists():
+        return False
+    (root / "locks").mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / "locks" / f"{hash}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        doomed = root / f".{hash}.removing-{os.getpid()}"
+        try:
+            os.rename(target, doomed)
+        except OSError:
+            return False
+        shutil.rmtree(doomed, ignore_errors=True)
+        return True
+    finally:
+        os.close(fd)
+
+
+if sys.platform == "win32":  # pragma: no cover - fcntl above already fails there; say why
+    raise ImportError("runyard's environment builds need a POSIX system (fcntl locks, venv bin/ layout)")

@@ -1,0 +1,194 @@
+"""How runyard itself is importable in every built environment, without installing it from an index.
+
+A job's script does `from azureml.core import Run`, so runyard (and what runyard imports) must be
+importable inside each environment, while the environment's own packages win where both have one.
+
+For an environment on runyard's own Python minor version, runyard's dependency closure (its Requires-Dist,
+markers evaluated, extras ignored, followed recursively) is exposed through a *layer*: a folder
+<cache>/layers/<key>/ of symlinks to each closure distribution's top-level entries (package folders,
+modules, .dist-info, *.libs) and to the `runyard` package. The environment's site-packages gets
+`_runyard_layer.pth` naming that folder, and Python appends .pth folders *after* site-packages, so an
+environment that pins an older `six` imports its own. The key hashes sys.prefix, runyard's version and the
+closure's name==version list; it is computed once per change of the site-packages folders (their mtimes),
+so preparing an environment never scans metadata.
+
+The consequence: runyard's dependencies (pandas, numpy, pyarrow, ...) are importable in every environment
+even when it does not declare them; every other package must be declared.
+
+Compiled extensions only load in the Python minor version they were built for, so an environment on another
+version gets runyard's own requirements installed by the build (runyard_requirements()) and a layer holding
+only the `runyard` package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata as metadata
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+import runyard
+from runyard.config import env_cache_dir
+from runyard.environments.interpreters import current_version
+
+PTH_NAME = "_runyard_layer.pth"
+_READY = ".ready"
+_memo: dict[str, Path] = {}
+
+
+def _package_dir() -> Path:
+    return Path(runyard.__file__).resolve().parent
+
+
+def _requirements_of(dist: metadata.Distribution) -> list[Requirement]:
+    found = []
+    for text in dist.requires or []:
+        req = Requirement(text)
+        if req.marker is None or req.marker.evaluate({"extra": ""}):
+            found.append(req)
+    return found
+
+
+def runyard_requirements() -> list[str]:
+    """runyard's own Requires-Dist without extras, markers kept (for an environment on another Python)."""
+    try:
+        texts = metadata.distribution("runyard").requires or []
+    except metadata.PackageNotFoundError:
+        return []
+    return [t for t in texts if "extra" not in str(Requirement(t).marker or "")]
+
+
+def _closure() -> list[metadata.Distribution]:
+    """runyard's installed distribution and every distribution it needs, recursively."""
+    seen: dict[str, metadata.Distribution] = {}
+    todo = ["runyard"]
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in seen:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        seen[name] = dist
+        todo += [req.name for req in _requirements_of(dist)]
+    return [seen[name] for name in sorted(seen)]
+
+
+def _stamp() -> str:
+    """Changes whenever a package is installed, upgraded or removed where runyard runs."""
+    parts = [sys.prefix, runyard.__version__, str(_package_dir())]
+    for entry in sys.path:
+        if not entry.endswith(("site-packages", "dist-packages")):
+            continue  # the script's folder or the cwd change for other reasons
+        with contextlib.suppress(OSError):
+            parts.append(f"{entry}:{os.stat(entry or '.').st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+
+
+def _top_levels(dist: metadata.Distribution) -> dict[str, Path]:
+    """name -> path of each top-level entry a distribution installed into site-packages."""
+    entries: dict[str, Path] = {}
+    for file in dist.files or []:
+        parts = file.parts
+        if not parts or parts[0] in ("..", "__pycache__") or parts[0].endswith(".pth"):
+            continue
+        if parts[0] not in entries:
+            entries[parts[0]] = Path(str(dist.locate_file(parts[0])))
+    return entries
+
+
+def _make_layer(folder: Path, entries: dict[str, Path]) -> None:
+    """Create the layer folder atomically: symlinks into a temporary folder, then rename."""
+    if (folder / _READY).exists():
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(temp, ignore_errors=True)
+    temp.mkdir()
+    for name, target in sorted(entries.items()):
+        if target.exists():
+            (temp / name).symlink_to(target, target_is_directory=target.is_dir())
+    (temp / _READY).write_text(json.dumps(sorted(entries)))
+    try:
+        os.rename(temp, folder)
+    except OSError:  # another process made it first (or a stale one without .ready is in the way)
+        if not (folder / _READY).exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.rename(temp, folder)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _same_minor_layer() -> Path:
+    stamp = _stamp()
+    if stamp in _memo and (_memo[stamp] / _READY).exists():
+        return _memo[stamp]
+    layers = env_cache_dir() / "layers"
+    index = layers / f"stamp-{stamp}.json"
+    try:
+        folder = layers / json.loads(index.read_text())["layer"]
+    except (OSError, ValueError, KeyError):
+        folder = None
+    if folder is None or not (folder / _READY).exists():
+        dists = _closure()
+        listing = sorted(f"{canonicalize_name(d.metadata['Name'])}=={d.version}" for d in dists)
+        key = hashlib.sha256("\n".join([sys.prefix, runyard.__version__, *listing]).encode()).hexdigest()
+        folder = layers / key[:16]
+        entries: dict[str, Path] = {}
+        for dist in dists:
+            for name, path in _top_levels(dist).items():
+                entries.setdefault(name, path)
+        entries["runyard"] = _package_dir()
+        _make_layer(folder, entries)
+        temp = index.with_name(f".{index.name}.{os.getpid()}")
+        temp.write_text(json.dumps({"layer": folder.name, "closure": listing}))
+        os.replace(temp, index)
+    _memo[stamp] = folder
+    return folder
+
+
+def _runyard_only_layer() -> Path:
+    package = _package_dir()
+    key = hashlib.sha256(f"{package}\n{runyard.__version__}".encode()).hexdigest()[:16]
+    folder = env_cache_dir() / "layers" / f"runyard-{key}"
+    entries = {"runyard": package}
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        dist = metadata.distribution("runyard")
+        entries.update({n: p for n, p in _top_levels(dist).items() if n.endswith(".dist-info")})
+    _make_layer(folder, entries)
+    return folder
+
+
+def layer_folder(python: str) -> Path:
+    """The layer an environment on Python `python` (major.minor) lists in its .pth."""
+    if python == current_version():
+        return _same_minor_layer()
+    return _runyard_only_layer()
+
+
+def site_packages(venv: Path, python: str) -> Path:
+    return venv / "lib" / f"python{python}" / "site-packages"
+
+
+def ensure_pth(venv: Path, python: str) -> bool:
+    """Make the environment's .pth name the current layer (runyard upgraded or moved: rewritten atomically).
+    True when it was (re)written."""
+    wanted = f"{layer_folder(python)}\n"
+    target = site_packages(venv, python) / PTH_NAME
+    try:
+        if target.read_text() == wanted:
+            return False
+    except OSError:
+        pass
+    temp = target.with_name(f".{PTH_NAME}.{os.getpid()}")
+    temp.write_text(wanted)
+    os.replace(temp, target)
+    return True

@@ -1,0 +1,416 @@
+"""v1's environment JSON -> a BuildPlan: the pip requirements, the Python interpreter and a content hash.
+
+The hash is what decides whether two runs share one built environment, so it covers exactly what the built
+environment contains: the normalised requirements, pip options, Python major.minor and platform. The name,
+version, environment variables and docker settings are left out, as v1 leaves them out of its image hash.
+
+Planning runs for every step of every pipeline, so it does no subprocess and no metadata scan when the
+environment uses the current interpreter; parsed requirement lines are memoised.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import platform
+import re
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+
+import runyard
+from runyard.environments import interpreters
+from runyard.environments.conda_map import CondaSpecError, conda_to_pip
+from runyard.errors import EnvironmentDefinitionError
+
+#: Options v1 adds to every pip list it writes; they point at PyPI, which is the default anyway.
+_V1_DEFAULT_OPTIONS = {
+    "--find-links https://pypi.python.org/simple/index.html",
+    "--extra-index-url https://pypi.python.org/simple",
+}
+#: pip options an environment's pip list may carry, passed to uv as given (short forms spelled out).
+_OPTIONS_WITH_VALUE = {
+    "--index-url": "--index-url",
+    "-i": "--index-url",
+    "--extra-index-url": "--extra-index-url",
+    "--find-links": "--find-links",
+    "-f": "--find-links",
+    "--no-binary": "--no-binary",
+    "--only-binary": "--only-binary",
+    "--trusted-host": "--trusted-host",
+}
+_FLAG_OPTIONS = {"--pre", "--no-index", "--require-hashes"}
+_IGNORED_OPTIONS = {"--prefer-binary": "uv prefers wheels already"}
+_RUNYARD_MIN = (3, 11)
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What to build for one environment definition (see docs/environments.md)."""
+
+    name: str
+    hash: str
+    python: str
+    interpreter: str
+    requirements: tuple[str, ...]
+    pip_options: tuple[str, ...]
+    satisfied_by_runyard: tuple[str, ...]
+    notes: tuple[str, ...]
+    user_managed: bool
+
+    def summary(self) -> dict[str, Any]:
+        """JSON for a step's material and run records."""
+        return {
+            "name": self.name,
+            "hash": self.hash,
+            "python": self.python,
+            "requirements": list(self.requirements),
+            "userManaged": self.user_managed,
+        }
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    text: str  # canonical rendering
+    name: str  # canonical name
+    exact: str | None  # the version of a single `==` pin without wildcard
+    bare: bool  # name only: no version, extras, marker or URL
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(line: str) -> _Parsed:
+    """One pip requirement line -> its canonical form. Raises InvalidRequirement."""
+    req = Requirement(line)
+    req.name = canonicalize_name(req.name)
+    specs = list(req.specifier)
+    exact = specs[0].version if len(specs) == 1 and specs[0].operator == "==" else None
+    if exact is not None and exact.endswith(".*"):
+        exact = None
+    bare = not specs and not req.extras and req.marker is None and req.url is None
+    return _Parsed(text=str(req), name=req.name, exact=exact, bare=bare)
+
+
+def _is_azureml(name: str) -> bool:
+    canonical = canonicalize_name(name)
+    return canonical == "azureml" or canonical.startswith("azureml-")
+
+
+def _platform() -> str:
+    return f"{sys.platform}-{platform.machine()}"
+
+
+def _content_hash(inputs: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _current_plan(name: str, notes: tuple[str, ...] = ()) -> BuildPlan:
+    return BuildPlan(
+        name=name,
+        hash="",
+        python=interpreters.current_version(),
+        interpreter=sys.executable,
+        requirements=(),
+        pip_options=(),
+        satisfied_by_runyard=(),
+        notes=notes,
+        user_managed=True,
+    )
+
+
+def _user_managed(name: str, interpreter_path: str) -> BuildPlan:
+    """userManagedDependencies: run the given interpreter as it is, build nothing."""
+    if interpreter_path in ("", "python", "python3"):
+        return _current_plan(name, (f"user-managed dependencies: running {sys.executable} as it is",))
+    path = Path(interpreter_path).expanduser()
+    found = str(path) if path.is_absolute() and path.exists() else shutil.which(interpreter_path)
+    if not found:
+        raise EnvironmentDefinitionError(
+            f"Environment {name!r} has user-managed dependencies with interpreterPath {interpreter_path!r}, "
+            "which does not exist on this machine. Set env.python.interpreter_path to an existing "
+            "Python executable (an absolute path or a name on PATH)."
+        )
+    version = interpreters.version_of(found) or interpreters.current_version()
+    return BuildPlan(
+        name=name,
+        hash="",
+        python=version,
+        interpreter=found,
+        requirements=(),
+        pip_options=(),
+        satisfied_by_runyard=(),
+        notes=(f"user-managed dependencies: running {found} as it is",),
+        user_managed=True,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _find(version: str) -> str | None:
+    return interpreters.find_interpreter(version)
+
+
+def _choose_python(name: str, spec: str | None) -> tuple[str, str, list[str]]:
+    """(major.minor, interpreter path, notes) for a conda `python` spec (None: not given)."""
+    current = interpreters.current_version()
+    if not spec:
+        return current, sys.executable, []
+    match = re.match(r"^==\s*(\d+)\.(\d+)", spec)
+    if not match:
+        try:
+            accepted = SpecifierSet(spec).contains(".".join(map(str, sys.version_info[:3])))
+        except InvalidSpecifier:
+            accepted = False
+        if not accepted:
+            raise EnvironmentDefinitionError(
+                f"Environment {name!r} asks for python{spec}, which the current Python {current} does not "
+                "satisfy. Ask for one version (python=3.12) that is installed on this machine."
+            )
+        return current, sys.executable, []
+    wanted = f"{match.group(1)}.{match.group(2)}"
+    if wanted == current:
+        return current, sys.executable, []
+    if (int(match.group(1)), int(match.group(2))) < _RUNYARD_MIN:
+        return (
+            current,
+            sys.executable,
+            [
+                f"Python {wanted} requested: jobs need Python 3.11 or newer for runyard to provide "
+                f"azureml's API, so this environment uses Python {current} ({sys.executable})"
+            ],
+        )
+    found = _find(wanted)
+    if found is None:
+        versions = ", ".join(interpreters.found_versions()) or "none"
+        raise EnvironmentDefinitionError(
+            f"Environment {name!r} asks for Python {wanted}, which is not installed on this machine "
+            f"(found: {versions}). Install it (for example `pyenv install {wanted}`), or change the "
+            "environment's python version (CondaDependencies python_version / python=3.x)."
+        )
+    return wanted, found, [f"Python {wanted}: {found}"]
+
+
+def _where(definition: Mapping[str, Any], line: str, index: int) -> str:
+    """Where a bad pip line came from: the requirements file's line number when the definition says."""
+    source = (definition.get("runyard") or {}).get("source") if isinstance(definition, Mapping) else None
+    if isinstance(source, str) and source:
+        try:
+            for number, text in enumerate(Path(source).read_text().splitlines(), start=1):
+                if text.strip() == line.strip():
+                    return f"{source}, line {number}"
+        except OSError:
+            pass
+        return source
+    return f"pip list item {index + 1}"
+
+
+def _option(name: str, line: str) -> str | None:
+    """A pip option line -> its normalised form for uv, None when dropped. Raises for unsupported ones."""
+    match = re.match(r"^(-{1,2}[A-Za-z][A-Za-z-]*)(?:[= ]\s*(.*))?$", line)
+    head, value = (match.group(1), (match.group(2) or "").strip()) if match else (line, "")
+    if head in _OPTIONS_WITH_VALUE and value:
+        normal = f"{_OPTIONS_WITH_VALUE[head]} {value}"
+        return None if normal in _V1_DEFAULT_OPTIONS else normal
+    if head in _FLAG_OPTIONS and not value:
+        return head
+    if head in _IGNORED_OPTIONS:
+        return None
+    raise EnvironmentDefinitionError(
+        f"Environment {name!r}: the pip option line {line!r} is not supported in an environment's pip list. "
+        "List the packages themselves (no -r/-c/-e lines); the options runyard passes on are "
+        f"{', '.join(sorted({*_OPTIONS_WITH_VALUE.values(), *_FLAG_OPTIONS}))}."
+    )
+
+
+def _conda_dependencies(name: str, python_section: Mapping[str, Any]) -> Mapping[str, Any]:
+    conda = python_section.get("condaDependencies")
+    if conda:
+        return conda
+    path = python_section.get("condaDependenciesFile")
+    if not path:
+        return {}
+    import yaml  # only for this rare form: v1 keeps the file's content in condaDependencies
+
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise EnvironmentDefinitionError(
+            f"Environment {name!r}: cannot read condaDependenciesFile {path!r} ({exc}). Load it with "
+            "CondaDependencies(conda_dependencies_file_path=...) so its content travels with the environment."
+        ) from exc
+    return loaded if isinstance(loaded, Mapping) else {}
+
+
+def plan_environment(definition: Mapping[str, Any] | None) -> BuildPlan:
+    """Turn an environment definition (v1's JSON) into a BuildPlan. None -> run the current interpreter as is.
+
+    Raises EnvironmentDefinitionError for what cannot be built as written: a conda package PyPI does not
+    have, an unreadable requirement, two different pins of one package, a Python version not installed."""
+    if definition is None:
+        return _current_plan("")
+    name = str(definition.get("name") or "")
+    python_section = definition.get("python") or {}
+    if python_section.get("userManagedDependencies"):
+        return _user_managed(name, str(python_section.get("interpreterPath") or "python"))
+    conda = _conda_dependencies(name, python_section)
+
+    notes: list[str] = []
+    lines: list[tuple[str, str]] = []  # (pip requirement, where it came from for errors)
+    options: list[str] = []
+    conda_only: list[str] = []
+    python_spec: str | None = None
+    for item in conda.get("dependencies") or []:
+        if isinstance(item, str):
+            conda_name = re.split(r"[=<>!~\s\[]", item.split("::")[-1].strip(), maxsplit=1)[0]
+            if _is_azureml(conda_name):
+                lines.append((conda_name, f"conda dependency {item!r}"))
+                continue
+            try:
+                spec = conda_to_pip(item)
+            except CondaSpecError as exc:
+                raise EnvironmentDefinitionError(
+                    f"Environment {name!r}: cannot read the conda dependency {item!r}: {exc}."
+                ) from exc
+            if spec.conda_only:
+                conda_only.append(item)
+            elif spec.python is not None:
+                python_spec = spec.python
+            if spec.note:
+                notes.append(spec.note)
+            if spec.pip:
+                lines.append((spec.pip, f"conda dependency {item!r}"))
+        elif isinstance(item, Mapping) and "pip" in item:
+            for index, raw in enumerate(item["pip"] or []):
+                line = str(raw).split(" #", 1)[0].strip()
+                if not line or line.startswith("#"):
+                    continue
+                if line.startswith("-"):
+                    option = _option(name, " ".join(line.split()))
+                    if option is not None and option not in options:
+                        options.append(option)
+                    continue
+                lines.append((line, _where(definition, line, index)))
+        else:
+            raise EnvironmentDefinitionError(
+                f"Environment {name!r}: the conda dependency {item!r} is neither a package spec nor a "
+                '{"pip": [...]} list.'
+            )
+    if conda_only:
+        raise EnvironmentDefinitionError(
+            f"Environment {name!r} lists conda packages that are not on PyPI under a name runyard knows: "
+            f"{', '.join(conda_only)}. runyard builds environments from pip packages (conda is not used): "
+            "move each one to the pip packages under its PyPI name if PyPI has it, or drop it (the PyPI "
+            "wheels of torch and tensorflow bring their own CUDA libraries)."
+        )
+
+    by_name: dict[str, list[_Parsed]] = {}
+    satisfied: list[str] = []
+    for line, where in lines:
+        try:
+            parsed = _parse(line)
+        except InvalidRequirement as exc:
+            raise EnvironmentDefinitionError(
+                f"Environment {name!r}: cannot read the pip requirement {line!r} ({where}): {exc}. Write "
+                "requirements as pip does, for example 'scikit-learn==1.0' or 'numpy>=1.21'."
+            ) from exc
+        if _is_azureml(parsed.name):
+            if parsed.text not in satisfied:
+                satisfied.append(parsed.text)
+                notes.append(
+                    f"{parsed.text}: provided by runyard {runyard.__version__} (not installed from the index)"
+                )
+            continue
+        group = by_name.setdefault(parsed.name, [])
+        if parsed not in group:
+            group.append(parsed)
+    requirements: list[str] = []
+    for package, group in by_name.items():
+        pins = sorted({p.exact for p in group if p.exact is not None})
+        if len(pins) > 1:
+            both = " and ".join(p.text for p in group if p.exact is not None)
+            raise EnvironmentDefinitionError(
+                f"Environment {name!r} pins {package} to different versions: {both}. Keep one of them."
+            )
+        kept = [p for p in group if not p.bare] or group[:1]
+        requirements += [p.text for p in kept]
+    requirements.sort()
+
+    python, interpreter, python_notes = _choose_python(name, python_spec)
+    notes = python_notes + notes
+    inputs: dict[str, Any] = {
+        "v": 1,
+        "python": python,
+        "platform": _platform(),
+        "requirements": requirements,
+        "pip_options": options,
+    }
+    if python != interpreters.current_version():
+        # runyard's own requirements are installed into such an environment (layer.py)
+        inputs["runyard"] = runyard.__version__
+    return BuildPlan(
+        name=name,
+        hash=_content_hash(inputs),
+        python=python,
+        interpreter=interpreter,
+        requirements=tuple(requirements),
+        pip_options=tuple(options),
+        satisfied_by_runyard=tuple(sorted(satisfied)),
+        notes=tuple(notes),
+        user_managed=False,
+    )
+
+
+def _shown(requirement: str) -> tuple[str, str]:
+    """'scikit-learn==1.4' -> ('scikit-learn', '1.4'); other specifiers shown whole."""
+    try:
+        parsed = _parse(requirement)
+    except InvalidRequirement:
+        return requirement, requirement
+    shown = parsed.text[len(parsed.name) :]
+    return parsed.name, parsed.exact if parsed.exact is not None and shown == f"=={parsed.exact}" else shown
+
+
+def requirement_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[str]:
+    """What changed between two BuildPlan summaries, in words: ["scikit-learn 1.4 → 1.5", "added tabulate",
+    "removed numpy", "Python 3.11 → 3.12"]. Empty when nothing that matters changed."""
+    old, new = old or {}, new or {}
+    changes: list[str] = []
+    if old.get("python") and new.get("python") and old["python"] != new["python"]:
+        changes.append(f"Python {old['python']} → {new['python']}")
+    if bool(old.get("userManaged")) != bool(new.get("userManaged")):
+        changes.append("user-managed → built" if old.get("userManaged") else "built → user-managed")
+
+    def grouped(summary: Mapping[str, Any]) -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = {}
+        for requirement in summary.get("requirements") or []:
+            package, shown = _shown(str(requirement))
+            groups.setdefault(package, []).append(shown)
+        return groups
+
+    before, after = grouped(old), grouped(new)
+    for package in sorted(before.keys() | after.keys()):
+        was, now = before.get(package), after.get(package)
+        if was == now:
+            continue
+        if was is None:
+            changes.append(f"added {package}{_versions(now)}")
+        elif now is None:
+            changes.append(f"removed {package}")
+        else:
+            changes.append(f"{package} {_versions(was).strip() or 'any'} → {_versions(now).strip() or 'any'}")
+    if not changes and old.get("hash") != new.get("hash"):
+        changes.append("pip options or platform changed")
+    return changes
+
+
+def _versions(shown: list[str] | None) -> str:
+    text = ", ".join(s for s in shown or [] if s)
+    if not text:
+        return ""
+    return text if text[0] in "<>=!~[;@" else " " + text
