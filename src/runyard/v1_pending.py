@@ -37,7 +37,12 @@ DOC = "docs/v1-surface.md"
 
 # Reasons shared by many entries.
 AZURE = "Azure resource management with no local meaning"
-ENVIRONMENTS = Pending(13, "environments and their conda/docker/python sections arrive with issue 13")
+NO_CONTAINERS = Pending(
+    None,
+    "Docker images, build contexts and registries: runyard runs every job as a local process in a virtual "
+    "environment it builds; env.docker's settings are recorded and ignored",
+)
+R_LANGUAGE = Pending(None, "runyard runs Python; R environments are not planned")
 PARALLEL = Pending(14, "ParallelRunStep and ParallelRunConfig arrive with issue 14")
 PUBLISHING = Pending(
     15, "the RunDetails widget, published pipelines, endpoints and schedules arrive with issue 15"
@@ -141,19 +146,30 @@ NAMES: dict[str, Pending] = {
     "AutoML*": AUTOML,
     "HyperDrive*": AUTOML,
     "TrainingOutput": AUTOML,
-    # Environments (issue 13).
-    "Environment*": ENVIRONMENTS,
-    "CondaDependencies": ENVIRONMENTS,
-    "Docker*": ENVIRONMENTS,
-    "PythonSection": ENVIRONMENTS,
-    "PythonEnvironment": ENVIRONMENTS,
-    "RSection": ENVIRONMENTS,
-    "RCranPackage": ENVIRONMENTS,
-    "RGitHubPackage": ENVIRONMENTS,
-    "ImageBuildDetails": ENVIRONMENTS,
-    "*ContainerRegistry": ENVIRONMENTS,
-    "Cr": ENVIRONMENTS,
-    "MPI_*_IMAGE": ENVIRONMENTS,
+    # Environments (issue 13 built Environment, CondaDependencies, PythonSection, DockerSection).
+    "azureml.core.run:Environment": Pending(
+        13, "this module's re-export of Environment lands with issue 13; import it from azureml.core"
+    ),
+    "azureml.core.model:Environment": Pending(
+        13, "this module's re-export of Environment lands with issue 13; import it from azureml.core"
+    ),
+    "EnvironmentDefinition": Pending(
+        None, "v1's older name for an environment; use Environment(name), which takes the same settings"
+    ),
+    "PythonEnvironment": Pending(None, "v1 deprecated it itself; use PythonSection (env.python)"),
+    "DockerEnvironment": Pending(None, "v1 deprecated it itself; use DockerSection (env.docker)"),
+    "Docker*": NO_CONTAINERS,
+    "*ContainerRegistry": NO_CONTAINERS,
+    "Cr": NO_CONTAINERS,
+    "MPI_*_IMAGE": NO_CONTAINERS,
+    "ImageBuildDetails": Pending(
+        None,
+        "Environment.build() builds the virtual environment at once and returns a LocalBuild with the same "
+        "status, get_log() and wait_for_completion(); v1 code never constructs ImageBuildDetails itself",
+    ),
+    "RSection": R_LANGUAGE,
+    "RCranPackage": R_LANGUAGE,
+    "RGitHubPackage": R_LANGUAGE,
     "azureml.core.conda_dependencies:*_*": SDK_INTERNAL,
     "azureml.core.conda_dependencies:CHANNELS": SDK_INTERNAL,
     "azureml.core.conda_dependencies:CPU": SDK_INTERNAL,

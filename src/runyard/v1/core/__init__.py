@@ -6,6 +6,7 @@ from runyard.core.compute_target import ComputeTarget
 from runyard.core.runconfig import RunConfiguration
 from runyard.data.dataset import Dataset
 from runyard.data.datastore import Datastore
+from runyard.environments.environment import Environment
 from runyard.v1_pending import module_getattr
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "ComputeTarget",
     "Dataset",
     "Datastore",
+    "Environment",
     "Experiment",
     "Model",
     "Run",
