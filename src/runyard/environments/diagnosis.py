@@ -10,6 +10,7 @@ own `importlib.metadata`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -60,7 +62,6 @@ _REQUIRES_BUT_HAVE = re.compile(
     r"requires (?P<req>[A-Za-z0-9][\w.\-]*(?:\[[^\]]*\])?\s*[<>=!~][^,\s]*),? but (?:you have )?"
     r"(?P<name>[\w.\-]+)[ =]=?(?P<have>[\w.+\-!]+) (?:which )?is (?:installed|incompatible)"
 )
-_SITE = ("site-packages", "dist-packages")
 
 
 def diagnose_failure(log_tail: Sequence[str], prepared: Any) -> dict[str, Any] | None:
@@ -78,7 +79,7 @@ def diagnose_failure(log_tail: Sequence[str], prepared: Any) -> dict[str, Any] |
     if module is not None and package is None:
         if module.split(".")[0] in sys.stdlib_module_names or module == "__main__":
             return None
-        if detail.get("path") and not _in_site_packages(detail["path"]):
+        if detail.get("path") and not env.installed_file(detail["path"]):
             return None  # "cannot import name 'x' from 'mymodule' (/src/mymodule.py)": the job's own code
         package = _package_for(module, env)
     return env.finish(kind, top, package, detail, module)
@@ -134,11 +135,6 @@ def _requirement_name(req: str) -> str:
     return canonical(re.split(r"[\s\[<>=!~;@(]", req.strip(), maxsplit=1)[0])
 
 
-def _in_site_packages(path: str) -> bool:
-    parts = Path(path).parts
-    return any(p in _SITE for p in parts) or ".egg" in path
-
-
 def _package_for(module: str, env: _EnvironmentView) -> str | None:
     """The distribution that provides `module`: this interpreter's metadata, the environment's, the
     table of well-known names, then a requirement of the environment named like the module."""
@@ -148,7 +144,7 @@ def _package_for(module: str, env: _EnvironmentView) -> str | None:
         return canonical(_narrow(module, here, list(metadata.distributions())))
     there = env.top_levels().get(top)
     if there:
-        return canonical(_narrow(module, there, env.distributions()))
+        return canonical(_narrow(module, there, env.distributions))
     for name in (module, top):
         if name in KNOWN_PACKAGES:
             return canonical(KNOWN_PACKAGES[name])
@@ -182,21 +178,28 @@ class _EnvironmentView:
         self.user_managed: bool = bool(plan.user_managed)
         self.python: str = prepared.python or plan.interpreter or sys.executable
         self.location: str = prepared.location or ""
-        self._dists: list[metadata.Distribution] | None = None
 
     def requirement_names(self) -> dict[str, str]:
         return {_requirement_name(r): r for r in self.requirements if not r.startswith("-")}
 
+    @cached_property
     def distributions(self) -> list[metadata.Distribution]:
-        if self._dists is None:
-            self._dists = list(metadata.distributions(path=self._paths()))
-        return self._dists
+        return list(metadata.distributions(path=self.paths))
 
-    def _paths(self) -> list[str]:
+    def installed_file(self, path: str) -> bool:
+        """Whether a module file is an installed package's (site-packages, or a folder a .pth adds like
+        runyard's layer), not the job's own source."""
+        if any(part in ("site-packages", "dist-packages") for part in Path(path).parts):
+            return True
+        own = ("", ".", os.getcwd())  # where this process was started is no package folder
+        return any(Path(path).is_relative_to(folder) for folder in self.paths if folder not in own)
+
+    @cached_property
+    def paths(self) -> list[str]:
         if self.location:
             found = sorted(Path(self.location).glob("lib/python*/site-packages"))
             found += [p for p in (Path(self.location) / "Lib" / "site-packages",) if p.is_dir()]
-            return [str(p) for p in found]
+            return [str(p) for p in found] + [str(p) for site in found for p in _pth_folders(site)]
         if _same_file(self.python, sys.executable):
             return list(sys.path)
         try:  # a user-managed interpreter that is not this one: ask it where it looks
@@ -212,7 +215,7 @@ class _EnvironmentView:
 
     def top_levels(self) -> dict[str, list[str]]:
         index: dict[str, list[str]] = {}
-        for dist in self.distributions():
+        for dist in self.distributions:
             name = dist.metadata["Name"]
             if not name:
                 continue
@@ -222,7 +225,7 @@ class _EnvironmentView:
         return index
 
     def version(self, package: str) -> str | None:
-        for dist in self.distributions():
+        for dist in self.distributions:
             if canonical(dist.metadata["Name"] or "") == package:
                 return str(dist.version)
         return None
@@ -346,6 +349,19 @@ def _inferred_tops(dist: metadata.Distribution) -> list[str]:
     return sorted(tops)
 
 
+def _pth_folders(site: Path) -> list[Path]:
+    """Folders the site-packages' .pth files add to sys.path, as `site` reads them (runyard's own layer
+    of its dependencies is one: what it holds is importable in the environment too)."""
+    folders: list[Path] = []
+    for pth in sorted(site.glob("*.pth")):
+        with contextlib.suppress(OSError):
+            for line in pth.read_text(encoding="utf-8", errors="replace").splitlines():
+                folder = site / line.strip()
+                if line.strip() and not line.startswith(("#", "import ", "import\t")) and folder.is_dir():
+                    folders.append(folder.resolve())
+    return folders
+
+
 def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -366,15 +382,13 @@ def diagnosis_rows(diagnosis: Mapping[str, Any]) -> list[tuple[str, str]]:
             environment += f" (hash {str(diagnosis['environmentHash'])[:12]})"
     package = diagnosis.get("package") or "no installed package provides it"
     listed = diagnosis.get("listedAs")
+    in_requirements = f"yes: {listed}" if listed else "yes" if diagnosis.get("inRequirements") else "no"
     rows = [
         ("Problem", kind),
         ("Module", str(diagnosis.get("module") or "-")),
         ("Package", str(package)),
         ("Environment", environment),
-        (
-            "In requirements",
-            f"yes: {listed}" if listed else "yes" if diagnosis.get("inRequirements") else "no",
-        ),
+        ("In requirements", in_requirements),
         ("Version in environment", str(diagnosis.get("environmentVersion") or "not installed")),
         ("Version where submitted", str(diagnosis.get("submittedVersion") or "not installed")),
         ("Fix", str(diagnosis.get("fix") or "")),
