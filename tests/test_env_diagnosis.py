@@ -21,7 +21,9 @@ import pytest
 
 from conftest import run_cli
 from runyard import Workspace
+from runyard.environments.build import PreparedEnvironment
 from runyard.environments.diagnosis import KNOWN_PACKAGES, diagnose_failure, diagnosis_rows
+from runyard.environments.plan import BuildPlan
 from runyard.store import RunRecord
 from server_process import running_server
 
@@ -37,15 +39,8 @@ def prepared(
     *,
     name: str = "train-env",
     user_managed: bool = False,
-) -> Any:
+) -> PreparedEnvironment:
     """A PreparedEnvironment as the build hands it to the job supervisor (contract §3)."""
-    try:
-        from runyard.environments.build import PreparedEnvironment
-        from runyard.environments.plan import BuildPlan
-    except ImportError:  # TEMP until H3 lands
-        from types import SimpleNamespace as BuildPlan  # type: ignore
-        from types import SimpleNamespace as PreparedEnvironment  # type: ignore
-
     plan = BuildPlan(
         name=name,
         hash="" if user_managed else "abc123456789" + "0" * 52,
@@ -217,7 +212,7 @@ def test_a_user_managed_interpreter_is_named_and_fixed_with_pip(old_env) -> None
     d = diagnose_failure(job_log(python, "import yaml"), prepared("", python, (), name="", user_managed=True))
     assert d is not None and d["userManaged"] is True and d["interpreter"] == python
     assert d["fix"] == f"{python} -m pip install pyyaml=={HERE_YAML}"
-    assert f"package pyyaml is not in the interpreter {python} (user-managed" in d["summary"]
+    assert f"package pyyaml is not in the interpreter {python} (the job names no environment" in d["summary"]
     rows = dict(diagnosis_rows(d))
     assert rows["Environment"] == f"{python} (user-managed)" and rows["Version where submitted"] == HERE_YAML
     # the submitting interpreter itself: no "the interpreter that submitted the job" sentence

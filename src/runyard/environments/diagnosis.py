@@ -231,8 +231,10 @@ class _EnvironmentView:
         return None
 
     def where(self) -> str:
+        if self.user_managed and self.name:
+            return f"the interpreter {self.python} (environment '{self.name}': user-managed dependencies)"
         if self.user_managed:
-            return f"the interpreter {self.python} (user-managed dependencies, nothing built)"
+            return f"the interpreter {self.python} (the job names no environment and runs with it as it is)"
         return f"environment '{self.name or 'unnamed'}'"
 
     def finish(
@@ -363,10 +365,9 @@ def _pth_folders(site: Path) -> list[Path]:
 
 
 def _same_file(a: str, b: str) -> bool:
-    try:
+    with contextlib.suppress(OSError):
         return os.path.samefile(a, b)
-    except OSError:
-        return a == b
+    return a == b
 
 
 def diagnosis_rows(diagnosis: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -375,7 +376,8 @@ def diagnosis_rows(diagnosis: Mapping[str, Any]) -> list[tuple[str, str]]:
         str(diagnosis.get("kind")), "version conflict"
     )
     if diagnosis.get("userManaged"):
-        environment = f"{diagnosis.get('interpreter')} (user-managed)"
+        named = f"{diagnosis['environment']}: " if diagnosis.get("environment") else ""
+        environment = f"{named}{diagnosis.get('interpreter')} (user-managed)"
     else:
         environment = f"{diagnosis.get('environment') or 'unnamed'}"
         if diagnosis.get("environmentHash"):
