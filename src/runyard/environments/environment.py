@@ -396,12 +396,13 @@ class LocalBuild:
         return "Succeeded"
 
     def get_log(self) -> str:
-        """The build log (empty when an earlier build of the same hash was reused)."""
-        return str(self.prepared.build_log) or "\n".join(self._lines)
+        """The build log, or a line naming the earlier build of the same hash that was reused."""
+        reused = f"Reused the build of hash {self.prepared.plan.hash[:12]} in {self.prepared.location}"
+        return str(self.prepared.build_log) or "\n".join(self._lines) or reused
 
     def wait_for_completion(self, show_output: bool = False) -> dict[str, Any]:
         if show_output:
-            print(self.get_log() or f"Reused the build in {self.prepared.location}")
+            print(self.get_log())
         return {"status": self.status, "location": self.prepared.location, "python": self.prepared.python}
 
 
