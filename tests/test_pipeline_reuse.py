@@ -58,7 +58,7 @@ class Project:
             "evaluate": SourceDir(root / "evaluate").gen({"evaluate.py": EVALUATE}),
         }
 
-    def pipeline(self, train_allow_reuse: bool = True, environment: str | None = None) -> Pipeline:
+    def pipeline(self, train_allow_reuse: bool = True, environment: object = None) -> Pipeline:
         prepared = PipelineData("prepared")
         model = OutputFileDatasetConfig("model")
         lr = PipelineParameter("lr", 0.1)
@@ -272,12 +272,26 @@ def test_runyardignore_takes_precedence_over_gitignore(sqlite_workspace: Workspa
     assert reran(second) == {"train": "file data.csv changed"}
 
 
-def test_a_changed_environment_reruns_the_step(sqlite_workspace: Workspace, tmp_path: Path) -> None:
+def user_managed(name: str, **variables: str) -> dict[str, object]:
+    """v1's environment JSON for an environment that runs the current interpreter as it is (nothing built)."""
+    return {
+        "name": name,
+        "version": None,
+        "environmentVariables": variables,
+        "python": {"userManagedDependencies": True, "interpreterPath": "python", "condaDependencies": None},
+    }
+
+
+def test_a_changed_environment_reruns_the_step_and_a_renamed_one_does_not(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    """The environment's content counts, not its name (v1: an environment's identity is its hash)."""
     project = Project(sqlite_workspace, tmp_path / "project")
-    project.run(environment="env-a")
-    second = project.run(environment="env-b")
-    assert reran(second) == {"train": "environment changed"}
+    project.run(environment=user_managed("env-a", MODE="a"))
+    second = project.run(environment=user_managed("env-a", MODE="b"))
+    assert reran(second) == {"train": "environment 'env-a' changed: environment variables changed"}
     assert report(second)["train"]["changed"] == ["environment"]
+    assert reran(project.run(environment=user_managed("env-renamed", MODE="b"))) == {}
 
 
 def test_steps_sharing_a_folder_all_rerun_on_any_change_in_it(

@@ -12,34 +12,41 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runyard import config, v1_imports
+from runyard.compute import job_environment
 from runyard.core.processes import identity, stop_run_processes, stop_tree
 from runyard.core.run_end import utc_now, write_job_end
 from runyard.core.run_files import DRIVER_LOG, LOG_DIR
 from runyard.core.workspace import Workspace
 from runyard.store.rest_artifacts import MirrorSync, RestArtifactStore
 
+if TYPE_CHECKING:
+    from runyard.environments.build import PreparedEnvironment
+    from runyard.environments.plan import BuildPlan
+
 TAIL_LINES = 30
 #: Seconds between SIGTERM and SIGKILL for processes a finished script left behind.
 LEFTOVER_GRACE_SECONDS = 2.0
 
 
-def script_argv(script: str, arguments: list[str]) -> list[str]:
+def script_argv(script: str, arguments: list[str], python: str | None = None) -> list[str]:
     """How a job runs a user's script: `python -u script args`, through the launcher in
     `runyard/v1_imports.py`, so its `azureml.*` imports resolve to runyard.v1 (see docs/azureml-differences.md,
     "Porting"). Run by path with -P, the launcher imports nothing of runyard before the script does; the
-    script runs as __main__, with its own sys.argv, sys.path[0], exit code, signals and traceback."""
-    return [sys.executable, "-u", "-P", os.path.abspath(v1_imports.__file__), script, *arguments]
+    script runs as __main__, with its own sys.argv, sys.path[0], exit code, signals and traceback.
+    `python`: the job's environment's interpreter (runyard is importable in every built environment)."""
+    return [python or sys.executable, "-u", "-P", os.path.abspath(v1_imports.__file__), script, *arguments]
 
 
-def with_v1_imports(argv: list[str]) -> list[str]:
-    """`[python, -u, script, args...]` as `script_argv` runs it; anything else (a run's own `command`,
-    an argv already in launcher form) is left as it is."""
+def with_v1_imports(argv: list[str], python: str | None = None) -> list[str]:
+    """`[python, -u, script, args...]` as `script_argv` runs it, with the environment's `python`; anything
+    else (a run's own `command`, an argv already in launcher form) is left as it is."""
     if len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-u" and not argv[2].startswith("-"):
-        return script_argv(argv[2], argv[3:])
+        return script_argv(argv[2], argv[3:], python)
     return argv
 
 
@@ -81,6 +88,10 @@ class ProcessJob:
         self.run_dir = workspace.artifacts.local_path(f"runs/{run_id}")
         self.log_dir = self.run_dir / LOG_DIR
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        #: The environment the process runs in (prepare_environment); None: the submitting interpreter.
+        self.prepared: PreparedEnvironment | None = None
+        #: The environment's own variables (v1's Environment.environment_variables).
+        self.env_variables: dict[str, str] = {}
         # A server workspace: files are written to a local mirror and sent to the server while the job runs.
         self._sync = (
             MirrorSync(workspace.artifacts, f"runs/{run_id}")
@@ -112,8 +123,53 @@ class ProcessJob:
             local.symlink_to(stored, target_is_directory=True)
         self.prep(f"./outputs and ./logs are linked to the run's folder {self.run_dir}")
 
+    def prepare_environment(
+        self, definition: Mapping[str, Any] | None, plan: BuildPlan | None = None
+    ) -> PreparedEnvironment:
+        """Build the job's environment, or reuse the build of the same hash (docs/environments.md); say so in
+        65_job_prep.txt, and keep the build's log in 20_image_build_log.txt when this job built it.
+
+        `plan`: the definition's plan when the caller already has it (the scheduler plans each step once).
+        Raises what job_environment.ENVIRONMENT_PROBLEMS lists; `environment_failure` turns it into the
+        run's error. The spawned process then runs with the environment's interpreter and variables."""
+        self.env_variables = job_environment.variables(definition)
+        plan = plan if plan is not None else job_environment.plan_for(definition)
+        if not plan.user_managed:
+            self.prep(
+                f"{job_environment.display_name(plan)} (hash {plan.hash[:12]}): preparing its virtual environment"
+            )
+        prepared = job_environment.prepare(plan, self.prep)
+        if prepared.built:
+            self.ws.artifacts.put_bytes(
+                f"runs/{self.run_id}/{LOG_DIR}/{job_environment.BUILD_LOG}", prepared.build_log.encode()
+            )
+        for line in job_environment.prep_lines(prepared):
+            self.prep(line)
+        self.prepared = prepared
+        return prepared
+
+    def environment_failure(self, exc: Exception, name: str) -> dict[str, Any]:
+        """The run's error for an environment that could not be prepared; the whole build log goes to
+        20_image_build_log.txt and the reason to 65_job_prep.txt."""
+        log = getattr(exc, "log", "") or ""
+        if log:
+            self.ws.artifacts.put_bytes(
+                f"runs/{self.run_id}/{LOG_DIR}/{job_environment.BUILD_LOG}", log.encode()
+            )
+        error = job_environment.failure(exc, name)
+        self.prep(f"The environment {name!r} could not be prepared: {exc}")
+        self.prep("No process was started")
+        return error
+
+    @property
+    def python(self) -> str:
+        """The interpreter the job's script runs with."""
+        return self.prepared.python if self.prepared is not None else sys.executable
+
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ)
+        env.update(self.env_variables)  # the environment's variables; runyard's own and the run's win
+        env.update(job_environment.activation(self.prepared))
         env.update(
             {
                 config.ENV_RUN_ID: self.run_id,
@@ -138,8 +194,11 @@ class ProcessJob:
         """Start the process in its own process group; stdout and stderr go straight to the driver log.
 
         A user's script (`[python, -u, script, args...]`) starts through the azureml -> runyard.v1 launcher."""
-        argv = with_v1_imports(argv)
-        self.prep(f"Interpreter: {sys.executable} (Python {sys.version.split()[0]})")
+        argv = with_v1_imports(argv, self.python)
+        if self.prepared is None:
+            self.prep(f"Interpreter: {sys.executable} (Python {sys.version.split()[0]})")
+        else:
+            self.prep(f"Interpreter: {self.python} (Python {self.prepared.plan.python})")
         self.prep(f"Command: {' '.join(argv)}")
         with (self.run_dir / DRIVER_LOG).open("ab") as out:
             proc = subprocess.Popen(
@@ -204,7 +263,7 @@ class ProcessJob:
         what = " ".join(
             [*(p.rstrip(".") + "." for p in end.problems), describe_exit(code, ended, max_seconds)]
         )
-        return {
+        error = {
             "code": "UserError"
             if ended == "exited"
             else "SystemError"
@@ -214,6 +273,9 @@ class ProcessJob:
             "exitCode": code,
             "logTail": tail,
         }
+        if ended == "exited":  # an import that failed: which package, which environment, the fix
+            job_environment.diagnose(error, tail, self.prepared)
+        return error
 
     def close(self) -> None:
         """Send the last changes of a mirrored run folder to the server."""

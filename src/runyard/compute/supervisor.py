@@ -16,6 +16,7 @@ import time
 import traceback
 from typing import Any
 
+from runyard.compute.job_environment import ENVIRONMENT_PROBLEMS
 from runyard.compute.process_job import ProcessJob
 from runyard.compute.slots import wait_for_slot
 from runyard.core.processes import identity, stop_tree
@@ -40,6 +41,22 @@ class JobSupervisor:
 
     def _cancel_requested(self) -> bool:
         return self.store.get_run(self.run_id).status in (RunStatus.CANCEL_REQUESTED, RunStatus.CANCELED)
+
+    def prepare_environment(self, started: float) -> bool:
+        """Build (or reuse) the run's environment while the run is Preparing. False when it could not be
+        prepared: the run is then Failed with the reason and the build log's tail, and nothing was started."""
+        definition = self.definition.get("environmentDefinition")
+        if definition is None:  # no environment: the submitting interpreter, as it is
+            return True
+        try:
+            self.job.prepare_environment(definition)
+            return True
+        except ENVIRONMENT_PROBLEMS as exc:
+            name = str(definition.get("name") or self.definition.get("environment") or "")
+            error = self.job.environment_failure(exc, name)
+            self.job.wrap_up(None, "not-started", started, ["No process was started: see 65_job_prep.txt"])
+            self._set(RunStatus.FAILED, error)
+            return False
 
     def environment_variables(self) -> dict[str, str] | None:
         """RunConfiguration.environment_variables and the output folders' AZUREML_DATAREFERENCE_<name>."""
@@ -117,6 +134,8 @@ class JobSupervisor:
                 f"{self.record.data.get('snapshotFileCount', '?')} files in {self.job.cwd}"
             )
             self.job.link_run_folders()
+            if not self.prepare_environment(started):
+                return
             code, ended = self.execute()
             output_error: dict[str, Any] | None = None
             output_warnings: list[str] = []

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runyard.compat import check_keywords, v1_ignores, v1_keywords
+from runyard.core.environment_use import definition_for, environment_name
 from runyard.core.run import MAX_ID_BYTES
 from runyard.core.run_snapshots import SNAPSHOT_KEY
 from runyard.core.runconfig import DockerConfiguration, RunConfiguration
@@ -148,8 +149,11 @@ class ScriptRunConfig:
                 )
         return source
 
-    def run_definition(self, arguments: list[str] | None = None) -> dict[str, Any]:
-        """What the job runs, as recorded on the run (`arguments`: already resolved, see script_outputs)."""
+    def run_definition(
+        self, arguments: list[str] | None = None, environment: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """What the job runs, as recorded on the run (`arguments`: already resolved, see script_outputs;
+        `environment`: the environment JSON resolved at submit, core/environment_use.py)."""
         cfg = self.run_config
         return {
             "script": self.script,
@@ -157,7 +161,8 @@ class ScriptRunConfig:
             "arguments": arguments if arguments is not None else [str(a) for a in self.arguments],
             "sourceDirectory": str(Path(self.source_directory).expanduser().resolve()),
             "target": cfg.target_name,
-            "environment": getattr(cfg.environment, "name", cfg.environment),
+            "environment": environment_name(cfg.environment, environment),
+            "environmentDefinition": environment,
             "maxRunDurationSeconds": self.max_run_duration_seconds,
             "nodeCount": int(cfg.node_count or 1),
             "environmentVariables": {str(k): str(v) for k, v in cfg.environment_variables.items()},
@@ -178,6 +183,9 @@ class ScriptRunConfig:
         run_id = prefix + suffix
         self.run_config.warn_ignored_settings("ScriptRunConfig")
         ws = experiment.workspace
+        # The environment is resolved now (a registered name to its definition): an unknown name or a
+        # definition that is not JSON fails the submit before anything exists.
+        environment = definition_for(ws, self.run_config.environment)
         work = ws.work_dir / run_id
         # Every input is validated and pinned to its bytes before anything is written (a registered version
         # whose files changed is refused here); then outputs, snapshot and input folders are made, and a
@@ -193,7 +201,7 @@ class ScriptRunConfig:
         except BaseException:
             discard(work, outputs)
             raise
-        definition = self.run_definition(arguments)
+        definition = self.run_definition(arguments, environment)
         definition["environmentVariables"].update(output_environment(outputs))
         definition["environmentVariables"].update(input_environment(inputs, work / INPUTS_FILE))
         # Also kept content-addressed, so run.restore_snapshot() works after the working copy is gone.

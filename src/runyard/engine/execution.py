@@ -22,13 +22,14 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from runyard.compute.job_environment import plan_for
 from runyard.core.workspace import Workspace
 from runyard.engine.data_paths import MANIFEST_DIR, verify_output
 from runyard.engine.dataset_inputs import ResolvedInput, input_details, resolve_step_datasets, view_hash
 from runyard.engine.graph_order import dependencies, topological_order
 from runyard.engine.graph_spec import GraphSpec, parse_graph
 from runyard.engine.placement import Placement, Submitters
-from runyard.engine.reuse import OUTPUTS_GONE, ReuseDecision, explain, step_material
+from runyard.engine.reuse import OUTPUTS_GONE, ReuseDecision, environment_material, explain, step_material
 from runyard.engine.step_data import register_reused
 from runyard.engine.step_runner import resolve_arguments, resolve_params
 from runyard.errors import InvalidInputError, NotFoundError, RunyardError
@@ -112,6 +113,8 @@ class PipelineExecution:
         self._reusable: dict[str, dict[str, Any]] = {}  # verified outputs of accepted reuse candidates
         #: dataset inputs resolved for the material; the step starts with exactly these bytes' payloads
         self.datasets: dict[str, dict[str, ResolvedInput]] = {}
+        #: each step's environment plan, made once (environments/plan.py); the step is built with it
+        self.plans: dict[str, Any] = {}
         pins = pinned_steps(data)
         children = self.store.list_descendants(self.run_id, recursive=False)
         if pins is not None:  # exactly the children created with the run; forged extra ones are ignored
@@ -227,8 +230,15 @@ class PipelineExecution:
             paths[i["name"]] = str(path)
         return paths
 
+    def plan(self, name: str) -> Any:
+        """The step's environment BuildPlan (EnvironmentDefinitionError when it cannot be built as written)."""
+        if name not in self.plans:
+            self.plans[name] = plan_for(self.steps_by_name[name]["environment"].get("definition"))
+        return self.plans[name]
+
     def material(self, name: str) -> dict[str, Any]:
         step = self.steps_by_name[name]
+        environment = environment_material(self.plan(name), step["environment"].get("definition"))
         paths = self.input_paths(name)
         placeholder_outputs = {o["name"]: f"<output:{o['name']}>" for o in step["outputs"]}
         placeholder_inputs = {n: f"<input:{n}>" for n in [*paths, *(d["name"] for d in step["datasets"])]}
@@ -243,7 +253,9 @@ class PipelineExecution:
         hashes.update({n: r.content_hash for n, r in resolved.items()})
         details = input_details(self.ws, self.states[name].run_id, resolved)
         files = self._snapshots.load(step["source"]["snapshot"]).files
-        return step_material(step, args, resolve_params(step, self.params), files, hashes, details)
+        return step_material(
+            step, args, resolve_params(step, self.params), files, hashes, details, environment
+        )
 
     def decide_reuse(self, name: str, material: dict[str, Any], fp: str) -> ReuseDecision:
         step = self.steps_by_name[name]

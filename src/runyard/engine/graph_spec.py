@@ -49,9 +49,11 @@ __all__ = [
 
 #: Version of the graph JSON this runyard writes. Bump it when the shape changes.
 #: 2: steps gained `datasets` (dataset / datastore-path inputs) and parameters may default to a dataset.
-GRAPH_VERSION = 2
-#: Versions this runyard still reads: a version 1 graph is a version 2 graph without dataset inputs.
-READABLE_VERSIONS = (1, 2)
+#: 3: a step's environment gained `definition` (v1's environment JSON, built into a virtual environment).
+GRAPH_VERSION = 3
+#: Versions this runyard still reads: a version 1 graph is a version 2 graph without dataset inputs, a
+#: version 2 graph a version 3 graph whose steps run with the scheduler's interpreter (no definition).
+READABLE_VERSIONS = (1, 2, 3)
 
 #: Names that end up in paths or environment variable names: no '/', no leading '.', no '..'.
 _SAFE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
@@ -192,8 +194,20 @@ class OutputSpec(_Frozen):
 
 
 class EnvironmentSpec(_Frozen):
+    """The step's environment: its name, the Python it asks for, and (version 3) its definition, v1's
+    environment JSON resolved at submit; None runs the step with the scheduler's interpreter as it is.
+    Checked again when the step is planned (environments/plan.py): a graph is untrusted input."""
+
     name: str | None = None
     python: str = ""
+    definition: dict[str, Any] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_definition(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = dict(handler(self))
+        if out.get("definition") is None:
+            out.pop("definition", None)
+        return out
 
 
 class ParameterSpec(_Frozen):
@@ -296,6 +310,10 @@ def parse_graph(data: Any) -> GraphSpec:
         raise GraphError(_describe(exc, data)) from None
     if graph.version < 2 and any(s.datasets for s in graph.steps):
         raise GraphError("a version 1 graph has no dataset inputs; this one claims some")
+    if graph.version < 3 and any(s.environment.definition is not None for s in graph.steps):
+        raise GraphError(
+            f"a version {graph.version} graph has no environment definitions; this one claims some"
+        )
     _check_references(graph)
     return graph
 

@@ -18,7 +18,9 @@ from runyard.engine.dataset_inputs import explain_input
 #: Material keys kept for reasons only: per-file source hashes (the snapshot id covers them) and what each
 #: dataset input was (its content hash in "inputs" is what counts).
 UNHASHED = ("source_files", "input_details")
-FINGERPRINT_VERSION = 3  # 3: output hashes became per-file manifest hashes (engine/output_manifest.py)
+#: 3: output hashes became per-file manifest hashes (engine/output_manifest.py).
+#: 4: "environment" became the environment's build identity (environment_material), not its name.
+FINGERPRINT_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,24 @@ class ReuseDecision:
         return data
 
 
+def environment_material(plan: Any, definition: dict[str, Any] | None) -> dict[str, Any]:
+    """What of a step's environment its result depends on: the plan's summary (content hash, Python,
+    requirements; environments/plan.py), the environment's variables, and a user-managed environment's
+    interpreter. The name is kept for reasons only: as in v1, an environment's identity is its content, so
+    a renamed environment with the same packages is reused (see `fingerprint`)."""
+    material = dict(plan.summary())
+    variables = (definition or {}).get("environmentVariables") or {}
+    if variables:
+        material["variables"] = {str(k): str(v) for k, v in dict(variables).items()}
+    if plan.user_managed and definition is not None:
+        material["interpreter"] = plan.interpreter
+    return material
+
+
 def fingerprint(material: dict[str, Any]) -> str:
     hashed = {k: v for k, v in material.items() if k not in UNHASHED}
+    if isinstance(hashed.get("environment"), dict):  # its name does not count (environment_material)
+        hashed["environment"] = _identity(hashed["environment"])
     text = json.dumps(hashed, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -48,9 +66,11 @@ def step_material(
     source_files: dict[str, str],
     input_hashes: dict[str, str],
     input_details: dict[str, Any] | None = None,
+    environment: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Plain JSON values only, so a material read back from the store compares equal to a fresh one.
-    `input_details` (dataset inputs: what each was, where its per-file manifest is) explains reruns."""
+    `input_details` (dataset inputs: what each was, where its per-file manifest is) explains reruns.
+    `environment`: environment_material of the step's plan (the graph's environment entry when absent)."""
     material = {
         "v": FINGERPRINT_VERSION,
         "name": step["name"],  # as in v1: two steps that differ only by name do not reuse each other
@@ -60,7 +80,7 @@ def step_material(
         "params": resolved_params,
         "source": step["source"]["snapshot"],
         "source_files": source_files,
-        "environment": step["environment"],
+        "environment": environment if environment is not None else step["environment"],
         "inputs": input_hashes,
         "outputs": sorted(
             (o["name"], o["mode"], o["datastore"], o["destination"] or "") for o in step["outputs"]
@@ -71,6 +91,34 @@ def step_material(
     if input_details:
         material["input_details"] = input_details
     return dict(json.loads(json.dumps(material, default=str)))
+
+
+def _identity(environment: Any) -> Any:
+    return (
+        {k: v for k, v in environment.items() if k != "name"}
+        if isinstance(environment, dict)
+        else environment
+    )
+
+
+def environment_change(old: Any, new: Any) -> str:
+    """ "environment 'train-env' changed: scikit-learn 1.4 → 1.5" (environments/plan.requirement_changes)."""
+    name = new.get("name") if isinstance(new, dict) else None
+    label = f"environment {name!r}" if name else "the environment"
+    if not (isinstance(old, dict) and isinstance(new, dict) and "hash" in old and "hash" in new):
+        return "environment changed"  # a material written before environments were built
+    from runyard.environments.plan import requirement_changes
+
+    changes = list(requirement_changes(old, new))
+    if old.get("userManaged") != new.get("userManaged"):
+        changes.append("user-managed" if new.get("userManaged") else "now built by runyard")
+    if old.get("interpreter") != new.get("interpreter") and new.get("userManaged"):
+        changes.append(f"interpreter {old.get('interpreter')} → {new.get('interpreter')}")
+    if old.get("variables") != new.get("variables"):
+        changes.append("environment variables changed")
+    if not changes and old.get("hash") != new.get("hash"):
+        changes.append(f"build hash {str(old['hash'])[:12]} → {str(new['hash'])[:12]}")
+    return f"{label} changed: " + ", ".join(changes) if changes else f"{label} changed"
 
 
 def _args_diff(old: list[str], new: list[str]) -> list[tuple[str, str, str]]:
@@ -141,8 +189,10 @@ def explain(
                 details.append(f"input from step {origin!r} changed")
             else:
                 details.append(explain_input(name, *about))
+    if _identity(old.get("environment")) != _identity(new.get("environment")):
+        changed.append("environment")
+        details.append(environment_change(old.get("environment"), new.get("environment")))
     simple = [
-        ("environment", "environment changed"),
         ("name", "step name changed"),
         ("script", "script name changed"),
         ("type", "step type changed"),

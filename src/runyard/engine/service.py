@@ -55,9 +55,9 @@ from runyard.engine.service_lock import (  # noqa: F401 - ensure_running/service
     service_info,
 )
 from runyard.engine.step_data import lineage
-from runyard.engine.step_runner import StartedStep, finish_step, start_step
+from runyard.engine.step_runner import StartedStep, StepEnvironmentFailed, finish_step, start_step
 from runyard.engine.step_slots import slot_refusal, step_target
-from runyard.errors import ConflictError, RunyardError
+from runyard.errors import ConflictError, EnvironmentDefinitionError, RunyardError
 from runyard.status import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
 from runyard.store import RunRecord
 
@@ -265,7 +265,11 @@ class SchedulerService:
         """Decide reuse for a ready step; a reused step completes here, at no process cost."""
         try:
             material = ex.material(name)
-        except (UntrustedInput, InputUnavailable) as exc:  # a dataset changed since registered, gone, ...
+        except (
+            UntrustedInput,
+            InputUnavailable,
+            EnvironmentDefinitionError,
+        ) as exc:  # a dataset changed, ...
             self._set_step(
                 ex, name, RunStatus.FAILED, error={"code": type(exc).__name__, "message": str(exc)}
             )
@@ -290,6 +294,8 @@ class SchedulerService:
         data, fp = ex.pending.pop(name)
         state = ex.states[name]
         step = ex.steps_by_name[name]
+        if step["environment"].get("definition") is not None:  # v1's Preparing: the environment is made
+            self._set_step(ex, name, RunStatus.PREPARING)
         try:
             started = start_step(
                 self.ws,
@@ -299,7 +305,12 @@ class SchedulerService:
                 ex.params,
                 ex.input_paths(name),
                 ex.datasets.get(name),
+                ex.plans.get(name),
             )
+        except StepEnvironmentFailed as exc:
+            self._set_step(ex, name, RunStatus.FAILED, data=data, fingerprint=fp, error=exc.error)
+            self.echo(f"step {name}: failed: its environment could not be prepared")
+            return
         except Exception as exc:
             self._set_step(
                 ex,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runyard.compute.job_environment import ENVIRONMENT_PROBLEMS
 from runyard.compute.process_job import ProcessJob
 from runyard.core.workspace import Workspace
 from runyard.engine.data_paths import (
@@ -30,6 +31,14 @@ from runyard.engine.dataset_inputs import (
 from runyard.engine.step_data import register_output, upload_output
 from runyard.errors import RunyardError
 from runyard.store.snapshots import SnapshotStore
+
+
+class StepEnvironmentFailed(RunyardError):
+    """The step's environment could not be prepared; `error` is the step run's error (no process started)."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error["message"])
+        self.error = error
 
 
 @dataclass
@@ -75,11 +84,24 @@ def start_step(
     params: dict[str, Any],
     input_paths: dict[str, str],
     datasets: dict[str, ResolvedInput] | None = None,
+    plan: Any = None,
 ) -> StartedStep:
-    """Materialise the snapshot, create every output folder, put the dataset inputs in front of the job
-    (engine/dataset_inputs.py), then spawn the script."""
+    """Prepare the step's environment (`plan`: the scheduler's plan of it), materialise the snapshot,
+    create every output folder, put the dataset inputs in front of the job (engine/dataset_inputs.py),
+    then spawn the script with the environment's interpreter.
+
+    Raises StepEnvironmentFailed when the environment cannot be prepared: that step fails, with the build
+    log's tail in its error and all of it in 20_image_build_log.txt; nothing else was made."""
     work = ws.work_dir / run_id
     job = ProcessJob(ws, run_id, experiment_name, work)
+    definition = step["environment"].get("definition")
+    if definition is not None:
+        try:
+            job.prepare_environment(definition, plan)
+        except ENVIRONMENT_PROBLEMS as exc:
+            error = job.environment_failure(exc, str(step["environment"].get("name") or ""))
+            job.wrap_up(None, "not-started", time.time(), ["No process was started: see 65_job_prep.txt"])
+            raise StepEnvironmentFailed(error) from None
     snap = SnapshotStore(ws.artifacts).materialize(step["source"]["snapshot"], job.cwd)
     job.prep(
         f"Step {step['name']!r}: snapshot {snap.id[:12]} ({len(snap.files)} files) of {step['source']['dir']}"

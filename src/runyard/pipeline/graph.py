@@ -13,8 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from runyard.core.environment_use import definition_for, environment_name
 from runyard.engine.graph_order import topological_order
 from runyard.engine.graph_spec import GRAPH_VERSION, GraphError, parse_graph
+from runyard.errors import EnvironmentDefinitionError, EnvironmentNotFound
 from runyard.pipeline.data import (
     InputBinding,
     OutputFileDatasetConfig,
@@ -34,12 +36,28 @@ def _datastore_name(data: _OutputData) -> str:
     return str(getattr(store, "name", store) or "workspaceblobstore")
 
 
-def _env_spec(environment: Any) -> dict[str, Any]:
-    name = getattr(environment, "name", environment)
-    return {
-        "name": None if name is None else str(name),
+def _env_spec(step: PythonScriptStep, workspace: Any, errors: list[str]) -> dict[str, Any]:
+    """The step's environment as the graph keeps it: the definition resolved now (a registered name looked
+    up in `workspace`), and the Python it runs with. A definition that cannot be built is refused here, as
+    the scheduler would refuse it (environments/plan.py), so validate() reports it."""
+    try:
+        definition = definition_for(workspace, step.environment)
+    except (EnvironmentNotFound, EnvironmentDefinitionError) as exc:
+        errors.append(f"Step {step.name!r}: {exc}")
+        definition = None
+    spec: dict[str, Any] = {
+        "name": environment_name(step.environment, definition),
         "python": ".".join(str(v) for v in sys.version_info[:3]),
     }
+    if definition is not None:
+        from runyard.environments.plan import plan_environment
+
+        spec["definition"] = definition
+        try:
+            spec["python"] = plan_environment(definition).python
+        except EnvironmentDefinitionError as exc:
+            errors.append(f"Step {step.name!r}: {exc}")
+    return spec
 
 
 def collect_steps(steps: list[Any], resolve_closure: bool) -> list[PythonScriptStep]:
@@ -78,8 +96,10 @@ def compile_graph(
     description: str | None,
     default_source_directory: str | None,
     parameter_values: dict[str, Any] | None = None,
+    workspace: Any = None,
 ) -> tuple[dict[str, Any], list[str], list[str]]:
-    """Returns (graph, errors, warnings). The graph is only usable when errors is empty."""
+    """Returns (graph, errors, warnings). The graph is only usable when errors is empty.
+    `workspace`: where a step's environment given by name is looked up (core/environment_use.py)."""
     errors: list[str] = []
     warnings: list[str] = []
 
@@ -205,7 +225,7 @@ def compile_graph(
                 "outputs": outputs,
                 "run_after": after,
                 "compute_target": str(getattr(step.compute_target, "name", step.compute_target)),
-                "environment": _env_spec(step.environment),
+                "environment": _env_spec(step, workspace, errors),
                 "allow_reuse": step.allow_reuse,
                 "version": step.version,
             }

@@ -1,0 +1,130 @@
+"""A job's environment, as its log folder tells it: what ProcessJob says in 65_job_prep.txt and
+20_image_build_log.txt, the error of a run whose environment could not be prepared, the variables an
+environment sets, and the import-failure diagnosis (runyard.environments.diagnosis).
+
+Kept apart from process_job.py so that a job without an environment never imports the environments
+package (YAML, packaging, uv): `definition is None` is the old, fast path.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from runyard.errors import EnvironmentBuildError, EnvironmentDefinitionError, EnvironmentNotFound
+
+if TYPE_CHECKING:
+    from runyard.environments.build import PreparedEnvironment
+    from runyard.environments.plan import BuildPlan
+
+#: v1's name for the log of the image build; here the log of the virtual environment's build.
+BUILD_LOG = "20_image_build_log.txt"
+#: The run error's code when its environment could not be prepared (no process was started).
+ERROR_CODE = "EnvironmentError"
+#: Lines of the build log quoted in the run's error message (the whole log is in BUILD_LOG).
+ERROR_LOG_LINES = 20
+#: What fails a job's environment: an unknown name, a definition that cannot be built, a failed build.
+ENVIRONMENT_PROBLEMS = (EnvironmentBuildError, EnvironmentDefinitionError, EnvironmentNotFound)
+
+
+def plan_for(definition: Mapping[str, Any] | None) -> BuildPlan:
+    from runyard.environments.plan import plan_environment
+
+    return plan_environment(definition)
+
+
+def prepare(plan: BuildPlan, say: Any) -> PreparedEnvironment:
+    from runyard.environments.build import prepare_environment
+
+    return prepare_environment(plan, say=say)
+
+
+def display_name(plan: BuildPlan) -> str:
+    return f"Environment {plan.name!r}" if plan.name else "The environment"
+
+
+def prep_lines(prepared: PreparedEnvironment) -> list[str]:
+    """65_job_prep.txt's account of the environment: which one, its hash, reused or built, where, how long,
+    and the plan's notes (conda packages mapped, azureml-* packages runyard stands in for)."""
+    plan = prepared.plan
+    who = display_name(plan)
+    if plan.user_managed:
+        lines = [f"{who}: user-managed, the job runs with {prepared.python} as it is (nothing built)"]
+    else:
+        how = (
+            f"built in {prepared.seconds:.1f} s into {prepared.location}, log in azureml-logs/{BUILD_LOG}"
+            if prepared.built
+            else f"reused the build in {prepared.location} ({prepared.seconds:.3f} s)"
+        )
+        lines = [f"{who} (hash {plan.hash[:12]}, Python {plan.python}): {how}"]
+        if prepared.waited:
+            lines.append(
+                f"{who}: waited for another job's build of the same hash instead of building it again"
+            )
+        if plan.requirements:
+            lines.append(f"{who}: requirements {', '.join(plan.requirements)}")
+    lines.extend(f"{who}: {package} is provided by runyard" for package in plan.satisfied_by_runyard)
+    lines.extend(f"{who}: {note}" for note in plan.notes)
+    return lines
+
+
+def variables(definition: Mapping[str, Any] | None) -> dict[str, str]:
+    """The environment's own variables (v1's Environment.environment_variables)."""
+    given = (definition or {}).get("environmentVariables") or {}
+    return {str(k): str(v) for k, v in given.items()} if isinstance(given, Mapping) else {}
+
+
+def activation(prepared: PreparedEnvironment | None) -> dict[str, str]:
+    """A built environment comes first on PATH (a run's own `command` saying `python` gets the environment's
+    interpreter, as in v1's activated conda environment) and is named by VIRTUAL_ENV."""
+    if prepared is None or prepared.plan.user_managed or not prepared.location:
+        return {}
+    bin_dir = os.path.dirname(prepared.python)
+    return {"PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "VIRTUAL_ENV": prepared.location}
+
+
+def failure(exc: Exception, name: str) -> dict[str, Any]:
+    """The run's error when its environment could not be prepared: the exception's message, then the last
+    lines of the build log (all of it is in azureml-logs/20_image_build_log.txt)."""
+    log = getattr(exc, "log", "") or ""
+    tail = log.splitlines()[-ERROR_LOG_LINES:]
+    message = f"The environment {name!r} could not be prepared, so no process was started: {exc}"
+    if tail:
+        message += f"\nLast lines of azureml-logs/{BUILD_LOG}:\n" + "\n".join(tail)
+    return {"code": ERROR_CODE, "message": message, "exceptionType": type(exc).__name__, "logTail": tail}
+
+
+def stand_in(python: str = sys.executable) -> PreparedEnvironment | None:
+    """The submitting interpreter as a PreparedEnvironment, for diagnosing a job that ran without one."""
+    try:
+        from runyard.environments.build import PreparedEnvironment
+
+        plan = plan_for(None)
+    except (ImportError, EnvironmentDefinitionError):
+        return None
+    return PreparedEnvironment(
+        plan=plan, python=python, built=False, build_log="", location="", seconds=0.0, waited=False
+    )
+
+
+def diagnose(error: dict[str, Any], tail: list[str], prepared: PreparedEnvironment | None) -> None:
+    """Add error["diagnosis"] (which package is missing from which environment, and the fix) when the log
+    shows an import or version problem, and put its summary first in the message."""
+    try:
+        from runyard.environments.diagnosis import diagnose_failure
+    except ImportError:
+        return
+    prepared = prepared if prepared is not None else stand_in()
+    if prepared is None:
+        return
+    try:
+        found = diagnose_failure(tail, prepared)
+    except Exception as exc:  # a diagnosis that fails must not hide the job's own failure
+        error["diagnosisProblem"] = f"{type(exc).__name__}: {exc}"
+        return
+    if found:
+        error["diagnosis"] = found
+        if found.get("summary"):
+            error["message"] = f"{found['summary']}\n{error['message']}"
