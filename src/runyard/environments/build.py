@@ -330,7 +330,8 @@ def _create_and_install(plan: BuildPlan, temp: Path, target: Path, log: _Log, uv
             raise _failed(plan, log, "uv could not install the requirements:\n  " + _key_lines(done.stdout)
                           + "\nFix the package names or versions in the environment and run again.")  # fmt: skip
         return "uv"
-    created = log.run([plan.interpreter, "-m", "venv", str(temp)])
+    without_pip = [] if requirements else ["--without-pip"]
+    created = log.run([plan.interpreter, "-m", "venv", *without_pip, str(temp)])
     if created.returncode != 0:
         raise _failed(plan, log, f"python -m venv failed:\n  {_key_lines(created.stdout)}")
     layer.ensure_pth(temp, plan.python)
@@ -346,14 +347,15 @@ def _create_and_install(plan: BuildPlan, temp: Path, target: Path, log: _Log, uv
 
 
 def _fix_shebangs(temp: Path, target: Path, log: _Log) -> None:
-    """`python -m venv` writes absolute shebangs; point them at where the folder will be after the rename."""
-    old, new = f"#!{temp}/".encode(), f"#!{target}/".encode()
+    """`python -m venv` writes its own folder into bin/ (shebangs, activate scripts): point them at where
+    the folder will be after the rename."""
+    old, new = str(temp).encode(), str(target).encode()
     for script in (temp / "bin").iterdir():
         with contextlib.suppress(OSError):
-            if script.is_file() and not script.is_symlink():
+            if script.is_file() and not script.is_symlink() and script.stat().st_size < 1_000_000:
                 data = script.read_bytes()
-                if data.startswith(old):
-                    script.write_bytes(new + data[len(old) :])
+                if old in data:
+                    script.write_bytes(data.replace(old, new))
     log.add(f"scripts in bin/ point at {target}")
 
 
