@@ -178,6 +178,30 @@ def test_packages_a_pth_folder_adds_count_as_the_environments(old_env) -> None:
     )
 
 
+def test_a_built_environment_with_runyards_layer(env_cache: Path) -> None:
+    """A real build (no requirements: nothing to download) by prepare_environment: packages runyard's layer
+    lends the environment (PyYAML) have the environment's version; others are missing from it."""
+    from runyard.environments.build import prepare_environment
+    from runyard.environments.plan import plan_environment
+
+    conda = {"name": "x", "dependencies": [f"python={sys.version_info.major}.{sys.version_info.minor}"]}
+    plan = plan_environment({"name": "diag-env", "python": {"condaDependencies": conda}})
+    env = prepare_environment(plan)
+    d = diagnose_failure(job_log(env.python, "import sklearn"), env)
+    assert d is not None and d["package"] == "scikit-learn" and d["environmentHash"] == plan.hash
+    assert d["summary"].startswith(
+        f"The job failed importing 'sklearn': package scikit-learn is not in environment 'diag-env' "
+        f"(hash {plan.hash[:12]}; its requirements: none)."
+    )
+    typo = diagnose_failure(job_log(env.python, "from yaml import safe_lod"), env)
+    assert typo is not None and typo["kind"] == "import-error"
+    assert typo["environmentVersion"] == HERE_YAML == typo["submittedVersion"]
+    assert f"The interpreter that submitted the job has pyyaml {HERE_YAML} too." in typo["summary"]
+    assert typo["fix"] == (
+        f"pin a version of pyyaml that provides 'safe_lod' in environment 'diag-env' (it has {HERE_YAML})"
+    )
+
+
 def test_version_conflicts_from_pkg_resources_and_importlib_metadata() -> None:
     """pkg_resources' own VersionConflict, raised for real in this interpreter (it has setuptools)."""
     log = job_log(sys.executable, "import pkg_resources; pkg_resources.require('packaging>=999')")

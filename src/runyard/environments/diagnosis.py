@@ -268,7 +268,7 @@ class _EnvironmentView:
                 f"add {path}.py (or the folder {path}/) to the source directory, or add the package "
                 f"that provides '{full}': env.python.conda_dependencies.add_pip_package('<package>')"
             )
-        wanted = f"{package}=={submitted}" if submitted else package
+        wanted = f"{package}=={submitted}" if submitted and submitted != env_version else package
         spec = detail.get("requirement")
         if d["kind"] == "version-conflict" and spec and not (submitted and _satisfies(spec, submitted)):
             wanted = spec
@@ -313,8 +313,9 @@ class _EnvironmentView:
                 "which does not provide it."
             )
         if package is not None and not (self.user_managed and _same_file(self.python, sys.executable)):
+            same = " too" if submitted == env_version else ""
             text += (
-                f" The interpreter that submitted the job has {package} {submitted}."
+                f" The interpreter that submitted the job has {package} {submitted}{same}."
                 if submitted
                 else f" The interpreter that submitted the job does not have {package} either."
             )
