@@ -22,7 +22,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -418,7 +417,3 @@ def remove_build(hash: str) -> bool:
         return True
     finally:
         os.close(fd)
-
-
-if sys.platform == "win32":  # pragma: no cover - fcntl above already fails there; say why
-    raise ImportError("runyard's environment builds need a POSIX system (fcntl locks, venv bin/ layout)")

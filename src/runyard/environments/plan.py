@@ -111,26 +111,18 @@ def _content_hash(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _current_plan(name: str, notes: tuple[str, ...] = ()) -> BuildPlan:
-    return BuildPlan(
-        name=name,
-        hash="",
-        python=interpreters.current_version(),
-        interpreter=sys.executable,
-        requirements=(),
-        pip_options=(),
-        satisfied_by_runyard=(),
-        notes=notes,
-        user_managed=True,
-    )
+def _as_is(name: str, interpreter: str, python: str, notes: tuple[str, ...] = ()) -> BuildPlan:
+    """A plan that builds nothing: run `interpreter` as it is."""
+    return BuildPlan(name, "", python, interpreter, (), (), (), notes, user_managed=True)
 
 
 def _user_managed(name: str, interpreter_path: str) -> BuildPlan:
     """userManagedDependencies: run the given interpreter as it is, build nothing."""
     if interpreter_path in ("", "python", "python3"):
-        return _current_plan(name, (f"user-managed dependencies: running {sys.executable} as it is",))
-    path = Path(interpreter_path).expanduser()
-    found = str(path) if path.is_absolute() and path.exists() else shutil.which(interpreter_path)
+        found: str | None = sys.executable
+    else:
+        path = Path(interpreter_path).expanduser()
+        found = str(path) if path.is_absolute() and path.exists() else shutil.which(interpreter_path)
     if not found:
         raise EnvironmentDefinitionError(
             f"Environment {name!r} has user-managed dependencies with interpreterPath {interpreter_path!r}, "
@@ -138,17 +130,7 @@ def _user_managed(name: str, interpreter_path: str) -> BuildPlan:
             "Python executable (an absolute path or a name on PATH)."
         )
     version = interpreters.version_of(found) or interpreters.current_version()
-    return BuildPlan(
-        name=name,
-        hash="",
-        python=version,
-        interpreter=found,
-        requirements=(),
-        pip_options=(),
-        satisfied_by_runyard=(),
-        notes=(f"user-managed dependencies: running {found} as it is",),
-        user_managed=True,
-    )
+    return _as_is(name, found, version, (f"user-managed dependencies: running {found} as it is",))
 
 
 @functools.lru_cache(maxsize=64)
@@ -253,7 +235,7 @@ def plan_environment(definition: Mapping[str, Any] | None) -> BuildPlan:
     Raises EnvironmentDefinitionError for what cannot be built as written: a conda package PyPI does not
     have, an unreadable requirement, two different pins of one package, a Python version not installed."""
     if definition is None:
-        return _current_plan("")
+        return _as_is("", sys.executable, interpreters.current_version())
     name = str(definition.get("name") or "")
     python_section = definition.get("python") or {}
     if python_section.get("userManagedDependencies"):
