@@ -12,6 +12,7 @@ from conftest import SourceDir
 from runyard import Experiment, ScriptRunConfig, Workspace
 from runyard.compat import V1ParameterIgnored
 from runyard.core.runconfig import DEFAULT_CPU_IMAGE, DEFAULT_GPU_IMAGE, DockerConfiguration, RunConfiguration
+from runyard.environments.environment import Environment
 from runyard.errors import ConflictError, InvalidInputError, NotFoundError
 from runyard.pipeline import OutputFileDatasetConfig, PipelineData
 
@@ -36,6 +37,15 @@ def only_output(details: dict[str, object]) -> dict[str, object]:
     return dict(outputs[0])
 
 
+def register_names(ws: Workspace, *names: str) -> None:
+    """Register environments that run the submitting interpreter as is: a name given as environment= is
+    looked up at submit (registered, then curated), so the names these tests pass must exist."""
+    for name in names:
+        env = Environment(name)
+        env.python.user_managed_dependencies = True
+        env.register(ws)
+
+
 def definition(details: dict[str, object]) -> dict[str, object]:
     value = details["runDefinition"]
     assert isinstance(value, dict)
@@ -55,6 +65,7 @@ def test_run_config_supplies_script_arguments_and_settings(
 ) -> None:
     source_dir.gen({"train.py": "import sys; print('ARGS', sys.argv[1:])\n"})
     rc = RunConfiguration(script="train.py", arguments=["--lr", 0.1])
+    register_names(sqlite_workspace, "my-env")
     rc.environment = "my-env"
     rc.max_run_duration_seconds = 600
     details = submit(sqlite_workspace, ScriptRunConfig(source_dir, run_config=rc))
@@ -72,6 +83,7 @@ def test_explicit_settings_win_over_the_run_configs(
     source_dir.gen({"a.py": "print('A')\n", "b.py": "print('B')\n"})
     rc = RunConfiguration(script="a.py", arguments=["--from-rc"])
     rc.target = "local"
+    register_names(sqlite_workspace, "rc-env", "explicit-env")
     rc.environment = "rc-env"
     src = ScriptRunConfig(source_dir, script="b.py", arguments=[], run_config=rc, environment="explicit-env")
     assert (src.script, src.arguments, src.environment, src.run_config is rc) == (
@@ -89,6 +101,7 @@ def test_settings_changed_on_run_config_after_construction_count(
 ) -> None:
     source_dir.gen({"train.py": "print('ok')\n"})
     src = ScriptRunConfig(source_dir, script="train.py")
+    register_names(sqlite_workspace, "late-env")
     src.run_config.environment = "late-env"
     src.run_config.node_count = 1
     spec = definition(submit(sqlite_workspace, src))
