@@ -219,16 +219,27 @@ def test_version_conflicts_from_pkg_resources_and_importlib_metadata() -> None:
     assert d is not None and d["kind"] == "missing-module" and d["package"] == "no-such-dist-xyz"
 
 
-def test_pip_and_library_version_messages() -> None:
-    here = prepared("", sys.executable, (), name="", user_managed=True)
-    transformers = [
-        "Traceback (most recent call last):",
-        "ImportError: tokenizers>=0.11.1,!=0.11.3,<0.14 is required for a normal functioning of this module, "
-        "but found tokenizers==0.14.1.",
-    ]
-    d = diagnose_failure(transformers, here)
+def test_version_checks_libraries_raise(old_env) -> None:
+    """The messages libraries raise when a dependency's version is wrong (transformers' dependency check,
+    and the "requires X but Y is installed" form), raised by a real script."""
+    root, python = old_env
+    env = prepared(root, python)
+    found = (
+        "raise ImportError('tokenizers>=0.11.1,!=0.11.3,<0.14 is required for a normal functioning of "
+        "this module, but found tokenizers==0.14.1.')"
+    )
+    d = diagnose_failure(job_log(python, found), env)
     assert d is not None and d["kind"] == "version-conflict" and d["package"] == "tokenizers"
     assert d["environmentVersion"] == "0.14.1" and d["requirement"] == "tokenizers>=0.11.1,!=0.11.3,<0.14"
+    assert d["fix"] == "pin 'tokenizers>=0.11.1,!=0.11.3,<0.14' in environment 'train-env' (it has 0.14.1)"
+    installed = "raise RuntimeError('mylib 2.0 requires packaging>=21 but packaging 20.0 is installed')"
+    d = diagnose_failure(job_log(python, installed), env)
+    assert d is not None and d["package"] == "packaging" and d["environmentVersion"] == OLD_PACKAGING
+    assert (
+        d["fix"] == f"pin 'packaging=={HERE_PACKAGING}' in environment 'train-env' (it has {OLD_PACKAGING})"
+    )
+    rows = dict(diagnosis_rows(d))
+    assert rows["Problem"] == "version conflict" and rows["Required by the job"] == "packaging>=21"
 
 
 def test_a_user_managed_interpreter_is_named_and_fixed_with_pip(old_env) -> None:

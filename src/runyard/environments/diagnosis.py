@@ -77,7 +77,7 @@ def diagnose_failure(log_tail: Sequence[str], prepared: Any) -> dict[str, Any] |
     env = _EnvironmentView(prepared)
     top = module.split(".")[0] if module else None
     if module is not None and package is None:
-        if module.split(".")[0] in sys.stdlib_module_names or module == "__main__":
+        if top in sys.stdlib_module_names or top == "__main__":
             return None
         if detail.get("path") and not env.installed_file(detail["path"]):
             return None  # "cannot import name 'x' from 'mymodule' (/src/mymodule.py)": the job's own code
@@ -109,7 +109,8 @@ def _classify(exc: str, msg: str) -> tuple[str, str | None, str | None, dict[str
     if exc.endswith("VersionConflict"):
         conflict = conflict or _PKG_RESOURCES_CONFLICT.search(msg)
     if conflict is not None:
-        return _conflict(conflict["name"], conflict["have"], conflict["req"])
+        detail = {"requirement": conflict["req"].strip(), "have": conflict["have"]}
+        return "version-conflict", None, canonical(conflict["name"]), detail
     missing = _NOT_FOUND.search(msg) if exc in ("DistributionNotFound", "PackageNotFoundError") else None
     if missing:
         req = missing["req"] or missing["name"]
@@ -125,10 +126,6 @@ def _classify(exc: str, msg: str) -> tuple[str, str | None, str | None, dict[str
         path = cannot["path"] if cannot["path"] and cannot["path"] != "unknown location" else None
         return "import-error", cannot["module"], None, {"name": cannot["name"], "path": path}
     return None
-
-
-def _conflict(name: str, have: str, req: str) -> tuple[str, str | None, str | None, dict[str, Any]]:
-    return "version-conflict", None, canonical(name), {"requirement": req.strip(), "have": have}
 
 
 def _requirement_name(req: str) -> str:
