@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from runyard import Workspace
-from runyard.cli import models, pipelines, port, runs, server
+from runyard.cli import env, models, pipelines, port, runs, server
 from runyard.cli.render import err_console
 from runyard.errors import RunyardError
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(runs.runs_app, name="runs")
 app.add_typer(models.models_app, name="models")
+app.add_typer(env.env_app, name="env")
 app.add_typer(pipelines.pipeline_app, name="pipeline")
 app.add_typer(server.token_app, name="token")
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
