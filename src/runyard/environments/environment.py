@@ -29,6 +29,7 @@ from runyard.environments.curated import CURATED, curated, curated_definition, d
 from runyard.environments.definition import (
     DEFAULT_ENVIRONMENT_NAME,
     DockerSection,
+    LocalBuild,
     PythonSection,
     default_databricks,
     default_spark,
@@ -381,29 +382,6 @@ class Environment:
 
     def __repr__(self) -> str:
         return json.dumps(self.to_definition(), indent=4, sort_keys=True)
-
-
-class LocalBuild:
-    """What build()/build_local() return: the finished build, with v1's ImageBuildDetails reading
-    methods. The build already happened (or failed with EnvironmentBuildError) when this exists."""
-
-    def __init__(self, prepared: Any, lines: builtins.list[str]) -> None:
-        self.prepared = prepared
-        self._lines = lines
-
-    @property
-    def status(self) -> str:
-        return "Succeeded"
-
-    def get_log(self) -> str:
-        """The build log, or a line naming the earlier build of the same hash that was reused."""
-        reused = f"Reused the build of hash {self.prepared.plan.hash[:12]} in {self.prepared.location}"
-        return str(self.prepared.build_log) or "\n".join(self._lines) or reused
-
-    def wait_for_completion(self, show_output: bool = False) -> dict[str, Any]:
-        if show_output:
-            print(self.get_log())
-        return {"status": self.status, "location": self.prepared.location, "python": self.prepared.python}
 
 
 @v1_keywords
