@@ -5,6 +5,9 @@ code that writes and reads it sits in one module. `environment_definition(env)` 
 turns whatever a user passed as `environment=` into that JSON, or None for "run with the submitting
 interpreter as is" (an unset environment, a name not looked up, or RunConfiguration's untouched default).
 
+Also here, because they are small and shared: read_requirements (a pip requirements file, read now, a bad
+line named) and LocalBuild (what Environment.build_local returns).
+
 Docker settings are recorded and warned about once each (runyard.compat.warn_ignored): every job here is a
 local process. Reading a definition back never warns.
 """
