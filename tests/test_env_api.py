@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from runyard import Experiment, Workspace, compat
+from conftest import SourceDir
+from runyard import Experiment, ScriptRunConfig, Workspace, compat
 from runyard.compat import V1ParameterIgnored
 from runyard.core.runconfig import RunConfiguration
 from runyard.environments.conda import CondaDependencies
@@ -24,6 +25,7 @@ from runyard.environments.definition import (
 )
 from runyard.environments.environment import Environment, EnvironmentReference
 from runyard.errors import EnvironmentDefinitionError, EnvironmentNotFound, InvalidInputError
+from runyard.pipeline import Pipeline, PythonScriptStep
 
 #: azureml-core 1.61's Environment._serialize_to_dict(Environment("x")), docker image aside.
 V1_DEFAULT = {
@@ -340,6 +342,25 @@ def test_a_run_without_an_environment_reports_the_interpreter(sqlite_workspace: 
     run.complete()
     assert isinstance(env, Environment) and env.name == "default-environment"
     assert env.python.user_managed_dependencies is True and env.python.interpreter_path == sys.executable
+
+
+def test_a_run_reports_the_environment_it_ran_with(
+    sqlite_workspace: Workspace, tmp_path: Path, no_stray_processes: None
+) -> None:
+    """Script runs keep the definition in their run definition, steps in their pipeline's graph; a user-managed
+    environment builds nothing, so this needs no package index."""
+    source = SourceDir(tmp_path / "src").gen({"job.py": "import os\nprint('MODE', os.environ['MODE'])\n"})
+    env = Environment("as-is")
+    env.python.user_managed_dependencies = True
+    env.environment_variables = {"MODE": "as-is"}
+    run = Experiment(sqlite_workspace, "env-api").submit(ScriptRunConfig(source, "job.py", environment=env))
+    run.wait_for_completion(raise_on_error=True)
+    assert run.get_environment().to_definition() == env.to_definition()
+    step = PythonScriptStep("job.py", name="step", source_directory=source, environment=env)
+    pipeline = Pipeline(sqlite_workspace, [step]).submit("env-api-steps", show_output=False)
+    pipeline.wait_for_completion(show_output=False, timeout_seconds=120, raise_on_error=True)
+    (step_run,) = pipeline.get_steps()
+    assert step_run.get_environment().to_definition() == env.to_definition()
 
 
 def test_build_local_builds_now_and_reuses_the_build(sqlite_workspace: Workspace) -> None:
