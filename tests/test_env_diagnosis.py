@@ -249,7 +249,16 @@ def test_a_user_managed_interpreter_is_named_and_fixed_with_pip(old_env) -> None
     assert d["fix"] == f"{python} -m pip install pyyaml=={HERE_YAML}"
     assert f"package pyyaml is not in the interpreter {python} (the job names no environment" in d["summary"]
     rows = dict(diagnosis_rows(d))
-    assert rows["Environment"] == f"{python} (user-managed)" and rows["Version where submitted"] == HERE_YAML
+    assert (
+        rows["Environment"] == f"{python} (no environment)" and rows["Version where submitted"] == HERE_YAML
+    )
+    named = diagnose_failure(
+        job_log(python, "import yaml"), prepared("", python, (), name="um", user_managed=True)
+    )
+    assert (
+        named is not None and f"the interpreter {python} (environment 'um': user-managed" in named["summary"]
+    )
+    assert dict(diagnosis_rows(named))["Environment"] == f"um: {python} (user-managed)"
     # the submitting interpreter itself: no "the interpreter that submitted the job" sentence
     mine = diagnose_failure(
         job_log(sys.executable, "import sklearn"),

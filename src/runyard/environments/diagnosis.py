@@ -374,8 +374,8 @@ def diagnosis_rows(diagnosis: Mapping[str, Any]) -> list[tuple[str, str]]:
         str(diagnosis.get("kind")), "version conflict"
     )
     if diagnosis.get("userManaged"):
-        named = f"{diagnosis['environment']}: " if diagnosis.get("environment") else ""
-        environment = f"{named}{diagnosis.get('interpreter')} (user-managed)"
+        name, interpreter = diagnosis.get("environment"), diagnosis.get("interpreter")
+        environment = f"{name}: {interpreter} (user-managed)" if name else f"{interpreter} (no environment)"
     else:
         environment = f"{diagnosis.get('environment') or 'unnamed'}"
         if diagnosis.get("environmentHash"):
