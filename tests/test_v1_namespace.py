@@ -83,20 +83,20 @@ def test_version_is_runyards_version() -> None:
 def test_a_pending_name_imports_and_says_which_issue_brings_it_when_used() -> None:
     """One name a later issue brings must not fail the whole import line of a ported notebook; it
     warns at the import and raises the same clear message on any use."""
-    with pytest.warns(V1NotAvailableWarning, match="azureml.core.Environment is not available"):
-        from runyard.v1.core import Environment, Experiment, Workspace
-    assert Workspace is runyard.Workspace and Experiment is runyard.Experiment
+    with pytest.warns(V1NotAvailableWarning, match="azureml.pipeline.core.PublishedPipeline is not available"):
+        from runyard.v1.pipeline.core import Pipeline, PublishedPipeline
+    assert Pipeline is runyard.pipeline.Pipeline
     expected = (
-        "azureml.core.Environment is not available in runyard yet: environments and their "
-        "conda/docker/python sections arrive with issue 13 (see docs/v1-surface.md)"
+        "azureml.pipeline.core.PublishedPipeline is not available in runyard yet: the RunDetails widget, "
+        "published pipelines, endpoints and schedules arrive with issue 15 (see docs/v1-surface.md)"
     )
     with pytest.raises(ImportError) as caught:
-        Environment()
+        PublishedPipeline()
     assert str(caught.value) == expected
     assert isinstance(caught.value, V1NameNotAvailable) and isinstance(caught.value, RunyardError)
-    with pytest.raises(V1NameNotAvailable, match=r"Environment.get: .*issue 13"):
-        Environment.get  # noqa: B018
-    assert not isinstance(object(), Environment)
+    with pytest.raises(V1NameNotAvailable, match=r"PublishedPipeline.get: .*issue 15"):
+        PublishedPipeline.get  # noqa: B018
+    assert not isinstance(object(), PublishedPipeline)
 
 
 def test_a_pending_name_as_an_attribute_is_the_same_placeholder() -> None:

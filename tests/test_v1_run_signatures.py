@@ -89,7 +89,8 @@ def test_experiment_list_and_environment_and_submitted_run(sqlite_workspace: Wor
     assert Experiment.list(sqlite_workspace, view_type="ArchivedOnly") == []
     assert exp.archived_time is None
     run = exp.start_logging(snapshot_directory=None, outputs=None)
-    assert run.get_environment() is None
+    env = run.get_environment()  # an interactive run ran in the interpreter that started it
+    assert env.name == "default-environment" and env.python.user_managed_dependencies is True
     assert run.get_detailed_status() == {"status": "Running", "details": None}
     with pytest.raises(RunEnvironmentException, match="outside a submitted run"):
         Run.get_submitted_run()

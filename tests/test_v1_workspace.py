@@ -22,6 +22,7 @@ from runyard.core.azure_identity import AzureIdentityMismatch
 from runyard.core.compute_target import AmlCompute, ComputeTarget
 from runyard.core.workspace_config import WorkspaceLinkIgnored
 from runyard.data import Datastore
+from runyard.environments.curated import CURATED
 from runyard.errors import (
     ComputeTargetException,
     ConflictError,
@@ -68,7 +69,8 @@ def test_azure_triple_opens_the_projects_local_workspace_and_says_where_once(
     ws = Workspace("sub-1", "rg-1", "ws-one")
     assert ws.path == project / ".runyard"
     assert (ws.name, ws.subscription_id, ws.resource_group) == ("ws-one", "sub-1", "rg-1")
-    assert (ws.location, ws.sku, ws.tags, ws.datasets, ws.environments) == ("local", "basic", {}, {}, {})
+    assert (ws.location, ws.sku, ws.tags, ws.datasets) == ("local", "basic", {}, {})
+    assert set(ws.environments) == set(CURATED)  # nothing registered: the curated table only
     assert recorded(ws) == {"subscription_id": "sub-1", "resource_group": "rg-1", "workspace_name": "ws-one"}
     err = capsys.readouterr().err
     assert f"Azure ML workspace 'ws-one' is the local runyard workspace at {ws.path}" in err

@@ -147,12 +147,6 @@ NAMES: dict[str, Pending] = {
     "HyperDrive*": AUTOML,
     "TrainingOutput": AUTOML,
     # Environments (issue 13 built Environment, CondaDependencies, PythonSection, DockerSection).
-    "azureml.core.run:Environment": Pending(
-        13, "this module's re-export of Environment lands with issue 13; import it from azureml.core"
-    ),
-    "azureml.core.model:Environment": Pending(
-        13, "this module's re-export of Environment lands with issue 13; import it from azureml.core"
-    ),
     "EnvironmentDefinition": Pending(
         None, "v1's older name for an environment; use Environment(name), which takes the same settings"
     ),

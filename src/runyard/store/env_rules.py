@@ -32,8 +32,9 @@ ENVIRONMENT_NAME: re.Pattern[str] = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254
 RESERVED_PREFIXES: tuple[str, ...] = ("AzureML", "Microsoft")
 #: A definition is a description, not a payload: 256 KB of canonical JSON is far more than any real one.
 MAX_DEFINITION_BYTES = 256 * 1024
-#: The keys the definition hash leaves out: they say where a definition is registered, not what it builds.
-UNHASHED_KEYS: tuple[str, ...] = ("name", "version")
+#: The keys the definition hash leaves out: they say where a definition is registered or which file it was
+#: read from (runyard's own "runyard" notes: source file, curated name), not what it builds.
+UNHASHED_KEYS: tuple[str, ...] = ("name", "version", "runyard")
 
 
 # -- the shapes runyard reads ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from runyard.core import Run
 from runyard.data.datapath import DataPath
 from runyard.data.dataset import AbstractDataset
 from runyard.data.datastore import Datastore
+from runyard.environments.environment import Environment
 from runyard.errors import (
     ActivityFailedException,
     ExperimentExecutionException,
@@ -18,6 +19,7 @@ __all__ = [
     "ActivityFailedException",
     "DataPath",
     "Datastore",
+    "Environment",
     "ExperimentExecutionException",
     "Run",
     "RunEnvironmentException",
