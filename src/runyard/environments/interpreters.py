@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from runyard.config import env_cache_dir
@@ -78,7 +79,7 @@ def _write_cache(data: dict[str, str]) -> None:
     target = _cache_file()
     with contextlib.suppress(OSError):
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".interpreters.{os.getpid()}.json")
+        temp = target.with_name(f".interpreters.{os.getpid()}-{threading.get_ident()}.json")
         temp.write_text(json.dumps(data, indent=1, sort_keys=True))
         os.replace(temp, target)
 

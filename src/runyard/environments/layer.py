@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -41,6 +42,11 @@ from runyard.environments.interpreters import current_version
 PTH_NAME = "_runyard_layer.pth"
 _READY = ".ready"
 _memo: dict[str, Path] = {}
+
+
+def _unique() -> str:
+    """A temporary name no other process or thread uses at the same time."""
+    return f"{os.getpid()}-{threading.get_ident()}"
 
 
 def _package_dir() -> Path:
@@ -110,7 +116,7 @@ def _make_layer(folder: Path, entries: dict[str, Path]) -> None:
     if (folder / _READY).exists():
         return
     folder.parent.mkdir(parents=True, exist_ok=True)
-    temp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    temp = folder.with_name(f".{folder.name}.tmp-{_unique()}")
     shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir()
     for name, target in sorted(entries.items()):
@@ -148,7 +154,7 @@ def _same_minor_layer() -> Path:
                 entries.setdefault(name, path)
         entries["runyard"] = _package_dir()
         _make_layer(folder, entries)
-        temp = index.with_name(f".{index.name}.{os.getpid()}")
+        temp = index.with_name(f".{index.name}.{_unique()}")
         temp.write_text(json.dumps({"layer": folder.name, "closure": listing}))
         os.replace(temp, index)
     _memo[stamp] = folder
@@ -188,7 +194,7 @@ def ensure_pth(venv: Path, python: str) -> bool:
             return False
     except OSError:
         pass
-    temp = target.with_name(f".{PTH_NAME}.{os.getpid()}")
+    temp = target.with_name(f".{PTH_NAME}.{_unique()}")
     temp.write_text(wanted)
     os.replace(temp, target)
     return True
