@@ -143,15 +143,8 @@ def _ready(target: Path) -> bool:
 def _reused(plan: BuildPlan, target: Path, start: float, waited: bool) -> PreparedEnvironment:
     layer.ensure_pth(target, plan.python)
     _touch_last_used(target)
-    return PreparedEnvironment(
-        plan=plan,
-        python=str(target / "bin" / "python"),
-        built=False,
-        build_log="",
-        location=str(target),
-        seconds=time.perf_counter() - start,
-        waited=waited,
-    )
+    python, seconds = str(target / "bin" / "python"), time.perf_counter() - start
+    return PreparedEnvironment(plan, python, False, "", str(target), seconds, waited)
 
 
 def prepare_environment(plan: BuildPlan, say: Callable[[str], None] | None = None) -> PreparedEnvironment:
@@ -195,7 +188,8 @@ class _Log:
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
             env=env, cwd=self.cwd, stdin=subprocess.DEVNULL, pass_fds=(self.lock_fd,),
         )  # fmt: skip
-        self.add(done.stdout.rstrip("\n")) if done.stdout.strip() else None
+        if done.stdout.strip():
+            self.add(done.stdout.rstrip("\n"))
         self.add(f"(exit {done.returncode}, {time.perf_counter() - started:.2f} s)")
         return done
 
@@ -403,16 +397,13 @@ def remove_build(hash: str) -> bool:
         return False
     (root / "locks").mkdir(parents=True, exist_ok=True)
     fd = os.open(root / "locks" / f"{hash}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    doomed = root / f".{hash}.removing-{os.getpid()}"
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        doomed = root / f".{hash}.removing-{os.getpid()}"
-        try:
-            os.rename(target, doomed)
-        except OSError:
-            return False
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: being built right now
+        os.rename(target, doomed)
+    except OSError:
+        return False
+    else:
         shutil.rmtree(doomed, ignore_errors=True)
         return True
     finally:
