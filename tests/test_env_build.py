@@ -122,8 +122,10 @@ def test_azureml_defaults_alone_builds_a_layer_only_environment_offline() -> Non
         assert "azureml-defaults: provided by runyard" in prepared.build_log
 
 
-def test_a_stale_layer_file_is_rewritten_when_reused() -> None:
-    """runyard upgraded or moved: reusing the environment points its .pth at the current layer."""
+def test_a_stale_layer_file_is_rewritten_when_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """runyard upgraded or moved: reusing the environment points its .pth at the current layer. (A cache of
+    its own: other tests' jobs use the shared layer-only environment.)"""
+    monkeypatch.setenv("RUNYARD_ENV_CACHE", str(tmp_path))
     plan = plan_environment(definition("azureml-only", "azureml-defaults", python="3.8"))
     prepared = prepare_environment(plan)
     pth = layer.site_packages(Path(prepared.location), plan.python) / layer.PTH_NAME
