@@ -7,6 +7,8 @@ Tests that need the package index skip when it is unreachable. Builds go to the 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -258,3 +261,35 @@ def test_the_pip_fallback_when_uv_is_unusable(tmp_path: Path, monkeypatch: pytes
     activate = (target / "bin" / "activate").read_text()
     assert str(target) in activate and str(temp) not in activate
     assert "-m venv" in log.text()
+
+
+def _tiny_wheel(folder: Path) -> Path:
+    """A real (hand-made) pure-Python wheel, as add_private_pip_wheel stores one."""
+    files = {
+        "runyardtinywheel.py": b"VALUE = 42\n",
+        "runyardtinywheel-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: runyardtinywheel\nVersion: 1.0\n",
+        "runyardtinywheel-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        b"Tag: py3-none-any\n",
+    }
+    record = [
+        f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}"
+        for name, data in files.items()
+    ]
+    files["runyardtinywheel-1.0.dist-info/RECORD"] = (
+        "\n".join([*record, "runyardtinywheel-1.0.dist-info/RECORD,,"]) + "\n"
+    ).encode()
+    wheel = folder / "runyardtinywheel-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return wheel
+
+
+def test_a_wheel_given_by_its_path_is_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """add_private_pip_wheel returns a local path, which users add as a pip package: no index needed."""
+    monkeypatch.setenv("RUNYARD_ENV_CACHE", str(tmp_path / "cache"))
+    wheel = _tiny_wheel(tmp_path)
+    plan = plan_environment(definition("wheel", str(wheel)))
+    assert plan.requirements == (f"runyardtinywheel @ {wheel.as_uri()}",)
+    prepared = prepare_environment(plan)
+    assert run_in(prepared.python, "import runyardtinywheel; print(runyardtinywheel.VALUE)") == "42"

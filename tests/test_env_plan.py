@@ -248,3 +248,16 @@ def test_planning_is_fast() -> None:
         plan_environment(typical)
         times.append(time.perf_counter() - start)
     assert statistics.median(times) < 0.005
+
+
+def test_wheels_named_by_path_or_url_become_direct_references(tmp_path: Path) -> None:
+    wheel = tmp_path / "My_Pkg-1.0-py3-none-any.whl"
+    plan = plan_environment(
+        definition(
+            {"pip": [str(wheel), "https://example.org/w/tiny-2.0-py3-none-any.whl; python_version > '3'"]}
+        )
+    )
+    assert plan.requirements == (
+        f"my-pkg @ {wheel.as_uri()}",
+        'tiny @ https://example.org/w/tiny-2.0-py3-none-any.whl ; python_version > "3"',
+    )

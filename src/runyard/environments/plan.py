@@ -24,7 +24,7 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 import runyard
 from runyard.environments import interpreters
@@ -96,6 +96,21 @@ def _parse(line: str) -> _Parsed:
         exact = None
     bare = not specs and not req.extras and req.marker is None and req.url is None
     return _Parsed(text=str(req), name=req.name, exact=exact, bare=bare)
+
+
+def _wheel_requirement(line: str) -> str:
+    """A wheel named by path or URL (add_private_pip_wheel returns a path) -> 'name @ file:///...'."""
+    location, sep, marker = line.partition(";")
+    location = location.strip()
+    if not location.endswith(".whl") or "@" in location.split("://")[0]:
+        return line
+    try:
+        name = parse_wheel_filename(location.rsplit("/", 1)[-1])[0]
+    except InvalidWheelFilename:
+        return line
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", location):
+        location = Path(location).expanduser().resolve().as_uri()
+    return f"{name} @ {location}" + (f" ;{marker}" if sep else "")
 
 
 def _is_azureml(name: str) -> bool:
@@ -277,7 +292,7 @@ def plan_environment(definition: Mapping[str, Any] | None) -> BuildPlan:
                     if option is not None and option not in options:
                         options.append(option)
                     continue
-                lines.append((line, _where(definition, line, index)))
+                lines.append((_wheel_requirement(line), _where(definition, line, index)))
         else:
             raise EnvironmentDefinitionError(
                 f"Environment {name!r}: the conda dependency {item!r} is neither a package spec nor a "
