@@ -254,3 +254,29 @@ def test_a_step_whose_build_fails_fails_alone_and_a_missing_module_is_diagnosed(
     )
     assert diagnosis["inRequirements"] is False
     assert failed.data["error"]["message"].startswith(diagnosis["summary"])
+
+
+def test_two_steps_needing_the_same_new_environment_build_it_once_and_the_other_waits(
+    sqlite_workspace: Workspace, tmp_path: Path, index: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Builds run beside the scheduler, not in it: both steps are Preparing at once, one builds."""
+    monkeypatch.setenv("RUNYARD_ENV_CACHE", str(tmp_path / "fresh-cache"))  # the scheduler inherits it
+    monkeypatch.setenv("RUNYARD_LOCAL_SLOTS", "2")
+    env = table_env(name="shared-env")
+    steps = [
+        PythonScriptStep(
+            "job.py",
+            name=name,
+            source_directory=SourceDir(tmp_path / name).gen({"job.py": JOB}),
+            environment=env,
+        )
+        for name in ("one", "two")
+    ]
+    records = step_records(sqlite_workspace, pipeline_run(sqlite_workspace, steps))
+    assert {name: r.status for name, r in records.items()} == {"one": "Completed", "two": "Completed"}
+    built = [name for name, r in records.items() if log(sqlite_workspace, r.run_id, "20_image_build_log.txt")]
+    assert len(built) == 1
+    other = records["two" if built == ["one"] else "one"]
+    prep = log(sqlite_workspace, other.run_id, "65_job_prep.txt")
+    assert "waiting for process" in prep and "waited for another job's build" in prep
+    assert "TABULATE 0.9.0" in driver(sqlite_workspace, other.run_id)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from runyard import config
-from runyard.compute.process_job import describe_exit
+from runyard.compute.process_job import ProcessJob, describe_exit
 from runyard.core.processes import identity, stop_tree
 from runyard.core.workspace import Workspace
 from runyard.engine.containment import contain
@@ -55,6 +55,7 @@ from runyard.engine.service_lock import (  # noqa: F401 - ensure_running/service
     service_info,
 )
 from runyard.engine.step_data import lineage
+from runyard.engine.step_prepare import PreparingStep, StepPreparer
 from runyard.engine.step_runner import StartedStep, StepEnvironmentFailed, finish_step, start_step
 from runyard.engine.step_slots import slot_refusal, step_target
 from runyard.errors import ConflictError, EnvironmentDefinitionError, RunyardError
@@ -83,6 +84,7 @@ class SchedulerService:
         self.events: queue.Queue[tuple[str, int | None]] = queue.Queue()
         self.executions: dict[str, PipelineExecution] = {}
         self.running: dict[str, StartedStep] = {}
+        self.preparer = StepPreparer()  # steps whose environment is being built (engine/step_prepare.py)
         self.echo = echo or (lambda line: print(line, flush=True))
         self._stop = False
         self.instance = uuid.uuid4().hex
@@ -196,6 +198,7 @@ class SchedulerService:
 
     # -- scheduling -------------------------------------------------------------------------------
     def advance(self) -> None:
+        self._prepared()
         for execution in list(self.executions.values()):
             with contain(self, execution.run_id):  # one pipeline's fault must not stop the others
                 self._advance(execution)
@@ -221,7 +224,7 @@ class SchedulerService:
                 elif ex.states[name].status != RunStatus.QUEUED:
                     self._set_step(ex, name, RunStatus.QUEUED, data={"queuedBecause": why})
         for name in ex.order:  # queued steps take free slots in graph order
-            if ex.canceling or len(self.running) >= self.slots:
+            if ex.canceling or len(self.running) + len(self.preparer.waiting) >= self.slots:
                 break
             if ex.states[name].status == RunStatus.QUEUED and self._slot_refusal(ex, name) is None:
                 self._start(ex, name)
@@ -233,7 +236,8 @@ class SchedulerService:
 
     def _slot_refusal(self, ex: PipelineExecution, name: str) -> str | None:
         target = step_target(ex.steps_by_name[name])
-        return slot_refusal(self.ws, self.slots, (s.target for s in self.running.values()), target)
+        busy = [*(s.target for s in self.running.values()), *self.preparer.targets()]
+        return slot_refusal(self.ws, self.slots, busy, target)
 
     def forget(self, run_id: str) -> None:
         """Drop a pipeline run this scheduler gives up on, and stop its step processes."""
@@ -294,32 +298,53 @@ class SchedulerService:
         data, fp = ex.pending.pop(name)
         state = ex.states[name]
         step = ex.steps_by_name[name]
-        if step["environment"].get("definition") is not None:  # v1's Preparing: the environment is made
+        if step["environment"].get("definition") is not None:  # v1's Preparing: its environment is made
             self._set_step(ex, name, RunStatus.PREPARING)
+            job = ProcessJob(self.ws, state.run_id, ex.experiment_name, self.ws.work_dir / state.run_id)
+            item = PreparingStep(ex.run_id, name, step_target(step), data, fp, job)
+            self.preparer.start(item, step, ex.plans.get(name))
+            return
+        self._launch(ex, name, data, fp)
+
+    def _prepared(self) -> None:
+        """Steps whose environment is ready start now; a failed build fails that step alone."""
+        for item in self.preparer.finished():
+            ex = self.executions.get(item.execution_id)
+            if ex is None:  # the pipeline was given up on meanwhile
+                item.job.close()
+                continue
+            with contain(self, ex.run_id):
+                if ex.canceling:
+                    item.job.wrap_up(None, "canceled", time.time())
+                    error = {"code": "Canceled", "message": "Pipeline canceled."}
+                    self._set_step(ex, item.name, RunStatus.CANCELED, error=error)
+                elif item.error is not None:
+                    self._not_started(ex, item.name, item.data, item.fingerprint, item.error)
+                else:
+                    self._launch(ex, item.name, item.data, item.fingerprint, item.job)
+
+    def _not_started(
+        self, ex: PipelineExecution, name: str, data: Any, fp: str, error: dict[str, Any]
+    ) -> None:
+        self._set_step(ex, name, RunStatus.FAILED, data=data, fingerprint=fp, error=error)
+        self.echo(f"step {name}: failed: {error['message'].splitlines()[0]}")
+
+    def _launch(
+        self, ex: PipelineExecution, name: str, data: dict[str, Any], fp: str, job: ProcessJob | None = None
+    ) -> None:
+        state, step = ex.states[name], ex.steps_by_name[name]
         try:
             started = start_step(
-                self.ws,
-                ex.experiment_name,
-                step,
-                state.run_id,
-                ex.params,
-                ex.input_paths(name),
-                ex.datasets.get(name),
-                ex.plans.get(name),
-            )
-        except StepEnvironmentFailed as exc:
-            self._set_step(ex, name, RunStatus.FAILED, data=data, fingerprint=fp, error=exc.error)
-            self.echo(f"step {name}: failed: its environment could not be prepared")
-            return
+                self.ws, ex.experiment_name, step, state.run_id, ex.params, ex.input_paths(name),
+                ex.datasets.get(name), ex.plans.get(name), job,
+            )  # fmt: skip
         except Exception as exc:
-            self._set_step(
-                ex,
-                name,
-                RunStatus.FAILED,
-                data=data,
-                fingerprint=fp,
-                error={"code": "SystemError", "message": f"Could not start step {name!r}: {exc}"},
+            error = (
+                exc.error
+                if isinstance(exc, StepEnvironmentFailed)
+                else {"code": "SystemError", "message": f"Could not start step {name!r}: {exc}"}
             )
+            self._not_started(ex, name, data, fp, error)
             return
         data["process"] = {**started.job.process, "scheduler": self.instance}  # pid, host, start time
         # Tracked before the status write: if that finds the step tampered with, the process is stopped.

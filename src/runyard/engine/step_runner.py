@@ -76,6 +76,21 @@ def resolve_params(step: dict[str, Any], params: dict[str, Any]) -> dict[str, st
     return {k: (str(params[v["param"]]) if "param" in v else v["literal"]) for k, v in step["params"].items()}
 
 
+def prepare_step_environment(job: ProcessJob, step: dict[str, Any], plan: Any = None) -> None:
+    """Build or reuse the step's environment (nothing to do without a definition: the scheduler's
+    interpreter). Raises StepEnvironmentFailed when it cannot be prepared: that step fails, with the build
+    log's tail in its error and all of it in 20_image_build_log.txt; nothing else of it was made."""
+    definition = step["environment"].get("definition")
+    if definition is None:
+        return
+    try:
+        job.prepare_environment(definition, plan)
+    except ENVIRONMENT_PROBLEMS as exc:
+        error = job.environment_failure(exc, str(step["environment"].get("name") or ""))
+        job.wrap_up(None, "not-started", time.time(), ["No process was started: see 65_job_prep.txt"])
+        raise StepEnvironmentFailed(error) from None
+
+
 def start_step(
     ws: Workspace,
     experiment_name: str,
@@ -85,23 +100,16 @@ def start_step(
     input_paths: dict[str, str],
     datasets: dict[str, ResolvedInput] | None = None,
     plan: Any = None,
+    job: ProcessJob | None = None,
 ) -> StartedStep:
-    """Prepare the step's environment (`plan`: the scheduler's plan of it), materialise the snapshot,
-    create every output folder, put the dataset inputs in front of the job (engine/dataset_inputs.py),
-    then spawn the script with the environment's interpreter.
-
-    Raises StepEnvironmentFailed when the environment cannot be prepared: that step fails, with the build
-    log's tail in its error and all of it in 20_image_build_log.txt; nothing else was made."""
+    """Prepare the step's environment unless `job` comes with it prepared (engine/step_prepare.py;
+    `plan`: the scheduler's plan of it), materialise the snapshot, create every output folder, put the
+    dataset inputs in front of the job (engine/dataset_inputs.py), then spawn the script with the
+    environment's interpreter. Raises StepEnvironmentFailed as prepare_step_environment does."""
     work = ws.work_dir / run_id
-    job = ProcessJob(ws, run_id, experiment_name, work)
-    definition = step["environment"].get("definition")
-    if definition is not None:
-        try:
-            job.prepare_environment(definition, plan)
-        except ENVIRONMENT_PROBLEMS as exc:
-            error = job.environment_failure(exc, str(step["environment"].get("name") or ""))
-            job.wrap_up(None, "not-started", time.time(), ["No process was started: see 65_job_prep.txt"])
-            raise StepEnvironmentFailed(error) from None
+    job = job if job is not None else ProcessJob(ws, run_id, experiment_name, work)
+    if job.prepared is None:
+        prepare_step_environment(job, step, plan)
     snap = SnapshotStore(ws.artifacts).materialize(step["source"]["snapshot"], job.cwd)
     job.prep(
         f"Step {step['name']!r}: snapshot {snap.id[:12]} ({len(snap.files)} files) of {step['source']['dir']}"
