@@ -1,4 +1,5 @@
-"""Conda package specs -> pip requirements, for the conda packages PyPI also has.
+"""Conda package specs -> pip requirements, for the conda packages PyPI also has; pip list lines (options,
+wheels named by path) -> what uv is given.
 
 runyard does not use conda: a v1 environment's conda dependencies are turned into pip requirements where
 PyPI publishes the same project, under a name this table knows. Everything else (CUDA toolkits, MKL, compilers,
@@ -10,6 +11,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+from runyard.errors import EnvironmentDefinitionError
 
 #: Conda package name -> PyPI project name. Mostly identical; the renames are the ones v1 samples hit.
 CONDA_TO_PYPI: dict[str, str] = {
@@ -136,3 +142,56 @@ def conda_to_pip(spec: str) -> CondaSpec:
     if build:
         note += f" (conda build string {build!r} dropped)"
     return CondaSpec(name=name, pip=requirement, python=None, note=note)
+
+
+#: Options v1 adds to every pip list it writes; they point at PyPI, which is the default anyway.
+_V1_DEFAULT_OPTIONS = {
+    "--find-links https://pypi.python.org/simple/index.html",
+    "--extra-index-url https://pypi.python.org/simple",
+}
+#: pip options an environment's pip list may carry, passed to uv as given (short forms spelled out).
+_OPTIONS_WITH_VALUE = {
+    "--index-url": "--index-url",
+    "-i": "--index-url",
+    "--extra-index-url": "--extra-index-url",
+    "--find-links": "--find-links",
+    "-f": "--find-links",
+    "--no-binary": "--no-binary",
+    "--only-binary": "--only-binary",
+    "--trusted-host": "--trusted-host",
+}
+_FLAG_OPTIONS = {"--pre", "--no-index", "--require-hashes"}
+_IGNORED_OPTIONS = {"--prefer-binary": "uv prefers wheels already"}
+
+
+def pip_line_requirement(line: str) -> str:
+    """A wheel named by path or URL (add_private_pip_wheel returns a path) -> 'name @ file:///...'."""
+    location, sep, marker = line.partition(";")
+    location = location.strip()
+    if not location.endswith(".whl") or "@" in location.split("://")[0]:
+        return line
+    try:
+        name = parse_wheel_filename(location.rsplit("/", 1)[-1])[0]
+    except InvalidWheelFilename:
+        return line
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", location):
+        location = Path(location).expanduser().resolve().as_uri()
+    return f"{name} @ {location}" + (f" ;{marker}" if sep else "")
+
+
+def pip_option(name: str, line: str) -> str | None:
+    """A pip option line -> its normalised form for uv, None when dropped. Raises for unsupported ones."""
+    match = re.match(r"^(-{1,2}[A-Za-z][A-Za-z-]*)(?:[= ]\s*(.*))?$", line)
+    head, value = (match.group(1), (match.group(2) or "").strip()) if match else (line, "")
+    if head in _OPTIONS_WITH_VALUE and value:
+        normal = f"{_OPTIONS_WITH_VALUE[head]} {value}"
+        return None if normal in _V1_DEFAULT_OPTIONS else normal
+    if head in _FLAG_OPTIONS and not value:
+        return head
+    if head in _IGNORED_OPTIONS:
+        return None
+    raise EnvironmentDefinitionError(
+        f"Environment {name!r}: the pip option line {line!r} is not supported in an environment's pip list. "
+        "List the packages themselves (no -r/-c/-e lines); the options runyard passes on are "
+        f"{', '.join(sorted({*_OPTIONS_WITH_VALUE.values(), *_FLAG_OPTIONS}))}."
+    )

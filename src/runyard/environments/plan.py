@@ -24,31 +24,13 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.utils import canonicalize_name
 
 import runyard
 from runyard.environments import interpreters
-from runyard.environments.conda_map import CondaSpecError, conda_to_pip
+from runyard.environments.conda_map import CondaSpecError, conda_to_pip, pip_line_requirement, pip_option
 from runyard.errors import EnvironmentDefinitionError
 
-#: Options v1 adds to every pip list it writes; they point at PyPI, which is the default anyway.
-_V1_DEFAULT_OPTIONS = {
-    "--find-links https://pypi.python.org/simple/index.html",
-    "--extra-index-url https://pypi.python.org/simple",
-}
-#: pip options an environment's pip list may carry, passed to uv as given (short forms spelled out).
-_OPTIONS_WITH_VALUE = {
-    "--index-url": "--index-url",
-    "-i": "--index-url",
-    "--extra-index-url": "--extra-index-url",
-    "--find-links": "--find-links",
-    "-f": "--find-links",
-    "--no-binary": "--no-binary",
-    "--only-binary": "--only-binary",
-    "--trusted-host": "--trusted-host",
-}
-_FLAG_OPTIONS = {"--pre", "--no-index", "--require-hashes"}
-_IGNORED_OPTIONS = {"--prefer-binary": "uv prefers wheels already"}
 _RUNYARD_MIN = (3, 11)
 
 
@@ -96,21 +78,6 @@ def _parse(line: str) -> _Parsed:
         exact = None
     bare = not specs and not req.extras and req.marker is None and req.url is None
     return _Parsed(text=str(req), name=req.name, exact=exact, bare=bare)
-
-
-def _wheel_requirement(line: str) -> str:
-    """A wheel named by path or URL (add_private_pip_wheel returns a path) -> 'name @ file:///...'."""
-    location, sep, marker = line.partition(";")
-    location = location.strip()
-    if not location.endswith(".whl") or "@" in location.split("://")[0]:
-        return line
-    try:
-        name = parse_wheel_filename(location.rsplit("/", 1)[-1])[0]
-    except InvalidWheelFilename:
-        return line
-    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", location):
-        location = Path(location).expanduser().resolve().as_uri()
-    return f"{name} @ {location}" + (f" ;{marker}" if sep else "")
 
 
 def _is_azureml(name: str) -> bool:
@@ -207,24 +174,6 @@ def _where(definition: Mapping[str, Any], line: str, index: int) -> str:
     return f"pip list item {index + 1}"
 
 
-def _option(name: str, line: str) -> str | None:
-    """A pip option line -> its normalised form for uv, None when dropped. Raises for unsupported ones."""
-    match = re.match(r"^(-{1,2}[A-Za-z][A-Za-z-]*)(?:[= ]\s*(.*))?$", line)
-    head, value = (match.group(1), (match.group(2) or "").strip()) if match else (line, "")
-    if head in _OPTIONS_WITH_VALUE and value:
-        normal = f"{_OPTIONS_WITH_VALUE[head]} {value}"
-        return None if normal in _V1_DEFAULT_OPTIONS else normal
-    if head in _FLAG_OPTIONS and not value:
-        return head
-    if head in _IGNORED_OPTIONS:
-        return None
-    raise EnvironmentDefinitionError(
-        f"Environment {name!r}: the pip option line {line!r} is not supported in an environment's pip list. "
-        "List the packages themselves (no -r/-c/-e lines); the options runyard passes on are "
-        f"{', '.join(sorted({*_OPTIONS_WITH_VALUE.values(), *_FLAG_OPTIONS}))}."
-    )
-
-
 def _conda_dependencies(name: str, python_section: Mapping[str, Any]) -> Mapping[str, Any]:
     conda = python_section.get("condaDependencies")
     if conda:
@@ -288,11 +237,11 @@ def plan_environment(definition: Mapping[str, Any] | None) -> BuildPlan:
                 if not line or line.startswith("#"):
                     continue
                 if line.startswith("-"):
-                    option = _option(name, " ".join(line.split()))
+                    option = pip_option(name, " ".join(line.split()))
                     if option is not None and option not in options:
                         options.append(option)
                     continue
-                lines.append((_wheel_requirement(line), _where(definition, line, index)))
+                lines.append((pip_line_requirement(line), _where(definition, line, index)))
         else:
             raise EnvironmentDefinitionError(
                 f"Environment {name!r}: the conda dependency {item!r} is neither a package spec nor a "
