@@ -280,3 +280,26 @@ def test_two_steps_needing_the_same_new_environment_build_it_once_and_the_other_
     prep = log(sqlite_workspace, other.run_id, "65_job_prep.txt")
     assert "waiting for process" in prep and "waited for another job's build" in prep
     assert "TABULATE 0.9.0" in driver(sqlite_workspace, other.run_id)
+
+
+def test_a_steps_environment_given_by_name_is_resolved_when_the_graph_is_compiled(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    from runyard.pipeline.graph import compile_graph
+
+    env = Environment("named-env")
+    env.python.user_managed_dependencies = True
+    env.environment_variables = {"MODE": "named"}
+    env.register(sqlite_workspace)
+    source = SourceDir(tmp_path / "named").gen({"job.py": "print(1)\n"})
+    steps = [
+        PythonScriptStep("job.py", name="known", source_directory=source, environment="named-env"),
+        PythonScriptStep("job.py", name="unknown", source_directory=source, environment="no-such-env"),
+    ]
+    graph, errors, _ = compile_graph(
+        steps, description=None, default_source_directory=None, workspace=sqlite_workspace
+    )
+    known = graph["steps"][0]["environment"]
+    assert (known["name"], known["definition"]["version"]) == ("named-env", "1")
+    assert known["definition"]["environmentVariables"] == {"MODE": "named"}
+    assert len(errors) == 1 and errors[0].startswith("Step 'unknown':") and "no-such-env" in errors[0]

@@ -177,3 +177,51 @@ def test_compile_refuses_what_the_scheduler_would_refuse(sqlite_workspace: Works
     step = PythonScriptStep("-c", name="flag", arguments=["import os"], source_directory=src)
     errors = Pipeline(sqlite_workspace, [step]).validate()
     assert any("interpreter option" in e for e in errors), errors
+
+
+def _with_definition(graph: dict[str, Any], definition: dict[str, Any]) -> dict[str, Any]:
+    graph = copy.deepcopy(graph)
+    graph["steps"][0]["environment"] = {"name": "train-env", "python": "3.11", "definition": definition}
+    return graph
+
+
+DEFINITION = {
+    "name": "train-env",
+    "environmentVariables": {"MODE": "fast"},
+    "python": {
+        "userManagedDependencies": False,
+        "condaDependencies": {"dependencies": ["python=3.11", {"pip": ["tabulate==0.9.0"]}]},
+    },
+}
+
+
+def test_version_3_steps_carry_their_environment_definition_and_older_graphs_still_read(
+    graph: dict[str, Any],
+) -> None:
+    assert GRAPH_VERSION == 3
+    spec = parse_graph(_with_definition(graph, DEFINITION))
+    assert spec.steps[0].environment.definition == DEFINITION
+    assert "definition" not in spec.step("train").to_json()["environment"]  # none: the JSON stays as it was
+    older = copy.deepcopy(graph)
+    older["version"] = 2
+    assert parse_graph(older).version == 2
+    claims = _with_definition(graph, DEFINITION)
+    claims["version"] = 2
+    with pytest.raises(GraphError, match="a version 2 graph has no environment definitions"):
+        parse_graph(claims)
+
+
+@pytest.mark.parametrize(
+    ("definition", "words"),
+    [
+        ({"python": {"userManagedDependencies": "yes"}}, "python.userManagedDependencies"),
+        ({"python": {"condaDependencies": {"dependencies": [{"pip": "x"}]}}}, "dependencies"),
+        ({"environmentVariables": {"A=B": "1"}}, "cannot be set in a process"),
+        ({"environmentVariables": {"A": "nul\x00"}}, "cannot be set in a process"),
+    ],
+)
+def test_a_forged_environment_definition_is_refused(
+    graph: dict[str, Any], definition: dict[str, Any], words: str
+) -> None:
+    with pytest.raises(GraphError, match=words):
+        parse_graph(_with_definition(graph, definition))

@@ -31,7 +31,10 @@ from pydantic import (
 )
 
 from runyard.engine.graph_datasets import DataPathValue, DatasetInputSpec, DatasetValue, check_dataset_payload
+from runyard.engine.graph_errors import SAFE_PATTERN as _SAFE_PATTERN
+from runyard.engine.graph_errors import describe_errors as _describe
 from runyard.errors import InvalidInputError
+from runyard.store.env_rules import EnvironmentDefinitionModel
 
 __all__ = [
     "GRAPH_VERSION",
@@ -55,8 +58,6 @@ GRAPH_VERSION = 3
 #: version 2 graph a version 3 graph whose steps run with the scheduler's interpreter (no definition).
 READABLE_VERSIONS = (1, 2, 3)
 
-#: Names that end up in paths or environment variable names: no '/', no leading '.', no '..'.
-_SAFE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 SafeName = Annotated[str, StringConstraints(pattern=_SAFE_PATTERN)]
 #: Display names (steps): any printable text, without control characters.
 StepName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -202,6 +203,24 @@ class EnvironmentSpec(_Frozen):
     python: str = ""
     definition: dict[str, Any] | None = None
 
+    @model_validator(mode="after")
+    def _definition_has_v1s_shape(self) -> EnvironmentSpec:
+        """The shapes runyard reads (store/env_rules.py, as the registry checks them), and variables a
+        process environment can hold: a forged definition fails here, not in the step's process start."""
+        if self.definition is not None:
+            try:
+                model = EnvironmentDefinitionModel.model_validate(self.definition)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ValueError(
+                    f"the environment definition is not v1's shape: {where}: {first['msg']}"
+                ) from None
+            for key, value in (model.environmentVariables or {}).items():
+                if not key or "=" in key or "\x00" in key or "\x00" in value:
+                    raise ValueError(f"environment variable {key!r:.60} cannot be set in a process")
+        return self
+
     @model_serializer(mode="wrap")
     def _omit_unset_definition(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         out = dict(handler(self))
@@ -316,66 +335,6 @@ def parse_graph(data: Any) -> GraphSpec:
         )
     _check_references(graph)
     return graph
-
-
-#: What a SafeName may hold, in words (pydantic would print the regular expression).
-_NAME_RULE = "letters, digits and '_', '.' or '-' (not first), at most 128 characters"
-#: pydantic's location parts that name a union member or a validator, not a field of the graph.
-_TAG = re.compile(r"^([A-Z][A-Za-z0-9]*|str|int|float|bool|none|constrained-str|function-.*|.*\[.*\])$")
-
-
-def _step_where(loc: list[Any], data: Any) -> str:
-    """'step <name> (arguments.0)' for a location inside a step, else the dotted location."""
-    if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
-        try:
-            name = data["steps"][loc[1]]["name"]
-        except (KeyError, IndexError, TypeError):
-            name = None
-        if isinstance(name, str):
-            rest = ".".join(str(p) for p in loc[2:])
-            return f"step {name!r}" + (f" ({rest})" if rest else "")
-    return ".".join(str(p) for p in loc) or "graph"
-
-
-def _problem(err: Any, data: Any) -> str:
-    loc = [p for p in err["loc"] if not (isinstance(p, str) and _TAG.match(p))]
-    where, value = _step_where(loc, data), err.get("input")
-    if err["type"] == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == _SAFE_PATTERN:
-        return f"{where}: {value!r} is not a valid name: use {_NAME_RULE}"
-    if err["type"] == "missing":
-        return f"{where} is required"
-    if err["type"] == "extra_forbidden":
-        return f"{where} is not a known field: {err['msg']}"
-    return f"{where}: {err['msg']} (got {value!r})"
-
-
-def _describe(exc: ValidationError, data: Any = None) -> str:
-    """The validation errors in the graph's own terms: a union (an argument is a literal, a parameter, an
-    input or an output) reports what is wrong with the member the value meant, not that it lacks the
-    other members' keys; a step is named by its name, a name rule is said in words."""
-    groups: dict[tuple[Any, ...], list[Any]] = {}
-    for err in exc.errors():
-        loc = list(err["loc"])
-        cut = next((i for i, p in enumerate(loc) if isinstance(p, str) and _TAG.match(p)), len(loc))
-        groups.setdefault(tuple(loc[:cut]), []).append(err)
-    problems: list[str] = []
-    for prefix, errs in groups.items():
-        if len(errs) > 1 and any(isinstance(p, str) and _TAG.match(p) for p in errs[0]["loc"]):
-            meant = [e for e in errs if e["type"] not in ("missing", "extra_forbidden")]
-            if not meant:  # none of the members fits: say which shapes it may have
-                keys = sorted({str(e["loc"][-1]) for e in errs if e["type"] == "missing"})
-                where = _step_where(list(prefix), data)
-                problems.append(
-                    f"{where}: {errs[0].get('input')!r} is not an object with one of the keys {keys}"
-                )
-                continue
-            errs = meant
-        for err in errs:
-            text = _problem(err, data)
-            if text not in problems:
-                problems.append(text)
-    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-    return "; ".join(problems[:5]) + more
 
 
 def _check_references(graph: GraphSpec) -> None:
