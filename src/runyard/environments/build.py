@@ -89,11 +89,14 @@ def index_reachable(url: str | None = None, package: str = "pip") -> str | None:
     url = url or default_index()
     if not url.startswith(("http://", "https://")):
         return None  # a local folder or file:// index
-    try:
-        response = httpx.get(f"{url.rstrip('/')}/{package}/", timeout=3.0, follow_redirects=True)
+    try:  # the status line is enough: the page itself is not read
+        with httpx.stream(
+            "GET", f"{url.rstrip('/')}/{package}/", timeout=3.0, follow_redirects=True
+        ) as answer:
+            status = answer.status_code
     except httpx.HTTPError as exc:
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return f"HTTP {response.status_code}" if response.status_code >= 500 else None
+    return f"HTTP {status}" if status >= 500 else None
 
 
 @contextlib.contextmanager
