@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bench_environments
 import bench_large_upload
 import bench_pipeline
 import bench_run_log
@@ -10,7 +11,7 @@ import bench_server_memory
 import bench_studio
 
 if __name__ == "__main__":
-    for bench in (bench_run_log, bench_pipeline, bench_server, bench_studio):
+    for bench in (bench_run_log, bench_pipeline, bench_server, bench_studio, bench_environments):
         print("\n".join(bench.main()))
         print()
     for sized in (bench_server_memory, bench_large_upload):  # take argv; run with their defaults here
