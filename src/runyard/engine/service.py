@@ -55,7 +55,7 @@ from runyard.engine.service_lock import (  # noqa: F401 - ensure_running/service
     service_info,
 )
 from runyard.engine.step_data import lineage
-from runyard.engine.step_prepare import PreparingStep, StepPreparer
+from runyard.engine.step_prepare import StepPreparer, prepare_in_background, start_prepared
 from runyard.engine.step_runner import StartedStep, StepEnvironmentFailed, finish_step, start_step
 from runyard.engine.step_slots import slot_refusal, step_target
 from runyard.errors import ConflictError, EnvironmentDefinitionError, RunyardError
@@ -198,7 +198,7 @@ class SchedulerService:
 
     # -- scheduling -------------------------------------------------------------------------------
     def advance(self) -> None:
-        self._prepared()
+        start_prepared(self)
         for execution in list(self.executions.values()):
             with contain(self, execution.run_id):  # one pipeline's fault must not stop the others
                 self._advance(execution)
@@ -296,32 +296,9 @@ class SchedulerService:
         if name not in ex.pending and self._try_reuse(ex, name):  # queued before a restart: decide again
             return
         data, fp = ex.pending.pop(name)
-        state = ex.states[name]
-        step = ex.steps_by_name[name]
-        if step["environment"].get("definition") is not None:  # v1's Preparing: its environment is made
-            self._set_step(ex, name, RunStatus.PREPARING)
-            job = ProcessJob(self.ws, state.run_id, ex.experiment_name, self.ws.work_dir / state.run_id)
-            item = PreparingStep(ex.run_id, name, step_target(step), data, fp, job)
-            self.preparer.start(item, step, ex.plans.get(name))
+        if prepare_in_background(self, ex, name, data, fp):  # built beside the scheduler
             return
         self._launch(ex, name, data, fp)
-
-    def _prepared(self) -> None:
-        """Steps whose environment is ready start now; a failed build fails that step alone."""
-        for item in self.preparer.finished():
-            ex = self.executions.get(item.execution_id)
-            if ex is None:  # the pipeline was given up on meanwhile
-                item.job.close()
-                continue
-            with contain(self, ex.run_id):
-                if ex.canceling:
-                    item.job.wrap_up(None, "canceled", time.time())
-                    error = {"code": "Canceled", "message": "Pipeline canceled."}
-                    self._set_step(ex, item.name, RunStatus.CANCELED, error=error)
-                elif item.error is not None:
-                    self._not_started(ex, item.name, item.data, item.fingerprint, item.error)
-                else:
-                    self._launch(ex, item.name, item.data, item.fingerprint, item.job)
 
     def _not_started(
         self, ex: PipelineExecution, name: str, data: Any, fp: str, error: dict[str, Any]

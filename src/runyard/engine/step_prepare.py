@@ -13,11 +13,18 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runyard.compute.process_job import ProcessJob
+from runyard.engine.containment import FaultHost, contain
 from runyard.engine.step_runner import StepEnvironmentFailed, prepare_step_environment
+from runyard.engine.step_slots import step_target
+from runyard.status import RunStatus
+
+if TYPE_CHECKING:
+    from runyard.engine.execution import PipelineExecution
 
 
 @dataclass
@@ -71,3 +78,55 @@ class StepPreparer:
     def targets(self) -> list[str]:
         """The compute targets of the steps being prepared: each holds one of its slots."""
         return [item.target for item in self.waiting.values()]
+
+
+class PreparingHost(FaultHost, Protocol):
+    """What the functions below need from the scheduler service (engine/service.py implements it)."""
+
+    executions: dict[str, PipelineExecution]
+    preparer: StepPreparer
+
+    def _set_step(self, ex: PipelineExecution, name: str, status: str, **kwargs: Any) -> None: ...
+
+    def _not_started(
+        self, ex: PipelineExecution, name: str, data: Any, fp: str, error: dict[str, Any]
+    ) -> None: ...
+
+    def _launch(
+        self, ex: PipelineExecution, name: str, data: dict[str, Any], fp: str, job: ProcessJob | None = None
+    ) -> None: ...
+
+
+def prepare_in_background(
+    host: PreparingHost, ex: PipelineExecution, name: str, data: dict[str, Any], fp: str
+) -> bool:
+    """Send a step with an environment to be prepared (it becomes Preparing); False: it has none."""
+    step = ex.steps_by_name[name]
+    if step["environment"].get("definition") is None:
+        return False
+    run_id = ex.states[name].run_id
+    host._set_step(ex, name, RunStatus.PREPARING)
+    job = ProcessJob(host.ws, run_id, ex.experiment_name, host.ws.work_dir / run_id)
+    host.preparer.start(
+        PreparingStep(ex.run_id, name, step_target(step), data, fp, job), step, ex.plans.get(name)
+    )
+    return True
+
+
+def start_prepared(host: PreparingHost) -> None:
+    """Steps whose environment is ready start now; a failed build fails that step alone; a step of a
+    pipeline canceled meanwhile ends Canceled without a process."""
+    for item in host.preparer.finished():
+        ex = host.executions.get(item.execution_id)
+        if ex is None:  # the pipeline was given up on meanwhile
+            item.job.close()
+            continue
+        with contain(host, ex.run_id):
+            if ex.canceling:
+                item.job.wrap_up(None, "canceled", time.time())
+                error = {"code": "Canceled", "message": "Pipeline canceled."}
+                host._set_step(ex, item.name, RunStatus.CANCELED, error=error)
+            elif item.error is not None:
+                host._not_started(ex, item.name, item.data, item.fingerprint, item.error)
+            else:
+                host._launch(ex, item.name, item.data, item.fingerprint, item.job)
