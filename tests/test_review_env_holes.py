@@ -298,6 +298,37 @@ def test_a_wheel_that_changed_on_disk_is_not_served_from_the_old_build(cache: Pa
     )
 
 
+def test_prune_removes_what_killed_builds_and_removals_left_behind(cache: Path, tmp_path: Path) -> None:
+    """A build killed halfway leaves <cache>/.<hash>.building-<pid>/ (build.py:231), which only the next
+    builder *of the same hash* removes (build.py:165); remove_build killed during its rmtree leaves
+    .<hash>.removing-<pid>/ (build.py:400), which nothing removes. A killed build of a large environment
+    (torch: GBs) whose definition is then changed is never built again, so its half-built folder stays
+    forever: `runyard env prune` (cli/env.py:296-327) only looks at finished builds (build._HASH folders),
+    and `runyard env list --builds` does not show the space either.
+
+    Fix: list_builds/prune also collect `.<hash>.building-*` and `.<hash>.removing-*` folders whose hash
+    lock can be taken without blocking (so their builder is dead) and remove them (prune --older-than
+    applies to their mtime); `env list --builds` reports their size."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that is certainly not running any more
+    old = time.time() - 90 * 86400
+    leftovers = [cache / f".{'a' * 64}.building-{dead.pid}", cache / f".{'b' * 64}.removing-{dead.pid}"]
+    for folder in leftovers:
+        (folder / "lib").mkdir(parents=True)
+        (folder / "lib" / "big.bin").write_bytes(b"x" * 1_000_000)
+        os.utime(folder, (old, old))
+    done = subprocess.run(
+        [sys.executable, "-m", "runyard", "env", "prune", "--older-than", "30"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    left = [folder.name for folder in leftovers if folder.exists()]
+    assert left == [], f"prune left {left} behind: {done.stdout.strip()}"
+
+
 # -- a definition read from a record makes the planner read local files ---------------------------------
 
 
