@@ -160,6 +160,34 @@ def test_the_layer_index_cannot_point_outside_the_layers_folder(
     assert folder.resolve().is_relative_to((cache / "layers").resolve()), f"the layer is {folder}"
 
 
+def test_a_relative_cache_folder_still_builds_environments_jobs_can_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """config.py `env_cache_dir` returns RUNYARD_ENV_CACHE (or XDG_CACHE_HOME) as given, relative or not.
+    build.py then runs uv with cwd=<cache> (build.py:225, `_Log(lock_fd, root)`) and a temporary folder
+    path relative to the *old* cwd, so uv creates the venv in <cache>/<cache>/..., and the build dies with a
+    bare FileNotFoundError (not an EnvironmentBuildError: the job supervisor reports a SystemError), leaving
+    that stray folder behind. Were it built, PreparedEnvironment.python would be relative too, and jobs
+    are spawned with cwd=<snapshot> (process_job.py:334), where that path does not exist.
+
+    Fix: env_cache_dir() returns an absolute path (Path(value).expanduser().absolute(); the XDG spec says
+    to ignore a relative XDG_CACHE_HOME)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNYARD_ENV_CACHE", "relative-cache")
+    plan = plan_environment(definition("relative", "azureml-defaults"))  # layer only: builds offline
+    prepared = prepare_environment(plan)
+    elsewhere = tmp_path / "a-job-folder"
+    elsewhere.mkdir()
+    done = subprocess.run(
+        [prepared.python, "-c", "import runyard; print('ok')"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "ok", done.stderr
+
+
 # -- what a definition can make the build do -----------------------------------------------------------
 
 
