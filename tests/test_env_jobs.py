@@ -303,3 +303,28 @@ def test_a_steps_environment_given_by_name_is_resolved_when_the_graph_is_compile
     assert (known["name"], known["definition"]["version"]) == ("named-env", "1")
     assert known["definition"]["environmentVariables"] == {"MODE": "named"}
     assert len(errors) == 1 and errors[0].startswith("Step 'unknown':") and "no-such-env" in errors[0]
+
+
+def test_a_run_on_a_server_workspace_uses_an_environment_registered_there(
+    tmp_path: Path, index: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registry, build log and job prep log travel through a real `runyard server --auth`."""
+    from runyard.server.auth import create_token
+    from runyard.store import SqlStore
+    from server_process import running_server
+
+    monkeypatch.setenv("RUNYARD_CACHE_DIR", str(tmp_path / "client-cache"))
+    local = Workspace.create(tmp_path / "server" / ".runyard")
+    assert isinstance(local.store, SqlStore)
+    token, _ = create_token(local.store, "write", name="env-jobs")
+    source = SourceDir(tmp_path / "src").gen({"job.py": JOB})
+    with running_server(local.path, tmp_path / "server.log", auth=True) as server:
+        ws = Workspace.get(server.url, token=token)
+        table_env().register(ws)
+        run_id, data = submit(ws, ScriptRunConfig(source, "job.py", environment="table-env"))
+        assert ws.get_run(run_id).get_status() == "Completed", data.get("error")
+        on_server = local.path / "artifacts" / "runs" / run_id / "azureml-logs"
+        prep = (on_server / "65_job_prep.txt").read_text()
+        assert "Environment 'table-env' (hash" in prep
+        driver_log = (on_server / "70_driver_log.txt").read_text()
+        assert "TABULATE 0.9.0" in driver_log and f"RUN {run_id}" in driver_log
