@@ -3,9 +3,11 @@
 Who may do what:
 - reading (list, get by name and version): any valid token, run tokens included (a job may look up the
   environment it names);
-- registering: a workspace token with the 'write' scope, never a run token. An environment is code that
-  runs: its requirements are installed and its interpreter started for every run that names it, so a job
-  that could register a new version of a shared environment could run its own code in every later run.
+- registering: an 'admin' token, or a 'write' token that holds a compute grant; never a run token. An
+  environment is code that runs: its requirements are installed (their build scripts run) and its interpreter
+  started for every run that names it, on the machine of whoever submits that run. A principal that may not
+  run code itself (a plain 'write' token, a job) must not be able to change what another principal's runs
+  execute, so registering needs the same right as submitting code (docs/security.md).
 
 Bodies are read strictly (pydantic's strict mode) and the definition is checked by store/env_rules.py, the
 same rules SqlStore applies, so REST stores exactly what the SQL stores accept.
@@ -54,6 +56,12 @@ def environment_router(store: SqlStore, principal: Any) -> APIRouter:
                 "'write' scope."
             )
         who.require("write")
+        if not who.auth_off and who.scope != "admin" and not who.compute:
+            raise forbidden(
+                "Registering an environment needs a token that may run code: an environment is code that "
+                "every run naming it installs and starts. Use an 'admin' token, or a 'write' token with a "
+                "compute grant (runyard token create --scope write --compute local)."
+            )
         return store.register_environment(body.name, body.definition, body.description)
 
     @router.get("/environments/{name}/latest", response_model=EnvironmentRecord)
