@@ -328,3 +328,19 @@ def test_a_run_on_a_server_workspace_uses_an_environment_registered_there(
         assert "Environment 'table-env' (hash" in prep
         driver_log = (on_server / "70_driver_log.txt").read_text()
         assert "TABULATE 0.9.0" in driver_log and f"RUN {run_id}" in driver_log
+
+
+def test_a_step_environment_that_cannot_be_built_as_written_is_refused_at_submit(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    from runyard.errors import InvalidInputError
+
+    env = Environment("conda-only")
+    env.python.conda_dependencies = CondaDependencies.create(conda_packages=["cudatoolkit=11.3"])
+    source = SourceDir(tmp_path / "conda").gen({"job.py": "print(1)\n"})
+    pipeline = Pipeline(
+        sqlite_workspace, [PythonScriptStep("job.py", name="gpu", source_directory=source, environment=env)]
+    )
+    assert any(e.startswith("Step 'gpu':") and "cudatoolkit" in e for e in pipeline.validate())
+    with pytest.raises(InvalidInputError, match="cudatoolkit"):
+        pipeline.submit("env-steps", show_output=False)

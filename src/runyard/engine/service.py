@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from runyard import config
+from runyard.compute.job_environment import failure as environment_failure
 from runyard.compute.process_job import ProcessJob, describe_exit
 from runyard.core.processes import identity, stop_tree
 from runyard.core.workspace import Workspace
@@ -274,9 +275,10 @@ class SchedulerService:
             InputUnavailable,
             EnvironmentDefinitionError,
         ) as exc:  # a dataset changed, ...
-            self._set_step(
-                ex, name, RunStatus.FAILED, error={"code": type(exc).__name__, "message": str(exc)}
-            )
+            error = {"code": type(exc).__name__, "message": str(exc)}
+            if isinstance(exc, EnvironmentDefinitionError):  # cannot be built here as written
+                error = environment_failure(exc, str(ex.steps_by_name[name]["environment"].get("name") or ""))
+            self._set_step(ex, name, RunStatus.FAILED, error=error)
             self.echo(f"step {name}: failed: {exc}")
             return True
         fp = fingerprint(material)
