@@ -25,12 +25,17 @@ def cache_dir() -> Path:
 
 def env_cache_dir() -> Path:
     """Where built environments live, shared by every workspace on this machine (RUNYARD_ENV_CACHE, else
-    $XDG_CACHE_HOME/runyard/envs, else ~/.cache/runyard/envs)."""
+    $XDG_CACHE_HOME/runyard/envs, else ~/.cache/runyard/envs).
+
+    Always absolute: builds run uv in other folders and jobs start from their snapshot, so a relative
+    RUNYARD_ENV_CACHE is taken from the current folder now, and a relative XDG_CACHE_HOME is ignored (as the
+    XDG spec says)."""
     value = os.environ.get(ENV_ENV_CACHE)
     if value:
-        return Path(value).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "runyard" / "envs"
+        return Path(value).expanduser().absolute()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base.absolute() / "runyard" / "envs"
 
 
 def env_workspace() -> Path | None:

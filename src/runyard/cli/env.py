@@ -62,9 +62,13 @@ def _definition(reference: str) -> dict[str, Any]:
 
 
 def _built_hashes() -> dict[str, Any]:
+    """The finished builds by hash; none when the cache cannot be trusted (building says why)."""
     from runyard.environments.build import list_builds
 
-    return {build.hash: build for build in list_builds()}
+    try:
+        return {build.hash: build for build in list_builds()}
+    except EnvironmentBuildError:
+        return {}
 
 
 def _plan_row(name: str, definition: Mapping[str, Any], builds: Mapping[str, Any]) -> dict[str, Any]:
@@ -144,9 +148,10 @@ def list_environments(
 
 
 def _list_builds(as_json: bool) -> None:
-    from runyard.environments.build import cache_dir, list_builds
+    from runyard.environments.build import cache_dir, list_builds, list_leftovers
 
     builds = sorted(list_builds(), key=lambda b: b.last_used, reverse=True)
+    leftovers = list_leftovers()
     if as_json:
         print_json(
             [
@@ -164,6 +169,11 @@ def _list_builds(as_json: bool) -> None:
             ]
         )
         return
+    if leftovers:  # killed builds and removals (or ones running now): prune removes the dead ones
+        console.print(
+            f"{len(leftovers)} unfinished build or removal folders ({decimal(sum(x.size_bytes for x in leftovers))})"
+            " are in the cache; `runyard env prune` removes those no process is working on."
+        )
     if not builds:
         console.print(f"No environment builds in {escape(str(cache_dir()))}.")
         return
@@ -300,14 +310,36 @@ def prune(
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be removed."),
 ) -> None:
-    """Remove cached environment builds that no run used for DAYS days (one being built is left alone)."""
-    from runyard.environments.build import cache_dir, list_builds, remove_build
+    """Remove cached environment builds that no run used for DAYS days (one being built is left alone), and
+    what killed builds and removals left behind (folders untouched for DAYS days whose lock is free)."""
+    from runyard.environments.build import cache_dir, list_builds, list_leftovers
 
     cutoff = time.time() - older_than * 86400
     stale = [b for b in list_builds() if b.last_used < cutoff]
-    if not stale:
+    leftovers = [x for x in list_leftovers() if x.modified < cutoff]
+    if not stale and not leftovers:
         console.print(f"No builds unused for {older_than:g} days in {escape(str(cache_dir()))}.")
         return
+    freed, removed = _prune_builds(stale, dry_run)
+    left_freed, left_removed = _prune_leftovers(leftovers, dry_run)
+    if dry_run:
+        total = decimal(sum(b.size_bytes for b in stale) + sum(x.size_bytes for x in leftovers))
+        console.print(
+            f"{len(stale)} builds and {len(leftovers)} unfinished folders ({total}) would be removed; run "
+            "without --dry-run to remove them."
+        )
+    else:
+        console.print(f"Removed {removed} of {len(stale)} builds, freed {decimal(freed)}.")
+        if leftovers:
+            console.print(
+                f"Removed {left_removed} of {len(leftovers)} unfinished build/removal folders, freed "
+                f"{decimal(left_freed)}."
+            )
+
+
+def _prune_builds(stale: list[Any], dry_run: bool) -> tuple[int, int]:
+    from runyard.environments.build import remove_build
+
     freed, removed = 0, 0
     for b in sorted(stale, key=lambda b: b.last_used):
         what = f"{b.hash[:12]} {escape(b.name or '(unnamed)')} ({decimal(b.size_bytes)}, last used {when(b.last_used)})"
@@ -318,10 +350,21 @@ def prune(
             freed, removed = freed + b.size_bytes, removed + 1
         else:
             console.print(f"Skipped {what}: it is being built right now")
-    if dry_run:
-        total = decimal(sum(b.size_bytes for b in stale))
-        console.print(
-            f"{len(stale)} builds ({total}) would be removed; run without --dry-run to remove them."
-        )
-    else:
-        console.print(f"Removed {removed} of {len(stale)} builds, freed {decimal(freed)}.")
+    return freed, removed
+
+
+def _prune_leftovers(leftovers: list[Any], dry_run: bool) -> tuple[int, int]:
+    """Folders of killed builds/removals: removed only when their hash's lock is free (no one works on it)."""
+    from runyard.environments.build import remove_leftover
+
+    freed, removed = 0, 0
+    for x in leftovers:
+        what = f"unfinished {x.kind} folder {escape(x.location)} ({decimal(x.size_bytes)}, changed {when(x.modified)})"
+        if dry_run:
+            console.print(f"Would remove {what}")
+        elif remove_leftover(x.location):
+            console.print(f"Removed {what}")
+            freed, removed = freed + x.size_bytes, removed + 1
+        else:
+            console.print(f"Skipped {what}: a process is still working on it")
+    return freed, removed

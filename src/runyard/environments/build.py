@@ -28,17 +28,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import runyard
-from runyard.config import env_cache_dir
 from runyard.environments import layer
+from runyard.environments.cache import (
+    LAST_USED,
+    MARKER,
+    BuildInfo,
+    Leftover,
+    cache_dir,
+    list_builds,
+    list_leftovers,
+    open_lock,
+    owned,
+    remove_build,
+    remove_leftover,
+    trusted_root,
+    write_holder,
+)
 from runyard.environments.interpreters import current_version
 from runyard.environments.plan import BuildPlan
+from runyard.environments.redact import redact_urls
 from runyard.errors import EnvironmentBuildError
 
-MARKER = "runyard-env.json"
+__all__ = [
+    "BuildInfo", "Leftover", "PreparedEnvironment", "cache_dir", "default_index", "index_reachable",
+    "list_builds", "list_leftovers", "prepare_environment", "remove_build", "remove_leftover",
+]  # fmt: skip
 LOG_FILE = "build-log.txt"
-LAST_USED = "last-used"
 DEFAULT_INDEX = "https://pypi.org/simple"
-_HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -50,23 +66,6 @@ class PreparedEnvironment:
     location: str  # the venv folder ("" when user-managed)
     seconds: float
     waited: bool  # another process was building the same hash and this call waited for it
-
-
-@dataclass(frozen=True)
-class BuildInfo:
-    hash: str
-    location: str
-    python: str  # major.minor
-    requirements: tuple[str, ...]
-    name: str
-    created: float
-    last_used: float
-    size_bytes: int
-
-
-def cache_dir() -> Path:
-    """RUNYARD_ENV_CACHE, else $XDG_CACHE_HOME/runyard/envs, else ~/.cache/runyard/envs."""
-    return env_cache_dir()
 
 
 def _label(plan: BuildPlan) -> str:
@@ -103,8 +102,7 @@ def index_reachable(url: str | None = None, package: str = "pip") -> str | None:
 def _hash_lock(root: Path, plan: BuildPlan, say: Callable[[str], None]) -> Iterator[tuple[int, bool]]:
     """Hold <cache>/locks/<hash>.lock; yields (fd, waited). Released when this process (and every child it
     gave the fd to) is gone, so a killed builder never leaves it held."""
-    (root / "locks").mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / "locks" / f"{plan.hash}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_lock(root, plan.hash)  # a planted symlink or another user's file is refused, not written
     waited = False
     try:
         try:
@@ -116,8 +114,7 @@ def _hash_lock(root: Path, plan: BuildPlan, say: Callable[[str], None]) -> Itera
             waited = True
         run_id = os.environ.get("RUNYARD_RUN_ID")
         holder = f"process {os.getpid()}" + (f" (run {run_id})" if run_id else "")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, holder.encode(), 0)
+        write_holder(fd, holder)
         yield fd, waited
     finally:
         os.close(fd)
@@ -139,8 +136,9 @@ def _touch_last_used(target: Path) -> None:
 
 
 def _ready(target: Path) -> bool:
-    """Built and still usable: the marker exists and bin/python still resolves (its base interpreter)."""
-    return (target / MARKER).exists() and (target / "bin" / "python").exists()
+    """Built by this user and still usable: the folder and its marker are ours, and bin/python still
+    resolves (its base interpreter). A folder someone else put there is never run."""
+    return owned(target) and owned(target / MARKER) and (target / "bin" / "python").exists()
 
 
 def _reused(plan: BuildPlan, target: Path, start: float, waited: bool) -> PreparedEnvironment:
@@ -156,15 +154,22 @@ def prepare_environment(plan: BuildPlan, say: Callable[[str], None] | None = Non
     start = time.perf_counter()
     if plan.user_managed or not plan.hash:
         return PreparedEnvironment(plan, plan.interpreter, False, "", "", time.perf_counter() - start, False)
-    root = cache_dir()
+    root = trusted_root()
     target = root / plan.hash
     if _ready(target):
-        return _reused(plan, target, start, waited=False)
+        with contextlib.suppress(FileNotFoundError):  # removed meanwhile (a prune): build it under the lock
+            return _reused(plan, target, start, waited=False)
     say = say or (lambda line: None)
-    root.mkdir(parents=True, exist_ok=True)
     with _hash_lock(root, plan, say) as (fd, waited):
-        if _ready(target):
-            return _reused(plan, target, start, waited)
+        if _ready(target):  # under the lock nothing removes it
+            try:
+                return _reused(plan, target, start, waited)
+            except OSError as exc:
+                raise EnvironmentBuildError(
+                    f"Cannot use the build of {_label(plan)} in {target}: {exc}. Remove it with `runyard env "
+                    "prune --older-than 0` (or delete the folder) and run again.",
+                    log="",
+                ) from exc
         for stale in [*root.glob(f".{plan.hash}.building-*"), target]:
             shutil.rmtree(stale, ignore_errors=True)  # the lock is ours: their builders are dead
         say(f"building {_label(plan)}: {len(plan.requirements)} requirement(s)")
@@ -182,14 +187,14 @@ class _Log:
         self.cwd = cwd
 
     def add(self, text: str) -> None:
-        self.lines.append(text)
+        self.lines.append(redact_urls(text))  # an index's credentials never reach the log
 
     def run(self, command: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         self.add("$ " + shlex.join(command))
         started = time.perf_counter()
         done = subprocess.run(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-            env=env, cwd=self.cwd, stdin=subprocess.DEVNULL, pass_fds=(self.lock_fd,),
+            env=env if env is not None else _build_env(), cwd=self.cwd, stdin=subprocess.DEVNULL, pass_fds=(self.lock_fd,),
         )  # fmt: skip
         if done.stdout.strip():
             self.add(done.stdout.rstrip("\n"))
@@ -230,14 +235,15 @@ def _build(plan: BuildPlan, root: Path, target: Path, lock_fd: int) -> str:
     log.add("requirements: " + (", ".join(plan.requirements) or "(none: runyard's layer only)"))
     log.add("pip options: " + (" ".join(plan.pip_options) or "(none)"))
     log.add("satisfied by runyard: " + (", ".join(plan.satisfied_by_runyard) or "(none)"))
-    log.lines += [f"note: {note}" for note in plan.notes]
+    for note in plan.notes:
+        log.add(f"note: {note}")
     temp = root / f".{plan.hash}.building-{os.getpid()}"
     try:
         builder = _create_and_install(plan, temp, target, log, _uv_bin(log))
         log.add(f"ready: {target}")
         (temp / LOG_FILE).write_text(log.text())
         marker = {"summary": plan.summary(), "created": time.time(), "log": LOG_FILE, "builder": builder,
-                  "interpreter": plan.interpreter, "pipOptions": list(plan.pip_options),
+                  "interpreter": plan.interpreter, "pipOptions": [redact_urls(o) for o in plan.pip_options],
                   "satisfiedByRunyard": list(plan.satisfied_by_runyard), "notes": list(plan.notes),
                   "runyard": runyard.__version__}  # fmt: skip
         (temp / MARKER).write_text(json.dumps(marker, indent=1))
@@ -251,7 +257,7 @@ def _build(plan: BuildPlan, root: Path, target: Path, lock_fd: int) -> str:
 
 def _failed(plan: BuildPlan, log: _Log, why: str) -> EnvironmentBuildError:
     log.add(f"FAILED: {why}")
-    return EnvironmentBuildError(f"Could not build {_label(plan)}: {why}", log=log.text())
+    return EnvironmentBuildError(redact_urls(f"Could not build {_label(plan)}: {why}"), log=log.text())
 
 
 def _key_lines(output: str) -> str:
@@ -262,8 +268,15 @@ def _key_lines(output: str) -> str:
     return "\n  ".join(picked)
 
 
+def _build_env() -> dict[str, str]:
+    """The environment of every build command: this process's, less runyard's run variables. Building runs
+    third-party code (setup.py, build backends), which must not get the workspace token (RUNYARD_TOKEN)
+    nor pose as a run (RUNYARD_RUN_ID, AZUREML_*): a job only ever gets a token for its own run."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("RUNYARD_", "AZUREML_"))}
+
+
 def _uv_env() -> dict[str, str]:
-    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
+    env = {**_build_env(), "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
     env.pop("VIRTUAL_ENV", None)
     return env
 
@@ -353,61 +366,3 @@ def _fix_shebangs(temp: Path, target: Path, log: _Log) -> None:
                 if old in data:
                     script.write_bytes(data.replace(old, new))
     log.add(f"scripts in bin/ point at {target}")
-
-
-def _size(folder: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(folder):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total
-
-
-def list_builds() -> list[BuildInfo]:
-    """Every finished build in the cache, most recently used first."""
-    root = cache_dir()
-    found: list[BuildInfo] = []
-    with contextlib.suppress(OSError):
-        for folder in root.iterdir():
-            if not _HASH.match(folder.name):
-                continue
-            try:
-                marker = json.loads((folder / MARKER).read_text())
-            except (OSError, ValueError):
-                continue
-            summary = marker.get("summary") or {}
-            created = float(marker.get("created") or 0)
-            try:
-                last_used = (folder / LAST_USED).stat().st_mtime
-            except OSError:
-                last_used = created
-            found.append(BuildInfo(
-                hash=folder.name, location=str(folder), python=str(summary.get("python") or ""),
-                requirements=tuple(summary.get("requirements") or ()), name=str(summary.get("name") or ""),
-                created=created, last_used=last_used, size_bytes=_size(folder),
-            ))  # fmt: skip
-    return sorted(found, key=lambda info: info.last_used, reverse=True)
-
-
-def remove_build(hash: str) -> bool:
-    """Remove one build under its lock. False when it is absent or being built right now."""
-    if not _HASH.match(hash):
-        return False
-    root = cache_dir()
-    target = root / hash
-    if not target.exists():
-        return False
-    (root / "locks").mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / "locks" / f"{hash}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    doomed = root / f".{hash}.removing-{os.getpid()}"
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: being built right now
-        os.rename(target, doomed)
-    except OSError:
-        return False
-    else:
-        shutil.rmtree(doomed, ignore_errors=True)
-        return True
-    finally:
-        os.close(fd)
