@@ -91,7 +91,7 @@ def test_a_script_run_builds_its_environment_once_and_then_reuses_it(
     assert "tabulate" in built
     prep = log(sqlite_workspace, first, "65_job_prep.txt")
     assert f"Environment 'table-env' (hash {expected[:12]}" in prep and "built in" in prep
-    assert "azureml-defaults is provided by runyard" in prep
+    assert "azureml-defaults: provided by runyard" in prep
     out = driver(sqlite_workspace, first)
     assert "TABULATE 0.9.0" in out and f"RUN {first}" in out
     assert "GREETING hello from the environment" in out
@@ -316,7 +316,7 @@ def test_a_run_on_a_server_workspace_uses_an_environment_registered_there(
     monkeypatch.setenv("RUNYARD_CACHE_DIR", str(tmp_path / "client-cache"))
     local = Workspace.create(tmp_path / "server" / ".runyard")
     assert isinstance(local.store, SqlStore)
-    token, _ = create_token(local.store, "write", name="env-jobs")
+    token, _ = create_token(local.store, "write", name="env-jobs", compute=["local"])
     source = SourceDir(tmp_path / "src").gen({"job.py": JOB})
     with running_server(local.path, tmp_path / "server.log", auth=True) as server:
         ws = Workspace.get(server.url, token=token)

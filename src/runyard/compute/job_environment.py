@@ -47,7 +47,7 @@ def display_name(plan: BuildPlan) -> str:
 
 def prep_lines(prepared: PreparedEnvironment) -> list[str]:
     """65_job_prep.txt's account of the environment: which one, its hash, reused or built, where, how long,
-    and the plan's notes (conda packages mapped, azureml-* packages runyard stands in for)."""
+    and the plan's notes (conda packages mapped, azureml-* packages runyard stands in for, Python chosen)."""
     plan = prepared.plan
     who = display_name(plan)
     if plan.user_managed:
@@ -65,7 +65,6 @@ def prep_lines(prepared: PreparedEnvironment) -> list[str]:
             )
         if plan.requirements:
             lines.append(f"{who}: requirements {', '.join(plan.requirements)}")
-    lines.extend(f"{who}: {package} is provided by runyard" for package in plan.satisfied_by_runyard)
     lines.extend(f"{who}: {note}" for note in plan.notes)
     return lines
 

@@ -134,10 +134,6 @@ class ProcessJob:
         run's error. The spawned process then runs with the environment's interpreter and variables."""
         self.env_variables = job_environment.variables(definition)
         plan = plan if plan is not None else job_environment.plan_for(definition)
-        if not plan.user_managed:
-            self.prep(
-                f"{job_environment.display_name(plan)} (hash {plan.hash[:12]}): preparing its virtual environment"
-            )
         prepared = job_environment.prepare(plan, self.prep)
         if prepared.built:
             self.ws.artifacts.put_bytes(
