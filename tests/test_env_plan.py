@@ -3,6 +3,9 @@ hash and the words for what changed. Fast and offline: nothing here builds or to
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
 import statistics
 import sys
 import time
@@ -261,3 +264,123 @@ def test_wheels_named_by_path_or_url_become_direct_references(tmp_path: Path) ->
         f"my-pkg @ {wheel.as_uri()}",
         'tiny @ https://example.org/w/tiny-2.0-py3-none-any.whl ; python_version > "3"',
     )
+
+
+# -- definitions written by someone else: what they can make the planner and the build do ----------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "--find-links /opt/wheels --target /anywhere",  # more uv options smuggled in the value
+        '--index-url "https://pypi.org/simple',  # an unbalanced quote: shlex would fail mid-build
+        "--extra-index-url 'https://pkgs.example/simple'",  # quotes: not one token as written
+        "--find-links C:\\wheels",  # shlex eats backslashes
+        "--index-url=--system",  # another option as the value
+        "-f\t/opt/wheels\t--prefix=/x",
+    ],
+)
+def test_a_pip_option_value_is_one_token_or_a_definition_error_naming_the_line(line: str) -> None:
+    with pytest.raises(EnvironmentDefinitionError, match="one word") as caught:
+        plan_environment(definition({"pip": [line, "tabulate"]}))
+    assert line.split()[0].split("=")[0] in str(caught.value)
+
+
+def test_every_kept_pip_option_splits_into_exactly_its_name_and_value() -> None:
+    plan = plan_environment(
+        definition({"pip": ["--index-url=https://u:p@pkgs.example/simple", "-f /opt/w", "--pre", "six"]})
+    )
+    assert [shlex.split(option) for option in plan.pip_options] == [
+        ["--index-url", "https://u:p@pkgs.example/simple"],
+        ["--find-links", "/opt/w"],
+        ["--pre"],
+    ]
+
+
+def tiny_wheel(folder: Path, body: bytes) -> Path:
+    """A file with a wheel's name: planning reads its bytes, never installs it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / "tiny-1.0-py3-none-any.whl"
+    wheel.write_bytes(body)
+    return wheel
+
+
+def test_a_local_wheel_enters_the_hash_by_its_content(tmp_path: Path) -> None:
+    wheel = tiny_wheel(tmp_path / "wheels", b"first")
+    first = plan_environment(definition({"pip": [str(wheel)]}))
+    assert plan_environment(definition({"pip": [str(wheel)]})).hash == first.hash
+    tiny_wheel(tmp_path / "wheels", b"other")  # same path, same size, new bytes
+    assert plan_environment(definition({"pip": [str(wheel)]})).hash != first.hash
+    remote = definition({"pip": ["tiny @ https://example.org/tiny-1.0-py3-none-any.whl"]})
+    assert plan_environment(remote).hash == plan_environment(remote).hash
+
+
+def test_a_local_find_links_folder_enters_the_hash_by_its_listing(tmp_path: Path) -> None:
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    spec = definition({"pip": [f"--find-links {folder}", "--no-index", "tiny==1.0"]})
+    empty = plan_environment(spec).hash
+    tiny_wheel(folder, b"a wheel")
+    added = plan_environment(spec).hash
+    assert added != empty
+    assert plan_environment(spec).hash == added
+    file_url = definition({"pip": [f"--find-links {folder.as_uri()}", "--no-index", "tiny==1.0"]})
+    assert plan_environment(file_url).hash != plan_environment(spec).hash  # another option text, same folder
+
+
+def test_planning_with_a_large_local_wheel_reads_it_once(tmp_path: Path) -> None:
+    wheel = tiny_wheel(tmp_path, b"x" * 20_000_000)
+    spec = definition({"pip": [str(wheel), "tabulate"]})
+    plan_environment(spec)
+    start = time.perf_counter()
+    for _ in range(20):
+        plan_environment(spec)
+    assert (time.perf_counter() - start) / 20 < 0.005  # memoised by (path, size, mtime): no re-read
+
+
+def test_url_credentials_stay_out_of_notes_summary_and_errors() -> None:
+    private = "pkg @ https://alice:s3cret@pkgs.example/pkg-1.0.tar.gz"
+    plan = plan_environment(
+        definition({"pip": [private, "azureml-core @ https://alice:s3cret@pkgs.example/a.whl"]})
+    )
+    assert plan.requirements == (private,)  # uv needs them
+    shown = json.dumps([plan.summary(), plan.notes, plan.satisfied_by_runyard])
+    assert "s3cret" not in shown and "alice:****@pkgs.example" in shown
+    for bad in (
+        [private, "pkg @ https://alice:s3cret@pkgs.example/pkg-2.0.tar.gz ; ==="],
+        ["--index-url https://alice:s3cret@pkgs.example/simple --target /x"],
+        ["--require-virtualenv https://alice:s3cret@pkgs.example"],
+    ):
+        with pytest.raises(EnvironmentDefinitionError) as caught:
+            plan_environment(definition({"pip": bad}))
+        assert "s3cret" not in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder", "large", "nul", "missing"])
+def test_a_conda_file_is_read_only_when_it_is_a_small_regular_file(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "conda.yml"
+    if kind == "fifo":
+        os.mkfifo(path)  # no writer: a blocking open would wait forever
+    elif kind == "device":
+        path = Path("/dev/zero")
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "large":
+        path.write_text("dependencies:\n" + "  - six\n" * 40_000)
+    spec = {
+        "name": "from-file",
+        "python": {"condaDependenciesFile": str(path) + ("\x00" if kind == "nul" else "")},
+    }
+    with pytest.raises(EnvironmentDefinitionError, match="regular file of at most 256 KB"):
+        plan_environment(spec)
+    if kind == "large":
+        path.write_text("dependencies:\n  - six\n  - pip:\n    - tabulate==0.9.0\n")
+        assert plan_environment(spec).requirements == ("six", "tabulate==0.9.0")
+
+
+def test_a_requirements_source_that_is_a_fifo_does_not_block_the_error(tmp_path: Path) -> None:
+    source = tmp_path / "requirements.txt"
+    os.mkfifo(source)
+    with pytest.raises(EnvironmentDefinitionError, match=r"requirements\.txt") as caught:
+        plan_environment(definition({"pip": ["numpy==>1"]}, runyard={"source": str(source)}))
+    assert "line" not in str(caught.value).split("requirements.txt")[1][:8]

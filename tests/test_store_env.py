@@ -137,6 +137,10 @@ def check_refusals(store: Store) -> None:
         (changed(("environmentVariables",), {"A=B": "x"}), "variable name 'A=B' is not valid"),
         (changed(("environmentVariables",), {"A": "x\x00y"}), "NUL character"),
         (changed(("python", "interpreterPath"), 3), "python.interpreterPath: Input should be a valid string"),
+        # paths the planner opens: a NUL would be a bare ValueError there, in some later run
+        (changed(("python", "condaDependenciesFile"), "/tmp/a\x00b"), "condaDependenciesFile: .* NUL"),
+        (changed(("python", "interpreterPath"), "/usr/bin/py\x00"), "interpreterPath: .* NUL"),
+        (changed(("runyard",), {"source": "req\x00.txt"}), "runyard.source: .* NUL"),
         (changed(("python", "userManagedDependencies"), "false"), "userManagedDependencies: Input should"),
         (changed(("docker", "shmSize"), float("nan")), r"definition\.docker\.shmSize holds nan"),
         (changed(("python",), "3.10"), "python: Input should be"),
@@ -208,11 +212,15 @@ def test_rest_store_follows_the_same_rules(served: tuple[Workspace, ServerProces
 def test_environment_scopes_and_raw_requests(served: tuple[Workspace, ServerProcess]) -> None:
     ws, server = served
     store = ws.store
-    write, _ = create_token(store, "write")
+    # an environment is code that runs: registering needs the right to run code (admin, or compute)
+    write, _ = create_token(store, "write", compute=["local"])
+    plain_write, _ = create_token(store, "write")
     read, _ = create_token(store, "read")
     run_token, _ = create_token(store, "run", run_id=make_run(store, "jobs").run_id)
     as_write, as_read, as_run = (RestStore(server.url, t) for t in (write, read, run_token))
 
+    with pytest.raises(AuthError, match="needs a token that may run code"):
+        RestStore(server.url, plain_write).register_environment("shared-env", definition(name="shared-env"))
     registered = as_write.register_environment("shared-env", definition(name="shared-env"))
     for reader in (as_read, as_run):  # reading: any valid token, a job's included
         assert reader.get_environment("shared-env") == registered

@@ -1,21 +1,34 @@
 """Conda package specs -> pip requirements, for the conda packages PyPI also has; pip list lines (options,
-wheels named by path) -> what uv is given.
+wheels named by path) -> what uv is given; the local files a definition names, read safely.
 
 runyard does not use conda: a v1 environment's conda dependencies are turned into pip requirements where
 PyPI publishes the same project, under a name this table knows. Everything else (CUDA toolkits, MKL, compilers,
 MPI builds) only conda has; `conda_to_pip` refuses those and `plan.py` lists them all in one error, because
 installing "something similar" from PyPI would make a different environment than the one the user wrote.
+
+A definition is read from the registry or a graph, possibly written by someone else, and planned in the
+scheduler's main thread: the files it names (condaDependenciesFile, runyard.source) are read only when they
+are small regular files (`read_definition_file`, never blocking on a FIFO or a device), and the local wheels
+and folders it installs from enter the plan hash by content (`local_fingerprint`), so a wheel replaced at
+the same path is a new environment rather than the old build.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from runyard.environments.redact import redact_urls
 from runyard.errors import EnvironmentDefinitionError
+from runyard.store.env_rules import MAX_DEFINITION_BYTES
 
 #: Conda package name -> PyPI project name. Mostly identical; the renames are the ones v1 samples hit.
 CONDA_TO_PYPI: dict[str, str] = {
@@ -162,6 +175,8 @@ _OPTIONS_WITH_VALUE = {
 }
 _FLAG_OPTIONS = {"--pre", "--no-index", "--require-hashes"}
 _IGNORED_OPTIONS = {"--prefer-binary": "uv prefers wheels already"}
+#: What an option's value may not hold: it must stay one argument when build.py splits the option.
+_NOT_ONE_TOKEN = re.compile(r"[\s\"'\\\x00-\x1f\x7f]")
 
 
 def pip_line_requirement(line: str) -> str:
@@ -179,19 +194,140 @@ def pip_line_requirement(line: str) -> str:
     return f"{name} @ {location}" + (f" ;{marker}" if sep else "")
 
 
+def _one_token(name: str, line: str, value: str) -> str:
+    """An option's value is one argument for uv: no whitespace, quote, backslash or control character, and
+    not another option. Anything more ("DIR --target /anywhere", an unbalanced quote) would become extra
+    uv options once split, so it is refused here, when planned, naming the line."""
+    bad = _NOT_ONE_TOKEN.search(value)
+    if bad is None and not value.startswith("-"):
+        return value
+    why = f"holds {bad.group()!r}" if bad is not None else "starts with '-'"
+    raise EnvironmentDefinitionError(
+        f"Environment {name!r}: the value of the pip option line {redact_urls(line)!r} {why}; an option's "
+        "value must be one word (a URL or a path without spaces or quotes), e.g. "
+        "'--extra-index-url https://pkgs.example/simple'. Write each option on a line of its own."
+    )
+
+
 def pip_option(name: str, line: str) -> str | None:
-    """A pip option line -> its normalised form for uv, None when dropped. Raises for unsupported ones."""
-    match = re.match(r"^(-{1,2}[A-Za-z][A-Za-z-]*)(?:[= ]\s*(.*))?$", line)
+    """A pip option line -> its normalised form for uv ("--name value" or "--flag"), None when dropped.
+    The value is guaranteed to be one token (see `_one_token`), so `shlex.split` of the result is exactly
+    [name, value]. Raises EnvironmentDefinitionError for unsupported options and values."""
+    match = re.match(r"^(-{1,2}[A-Za-z][A-Za-z-]*)(?:[= ]\s*(.*))?$", line, re.DOTALL)
     head, value = (match.group(1), (match.group(2) or "").strip()) if match else (line, "")
     if head in _OPTIONS_WITH_VALUE and value:
-        normal = f"{_OPTIONS_WITH_VALUE[head]} {value}"
+        normal = f"{_OPTIONS_WITH_VALUE[head]} {_one_token(name, line, value)}"
         return None if normal in _V1_DEFAULT_OPTIONS else normal
     if head in _FLAG_OPTIONS and not value:
         return head
     if head in _IGNORED_OPTIONS:
         return None
     raise EnvironmentDefinitionError(
-        f"Environment {name!r}: the pip option line {line!r} is not supported in an environment's pip list. "
+        f"Environment {name!r}: the pip option line {redact_urls(line)!r} is not supported in an environment's pip list. "
         "List the packages themselves (no -r/-c/-e lines); the options runyard passes on are "
         f"{', '.join(sorted({*_OPTIONS_WITH_VALUE.values(), *_FLAG_OPTIONS}))}."
     )
+
+
+# -- local files a definition names ------------------------------------------------------------------------
+
+#: How many files of a local folder (a --find-links folder, a source tree) enter its fingerprint.
+MAX_LISTED_FILES = 5000
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_digests: dict[tuple[object, ...], str] = {}
+
+
+def _open_regular(path: str | Path) -> tuple[int, os.stat_result]:
+    """An fd of `path` opened without blocking (O_NONBLOCK: a FIFO without writer does not wait), and its
+    stat; OSError when it is not a regular file. ValueError for a path holding NUL."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise OSError(f"{path} is not a regular file")
+    return fd, info
+
+
+def read_definition_file(path: str) -> str:
+    """The UTF-8 text of a file a definition names, when it is a regular file of at most
+    MAX_DEFINITION_BYTES (the bound the store puts on a whole definition). Raises OSError or ValueError
+    (NUL in the path, too large, not UTF-8) saying what is wrong."""
+    fd, info = _open_regular(Path(path).expanduser())
+    try:
+        if info.st_size > MAX_DEFINITION_BYTES:
+            raise ValueError(f"it is {info.st_size:,} bytes; at most {MAX_DEFINITION_BYTES:,} are read")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_DEFINITION_BYTES:  # a file that grows while read (or lies in st_size) is bounded
+            chunk = os.read(fd, MAX_DEFINITION_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > MAX_DEFINITION_BYTES:
+        raise ValueError(f"it is over {MAX_DEFINITION_BYTES:,} bytes")
+    return b"".join(chunks).decode("utf-8")
+
+
+def local_path(location: str) -> Path | None:
+    """The local path a requirement URL or option value names (`file:` URL or a path), None for a remote
+    URL."""
+    if _URL.match(location):
+        parts = urlsplit(location)
+        if parts.scheme.lower() != "file" or parts.netloc not in ("", "localhost"):
+            return None
+        return Path(url2pathname(parts.path))
+    return Path(location).expanduser().absolute()
+
+
+def _file_digest(path: Path, info: os.stat_result) -> str:
+    """sha256 of a regular file, memoised by (path, inode, size, mtime, ctime): planning stats it once
+    and reads it again only when it changed (ctime cannot be set back by `touch`)."""
+    key = (str(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    digest = _digests.get(key)
+    if digest is None:
+        fd, _info = _open_regular(path)
+        with os.fdopen(fd, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        if len(_digests) > 1024:
+            _digests.clear()
+        _digests[key] = digest
+    return digest
+
+
+def _listing_digest(folder: Path) -> str:
+    """sha256 of a folder's file listing (relative names, sizes, mtimes), hidden entries and __pycache__
+    left out, at most MAX_LISTED_FILES files: a wheel added, removed or replaced changes it."""
+    rows: list[str] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        for name in sorted(files):
+            if name.startswith(".") or len(rows) >= MAX_LISTED_FILES:
+                continue
+            full = os.path.join(root, name)
+            try:
+                info = os.stat(full)
+            except OSError:
+                continue
+            rows.append(f"{os.path.relpath(full, folder)}\t{info.st_size}\t{info.st_mtime_ns}")
+        if len(rows) >= MAX_LISTED_FILES:
+            break
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+
+def local_fingerprint(location: str) -> str | None:
+    """What a local wheel, folder or file named by `location` holds, for the plan hash: "sha256:<hex>" of
+    a file, "listing:<hex>" of a folder, "missing" when nothing is there. None when `location` is remote."""
+    path = local_path(location)
+    if path is None:
+        return None
+    try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            return "listing:" + _listing_digest(path)
+        return "sha256:" + _file_digest(path, info)
+    except (OSError, ValueError):
+        return "missing"

@@ -27,6 +27,7 @@ import hashlib
 import importlib.metadata as metadata
 import json
 import os
+import re
 import shutil
 import sys
 import threading
@@ -41,6 +42,8 @@ from runyard.environments.interpreters import current_version
 
 PTH_NAME = "_runyard_layer.pth"
 _READY = ".ready"
+#: A same-minor layer's folder name: the first 16 hex digits of its key.
+_LAYER_KEY = re.compile(r"[0-9a-f]{16}")
 _memo: dict[str, Path] = {}
 
 
@@ -112,8 +115,12 @@ def _top_levels(dist: metadata.Distribution) -> dict[str, Path]:
 
 
 def _make_layer(folder: Path, entries: dict[str, Path]) -> None:
-    """Create the layer folder atomically: symlinks into a temporary folder, then rename."""
-    if (folder / _READY).exists():
+    """Create the layer folder atomically: symlinks into a temporary folder, then rename. A symlink in the
+    folder's place (a layer is a real folder in the cache) is removed and the layer made again."""
+    if folder.is_symlink():
+        with contextlib.suppress(OSError):
+            folder.unlink()
+    elif (folder / _READY).exists():
         return
     folder.parent.mkdir(parents=True, exist_ok=True)
     temp = folder.with_name(f".{folder.name}.tmp-{_unique()}")
@@ -133,16 +140,32 @@ def _make_layer(folder: Path, entries: dict[str, Path]) -> None:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _same_minor_layer() -> Path:
-    stamp = _stamp()
-    if stamp in _memo and (_memo[stamp] / _READY).exists():
-        return _memo[stamp]
-    layers = env_cache_dir() / "layers"
-    index = layers / f"stamp-{stamp}.json"
+def _indexed_layer(layers: Path, index: Path) -> Path | None:
+    """The layer folder a stamp index names, or None when the index is missing, unreadable or names
+    anything but a key (16 hex digits) folder strictly inside `layers`: the index is a file in the cache,
+    and whatever folder it names is imported by every job, so it is checked like the build hashes are."""
     try:
-        folder = layers / json.loads(index.read_text())["layer"]
-    except (OSError, ValueError, KeyError):
-        folder = None
+        name = json.loads(index.read_text())["layer"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(name, str) or not _LAYER_KEY.fullmatch(name):
+        return None
+    folder = layers / name
+    try:
+        inside = folder.resolve().parent == layers.resolve()
+    except (OSError, RuntimeError):
+        return None
+    return folder if inside else None
+
+
+def _same_minor_layer() -> Path:
+    layers = env_cache_dir() / "layers"
+    stamp = _stamp()
+    memo_key = f"{layers}\n{stamp}"  # one process may prepare environments of two caches (tests do)
+    if memo_key in _memo and (_memo[memo_key] / _READY).exists():
+        return _memo[memo_key]
+    index = layers / f"stamp-{stamp}.json"
+    folder = _indexed_layer(layers, index)
     if folder is None or not (folder / _READY).exists():
         dists = _closure()
         listing = sorted(f"{canonicalize_name(d.metadata['Name'])}=={d.version}" for d in dists)
@@ -157,7 +180,7 @@ def _same_minor_layer() -> Path:
         temp = index.with_name(f".{index.name}.{_unique()}")
         temp.write_text(json.dumps({"layer": folder.name, "closure": listing}))
         os.replace(temp, index)
-    _memo[stamp] = folder
+    _memo[memo_key] = folder
     return folder
 
 

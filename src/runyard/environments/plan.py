@@ -6,6 +6,13 @@ version, environment variables and docker settings are left out, as v1 leaves th
 
 Planning runs for every step of every pipeline, so it does no subprocess and no metadata scan when the
 environment uses the current interpreter; parsed requirement lines are memoised.
+
+A local wheel or folder (`name @ file:///...`, a --find-links folder) enters the hash by its content
+(conda_map.local_fingerprint: a memoised sha256, a folder's listing), since its path alone says nothing of
+what gets installed. `pip_options` are "--name value" strings (or a lone "--flag") whose value conda_map
+guarantees to be one token (no whitespace, quotes or backslashes, not starting with '-'), so build.py's
+`shlex.split` of one yields exactly [name, value]. What is meant to be read (notes, summary(), errors) has the
+credentials of every URL masked (redact.redact_urls); `requirements` and `pip_options` keep them, for uv.
 """
 
 from __future__ import annotations
@@ -28,10 +35,20 @@ from packaging.utils import canonicalize_name
 
 import runyard
 from runyard.environments import interpreters
-from runyard.environments.conda_map import CondaSpecError, conda_to_pip, pip_line_requirement, pip_option
+from runyard.environments.conda_map import (
+    CondaSpecError,
+    conda_to_pip,
+    local_fingerprint,
+    pip_line_requirement,
+    pip_option,
+    read_definition_file,
+)
+from runyard.environments.redact import redact_urls
 from runyard.errors import EnvironmentDefinitionError
 
 _RUNYARD_MIN = (3, 11)
+#: Options whose value may name a local folder or file the build reads packages from.
+_LOCAL_OPTIONS = ("--find-links", "--index-url", "--extra-index-url")
 
 
 @dataclass(frozen=True)
@@ -49,12 +66,13 @@ class BuildPlan:
     user_managed: bool
 
     def summary(self) -> dict[str, Any]:
-        """JSON for a step's material and run records."""
+        """JSON for a step's material and run records (readable by every read token: URL credentials
+        masked; the hash still tells two credentials apart)."""
         return {
             "name": self.name,
             "hash": self.hash,
             "python": self.python,
-            "requirements": list(self.requirements),
+            "requirements": [redact_urls(r) for r in self.requirements],
             "userManaged": self.user_managed,
         }
 
@@ -65,6 +83,7 @@ class _Parsed:
     name: str  # canonical name
     exact: str | None  # the version of a single `==` pin without wildcard
     bare: bool  # name only: no version, extras, marker or URL
+    url: str | None  # `name @ URL`
 
 
 @functools.lru_cache(maxsize=4096)
@@ -77,7 +96,7 @@ def _parse(line: str) -> _Parsed:
     if exact is not None and exact.endswith(".*"):
         exact = None
     bare = not specs and not req.extras and req.marker is None and req.url is None
-    return _Parsed(text=str(req), name=req.name, exact=exact, bare=bare)
+    return _Parsed(text=str(req), name=req.name, exact=exact, bare=bare, url=req.url)
 
 
 def _is_azureml(name: str) -> bool:
@@ -160,18 +179,21 @@ def _choose_python(name: str, spec: str | None) -> tuple[str, str, list[str]]:
     return wanted, found, [f"Python {wanted}: {found}"]
 
 
-def _where(definition: Mapping[str, Any], line: str, index: int) -> str:
-    """Where a bad pip line came from: the requirements file's line number when the definition says."""
+def _where(definition: Mapping[str, Any], line: str, where: str | int) -> str:
+    """Where a bad pip line came from (asked only for an error): the requirements file's line number when
+    the definition names its file and that is a small regular file, else the file or the pip list item."""
+    if isinstance(where, str):
+        return where
     source = (definition.get("runyard") or {}).get("source") if isinstance(definition, Mapping) else None
     if isinstance(source, str) and source:
         try:
-            for number, text in enumerate(Path(source).read_text().splitlines(), start=1):
+            for number, text in enumerate(read_definition_file(source).splitlines(), start=1):
                 if text.strip() == line.strip():
                     return f"{source}, line {number}"
-        except OSError:
+        except (OSError, ValueError):
             pass
-        return source
-    return f"pip list item {index + 1}"
+        return repr(source)
+    return f"pip list item {where + 1}"
 
 
 def _conda_dependencies(name: str, python_section: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -184,10 +206,11 @@ def _conda_dependencies(name: str, python_section: Mapping[str, Any]) -> Mapping
     import yaml  # only for this rare form: v1 keeps the file's content in condaDependencies
 
     try:
-        loaded = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        loaded = yaml.safe_load(read_definition_file(str(path)))
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: NUL in the path, too big, not UTF-8
         raise EnvironmentDefinitionError(
-            f"Environment {name!r}: cannot read condaDependenciesFile {path!r} ({exc}). Load it with "
+            f"Environment {name!r}: cannot read condaDependenciesFile {str(path)!r:.200} ({exc}); runyard "
+            "reads only a regular file of at most 256 KB there. Load it with "
             "CondaDependencies(conda_dependencies_file_path=...) so its content travels with the environment."
         ) from exc
     return loaded if isinstance(loaded, Mapping) else {}
@@ -207,7 +230,7 @@ def plan_environment(definition: Mapping[str, Any] | None) -> BuildPlan:
     conda = _conda_dependencies(name, python_section)
 
     notes: list[str] = []
-    lines: list[tuple[str, str]] = []  # (pip requirement, where it came from for errors)
+    lines: list[tuple[str, str | int]] = []  # (pip requirement, where it came from: text or pip list index)
     options: list[str] = []
     conda_only: list[str] = []
     python_spec: str | None = None
@@ -221,7 +244,7 @@ def plan_environment(definition: Mapping[str, Any] | None) -> BuildPlan:
                 spec = conda_to_pip(item)
             except CondaSpecError as exc:
                 raise EnvironmentDefinitionError(
-                    f"Environment {name!r}: cannot read the conda dependency {item!r}: {exc}."
+                    f"Environment {name!r}: cannot read the conda dependency {redact_urls(item)!r}: {exc}."
                 ) from exc
             if spec.conda_only:
                 conda_only.append(item)
@@ -241,10 +264,10 @@ def plan_environment(definition: Mapping[str, Any] | None) -> BuildPlan:
                     if option is not None and option not in options:
                         options.append(option)
                     continue
-                lines.append((pip_line_requirement(line), _where(definition, line, index)))
+                lines.append((pip_line_requirement(line), index))
         else:
             raise EnvironmentDefinitionError(
-                f"Environment {name!r}: the conda dependency {item!r} is neither a package spec nor a "
+                f"Environment {name!r}: the conda dependency {redact_urls(repr(item))} is neither a package spec nor a "
                 '{"pip": [...]} list.'
             )
     if conda_only:
@@ -256,13 +279,15 @@ def plan_environment(definition: Mapping[str, Any] | None) -> BuildPlan:
         )
 
     by_name: dict[str, list[_Parsed]] = {}
+    local: dict[str, str] = {}  # local wheel / folder -> what it holds (conda_map.local_fingerprint)
     satisfied: list[str] = []
     for line, where in lines:
         try:
             parsed = _parse(line)
         except InvalidRequirement as exc:
             raise EnvironmentDefinitionError(
-                f"Environment {name!r}: cannot read the pip requirement {line!r} ({where}): {exc}. Write "
+                f"Environment {name!r}: cannot read the pip requirement {redact_urls(line)!r} "
+                f"({_where(definition, line, where)}): {redact_urls(str(exc))}. Write "
                 "requirements as pip does, for example 'scikit-learn==1.0' or 'numpy>=1.21'."
             ) from exc
         if _is_azureml(parsed.name):
@@ -279,13 +304,18 @@ def plan_environment(definition: Mapping[str, Any] | None) -> BuildPlan:
     for package, group in by_name.items():
         pins = sorted({p.exact for p in group if p.exact is not None})
         if len(pins) > 1:
-            both = " and ".join(p.text for p in group if p.exact is not None)
+            both = redact_urls(" and ".join(p.text for p in group if p.exact is not None))
             raise EnvironmentDefinitionError(
                 f"Environment {name!r} pins {package} to different versions: {both}. Keep one of them."
             )
         kept = [p for p in group if not p.bare] or group[:1]
         requirements += [p.text for p in kept]
+        local.update({p.url: f for p in kept if p.url and (f := local_fingerprint(p.url)) is not None})
     requirements.sort()
+    for option in options:  # a local --find-links folder or file: index: its listing
+        head, _, value = option.partition(" ")
+        if value and head in _LOCAL_OPTIONS and (found := local_fingerprint(value)) is not None:
+            local[value] = found
 
     python, interpreter, python_notes = _choose_python(name, python_spec)
     notes = python_notes + notes
@@ -299,6 +329,8 @@ def plan_environment(definition: Mapping[str, Any] | None) -> BuildPlan:
     if python != interpreters.current_version():
         # runyard's own requirements are installed into such an environment (layer.py)
         inputs["runyard"] = runyard.__version__
+    if local:  # only then, so the hash of every other environment stays what it was
+        inputs["local"] = local
     return BuildPlan(
         name=name,
         hash=_content_hash(inputs),
@@ -306,8 +338,8 @@ def plan_environment(definition: Mapping[str, Any] | None) -> BuildPlan:
         interpreter=interpreter,
         requirements=tuple(requirements),
         pip_options=tuple(options),
-        satisfied_by_runyard=tuple(sorted(satisfied)),
-        notes=tuple(notes),
+        satisfied_by_runyard=tuple(sorted(redact_urls(s) for s in satisfied)),
+        notes=tuple(redact_urls(note) for note in notes),
         user_managed=False,
     )
 

@@ -81,6 +81,17 @@ class CondaSection(_Lenient):
         return items
 
 
+def _no_nul(value: str | None) -> str | None:
+    """A path runyard opens (interpreterPath, condaDependenciesFile, runyard.source) cannot hold NUL: no
+    file system path can, and the planner would fail on it with a bare ValueError instead of saying so."""
+    if value is not None and "\x00" in value:
+        raise ValueError(
+            f"{value!r:.80} contains a NUL character (\\x00), which no file path can hold; write the path "
+            "without it"
+        )
+    return value
+
+
 class PythonSection(_Lenient):
     userManagedDependencies: bool = False
     interpreterPath: str | None = None
@@ -88,10 +99,20 @@ class PythonSection(_Lenient):
     baseCondaEnvironment: str | None = None
     condaDependencies: CondaSection | None = None
 
+    @field_validator("interpreterPath", "condaDependenciesFile")
+    @classmethod
+    def _check_paths(cls, value: str | None) -> str | None:
+        return _no_nul(value)
+
 
 class RunyardSection(_Lenient):
     curated: str | None = None
     source: str | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, value: str | None) -> str | None:
+        return _no_nul(value)
 
 
 class EnvironmentDefinitionModel(_Lenient):
