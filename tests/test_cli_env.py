@@ -8,6 +8,7 @@ failed-build test runs the real `runyard` subprocess, for the exit code and stde
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -145,6 +146,29 @@ def test_build_reuse_and_prune(
     assert json.loads(cli.ok("list", "--builds", "--json")) == []
     code, _, err = cli("prune", "--older-than", "-1")
     assert code == 2 and "--older-than" in err
+
+
+def test_prune_removes_killed_builds_leftovers_and_an_untrusted_cache_is_refused(
+    ws: Workspace, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed build's `.<hash>.building-<pid>` folder is listed and pruned once old enough (its lock is
+    free); a cache other users can write is refused with the chmod that fixes it."""
+    cache = tmp_path / "own-cache"
+    monkeypatch.setenv("RUNYARD_ENV_CACHE", str(cache))
+    cli.ok("build", "AzureML-Minimal")
+    leftover = cache / f".{'e' * 64}.building-999999"
+    (leftover / "lib").mkdir(parents=True)
+    (leftover / "lib" / "big.bin").write_bytes(b"x" * 100_000)
+    assert "1 unfinished build or removal folders (100.0 kB)" in cli.ok("list", "--builds")
+    assert "No builds unused for 30 days" in cli.ok("prune")  # new: left alone
+    assert "Would remove unfinished building folder" in cli.ok("prune", "--older-than", "0", "--dry-run")
+    assert leftover.exists()
+    pruned = " ".join(cli.ok("prune", "--older-than", "0").split())
+    assert "Removed 1 of 1 unfinished build/removal folders, freed 100.0 kB" in pruned
+    assert not leftover.exists()
+    os.chmod(cache, 0o777)
+    assert "cannot be trusted" in cli.refused("build", "AzureML-Minimal")
+    assert f"chmod 700 {cache}" in cli.refused("prune")
 
 
 def test_failed_build_exits_1_and_caches_nothing(

@@ -164,12 +164,8 @@ def prepare_environment(plan: BuildPlan, say: Callable[[str], None] | None = Non
         if _ready(target):  # under the lock nothing removes it
             try:
                 return _reused(plan, target, start, waited)
-            except OSError as exc:
-                raise EnvironmentBuildError(
-                    f"Cannot use the build of {_label(plan)} in {target}: {exc}. Remove it with `runyard env "
-                    "prune --older-than 0` (or delete the folder) and run again.",
-                    log="",
-                ) from exc
+            except OSError as exc:  # broken (e.g. emptied by hand): built again below
+                say(f"the build of {_label(plan)} in {target} is broken ({exc}): building it again")
         for stale in [*root.glob(f".{plan.hash}.building-*"), target]:
             shutil.rmtree(stale, ignore_errors=True)  # the lock is ours: their builders are dead
         say(f"building {_label(plan)}: {len(plan.requirements)} requirement(s)")
@@ -244,11 +240,16 @@ def _build(plan: BuildPlan, root: Path, target: Path, lock_fd: int) -> str:
         (temp / LOG_FILE).write_text(log.text())
         marker = {"summary": plan.summary(), "created": time.time(), "log": LOG_FILE, "builder": builder,
                   "interpreter": plan.interpreter, "pipOptions": [redact_urls(o) for o in plan.pip_options],
-                  "satisfiedByRunyard": list(plan.satisfied_by_runyard), "notes": list(plan.notes),
+                  "satisfiedByRunyard": list(plan.satisfied_by_runyard), "notes": [redact_urls(n) for n in plan.notes],
                   "runyard": runyard.__version__}  # fmt: skip
         (temp / MARKER).write_text(json.dumps(marker, indent=1))
         (temp / LAST_USED).touch()
         os.rename(temp, target)
+    except OSError as exc:  # the disk, not the requirements: a clear error, never a bare OSError
+        shutil.rmtree(temp, ignore_errors=True)
+        raise _failed(
+            plan, log, f"{type(exc).__name__}: {exc} (is {root} writable, with space left?)"
+        ) from exc
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
