@@ -164,8 +164,11 @@ class ProcessJob:
 
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(self.env_variables)  # the environment's variables; runyard's own and the run's win
+        env.update(self.env_variables)  # the environment's variables; the run's win over them
         env.update(job_environment.activation(self.prepared))
+        # the run's own variables (RunConfiguration.environment_variables, data references, parameters),
+        # then runyard's: a job must not be told it is another run, nor get another tracking URI or token
+        env.update(extra or {})
         env.update(
             {
                 config.ENV_RUN_ID: self.run_id,
@@ -183,7 +186,6 @@ class ProcessJob:
         if create_run_token is not None:  # against a server: the job gets a token for its own run only
             env[config.ENV_TOKEN] = create_run_token(self.run_id)
             env[config.ENV_TRACKING_URI] = self.ws.tracking_uri
-        env.update(extra or {})
         return env
 
     def spawn(self, argv: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

@@ -110,6 +110,7 @@ class Pipeline:
             description=self.description,
             default_source_directory=self.default_source_directory,
             parameter_values=parameter_values,
+            workspace=self.workspace,
         )
 
     def validate(self, *, pipeline_parameters: dict[str, Any] | None = None) -> list[str]:
