@@ -11,6 +11,7 @@ from rich.console import Console
 
 from runyard import Workspace
 from runyard.data import Dataset
+from runyard.environments import CondaDependencies, Environment
 from runyard.pipeline import (
     OutputFileDatasetConfig,
     Pipeline,
@@ -24,28 +25,41 @@ WORKSPACE = HERE.parent / "demo-workspace"
 console = Console(highlight=False, soft_wrap=True)
 
 
+def demo_environment() -> Environment:
+    """The steps' environment: a virtual environment built once (with uv) and reused by every run.
+    azureml-defaults is provided by runyard itself, and numpy/pandas come with runyard's own layer, so this
+    builds offline; a real project lists its packages here (pip_packages=["scikit-learn==1.5.2", ...])."""
+    env = Environment("demo-env")
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["azureml-defaults"])
+    return env
+
+
 def build(ws: Workspace) -> Pipeline:
     # prepare writes CSV; read as a table, registered as "demo-samples" when prepare completes
     samples = OutputFileDatasetConfig("samples").read_delimited_files().register_on_complete("demo-samples")
     model = OutputFileDatasetConfig("model").as_upload()  # published only if training succeeds
     report = OutputFileDatasetConfig("report")
     learning_rate = PipelineParameter("learning_rate", 0.5)
+    env = demo_environment()
     prepare = PythonScriptStep(
         "prepare.py",
         name="prepare",
         source_directory=STEPS / "prepare",
+        environment=env,
         arguments=["--output", samples],
     )
     train = PythonScriptStep(
         "train.py",
         name="train",
         source_directory=STEPS / "train",
+        environment=env,
         arguments=["--data", samples.as_input("samples"), "--lr", learning_rate, "--model", model],
     )
     evaluate = PythonScriptStep(
         "evaluate.py",
         name="evaluate",
         source_directory=STEPS / "evaluate",
+        environment=env,
         arguments=[
             "--data",
             samples.as_input("samples"),
@@ -81,6 +95,13 @@ def main() -> None:
         f"\nTook {time.perf_counter() - started:.1f} s. Test accuracy: "
         f"{first.find_step_run('evaluate')[0].get_metrics()['test_accuracy']:.3f}\n"
     )
+
+    prep = first.find_step_run("prepare")[0].get_details_with_logs()["logFiles"][
+        "azureml-logs/65_job_prep.txt"
+    ]
+    built = [line.split(" ", 1)[1] for line in prep.splitlines() if "Environment 'demo-env' (" in line]
+    if built:
+        console.print(f"The steps run in e{built[0][1:]}\n")
 
     console.print("[bold]2. Resubmit unchanged[/] — nothing changed, so every step is reused:")
     started = time.perf_counter()
@@ -124,6 +145,7 @@ def main() -> None:
         (f"runyard {w} pipeline graph {third.id}", "the steps and the data between them"),
         (f"runyard {w} logs {train.id}", "the train step's driver log (70_driver_log.txt)"),
         (f"runyard {w} metrics {train.id}", "the train step's metrics"),
+        (f"runyard {w} env list --builds", "environments built on this machine, one per content hash"),
         (
             f"runyard {w} pipeline rerun {third.id} --set learning_rate=0.3",
             "rerun from the snapshot, new value",
