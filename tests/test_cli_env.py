@@ -121,6 +121,28 @@ def test_list_and_show_registered_and_curated(ws: Workspace, cli: Cli) -> None:
     assert "nothing to build" in cli.ok("build", "mine")
 
 
+def test_show_masks_the_credentials_of_a_private_index(ws: Workspace, cli: Cli) -> None:
+    """A private index is named with its token (https://user:token@host/simple) in the pip options, a
+    requirement or a variable; `runyard env show` prints none of them, in text or JSON."""
+    env = Environment("private-env")
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["tabulate==0.9.0"])
+    env.python.conda_dependencies.set_pip_option("--extra-index-url https://bot:s3cret@pkgs.example/simple")
+    env.python.conda_dependencies.add_pip_package(
+        "private-pkg @ https://ghp_T0KEN@pkgs.example/private_pkg-1.0-py3-none-any.whl"
+    )
+    env.environment_variables = {"PIP_INDEX_URL": "https://bot:s3cret@pkgs.example/simple"}
+    env.register(ws)
+
+    shown = cli.ok("show", "private-env")
+    assert "--extra-index-url https://bot:****@pkgs.example/simple" in shown
+    assert "private-pkg @ https://****@pkgs.example/private_pkg-1.0-py3-none-any.whl" in shown
+    assert "PIP_INDEX_URL=https://bot:****@pkgs.example/simple" in shown
+    as_json = cli.ok("show", "private-env", "--json")
+    for text in (shown, as_json):
+        assert "s3cret" not in text and "T0KEN" not in text
+    assert json.loads(as_json)["pipOptions"] == ["--extra-index-url https://bot:****@pkgs.example/simple"]
+
+
 def test_build_reuse_and_prune(
     ws: Workspace, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -21,6 +21,7 @@ from rich.markup import escape
 from runyard import Workspace
 from runyard.cli import runs
 from runyard.cli.render import console, err_console, print_json, table, when
+from runyard.environments.redact import redact_urls
 from runyard.errors import EnvironmentBuildError, InvalidInputError, RunyardError
 
 env_app = typer.Typer(
@@ -46,6 +47,19 @@ def parse_reference(reference: str) -> tuple[str, str | None]:
             "whole numbers."
         )
     return name, version
+
+
+def _redacted(value: Any) -> Any:
+    """`value` (a definition, a list of pip options) with every URL's credentials masked: a definition's
+    pip options and requirements may name a private index as https://user:token@host/simple, and what
+    `runyard env` prints ends up in terminals, CI logs and issue reports."""
+    if isinstance(value, str):
+        return redact_urls(value)
+    if isinstance(value, Mapping):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
 
 
 def _definition(reference: str) -> dict[str, Any]:
@@ -159,7 +173,7 @@ def _list_builds(as_json: bool) -> None:
                     "hash": b.hash,
                     "name": b.name,
                     "python": b.python,
-                    "requirements": list(b.requirements),
+                    "requirements": _redacted(b.requirements),
                     "location": b.location,
                     "created": b.created,
                     "lastUsed": b.last_used,
@@ -207,7 +221,7 @@ def show(
     definition = _definition(reference)
     plan = plan_environment(definition)
     build = _built_hashes().get(plan.hash) if plan.hash else None
-    variables = dict(definition.get("environmentVariables") or {})
+    variables = _redacted(dict(definition.get("environmentVariables") or {}))  # PIP_INDEX_URL=https://u:t@...
     if as_json:
         print_json(
             {
@@ -215,12 +229,12 @@ def show(
                 "version": definition.get("version"),
                 "plan": plan.summary(),
                 "interpreter": plan.interpreter,
-                "pipOptions": list(plan.pip_options),
+                "pipOptions": _redacted(plan.pip_options),
                 "satisfiedByRunyard": list(plan.satisfied_by_runyard),
                 "notes": list(plan.notes),
                 "build": build.location if build else None,
                 "environmentVariables": variables,
-                "definition": definition,
+                "definition": _redacted(definition),
             }
         )
         return
@@ -238,10 +252,10 @@ def show(
         else:
             lines.append(f"Built:        no; `runyard env build {escape(reference)}` builds it now")
         lines.append(f"Requirements ({len(plan.requirements)}, after mapping):")
-        lines.extend(f"  {escape(req)}" for req in plan.requirements or ("(none)",))
+        lines.extend(f"  {escape(redact_urls(req))}" for req in plan.requirements or ("(none)",))
         if plan.pip_options:
             lines.append("Pip options:")
-            lines.extend(f"  {escape(opt)}" for opt in plan.pip_options)
+            lines.extend(f"  {escape(redact_urls(opt))}" for opt in plan.pip_options)
     if plan.satisfied_by_runyard:
         lines.append("Satisfied by runyard (never installed from the index):")
         lines.extend(f"  {escape(req)}" for req in plan.satisfied_by_runyard)
