@@ -13,6 +13,7 @@ from runyard.cli.render import console, duration, err_console, number, print_jso
 from runyard.core.run_files import DRIVER_LOG
 from runyard.core.streaming import follow_log
 from runyard.environments.diagnosis import diagnosis_rows
+from runyard.environments.display import environment_rows
 from runyard.errors import InvalidInputError, NotFoundError
 from runyard.status import RunStatus
 
@@ -162,6 +163,11 @@ def show(run_id: str, as_json: bool = typer.Option(False, "--json", help="Print 
             console.print(f"[bold]Why it failed:[/] {rows[0][1]}", markup=True)
             for label, value in rows[1:]:
                 console.print(f"  {label}: {value}", markup=False, highlight=False)
+    environment = environment_rows(record.data.get("environmentUsed"))
+    if environment:
+        console.print("[bold]Environment:[/]", markup=True)
+        for label, value in environment:
+            console.print(f"  {label}: {value}", markup=False, highlight=False)
     if details["tags"]:
         console.print("Tags: " + ", ".join(f"{k}={v}" for k, v in details["tags"].items()))
     if details["properties"]:

@@ -142,6 +142,20 @@ class ProcessJob:
         for line in job_environment.prep_lines(prepared):
             self.prep(line)
         self.prepared = prepared
+        # what the run record shows (studio, `runyard runs show`): which build ran the job, and how it came
+        self.ws.store.update_run_data(
+            self.run_id,
+            {
+                "environmentUsed": {
+                    **plan.summary(),
+                    "interpreter": prepared.python,
+                    "location": prepared.location,
+                    "built": prepared.built,
+                    "waited": prepared.waited,
+                    "seconds": round(prepared.seconds, 4),
+                }
+            },
+        )
         return prepared
 
     def environment_failure(self, exc: Exception, name: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from runyard.core.workspace import Workspace
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.engine.service import ensure_running
 from runyard.environments.diagnosis import diagnosis_rows
+from runyard.environments.display import environment_rows
 from runyard.errors import InvalidInputError, NotFoundError
 from runyard.pipeline.data import parameter_from_text
 from runyard.server.auth import Principal
@@ -56,6 +57,7 @@ def add_run_routes(
         context["error"] = run.data.get("error")
         diagnosis = (context["error"] or {}).get("diagnosis")
         context["diagnosis"] = diagnosis_rows(diagnosis) if isinstance(diagnosis, dict) else None
+        context["environment"] = environment_rows(run.data.get("environmentUsed"))
         if tab == "overview":  # lineage: a pipeline run shows what each of its steps read and wrote
             steps = (
                 store.list_descendants(run.run_id, recursive=True)
