@@ -286,9 +286,11 @@ def test_register_versions_get_and_list(workspace: Workspace) -> None:
     assert listed["train-env"].version == "2" and set(CURATED) <= set(listed)
     assert workspace.environments.keys() == listed.keys()
     with pytest.raises(
-        EnvironmentNotFound, match=r"No environment 'train-env' version 7\. Registered: train-env"
+        EnvironmentNotFound, match=r"No version 7 of environment 'train-env'.*versions 1, 2\)"
     ):
         Environment.get(workspace, "train-env", version="7")
+    with pytest.raises(EnvironmentNotFound, match=r"No environment 'nope' version 2\. Registered: train-env"):
+        Environment.get(workspace, "nope", version="2")
     with pytest.raises(InvalidInputError, match="labels are not supported"):
         Environment.get(workspace, "train-env", label="prod")
 
@@ -385,6 +387,10 @@ def test_build_local_builds_now_and_reuses_the_build(sqlite_workspace: Workspace
     details = env.get_image_details(sqlite_workspace)
     assert details["imageExistsInRegistry"] is True and details["location"] == first.prepared.location
     assert details["requirements"] == ["tabulate==0.9.0"]
+    assert details["pythonEnvironment"]["interpreterPath"] == first.prepared.python
+    assert (
+        Path(details["pythonEnvironment"]["interpreterPath"]) == Path(details["location"]) / "bin" / "python"
+    )
 
 
 def test_v1_import_paths() -> None:
@@ -398,4 +404,19 @@ def test_v1_import_paths() -> None:
     assert E1 is E2 is E3 is Environment and C1 is C2 is CondaDependencies
     assert isinstance(Environment("x").python, PythonSection) and isinstance(
         Environment("x").docker, DockerSection
+    )
+
+
+def test_image_details_before_a_build_and_for_user_managed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNYARD_ENV_CACHE", str(tmp_path / "cache"))  # a cache where nothing is built
+    env = tabulate_env("never-built")
+    details = env.get_image_details(None)
+    assert (details["imageExistsInRegistry"], details["location"]) == (False, "")
+    assert details["pythonEnvironment"]["interpreterPath"] == "" and len(details["hash"]) == 64
+    env.python.user_managed_dependencies = True
+    details = env.get_image_details(None)
+    assert (
+        details["pythonEnvironment"]["interpreterPath"] == sys.executable and details["userManaged"] is True
     )

@@ -384,3 +384,69 @@ def test_a_requirements_source_that_is_a_fifo_does_not_block_the_error(tmp_path:
     with pytest.raises(EnvironmentDefinitionError, match=r"requirements\.txt") as caught:
         plan_environment(definition({"pip": ["numpy==>1"]}, runyard={"source": str(source)}))
     assert "line" not in str(caught.value).split("requirements.txt")[1][:8]
+
+
+def test_azureml_mlflow_brings_its_mlflow_client_unless_the_environment_lists_one() -> None:
+    plan = plan_environment(definition({"pip": ["azureml-mlflow==1.48.0", "azureml-defaults", "six"]}))
+    assert plan.requirements == ("mlflow-skinny", "six")
+    assert plan.satisfied_by_runyard == ("azureml-defaults", "azureml-mlflow==1.48.0")
+    shown = f"provided by runyard {runyard.__version__}"
+    assert f"azureml-mlflow==1.48.0: {shown}; its mlflow client comes from mlflow-skinny" in plan.notes
+    assert f"azureml-defaults: {shown} (not installed from the index)" in plan.notes
+    own = plan_environment(definition({"pip": ["mlflow==2.9.2", "azureml-mlflow"]}))
+    assert own.requirements == ("mlflow==2.9.2",)
+    assert f"azureml-mlflow: {shown}; its mlflow client is the environment's own mlflow" in own.notes
+    pinned = plan_environment(definition({"pip": ["azureml-mlflow", "mlflow-skinny==2.9.2"]}))
+    assert pinned.requirements == ("mlflow-skinny==2.9.2",)
+    # runyard's layer has pandas and pyarrow: azureml-dataset-runtime[pandas] adds nothing
+    data = plan_environment(definition({"pip": ["azureml-dataset-runtime[pandas,fuse]"]}))
+    assert data.requirements == () and data.satisfied_by_runyard == ("azureml-dataset-runtime[fuse,pandas]",)
+
+
+@pytest.mark.parametrize(
+    ("line", "requirement"),
+    [
+        (
+            "git+https://github.com/psf/requests.git@v2.31.0#egg=requests",
+            "requests @ git+https://github.com/psf/requests.git@v2.31.0",
+        ),
+        (
+            "git+ssh://git@example.com/org/tool.git@1a2b3c#egg=my_tool[cli]&subdirectory=py",
+            "my-tool[cli] @ git+ssh://git@example.com/org/tool.git@1a2b3c#subdirectory=py",
+        ),
+        (
+            'hg+https://hg.example/lib#egg=lib ; python_version >= "3.8"',
+            'lib @ hg+https://hg.example/lib ; python_version >= "3.8"',
+        ),
+        ("svn+https://svn.example/trunk#egg=legacy", "legacy @ svn+https://svn.example/trunk"),
+        ("tool @ git+https://example.com/tool.git@v1", "tool @ git+https://example.com/tool.git@v1"),
+    ],
+)
+def test_version_control_lines_become_direct_references(line: str, requirement: str) -> None:
+    plan = plan_environment(definition({"pip": [line]}))
+    assert plan.requirements == (requirement,)
+    assert any("installed from version control" in note and "tag or commit" in note for note in plan.notes)
+
+
+def test_a_version_control_line_without_egg_says_how_to_name_the_package(tmp_path: Path) -> None:
+    source = tmp_path / "requirements.txt"
+    source.write_text("six\ngit+https://alice:s3cret@github.com/psf/requests.git@v2.31.0\n")
+    env = {**definition({"pip": source.read_text().split()}), "runyard": {"source": str(source)}}
+    with pytest.raises(EnvironmentDefinitionError) as caught:
+        plan_environment(env)
+    message = str(caught.value)
+    assert f"{source}, line 2" in message and "s3cret" not in message
+    assert (
+        "add '#egg=NAME'" in message and "'NAME @ git+https://alice:****@github.com/psf/requests" in message
+    )
+
+
+def test_curated_sklearn_and_lightgbm_hold_what_v1s_images_held() -> None:
+    from runyard.environments.curated import curated_definition
+
+    for name in ("AzureML-sklearn-0.24-ubuntu18.04-py37-cpu", "AzureML-lightgbm-3.2-ubuntu18.04-py37-cpu"):
+        plan = plan_environment(curated_definition(name))
+        names = {r.split(">")[0].split("=")[0] for r in plan.requirements}
+        assert {"scikit-learn", "pandas", "numpy", "scipy", "matplotlib", "psutil", "tqdm"} <= names
+        assert "mlflow-skinny" in names and plan.satisfied_by_runyard == ("azureml-mlflow",)
+    assert "lightgbm" in names and not names & {"torch", "tensorflow"}

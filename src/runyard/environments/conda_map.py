@@ -61,6 +61,23 @@ CONDA_TO_PYPI: dict[str, str] = {
     "py-lightgbm": "lightgbm",
 }
 
+
+@dataclass(frozen=True)
+class AzuremlBrings:
+    """What a v1 azureml-* package installed besides the SDK itself, that a job imports directly."""
+
+    requirements: tuple[str, ...]  # added to the environment's requirements
+    what: str  # for the note: "its mlflow client"
+    covered_by: tuple[str, ...]  # requirements that, when the environment lists one, bring it already
+
+
+#: azureml-* packages runyard stands in for but whose third-party dependencies jobs import themselves.
+#: The rest bring nothing a job imports that runyard lacks: azureml-defaults and azureml-core only the SDK,
+#: azureml-dataset-runtime[pandas] pandas and pyarrow, which runyard's layer (layer.py) has already.
+AZUREML_BRINGS: dict[str, AzuremlBrings] = {
+    "azureml-mlflow": AzuremlBrings(("mlflow-skinny",), "its mlflow client", ("mlflow", "mlflow-skinny")),
+}
+
 _NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._\-]*)\s*(.*)$")
 _PIP_OPERATOR = re.compile(r"^(==|>=|<=|!=|~=|>|<)")
 
@@ -179,10 +196,42 @@ _IGNORED_OPTIONS = {"--prefer-binary": "uv prefers wheels already"}
 _NOT_ONE_TOKEN = re.compile(r"[\s\"'\\\x00-\x1f\x7f]")
 
 
+#: pip's version-control requirement lines: `git+https://host/repo.git@v1.0#egg=name` (also hg, svn, bzr).
+_VCS = re.compile(r"^(?:git|hg|svn|bzr)\+[A-Za-z][A-Za-z0-9+.-]*://", re.IGNORECASE)
+_EGG = re.compile(r"^egg=([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?(?:\[[^\]]*\])?)$")
+
+
+def _vcs_requirement(location: str) -> str | None:
+    """`git+URL#egg=NAME[&subdirectory=x]` -> `NAME @ git+URL[#subdirectory=x]` (PEP 508, what uv reads);
+    None when there is no `#egg=`."""
+    url, _, fragment = location.partition("#")
+    params = [p for p in fragment.split("&") if p]
+    eggs = [m.group(1) for p in params if (m := _EGG.match(p))]
+    if len(eggs) != 1:
+        return None
+    rest = [p for p in params if not p.startswith("egg=")]
+    return f"{eggs[0]} @ {url}" + (f"#{'&'.join(rest)}" if rest else "")
+
+
+def vcs_problem(line: str) -> str | None:
+    """Why a version-control requirement line cannot be read (None when it is not one, or is fine)."""
+    location = line.partition(";")[0].strip()
+    if not _VCS.match(location) or _vcs_requirement(location) is not None:
+        return None
+    return (
+        "a version-control requirement needs the package's name: add '#egg=NAME' to the URL "
+        f"({location.split('#')[0]}#egg=NAME) or write 'NAME @ {location.split('#')[0]}'"
+    )
+
+
 def pip_line_requirement(line: str) -> str:
-    """A wheel named by path or URL (add_private_pip_wheel returns a path) -> 'name @ file:///...'."""
+    """A wheel named by path or URL (add_private_pip_wheel returns a path) -> 'name @ file:///...'; a
+    version-control line `git+URL#egg=name` (pip, uv and v1 accept it) -> 'name @ git+URL'."""
     location, sep, marker = line.partition(";")
     location = location.strip()
+    if _VCS.match(location):
+        named = _vcs_requirement(location)
+        return line if named is None else named + (f" ;{marker}" if sep else "")
     if not location.endswith(".whl") or "@" in location.split("://")[0]:
         return line
     try:

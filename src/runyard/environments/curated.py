@@ -3,8 +3,10 @@
 Why a table of modern pins rather than v1's: the curated images pinned packages for Python 3.6-3.8
 (scikit-learn 0.24, TensorFlow 2.3, PyTorch 1.6) that have no wheels for the Python >= 3.11 runyard runs
 on. Each entry keeps what the environment was *for* and names a current release line that installs
-today; `why` says what changed. azureml-* requirements are left out: runyard itself stands in for them.
-No entry pins Python: the build uses the submitting interpreter's version.
+today; `why` says what changed. The packages are those the v1 images installed for jobs to import (their
+Dockerfiles: the framework, pandas/numpy/scipy, matplotlib, psutil, tqdm, and azureml-mlflow, whose mlflow
+client plan.py adds as mlflow-skinny); the other azureml-* packages are left out, since runyard stands in
+for them. No entry pins Python: the build uses the submitting interpreter's version.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ class Curated(NamedTuple):
 
 
 _SKLEARN = ("scikit-learn>=1.3", "pandas>=2.1", "numpy>=1.26", "scipy>=1.11", "joblib>=1.3")
+#: What the sklearn and lightgbm images installed besides the framework (v1's curated Dockerfiles).
+_IMAGE_EXTRAS = ("matplotlib>=3.8", "psutil>=5.9", "tqdm>=4.66", "azureml-mlflow")
 _OLD_SKLEARN = "scikit-learn < 1.3 has no wheels for Python >= 3.11; 1.3 reads the same estimator API"
 
 CURATED: dict[str, Curated] = {
@@ -34,19 +38,31 @@ CURATED: dict[str, Curated] = {
         "scikit-learn, for the v1 samples that pinned 0.20.3.", _SKLEARN, _OLD_SKLEARN
     ),
     "AzureML-sklearn-0.24-ubuntu18.04-py37-cpu": Curated(
-        "scikit-learn with pandas and numpy (v1: 0.24 on Python 3.7).", _SKLEARN, _OLD_SKLEARN
+        "scikit-learn with pandas, numpy, matplotlib and mlflow (v1: 0.24 on Python 3.7).",
+        (*_SKLEARN, *_IMAGE_EXTRAS),
+        _OLD_SKLEARN,
     ),
     "AzureML-sklearn-1.0-ubuntu20.04-py38-cpu": Curated(
-        "scikit-learn with pandas and numpy (v1: 1.0 on Python 3.8).", _SKLEARN, _OLD_SKLEARN
+        "scikit-learn with pandas, numpy, matplotlib and mlflow (v1: 1.0 on Python 3.8).",
+        (*_SKLEARN, *_IMAGE_EXTRAS),
+        _OLD_SKLEARN,
     ),
     "AzureML-sklearn-1.5": Curated(
-        "scikit-learn 1.5 with pandas and numpy.",
-        ("scikit-learn>=1.5,<1.6", "pandas>=2.1", "numpy>=1.26", "scipy>=1.11", "joblib>=1.3"),
+        "scikit-learn 1.5 with pandas, numpy, matplotlib and mlflow.",
+        (
+            "scikit-learn>=1.5,<1.6",
+            "pandas>=2.1",
+            "numpy>=1.26",
+            "scipy>=1.11",
+            "joblib>=1.3",
+            *_IMAGE_EXTRAS,
+        ),
     ),
     "AzureML-lightgbm-3.2-ubuntu18.04-py37-cpu": Curated(
-        "LightGBM with scikit-learn and pandas (v1: LightGBM 3.2 on Python 3.7).",
-        ("lightgbm>=4.0", *_SKLEARN),
-        "LightGBM 3.2 has no wheels for Python >= 3.11; 4.x keeps the scikit-learn API",
+        "LightGBM with scikit-learn, pandas, matplotlib and mlflow (v1: LightGBM 3.2 on Python 3.7).",
+        ("lightgbm>=4.0", *_SKLEARN, *_IMAGE_EXTRAS),
+        "LightGBM 3.2 has no wheels for Python >= 3.11; 4.x keeps the scikit-learn API. v1's image also "
+        "held xgboost and dask: list them in your own environment if a job imports them",
     ),
     "AzureML-PyTorch-1.6-CPU": Curated(
         "PyTorch on CPU (v1: 1.6).",

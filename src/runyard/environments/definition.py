@@ -5,8 +5,8 @@ code that writes and reads it sits in one module. `environment_definition(env)` 
 turns whatever a user passed as `environment=` into that JSON, or None for "run with the submitting
 interpreter as is" (an unset environment, a name not looked up, or RunConfiguration's untouched default).
 
-Also here, because they are small and shared: read_requirements (a pip requirements file, read now, a bad
-line named) and LocalBuild (what Environment.build_local returns).
+Also here, because it is small and shared: read_requirements (a pip requirements file, read now, a bad
+line named). LocalBuild (what Environment.build_local returns) is in local_build.py.
 
 Docker settings are recorded and warned about once each (runyard.compat.warn_ignored): every job here is a
 local process. Reading a definition back never warns.
@@ -240,29 +240,6 @@ def definition_display_name(defn: Mapping[str, Any] | None) -> str:
     if curated:
         return f"{name} (curated)"
     return f"{name}:{version}" if version not in (None, "") else name
-
-
-class LocalBuild:
-    """What build()/build_local() return: the finished build, with v1's ImageBuildDetails reading
-    methods. The build already happened (or failed with EnvironmentBuildError) when this exists."""
-
-    def __init__(self, prepared: Any, lines: list[str]) -> None:
-        self.prepared = prepared
-        self._lines = lines
-
-    @property
-    def status(self) -> str:
-        return "Succeeded"
-
-    def get_log(self) -> str:
-        """The build log, or a line naming the earlier build of the same hash that was reused."""
-        reused = f"Reused the build of hash {self.prepared.plan.hash[:12]} in {self.prepared.location}"
-        return str(self.prepared.build_log) or "\n".join(self._lines) or reused
-
-    def wait_for_completion(self, show_output: bool = False) -> dict[str, Any]:
-        if show_output:
-            print(self.get_log())
-        return {"status": self.status, "location": self.prepared.location, "python": self.prepared.python}
 
 
 # -- pip requirements files ---------------------------------------------------------------------------

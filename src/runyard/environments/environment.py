@@ -11,12 +11,9 @@ below core and imports nothing from it.
 
 from __future__ import annotations
 
-import builtins
 import copy
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -29,12 +26,12 @@ from runyard.environments.curated import CURATED, curated, curated_definition, d
 from runyard.environments.definition import (
     DEFAULT_ENVIRONMENT_NAME,
     DockerSection,
-    LocalBuild,
     PythonSection,
     default_databricks,
     default_spark,
     read_requirements,
 )
+from runyard.environments.local_build import LocalBuild, build_now, export_conda_environment, image_details
 from runyard.errors import EnvironmentDefinitionError, EnvironmentNotFound, InvalidInputError
 
 DEFINITION_FILE = "azureml_environment.json"
@@ -152,21 +149,8 @@ class Environment:
     def from_existing_conda_environment(name: str, conda_environment_name: str) -> Environment | None:
         """Export a local conda environment (`conda env export`) and read it; None when the export fails
         (v1). Without conda on PATH this is an error that says what to do instead."""
-        conda = shutil.which("conda")
-        if conda is None:
-            raise EnvironmentDefinitionError(
-                f"Cannot read conda environment {conda_environment_name!r}: conda is not installed here; "
-                "export the environment to a file with `conda env export` elsewhere and use "
-                "Environment.from_conda_specification(name, file_path)."
-            )
-        try:
-            exported = subprocess.run(
-                [conda, "env", "export", "--no-builds", "--name", conda_environment_name],
-                capture_output=True,
-                check=True,
-            ).stdout
-        except subprocess.CalledProcessError as exc:
-            print(f"Exporting conda specifications failed with exit code: {exc.returncode}")
+        exported = export_conda_environment(conda_environment_name)
+        if exported is None:
             return None
         with tempfile.TemporaryDirectory() as folder:
             spec = Path(folder) / "environment.yml"
@@ -253,10 +237,10 @@ class Environment:
         try:
             return _from_record(workspace.store.get_environment(name, number))
         except EnvironmentNotFound:
-            pass
-        entry = curated(name)
-        if entry is not None and number in (None, 1):
-            return curated_environment(name)
+            if curated(name) is not None and number in (None, 1):
+                return curated_environment(name)
+            if number is not None and workspace.store.list_environments(name):
+                raise  # a registered name without that version: the store's message lists its versions
         known = sorted(r.name for r in workspace.store.list_environments())
         wanted = f"{name!r} version {version}" if version is not None else repr(name)
         raise EnvironmentNotFound(
@@ -329,32 +313,12 @@ class Environment:
         """Build the virtual environment now, on this machine (no registration needed). `platform` and
         v1's docker keywords (useDocker, pushImageToWorkspaceAcr) have nothing to choose here."""
         check_keywords("Environment.build_local", kwargs, ["useDocker", "pushImageToWorkspaceAcr"])
-        from runyard.environments.build import prepare_environment
-        from runyard.environments.plan import plan_environment
-
-        lines: builtins.list[str] = []
-        prepared = prepare_environment(plan_environment(self.to_definition()), say=lines.append)
-        return LocalBuild(prepared, lines)
+        return build_now(self.to_definition())
 
     def get_image_details(self, workspace: Any) -> dict[str, Any]:
-        """What a build of this environment is (v1 describes a Docker image): its hash, folder (empty
-        when not built yet), Python and requirements."""
-        from runyard.environments.build import list_builds
-        from runyard.environments.plan import plan_environment
-
-        plan = plan_environment(self.to_definition())
-        built = next((b for b in list_builds() if b.hash == plan.hash), None)
-        return {
-            "name": self.name,
-            "version": self.version,
-            "hash": plan.hash,
-            "imageExistsInRegistry": built is not None,
-            "location": built.location if built else "",
-            "python": plan.python,
-            "pythonEnvironment": {"interpreterPath": plan.interpreter if plan.user_managed else ""},
-            "requirements": builtins.list(plan.requirements),
-            "userManaged": plan.user_managed,
-        }
+        """What a build of this environment is (v1 describes a Docker image): its hash, folder and
+        interpreter (empty when not built yet), Python and requirements (local_build.image_details)."""
+        return image_details(self.to_definition())
 
     @staticmethod
     def add_private_pip_wheel(

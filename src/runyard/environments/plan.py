@@ -36,12 +36,14 @@ from packaging.utils import canonicalize_name
 import runyard
 from runyard.environments import interpreters
 from runyard.environments.conda_map import (
+    AZUREML_BRINGS,
     CondaSpecError,
     conda_to_pip,
     local_fingerprint,
     pip_line_requirement,
     pip_option,
     read_definition_file,
+    vcs_problem,
 )
 from runyard.environments.redact import redact_urls
 from runyard.errors import EnvironmentDefinitionError
@@ -179,6 +181,25 @@ def _choose_python(name: str, spec: str | None) -> tuple[str, str, list[str]]:
     return wanted, found, [f"Python {wanted}: {found}"]
 
 
+def _azureml_notes(satisfied: list[str], by_name: dict[str, list[_Parsed]]) -> list[str]:
+    """A note per azureml-* requirement runyard stands in for; the third-party packages such a package
+    brought in v1 (conda_map.AZUREML_BRINGS: azureml-mlflow's mlflow client) join `by_name` unless the
+    environment lists them (or what covers them) itself."""
+    notes = []
+    for text in satisfied:
+        provided = f"{text}: provided by runyard {runyard.__version__}"
+        brings = AZUREML_BRINGS.get(_parse(text).name)
+        if brings is None:
+            notes.append(f"{provided} (not installed from the index)")
+        elif listed := [n for n in brings.covered_by if n in by_name]:
+            notes.append(f"{provided}; {brings.what} is the environment's own {listed[0]}")
+        else:
+            for requirement in brings.requirements:
+                by_name.setdefault(_parse(requirement).name, [_parse(requirement)])
+            notes.append(f"{provided}; {brings.what} comes from {', '.join(brings.requirements)}")
+    return notes
+
+
 def _where(definition: Mapping[str, Any], line: str, where: str | int) -> str:
     """Where a bad pip line came from (asked only for an error): the requirements file's line number when
     the definition names its file and that is a small regular file, else the file or the pip list item."""
@@ -285,21 +306,29 @@ def plan_environment(definition: Mapping[str, Any] | None) -> BuildPlan:
         try:
             parsed = _parse(line)
         except InvalidRequirement as exc:
+            vcs = vcs_problem(line)
+            how = (
+                ""
+                if vcs
+                else " Write requirements as pip does, for example 'scikit-learn==1.0' or 'numpy>=1.21'."
+            )
             raise EnvironmentDefinitionError(
                 f"Environment {name!r}: cannot read the pip requirement {redact_urls(line)!r} "
-                f"({_where(definition, line, where)}): {redact_urls(str(exc))}. Write "
-                "requirements as pip does, for example 'scikit-learn==1.0' or 'numpy>=1.21'."
+                f"({_where(definition, line, where)}): {redact_urls(vcs or str(exc))}.{how}"
             ) from exc
         if _is_azureml(parsed.name):
             if parsed.text not in satisfied:
                 satisfied.append(parsed.text)
-                notes.append(
-                    f"{parsed.text}: provided by runyard {runyard.__version__} (not installed from the index)"
-                )
             continue
+        if parsed.url and "+" in parsed.url.split("://", 1)[0] and parsed not in by_name.get(parsed.name, ()):
+            notes.append(
+                f"{parsed.text}: installed from version control; the build is reused while this line is "
+                "unchanged, so name a tag or commit rather than a branch"
+            )
         group = by_name.setdefault(parsed.name, [])
         if parsed not in group:
             group.append(parsed)
+    notes += _azureml_notes(satisfied, by_name)
     requirements: list[str] = []
     for package, group in by_name.items():
         pins = sorted({p.exact for p in group if p.exact is not None})
