@@ -69,6 +69,14 @@ class AzuremlAlias(importlib.abc.MetaPathFinder):
         except ModuleNotFoundError as exc:
             if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
                 raise  # something runyard.v1.X itself imports is missing: that error is the true one
+            if exc.name in ("runyard", TARGET):  # runyard itself is not importable in this interpreter
+                raise ModuleNotFoundError(
+                    f"No module named 'runyard' (imported as {fullname!r}): runyard is not installed in "
+                    f"{sys.executable}, and in a runyard job azureml.* is runyard.v1. Install it there "
+                    f"({sys.executable} -m pip install runyard) or let runyard build the job's environment "
+                    "(python.user_managed_dependencies=False).",
+                    name="runyard",
+                ) from None
             raise ModuleNotFoundError(
                 f"No module named {fullname!r}: runyard.v1 has no module {name!r}, so this part of the "
                 f"Azure ML SDK v1 is not available in runyard yet. {SURFACE_DOC} lists what runyard.v1 "

@@ -27,8 +27,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 import runyard
-from runyard.environments import layer
+from runyard.environments import interpreters, layer
+from runyard.environments.buildlog import BuildLog as _Log
+from runyard.environments.buildlog import build_env as _build_env
+from runyard.environments.buildlog import key_lines as _key_lines
+from runyard.environments.buildlog import uv_env as _uv_env
 from runyard.environments.cache import (
     LAST_USED,
     MARKER,
@@ -153,6 +160,7 @@ def prepare_environment(plan: BuildPlan, say: Callable[[str], None] | None = Non
     `say` gets progress lines for 65_job_prep.txt. Raises EnvironmentBuildError; nothing failed is cached."""
     start = time.perf_counter()
     if plan.user_managed or not plan.hash:
+        _check_user_managed(plan)
         return PreparedEnvironment(plan, plan.interpreter, False, "", "", time.perf_counter() - start, False)
     root = trusted_root()
     target = root / plan.hash
@@ -172,33 +180,6 @@ def prepare_environment(plan: BuildPlan, say: Callable[[str], None] | None = Non
         log = _build(plan, root, target, fd)
     return PreparedEnvironment(plan, str(target / "bin" / "python"), True, log, str(target),
                                time.perf_counter() - start, waited)  # fmt: skip
-
-
-class _Log:
-    """The build log: every command, its output, exit status and time."""
-
-    def __init__(self, lock_fd: int, cwd: Path) -> None:
-        self.lines: list[str] = []
-        self.lock_fd = lock_fd
-        self.cwd = cwd
-
-    def add(self, text: str) -> None:
-        self.lines.append(redact_urls(text))  # an index's credentials never reach the log
-
-    def run(self, command: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        self.add("$ " + shlex.join(command))
-        started = time.perf_counter()
-        done = subprocess.run(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-            env=env if env is not None else _build_env(), cwd=self.cwd, stdin=subprocess.DEVNULL, pass_fds=(self.lock_fd,),
-        )  # fmt: skip
-        if done.stdout.strip():
-            self.add(done.stdout.rstrip("\n"))
-        self.add(f"(exit {done.returncode}, {time.perf_counter() - started:.2f} s)")
-        return done
-
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
 
 
 _uv_state: dict[str, str | None] = {}
@@ -261,27 +242,6 @@ def _failed(plan: BuildPlan, log: _Log, why: str) -> EnvironmentBuildError:
     return EnvironmentBuildError(redact_urls(f"Could not build {_label(plan)}: {why}"), log=log.text())
 
 
-def _key_lines(output: str) -> str:
-    """The lines of uv's (or pip's) output that say why: from the first error on, a few lines."""
-    lines = [line.rstrip() for line in output.splitlines() if line.strip()]
-    first = next((i for i, line in enumerate(lines) if re.match(r"^\s*(error|ERROR|×)", line)), None)
-    picked = lines[first : first + 8] if first is not None else lines[-8:]
-    return "\n  ".join(picked)
-
-
-def _build_env() -> dict[str, str]:
-    """The environment of every build command: this process's, less runyard's run variables. Building runs
-    third-party code (setup.py, build backends), which must not get the workspace token (RUNYARD_TOKEN)
-    nor pose as a run (RUNYARD_RUN_ID, AZUREML_*): a job only ever gets a token for its own run."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("RUNYARD_", "AZUREML_"))}
-
-
-def _uv_env() -> dict[str, str]:
-    env = {**_build_env(), "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
-    env.pop("VIRTUAL_ENV", None)
-    return env
-
-
 def _option_args(plan: BuildPlan) -> list[str]:
     args = [token for option in plan.pip_options for token in shlex.split(option)]
     env = os.environ
@@ -311,49 +271,144 @@ def _check_index(plan: BuildPlan, requirements: list[str], log: _Log) -> None:
 
 def _create_and_install(plan: BuildPlan, temp: Path, target: Path, log: _Log, uv: str | None) -> str:
     """Create the venv in `temp` (it will be renamed to `target`), link runyard's layer, install the
-    requirements. Returns the builder's name ("uv" or "pip")."""
+    requirements, check that runyard imports with them. Returns the builder's name ("uv" or "pip")."""
     requirements = list(plan.requirements)
     if plan.python != current_version():
-        extra = layer.runyard_requirements()
+        extra = layer.runyard_requirements() + layer.abi_constraints(plan.requirements)
         log.add(f"Python {plan.python} is not runyard's ({current_version()}): installing runyard's own "
                 f"requirements too: {', '.join(extra)}")  # fmt: skip
         requirements += extra
+    python = str(temp / "bin" / "python")
     if uv is not None:
-        env = _uv_env()
+        builder, env = "uv", _uv_env()
+        command = [
+            uv,
+            "venv",
+            "--color",
+            "never",
+            "--relocatable",
+            "--no-project",
+            "--python",
+            plan.interpreter,
+        ]
+        created = log.run([*command, str(temp)], env)
+    else:
+        builder, env = "pip", _build_env()
         created = log.run(
-            [uv, "venv", "--relocatable", "--no-project", "--python", plan.interpreter, str(temp)], env
+            [plan.interpreter, "-m", "venv", *([] if requirements else ["--without-pip"]), str(temp)]
         )
-        if created.returncode != 0:
-            raise _failed(
-                plan, log, f"uv could not create the virtual environment:\n  {_key_lines(created.stdout)}"
-            )
-        layer.ensure_pth(temp, plan.python)
-        if not requirements:
-            return "uv"
-        install = [uv, "pip", "install", "--python", str(temp / "bin" / "python"), *_option_args(plan)]
-        if log.run([*install, "--offline", *requirements], env).returncode == 0:
-            return "uv"
-        log.add("not everything is in uv's cache: installing from the package index")
-        _check_index(plan, requirements, log)
-        done = log.run([*install, *requirements], env)
-        if done.returncode != 0:
-            raise _failed(plan, log, "uv could not install the requirements:\n  " + _key_lines(done.stdout)
-                          + "\nFix the package names or versions in the environment and run again.")  # fmt: skip
-        return "uv"
-    without_pip = [] if requirements else ["--without-pip"]
-    created = log.run([plan.interpreter, "-m", "venv", *without_pip, str(temp)])
     if created.returncode != 0:
-        raise _failed(plan, log, f"python -m venv failed:\n  {_key_lines(created.stdout)}")
+        what = "uv could not create the virtual environment" if uv else "python -m venv failed"
+        raise _failed(plan, log, f"{what}:\n  {_key_lines(created.stdout)}")
     layer.ensure_pth(temp, plan.python)
+
+    def install(wanted: list[str]) -> str | None:
+        """Install `wanted`; None when done, else the key lines of the failure."""
+        if uv is None:
+            _check_index(plan, wanted, log)
+            done = log.run([python, "-m", "pip", "install", "--disable-pip-version-check", "--no-color",
+                            *_option_args(plan), *wanted], env)  # fmt: skip
+            return None if done.returncode == 0 else _key_lines(done.stdout)
+        command = [uv, "pip", "install", "--color", "never", "--python", python, *_option_args(plan)]
+        log.add("trying uv's cache first (--offline): a miss only means something is not cached yet")
+        if log.run([*command, "--offline", *wanted], env, cache_miss=True).returncode == 0:
+            return None
+        log.add("installing from the package index")
+        _check_index(plan, wanted, log)
+        done = log.run([*command, *wanted], env)
+        return None if done.returncode == 0 else _key_lines(done.stdout)
+
     if requirements:
-        _check_index(plan, requirements, log)
-        python = str(temp / "bin" / "python")
-        done = log.run([python, "-m", "pip", "install", "--disable-pip-version-check",
-                        *_option_args(plan), *requirements])  # fmt: skip
-        if done.returncode != 0:
-            raise _failed(plan, log, "pip could not install the requirements:\n  " + _key_lines(done.stdout))
-    _fix_shebangs(temp, target, log)
-    return "pip"
+        problem = install(requirements)
+        if problem:
+            raise _failed(plan, log, f"{builder} could not install the requirements:\n  {problem}\nFix the "
+                          f"package names or versions in the environment and run again.{_python_hint(plan)}")  # fmt: skip
+    if plan.requirements:
+        _ensure_runyard_imports(plan, python, log, install, requirements)
+    if uv is None:
+        _fix_shebangs(temp, target, log)
+    return builder
+
+
+def _python_hint(plan: BuildPlan) -> str:
+    """When the plan replaced a requested Python older than runyard's minimum: say so (pinned old versions
+    often have no wheels for the Python used, and building them from source fails)."""
+    for note in plan.notes:
+        match = re.match(r"^Python (\d+\.\d+) requested:.* uses Python (\d+\.\d+)", note)
+        if match:
+            asked, used = match.groups()
+            return (f"\nThe environment asks for Python {asked}, which runyard replaced with Python {used} "
+                    f"(jobs need 3.11 or newer): pinned versions may publish no wheels for Python {used}. Pin "
+                    f"versions that have wheels for Python {used}.")  # fmt: skip
+    return ""
+
+
+def _import_problem(python: str, log: _Log) -> str | None:
+    """None when runyard and its data stack import with the environment's Python, else the error's last line."""
+    done = log.run([python, "-c", layer.DATA_CHECK])
+    if done.returncode == 0:
+        return None
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else f"exit {done.returncode}"
+
+
+def _ensure_runyard_imports(
+    plan: BuildPlan,
+    python: str,
+    log: _Log,
+    install: Callable[[list[str]], str | None],
+    requirements: list[str],
+) -> None:
+    """A job does `from azureml.core import Run`: runyard (and pandas, pyarrow) must import next to the
+    environment's own packages. When a pin breaks that (numpy<2 against the layer's pandas 3 / pyarrow 26),
+    runyard's own requirements are installed into the environment together with its requirements, so the
+    resolver picks versions that fit the pins; if none do, the build fails naming the conflict."""
+    problem = _import_problem(python, log)
+    if problem is None:
+        return
+    abi = layer.abi_constraints(plan.requirements)
+    extra = [r for r in layer.runyard_requirements() + abi if r not in requirements]
+    log.add(f"runyard does not import with this environment's packages ({problem}): installing runyard's own "
+            "requirements into the environment together with the environment's, so that versions compatible "
+            f"with its pins are chosen: {', '.join(extra)}")  # fmt: skip
+    failed = install([*requirements, *extra]) if extra else None
+    still = failed or _import_problem(python, log)
+    if still is None:
+        log.add("runyard imports in the environment now")
+        return
+    ours = {canonicalize_name(Requirement(r).name) for r in layer.runyard_requirements()}
+    pins = [r for r in plan.requirements if _name(r) in ours | set(layer.DATA_PACKAGES)]
+    needed = [r for r in layer.runyard_requirements() + abi if _name(r) in layer.DATA_PACKAGES]
+    with_abi = f" (and {', '.join(abi)} with NumPy 1.x)" if abi else ""
+    raise _failed(
+        plan, log,
+        f"environment {plan.name or '(unnamed)'!r} pins {', '.join(pins) or ', '.join(plan.requirements)}, but "
+        f"runyard's data features need {', '.join(n for n in needed if n not in abi) or 'pandas and pyarrow'}"
+        f"{with_abi} in the job's environment, and no versions fit both:\n  {still}\nLoosen the pin (for "
+        "example numpy>=2, or a range that those accept) and run again.",
+    )  # fmt: skip
+
+
+def _name(requirement: str) -> str:
+    try:
+        return canonicalize_name(Requirement(requirement).name)
+    except ValueError:
+        return ""
+
+
+def _check_user_managed(plan: BuildPlan) -> None:
+    """A user-managed interpreter runs the job's `azureml` imports through runyard: refuse before the job
+    starts when runyard is not installed there."""
+    if not plan.user_managed or interpreters.has_runyard(plan.interpreter):
+        return
+    full = interpreters.full_versions([plan.interpreter]).get(plan.interpreter) or plan.python
+    raise EnvironmentBuildError(
+        f"runyard is not installed in {plan.interpreter} (Python {full}), which environment "
+        f"{plan.name or '(unnamed)'!r} names as its user-managed interpreter: install it there "
+        f"(`{plan.interpreter} -m pip install runyard`) or set python.user_managed_dependencies=False to let "
+        "runyard build the environment.",
+        log="",
+    )
 
 
 def _fix_shebangs(temp: Path, target: Path, log: _Log) -> None:

@@ -63,6 +63,15 @@ _REQUIRES_BUT_HAVE = re.compile(
     r"(?P<name>[\w.\-]+)[ =]=?(?P<have>[\w.+\-!]+) (?:which )?is (?:installed|incompatible)"
 )
 
+# pyarrow 26 against NumPy 1.x: "pyarrow requires NumPy 2.0 or newer, found 1.26.4"
+_NEEDS_NEWER_NUMPY = re.compile(
+    r"(?P<by>\w+) requires NumPy (?P<need>[\d.]+) or newer, found (?P<have>[\d.]+)"
+)
+# NumPy's own warning when an extension built against NumPy 1.x is imported with NumPy 2.x
+_BUILT_FOR_NUMPY1 = "compiled using NumPy 1.x cannot be run in NumPy 2.x"
+#: Modules only runyard provides in a job: missing, they mean runyard is not importable there.
+_RUNYARD_MODULES = ("azureml", "runyard")
+
 
 def diagnose_failure(log_tail: Sequence[str], prepared: Any) -> dict[str, Any] | None:
     """The import or version problem at the end of a failed job's driver log, or None when there is none.
@@ -76,6 +85,8 @@ def diagnose_failure(log_tail: Sequence[str], prepared: Any) -> dict[str, Any] |
     kind, module, package, detail = problem
     env = _EnvironmentView(prepared)
     top = module.split(".")[0] if module else None
+    if top in _RUNYARD_MODULES and package is None:
+        return _runyard_missing(env, str(module), detail)
     if module is not None and package is None:
         if top in sys.stdlib_module_names or top == "__main__":
             return None
@@ -101,10 +112,17 @@ def _find_problem(log_tail: Sequence[str]) -> tuple[str, str | None, str | None,
         if found is not None:
             return found
         blocked = True
+    for raw in log_tail:  # NumPy's warning comes before the traceback it causes (whose last line varies)
+        if _BUILT_FOR_NUMPY1 in raw:
+            return "version-conflict", None, "numpy", {"requirement": "numpy<2", "have": None}
     return None
 
 
 def _classify(exc: str, msg: str) -> tuple[str, str | None, str | None, dict[str, Any]] | None:
+    numpy = _NEEDS_NEWER_NUMPY.search(msg)
+    if numpy is not None:
+        detail = {"requirement": f"numpy>={numpy['need']}", "have": numpy["have"], "by": numpy["by"]}
+        return "version-conflict", None, "numpy", detail
     conflict = _REQUIRES_BUT_HAVE.search(msg) or _REQUIRED_BUT_FOUND.search(msg)
     if exc.endswith("VersionConflict"):
         conflict = conflict or _PKG_RESOURCES_CONFLICT.search(msg)
@@ -126,6 +144,30 @@ def _classify(exc: str, msg: str) -> tuple[str, str | None, str | None, dict[str
         path = cannot["path"] if cannot["path"] and cannot["path"] != "unknown location" else None
         return "import-error", cannot["module"], None, {"name": cannot["name"], "path": path}
     return None
+
+
+def _runyard_missing(env: _EnvironmentView, module: str, detail: dict[str, Any]) -> dict[str, Any]:
+    """`azureml.*` / `runyard.*` not found: never a file to add to the source directory. Either runyard
+    itself is missing where the job ran, or it lacks that part of the v1 SDK."""
+    d = env.finish("missing-module", module.split(".")[0], "runyard", detail, module)
+    itself = module in _RUNYARD_MODULES or module == "runyard.v1" or "runyard is not installed" in str(detail)
+    if itself and env.user_managed:
+        d["fix"] = (
+            f"{shlex.quote(env.python)} -m pip install runyard, or set "
+            "python.user_managed_dependencies=False to let runyard build the environment"
+        )
+    elif itself:
+        d["fix"] = (
+            "remove the environment's build (`runyard env prune --older-than 0`) so that it is built again with runyard's layer"
+        )
+    else:
+        d["fix"] = (
+            f"'{module}' is a part of the Azure ML SDK v1 that runyard does not provide yet "
+            "(docs/v1-surface.md lists what it provides): use another API or port that code"
+        )
+    what = "runyard is not importable" if itself else f"runyard.v1 has no module for '{module}'"
+    d["summary"] = f"The job failed importing '{module}': {what} in {env.where()}. Fix: {d['fix']}"
+    return d
 
 
 def _requirement_name(req: str) -> str:
@@ -254,6 +296,8 @@ class _EnvironmentView:
             "submittedVersion": _submitted_version(package) if package else None,
         }
         d["fix"] = self._fix(d, detail, full or module)
+        if detail.get("by"):  # "pyarrow requires NumPy 2.0 or newer": the other way out is an older pyarrow
+            d["fix"] += f", or pin a {detail['by']} version built for NumPy {detail.get('have')}"
         d["summary"] = self._summary(d, detail, full or module)
         return d
 
@@ -289,7 +333,7 @@ class _EnvironmentView:
         if d["kind"] == "version-conflict":
             text = (
                 f"The job failed on a version conflict: it needs {detail.get('requirement')}, "
-                f"but {where} has {package} {env_version or detail.get('have')}."
+                f"but {where} has {package} {env_version or detail.get('have') or '(another version)'}."
             )
         elif package is None:
             text = (

@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 
 from runyard.config import env_cache_dir
+from runyard.environments.cache import owned
 
 _VERSIONED = re.compile(r"^python(\d+)\.(\d+)$")
 _PROBE = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
@@ -68,6 +69,9 @@ def _cache_file() -> Path:
 
 
 def _read_cache() -> dict[str, str]:
+    """The answers kept so far; {} unless the file is this user's own (another user's could lie)."""
+    if not owned(_cache_file()):
+        return {}
     try:
         data = json.loads(_cache_file().read_text())
         return data if isinstance(data, dict) else {}
@@ -78,7 +82,7 @@ def _read_cache() -> dict[str, str]:
 def _write_cache(data: dict[str, str]) -> None:
     target = _cache_file()
     with contextlib.suppress(OSError):
-        target.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(target.parent, mode=0o700, exist_ok=True)
         temp = target.with_name(f".interpreters.{os.getpid()}-{threading.get_ident()}.json")
         temp.write_text(json.dumps(data, indent=1, sort_keys=True))
         os.replace(temp, target)
@@ -156,3 +160,28 @@ def found_versions() -> list[str]:
     """Every major.minor found on this machine, oldest first ("3.10", "3.11", ...)."""
     majors = {".".join(v.split(".")[:2]) for v in full_versions(_candidates()).values()}
     return sorted(majors, key=lambda v: tuple(int(part) for part in v.split(".")))
+
+
+def has_runyard(path: str) -> bool:
+    """Whether `path` can `import runyard` (a user-managed interpreter runs the job's `azureml` imports
+    through it). The interpreter running runyard can; another is asked once and a yes is kept in the cache
+    by (real path, mtime). A no is asked again next time: runyard may be installed there meanwhile."""
+    if os.path.realpath(path) == os.path.realpath(sys.executable):
+        return True
+    key = _key(path)
+    if key is None:
+        return False
+    key = f"runyard:{key}"
+    cache = _read_cache()
+    if cache.get(key) == "yes":
+        return True
+    try:
+        done = subprocess.run([path, "-c", "import runyard"], capture_output=True, timeout=30,
+                              stdin=subprocess.DEVNULL)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return False
+    if done.returncode != 0:
+        return False
+    cache[key] = "yes"
+    _write_cache(cache)
+    return True

@@ -74,6 +74,36 @@ def runyard_requirements() -> list[str]:
     return [t for t in texts if "extra" not in str(Requirement(t).marker or "")]
 
 
+#: Version constraints packages need but do not declare (binary ABI): (package, a requirement on it that
+#: excludes `first_bad` and every later version listed, the constraint to add). pyarrow 26 is built against
+#: NumPy 2 and refuses to import with NumPy 1.x (checked: pyarrow 21-25 work with numpy 1.26.4).
+ABI_CONSTRAINTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("numpy", ("2.0.0", "2.1.0", "2.2.0", "2.3.0", "2.4.0", "3.0.0"), "pyarrow<26"),
+)
+
+
+def abi_constraints(requirements: tuple[str, ...] | list[str]) -> list[str]:
+    """The undeclared constraints (ABI_CONSTRAINTS) the environment's requirements call for: e.g. a numpy
+    pin below 2 -> "pyarrow<26"."""
+    found: list[str] = []
+    for text in requirements:
+        try:
+            req = Requirement(text)
+        except ValueError:
+            continue
+        for package, excluded, constraint in ABI_CONSTRAINTS:
+            if canonicalize_name(req.name) != package or not req.specifier or constraint in found:
+                continue
+            if not any(req.specifier.contains(v, prereleases=True) for v in excluded):
+                found.append(constraint)
+    return found
+
+
+#: What a job needs to import in its environment: runyard's v1 API and its data stack.
+DATA_CHECK = "import runyard.v1.core, pandas, pyarrow"
+DATA_PACKAGES = ("numpy", "pandas", "pyarrow")
+
+
 def _closure() -> list[metadata.Distribution]:
     """runyard's installed distribution and every distribution it needs, recursively."""
     seen: dict[str, metadata.Distribution] = {}
@@ -114,6 +144,13 @@ def _top_levels(dist: metadata.Distribution) -> dict[str, Path]:
     return entries
 
 
+def _make_private(folder: Path) -> None:
+    """Create the cache root and `folder` (inside it) as 0o700 folders: makedirs gives the mode to the last
+    folder only, so the root is made first."""
+    os.makedirs(env_cache_dir(), mode=0o700, exist_ok=True)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+
+
 def _make_layer(folder: Path, entries: dict[str, Path]) -> None:
     """Create the layer folder atomically: symlinks into a temporary folder, then rename. A symlink in the
     folder's place (a layer is a real folder in the cache) is removed and the layer made again."""
@@ -122,7 +159,7 @@ def _make_layer(folder: Path, entries: dict[str, Path]) -> None:
             folder.unlink()
     elif (folder / _READY).exists():
         return
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    _make_private(folder.parent)
     temp = folder.with_name(f".{folder.name}.tmp-{_unique()}")
     shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir()
@@ -177,6 +214,7 @@ def _same_minor_layer() -> Path:
                 entries.setdefault(name, path)
         entries["runyard"] = _package_dir()
         _make_layer(folder, entries)
+        _make_private(layers)
         temp = index.with_name(f".{index.name}.{_unique()}")
         temp.write_text(json.dumps({"layer": folder.name, "closure": listing}))
         os.replace(temp, index)
