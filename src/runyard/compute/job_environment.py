@@ -47,26 +47,34 @@ def display_name(plan: BuildPlan) -> str:
 
 def prep_lines(prepared: PreparedEnvironment) -> list[str]:
     """65_job_prep.txt's account of the environment: which one, its hash, reused or built, where, how long,
-    and the plan's notes (conda packages mapped, azureml-* packages runyard stands in for, Python chosen)."""
+    and its requirements. The plan's notes (conda packages mapped, azureml-* packages runyard stands in for,
+    Python chosen) only when this job built it, as the build log holds them too: a run that reuses a build
+    says so in two lines, not the notes again on every run."""
     plan = prepared.plan
     who = display_name(plan)
     if plan.user_managed:
         lines = [f"{who}: user-managed, the job runs with {prepared.python} as it is (nothing built)"]
-    else:
+        return lines + _notes(who, plan)
+    if prepared.built:
+        how = f"built in {prepared.seconds:.1f} s into {prepared.location}, log in azureml-logs/{BUILD_LOG}"
+    elif prepared.waited:
         how = (
-            f"built in {prepared.seconds:.1f} s into {prepared.location}, log in azureml-logs/{BUILD_LOG}"
-            if prepared.built
-            else f"reused the build in {prepared.location} ({prepared.seconds:.3f} s)"
+            f"waited for another job's build of the same hash, then reused it in {prepared.location} "
+            f"({prepared.seconds:.3f} s)"
         )
-        lines = [f"{who} (hash {plan.hash[:12]}, Python {plan.python}): {how}"]
-        if prepared.waited:
-            lines.append(
-                f"{who}: waited for another job's build of the same hash instead of building it again"
-            )
-        if plan.requirements:
-            lines.append(f"{who}: requirements {', '.join(plan.requirements)}")
-    lines.extend(f"{who}: {note}" for note in plan.notes)
-    return lines
+    else:
+        how = f"reused the build in {prepared.location} ({prepared.seconds:.3f} s)"
+    lines = [f"{who} (hash {plan.hash[:12]}, Python {plan.python}): {how}"]
+    if plan.requirements:
+        from runyard.environments.redact import redact_urls  # a requirement's URL may hold a token
+
+        lines.append(f"{who}: requirements {', '.join(redact_urls(r) for r in plan.requirements)}")
+    return lines + (_notes(who, plan) if prepared.built else [])
+
+
+def _notes(who: str, plan: BuildPlan) -> list[str]:
+    """The plan's notes, each once (a definition listing azureml-defaults twice is told once)."""
+    return [f"{who}: {note}" for note in dict.fromkeys(plan.notes)]
 
 
 def variables(definition: Mapping[str, Any] | None) -> dict[str, str]:
