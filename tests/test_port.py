@@ -314,3 +314,44 @@ def test_other_cells_keep_a_name_no_notebook_level_import_binds(tmp_path: Path, 
     notebook = _notebook(tmp_path / "nb.ipynb", first, "azureml.core.Run")
     assert run_cli("port", "--write", str(notebook)).returncode == 0
     assert nbformat.read(notebook, as_version=4).cells[1].source == "azureml.core.Run"
+
+
+ESTIMATOR_SCRIPT = """\
+from azureml.core import Experiment, Workspace
+from azureml.train.dnn import PyTorch
+from azureml.train.hyperdrive import BanditPolicy, choice
+import azureml.train.estimator
+"""
+
+
+def test_imports_of_what_runyard_lacks_are_reported_with_the_alternative(tmp_path: Path) -> None:
+    """v1's estimators (azureml.train.*) are rewritten like any import, but the port says that runyard has
+    no such module and what to use instead, rather than leaving a bare ModuleNotFoundError for later."""
+    ported = port_source(ESTIMATOR_SCRIPT)
+    assert [(m.line, m.module) for m in ported.missing] == [
+        (2, "azureml.train.dnn"),
+        (3, "azureml.train.hyperdrive"),
+        (4, "azureml.train.estimator"),
+    ]
+    assert "runyard.v1.train.dnn import PyTorch" in ported.code and ported.rewrites == 4
+    assert port_source("from azureml.core import Run\nimport azureml.widgets\n").missing == []
+
+    script = tmp_path / "estimator.py"
+    script.write_text(ESTIMATOR_SCRIPT)
+    result = run_cli("port", "--write", str(script))
+    assert result.returncode == 0, result.stderr
+    warned = " ".join(result.stderr.split())  # Rich wraps long lines
+    assert "line 2: azureml.train.dnn is not available in runyard: v1's estimators" in warned
+    assert "deprecated in v1 itself" in warned and "submit a ScriptRunConfig(" in warned
+    assert "environment=env) instead, with an Environment" in warned
+    assert "line 3: azureml.train.hyperdrive is not available in runyard: HyperDrive tuning" in warned
+    assert "line 1:" not in warned  # azureml.core is runyard's
+    assert "Ported 1 of 1 file (4 rewrites)" in result.stdout
+
+    notebook = _notebook(
+        tmp_path / "nb.ipynb",
+        "from azureml.core import Workspace",
+        "%%writefile train.py\nimport os\nfrom azureml.train.sklearn import SKLearn",
+    )
+    cells = run_cli("port", str(notebook))
+    assert "cell 2, line 3: azureml.train.sklearn is not available" in " ".join(cells.stderr.split())

@@ -158,6 +158,7 @@ def port_python_file(path: Path) -> FileResult:
     except PortError as exc:
         result.problems.append(f"{exc}; left as it is")
         return result
+    result.problems.extend(m.message() for m in ported.missing)
     if ported.rewrites:
         result.rewrites = ported.rewrites
         result.diffs.append(_diff(text, ported.code, str(path)))
@@ -201,6 +202,7 @@ def port_notebook_file(path: Path) -> FileResult:
             continue
         if done.skipped:
             result.problems.append(f"cell {number}: {done.skipped}")
+        result.problems.extend(f"cell {number}, {m.message()}" for m in done.missing)
         if done.rewrites and done.source != cell.source:
             result.rewrites += done.rewrites
             result.diffs.append(_diff(cell.source, done.source, f"{path} [cell {number}]"))

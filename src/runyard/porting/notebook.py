@@ -14,8 +14,9 @@ libcst parses Python, not IPython, so:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
+from runyard.porting.missing import Missing
 from runyard.porting.python import OLD, Ported, PortError, port_source
 
 #: A line IPython reads as a line magic or a shell command, also when assigned (`out = !ls`).
@@ -32,6 +33,8 @@ class CellResult:
     skipped: str | None = None
     #: The cell binds the name `azureml` in the notebook's namespace (`import azureml.core`).
     binds: bool = False
+    #: Imports of v1 modules runyard.v1 does not have; lines counted in the cell.
+    missing: list[Missing] = field(default_factory=list)
 
 
 def _port_masked(body: str, bound: bool) -> Ported:
@@ -53,7 +56,7 @@ def _port_masked(body: str, bound: bool) -> Ported:
             raise PortError("the cell's lines moved while it was ported") from None
         for i, line in masked.items():
             out[i] = line
-        return Ported("".join(out), ported.rewrites, ported.binds)
+        return Ported("".join(out), ported.rewrites, ported.binds, ported.missing)
 
 
 def port_cell(source: str, *, bound: bool = False) -> CellResult:
@@ -69,10 +72,11 @@ def port_cell(source: str, *, bound: bool = False) -> CellResult:
         if not is_python:
             why = f"a %%{magic} cell is not Python; left as it is" if OLD + "." in rest else None
             return CellResult(source, 0, why)
+        # the body's lines are the cell's from its second on
+        ported = _port_masked(rest, bound and magic != "writefile")
+        missing = [replace(m, line=m.line + 1) for m in ported.missing]
         if magic == "writefile":  # a script of its own, not the notebook's namespace
-            ported = _port_masked(rest, False)
-            return CellResult(f"{first}\n{ported.code}", ported.rewrites)
-        ported = _port_masked(rest, bound)
-        return CellResult(f"{first}\n{ported.code}", ported.rewrites, binds=ported.binds)
+            return CellResult(f"{first}\n{ported.code}", ported.rewrites, missing=missing)
+        return CellResult(f"{first}\n{ported.code}", ported.rewrites, binds=ported.binds, missing=missing)
     ported = _port_masked(source, bound)
-    return CellResult(ported.code, ported.rewrites, binds=ported.binds)
+    return CellResult(ported.code, ported.rewrites, binds=ported.binds, missing=ported.missing)

@@ -10,21 +10,26 @@ only in the module names. What is rewritten, and why only that:
 - a string naming a module in `importlib.import_module("azureml.core")`, `__import__(...)` and
   `importlib.util.find_spec(...)`: the only strings that are clearly imports.
 Other strings and comments (a pip requirement `azureml-core`, a log message) are not code and stay.
+An import of a v1 module runyard.v1 lacks (v1's estimators in `azureml.train`) is rewritten too, and
+listed in `Ported.missing` with what to use instead (porting/missing.py): the port reports it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import libcst as cst
 from libcst.metadata import (
     ExpressionContext,
     ExpressionContextProvider,
     GlobalScope,
+    PositionProvider,
     QualifiedNameProvider,
     QualifiedNameSource,
     ScopeProvider,
 )
+
+from runyard.porting.missing import Missing, runyard_has
 
 OLD = "azureml"
 NEW = "runyard.v1"
@@ -75,7 +80,12 @@ def _string_value(node: cst.BaseExpression) -> tuple[str, str, str] | None:
 
 
 class _Rewriter(cst.CSTTransformer):
-    METADATA_DEPENDENCIES = (QualifiedNameProvider, ExpressionContextProvider, ScopeProvider)
+    METADATA_DEPENDENCIES = (
+        QualifiedNameProvider,
+        ExpressionContextProvider,
+        ScopeProvider,
+        PositionProvider,
+    )
 
     def __init__(self, bound: bool) -> None:
         super().__init__()
@@ -85,6 +95,13 @@ class _Rewriter(cst.CSTTransformer):
         self._bound = bound
         #: This source binds `azureml` at module level (`import azureml.core`, no `as`).
         self.binds = False
+        #: Imports of v1 modules runyard.v1 does not have.
+        self.missing: list[Missing] = []
+
+    def _check(self, node: cst.CSTNode, module: str) -> None:
+        if not runyard_has(module):
+            line = self.get_metadata(PositionProvider, node).start.line
+            self.missing.append(Missing(line, module))
 
     # --- import statements ------------------------------------------------------------------------------
     def visit_Import(self, node: cst.Import) -> None:
@@ -102,6 +119,7 @@ class _Rewriter(cst.CSTTransformer):
             if dotted is not None and _is_old(dotted):
                 alias = alias.with_changes(name=_expression(_new_name(dotted)))
                 self.rewrites += 1
+                self._check(original, dotted)
             names.append(alias)
         return updated.with_changes(names=names)
 
@@ -116,6 +134,7 @@ class _Rewriter(cst.CSTTransformer):
         if dotted is None or not _is_old(dotted):
             return updated
         self.rewrites += 1
+        self._check(original, dotted)
         return updated.with_changes(module=_expression(_new_name(dotted)))
 
     # --- uses of the name an `import azureml...` binds ---------------------------------------------------
@@ -147,6 +166,7 @@ class _Rewriter(cst.CSTTransformer):
             return updated
         opening, text, quote = literal
         self.rewrites += 1
+        self._check(original, text)
         new_value = cst.SimpleString(f"{opening}{_new_name(text)}{quote}")
         return updated.with_changes(args=[first.with_changes(value=new_value), *updated.args[1:]])
 
@@ -168,6 +188,8 @@ class Ported:
     rewrites: int
     #: The source binds the name `azureml` at module level (see `port_source`).
     binds: bool = False
+    #: Imports of v1 modules runyard.v1 does not have (rewritten all the same), in source order.
+    missing: list[Missing] = field(default_factory=list)
 
 
 def port_source(code: str, *, bound: bool = False) -> Ported:
@@ -179,4 +201,5 @@ def port_source(code: str, *, bound: bool = False) -> Ported:
         raise PortError(f"not valid Python: {_syntax_error(code, exc)}") from None
     rewriter = _Rewriter(bound)
     new = cst.MetadataWrapper(module).visit(rewriter)
-    return Ported(new.code if rewriter.rewrites else code, rewriter.rewrites, rewriter.binds)
+    missing = sorted(rewriter.missing, key=lambda m: m.line)
+    return Ported(new.code if rewriter.rewrites else code, rewriter.rewrites, rewriter.binds, missing)
