@@ -5,8 +5,9 @@ code that writes and reads it sits in one module. `environment_definition(env)` 
 turns whatever a user passed as `environment=` into that JSON, or None for "run with the submitting
 interpreter as is" (an unset environment, a name not looked up, or RunConfiguration's untouched default).
 
-Also here, because it is small and shared: read_requirements (a pip requirements file, read now, a bad
-line named). LocalBuild (what Environment.build_local returns) is in local_build.py.
+Also here, because they are small and shared: read_requirements (a pip requirements file, read now, a bad
+line named), and what plan.py reads of a definition (conda_dependencies_of, requirement_origin). LocalBuild
+(what Environment.build_local returns) is in local_build.py.
 
 Docker settings are recorded and warned about once each (runyard.compat.warn_ignored): every job here is a
 local process. Reading a definition back never warns.
@@ -296,3 +297,47 @@ def read_requirements(file_path: str | os.PathLike[str], _seen: frozenset[Path] 
             ) from None
         found.append(line)
     return found
+
+
+# -- reading a definition for a plan (plan.py) ---------------------------------------------------------
+def requirement_origin(definition: Mapping[str, Any], line: str, where: str | int) -> str:
+    """Where a bad pip line came from (asked only for an error): the requirements file's line number when
+    the definition names its file and that is a small regular file, else the file or the pip list item."""
+    from runyard.environments.conda_map import read_definition_file
+
+    if isinstance(where, str):
+        return where
+    source = (definition.get("runyard") or {}).get("source") if isinstance(definition, Mapping) else None
+    if isinstance(source, str) and source:
+        try:
+            for number, text in enumerate(read_definition_file(source).splitlines(), start=1):
+                if text.strip() == line.strip():
+                    return f"{source}, line {number}"
+        except (OSError, ValueError):
+            pass
+        return repr(source)
+    return f"pip list item {where + 1}"
+
+
+def conda_dependencies_of(name: str, python_section: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A python section's conda dependencies: `condaDependencies`, else the condaDependenciesFile it names
+    (read only as a small regular file, conda_map.read_definition_file)."""
+    conda = python_section.get("condaDependencies")
+    if conda:
+        return conda
+    path = python_section.get("condaDependenciesFile")
+    if not path:
+        return {}
+    import yaml  # only for this rare form: v1 keeps the file's content in condaDependencies
+
+    from runyard.environments.conda_map import read_definition_file
+
+    try:
+        loaded = yaml.safe_load(read_definition_file(str(path)))
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: NUL in the path, too big, not UTF-8
+        raise EnvironmentDefinitionError(
+            f"Environment {name!r}: cannot read condaDependenciesFile {str(path)!r:.200} ({exc}); runyard "
+            "reads only a regular file of at most 256 KB there. Load it with "
+            "CondaDependencies(conda_dependencies_file_path=...) so its content travels with the environment."
+        ) from exc
+    return loaded if isinstance(loaded, Mapping) else {}

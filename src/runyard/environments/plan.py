@@ -42,9 +42,9 @@ from runyard.environments.conda_map import (
     local_fingerprint,
     pip_line_requirement,
     pip_option,
-    read_definition_file,
     vcs_problem,
 )
+from runyard.environments.definition import conda_dependencies_of, requirement_origin
 from runyard.environments.redact import redact_urls
 from runyard.errors import EnvironmentDefinitionError
 
@@ -200,43 +200,6 @@ def _azureml_notes(satisfied: list[str], by_name: dict[str, list[_Parsed]]) -> l
     return notes
 
 
-def _where(definition: Mapping[str, Any], line: str, where: str | int) -> str:
-    """Where a bad pip line came from (asked only for an error): the requirements file's line number when
-    the definition names its file and that is a small regular file, else the file or the pip list item."""
-    if isinstance(where, str):
-        return where
-    source = (definition.get("runyard") or {}).get("source") if isinstance(definition, Mapping) else None
-    if isinstance(source, str) and source:
-        try:
-            for number, text in enumerate(read_definition_file(source).splitlines(), start=1):
-                if text.strip() == line.strip():
-                    return f"{source}, line {number}"
-        except (OSError, ValueError):
-            pass
-        return repr(source)
-    return f"pip list item {where + 1}"
-
-
-def _conda_dependencies(name: str, python_section: Mapping[str, Any]) -> Mapping[str, Any]:
-    conda = python_section.get("condaDependencies")
-    if conda:
-        return conda
-    path = python_section.get("condaDependenciesFile")
-    if not path:
-        return {}
-    import yaml  # only for this rare form: v1 keeps the file's content in condaDependencies
-
-    try:
-        loaded = yaml.safe_load(read_definition_file(str(path)))
-    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: NUL in the path, too big, not UTF-8
-        raise EnvironmentDefinitionError(
-            f"Environment {name!r}: cannot read condaDependenciesFile {str(path)!r:.200} ({exc}); runyard "
-            "reads only a regular file of at most 256 KB there. Load it with "
-            "CondaDependencies(conda_dependencies_file_path=...) so its content travels with the environment."
-        ) from exc
-    return loaded if isinstance(loaded, Mapping) else {}
-
-
 def plan_environment(definition: Mapping[str, Any] | None) -> BuildPlan:
     """Turn an environment definition (v1's JSON) into a BuildPlan. None -> run the current interpreter as is.
 
@@ -248,7 +211,7 @@ def plan_environment(definition: Mapping[str, Any] | None) -> BuildPlan:
     python_section = definition.get("python") or {}
     if python_section.get("userManagedDependencies"):
         return _user_managed(name, str(python_section.get("interpreterPath") or "python"))
-    conda = _conda_dependencies(name, python_section)
+    conda = conda_dependencies_of(name, python_section)
 
     notes: list[str] = []
     lines: list[tuple[str, str | int]] = []  # (pip requirement, where it came from: text or pip list index)
@@ -314,7 +277,7 @@ def plan_environment(definition: Mapping[str, Any] | None) -> BuildPlan:
             )
             raise EnvironmentDefinitionError(
                 f"Environment {name!r}: cannot read the pip requirement {redact_urls(line)!r} "
-                f"({_where(definition, line, where)}): {redact_urls(vcs or str(exc))}.{how}"
+                f"({requirement_origin(definition, line, where)}): {redact_urls(vcs or str(exc))}.{how}"
             ) from exc
         if _is_azureml(parsed.name):
             if parsed.text not in satisfied:
