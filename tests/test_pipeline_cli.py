@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -228,6 +229,9 @@ def test_show_explains_a_failed_step(sqlite_workspace: Workspace, tmp_path: Path
     assert "broken failed: The script exited with code 1." in text
     assert "cannot read [/data/input] [bold]" in text  # the script's words, not Rich markup
     assert f"Log: `runyard logs {step_id}`" in text
+    why = ok(sqlite_workspace, "why", run.id)
+    assert "broken ran: no earlier run of step 'broken'" in why  # why it ran, then how it ended
+    assert "    failed: The script exited with code 1." in why
     missing = cli(sqlite_workspace, "show", "no-such-run")
     assert missing.returncode == 1 and "no-such-run" in missing.stderr
 
@@ -257,3 +261,39 @@ def test_up_runs_the_scheduler_in_the_foreground(sqlite_workspace: Workspace, tm
     assert f"runyard scheduler for {ws.path} (pid {up.pid}" in out
     assert "step echo: started (argument 1 changed from [/a] to [/b])" in out
     assert out.rstrip().endswith("idle; exiting")
+
+
+def test_a_step_is_preparing_while_its_environment_is_built(
+    sqlite_workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """v1's Preparing: the step's environment is being built and no process of it runs yet. The test holds
+    the build lock of the step's environment (as another job building it would), so the step stays
+    Preparing until the lock is let go; `runyard pipeline show` says so, then the step runs."""
+    from runyard.environments import CondaDependencies, Environment
+    from runyard.environments.cache import lock_now, trusted_root
+    from runyard.environments.plan import plan_environment
+
+    monkeypatch.setenv(
+        "RUNYARD_ENV_CACHE", str(tmp_path / "cache")
+    )  # nothing built yet; the scheduler inherits it
+    env = Environment("prep-env")  # nothing to install: built without the package index
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["azureml-defaults"])
+    lock = lock_now(trusted_root(), plan_environment(env.to_definition()).hash)
+    assert lock is not None
+    src = SourceDir(tmp_path / "job").gen({"job.py": "print('ran in', __import__('sys').prefix)\n"})
+    step = PythonScriptStep("job.py", name="job", source_directory=src, environment=env)
+    try:
+        run = Pipeline(sqlite_workspace, [step]).submit("cli-prep", show_output=False)
+        record = wait_for(lambda: run.find_step_run("job") and run.find_step_run("job")[0]._refresh())
+        prep_log = sqlite_workspace.artifacts.local_path(f"runs/{record.run_id}/azureml-logs/65_job_prep.txt")
+        wait_for(lambda: prep_log.exists() and "waiting for" in prep_log.read_text())
+        assert run.find_step_run("job")[0]._refresh().status == RunStatus.PREPARING
+        shown = json.loads(ok(sqlite_workspace, "show", run.id, "--json"))
+        assert [(s["name"], s["status"]) for s in shown["steps"]] == [("job", "Preparing")]
+        assert "Preparing" in ok(sqlite_workspace, "show", run.id)
+    finally:
+        os.close(lock)
+    assert run.wait_for_completion(show_output=False, timeout_seconds=60) == "Finished"
+    lines = prep_log.read_text().splitlines()
+    started = next(i for i, line in enumerate(lines) if "Started process" in line)
+    assert started > next(i for i, line in enumerate(lines) if "Environment 'prep-env'" in line)

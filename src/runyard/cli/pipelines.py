@@ -18,7 +18,7 @@ from runyard.engine.service import ensure_running
 from runyard.errors import ConflictError, InvalidInputError
 from runyard.pipeline import PipelineRun
 from runyard.pipeline.data import parameter_from_text
-from runyard.status import TERMINAL_STATUSES
+from runyard.status import TERMINAL_STATUSES, RunStatus
 
 pipeline_app = typer.Typer(help="Pipeline runs: steps, reuse, graph, cancel, rerun.", no_args_is_help=True)
 workspace_path: str | None = None
@@ -223,11 +223,14 @@ def graph(
 
 @pipeline_app.command("why")
 def why(run_id: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """For every step: reused, or why it ran (what changed since the step's last run)."""
-    report = _pipeline_run(run_id).get_reuse_report()
+    """For every step: reused, or why it ran (what changed since the step's last run), and for a step that
+    failed, its error's first line (the whole error: `runyard pipeline show`)."""
+    run = _pipeline_run(run_id)
+    report = run.get_reuse_report()
     if as_json:
         print_json(report)
         return
+    failures = {step.id: failure_line(step._record.status, step._record.data) for step in run._step_runs()}
     for item in report:
         if item["reused"]:
             console.print(f"[green]{item['step']}[/]: reused {item['reusedFrom']}")
@@ -235,6 +238,17 @@ def why(run_id: str, as_json: bool = typer.Option(False, "--json", help="Print J
         console.print(f"[bold]{item['step']}[/] ran: {escape(item['reason'])}")
         for line in item["details"][1:] if len(item["details"]) > 1 else []:
             console.print(f"    - {escape(line)}")
+        if failures.get(item["runId"]):
+            console.print(f"    [red]failed:[/] {escape(failures[item['runId']] or '')}")
+
+
+def failure_line(status: str, data: dict[str, Any]) -> str | None:
+    """A failed step's error, first line: what a summary row shows for it instead of why it ran (a step
+    whose environment could not be built says so, not "no earlier run of step 'x'")."""
+    if status != RunStatus.FAILED:
+        return None
+    message = str((data.get("error") or {}).get("message") or "").strip()
+    return message.splitlines()[0] if message else "failed (no error message was recorded)"
 
 
 @pipeline_app.command("cancel")
