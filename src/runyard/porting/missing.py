@@ -48,9 +48,20 @@ def runyard_has(module: str) -> bool:
     return (path / "__init__.py").is_file() or (bool(parts) and path.with_suffix(".py").is_file())
 
 
-def reason(module: str) -> str:
+def _prefix(module: str) -> str | None:
     found = [prefix for prefix in REASONS if module == prefix or module.startswith(prefix + ".")]
-    return REASONS[max(found, key=len)] if found else GENERIC
+    return max(found, key=len) if found else None
+
+
+def reason(module: str) -> str:
+    prefix = _prefix(module)
+    return REASONS[prefix] if prefix else GENERIC
+
+
+def runyard_lacks(module: str) -> bool:
+    """Whether an import of v1's `module` fails in runyard: a module REASONS names (runyard.v1 may hold
+    it only to raise a clear error for each name, as runyard.v1_pending does), or one runyard.v1 lacks."""
+    return _prefix(module) is not None or not runyard_has(module)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from libcst.metadata import (
     ScopeProvider,
 )
 
-from runyard.porting.missing import Missing, runyard_has
+from runyard.porting.missing import Missing, runyard_lacks
 
 OLD = "azureml"
 NEW = "runyard.v1"
@@ -99,7 +99,7 @@ class _Rewriter(cst.CSTTransformer):
         self.missing: list[Missing] = []
 
     def _check(self, node: cst.CSTNode, module: str) -> None:
-        if not runyard_has(module):
+        if runyard_lacks(module):
             line = self.get_metadata(PositionProvider, node).start.line
             self.missing.append(Missing(line, module))
 
