@@ -293,3 +293,120 @@ def test_a_wheel_given_by_its_path_is_installed(tmp_path: Path, monkeypatch: pyt
     assert plan.requirements == (f"runyardtinywheel @ {wheel.as_uri()}",)
     prepared = prepare_environment(plan)
     assert run_in(prepared.python, "import runyardtinywheel; print(runyardtinywheel.VALUE)") == "42"
+
+
+@needs_index
+def test_a_numpy_1_pin_gets_runyards_data_stack_built_for_it(env_cache: Path) -> None:
+    """numpy<2 against the layer's pyarrow 26 (built for NumPy 2, not declaring it): the build installs
+    runyard's own requirements with the pin, plus pyarrow<26, and a job's `from azureml.core import Run` works."""
+    prepared = prepare_environment(plan_environment(definition("numpy1", "numpy==1.26.4")))
+    out = run_in(prepared.python, "from runyard.v1.core import Run; import numpy; print(numpy.__version__)")
+    assert out == "1.26.4"
+    import_check = run_in(prepared.python, "import pyarrow, pandas; print(pyarrow.__version__)")
+    assert int(import_check.split(".")[0]) < 26
+    if prepared.built:  # a rerun of the session may find it built
+        assert "installing runyard's own requirements into the environment" in prepared.build_log
+        assert (
+            "pyarrow<26" in prepared.build_log
+            and "runyard imports in the environment now" in prepared.build_log
+        )
+
+
+@needs_index
+def test_a_pin_no_data_stack_fits_fails_naming_the_conflict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNYARD_ENV_CACHE", str(tmp_path))
+    plan = plan_environment(definition("np-arrow", "numpy==1.26.4", "pyarrow==26.0.1"))
+    with pytest.raises(EnvironmentBuildError) as caught:
+        prepare_environment(plan)
+    message = str(caught.value)
+    assert (
+        "environment 'np-arrow' pins numpy==1.26.4, pyarrow==26.0.1, but runyard's data features need"
+        in message
+    )
+    assert "pyarrow<26 with NumPy 1.x" in message and "Loosen the pin" in message
+    assert not (tmp_path / plan.hash).exists()
+
+
+@needs_index
+def test_forced_colour_never_reaches_the_log_or_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jupyter's kernel sets FORCE_COLOR and CLICOLOR_FORCE: uv gets NO_COLOR and `--color never`; the
+    offline attempt's miss is logged as expected; a replaced Python 3.8 is named in the error."""
+    monkeypatch.setenv("RUNYARD_ENV_CACHE", str(tmp_path))
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("CLICOLOR_FORCE", "1")
+    plan = plan_environment(definition("colour", "runyard-no-such-package-zzz==1.0", python="3.8"))
+    with pytest.raises(EnvironmentBuildError) as caught:
+        prepare_environment(plan)
+    message, log = str(caught.value), caught.value.log
+    assert "\x1b[" not in message and "\x1b[" not in log
+    assert "(cache miss, expected:" in log and "--color never" in log
+    assert "asks for Python 3.8, which runyard replaced with Python" in message
+    assert "Pin versions that have wheels for Python" in message
+
+
+def test_key_lines_drop_colour_frames_and_uvs_project_hints() -> None:
+    """uv's output for an old sdist that fails to build (as scikit-learn==0.22.1 does on Python 3.11)."""
+    from runyard.environments.buildlog import key_lines
+
+    output = textwrap.dedent(
+        """\
+        Resolved 5 packages in 742ms
+        \x1b[31merror\x1b[0m: Failed to build `scikit-learn==0.22.1`
+          cause: The build backend returned an error
+
+                 [stderr]
+                 Traceback (most recent call last):
+                   File "<string>", line 14, in <module>
+                     return self._get_build_requires(config_settings, requirements=[])
+                            ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+                 ModuleNotFoundError: No module named 'pkg_resources'
+
+        {hint}
+
+        [tool.uv.extra-build-dependencies]
+        scikit-learn = ["pkg_resources"]
+
+        or `uv pip install pkg_resources` into the environment and re-run with `--no-build-isolation`.
+        """
+    ).format(
+        hint="hint: This error likely indicates that `scikit-learn@0.22.1` depends on `pkg_resources`, but "
+        "doesn't declare it as a build dependency. Otherwise, either add it to your `pyproject.toml` under:"
+    )
+    lines = key_lines(output).split("\n  ")
+    assert lines == [
+        "error: Failed to build `scikit-learn==0.22.1`",
+        "  cause: The build backend returned an error",
+        "         [stderr]",
+        "         ModuleNotFoundError: No module named 'pkg_resources'",
+        "hint: This error likely indicates that `scikit-learn@0.22.1` depends on `pkg_resources`, but "
+        "doesn't declare it as a build dependency.",
+    ]
+
+
+def test_abi_constraints_follow_a_numpy_pin_below_2() -> None:
+    assert layer.abi_constraints(["numpy==1.26.4"]) == ["pyarrow<26"]
+    assert layer.abi_constraints(["numpy<2", "tabulate"]) == ["pyarrow<26"]
+    assert layer.abi_constraints(["numpy>=1.20"]) == [] and layer.abi_constraints(["numpy"]) == []
+    assert layer.abi_constraints(["numpy==2.1.0", "pandas<3"]) == []
+
+
+def test_a_user_managed_interpreter_without_runyard_is_refused(tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    python = str(bare / "bin" / "python")
+    plan = plan_environment(
+        {"name": "system", "python": {"userManagedDependencies": True, "interpreterPath": python}}
+    )
+    version = run_in(python, "import platform; print(platform.python_version())")
+    with pytest.raises(EnvironmentBuildError) as caught:
+        prepare_environment(plan)
+    assert str(caught.value).startswith(f"runyard is not installed in {python} (Python {version})")
+    assert "python.user_managed_dependencies=False" in str(caught.value)
+    mine = plan_environment(
+        {"name": "mine", "python": {"userManagedDependencies": True, "interpreterPath": sys.executable}}
+    )
+    assert prepare_environment(mine).python == sys.executable

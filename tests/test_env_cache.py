@@ -182,3 +182,24 @@ def test_leftovers_are_removed_only_when_no_one_holds_their_lock(cache: Path) ->
     assert remove_leftover(str(busy)) is True and not busy.exists()
     assert remove_leftover(str(cache / ".not-a-leftover")) is False
     assert remove_leftover(str(cache.parent / f".{'d' * 64}.building-1")) is False  # outside the cache
+
+
+def test_the_interpreter_cache_is_private_and_only_ours_is_read(cache: Path) -> None:
+    """interpreters.json (interpreter versions, which interpreters import runyard) is written into a 0o700
+    cache; a file someone else owns is ignored, not believed."""
+    from runyard.environments import interpreters
+
+    interpreters.full_versions(["/usr/bin/python3.11", "/bin/sh"])  # a probe (or a failed one) writes it
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    saved = json.loads((cache / "interpreters.json").read_text())
+    assert interpreters._read_cache() == saved and saved
+    assert interpreters.has_runyard(sys.executable)
+    if os.geteuid() == 0:
+        os.chown(cache / "interpreters.json", NOBODY, NOBODY)
+        assert interpreters._read_cache() == {}
+
+
+def test_a_layer_created_in_a_new_cache_is_private(cache: Path) -> None:
+    folder = layer.layer_folder(f"{sys.version_info.major}.{sys.version_info.minor}")
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    assert stat.S_IMODE(folder.parent.stat().st_mode) == 0o700

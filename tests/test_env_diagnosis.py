@@ -336,3 +336,46 @@ def test_the_studio_and_runs_show_display_the_diagnosis(old_env, tmp_path: Path)
         "  Environment: train-env (hash abc123456789)",
     ]
     assert f"  Fix: env.python.conda_dependencies.add_pip_package('pyyaml=={HERE_YAML}')" in lines
+
+
+def test_numpy_abi_conflicts_are_version_conflicts(old_env) -> None:
+    """pyarrow 26 with NumPy 1.x, and an extension built for NumPy 1.x under NumPy 2.x (NumPy's warning
+    comes before a traceback whose last line varies), raised by a real script."""
+    root, python = old_env
+    env = prepared(root, python, ("numpy==1.26.4",))
+    newer = "raise ImportError('pyarrow requires NumPy 2.0 or newer, found 1.26.4')"
+    d = diagnose_failure(job_log(python, newer), env)
+    assert d is not None and d["kind"] == "version-conflict" and d["package"] == "numpy"
+    assert d["requirement"] == "numpy>=2.0" and d["environmentVersion"] == "1.26.4"
+    assert d["fix"].endswith("or pin a pyarrow version built for NumPy 1.26.4")
+    older = (
+        "import sys; print('A module that was compiled using NumPy 1.x cannot be run in NumPy 2.x as it may "
+        "crash.', file=sys.stderr); raise ImportError('numpy.core.multiarray failed to import')"
+    )
+    d = diagnose_failure(job_log(python, older), env)
+    assert d is not None and d["kind"] == "version-conflict" and d["requirement"] == "numpy<2"
+    assert "it needs numpy<2" in d["summary"]
+
+
+def test_a_missing_runyard_or_azureml_is_never_a_file_to_add(old_env, tmp_path: Path) -> None:
+    """A job's launcher under an interpreter without runyard (the real v1_imports.py, run by path as jobs
+    run it), and a part of the v1 SDK runyard lacks: no "add azureml.py to the source directory"."""
+    _, python = old_env
+    script = tmp_path / "job.py"
+    script.write_text("from azureml.core import Run\n")
+    launcher = str(Path(__file__).parents[1] / "src" / "runyard" / "v1_imports.py")
+    done = subprocess.run(
+        [python, "-u", "-P", launcher, str(script)], capture_output=True, text=True, timeout=60
+    )
+    log = done.stderr.splitlines()
+    assert done.returncode != 0 and f"runyard is not installed in {python}" in log[-1]
+    d = diagnose_failure(log, prepared("", python, (), name="system", user_managed=True))
+    assert d is not None and d["module"] == "runyard" and ".py" not in d["fix"]
+    assert d["fix"].startswith(f"{python} -m pip install runyard")
+    assert "runyard is not importable in the interpreter" in d["summary"]
+    lacking = diagnose_failure(
+        ["ModuleNotFoundError: No module named 'azureml.train.hyperdrive': runyard.v1 has no module"],
+        prepared("", sys.executable, (), name="", user_managed=True),
+    )
+    assert lacking is not None and "azureml/train" not in lacking["fix"]
+    assert "part of the Azure ML SDK v1 that runyard does not provide yet" in lacking["fix"]

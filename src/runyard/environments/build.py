@@ -19,7 +19,6 @@ import fcntl
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import time
@@ -34,6 +33,7 @@ import runyard
 from runyard.environments import interpreters, layer
 from runyard.environments.buildlog import BuildLog as _Log
 from runyard.environments.buildlog import build_env as _build_env
+from runyard.environments.buildlog import default_index, index_reachable, option_args
 from runyard.environments.buildlog import key_lines as _key_lines
 from runyard.environments.buildlog import uv_env as _uv_env
 from runyard.environments.cache import (
@@ -61,7 +61,6 @@ __all__ = [
     "list_builds", "list_leftovers", "prepare_environment", "remove_build", "remove_leftover",
 ]  # fmt: skip
 LOG_FILE = "build-log.txt"
-DEFAULT_INDEX = "https://pypi.org/simple"
 
 
 @dataclass(frozen=True)
@@ -77,32 +76,6 @@ class PreparedEnvironment:
 
 def _label(plan: BuildPlan) -> str:
     return f"environment {plan.name or '(unnamed)'!r} (hash {plan.hash[:12]})"
-
-
-def default_index(pip_options: tuple[str, ...] = ()) -> str:
-    """The index a build installs from: --index-url in the pip options, UV_INDEX_URL, PIP_INDEX_URL, PyPI."""
-    for option in pip_options:
-        if option.startswith("--index-url "):
-            return option.split(" ", 1)[1].strip()
-    env = os.environ
-    return env.get("UV_INDEX_URL") or env.get("UV_DEFAULT_INDEX") or env.get("PIP_INDEX_URL") or DEFAULT_INDEX
-
-
-def index_reachable(url: str | None = None, package: str = "pip") -> str | None:
-    """None when the package index answers (GET <index>/<package>/ within 3 s), else what went wrong."""
-    import httpx
-
-    url = url or default_index()
-    if not url.startswith(("http://", "https://")):
-        return None  # a local folder or file:// index
-    try:  # the status line is enough: the page itself is not read
-        with httpx.stream(
-            "GET", f"{url.rstrip('/')}/{package}/", timeout=3.0, follow_redirects=True
-        ) as answer:
-            status = answer.status_code
-    except httpx.HTTPError as exc:
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return f"HTTP {status}" if status >= 500 else None
 
 
 @contextlib.contextmanager
@@ -242,15 +215,6 @@ def _failed(plan: BuildPlan, log: _Log, why: str) -> EnvironmentBuildError:
     return EnvironmentBuildError(redact_urls(f"Could not build {_label(plan)}: {why}"), log=log.text())
 
 
-def _option_args(plan: BuildPlan) -> list[str]:
-    args = [token for option in plan.pip_options for token in shlex.split(option)]
-    env = os.environ
-    uv_index = env.get("UV_INDEX_URL") or env.get("UV_DEFAULT_INDEX")
-    if env.get("PIP_INDEX_URL") and not uv_index and "--index-url" not in args and "--no-index" not in args:
-        args += ["--index-url", env["PIP_INDEX_URL"]]
-    return args
-
-
 def _check_index(plan: BuildPlan, requirements: list[str], log: _Log) -> None:
     if "--no-index" in plan.pip_options:
         return
@@ -307,9 +271,18 @@ def _create_and_install(plan: BuildPlan, temp: Path, target: Path, log: _Log, uv
         if uv is None:
             _check_index(plan, wanted, log)
             done = log.run([python, "-m", "pip", "install", "--disable-pip-version-check", "--no-color",
-                            *_option_args(plan), *wanted], env)  # fmt: skip
+                            *option_args(plan.pip_options), *wanted], env)  # fmt: skip
             return None if done.returncode == 0 else _key_lines(done.stdout)
-        command = [uv, "pip", "install", "--color", "never", "--python", python, *_option_args(plan)]
+        command = [
+            uv,
+            "pip",
+            "install",
+            "--color",
+            "never",
+            "--python",
+            python,
+            *option_args(plan.pip_options),
+        ]
         log.add("trying uv's cache first (--offline): a miss only means something is not cached yet")
         if log.run([*command, "--offline", *wanted], env, cache_miss=True).returncode == 0:
             return None

@@ -1,4 +1,5 @@
-"""The build log and the environment of build commands: plain text, no colour, no credentials.
+"""The build log, the environment and arguments of build commands (plain text, no colour, no credentials),
+and the package index they install from.
 
 Every build command's output goes into the log (20_image_build_log.txt of the run that built it) and its
 key lines into the error a failed build raises. Jupyter's kernel sets FORCE_COLOR=1 and CLICOLOR_FORCE=1,
@@ -20,7 +21,10 @@ from runyard.environments.redact import redact_urls
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 #: uv's hints that never help a runyard user (they name uv's project settings, which runyard does not use)
 _IRRELEVANT = re.compile(r"extra-build-dependencies|tool\.uv\.")
+_IRRELEVANT_HINT = re.compile(r"pyproject\.toml|tool\.uv|no-build-isolation")
+_FRAME = re.compile(r'^\s*File ".*", line \d+')
 _COLOUR_FORCING = ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS")
+DEFAULT_INDEX = "https://pypi.org/simple"
 
 
 def strip_ansi(text: str) -> str:
@@ -48,12 +52,71 @@ def uv_env() -> dict[str, str]:
 
 def key_lines(output: str) -> str:
     """The lines of uv's (or pip's) output that say why: from the first error on, a few lines, without
-    colour codes and without uv's hints about its own project settings."""
-    lines = [strip_ansi(line).rstrip() for line in output.splitlines()]
-    lines = [line for line in lines if line.strip() and not _IRRELEVANT.search(line)]
+    colour codes, without the frames of a build backend's traceback (its last line, the exception, stays)
+    and without uv's advice about its own project settings (`[tool.uv.extra-build-dependencies]` in a
+    pyproject.toml runyard does not have): of that hint only its first sentence is kept."""
+    lines: list[str] = []
+    for line in (strip_ansi(line).rstrip() for line in output.splitlines()):
+        if line.lstrip().startswith("hint:") and _IRRELEVANT_HINT.search(line):
+            lines.append(line.split(". ")[0].rstrip(".") + ".")
+            break  # the rest of the output is that advice
+        if line.strip() and not _IRRELEVANT.search(line):
+            lines.append(line)
     first = next((i for i, line in enumerate(lines) if re.match(r"^\s*(error|ERROR|×)", line)), None)
-    picked = lines[first : first + 8] if first is not None else lines[-8:]
-    return "\n  ".join(picked)
+    picked = _without_frames(lines[first:]) if first is not None else lines[-8:]
+    return "\n  ".join(picked[:10])
+
+
+def _without_frames(lines: list[str]) -> list[str]:
+    """`lines` less Python traceback frames: a `File "…", line N` line and the lines indented under it."""
+    kept: list[str] = []
+    frame_indent: int | None = None
+    for line in lines:
+        indent = len(line) - len(line.lstrip())
+        if frame_indent is not None and indent > frame_indent:
+            continue
+        frame_indent = None
+        if _FRAME.match(line):
+            frame_indent = indent
+        elif not line.strip().startswith("Traceback (most recent call last)"):
+            kept.append(line)
+    return kept
+
+
+def default_index(pip_options: tuple[str, ...] = ()) -> str:
+    """The index a build installs from: --index-url in the pip options, UV_INDEX_URL, PIP_INDEX_URL, PyPI."""
+    for option in pip_options:
+        if option.startswith("--index-url "):
+            return option.split(" ", 1)[1].strip()
+    env = os.environ
+    return env.get("UV_INDEX_URL") or env.get("UV_DEFAULT_INDEX") or env.get("PIP_INDEX_URL") or DEFAULT_INDEX
+
+
+def index_reachable(url: str | None = None, package: str = "pip") -> str | None:
+    """None when the package index answers (GET <index>/<package>/ within 3 s), else what went wrong."""
+    import httpx
+
+    url = url or default_index()
+    if not url.startswith(("http://", "https://")):
+        return None  # a local folder or file:// index
+    try:  # the status line is enough: the page itself is not read
+        with httpx.stream(
+            "GET", f"{url.rstrip('/')}/{package}/", timeout=3.0, follow_redirects=True
+        ) as answer:
+            status = answer.status_code
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return f"HTTP {status}" if status >= 500 else None
+
+
+def option_args(pip_options: tuple[str, ...]) -> list[str]:
+    """The pip options as command-line arguments; PIP_INDEX_URL passed on to uv when uv has no index set."""
+    args = [token for option in pip_options for token in shlex.split(option)]
+    env = os.environ
+    uv_index = env.get("UV_INDEX_URL") or env.get("UV_DEFAULT_INDEX")
+    if env.get("PIP_INDEX_URL") and not uv_index and "--index-url" not in args and "--no-index" not in args:
+        args += ["--index-url", env["PIP_INDEX_URL"]]
+    return args
 
 
 class BuildLog:

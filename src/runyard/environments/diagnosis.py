@@ -25,50 +25,20 @@ from typing import Any
 
 from packaging.utils import canonicalize_name as canonical
 
-# Import names whose PyPI package is named otherwise, for packages not installed where the job was
-# submitted (installed ones are found from their metadata first).
-_KNOWN = """
-    sklearn=scikit-learn cv2=opencv-python PIL=Pillow yaml=PyYAML bs4=beautifulsoup4
-    skimage=scikit-image dateutil=python-dateutil attr=attrs Crypto=pycryptodome OpenSSL=pyOpenSSL
-    jwt=PyJWT dotenv=python-dotenv google.protobuf=protobuf gi=PyGObject serial=pyserial usb=pyusb
-    magic=python-magic docx=python-docx pptx=python-pptx fitz=PyMuPDF Levenshtein=python-Levenshtein
-    mpl_toolkits=matplotlib pkg_resources=setuptools win32api=pywin32 zmq=pyzmq MySQLdb=mysqlclient
-    psycopg2=psycopg2-binary Bio=biopython umap=umap-learn
-"""
-KNOWN_PACKAGES: dict[str, str] = dict(pair.split("=", 1) for pair in _KNOWN.split())
-
-# The last line of a traceback: "ModuleNotFoundError: No module named 'x'", "pkg_resources.VersionConflict: (...)"
-_EXCEPTION = re.compile(
-    r"^(?:[\w.]+\.)?(?P<exc>[A-Z]\w*(?:Error|Exception|Conflict|NotFound|Exit|Interrupt))(?:: (?P<msg>.*))?$"
-)
-_CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
-_NO_MODULE = re.compile(r"^No module named '?(?P<module>[\w.]+)'?")
-_CANNOT_IMPORT = re.compile(
-    r"^cannot import name '?(?P<name>[\w.]+)'? from '?(?P<module>[\w.]+)'?(?: \((?P<path>.*)\))?"
-)
-_PKG_RESOURCES_CONFLICT = re.compile(
-    r"\((?P<name>[\w.\-]+) (?P<have>[^\s()]+) \(.*?\), Requirement(?:\.parse)?\(['\"](?P<req>[^'\"]+)['\"]\)"
-)
-_NOT_FOUND = re.compile(
-    r"(?:The '(?P<req>[^']+)' distribution was not found|No package metadata was found for (?P<name>[\w.\-]+))"
-)
-# transformers-style: "tokenizers>=0.11.1 is required for ..., but found tokenizers==0.14.1."
-_REQUIRED_BUT_FOUND = re.compile(
-    r"(?P<req>[A-Za-z0-9][\w.\-]*(?:\[[^\]]*\])?\s*[<>=!~][^\s]*) is required.*but found "
-    r"(?P<name>[\w.\-]+)==(?P<have>[\w.+\-!]+?)\.?$"
-)
-# pip-style: "pandas 2.2 requires numpy>=1.22, but you have numpy 1.21.0 which is incompatible."
-_REQUIRES_BUT_HAVE = re.compile(
-    r"requires (?P<req>[A-Za-z0-9][\w.\-]*(?:\[[^\]]*\])?\s*[<>=!~][^,\s]*),? but (?:you have )?"
-    r"(?P<name>[\w.\-]+)[ =]=?(?P<have>[\w.+\-!]+) (?:which )?is (?:installed|incompatible)"
+from runyard.environments.diagnosis_patterns import (
+    BUILT_FOR_NUMPY1,
+    CANNOT_IMPORT,
+    CHAINED,
+    EXCEPTION,
+    KNOWN_PACKAGES,
+    NEEDS_NEWER_NUMPY,
+    NO_MODULE,
+    NOT_FOUND,
+    PKG_RESOURCES_CONFLICT,
+    REQUIRED_BUT_FOUND,
+    REQUIRES_BUT_HAVE,
 )
 
-# pyarrow 26 against NumPy 1.x: "pyarrow requires NumPy 2.0 or newer, found 1.26.4"
-_NEEDS_NEWER_NUMPY = re.compile(
-    r"(?P<by>\w+) requires NumPy (?P<need>[\d.]+) or newer, found (?P<have>[\d.]+)"
-)
-# NumPy's own warning when an extension built against NumPy 1.x is imported with NumPy 2.x
-_BUILT_FOR_NUMPY1 = "compiled using NumPy 1.x cannot be run in NumPy 2.x"
 #: Modules only runyard provides in a job: missing, they mean runyard is not importable there.
 _RUNYARD_MODULES = ("azureml", "runyard")
 
@@ -103,9 +73,9 @@ def _find_problem(log_tail: Sequence[str]) -> tuple[str, str | None, str | None,
     blocked = False
     for raw in reversed(list(log_tail)):
         line = raw.strip()
-        if line.startswith(_CHAINED):
+        if line.startswith(CHAINED):
             blocked = False
-        match = _EXCEPTION.match(line)
+        match = EXCEPTION.match(line)
         if match is None or blocked:
             continue
         found = _classify(match["exc"], (match["msg"] or "").strip())
@@ -113,33 +83,33 @@ def _find_problem(log_tail: Sequence[str]) -> tuple[str, str | None, str | None,
             return found
         blocked = True
     for raw in log_tail:  # NumPy's warning comes before the traceback it causes (whose last line varies)
-        if _BUILT_FOR_NUMPY1 in raw:
+        if BUILT_FOR_NUMPY1 in raw:
             return "version-conflict", None, "numpy", {"requirement": "numpy<2", "have": None}
     return None
 
 
 def _classify(exc: str, msg: str) -> tuple[str, str | None, str | None, dict[str, Any]] | None:
-    numpy = _NEEDS_NEWER_NUMPY.search(msg)
+    numpy = NEEDS_NEWER_NUMPY.search(msg)
     if numpy is not None:
         detail = {"requirement": f"numpy>={numpy['need']}", "have": numpy["have"], "by": numpy["by"]}
         return "version-conflict", None, "numpy", detail
-    conflict = _REQUIRES_BUT_HAVE.search(msg) or _REQUIRED_BUT_FOUND.search(msg)
+    conflict = REQUIRES_BUT_HAVE.search(msg) or REQUIRED_BUT_FOUND.search(msg)
     if exc.endswith("VersionConflict"):
-        conflict = conflict or _PKG_RESOURCES_CONFLICT.search(msg)
+        conflict = conflict or PKG_RESOURCES_CONFLICT.search(msg)
     if conflict is not None:
         detail = {"requirement": conflict["req"].strip(), "have": conflict["have"]}
         return "version-conflict", None, canonical(conflict["name"]), detail
-    missing = _NOT_FOUND.search(msg) if exc in ("DistributionNotFound", "PackageNotFoundError") else None
+    missing = NOT_FOUND.search(msg) if exc in ("DistributionNotFound", "PackageNotFoundError") else None
     if missing:
         req = missing["req"] or missing["name"]
         name = _requirement_name(req)
         return "missing-module", None, name, {"requirement": req if req != name else None}
     if exc not in ("ModuleNotFoundError", "ImportError"):
         return None
-    no_module = _NO_MODULE.match(msg)
+    no_module = NO_MODULE.match(msg)
     if no_module:
         return "missing-module", no_module["module"], None, {}
-    cannot = _CANNOT_IMPORT.match(msg)
+    cannot = CANNOT_IMPORT.match(msg)
     if cannot and "partially initialized module" not in msg:
         path = cannot["path"] if cannot["path"] and cannot["path"] != "unknown location" else None
         return "import-error", cannot["module"], None, {"name": cannot["name"], "path": path}

@@ -165,13 +165,15 @@ def found_versions() -> list[str]:
 def has_runyard(path: str) -> bool:
     """Whether `path` can `import runyard` (a user-managed interpreter runs the job's `azureml` imports
     through it). The interpreter running runyard can; another is asked once and a yes is kept in the cache
-    by (real path, mtime). A no is asked again next time: runyard may be installed there meanwhile."""
-    if os.path.realpath(path) == os.path.realpath(sys.executable):
+    by (path, mtime). A no is asked again next time: runyard may be installed there meanwhile. The path is
+    not resolved: a virtual environment's python is a symlink to its base interpreter, whose site-packages
+    differ from the environment's."""
+    if os.path.abspath(path) == os.path.abspath(sys.executable):
         return True
     key = _key(path)
     if key is None:
         return False
-    key = f"runyard:{key}"
+    key = f"runyard:{os.path.abspath(path)}|{key}"
     cache = _read_cache()
     if cache.get(key) == "yes":
         return True
