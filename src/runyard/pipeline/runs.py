@@ -307,8 +307,17 @@ class PipelineRun(Run):
             print(
                 f"\nPipelineRun Execution Summary\n{'=' * 29}\nPipelineRun {self.id} Status: {self.get_status()}"
             )
+            errors = {s.id: s._record.data.get("error") or {} for s in self._step_runs()}
             for item in self.get_reuse_report():
-                how = f"reused {item['reusedFrom']}" if item["reused"] else item["reason"].splitlines()[0]
+                if item["status"] == RunStatus.FAILED:  # how it ended, not why it ran
+                    message = str(errors.get(item["runId"], {}).get("message") or "").strip()
+                    how = "failed: " + (
+                        message.splitlines()[0] if message else "no error message was recorded"
+                    )
+                elif item["reused"]:
+                    how = f"reused {item['reusedFrom']}"
+                else:
+                    how = item["reason"].splitlines()[0]
                 print(f"  {item['step']:<20} {item['status']:<10} {how}")
         if raise_on_error and self._record.status == RunStatus.FAILED:
             failed = [r for r in self._step_runs() if r._record.status == RunStatus.FAILED]
@@ -344,7 +353,11 @@ class _StepLogWatcher:
                     if step._record.data.get("reusedFrom")
                     else ""
                 )
-                shown = STEP_STATUS.get(status, "Running")  # type: ignore[call-overload]
+                # v1's Preparing (the environment is being built, no process yet) is shown as such here;
+                # get_status() keeps v1's step vocabulary, where it is Running
+                shown = (
+                    "Preparing" if status == RunStatus.PREPARING else STEP_STATUS.get(status, "Running")  # type: ignore[call-overload]
+                )
                 self.out.write(f"StepRun({name}) Status: {shown}{extra}\n")
             data = step.read_log(DRIVER_LOG, self.offsets.get(step.id, 0))
             if not data:
