@@ -5,16 +5,18 @@ explain an import that failed. Real runs, real subprocesses, real builds with uv
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import SourceDir
+from conftest import SourceDir, wait_for
 from runyard import Experiment, ScriptRunConfig, Workspace
 from runyard.core.runconfig import RunConfiguration
 from runyard.environments import CondaDependencies, Environment
+from runyard.environments.cache import lock_now, trusted_root
 from runyard.environments.plan import plan_environment
 from runyard.errors import EnvironmentNotFound
 from runyard.pipeline import Pipeline, PipelineRun, PythonScriptStep
@@ -263,10 +265,13 @@ def test_a_step_whose_build_fails_fails_alone_and_a_missing_module_is_diagnosed(
 def test_two_steps_needing_the_same_new_environment_build_it_once_and_the_other_waits(
     sqlite_workspace: Workspace, tmp_path: Path, index: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Builds run beside the scheduler, not in it: both steps are Preparing at once, one builds."""
+    """Builds run beside the scheduler, not in it: both steps are Preparing at once, one builds. The test
+    holds the hash's build lock until both steps wait for it, so the two really meet (not by timing)."""
     monkeypatch.setenv("RUNYARD_ENV_CACHE", str(tmp_path / "fresh-cache"))  # the scheduler inherits it
     monkeypatch.setenv("RUNYARD_LOCAL_SLOTS", "2")
     env = table_env(name="shared-env")
+    lock = lock_now(trusted_root(), plan_environment(env.to_definition()).hash)
+    assert lock is not None
     steps = [
         PythonScriptStep(
             "job.py",
@@ -276,13 +281,26 @@ def test_two_steps_needing_the_same_new_environment_build_it_once_and_the_other_
         )
         for name in ("one", "two")
     ]
-    records = step_records(sqlite_workspace, pipeline_run(sqlite_workspace, steps))
+    run = Pipeline(sqlite_workspace, steps).submit("env-steps", show_output=False)
+    try:
+
+        def both_wait() -> bool:
+            found = list(run.get_steps())
+            return len(found) == 2 and all(
+                "waiting for" in log(sqlite_workspace, s.id, "65_job_prep.txt") for s in found
+            )
+
+        wait_for(both_wait, timeout=120)
+    finally:
+        os.close(lock)
+    run.wait_for_completion(show_output=False, timeout_seconds=300, raise_on_error=False)
+    records = step_records(sqlite_workspace, run)
     assert {name: r.status for name, r in records.items()} == {"one": "Completed", "two": "Completed"}
     built = [name for name, r in records.items() if log(sqlite_workspace, r.run_id, "20_image_build_log.txt")]
     assert len(built) == 1
     other = records["two" if built == ["one"] else "one"]
     prep = log(sqlite_workspace, other.run_id, "65_job_prep.txt")
-    assert "waiting for process" in prep and "waited for another job's build" in prep
+    assert "waiting for" in prep and "waited for another job's build" in prep
     assert "TABULATE 0.9.0" in driver(sqlite_workspace, other.run_id)
 
 
