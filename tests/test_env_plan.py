@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import runyard
+from env_definitions import v1_definition
 from runyard.environments import interpreters
 from runyard.environments.conda_map import conda_to_pip
 from runyard.environments.plan import plan_environment, requirement_changes
@@ -25,24 +26,7 @@ CURRENT = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 def definition(*dependencies: Any, name: str = "train-env", **extra: Any) -> dict[str, Any]:
     """v1's environment JSON with the given conda dependencies (strings and {"pip": [...]} items)."""
-    return {
-        "name": name,
-        "version": None,
-        "environmentVariables": {"EXAMPLE_ENV_VAR": "EXAMPLE_VALUE"},
-        "python": {
-            "userManagedDependencies": False,
-            "interpreterPath": "python",
-            "condaDependenciesFile": None,
-            "baseCondaEnvironment": None,
-            "condaDependencies": {
-                "name": "project_environment",
-                "dependencies": list(dependencies),
-                "channels": ["anaconda", "conda-forge"],
-            },
-        },
-        "docker": {"enabled": False, "baseImage": "mcr.microsoft.com/azureml/base:latest"},
-        **extra,
-    }
+    return v1_definition(list(dependencies), name=name, **extra)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from env_definitions import v1_definition
 from runyard import Workspace
 from runyard.errors import AuthError, EnvironmentNotFound, InvalidInputError
 from runyard.server.auth import create_token
@@ -29,28 +30,15 @@ from store_suite import make_run
 
 
 def definition(*pip: str, name: str = "train-env", python: str = "3.10", **extra: Any) -> dict[str, Any]:
-    """v1's environment JSON as Environment._serialize_to_dict writes it (trimmed of nothing runyard reads)."""
-    return {
-        "name": name,
-        "version": None,
-        "environmentVariables": {"EXAMPLE_ENV_VAR": "EXAMPLE_VALUE"},
-        "python": {
-            "userManagedDependencies": False,
-            "interpreterPath": "python",
-            "condaDependenciesFile": None,
-            "baseCondaEnvironment": None,
-            "condaDependencies": {
-                "name": "project_environment",
-                "dependencies": [f"python={python}", {"pip": list(pip or ("tabulate==0.9.0",))}],
-                "channels": ["anaconda", "conda-forge"],
-            },
-        },
-        "docker": {"enabled": False, "baseImage": "mcr.microsoft.com/azureml/base:latest", "arguments": []},
-        "spark": {"repositories": [], "packages": [], "precachePackages": True},
-        "r": None,
-        "inferencingStackVersion": None,
+    """v1's environment JSON as Environment._serialize_to_dict writes it, with these pip requirements."""
+    return v1_definition(
+        [f"python={python}", {"pip": list(pip or ("tabulate==0.9.0",))}],
+        name=name,
+        spark={"repositories": [], "packages": [], "precachePackages": True},
+        r=None,
+        inferencingStackVersion=None,
         **extra,
-    }
+    )
 
 
 def expected_hash(defn: dict[str, Any]) -> str:
