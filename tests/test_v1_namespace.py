@@ -87,7 +87,9 @@ def test_a_pending_name_imports_and_says_which_issue_brings_it_when_used(
     warns at the import and raises the same clear message on any use."""
     # the warning comes once per process: forget placeholders other tests (in this worker) already made
     monkeypatch.setattr(runyard.v1_pending, "_placeholders", {})
-    with pytest.warns(V1NotAvailableWarning, match="azureml.pipeline.core.PublishedPipeline is not available"):
+    with pytest.warns(
+        V1NotAvailableWarning, match="azureml.pipeline.core.PublishedPipeline is not available"
+    ):
         from runyard.v1.pipeline.core import Pipeline, PublishedPipeline
     assert Pipeline is runyard.pipeline.Pipeline
     expected = (
