@@ -17,6 +17,7 @@ import pytest
 
 from conftest import run_cli
 from runyard import Workspace
+from runyard.cli import render
 from runyard.cli.main import main
 from runyard.environments import CondaDependencies, Environment
 from runyard.environments.build import index_reachable
@@ -38,6 +39,8 @@ class Cli:
     def __call__(self, *args: str) -> tuple[int, str, str]:
         self.capsys.readouterr()  # drop what the test printed before
         self.monkeypatch.setattr(sys, "argv", ["runyard", "env", *args])
+        # as when piped (160 columns), whatever width an earlier test of this worker left the console with
+        self.monkeypatch.setattr(render.console, "width", 160)
         try:
             main()
             code = 0

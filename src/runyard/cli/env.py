@@ -97,7 +97,7 @@ def _plan_row(name: str, definition: Mapping[str, Any], builds: Mapping[str, Any
         return {
             "python": "?",
             "requirements": "?",
-            "built": f"cannot build here: `runyard env show {name}` says why",
+            "built": f"cannot build: `runyard env show {name}`",
             "problem": str(exc),
         }
     if plan.user_managed:
@@ -148,6 +148,7 @@ def list_environments(
         )
         return
     out = table("Name", "Version", "Python", "Requirements", "Built", "Created", "Kind")
+    out.columns[0].min_width = min(40, max(len(row["name"]) for row in rows))  # names are never squeezed away
     for row in rows:
         out.add_row(
             escape(row["name"]),

@@ -336,6 +336,16 @@ def _ensure_runyard_imports(
     environment's own packages. When a pin breaks that (numpy<2 against the layer's pandas 3 / pyarrow 26),
     runyard's own requirements are installed into the environment together with its requirements, so the
     resolver picks versions that fit the pins; if none do, the build fails naming the conflict."""
+    if plan.python == current_version():  # runyard's own packages come from the layer unless replaced
+        replaced = layer.shadowed(Path(python).parent.parent, plan.python)
+        if not replaced:
+            log.add(
+                "the environment replaces none of runyard's own packages (at another version): no import check needed"
+            )
+            return
+        log.add(
+            f"the environment installs its own {', '.join(replaced)}: checking that runyard still imports"
+        )
     problem = _import_problem(python, log)
     if problem is None:
         return

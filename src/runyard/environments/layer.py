@@ -245,6 +245,20 @@ def site_packages(venv: Path, python: str) -> Path:
     return venv / "lib" / f"python{python}" / "site-packages"
 
 
+def shadowed(venv: Path, python: str) -> list[str]:
+    """The distributions of runyard's closure that the environment installed itself at another version than
+    the layer's (its copies come first on sys.path), as "name 1.0 (runyard has 2.0)": only these can keep
+    runyard from importing in a job, so a build with none skips the check."""
+    ours = {canonicalize_name(dist.metadata["Name"]): dist.version for dist in _closure()}
+    found = []
+    for entry in sorted(site_packages(venv, python).glob("*.dist-info")):
+        name, _, version = entry.name.removesuffix(".dist-info").rpartition("-")
+        have = ours.get(canonicalize_name(name))
+        if have is not None and have != version:
+            found.append(f"{canonicalize_name(name)} {version} (runyard has {have})")
+    return found
+
+
 def ensure_pth(venv: Path, python: str) -> bool:
     """Make the environment's .pth name the current layer (runyard upgraded or moved: rewritten atomically).
     True when it was (re)written."""
