@@ -43,6 +43,9 @@ class RequestLog:
 
 def in_process_store(workspace: Workspace, log: RequestLog | None = None) -> RestStore:
     client = TestClient(create_app(workspace))
+    # one event loop for every request (entered once, as `with TestClient(...)` does): without it each request
+    # gets a loop of its own, and the write gate's waits, made on another loop, run out (503, retried)
+    client.__enter__()
     if log is not None:
         client.event_hooks = {"request": [log], "response": []}
     # a URI of its own: runyard keeps one background metric writer per store URI in a process
@@ -78,7 +81,7 @@ def test_run_log_reaches_the_server_in_batches(tmp_path: Path, monkeypatch: pyte
     log = RequestLog()
     client_ws = Workspace.get("http://127.0.0.1:9")  # a server workspace; its store talks to `served`
     client_ws._store = in_process_store(served, log)
-    run = Experiment(client_ws, "batched").start_logging()
+    run = Experiment(client_ws, "batched").start_logging(snapshot_directory=None)  # no server for files
     for i in range(3000):
         run.log("m", float(i))
     run.flush()
