@@ -10,8 +10,9 @@ this module only parses arguments and renders. Errors are RunyardErrors, which c
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import typer
@@ -352,34 +353,47 @@ def prune(
             )
 
 
+def _remove_each(
+    items: Sequence[tuple[str, int, Callable[[], bool]]], dry_run: bool, busy: str
+) -> tuple[int, int]:
+    """Remove (or, with dry_run, list) each (description, size, remover); a remover answering False was
+    refused because someone works on it. Returns (bytes freed, how many removed)."""
+    freed, removed = 0, 0
+    for what, size, remove in items:
+        if dry_run:
+            console.print(f"Would remove {what}")
+        elif remove():
+            console.print(f"Removed {what}")
+            freed, removed = freed + size, removed + 1
+        else:
+            console.print(f"Skipped {what}: {busy}")
+    return freed, removed
+
+
 def _prune_builds(stale: list[Any], dry_run: bool) -> tuple[int, int]:
     from runyard.environments.build import remove_build
 
-    freed, removed = 0, 0
-    for b in sorted(stale, key=lambda b: b.last_used):
-        what = f"{b.hash[:12]} {escape(b.name or '(unnamed)')} ({decimal(b.size_bytes)}, last used {when(b.last_used)})"
-        if dry_run:
-            console.print(f"Would remove {what}")
-        elif remove_build(b.hash):
-            console.print(f"Removed {what}")
-            freed, removed = freed + b.size_bytes, removed + 1
-        else:
-            console.print(f"Skipped {what}: it is being built right now")
-    return freed, removed
+    items = [
+        (
+            f"{b.hash[:12]} {escape(b.name or '(unnamed)')} ({decimal(b.size_bytes)}, last used {when(b.last_used)})",
+            b.size_bytes,
+            functools.partial(remove_build, b.hash),
+        )
+        for b in sorted(stale, key=lambda b: b.last_used)
+    ]
+    return _remove_each(items, dry_run, "it is being built right now")
 
 
 def _prune_leftovers(leftovers: list[Any], dry_run: bool) -> tuple[int, int]:
     """Folders of killed builds/removals: removed only when their hash's lock is free (no one works on it)."""
     from runyard.environments.build import remove_leftover
 
-    freed, removed = 0, 0
-    for x in leftovers:
-        what = f"unfinished {x.kind} folder {escape(x.location)} ({decimal(x.size_bytes)}, changed {when(x.modified)})"
-        if dry_run:
-            console.print(f"Would remove {what}")
-        elif remove_leftover(x.location):
-            console.print(f"Removed {what}")
-            freed, removed = freed + x.size_bytes, removed + 1
-        else:
-            console.print(f"Skipped {what}: a process is still working on it")
-    return freed, removed
+    items = [
+        (
+            f"unfinished {x.kind} folder {escape(x.location)} ({decimal(x.size_bytes)}, changed {when(x.modified)})",
+            x.size_bytes,
+            functools.partial(remove_leftover, x.location),
+        )
+        for x in leftovers
+    ]
+    return _remove_each(items, dry_run, "a process is still working on it")
