@@ -276,7 +276,7 @@ def test_the_graph_carries_dataset_inputs_and_the_scheduler_checks_them(
         source_directory=src,
     )
     graph = Pipeline(ws, [step]).graph
-    assert graph["version"] == GRAPH_VERSION == 3
+    assert graph["version"] == GRAPH_VERSION == 4
     entries = graph["steps"][0]["datasets"]
     assert [(e["name"], e["mode"], sorted(e["source"])) for e in entries] == [
         ("workspaceblobstore", "download", ["datastore", "path"]),

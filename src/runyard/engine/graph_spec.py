@@ -33,6 +33,7 @@ from pydantic import (
 from runyard.engine.graph_datasets import DataPathValue, DatasetInputSpec, DatasetValue, check_dataset_payload
 from runyard.engine.graph_errors import SAFE_PATTERN as _SAFE_PATTERN
 from runyard.engine.graph_errors import describe_errors as _describe
+from runyard.engine.graph_parallel import ParallelSpec
 from runyard.errors import InvalidInputError
 from runyard.store.env_rules import EnvironmentDefinitionModel
 
@@ -44,6 +45,7 @@ __all__ = [
     "DatasetValue",
     "GraphError",
     "GraphSpec",
+    "ParallelSpec",
     "StepSpec",
     "check_dataset_payload",
     "parse_graph",
@@ -53,10 +55,11 @@ __all__ = [
 #: Version of the graph JSON this runyard writes. Bump it when the shape changes.
 #: 2: steps gained `datasets` (dataset / datastore-path inputs) and parameters may default to a dataset.
 #: 3: a step's environment gained `definition` (v1's environment JSON, built into a virtual environment).
-GRAPH_VERSION = 3
+#: 4: steps may carry `parallel` (a ParallelRunStep's settings, engine/graph_parallel.py).
+GRAPH_VERSION = 4
 #: Versions this runyard still reads: a version 1 graph is a version 2 graph without dataset inputs, a
 #: version 2 graph a version 3 graph whose steps run with the scheduler's interpreter (no definition).
-READABLE_VERSIONS = (1, 2, 3)
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 SafeName = Annotated[str, StringConstraints(pattern=_SAFE_PATTERN)]
 #: Display names (steps): any printable text, without control characters.
@@ -253,6 +256,29 @@ class StepSpec(_Frozen):
     environment: EnvironmentSpec = EnvironmentSpec()
     allow_reuse: bool = True
     version: str | None = None
+    #: A ParallelRunStep's settings (graph version 4): `script` is then its entry script, run by the driver.
+    parallel: ParallelSpec | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_parallel(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Steps that are not ParallelRunSteps keep the JSON they always had."""
+        out = dict(handler(self))
+        if out.get("parallel") is None:
+            out.pop("parallel", None)
+        return out
+
+    @model_validator(mode="after")
+    def _parallel_inputs_exist(self) -> StepSpec:
+        if self.parallel is not None:
+            known = {i.name for i in self.inputs} | {d.name for d in self.datasets}
+            for name in (*self.parallel.inputs, *self.parallel.side_inputs):
+                if name not in known:
+                    raise ValueError(f"parallel input {name!r} is not one of the step's inputs")
+            if self.parallel.output is not None and self.parallel.output not in {
+                o.name for o in self.outputs
+            }:
+                raise ValueError(f"parallel output {self.parallel.output!r} is not one of the step's outputs")
+        return self
 
     @model_validator(mode="after")
     def _script_is_a_relative_file_name(self) -> StepSpec:
@@ -333,6 +359,8 @@ def parse_graph(data: Any) -> GraphSpec:
         raise GraphError(
             f"a version {graph.version} graph has no environment definitions; this one claims some"
         )
+    if graph.version < 4 and any(s.parallel is not None for s in graph.steps):
+        raise GraphError(f"a version {graph.version} graph has no parallel steps; this one claims some")
     _check_references(graph)
     return graph
 
@@ -370,6 +398,9 @@ def _check_references(graph: GraphSpec) -> None:
                     f"{where}: input {dataset.name!r} uses parameter {param!r}, whose default is not a dataset"
                 )
         own = {o.name for o in step.outputs}
+        for setting, knob in (step.parallel.tokens() if step.parallel else {}).items():
+            if knob.param is not None and knob.param not in graph.parameters:
+                raise GraphError(f"{where}: {setting} uses parameter {knob.param!r}, which is not declared")
         tokens = [*step.arguments, *step.params.values()]
         for token in tokens:
             if isinstance(token, ParamArg) and token.param not in graph.parameters:
