@@ -1,0 +1,40 @@
+"""ParallelRunStep: batch inference over files and tables in mini-batches, across worker processes.
+
+    config.py       ParallelRunConfig (v1's signature, save_to_yaml / load_yaml) and its checks
+    step.py         ParallelRunStep, a PythonScriptStep whose graph entry carries `parallel` (compile helpers)
+    job.py          ParallelJob: the driver's job file, written by the scheduler (pydantic, version-checked)
+    driver.py       `python -m runyard.parallel.driver`: the master role, hands out mini-batches
+    worker.py       `python -m runyard.parallel.worker`: one worker process running the entry script
+    accounting.py   the error budget: error_threshold, allowed_failed_count / allowed_failed_percent
+    checkpoint.py   completed mini-batches on disk; resume; the final append_row file
+    partition.py    inputs -> mini-batches; loading one mini-batch in a worker
+    joblogs.py      v1's log folder layout (logs/sys, logs/user, logs/perf, job_result.txt)
+    perf.py         the psutil resource sampler -> logs/perf/<node>/
+    progress.py     ProgressSnapshot and read_progress(run), for the CLI, the studio and wait_for_completion
+    _user/          what entry scripts import: azureml_user.parallel_run.EntryScript (and entry_script)
+
+Names load lazily (PEP 562): the worker imports this package and must not pay for pipeline authoring.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runyard.parallel.config import ParallelRunConfig
+    from runyard.parallel.step import ParallelRunStep
+
+_SOURCES = {
+    "ParallelRunConfig": "runyard.parallel.config",
+    "ParallelRunStep": "runyard.parallel.step",
+}
+
+__all__ = ["ParallelRunConfig", "ParallelRunStep"]
+
+
+def __getattr__(name: str) -> Any:
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module 'runyard.parallel' has no attribute {name!r}")
+    return getattr(importlib.import_module(source), name)
