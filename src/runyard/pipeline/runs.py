@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from runyard import config
 from runyard.compat import v1_ignores, v1_keywords
@@ -20,7 +20,9 @@ from runyard.core.run_files import DRIVER_LOG
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.engine.service import ensure_running
 from runyard.errors import InvalidInputError, RunFailedError
+from runyard.parallel.progress import read_progress
 from runyard.pipeline.port_data import PortDataReference, StepRunOutput
+from runyard.pipeline.wait_output import STEP_STATUS, ProgressDisplay, StepLogWatcher, parallel_steps
 from runyard.status import TERMINAL_STATUSES, RunStatus
 
 if TYPE_CHECKING:
@@ -31,13 +33,6 @@ if TYPE_CHECKING:
 PIPELINE_STATUS = {
     RunStatus.NOT_STARTED: "NotStarted",
     RunStatus.QUEUED: "NotStarted",
-    RunStatus.COMPLETED: "Finished",
-    RunStatus.FAILED: "Failed",
-    RunStatus.CANCELED: "Canceled",
-}
-STEP_STATUS = {
-    RunStatus.NOT_STARTED: "NotStarted",
-    RunStatus.QUEUED: "Queued",
     RunStatus.COMPLETED: "Finished",
     RunStatus.FAILED: "Failed",
     RunStatus.CANCELED: "Canceled",
@@ -100,24 +95,41 @@ class StepRun(Run):
     def wait_for_completion(  # type: ignore[override]  # v1 returns the final status word here
         self, show_output: bool = True, timeout_seconds: float = sys.maxsize, raise_on_error: bool = True
     ) -> str:
-        """Block until the step ends; with show_output, print its driver log as it grows."""
+        """Block until the step ends; with show_output, print its driver log as it grows, and for a
+        ParallelRunStep its progress (a bar on a terminal, a line every 10 s elsewhere)."""
         deadline = time.monotonic() + timeout_seconds
         offset = 0
-        while True:
-            ended = self._ended()
-            if show_output:
-                data = self.read_log(DRIVER_LOG, offset)
-                offset += len(data)
-                sys.stdout.write(self._decode(data))
-                sys.stdout.flush()
-            if ended:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"Step run {self.id} did not finish within {timeout_seconds}s.")
-            time.sleep(0.1)
+        display = ProgressDisplay(sys.stdout) if show_output else None
+        parallel = show_output and self._is_parallel()
+        try:
+            while True:
+                ended = self._ended()
+                if display is not None:
+                    data = self.read_log(DRIVER_LOG, offset)
+                    offset += len(data)
+                    display.write(self._decode(data))
+                    if parallel and (ended or display.due(self.id)):
+                        display.update(self.id, self.name or self.id, read_progress(self), ended)
+                    sys.stdout.flush()
+                if ended:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"Step run {self.id} did not finish within {timeout_seconds}s.")
+                time.sleep(0.1)
+        finally:
+            if display is not None:
+                display.close()
         if raise_on_error and self._record.status == RunStatus.FAILED:
             raise RunFailedError(self.id, self._record.data.get("error"))
         return self.get_status()
+
+    def _is_parallel(self) -> bool:
+        """Whether this step is a ParallelRunStep of its pipeline's graph."""
+        parent = self._record.parent_id
+        if not parent:
+            return False
+        graph = self.workspace.store.get_run(parent).data.get("graph")
+        return (self.name or "") in parallel_steps(graph)
 
     def get_job_log(self) -> str:
         return self._decode(self.read_log(DRIVER_LOG))
@@ -286,24 +298,29 @@ class PipelineRun(Run):
     ) -> str:
         """Block until the pipeline ends; with show_output, stream each step's driver log prefixed by its name."""
         deadline = time.monotonic() + timeout_seconds
-        watcher = _StepLogWatcher(self, sys.stdout) if show_output else None
+        watcher = StepLogWatcher(self, sys.stdout) if show_output else None
         if watcher:
             print(f"PipelineRunId: {self.id}\nLink to runyard studio: {self.get_portal_url()}")
         last_check = time.monotonic()
-        while True:
-            status = self._refresh().status
+        try:
+            while True:
+                status = self._refresh().status
+                if watcher:
+                    watcher.poll()
+                if status in TERMINAL_STATUSES:
+                    break
+                if time.monotonic() - last_check > 2.0:
+                    ensure_running(self.workspace)  # a crashed scheduler comes back and recovers this run
+                    last_check = time.monotonic()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"Pipeline run {self.id} did not finish within {timeout_seconds}s.")
+                time.sleep(0.1)
             if watcher:
                 watcher.poll()
-            if status in TERMINAL_STATUSES:
-                break
-            if time.monotonic() - last_check > 2.0:
-                ensure_running(self.workspace)  # a crashed scheduler comes back and recovers this run
-                last_check = time.monotonic()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"Pipeline run {self.id} did not finish within {timeout_seconds}s.")
-            time.sleep(0.1)
+        finally:
+            if watcher:
+                watcher.close()  # ends a progress bar, also when the wait times out or is interrupted
         if watcher:
-            watcher.poll()
             print(
                 f"\nPipelineRun Execution Summary\n{'=' * 29}\nPipelineRun {self.id} Status: {self.get_status()}"
             )
@@ -331,43 +348,6 @@ class PipelineRun(Run):
                 },
             )
         return self.get_status()
-
-
-class _StepLogWatcher:
-    """Prints new lines of every step's driver log, prefixed by the step name, and status changes."""
-
-    def __init__(self, run: PipelineRun, out: TextIO) -> None:
-        self.run, self.out = run, out
-        self.offsets: dict[str, int] = {}
-        self.partial: dict[str, bytes] = {}
-        self.statuses: dict[str, str] = {}
-
-    def poll(self) -> None:
-        for step in self.run._step_runs():
-            status = step._record.status
-            name = step.name or step.id
-            if self.statuses.get(step.id) != status:
-                self.statuses[step.id] = status
-                extra = (
-                    f" (reused {step._record.data['reusedFrom']})"
-                    if step._record.data.get("reusedFrom")
-                    else ""
-                )
-                # v1's Preparing (the environment is being built, no process yet) is shown as such here;
-                # get_status() keeps v1's step vocabulary, where it is Running
-                shown = (
-                    "Preparing" if status == RunStatus.PREPARING else STEP_STATUS.get(status, "Running")  # type: ignore[call-overload]
-                )
-                self.out.write(f"StepRun({name}) Status: {shown}{extra}\n")
-            data = step.read_log(DRIVER_LOG, self.offsets.get(step.id, 0))
-            if not data:
-                continue
-            self.offsets[step.id] = self.offsets.get(step.id, 0) + len(data)
-            lines = (self.partial.pop(step.id, b"") + data).split(b"\n")
-            self.partial[step.id] = lines.pop()
-            for line in lines:
-                self.out.write(f"[{name}] {line.decode('utf-8', errors='replace')}\n")
-        self.out.flush()
 
 
 RUN_CLASSES[PIPELINE_RUN_TYPE] = PipelineRun
