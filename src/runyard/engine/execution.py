@@ -31,6 +31,7 @@ from runyard.engine.graph_spec import GraphSpec, parse_graph
 from runyard.engine.placement import Placement, Submitters
 from runyard.engine.reuse import OUTPUTS_GONE, ReuseDecision, environment_material, explain, step_material
 from runyard.engine.step_data import register_reused
+from runyard.engine.step_parallel import parallel_material
 from runyard.engine.step_runner import resolve_arguments, resolve_params
 from runyard.errors import InvalidInputError, NotFoundError, RunyardError
 from runyard.status import TERMINAL_STATUSES, RunStatus
@@ -237,7 +238,10 @@ class PipelineExecution:
         return self.plans[name]
 
     def material(self, name: str) -> dict[str, Any]:
+        """Raises InvalidParallelSetting (a ParallelRunStep setting v1 refuses), InputUnavailable,
+        UntrustedInput or EnvironmentDefinitionError: the step then fails without a process."""
         step = self.steps_by_name[name]
+        parallel = parallel_material(step, self.params)
         environment = environment_material(self.plan(name), step["environment"].get("definition"))
         paths = self.input_paths(name)
         placeholder_outputs = {o["name"]: f"<output:{o['name']}>" for o in step["outputs"]}
@@ -254,7 +258,7 @@ class PipelineExecution:
         details = input_details(self.ws, self.states[name].run_id, resolved)
         files = self._snapshots.load(step["source"]["snapshot"]).files
         return step_material(
-            step, args, resolve_params(step, self.params), files, hashes, details, environment
+            step, args, resolve_params(step, self.params), files, hashes, details, environment, parallel
         )
 
     def decide_reuse(self, name: str, material: dict[str, Any], fp: str) -> ReuseDecision:

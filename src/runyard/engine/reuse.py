@@ -67,10 +67,13 @@ def step_material(
     input_hashes: dict[str, str],
     input_details: dict[str, Any] | None = None,
     environment: dict[str, Any] | None = None,
+    parallel: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Plain JSON values only, so a material read back from the store compares equal to a fresh one.
     `input_details` (dataset inputs: what each was, where its per-file manifest is) explains reruns.
-    `environment`: environment_material of the step's plan (the graph's environment entry when absent)."""
+    `environment`: environment_material of the step's plan (the graph's environment entry when absent).
+    `parallel`: a ParallelRunStep's resolved settings less the scheduling-only ones
+    (engine/step_parallel.py): absent for other steps, whose fingerprints stay as they were."""
     material = {
         "v": FINGERPRINT_VERSION,
         "name": step["name"],  # as in v1: two steps that differ only by name do not reuse each other
@@ -90,6 +93,8 @@ def step_material(
     }
     if input_details:
         material["input_details"] = input_details
+    if parallel is not None:
+        material["parallel"] = parallel
     return dict(json.loads(json.dumps(material, default=str)))
 
 
@@ -145,6 +150,14 @@ def _args_diff(old: list[str], new: list[str]) -> list[tuple[str, str, str]]:
     ]
 
 
+def _setting(settings: dict[str, Any], key: str) -> str:
+    """A ParallelRunStep setting as a reason shows it: "mini_batch_size 10 → 20"."""
+    if key not in settings:
+        return "(absent)"
+    value = settings[key]
+    return "None" if value is None else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
 OUTPUTS_GONE = "an earlier run with these exact inputs exists, but its outputs are no longer present"
 
 
@@ -189,6 +202,11 @@ def explain(
                 details.append(f"input from step {origin!r} changed")
             else:
                 details.append(explain_input(name, *about))
+    old_settings, new_settings = old.get("parallel") or {}, new.get("parallel") or {}
+    for key in sorted(set(old_settings) | set(new_settings)):
+        if old_settings.get(key) != new_settings.get(key):
+            changed.append(f"parallel:{key}")
+            details.append(f"{key} {_setting(old_settings, key)} → {_setting(new_settings, key)}")
     if _identity(old.get("environment")) != _identity(new.get("environment")):
         changed.append("environment")
         details.append(environment_change(old.get("environment"), new.get("environment")))

@@ -56,6 +56,7 @@ from runyard.engine.service_lock import (  # noqa: F401 - ensure_running/service
     service_info,
 )
 from runyard.engine.step_data import lineage
+from runyard.engine.step_parallel import InvalidParallelSetting, same_work
 from runyard.engine.step_prepare import StepPreparer, prepare_in_background, start_prepared
 from runyard.engine.step_runner import StartedStep, StepEnvironmentFailed, finish_step, start_step
 from runyard.engine.step_slots import slot_refusal, step_target
@@ -93,6 +94,8 @@ class SchedulerService:
         self.submitters = Submitters(ws, accept_unauthenticated=accept_unauthenticated)
         self.not_ours: set[str] = set()  # placement never changes (store/records.py SUBMISSION_KEYS)
         self.given_up: set[str] = set()  # runs a fault ended (engine/containment.py): never touched again
+        #: ParallelRunSteps queued behind another step run of the same work (`_checkpoint_refusal`)
+        self.checkpoint_waits: set[tuple[str, str]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -234,11 +237,30 @@ class SchedulerService:
             self.store.set_run_status(ex.run_id, status)  # CancelRequested ends without force
             self.echo(f"pipeline {ex.run_id}: {status}")
             del self.executions[ex.run_id]
+            self.checkpoint_waits = {w for w in self.checkpoint_waits if w[0] != ex.run_id}
 
     def _slot_refusal(self, ex: PipelineExecution, name: str) -> str | None:
+        same_work = self._checkpoint_refusal(ex, name)
+        if same_work is not None:
+            return same_work
         target = step_target(ex.steps_by_name[name])
         busy = [*(s.target for s in self.running.values()), *self.preparer.targets()]
         return slot_refusal(self.ws, self.slots, busy, target)
+
+    def _checkpoint_refusal(self, ex: PipelineExecution, name: str) -> str | None:
+        """A ParallelRunStep waits while another step run works in its checkpoint (engine/step_parallel.py
+        `same_work`); when it may start, `_start` decides its reuse again."""
+        pending = ex.pending.get(name)
+        if ex.steps_by_name[name].get("parallel") is None or pending is None:
+            return None
+        busy: list[tuple[str, Any]] = [
+            (s.run_id, s.checkpoint.name) for s in self.running.values() if s.checkpoint is not None
+        ]
+        busy += [(i.job.run_id, i.data.get("material")) for i in self.preparer.waiting.values()]
+        why = same_work(pending[0]["material"], busy)
+        if why is not None:
+            self.checkpoint_waits.add((ex.run_id, name))
+        return why
 
     def forget(self, run_id: str) -> None:
         """Drop a pipeline run this scheduler gives up on, and stop its step processes."""
@@ -274,7 +296,8 @@ class SchedulerService:
             UntrustedInput,
             InputUnavailable,
             EnvironmentDefinitionError,
-        ) as exc:  # a dataset changed, ...
+            InvalidParallelSetting,
+        ) as exc:  # a dataset changed, a PipelineParameter gave mini_batch_size 'ten', ...
             error = {"code": type(exc).__name__, "message": str(exc)}
             if isinstance(exc, EnvironmentDefinitionError):  # cannot be built here as written
                 error = environment_failure(exc, str(ex.steps_by_name[name]["environment"].get("name") or ""))
@@ -295,6 +318,9 @@ class SchedulerService:
         return False
 
     def _start(self, ex: PipelineExecution, name: str) -> None:
+        if (ex.run_id, name) in self.checkpoint_waits:  # the same work ran meanwhile: decide reuse again
+            self.checkpoint_waits.discard((ex.run_id, name))
+            ex.pending.pop(name, None)
         if name not in ex.pending and self._try_reuse(ex, name):  # queued before a restart: decide again
             return
         data, fp = ex.pending.pop(name)
@@ -315,7 +341,7 @@ class SchedulerService:
         try:
             started = start_step(
                 self.ws, ex.experiment_name, step, state.run_id, ex.params, ex.input_paths(name),
-                ex.datasets.get(name), ex.plans.get(name), job,
+                ex.datasets.get(name), ex.plans.get(name), job, data["material"], ex.regenerate,
             )  # fmt: skip
         except Exception as exc:
             error = (
@@ -326,6 +352,8 @@ class SchedulerService:
             self._not_started(ex, name, data, fp, error)
             return
         data["process"] = {**started.job.process, "scheduler": self.instance}  # pid, host, start time
+        if started.checkpoint is not None:  # a ParallelRunStep: where a rerun of the same work resumes
+            data["parallelCheckpoint"] = str(started.checkpoint)
         # Tracked before the status write: if that finds the step tampered with, the process is stopped.
         self.running[state.run_id] = started
         started.execution_id = ex.run_id

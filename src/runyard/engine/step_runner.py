@@ -29,6 +29,18 @@ from runyard.engine.dataset_inputs import (
     write_input_file,
 )
 from runyard.engine.step_data import register_output, upload_output
+from runyard.engine.step_parallel import (
+    DRIVER_MODULE,
+    JOB_ENV,
+    checkpoint_key,
+    describe_settings,
+    failure_sentence,
+    job_document,
+    open_checkpoint,
+    remove_checkpoint,
+    settings_for,
+    write_job,
+)
 from runyard.errors import RunyardError
 from runyard.store.snapshots import SnapshotStore
 
@@ -54,6 +66,8 @@ class StartedStep:
     target: str = "local"  # the step's compute target: its slots are counted per target
     canceled: bool = False
     extra: list[str] = field(default_factory=list)
+    #: A ParallelRunStep's checkpoint folder (engine/step_parallel.py): removed once the step completed.
+    checkpoint: Path | None = None
 
 
 def resolve_arguments(
@@ -101,11 +115,17 @@ def start_step(
     datasets: dict[str, ResolvedInput] | None = None,
     plan: Any = None,
     job: ProcessJob | None = None,
+    material: dict[str, Any] | None = None,
+    fresh: bool = False,
 ) -> StartedStep:
     """Prepare the step's environment unless `job` comes with it prepared (engine/step_prepare.py;
     `plan`: the scheduler's plan of it), materialise the snapshot, create every output folder, put the
     dataset inputs in front of the job (engine/dataset_inputs.py), then spawn the script with the
-    environment's interpreter. Raises StepEnvironmentFailed as prepare_step_environment does."""
+    environment's interpreter. Raises StepEnvironmentFailed as prepare_step_environment does.
+
+    A ParallelRunStep (graph entry "parallel") runs its driver instead of the script: `material` (the
+    step's reuse material) keys its checkpoint, `fresh` (regenerate_outputs) empties that first."""
+    settings = settings_for(step, params)  # a bad value fails the step here, before anything is made
     work = ws.work_dir / run_id
     job = job if job is not None else ProcessJob(ws, run_id, experiment_name, work)
     if job.prepared is None:
@@ -149,13 +169,24 @@ def start_step(
     for name, path in input_paths.items():
         job.prep(f"Input {name!r}: {path}")
     write_paths = {n: str(o["write"]) for n, o in outputs.items()}
-    argv = [sys.executable, "-u", step["script"], *resolve_arguments(step, params, input_paths, write_paths)]
+    arguments = resolve_arguments(step, params, input_paths, write_paths)
+    argv = [sys.executable, "-u", step["script"], *arguments]
     env = {f"AZUREML_DATAREFERENCE_{n}": p for n, p in {**input_paths, **write_paths}.items()}
     if described:
         env[INPUT_DATASETS_ENV] = str(write_input_file(work, described))
     env.update({f"AML_PARAMETER_{k}": v for k, v in resolve_params(step, params).items()})
+    checkpoint = None
+    if settings is not None:
+        if material is None:
+            raise ValueError(f"ParallelRunStep {step['name']!r} started without its material")
+        checkpoint = open_checkpoint(job.ws, checkpoint_key(material), fresh)
+        document = job_document(step, settings, input_paths, write_paths, arguments, checkpoint)
+        env[JOB_ENV] = str(write_job(work, document))
+        job.prep(describe_settings(settings))
+        job.prep(f"Checkpoint: {checkpoint}" + (" (emptied: regenerate_outputs=True)" if fresh else ""))
+        argv = [job.python, "-u", "-m", DRIVER_MODULE]
     proc = job.spawn(argv, env)
-    return StartedStep(step["name"], run_id, job, proc, time.time(), outputs)
+    return StartedStep(step["name"], run_id, job, proc, time.time(), outputs, checkpoint=checkpoint)
 
 
 def finish_step(
@@ -202,4 +233,11 @@ def finish_step(
         any(o["mode"] == "upload" for o in started.outputs.values()) and not (ended == "exited" and code == 0)
     )
     job_error = started.job.wrap_up(code, ended, started.started, started.extra, keep_work=keep)
+    if started.checkpoint is not None:
+        if error is None and job_error is None and ended == "exited" and code == 0:
+            remove_checkpoint(started.checkpoint)  # its outputs are published: nothing left to resume
+        elif job_error is not None:
+            sentence = failure_sentence(job_error.get("logTail") or [])
+            if sentence:  # the driver's outcome first: "ParallelRunStep failed: 12 of 200 files failed..."
+                job_error["message"] = f"{sentence}\n{job_error['message']}"
     return error or job_error, recorded
