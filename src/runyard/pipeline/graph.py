@@ -208,6 +208,7 @@ def compile_graph(
             else:
                 params[key] = {"literal": str(value)}
 
+        parallel = _parallel_entry(step, dataset_tokens, parameters, parameter_values, errors)
         after = [s.name for s in step._run_after]
         missing_after = [n for n in after if n not in names]
         if missing_after:
@@ -228,6 +229,7 @@ def compile_graph(
                 "environment": _env_spec(step, workspace, errors),
                 "allow_reuse": step.allow_reuse,
                 "version": step.version,
+                **parallel,
             }
         )
 
@@ -288,6 +290,28 @@ def _dataset_inputs(
         entries.append({"name": spec.name, "mode": spec.mode, "source": source_json(spec)})
         tokens[id(item)] = spec.name
     return entries, tokens
+
+
+def _parallel_entry(
+    step: PythonScriptStep,
+    dataset_names: dict[int, str],
+    parameters: dict[str, Any],
+    parameter_values: dict[str, Any] | None,
+    errors: list[str],
+) -> dict[str, Any]:
+    """A ParallelRunStep's `parallel` entry (runyard/parallel/step.py makes it), else nothing."""
+    compile_parallel = getattr(step, "compile_parallel", None)
+    if compile_parallel is None:
+        return {}
+    compiled = compile_parallel(dataset_names, parameter_values)
+    for param in compiled.parameters:
+        _add_parameter(parameters, param, errors)
+    errors.extend(compiled.errors)
+    return (
+        {}
+        if compiled.spec is None
+        else {"parallel": compiled.spec.model_dump(mode="json", exclude_none=True)}
+    )
 
 
 def _parameter_default(name: str, default: Any, errors: list[str]) -> Any:
