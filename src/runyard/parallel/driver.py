@@ -1,0 +1,542 @@
+"""`python -m runyard.parallel.driver`: the master role of a ParallelRunStep job (one node).
+
+It reads the job file (RUNYARD_PARALLEL_JOB), cuts the inputs into mini-batches, skips those the
+checkpoint holds, and hands the rest to `process_count_per_node` worker processes one at a time (pull:
+an idle worker gets the next one, plus one queued behind it so no worker waits for a round trip). It
+kills and replaces a worker whose run() passes run_invocation_timeout, retries failed tries up to
+run_max_try, keeps the error budget (accounting.py), and assembles the append_row file at the end.
+
+The loop sleeps in multiprocessing.connection.wait on the workers' connections, the listener and a
+signal pipe: it wakes for a message, a deadline (timeout, progress) or SIGTERM, never polls.
+Exit 0 = Completed; 1 = Failed; 2 = canceled. The last line printed says which, and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, answer_challenge, deliver_challenge, wait
+from pathlib import Path
+from typing import Any, Literal
+
+import psutil
+
+from runyard import config
+from runyard.engine.graph_parallel import ParallelSettings
+from runyard.errors import RunyardError
+from runyard.parallel import worker as worker_env
+from runyard.parallel._user.azureml_user import parallel_run as entry_env
+from runyard.parallel.accounting import Accounting
+from runyard.parallel.checkpoint import Checkpoint, DoneRecord, plan_key
+from runyard.parallel.job import ENV_JOB, ParallelJob
+from runyard.parallel.joblogs import JobLogs, MiniBatchRecord, agent_name
+from runyard.parallel.partition import MiniBatch, plan_mini_batches
+from runyard.parallel.perf import PerfSampler
+from runyard.parallel.progress import MAX_FAILURES, Failure, ItemCounts, MiniBatchCounts, ProgressSnapshot
+
+State = Literal["running", "completed", "failed"]
+PREFETCH = 1  # mini-batches queued in a worker behind the running one
+PROGRESS_EVERY = 1.0
+METRICS_EVERY = 5.0
+STOP_GRACE = 3.0
+EXIT_FAILED, EXIT_CANCELED = 1, 2
+
+
+@dataclass
+class _Agent:
+    name: str
+    proc: subprocess.Popen[bytes]
+    conn: Connection | None = None
+    ready: bool = False
+    queue: deque[tuple[MiniBatch, int]] = field(default_factory=deque)  # head runs, the rest wait
+    head_started: float = 0.0
+
+
+class Driver:
+    def __init__(self, job: ParallelJob, cwd: Path) -> None:
+        self.job, self.cwd = job, cwd
+        self.settings: ParallelSettings = job.parallel_settings
+        self.logs = JobLogs(cwd / "logs", job.node, self.settings.logging_level)
+        self.checkpoint = Checkpoint(job.checkpoint)
+        self.agents: dict[str, _Agent] = {}
+        self.next_agent = 1
+        self.pending: deque[tuple[MiniBatch, int]] = deque()
+        self.failures: list[Failure] = []
+        self.fatal: str | None = None  # fail fast: init / import error
+        self.stop_reason: str | None = None  # budget exceeded
+        self.canceled = False
+        self.started = time.time()
+        self.last_progress = self.last_metrics = 0.0
+        self.metrics_run: Any = None
+        self.records: dict[int, DoneRecord] = {}
+        self.acc = Accounting(self.settings, 0, 0)
+
+    # -- the job ---------------------------------------------------------------------------------
+    def run(self) -> int:
+        s = self.settings
+        self.logs.master(f"ParallelRunStep {self.job.step!r} starting: {json.dumps(s.to_json())}")
+        if s.node_count != 1:
+            return self.finish_early(
+                f"node_count={s.node_count} needs several machines; local compute runs one node. Use "
+                "node_count=1 (raise process_count_per_node for more workers on this machine), or run on "
+                "a Ray compute target (coming)."
+            )
+        try:
+            plan = plan_mini_batches(self.job.inputs, s, self.cwd / ".parallel-cache")
+        except (RunyardError, OSError) as exc:
+            return self.finish_early(str(exc))
+        for note in plan.notes:
+            self.logs.master(note)
+        self.acc = Accounting(s, len(plan.mini_batches), plan.total_items)
+        for problem in plan.problems:
+            self.acc.planning_problems(problem.items)
+            self.logs.user_error(
+                "master", None, f"input {problem.input!r}: {problem.item}: {problem.message}", ""
+            )
+        try:
+            self.logs.master(self.checkpoint.open(plan_key(plan.mini_batches)))
+        except RunyardError as exc:
+            return self.finish_early(str(exc))
+        self.records = self.checkpoint.completed()
+        for mb in plan.mini_batches:
+            rec = self.records.get(mb.id)
+            if rec is None:
+                self.pending.append((mb, 1))
+            else:
+                self.acc.complete(mb.items, rec.succeeded, resumed=True)
+        self.records = {k: v for k, v in self.records.items() if k < len(plan.mini_batches)}
+        self.logs.master(
+            f"{len(plan.mini_batches)} mini-batches ({plan.total_items} items), {self.acc.resumed} already "
+            f"completed (resumed), {len(self.pending)} to run on {s.process_count_per_node} workers"
+        )
+        self.stop_reason = self.acc.exceeded(all_scheduled=not self.pending)
+        if self.pending and self.stop_reason is None:
+            with PerfSampler(self.cwd / "logs" / "perf" / self.job.node, self.worker_pids):
+                self.serve()
+        return self.finish()
+
+    def serve(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.authkey = secrets.token_bytes(32)
+        wake_r, wake_w = socket.socketpair()
+        wake_w.setblocking(False)
+        signal.set_wakeup_fd(wake_w.fileno())
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGINT, self.on_signal)
+        try:
+            for _ in range(min(self.settings.process_count_per_node, len(self.pending))):
+                self.spawn()
+            while not (self.canceled or self.fatal or self.stop_reason):
+                self.dispatch()
+                if not self.pending and not any(a.queue for a in self.agents.values()):
+                    break
+                self.tick()
+                ready = wait(self.waitables(wake_r), timeout=self.next_deadline())
+                for obj in ready:
+                    if obj is wake_r:
+                        wake_r.recv(4096)
+                    elif obj is self.server:
+                        self.accept()
+                    else:
+                        self.receive(obj)  # type: ignore[arg-type]
+                self.check_timeouts_and_deaths()
+        finally:
+            signal.set_wakeup_fd(-1)
+            self.stop_workers()
+            self.server.close()
+            wake_r.close()
+            wake_w.close()
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        self.canceled = True
+
+    # -- workers ---------------------------------------------------------------------------------
+    def spawn(self) -> None:
+        name = agent_name(self.next_agent)
+        self.next_agent += 1
+        paths = self.logs.agent_paths(name)
+        host, port = self.server.getsockname()[:2]
+        s = self.settings
+        env = {**os.environ, **s.environment_variables}
+        env.update(
+            {
+                worker_env.ENV_ADDRESS: f"{host}:{port}",
+                worker_env.ENV_AUTHKEY: self.authkey.hex(),
+                worker_env.ENV_AGENT: name,
+                worker_env.ENV_DRIVER_PID: str(os.getpid()),
+                worker_env.ENV_ENTRY: str((self.cwd / self.job.entry_script).resolve()),
+                worker_env.ENV_ARGUMENTS: json.dumps(self.job.arguments),
+                worker_env.ENV_RESULTS: str(self.checkpoint.results)
+                if s.output_action == "append_row"
+                else "",
+                worker_env.ENV_LEVEL: s.logging_level,
+                entry_env.ENV_AGENT: name,
+                entry_env.ENV_LOG_DIR: str(paths.entry_log.parent),
+                entry_env.ENV_LOG_FILE: str(paths.entry_log),
+                entry_env.ENV_OUTPUT_DIR: self.job.output or str(self.cwd),
+                entry_env.ENV_WORKING_DIR: str(self.cwd),
+                entry_env.ENV_LEVEL: s.logging_level,
+            }
+        )
+        for side in self.job.side_inputs:
+            if side.path:
+                env.setdefault(f"AZUREML_DATAREFERENCE_{side.name}", side.path)
+        with open(paths.stdout, "ab") as out, open(paths.stderr, "ab") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-u", "-P", worker_env.__file__],
+                cwd=self.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+            )
+        self.agents[name] = _Agent(name, proc)
+        self.logs.master(f"{name} started (pid {proc.pid})")
+
+    def accept(self) -> None:
+        sock, _ = self.server.accept()
+        sock.setblocking(True)
+        conn = Connection(sock.detach())
+        try:
+            deliver_challenge(conn, self.authkey)
+            answer_challenge(conn, self.authkey)
+            hello = conn.recv() if conn.poll(10) else None
+        except (OSError, EOFError, Exception):
+            conn.close()
+            return
+        agent = self.agents.get(hello[1]) if isinstance(hello, tuple) and len(hello) == 2 else None
+        if agent is None or agent.conn is not None:
+            conn.close()
+            return
+        agent.conn = conn
+
+    def waitables(self, wake: socket.socket) -> list[Any]:
+        return [wake, self.server, *(a.conn for a in self.agents.values() if a.conn is not None)]
+
+    def worker_pids(self) -> list[int]:
+        return [a.proc.pid for a in list(self.agents.values())]
+
+    def dispatch(self) -> None:
+        now = time.monotonic()
+        for agent in self.agents.values():
+            if not agent.ready or agent.conn is None:
+                continue
+            while self.pending and len(agent.queue) <= PREFETCH:
+                mb, attempt = self.pending.popleft()
+                if not agent.queue:
+                    agent.head_started = now
+                agent.queue.append((mb, attempt))
+                agent.conn.send(("run", mb.to_json(), attempt))
+
+    def receive(self, conn: Connection) -> None:
+        agent = next((a for a in self.agents.values() if a.conn is conn), None)
+        if agent is None:
+            return
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            self.lost(agent, f"{agent.name} exited (code {agent.proc.wait()})")
+            return
+        kind = message[0]
+        if kind == "ready":
+            agent.ready = True
+            self.logs.master(f"{agent.name} ready: init() took {message[1]:.2f} s")
+        elif kind == "init_failed":
+            if self.fatal is None:
+                self.fatal = f"{message[2]} (in {agent.name})"
+                self.logs.user_error(agent.name, None, message[2], message[3])
+        elif kind in ("done", "failed"):
+            if not agent.queue or (agent.queue[0][0].id, agent.queue[0][1]) != (message[1], message[2]):
+                self.logs.master(
+                    f"{agent.name} reported mini-batch {message[1]} it was not running", "WARNING"
+                )
+                return
+            mb, attempt = agent.queue.popleft()
+            started = agent.head_started
+            agent.head_started = time.monotonic()
+            if kind == "done":
+                self.completed(agent, mb, attempt, message[3], message[4], message[5], message[6])
+            else:
+                self.try_failed(agent, mb, attempt, message[3], message[4], time.monotonic() - started)
+
+    def completed(
+        self,
+        agent: _Agent,
+        mb: MiniBatch,
+        attempt: int,
+        returned: int,
+        file: str | None,
+        seconds: float,
+        run_seconds: float,
+    ) -> None:
+        rec = DoneRecord(mb.id, mb.items, min(returned, mb.items), file)
+        self.checkpoint.record_done(rec)
+        self.records[mb.id] = rec
+        lost = self.acc.complete(mb.items, returned)
+        self.logs.mini_batch(
+            MiniBatchRecord(
+                mb.id,
+                mb.input,
+                mb.items,
+                mb.items - lost,
+                lost,
+                attempt,
+                agent.name,
+                "RUN_DONE",
+                time.time() - seconds,
+                seconds,
+                run_seconds,
+            )
+        )
+        self.check_budget()
+
+    def try_failed(
+        self, agent: _Agent, mb: MiniBatch, attempt: int, summary: str, tb: str, seconds: float
+    ) -> None:
+        self.logs.user_error(
+            agent.name, mb.id, f"try {attempt} of {self.settings.run_max_try}: {summary}", tb
+        )
+        if attempt < self.settings.run_max_try:
+            self.pending.appendleft((mb, attempt + 1))
+            return
+        self.acc.fail(mb.items)
+        if len(self.failures) < MAX_FAILURES:
+            self.failures.append(
+                Failure(
+                    mini_batch=mb.id, input=mb.input, message=summary, log=self.logs.error_log(agent.name)
+                )
+            )
+        self.logs.mini_batch(
+            MiniBatchRecord(
+                mb.id,
+                mb.input,
+                mb.items,
+                0,
+                mb.items,
+                attempt,
+                agent.name,
+                "RUN_FAILED",
+                time.time() - seconds,
+                seconds,
+                0.0,
+            )
+        )
+        self.check_budget()
+
+    def check_budget(self) -> None:
+        scheduled = not self.pending
+        self.stop_reason = self.stop_reason or self.acc.exceeded(all_scheduled=scheduled)
+
+    def lost(self, agent: _Agent, why: str) -> None:
+        """A worker ended (died, or was killed for a timeout): fail its running try, requeue the rest,
+        start a replacement while work remains."""
+        kill_tree(agent.proc)
+        if agent.conn is not None:
+            agent.conn.close()
+        del self.agents[agent.name]
+        if self.canceled:
+            return  # a cancel stops the workers too: their tries are not failures
+        self.logs.master(why, "WARNING")
+        if not agent.ready and self.fatal is None:
+            self.fatal = (
+                f"{why} before init() finished; see logs/user/stderr/{self.job.node}/{agent.name}.stderr.txt"
+            )
+            self.logs.user_error(agent.name, None, self.fatal, "")
+            return
+        if agent.queue:
+            (mb, attempt), *rest = agent.queue
+            self.pending.extendleft(reversed(rest))
+            self.try_failed(agent, mb, attempt, why, "", time.monotonic() - agent.head_started)
+        if self.pending and not (self.fatal or self.stop_reason or self.canceled):
+            self.spawn()
+
+    def check_timeouts_and_deaths(self) -> None:
+        now = time.monotonic()
+        for agent in list(self.agents.values()):
+            if (
+                agent.queue
+                and agent.ready
+                and now - agent.head_started > self.settings.run_invocation_timeout
+            ):
+                mb = agent.queue[0][0]
+                self.lost(
+                    agent,
+                    f"{agent.name}: run() on mini-batch {mb.id} took longer than "
+                    f"run_invocation_timeout ({self.settings.run_invocation_timeout:g} s); the "
+                    "worker was stopped and replaced",
+                )
+            elif agent.conn is None and agent.proc.poll() is not None:
+                self.lost(agent, f"{agent.name} exited (code {agent.proc.returncode}) before connecting")
+
+    def next_deadline(self) -> float:
+        now, deadline = time.monotonic(), PROGRESS_EVERY
+        for agent in self.agents.values():
+            if agent.queue and agent.ready:
+                deadline = min(deadline, agent.head_started + self.settings.run_invocation_timeout - now)
+            elif agent.conn is None:
+                deadline = min(deadline, 0.2)
+        return max(deadline, 0.01)
+
+    def stop_workers(self) -> None:
+        for agent in self.agents.values():
+            if agent.conn is not None:
+                with contextlib.suppress(OSError):
+                    agent.conn.send(("stop",))
+        end = time.monotonic() + STOP_GRACE
+        for agent in list(self.agents.values()):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                agent.proc.wait(max(0.0, end - time.monotonic()) if not agent.queue else 0)
+            kill_tree(agent.proc)
+            if agent.conn is not None:
+                agent.conn.close()
+        self.agents.clear()
+
+    # -- progress and the end --------------------------------------------------------------------
+    def snapshot(self, state: State = "running") -> ProgressSnapshot:
+        acc, now = self.acc, time.time()
+        elapsed = max(now - self.started, 1e-6)
+        done_items = acc.items_succeeded + acc.items_failed
+        rate = done_items / elapsed
+        left = acc.total_items - done_items
+        return ProgressSnapshot(
+            state=state,
+            step=self.job.step,
+            updated=now,
+            started=self.started,
+            mini_batches=MiniBatchCounts(
+                total=acc.total_mini_batches,
+                completed=acc.completed,
+                failed=acc.failed,
+                resumed=acc.resumed,
+                scheduled=acc.total_mini_batches - len(self.pending),
+            ),
+            items=ItemCounts(total=acc.total_items, succeeded=acc.items_succeeded, failed=acc.items_failed),
+            items_per_second=rate,
+            eta_seconds=(left / rate if rate > 0 and state == "running" else None),
+            workers=len(self.agents),
+            failures=self.failures,
+        )
+
+    def tick(self, final: bool = False) -> None:
+        now = time.monotonic()
+        if final or now - self.last_progress >= PROGRESS_EVERY:
+            self.last_progress = now
+            if not final:
+                self.logs.progress(self.snapshot())
+        if final or now - self.last_metrics >= METRICS_EVERY:
+            self.last_metrics = now
+            self.log_metrics()
+
+    def log_metrics(self) -> None:
+        """Run metrics for the step run (only inside a submitted run: outside one there is none to log to)."""
+        if not os.environ.get(config.ENV_RUN_ID):
+            return
+        try:
+            if self.metrics_run is None:
+                from runyard.core.run import Run
+
+                self.metrics_run = Run.get_context()
+            acc, run = self.acc, self.metrics_run
+            for name, value in (
+                ("mini_batches_total", acc.total_mini_batches),
+                ("mini_batches_completed", acc.completed),
+                ("mini_batches_failed", acc.failed),
+                ("items_succeeded", acc.items_succeeded),
+                ("items_failed", acc.items_failed),
+                ("items_per_second", round(self.snapshot().items_per_second, 3)),
+            ):
+                run.log(name, value)
+        except Exception as exc:
+            self.logs.master(f"run metrics not logged: {exc}", "WARNING")
+
+    def finish_early(self, reason: str) -> int:
+        self.logs.master(reason, "ERROR")
+        return self.end("failed", f"ParallelRunStep failed: {reason}", EXIT_FAILED)
+
+    def finish(self) -> int:
+        self.tick(final=True)
+        first = f" First failure: {self.failures[0].message}." if self.failures else ""
+        if self.canceled:
+            return self.end(
+                "failed",
+                "ParallelRunStep canceled: the job was stopped (SIGTERM); "
+                f"{self.acc.completed} completed mini-batches are kept in the checkpoint and a "
+                "rerun continues from there.",
+                EXIT_CANCELED,
+            )
+        if self.fatal:
+            return self.end(
+                "failed", f"ParallelRunStep failed: {self.fatal}. See logs/user/error.txt.", EXIT_FAILED
+            )
+        if self.stop_reason:
+            return self.end(
+                "failed",
+                f"ParallelRunStep failed: {self.stop_reason}.{first} See logs/user/error.txt.",
+                EXIT_FAILED,
+            )
+        where = ""
+        if self.settings.output_action == "append_row" and self.job.output:
+            target = Path(self.job.output) / self.settings.append_row_file_name
+            self.checkpoint.assemble(self.records.values(), target)
+            where = f" Output: {target}."
+        acc = self.acc
+        return self.end(
+            "completed",
+            f"ParallelRunStep completed: {acc.completed} of {acc.total_mini_batches} "
+            f"mini-batches ({acc.failed} failed), {acc.items_succeeded} items succeeded, "
+            f"{acc.items_failed} failed.{where}",
+            0,
+        )
+
+    def end(self, state: State, line: str, code: int) -> int:
+        outcome = "Completed" if code == 0 else ("Canceled" if code == EXIT_CANCELED else "Failed")
+        self.logs.result(self.snapshot(state), outcome, line)
+        self.logs.master(line, "INFO" if code == 0 else "ERROR")
+        self.logs.close()
+        self.checkpoint.close()
+        print(line, file=sys.stdout if code == 0 else sys.stderr, flush=True)
+        return code
+
+
+def kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a worker and every process it started (the entry script's children too)."""
+    try:
+        parent = psutil.Process(proc.pid)
+        family = [*parent.children(recursive=True), parent]
+    except psutil.NoSuchProcess:
+        family = []
+    for p in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+    psutil.wait_procs(family, timeout=2)
+
+
+def main() -> int:
+    path = os.environ.get(ENV_JOB)
+    if not path:
+        print(
+            f"ParallelRunStep failed: {ENV_JOB} is not set; the scheduler starts this driver.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    try:
+        job = ParallelJob.load(path)
+    except RunyardError as exc:
+        print(f"ParallelRunStep failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return Driver(job, Path.cwd()).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
