@@ -6,6 +6,8 @@ PostgreSQL server is started once per test process (xdist worker) and each test 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -16,6 +18,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import traceback
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,6 +202,49 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def invoke_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the `runyard` command line in this process, as `python -m runyard` would: through `main()` (the
+    one place errors become exit codes), output through the same Rich consoles sized as for a pipe, and an
+    uncaught exception printed as a traceback with exit code 1. A fresh interpreter costs ~2 s importing
+    runyard; tests of what the commands print use this, and test_cli.py keeps real subprocesses for the
+    entry point itself. Environment, working folder and argv are restored afterwards."""
+    from runyard.cli import render
+    from runyard.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
+    saved_widths = (render.console._width, render.err_console._width)
+    code: int | str | None = 0
+    try:
+        os.environ.update(env or {})
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.argv = ["runyard", *args]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            columns = os.environ.get("COLUMNS", "")
+            width = render._width() or (int(columns) if columns.isdigit() else 80)  # as Rich sizes a new one
+            render.console.width = render.err_console.width = width
+            try:
+                main()
+            except SystemExit as exc:
+                code = exc.code
+            except Exception:  # what the interpreter does with an uncaught exception
+                traceback.print_exc()
+                code = 1
+            if isinstance(code, str):
+                print(code, file=sys.stderr)
+                code = 1
+    finally:
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        render.console._width, render.err_console._width = saved_widths
+    return subprocess.CompletedProcess(["runyard", *args], code or 0, out.getvalue(), err.getvalue())
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
