@@ -16,8 +16,10 @@ from runyard.engine.execution import PIPELINE_RUN_TYPE
 from runyard.engine.graph_order import dependencies, topological_order
 from runyard.engine.service import ensure_running
 from runyard.errors import ConflictError, InvalidInputError
+from runyard.parallel.progress import read_progress
 from runyard.pipeline import PipelineRun
 from runyard.pipeline.data import parameter_from_text
+from runyard.pipeline.wait_output import parallel_steps, short
 from runyard.status import TERMINAL_STATUSES, RunStatus
 
 pipeline_app = typer.Typer(help="Pipeline runs: steps, reuse, graph, cancel, rerun.", no_args_is_help=True)
@@ -52,7 +54,12 @@ def _size(n: int | None) -> str:
 
 
 def steps_table(run: PipelineRun) -> Table:
-    out = table("Step", "Status", "Reuse", "Duration", "Outputs", "Step run", title=f"Pipeline run {run.id}")
+    """One row per step; a pipeline with ParallelRunStep steps also gets their progress column."""
+    parallel = parallel_steps(run.get_graph())
+    columns = ["Step", "Status", "Reuse", "Duration", "Outputs", "Step run"]
+    if parallel:
+        columns.insert(2, "Progress")
+    out = table(*columns, title=f"Pipeline run {run.id}")
     for step in run._step_runs():
         rec = step._record
         reused = rec.data.get("reusedFrom")
@@ -65,14 +72,18 @@ def steps_table(run: PipelineRun) -> Table:
             f"{name}: {o.get('files', 0)} files, {_size(o.get('size'))}"
             for name, o in rec.data.get("outputs", {}).items()
         )
-        out.add_row(
+        cells = [
             step.name or "",
             status_text(rec.status),
             reuse,
             duration(rec.start_time, rec.end_time) if not reused else "",
             outputs,
             step.id,
-        )
+        ]
+        if parallel:
+            snap = read_progress(step) if step.name in parallel and not reused else None
+            cells.insert(2, escape(short(snap)) if snap else "")
+        out.add_row(*cells)
     return out
 
 

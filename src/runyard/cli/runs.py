@@ -15,6 +15,7 @@ from runyard.core.streaming import follow_log
 from runyard.environments.diagnosis import diagnosis_rows
 from runyard.environments.display import environment_rows
 from runyard.errors import InvalidInputError, NotFoundError
+from runyard.parallel.progress import ProgressSnapshot, describe, read_progress
 from runyard.status import RunStatus
 
 runs_app = typer.Typer(help="List, inspect and cancel runs.", no_args_is_help=True)
@@ -142,6 +143,9 @@ def show(run_id: str, as_json: bool = typer.Option(False, "--json", help="Print 
     summaries = run.workspace.store.get_metric_summaries([run.id])
     if as_json:
         details["metrics"] = run.get_metrics()
+        progress = read_progress(run)
+        if progress is not None:
+            details["parallelProgress"] = progress.model_dump(mode="json")
         print_json(details)
         return
     record = run._record
@@ -163,6 +167,9 @@ def show(run_id: str, as_json: bool = typer.Option(False, "--json", help="Print 
             console.print(f"[bold]Why it failed:[/] {rows[0][1]}", markup=True)
             for label, value in rows[1:]:
                 console.print(f"  {label}: {value}", markup=False, highlight=False)
+    progress = read_progress(run)
+    if progress is not None:
+        _parallel_summary(progress)
     environment = environment_rows(record.data.get("environmentUsed"))
     if environment:
         console.print("[bold]Environment:[/]", markup=True)
@@ -181,6 +188,24 @@ def show(run_id: str, as_json: bool = typer.Option(False, "--json", help="Print 
     for name in details["files"]:
         console.print(f"  {name}")
     console.print(f"Logs: `runyard logs {run.id}`   Studio: {run.get_portal_url()}")
+
+
+SHOWN_FAILURES = 10
+
+
+def _parallel_summary(snap: ProgressSnapshot) -> None:
+    """A ParallelRunStep's progress line and its first failed mini-batches with their traceback files."""
+    console.print(f"[bold]Parallel run:[/] {escape(describe(snap))}", markup=True)
+    if not snap.failures:
+        return
+    out = table("Mini-batch", "Input", "Error", "Traceback", title="Failed mini-batches")
+    for failure in snap.failures[:SHOWN_FAILURES]:
+        first = (failure.message.strip().splitlines() or [""])[0]
+        out.add_row(str(failure.mini_batch), escape(failure.input), escape(first), escape(failure.log))
+    console.print(out)
+    more = max(len(snap.failures), snap.mini_batches.failed) - SHOWN_FAILURES
+    if more > 0:
+        console.print(f"… and {more:,} more failed mini-batches: logs/user/error.txt lists them all.")
 
 
 @runs_app.command("cancel")

@@ -30,6 +30,7 @@ __all__ = [
     "StepLogWatcher",
     "eta_text",
     "parallel_steps",
+    "rate_text",
     "short",
 ]
 
@@ -62,22 +63,23 @@ def eta_text(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def _rate(value: float) -> str:
+def rate_text(value: float) -> str:
+    """'1,234 items/s', or two significant digits below 10 ('0.5 items/s')."""
     return f"{value:,.0f} items/s" if value >= 10 else f"{value:,.2g} items/s"
 
 
 def short(snap: ProgressSnapshot) -> str:
-    """A table cell: '120/200 · 3 failed · 1,234 items/s · ETA 0:42' (running) or '200/200 · completed'."""
+    """A table cell: '120/200 · 3 failed · 1,234 items/s · ETA 0:42', or '200/200 · completed in 1:05'."""
     mb = snap.mini_batches
     parts = [f"{mb.completed + mb.failed:,}/{mb.total:,}"]
     if mb.failed:
         parts.append(f"{mb.failed:,} failed")
     if snap.state == "running":
-        parts.append(_rate(snap.items_per_second))
+        parts.append(rate_text(snap.items_per_second))
         if snap.eta_seconds is not None:
             parts.append(f"ETA {eta_text(snap.eta_seconds)}")
     else:
-        parts.append(snap.state)
+        parts.append(f"{snap.state} in {eta_text(snap.updated - snap.started)}")
     return " · ".join(parts)
 
 
@@ -188,7 +190,7 @@ class ProgressDisplay:
         mb = snap.mini_batches
         fields: dict[str, Any] = {
             "failed": f"[red]{mb.failed:,} failed[/]" if mb.failed else "",
-            "speed": _rate(snap.items_per_second),
+            "speed": rate_text(snap.items_per_second),
             "eta": f"ETA {eta_text(snap.eta_seconds)}" if snap.eta_seconds is not None else "",
         }
         done = mb.completed + mb.failed
