@@ -1,0 +1,416 @@
+"""ParallelRunSteps end to end: real pipelines (runyard.pipeline.Pipeline, Experiment.submit), a real
+scheduler process, the real driver and worker processes, files on the workspace's datastore.
+
+One SQLite workspace serves the module (each test uses its own data and step names, so reuse and
+checkpoints never cross tests); its scheduler stays up between tests. Inputs are tens of files, and the
+entry scripts are tiny, so the module stays well under a minute.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from conftest import SourceDir, run_cli, wait_for
+from runyard import Experiment, Workspace
+from runyard.core.model import Model
+from runyard.core.snapshot import snapshot_files
+from runyard.data.dataset import Dataset
+from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
+from runyard.engine.service_lock import ensure_running
+from runyard.environments.environment import Environment
+from runyard.parallel import ParallelRunConfig, ParallelRunStep
+from runyard.pipeline import OutputFileDatasetConfig, Pipeline, PipelineParameter, PipelineRun
+from runyard.status import TERMINAL_STATUSES, RunStatus
+from runyard.store import RunRecord
+from runyard.store.snapshots import SnapshotStore
+
+SCORE_FILES = """
+    import argparse, os, time
+    from azureml_user.parallel_run import EntryScript
+
+    def init():
+        global DELAY
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--delay", type=float, default=0.0)
+        args, _ = parser.parse_known_args()
+        DELAY = args.delay
+        EntryScript().logger.info("init in %s", EntryScript().agent_name)
+
+    def run(mini_batch):
+        time.sleep(DELAY)
+        out = []
+        for path in mini_batch:
+            with open(path) as fh:
+                text = fh.read().strip()
+            if text == "bad":
+                raise ValueError(f"cannot score {os.path.basename(path)}")
+            out.append(f"{os.path.basename(path)} {text}")
+        return out
+"""
+
+SCORE_ROWS = """
+    def init():
+        pass
+
+    def run(mini_batch):
+        mini_batch["total"] = mini_batch["a"] + mini_batch["b"]
+        return mini_batch[["id", "total"]]
+"""
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    """One workspace for the module, its scheduler kept up between tests and stopped at the end, with
+    every process still working under the module's folder."""
+    root = tmp_path_factory.mktemp("prs")
+    saved = {k: os.environ.get(k) for k in ("RUNYARD_SCHEDULER_IDLE_SECONDS",)}
+    os.environ["RUNYARD_SCHEDULER_IDLE_SECONDS"] = "60"
+    workspace = Workspace.create(root / "ws" / ".runyard")
+    yield workspace
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    info = workspace.path / "scheduler.json"
+    if info.exists():
+        pid = json.loads(info.read_text()).get("pid")
+        try:
+            if pid and b"runyard.engine" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+    for proc in psutil.process_iter(["pid", "cwd"]):
+        if str(proc.info.get("cwd") or "").startswith(str(root)):
+            proc.kill()
+
+
+@pytest.fixture(autouse=True)
+def _scheduler_stays(monkeypatch: pytest.MonkeyPatch, env_cache: Path) -> None:
+    """conftest's _clean_env drops RUNYARD_* for each test: the module's scheduler settings come back."""
+    monkeypatch.setenv("RUNYARD_SCHEDULER_IDLE_SECONDS", "60")
+
+
+def environment() -> Environment:
+    env = Environment("prs-as-is")
+    env.python.user_managed_dependencies = True  # the test's interpreter: nothing to build
+    return env
+
+
+def files_dataset(ws: Workspace, tmp_path: Path, name: str, contents: dict[str, str]) -> Any:
+    folder = tmp_path / name
+    folder.mkdir()
+    for file_name, text in contents.items():
+        (folder / file_name).write_text(text)
+    store = ws.get_default_datastore()
+    store.upload(str(folder), target_path=name, overwrite=True, show_progress=False)
+    return Dataset.File.from_files((store, name)).register(ws, name)
+
+
+def prs_config(source: SourceDir, script: str, **settings: Any) -> ParallelRunConfig:
+    values: dict[str, Any] = {
+        "mini_batch_size": "2",
+        "error_threshold": -1,
+        "output_action": "append_row",
+        "process_count_per_node": 1,
+        "run_invocation_timeout": 30,
+        **settings,
+    }
+    return ParallelRunConfig(
+        environment=environment(),
+        entry_script=script,
+        source_directory=str(source),
+        compute_target="local",
+        node_count=1,
+        **values,
+    )
+
+
+def submit(ws: Workspace, steps: list[Any], **parameters: Any) -> PipelineRun:
+    run = Experiment(ws, "prs").submit(Pipeline(ws, steps), pipeline_parameters=parameters or None)
+    assert isinstance(run, PipelineRun)
+    return run
+
+
+def finish(run: PipelineRun, expect: str = "Finished") -> PipelineRun:
+    status = run.wait_for_completion(show_output=False, timeout_seconds=90, raise_on_error=False)
+    assert status == expect, [(s.name, s.get_details().get("error")) for s in run.get_steps()]
+    return run
+
+
+def step_of(run: PipelineRun, name: str) -> Any:
+    return run.find_step_run(name)[0]
+
+
+def output_lines(step_run: Any, output: str = "scores") -> list[str]:
+    folder = Path(step_run.get_output_data(output).local_path)
+    return (folder / "parallel_run_step.txt").read_text().splitlines()
+
+
+def processed(ws: Workspace, step_run: Any) -> list[dict[str, str]]:
+    report = ws.artifacts.local_path(f"runs/{step_run.id}/logs/sys/job_report/processed_mini-batches.csv")
+    with open(report, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def reuse_reason(run: PipelineRun, step: str) -> tuple[bool, str]:
+    row = next(r for r in run.get_reuse_report() if r["step"] == step)
+    return bool(row["reused"]), str(row["reason"])
+
+
+def test_file_dataset_append_row_reuse_and_parameters(ws: Workspace, tmp_path: Path) -> None:
+    """A FileDataset in mini-batches of a PipelineParameter size; the output holds one line per file. A
+    resubmit is reused, also with more workers; another mini_batch_size reruns and says why."""
+    contents = {f"item-{i:02d}.txt": f"value-{i}" for i in range(12)}
+    images = files_dataset(ws, tmp_path, "prs-files", contents)
+    source = SourceDir(tmp_path / "score").gen({"score.py": SCORE_FILES})
+    batch = PipelineParameter("batch", default_value="2")
+    workers = PipelineParameter("workers", default_value=1)
+    config = prs_config(source, "score.py", mini_batch_size=batch, process_count_per_node=workers)
+    step = ParallelRunStep(
+        name="score-files",
+        parallel_run_config=config,
+        inputs=[images.as_named_input("images")],
+        output=OutputFileDatasetConfig("scores"),
+        arguments=["--delay", "0"],
+    )
+    first = finish(submit(ws, [step]))
+    scored = step_of(first, "score-files")
+    assert sorted(output_lines(scored)) == sorted(f"{n} {v}" for n, v in contents.items())
+    rows = processed(ws, scored)
+    assert len(rows) == 6 and {r["Status"] for r in rows} == {"RUN_DONE"}
+    progress = json.loads(scored.read_log("logs/sys/progress.json"))  # what the CLI and studio read
+    assert progress["state"] == "completed" and progress["items"] == {
+        "total": 12,
+        "succeeded": 12,
+        "failed": 0,
+    }
+    assert not (ws.path / "parallel").exists() or not any((ws.path / "parallel").iterdir())
+
+    more_workers = finish(submit(ws, [step], workers=2))
+    assert reuse_reason(more_workers, "score-files")[0] is True
+
+    bigger = finish(submit(ws, [step], batch="5"))
+    reused, reason = reuse_reason(bigger, "score-files")
+    assert not reused and "mini_batch_size 2 → 5" in reason
+    assert len(processed(ws, step_of(bigger, "score-files"))) == 3
+
+
+def table_dataset(
+    ws: Workspace, tmp_path: Path, name: str, files: dict[str, list[tuple[int, int, int]]]
+) -> Any:
+    folder = tmp_path / name
+    folder.mkdir()
+    for file_name, rows in files.items():
+        lines = ["id,a,b", *(f"{i},{a},{b}" for i, a, b in rows)]
+        (folder / file_name).write_text("\n".join(lines) + "\n")
+    store = ws.get_default_datastore()
+    store.upload(str(folder), target_path=name, overwrite=True, show_progress=False)
+    return Dataset.Tabular.from_delimited_files((store, f"{name}/*.csv"))
+
+
+def test_tabular_dataset_in_1kb_mini_batches(ws: Workspace, tmp_path: Path) -> None:
+    """A TabularDataset (two CSV files of ~2 KB) with mini_batch_size '1KB': several mini-batches, none
+    across a file boundary, and every row once in the output."""
+    first = [(i, i, 1000 + i) for i in range(150)]
+    second = [(i, i, 2000 + i) for i in range(150, 300)]
+    table = table_dataset(ws, tmp_path, "prs-table", {"part-0.csv": first, "part-1.csv": second})
+    source = SourceDir(tmp_path / "rows").gen({"rows.py": SCORE_ROWS})
+    step = ParallelRunStep(
+        name="score-rows",
+        parallel_run_config=prs_config(source, "rows.py", mini_batch_size="1KB", process_count_per_node=2),
+        inputs=[table.as_named_input("table")],
+        output=OutputFileDatasetConfig("scores"),
+    )
+    scored = step_of(finish(submit(ws, [step])), "score-rows")
+    expected = sorted(f"{i} {a + b}" for i, a, b in first + second)
+    assert sorted(output_lines(scored)) == expected
+    rows = processed(ws, scored)
+    assert len(rows) >= 4 and sum(int(r["Items"]) for r in rows) == 300
+    assert {r["Status"] for r in rows} == {"RUN_DONE"}
+
+
+def progress_of(step_run: Any) -> dict[str, Any]:
+    text = step_run.read_log("logs/sys/progress.json")
+    try:
+        return dict(json.loads(text)) if text else {}
+    except ValueError:
+        return {}
+
+
+def running_step(run: PipelineRun, name: str) -> Any:
+    def found() -> Any:
+        steps = run.find_step_run(name)
+        return steps[0] if steps and steps[0]._record.data.get("process") else None
+
+    return wait_for(found)
+
+
+def run_processes(run_id: str) -> list[psutil.Process]:
+    """Every live process of a step run (its driver and workers carry RUNYARD_RUN_ID)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("RUNYARD_RUN_ID") == run_id and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def test_sigkill_of_the_driver_then_resubmit_resumes(ws: Workspace, tmp_path: Path) -> None:
+    """The driver is SIGKILLed after some mini-batches: the step fails, its workers go too, and the
+    resubmitted pipeline runs only the remaining mini-batches; the output holds each row once."""
+    contents = {f"doc-{i:02d}.txt": f"v{i}" for i in range(16)}
+    docs = files_dataset(ws, tmp_path, "prs-resume", contents)
+    source = SourceDir(tmp_path / "score").gen({"score.py": SCORE_FILES})
+    step = ParallelRunStep(
+        name="score-resume",
+        parallel_run_config=prs_config(source, "score.py", mini_batch_size="1"),
+        inputs=[docs.as_named_input("docs")],
+        output=OutputFileDatasetConfig("scores"),
+        arguments=["--delay", "0.25"],
+    )
+    killed = submit(ws, [step])
+    victim = running_step(killed, "score-resume")
+    wait_for(lambda: (progress_of(victim).get("mini_batches") or {}).get("completed", 0) >= 4)
+    os.kill(int(victim._record.data["process"]["pid"]), signal.SIGKILL)
+    finish(killed, "Failed")
+    assert run_processes(victim.id) == []  # the workers did not outlive their driver
+
+    resumed = finish(submit(ws, [step]))
+    scored = step_of(resumed, "score-resume")
+    assert sorted(output_lines(scored)) == sorted(f"{n} {v}" for n, v in contents.items())
+    done_before = progress_of(scored)["mini_batches"]["resumed"]
+    assert done_before >= 4
+    assert len(processed(ws, scored)) == 16 - done_before  # only the remaining ones ran
+
+
+def test_error_threshold_exceeded_fails_the_step_with_one_sentence(ws: Workspace, tmp_path: Path) -> None:
+    contents = {f"f-{i:02d}.txt": ("bad" if i in (2, 5, 7) else f"ok{i}") for i in range(10)}
+    data = files_dataset(ws, tmp_path, "prs-budget", contents)
+    source = SourceDir(tmp_path / "score").gen({"score.py": SCORE_FILES})
+    config = prs_config(source, "score.py", mini_batch_size="1", error_threshold=2, run_max_try=1)
+    step = ParallelRunStep(
+        name="score-budget",
+        parallel_run_config=config,
+        inputs=[data.as_named_input("data")],
+        output=OutputFileDatasetConfig("scores"),
+    )
+    failed = step_of(finish(submit(ws, [step]), "Failed"), "score-budget")
+    error = failed.get_details()["error"]["message"]
+    first = error.splitlines()[0]
+    assert first.startswith("ParallelRunStep failed:") and "error_threshold 2" in first, error
+    shown = run_cli("runs", "show", failed.id, cwd=ws.path.parent)
+    assert shown.returncode == 0, shown.stderr
+    assert "ParallelRunStep failed:" in shown.stdout
+    assert "cannot score f-02.txt" in failed.read_log("logs/user/error.txt").decode()
+
+
+def test_init_loads_a_registered_model_with_get_model_path(ws: Workspace, tmp_path: Path) -> None:
+    (tmp_path / "factor.txt").write_text("7")
+    Model.register(ws, str(tmp_path / "factor.txt"), "prs-factor")
+    numbers = files_dataset(ws, tmp_path, "prs-numbers", {f"n{i}.txt": str(i) for i in range(5)})
+    source = SourceDir(tmp_path / "model").gen(
+        {
+            "predict.py": """
+                import os
+                from azureml.core.model import Model
+
+                def init():
+                    global FACTOR
+                    with open(Model.get_model_path("prs-factor")) as fh:
+                        FACTOR = int(fh.read())
+
+                def run(mini_batch):
+                    return [f"{os.path.basename(p)} {int(open(p).read()) * FACTOR}" for p in mini_batch]
+            """
+        }
+    )
+    step = ParallelRunStep(
+        name="predict",
+        parallel_run_config=prs_config(source, "predict.py"),
+        inputs=[numbers.as_named_input("numbers")],
+        output=OutputFileDatasetConfig("scores"),
+    )
+    scored = step_of(finish(submit(ws, [step])), "predict")
+    assert sorted(output_lines(scored)) == sorted(f"n{i}.txt {i * 7}" for i in range(5))
+
+
+def test_cancel_stops_the_driver_and_its_workers(ws: Workspace, tmp_path: Path) -> None:
+    data = files_dataset(ws, tmp_path, "prs-cancel", {f"c{i}.txt": "x" for i in range(8)})
+    source = SourceDir(tmp_path / "score").gen({"score.py": SCORE_FILES})
+    step = ParallelRunStep(
+        name="score-cancel",
+        parallel_run_config=prs_config(source, "score.py", mini_batch_size="1", process_count_per_node=2),
+        inputs=[data.as_named_input("data")],
+        output=OutputFileDatasetConfig("scores"),
+        arguments=["--delay", "5"],
+    )
+    run = submit(ws, [step])
+    started = running_step(run, "score-cancel")
+    wait_for(lambda: len(run_processes(started.id)) >= 3)  # the driver and two workers
+    run.cancel()
+    finish(run, "Canceled")
+    assert run_processes(started.id) == []
+
+
+def test_a_bad_parameter_value_in_a_stored_record_fails_the_step_without_a_process(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """submit() refuses mini_batch_size='ten'; a record written some other way (the REST API) reaches the
+    scheduler, which fails the step with the setting's message and starts nothing."""
+    data = files_dataset(ws, tmp_path, "prs-param", {"a.txt": "x"})
+    source = SourceDir(tmp_path / "score").gen({"score.py": SCORE_FILES})
+    batch = PipelineParameter("batch", default_value="2")
+    step = ParallelRunStep(
+        name="bad-batch",
+        parallel_run_config=prs_config(source, "score.py", mini_batch_size=batch),
+        inputs=[data.as_named_input("data")],
+        output=OutputFileDatasetConfig("scores"),
+    )
+    graph = Pipeline(ws, [step]).graph
+    snap = SnapshotStore(ws.artifacts).save(source.path, snapshot_files(source.path))
+    graph["steps"][0]["source"].update(snapshot=snap.id, files=len(snap.files))
+    exp = Experiment(ws, "prs")
+    run_id, step_id, now = str(uuid.uuid4()), str(uuid.uuid4()), time.time()
+    ws.store.create_runs(
+        [
+            RunRecord(
+                run_id,
+                exp.id,
+                exp.name,
+                RunStatus.NOT_STARTED,
+                PIPELINE_RUN_TYPE,
+                now,
+                data={"graph": graph, "parameters": {"batch": "ten"}, "stepRuns": {"bad-batch": step_id}},
+            ),
+            RunRecord(
+                step_id,
+                exp.id,
+                exp.name,
+                RunStatus.NOT_STARTED,
+                STEP_RUN_TYPE,
+                now,
+                parent_id=run_id,
+                display_name="bad-batch",
+            ),
+        ]
+    )
+    ensure_running(ws)
+    record = wait_for(lambda: (r := ws.store.get_run(step_id)).status in TERMINAL_STATUSES and r, 30)
+    assert record.status == RunStatus.FAILED and "process" not in record.data
+    error = record.data["error"]
+    assert error["code"] == "InvalidParallelSetting"
+    assert error["message"].startswith("ParallelRunStep 'bad-batch': mini_batch_size 'ten' does not parse")
