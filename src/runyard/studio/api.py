@@ -22,7 +22,7 @@ from runyard.server.errors import HTTPError
 from runyard.store import ArtifactStore, SqlStore
 from runyard.store.artifacts import clean_relpath
 from runyard.studio.auth import LoginRequired, StudioForbidden, studio_principal
-from runyard.studio.streams import ChangeWatch, LogTail
+from runyard.studio.streams import ChangeWatch, LogTail, ProgressWatch
 
 POLL_SECONDS = 1.0
 LOG_POLL_SECONDS = 0.4
@@ -84,11 +84,17 @@ def studio_api_router(store: SqlStore, artifacts: ArtifactStore, auth: bool) -> 
         run: str | None = None,
         log_run: str | None = None,
         log: str | None = None,
+        progress_run: str | None = None,
         who: Principal = Depends(principal),
     ) -> Any:
         """The page's one event stream: "change" whenever what it shows may have changed (statuses, new
-        runs, metric values, names, tags), and with `log_run` and `log` that file's tail, live."""
+        runs, metric values, names, tags, and with `progress_run` that step's parallel progress file), and
+        with `log_run` and `log` that file's tail, live."""
         watch = ChangeWatch(store, run)
+        progress = None
+        if progress_run is not None:
+            await run_in_threadpool(store.get_run, progress_run)
+            progress = ProgressWatch(store, artifacts, progress_run)
         tail = None
         if log_run is not None and log is not None:
             await run_in_threadpool(store.get_run, log_run)
@@ -100,6 +106,8 @@ def studio_api_router(store: SqlStore, artifacts: ArtifactStore, auth: bool) -> 
         async def events() -> AsyncIterator[dict[str, str]]:
             session = Session(request)
             await watch.poll()  # the marker the page was rendered with
+            if progress is not None:
+                await progress.poll()  # and the progress it showed
             if tail is not None:
                 yield await tail.start()
             next_check = time.monotonic()
@@ -111,7 +119,9 @@ def studio_api_router(store: SqlStore, artifacts: ArtifactStore, auth: bool) -> 
                     for item in await tail.poll():
                         yield item
                 if time.monotonic() >= next_check:
-                    for item in await watch.poll():
+                    changes = await watch.poll()
+                    moved = await progress.poll() if progress is not None else []
+                    for item in changes or moved:  # one "change" re-renders the page for both
                         yield item
                     next_check = time.monotonic() + POLL_SECONDS
                 following = tail is not None and not tail.done

@@ -28,7 +28,7 @@ from runyard.pipeline.data import parameter_from_text
 from runyard.server.auth import Principal
 from runyard.store import ArtifactStore, RunRecord, SqlStore
 from runyard.store.artifacts import clean_relpath
-from runyard.studio import dataset_views, views
+from runyard.studio import dataset_views, parallel_view, views
 from runyard.studio.auth import StudioForbidden, require_write
 from runyard.studio.graph_layout import layout
 
@@ -66,6 +66,8 @@ def add_run_routes(
             )
             context["data_uses"] = dataset_views.run_uses(store, run, steps)
             context["data_by_step"] = run.run_type == PIPELINE_RUN_TYPE
+            if run.run_type == STEP_RUN_TYPE:  # a ParallelRunStep's progress card, live while it runs
+                context.update(parallel_view.context(artifacts, run, context["parent"]))
         if tab == "metrics":
             context["metrics"] = views.metric_view(store, run.run_id)
         if tab == "files":

@@ -1,4 +1,5 @@
-"""What a page's one event stream follows: the store's change marker and, on a log view, one file.
+"""What a page's one event stream follows: the store's change marker, on a log view one file, and on a
+running ParallelRunStep's page its progress file.
 
 Both are polled from worker threads (the store and the files are blocking) and turn into
 Server-Sent Events; api.py interleaves them in a single stream per page, because browsers allow
@@ -13,6 +14,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from runyard.parallel.progress import PROGRESS_FILE
 from runyard.status import TERMINAL_STATUSES
 from runyard.store import ArtifactStore, SqlStore
 
@@ -55,6 +57,30 @@ class ChangeWatch:
         marker = await run_in_threadpool(self.marker)
         moved, self.last = self.last is not None and marker != self.last, marker
         return [event("change", marker=marker)] if moved else []
+
+
+class ProgressWatch:
+    """Sends "change" when a running ParallelRunStep's progress file is replaced. Its driver does that
+    at most once a second but logs metrics (which move the store's marker) only every 5 s; the card's
+    bar should move with the file. Stops reading once the step run has ended and its last file was seen."""
+
+    def __init__(self, store: SqlStore, artifacts: ArtifactStore, run_id: str) -> None:
+        self.store, self.artifacts, self.run_id = store, artifacts, run_id
+        self.rel = f"runs/{run_id}/{PROGRESS_FILE}"
+        self.last: bytes | None = None
+        self.done = False
+
+    def _read(self) -> bytes:
+        return self.artifacts.read_bytes(self.rel) if self.artifacts.exists(self.rel) else b""
+
+    async def poll(self) -> list[Event]:
+        if self.done:
+            return []
+        ended = (await run_in_threadpool(self.store.get_run, self.run_id)).status in TERMINAL_STATUSES
+        data = await run_in_threadpool(self._read)
+        moved, self.last = self.last is not None and data != self.last, data
+        self.done = ended
+        return [event("change", marker="progress")] if moved else []
 
 
 class LogTail:
