@@ -124,7 +124,7 @@ class JobLogs:
         if _LEVELS.get(level.upper(), 20) < self.level:
             return
         lines = message.rstrip("\n").splitlines() or [""]
-        text = "\n".join(f"{_stamp()} {level.upper():<7} {line}" for line in lines)
+        text = "\n".join(f"{_stamp()} {level.upper()} {line}" for line in lines)
         self._append("sys/master_role.txt", text)
 
     def agent_paths(self, agent: str) -> AgentPaths:

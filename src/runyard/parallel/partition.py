@@ -291,6 +291,8 @@ def read_csv(
     table = read(True)
     if bad and numbered:
         table = read(False)
+    if any(pa.types.is_binary(f.type) for f in table.schema):  # pyarrow keeps undecodable text as bytes
+        raise InvalidInputError(f"not a readable CSV file: it is not valid {encoding} text")
     if not header:
         table = table.rename_columns([f"Column{i + 1}" for i in range(table.num_columns)])
     return table, bad
