@@ -1,17 +1,22 @@
 """`make demo`: a three-step ML pipeline in a fresh local workspace — run, resubmit (all reused),
-change a parameter (only what depends on it reruns, and it says why), then read it all back."""
+change a parameter (only what depends on it reruns, and it says why), then read it all back; then a
+batch-scoring ParallelRunStep scores a folder of digit images with a model from the model registry."""
 
 from __future__ import annotations
 
 import shutil
+import sys
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
-from runyard import Workspace
+from runyard import Model, Workspace
 from runyard.data import Dataset
 from runyard.environments import CondaDependencies, Environment
+from runyard.parallel import ParallelRunConfig, ParallelRunStep
 from runyard.pipeline import (
     OutputFileDatasetConfig,
     Pipeline,
@@ -22,15 +27,19 @@ from runyard.pipeline import (
 HERE = Path(__file__).resolve().parent
 STEPS = HERE / "pipeline"
 WORKSPACE = HERE.parent / "demo-workspace"
+SCORED_IMAGES = 200
 console = Console(highlight=False, soft_wrap=True)
+sys.path.insert(0, str(STEPS))
+import digits  # noqa: E402  (examples/pipeline/digits.py: the scoring demo's images and model)
 
 
 def demo_environment() -> Environment:
     """The steps' environment: a virtual environment built once (with uv) and reused by every run.
-    azureml-defaults is provided by runyard itself, and numpy/pandas come with runyard's own layer, so this
-    builds offline; a real project lists its packages here (pip_packages=["scikit-learn==1.5.2", ...])."""
+    azureml-defaults is provided by runyard itself, and numpy/pandas come with runyard's own layer; Pillow
+    (the scoring step reads PNG files) comes from uv's cache, or from the package index the first time on a
+    machine. A real project lists its packages here (pip_packages=["scikit-learn==1.5.2", ...])."""
     env = Environment("demo-env")
-    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["azureml-defaults"])
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["azureml-defaults", "pillow"])
     return env
 
 
@@ -70,6 +79,75 @@ def build(ws: Workspace) -> Pipeline:
         ],
     )
     return Pipeline(ws, [prepare, train, evaluate], description="demo: prepare → train → evaluate")
+
+
+def scoring_pipeline(ws: Workspace, images) -> Pipeline:  # type: ignore[no-untyped-def]
+    """One ParallelRunStep: two worker processes share the images in mini-batches of 25 files; every
+    returned line goes to one output file (append_row)."""
+    config = ParallelRunConfig(
+        environment=demo_environment(),
+        entry_script="score.py",
+        error_threshold=0,
+        output_action="append_row",
+        compute_target="local",
+        node_count=1,
+        process_count_per_node=2,
+        mini_batch_size="25",
+        source_directory=str(STEPS / "score"),
+        append_row_file_name="digit_predictions.txt",
+    )
+    step = ParallelRunStep(
+        name="score-digits",
+        parallel_run_config=config,
+        inputs=[images.as_named_input("digits")],
+        output=OutputFileDatasetConfig("predictions"),
+        arguments=["--model_name", "digits"],
+    )
+    return Pipeline(ws, [step], description="demo: batch scoring with a ParallelRunStep")
+
+
+def batch_scoring(ws: Workspace):  # type: ignore[no-untyped-def]
+    """Train a digit classifier here, register it, register a folder of digit PNGs as a FileDataset,
+    score them with a ParallelRunStep, and check the predictions against the true digits."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        images, labels = digits.draw_digits(2000, seed=1)
+        weights = digits.train(images, labels)
+        np.savez(folder / "digits.npz", **weights)
+        scored, truth = digits.draw_digits(SCORED_IMAGES, seed=2)
+        model = Model.register(
+            ws,
+            folder / "digits.npz",
+            "digits",
+            tags={"test_accuracy": round(digits.accuracy(weights, scored, truth), 3)},
+            description="softmax regression on 28x28 digit images (examples/pipeline/digits.py)",
+        )
+        digits.write_pngs(scored, folder / "images")
+        uploaded = Dataset.File.upload_directory(
+            str(folder / "images"), (ws.get_default_datastore(), "digits"), show_progress=False
+        )
+    dataset = uploaded.register(ws, "digit-images")
+    console.print(
+        f"  registered model 'digits' version {model.version} and dataset 'digit-images' "
+        f"({len(dataset.to_path())} PNG files of drawn digits)\n"
+    )
+    run = scoring_pipeline(ws, dataset).submit("demo-scoring", show_output=False)
+    run.wait_for_completion(show_output=True)
+    step = run.find_step_run("score-digits")[0]
+    output = Path(step.get_output_data("predictions").local_path) / "digit_predictions.txt"
+    predicted = {
+        name: int(digit) for name, digit, _p in (line.split() for line in output.read_text().splitlines())
+    }
+    correct = sum(predicted.get(f"digit-{i:04d}.png") == label for i, label in enumerate(truth))
+    console.print(
+        f"\n  {len(predicted)} predictions (file, digit, probability), {correct} of {len(truth)} right: {output}"
+    )
+    logs = ws.artifacts.local_path(f"runs/{step.id}/logs")
+    console.print(
+        f"  the job's logs: {logs}\n    job_result.txt, job_progress_overview.*.txt, "
+        "sys/job_report/processed_mini-batches.csv, user/entry_script_log/0/process00N.log.txt"
+    )
+    return step
 
 
 def summary(run) -> None:  # type: ignore[no-untyped-def]
@@ -136,6 +214,11 @@ def main() -> None:
         f"\nThe train step logged {len(train.get_metrics()['loss'])} loss values; its model is in {model_dir}"
     )
 
+    console.print(
+        "\n[bold]4. Batch scoring[/] — a ParallelRunStep scores a folder of images with a registered model:"
+    )
+    scoring = batch_scoring(ws)
+
     w = "--workspace demo-workspace"
     console.rule("[bold]Look around")
     for command, what in [
@@ -145,6 +228,7 @@ def main() -> None:
         (f"runyard {w} pipeline graph {third.id}", "the steps and the data between them"),
         (f"runyard {w} logs {train.id}", "the train step's driver log (70_driver_log.txt)"),
         (f"runyard {w} metrics {train.id}", "the train step's metrics"),
+        (f"runyard {w} logs {scoring.id}", "the scoring step's driver log: mini-batches, workers, outcome"),
         (f"runyard {w} env list --builds", "environments built on this machine, one per content hash"),
         (
             f"runyard {w} pipeline rerun {third.id} --set learning_rate=0.3",
