@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bench_environments
 import bench_large_upload
+import bench_parallel
 import bench_pipeline
 import bench_run_log
 import bench_server
@@ -14,6 +15,10 @@ if __name__ == "__main__":
     for bench in (bench_run_log, bench_pipeline, bench_server, bench_studio, bench_environments):
         print("\n".join(bench.main()))
         print()
-    for sized in (bench_server_memory, bench_large_upload):  # take argv; run with their defaults here
+    for sized in (
+        bench_server_memory,
+        bench_large_upload,
+        bench_parallel,
+    ):  # take argv; run with their defaults here
         print("\n".join(sized.main([])))
         print()
