@@ -129,9 +129,8 @@ class Driver:
         self.authkey = secrets.token_bytes(32)
         wake_r, wake_w = socket.socketpair()
         wake_w.setblocking(False)
-        signal.set_wakeup_fd(wake_w.fileno())
-        signal.signal(signal.SIGTERM, self.on_signal)
-        signal.signal(signal.SIGINT, self.on_signal)
+        previous_fd = signal.set_wakeup_fd(wake_w.fileno())
+        previous = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             for _ in range(min(self.settings.process_count_per_node, len(self.pending))):
                 self.spawn()
@@ -150,7 +149,9 @@ class Driver:
                         self.receive(obj)  # type: ignore[arg-type]
                 self.check_timeouts_and_deaths()
         finally:
-            signal.set_wakeup_fd(-1)
+            signal.set_wakeup_fd(previous_fd)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             self.stop_workers()
             self.server.close()
             wake_r.close()
