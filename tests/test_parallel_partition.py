@@ -300,3 +300,28 @@ def test_remote_dataset_files_are_fetched_into_the_cache(
         Path(f"files/{i}.txt") for i in range(3)
     ]
     assert [f.read_text() for f in files] == ["image 0", "image 1", "image 2"]
+
+
+def test_plan_key_is_the_same_work_in_another_folder(tmp_path: Path) -> None:
+    """A resumed step run has a new working folder (and cache): the same work must keep its key."""
+    for run in ("run1", "run2"):
+        write(tmp_path / run / "in", {f"{i}.csv": rows_csv(i * 10, 10) for i in range(3)})
+
+    def plan(run: str, size: Any = "1KB") -> Any:
+        entry = Entry("rows", "tabular", str(tmp_path / run / "in"))
+        return plan_mini_batches([entry], settings("tabular", size), tmp_path / run / "cache")
+
+    first, second = plan("run1"), plan("run2")
+    assert first.mini_batches != second.mini_batches  # other paths...
+    assert first.key() == second.key()  # ...the same work
+    assert plan("run1", "100").key() != first.key()
+    write(tmp_path / "run2" / "in", {"3.csv": rows_csv(30, 1)})
+    assert plan("run2").key() != first.key()
+
+
+def test_outside_a_job_a_dataset_input_says_what_is_missing(tmp_path: Path) -> None:
+    entry = Entry("digits", "file", None, source="dataset")
+    with pytest.raises(
+        InvalidInputError, match=r"no dataset of that name \(its inputs: none\).*as_named_input"
+    ):
+        plan_mini_batches([entry], settings("file"), tmp_path / "cache")

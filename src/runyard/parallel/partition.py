@@ -110,6 +110,29 @@ class Plan:
     total_items: int = 0
     #: lines for the master log: how each input was read (e.g. "materialised to parquet because ...")
     notes: list[str] = field(default_factory=list)
+    #: folders whose location may change from one step run to the next, by role ("cache", "input
+    #: images"): key() names files relative to them
+    roots: dict[str, str] = field(default_factory=dict)
+
+    def key(self) -> str:
+        """The plan's identity for resuming: its mini-batches with file paths relative to `roots`, so
+        the same work in another run's folder (a new cache, a new mount point) has the same key."""
+        import hashlib
+        import json
+
+        prefixes = sorted(((p.rstrip("/") + "/", role) for role, p in self.roots.items()), reverse=True)
+
+        def rel(path: str) -> str:
+            for prefix, role in prefixes:  # reverse order: a nested root comes before its parent
+                if path.startswith(prefix):
+                    return f"<{role}>/{path[len(prefix) :]}"
+            return path
+
+        digest = hashlib.sha256()
+        for mb in self.mini_batches:
+            data = mb.to_json() | {"files": [rel(f) for f in mb.files]}
+            digest.update(json.dumps(data, sort_keys=True).encode() + b"\n")
+        return digest.hexdigest()
 
     def add(
         self, input_name: str, kind: str, files: tuple[str, ...], rows: tuple[int, int] | None, items: int
@@ -158,13 +181,14 @@ def plan_mini_batches(
     `datasets`: the dataset objects of "dataset" inputs by name (Run.get_context().input_datasets when
     None, as in the driver; tests and tools pass them).
     InvalidInputError when there is nothing at all to process, naming each input and where it looked."""
-    plan = Plan()
+    cache_dir = Path(cache_dir).absolute()
+    plan = Plan(roots={"cache": str(cache_dir)})
     looked: list[str] = []
     for entry in inputs:
         if entry.source == "dataset":
             from runyard.parallel.partition_data import plan_dataset
 
-            where = plan_dataset(entry, settings, Path(cache_dir), plan, datasets)
+            where = plan_dataset(entry, settings, cache_dir, plan, datasets)
         else:
             where = _plan_path(entry, settings, plan)
         looked.append(f"input {entry.name!r} ({where})")
@@ -182,10 +206,11 @@ def _plan_path(entry: InputEntry, settings: ParallelSettings, plan: Plan) -> str
             f"Input {entry.name!r} has no local path: the step was given no data for it. Pass a dataset, "
             "a DataReference or a PipelineData as this input."
         )
-    root = Path(entry.path)
+    root = Path(entry.path).absolute()
     if not root.exists():
         raise InvalidInputError(f"Input {entry.name!r}: {root} does not exist. Check the input's path.")
     files, odd = list_files(root)
+    plan.roots[f"input {entry.name}"] = str(root if root.is_dir() else root.parent)
     for path in odd:
         plan.problem(ItemProblem(entry.name, path, "not a regular file (a broken link?): it cannot be read"))
     if entry.kind == "tabular":
