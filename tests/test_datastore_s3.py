@@ -134,7 +134,7 @@ def test_an_unreachable_endpoint_fails_fast_and_names_it(sqlite_workspace: Works
     silent.listen(16)
     try:
         mute = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        slow = register(sqlite_workspace, "mute", mute, "bucket", config_kwargs={"read_timeout": 1})
+        slow = register(sqlite_workspace, "mute", mute, "bucket", config_kwargs={"read_timeout": 0.25})
         started = time.monotonic()
         with pytest.raises(DataAccessError, match=rf"endpoint {mute}"):
             slow.backend().list_files()
