@@ -268,7 +268,7 @@ def measure(work_dir: Path, items: int, files: int, repeats: int) -> dict[str, A
     rows_input = InputEntry(name="items", kind="tabular", source="path", path=str(table))
     files_input = InputEntry(name="files", kind="file", source="path", path=str(folder))
     ray_missing = ray_problem()
-    result: dict[str, Any] = {"loops": loops, "ray_missing": ray_missing}
+    result: dict[str, Any] = {"loops": loops, "ray_missing": ray_missing, "load_before": os.getloadavg()[0]}
     for case, count, entry, size, func, ray_kind, ray_items in (
         ("rows", items, rows_input, row_size, partial(work, loops=loops), "rows", list(range(items))),
         ("files", files, files_input, BATCH, partial(work_file, loops=loops), "files", paths),
@@ -299,6 +299,7 @@ def measure(work_dir: Path, items: int, files: int, repeats: int) -> dict[str, A
             },
             "runyard_first_run_after": _median(runs["runyard"], "first_run_after"),
         }
+    result["load_after"] = os.getloadavg()[0]
     return result
 
 
@@ -312,7 +313,8 @@ def report(res: dict[str, Any]) -> list[str]:
         f"Python {platform.python_version()}",
         "",
         f"Busy loop of {res['loops']:,} iterations (~{WORK_MS} ms CPU) per item, mini-batches of {BATCH}, "
-        f"{PROCESSES} processes; medians of {REPEATS} alternated runs. items/s = items / seconds.",
+        f"{PROCESSES} processes; medians of {REPEATS} alternated runs. items/s = items / seconds. "
+        f"Load average {res['load_before']:.1f} before, {res['load_after']:.1f} after.",
         "",
     ]
     for case, title in (("rows", "rows of a Parquet table"), ("files", "small files (1 KiB, read + loop)")):
