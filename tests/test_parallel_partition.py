@@ -325,3 +325,21 @@ def test_outside_a_job_a_dataset_input_says_what_is_missing(tmp_path: Path) -> N
         InvalidInputError, match=r"no dataset of that name \(its inputs: none\).*as_named_input"
     ):
         plan_mini_batches([entry], settings("file"), tmp_path / "cache")
+
+
+def test_parquet_dataset_in_place_and_json_lines_converted(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    store, root = _datastore_root(sqlite_workspace)
+    (root / "p").mkdir()
+    pq.write_table(pa.table({"id": [1, 2, 3]}), root / "p" / "a.parquet")
+    write(root, {"j/a.jsonl": '{"id": 4}\n{"id": 5}\n'})
+    parquet = Dataset.Tabular.from_parquet_files((store, "p/*.parquet"))
+    lines = Dataset.Tabular.from_json_lines_files((store, "j/*.jsonl"))
+    entries = [Entry("p", "tabular", None, "dataset"), Entry("j", "tabular", None, "dataset")]
+    plan = plan_mini_batches(entries, settings("tabular"), tmp_path / "cache", {"p": parquet, "j": lines})
+    assert [(mb.input, Path(mb.files[0]).parent) for mb in plan.mini_batches] == [
+        ("p", root / "p"),
+        ("j", tmp_path / "cache" / "j" / "tables"),
+    ]
+    assert [int(i) for mb in plan.mini_batches for i in load_mini_batch(mb)["id"]] == [1, 2, 3, 4, 5]

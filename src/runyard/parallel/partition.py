@@ -335,7 +335,7 @@ def read_table_file(path: str) -> pa.Table:
 class TableCache(OrderedDict[str, Any]):
     """A worker's last few table files (mini-batches of one file usually come one after another)."""
 
-    def __init__(self, maxsize: int = 4) -> None:
+    def __init__(self, maxsize: int = 2) -> None:
         super().__init__()
         self.maxsize = maxsize
 
@@ -354,7 +354,7 @@ def load_mini_batch(mb: MiniBatch, cache: MutableMapping[str, Any] | None = None
     if table is None:
         table = read_table_file(path)
         store[path] = table
-        limit = getattr(store, "maxsize", 4)
+        limit = getattr(store, "maxsize", 2)
         while len(store) > limit:
             del store[next(iter(store))]
     elif isinstance(store, OrderedDict):

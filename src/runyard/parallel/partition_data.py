@@ -81,8 +81,12 @@ def plan_dataset(
     if isinstance(dataset, TabularDataset):
         _plan_tabular(entry.name, dataset, settings.mini_batch_size, folder, plan)
     else:
-        located = dataset._files()
-        files = [_local(item, folder) for item in located]
+        files = []
+        for item in dataset._files():
+            try:
+                files.append(_local(item, folder))
+            except (OSError, RunyardError) as err:  # one file that cannot be fetched fails alone
+                plan.problem(ItemProblem(entry.name, item.file.path, _reason(err)))
         add_file_batches(entry.name, files, settings.mini_batch_size, plan)
     return where
 
