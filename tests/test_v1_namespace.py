@@ -106,14 +106,14 @@ def test_a_pending_name_imports_and_says_which_issue_brings_it_when_used(
 
 
 def test_a_pending_name_as_an_attribute_is_the_same_placeholder() -> None:
-    import runyard.v1.pipeline.steps as steps
+    import runyard.v1.pipeline.core as core
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        first, again = steps.ParallelRunStep, steps.ParallelRunStep
+        first, again = core.PublishedPipeline, core.PublishedPipeline
     assert first is again and is_placeholder(first)
     with pytest.raises(
-        V1NameNotAvailable, match=r"ParallelRunStep is not available in runyard yet: .*issue 14"
+        V1NameNotAvailable, match=r"PublishedPipeline is not available in runyard yet: .*issue 15"
     ):
         first(name="score")
 

@@ -244,6 +244,18 @@ class RunFailedError(ActivityFailedException):
         super().__init__(f"Run {run_id} failed: {message}\nRead the whole log with `runyard logs {run_id}`.")
 
 
+class ParallelRunException(RunyardError):
+    """A ParallelRunStep job that cannot go on (v1's name). `code` names the kind of failure;
+    `delay_seconds`, a retry hint to v1's service, means nothing locally and is kept only as an attribute."""
+
+    def __init__(
+        self, exception_message: str = "", code: str | None = None, delay_seconds: float = 0, **kwargs: Any
+    ) -> None:
+        super().__init__(exception_message, **kwargs)
+        self.code = code
+        self.delay_seconds = delay_seconds
+
+
 class TransferTimeout(RunyardError, TimeoutError):
     """upload_files / download_files ran past their timeout_seconds; files already moved stay moved."""
 

@@ -43,7 +43,6 @@ NO_CONTAINERS = Pending(
     "environment it builds; env.docker's settings are recorded and ignored",
 )
 R_LANGUAGE = Pending(None, "runyard runs Python; R environments are not planned")
-PARALLEL = Pending(14, "ParallelRunStep and ParallelRunConfig arrive with issue 14")
 PUBLISHING = Pending(
     15, "the RunDetails widget, published pipelines, endpoints and schedules arrive with issue 15"
 )
@@ -209,8 +208,8 @@ NAMES: dict[str, Pending] = {
     "HistogramCompareMethod": Pending(None, "dataset profiles were computed by the Azure ML service"),
     "HDFS_MODE": Pending(None, "HDFS needs a Spark cluster; use as_mount() or as_download()"),
     "LINK_MODE": Pending(None, "link outputs are a Synapse feature"),
-    # Parallel runs (issue 14), publishing and the widget (issue 15).
-    "ParallelRun*": PARALLEL,
+    # Publishing and the widgets (issue 15).
+    "ParallelRunStepDetails": PUBLISHING,
     "PipelineEndpoint": PUBLISHING,
     "PublishedPipeline": PUBLISHING,
     "PipelineDraft": PUBLISHING,
@@ -290,6 +289,7 @@ METHODS: dict[str, Pending] = {
     ),
     "PipelineData.as_dataset": Pending(None, "use OutputFileDatasetConfig, whose outputs are datasets"),
     "PythonScriptStep.*": GRAPH_INTERNALS,
+    "ParallelRunStep.*": GRAPH_INTERNALS,
     **{
         f"Datastore.{method}": Pending(
             None, "SQL, HDFS, DBFS and Data Lake Gen1 stores have no fsspec filesystem; use register_fsspec"
