@@ -30,7 +30,13 @@ from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.engine.service_lock import ensure_running
 from runyard.environments.environment import Environment
 from runyard.parallel import ParallelRunConfig, ParallelRunStep
-from runyard.pipeline import OutputFileDatasetConfig, Pipeline, PipelineParameter, PipelineRun
+from runyard.pipeline import (
+    OutputFileDatasetConfig,
+    Pipeline,
+    PipelineParameter,
+    PipelineRun,
+    PythonScriptStep,
+)
 from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import RunRecord
 from runyard.store.snapshots import SnapshotStore
@@ -57,6 +63,26 @@ SCORE_FILES = """
                 raise ValueError(f"cannot score {os.path.basename(path)}")
             out.append(f"{os.path.basename(path)} {text}")
         return out
+"""
+
+#: Mini-batches of the files named in --free run at once; the others wait until the file --gate exists,
+#: so a test can stop a job at a known point and let its resumed run through.
+GATED = """
+    import argparse, os, time
+
+    def init():
+        global GATE, FREE
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--gate")
+        parser.add_argument("--free")
+        args, _ = parser.parse_known_args()
+        GATE, FREE = args.gate, set(args.free.split(","))
+
+    def run(mini_batch):
+        names = [os.path.basename(p) for p in mini_batch]
+        while not FREE.issuperset(names) and not os.path.exists(GATE):
+            time.sleep(0.02)
+        return [f"{n} {open(p).read().strip()}" for n, p in zip(names, mini_batch)]
 """
 
 SCORE_ROWS = """
@@ -269,32 +295,39 @@ def run_processes(run_id: str) -> list[psutil.Process]:
     return found
 
 
-def test_sigkill_of_the_driver_then_resubmit_resumes(ws: Workspace, tmp_path: Path) -> None:
-    """The driver is SIGKILLed after some mini-batches: the step fails, its workers go too, and the
-    resubmitted pipeline runs only the remaining mini-batches; the output holds each row once."""
-    contents = {f"doc-{i:02d}.txt": f"v{i}" for i in range(16)}
-    docs = files_dataset(ws, tmp_path, "prs-resume", contents)
-    source = SourceDir(tmp_path / "score").gen({"score.py": SCORE_FILES})
+def gated_step(ws: Workspace, tmp_path: Path, name: str, files: int) -> tuple[Any, dict[str, str], Path]:
+    """A step over `files` files in mini-batches of one whose first two run at once, the rest when the
+    returned gate file exists."""
+    contents = {f"{name}-{i:02d}.txt": f"v{i}" for i in range(files)}
+    data = files_dataset(ws, tmp_path, f"prs-{name}", contents)
+    source = SourceDir(tmp_path / "gated").gen({"gated.py": GATED})
+    gate = tmp_path / "gate"
     step = ParallelRunStep(
-        name="score-resume",
-        parallel_run_config=prs_config(source, "score.py", mini_batch_size="1"),
-        inputs=[docs.as_named_input("docs")],
+        name=f"score-{name}",
+        parallel_run_config=prs_config(source, "gated.py", mini_batch_size="1"),
+        inputs=[data.as_named_input("data")],
         output=OutputFileDatasetConfig("scores"),
-        arguments=["--delay", "0.25"],
+        arguments=["--gate", str(gate), "--free", ",".join(sorted(contents)[:2])],
     )
+    return step, contents, gate
+
+
+def test_sigkill_of_the_driver_then_resubmit_resumes(ws: Workspace, tmp_path: Path) -> None:
+    """The driver is SIGKILLed after two mini-batches: the step fails, its workers go too, and the
+    resubmitted pipeline runs only the remaining mini-batches; the output holds each row once."""
+    step, contents, gate = gated_step(ws, tmp_path, "kill", 10)
     killed = submit(ws, [step])
-    victim = running_step(killed, "score-resume")
-    wait_for(lambda: (progress_of(victim).get("mini_batches") or {}).get("completed", 0) >= 4)
+    victim = running_step(killed, "score-kill")
+    wait_for(lambda: (progress_of(victim).get("mini_batches") or {}).get("completed", 0) == 2)
     os.kill(int(victim._record.data["process"]["pid"]), signal.SIGKILL)
     finish(killed, "Failed")
     assert run_processes(victim.id) == []  # the workers did not outlive their driver
 
-    resumed = finish(submit(ws, [step]))
-    scored = step_of(resumed, "score-resume")
+    gate.touch()
+    scored = step_of(finish(submit(ws, [step])), "score-kill")
     assert sorted(output_lines(scored)) == sorted(f"{n} {v}" for n, v in contents.items())
-    done_before = progress_of(scored)["mini_batches"]["resumed"]
-    assert done_before >= 4
-    assert len(processed(ws, scored)) == 16 - done_before  # only the remaining ones ran
+    assert progress_of(scored)["mini_batches"]["resumed"] == 2
+    assert len(processed(ws, scored)) == 8  # only the remaining ones ran
 
 
 def test_error_threshold_exceeded_fails_the_step_with_one_sentence(ws: Workspace, tmp_path: Path) -> None:
@@ -318,34 +351,57 @@ def test_error_threshold_exceeded_fails_the_step_with_one_sentence(ws: Workspace
     assert "cannot score f-02.txt" in failed.read_log("logs/user/error.txt").decode()
 
 
-def test_init_loads_a_registered_model_with_get_model_path(ws: Workspace, tmp_path: Path) -> None:
+def test_upstream_output_side_input_and_a_registered_model_in_init(ws: Workspace, tmp_path: Path) -> None:
+    """The partitioned input is another step's output (a local folder: source "path"); a side input
+    reaches every worker as a path through the arguments; init() loads a registered model with
+    Model.get_model_path, through the azureml namespace as v1 code does."""
     (tmp_path / "factor.txt").write_text("7")
     Model.register(ws, str(tmp_path / "factor.txt"), "prs-factor")
-    numbers = files_dataset(ws, tmp_path, "prs-numbers", {f"n{i}.txt": str(i) for i in range(5)})
+    labels = files_dataset(ws, tmp_path, "prs-labels", {"unit.txt": "kg"})
     source = SourceDir(tmp_path / "model").gen(
         {
             "predict.py": """
-                import os
+                import argparse, os
                 from azureml.core.model import Model
 
                 def init():
-                    global FACTOR
+                    global FACTOR, UNIT
+                    parser = argparse.ArgumentParser()
+                    parser.add_argument("--labels")
+                    args, _ = parser.parse_known_args()
+                    with open(os.path.join(args.labels, "unit.txt")) as fh:
+                        UNIT = fh.read().strip()
                     with open(Model.get_model_path("prs-factor")) as fh:
                         FACTOR = int(fh.read())
 
                 def run(mini_batch):
-                    return [f"{os.path.basename(p)} {int(open(p).read()) * FACTOR}" for p in mini_batch]
+                    return [f"{os.path.basename(p)} {int(open(p).read()) * FACTOR}{UNIT}" for p in mini_batch]
+            """,
+        }
+    )
+    maker = SourceDir(tmp_path / "make").gen(
+        {
+            "make.py": """
+                import pathlib, sys
+                out = pathlib.Path(sys.argv[1])
+                for i in range(5):
+                    (out / f"n{i}.txt").write_text(str(i))
             """
         }
     )
-    step = ParallelRunStep(
+    numbers = OutputFileDatasetConfig("numbers")
+    make = PythonScriptStep("make.py", name="make", arguments=[numbers], source_directory=maker)
+    side = labels.as_named_input("labels").as_mount()
+    predict = ParallelRunStep(
         name="predict",
         parallel_run_config=prs_config(source, "predict.py"),
-        inputs=[numbers.as_named_input("numbers")],
+        inputs=[numbers.as_input("numbers")],
+        side_inputs=[side],
         output=OutputFileDatasetConfig("scores"),
+        arguments=["--labels", side],
     )
-    scored = step_of(finish(submit(ws, [step])), "predict")
-    assert sorted(output_lines(scored)) == sorted(f"n{i}.txt {i * 7}" for i in range(5))
+    scored = step_of(finish(submit(ws, [make, predict])), "predict")
+    assert sorted(output_lines(scored)) == sorted(f"n{i}.txt {i * 7}kg" for i in range(5))
 
 
 def test_cancel_stops_the_driver_and_its_workers(ws: Workspace, tmp_path: Path) -> None:
@@ -414,3 +470,49 @@ def test_a_bad_parameter_value_in_a_stored_record_fails_the_step_without_a_proce
     error = record.data["error"]
     assert error["code"] == "InvalidParallelSetting"
     assert error["message"].startswith("ParallelRunStep 'bad-batch': mini_batch_size 'ten' does not parse")
+
+
+def test_the_same_work_submitted_twice_runs_once(ws: Workspace, tmp_path: Path) -> None:
+    """Two drivers never share a checkpoint: the second submission's step waits for the first, then
+    reuses its result."""
+    data = files_dataset(ws, tmp_path, "prs-twice", {f"t{i}.txt": str(i) for i in range(4)})
+    source = SourceDir(tmp_path / "score").gen({"score.py": SCORE_FILES})
+    step = ParallelRunStep(
+        name="score-twice",
+        parallel_run_config=prs_config(source, "score.py"),
+        inputs=[data.as_named_input("data")],
+        output=OutputFileDatasetConfig("scores"),
+        arguments=["--delay", "0.5"],
+    )
+    first, second = submit(ws, [step]), submit(ws, [step])
+    finish(first)
+    finish(second)
+    ran, waited = step_of(first, "score-twice"), step_of(second, "score-twice")
+    if waited._record.data.get("reusedFrom") is None:  # the scheduler picked the second one up first
+        ran, waited = waited, ran
+    assert waited._record.data["reusedFrom"] == ran.id
+    assert "is doing the same work" in waited._record.data["queuedBecause"]
+    assert len(processed(ws, ran)) == 2
+
+
+def test_a_scheduler_restart_stops_the_driver_and_a_resubmit_resumes(ws: Workspace, tmp_path: Path) -> None:
+    """The scheduler dies (SIGKILL) while a driver works; the next scheduler stops the orphaned driver
+    and its workers and fails the step (engine/recovery.py); a resubmit continues the checkpoint."""
+    step, contents, gate = gated_step(ws, tmp_path, "restart", 6)
+    run = submit(ws, [step])
+    victim = running_step(run, "score-restart")
+    wait_for(lambda: (progress_of(victim).get("mini_batches") or {}).get("completed", 0) == 2)
+    scheduler = psutil.Process(json.loads((ws.path / "scheduler.json").read_text())["pid"])
+    scheduler.kill()
+    scheduler.wait(10)
+    assert run_processes(victim.id)  # the driver outlives its scheduler ...
+    ensure_running(ws)
+    finish(run, "Failed")
+    assert run_processes(victim.id) == []  # ... until the next one recovers the step
+    assert "The scheduler stopped while this step was running" in victim.get_details()["error"]["message"]
+
+    gate.touch()
+    resumed = step_of(finish(submit(ws, [step])), "score-restart")
+    assert sorted(output_lines(resumed)) == sorted(f"{n} {v}" for n, v in contents.items())
+    assert progress_of(resumed)["mini_batches"]["resumed"] == 2
+    assert len(processed(ws, resumed)) == 4
