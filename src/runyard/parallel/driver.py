@@ -13,52 +13,36 @@ Exit 0 = Completed; 1 = Failed; 2 = canceled. The last line printed says which, 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, answer_challenge, deliver_challenge, wait
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Literal
-
-import psutil
 
 from runyard import config
 from runyard.engine.graph_parallel import ParallelSettings
 from runyard.errors import RunyardError
-from runyard.parallel import worker as worker_env
-from runyard.parallel._user.azureml_user import parallel_run as entry_env
+from runyard.parallel import agents
 from runyard.parallel.accounting import Accounting
+from runyard.parallel.agents import Agent
 from runyard.parallel.checkpoint import Checkpoint, DoneRecord, plan_key
 from runyard.parallel.job import ENV_JOB, ParallelJob
 from runyard.parallel.joblogs import JobLogs, MiniBatchRecord, agent_name
 from runyard.parallel.partition import MiniBatch, plan_mini_batches
 from runyard.parallel.perf import PerfSampler
-from runyard.parallel.progress import MAX_FAILURES, Failure, ItemCounts, MiniBatchCounts, ProgressSnapshot
+from runyard.parallel.progress import MAX_FAILURES, Failure, ProgressSnapshot
 
 State = Literal["running", "completed", "failed"]
 PREFETCH = 1  # mini-batches queued in a worker behind the running one
 PROGRESS_EVERY = 1.0
 METRICS_EVERY = 5.0
-STOP_GRACE = 3.0
 EXIT_FAILED, EXIT_CANCELED = 1, 2
-
-
-@dataclass
-class _Agent:
-    name: str
-    proc: subprocess.Popen[bytes]
-    conn: Connection | None = None
-    ready: bool = False
-    queue: deque[tuple[MiniBatch, int]] = field(default_factory=deque)  # head runs, the rest wait
-    head_started: float = 0.0
 
 
 class Driver:
@@ -67,7 +51,7 @@ class Driver:
         self.settings: ParallelSettings = job.parallel_settings
         self.logs = JobLogs(cwd / "logs", job.node, self.settings.logging_level)
         self.checkpoint = Checkpoint(job.checkpoint)
-        self.agents: dict[str, _Agent] = {}
+        self.agents: dict[str, Agent] = {}
         self.next_agent = 1
         self.pending: deque[tuple[MiniBatch, int]] = deque()
         self.failures: list[Failure] = []
@@ -144,7 +128,7 @@ class Driver:
                     if obj is wake_r:
                         wake_r.recv(4096)
                     elif obj is self.server:
-                        self.accept()
+                        agents.accept(self.server, self.authkey, self.agents)
                     else:
                         self.receive(obj)  # type: ignore[arg-type]
                 self.check_timeouts_and_deaths()
@@ -152,7 +136,7 @@ class Driver:
             signal.set_wakeup_fd(previous_fd)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            self.stop_workers()
+            agents.stop_all(self.agents)
             self.server.close()
             wake_r.close()
             wake_w.close()
@@ -164,61 +148,26 @@ class Driver:
     def spawn(self) -> None:
         name = agent_name(self.next_agent)
         self.next_agent += 1
-        paths = self.logs.agent_paths(name)
-        host, port = self.server.getsockname()[:2]
-        s = self.settings
-        env = {**os.environ, **s.environment_variables}
-        env.update(
-            {
-                worker_env.ENV_ADDRESS: f"{host}:{port}",
-                worker_env.ENV_AUTHKEY: self.authkey.hex(),
-                worker_env.ENV_AGENT: name,
-                worker_env.ENV_DRIVER_PID: str(os.getpid()),
-                worker_env.ENV_ENTRY: str((self.cwd / self.job.entry_script).resolve()),
-                worker_env.ENV_ARGUMENTS: json.dumps(self.job.arguments),
-                worker_env.ENV_RESULTS: str(self.checkpoint.results)
-                if s.output_action == "append_row"
-                else "",
-                worker_env.ENV_LEVEL: s.logging_level,
-                entry_env.ENV_AGENT: name,
-                entry_env.ENV_LOG_DIR: str(paths.entry_log.parent),
-                entry_env.ENV_LOG_FILE: str(paths.entry_log),
-                entry_env.ENV_OUTPUT_DIR: self.job.output or str(self.cwd),
-                entry_env.ENV_WORKING_DIR: str(self.cwd),
-                entry_env.ENV_LEVEL: s.logging_level,
-            }
+        paths, s = self.logs.agent_paths(name), self.settings
+        results = self.checkpoint.results if s.output_action == "append_row" else None
+        env = agents.worker_environment(
+            name,
+            paths,
+            self.server.getsockname()[:2],
+            self.authkey,
+            (self.cwd / self.job.entry_script).resolve(),
+            self.job.arguments,
+            results,
+            s.logging_level,
+            self.job.output or str(self.cwd),
+            self.cwd,
+            s.environment_variables,
         )
         for side in self.job.side_inputs:
             if side.path:
                 env.setdefault(f"AZUREML_DATAREFERENCE_{side.name}", side.path)
-        with open(paths.stdout, "ab") as out, open(paths.stderr, "ab") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-u", "-P", worker_env.__file__],
-                cwd=self.cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-            )
-        self.agents[name] = _Agent(name, proc)
-        self.logs.master(f"{name} started (pid {proc.pid})")
-
-    def accept(self) -> None:
-        sock, _ = self.server.accept()
-        sock.setblocking(True)
-        conn = Connection(sock.detach())
-        try:
-            deliver_challenge(conn, self.authkey)
-            answer_challenge(conn, self.authkey)
-            hello = conn.recv() if conn.poll(10) else None
-        except (OSError, EOFError, Exception):
-            conn.close()
-            return
-        agent = self.agents.get(hello[1]) if isinstance(hello, tuple) and len(hello) == 2 else None
-        if agent is None or agent.conn is not None:
-            conn.close()
-            return
-        agent.conn = conn
+        agent = self.agents[name] = agents.spawn(name, paths, env, self.cwd)
+        self.logs.master(f"{name} started (pid {agent.proc.pid})")
 
     def waitables(self, wake: socket.socket) -> list[Any]:
         return [wake, self.server, *(a.conn for a in self.agents.values() if a.conn is not None)]
@@ -271,7 +220,7 @@ class Driver:
 
     def completed(
         self,
-        agent: _Agent,
+        agent: Agent,
         mb: MiniBatch,
         attempt: int,
         returned: int,
@@ -283,25 +232,11 @@ class Driver:
         self.checkpoint.record_done(rec)
         self.records[mb.id] = rec
         lost = self.acc.complete(mb.items, returned)
-        self.logs.mini_batch(
-            MiniBatchRecord(
-                mb.id,
-                mb.input,
-                mb.items,
-                mb.items - lost,
-                lost,
-                attempt,
-                agent.name,
-                "RUN_DONE",
-                time.time() - seconds,
-                seconds,
-                run_seconds,
-            )
-        )
+        self.record(mb, agent, attempt, mb.items - lost, "RUN_DONE", seconds, run_seconds)
         self.check_budget()
 
     def try_failed(
-        self, agent: _Agent, mb: MiniBatch, attempt: int, summary: str, tb: str, seconds: float
+        self, agent: Agent, mb: MiniBatch, attempt: int, summary: str, tb: str, seconds: float
     ) -> None:
         self.logs.user_error(
             agent.name, mb.id, f"try {attempt} of {self.settings.run_max_try}: {summary}", tb
@@ -316,31 +251,26 @@ class Driver:
                     mini_batch=mb.id, input=mb.input, message=summary, log=self.logs.error_log(agent.name)
                 )
             )
-        self.logs.mini_batch(
-            MiniBatchRecord(
-                mb.id,
-                mb.input,
-                mb.items,
-                0,
-                mb.items,
-                attempt,
-                agent.name,
-                "RUN_FAILED",
-                time.time() - seconds,
-                seconds,
-                0.0,
-            )
-        )
+        self.record(mb, agent, attempt, 0, "RUN_FAILED", seconds, 0.0)
         self.check_budget()
+
+    def record(
+        self, mb: MiniBatch, agent: Agent, tries: int, ok: int, status: str, seconds: float, run_s: float
+    ) -> None:
+        started = time.time() - seconds
+        rec = MiniBatchRecord(
+            mb.id, mb.input, mb.items, ok, mb.items - ok, tries, agent.name, status, started, seconds, run_s
+        )
+        self.logs.mini_batch(rec)
 
     def check_budget(self) -> None:
         scheduled = not self.pending
         self.stop_reason = self.stop_reason or self.acc.exceeded(all_scheduled=scheduled)
 
-    def lost(self, agent: _Agent, why: str) -> None:
+    def lost(self, agent: Agent, why: str) -> None:
         """A worker ended (died, or was killed for a timeout): fail its running try, requeue the rest,
         start a replacement while work remains."""
-        kill_tree(agent.proc)
+        agents.kill_tree(agent.proc)
         if agent.conn is not None:
             agent.conn.close()
         del self.agents[agent.name]
@@ -387,44 +317,11 @@ class Driver:
                 deadline = min(deadline, 0.2)
         return max(deadline, 0.01)
 
-    def stop_workers(self) -> None:
-        for agent in self.agents.values():
-            if agent.conn is not None:
-                with contextlib.suppress(OSError):
-                    agent.conn.send(("stop",))
-        end = time.monotonic() + STOP_GRACE
-        for agent in list(self.agents.values()):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                agent.proc.wait(max(0.0, end - time.monotonic()) if not agent.queue else 0)
-            kill_tree(agent.proc)
-            if agent.conn is not None:
-                agent.conn.close()
-        self.agents.clear()
-
     # -- progress and the end --------------------------------------------------------------------
     def snapshot(self, state: State = "running") -> ProgressSnapshot:
-        acc, now = self.acc, time.time()
-        elapsed = max(now - self.started, 1e-6)
-        done_items = acc.items_succeeded + acc.items_failed
-        rate = done_items / elapsed
-        left = acc.total_items - done_items
-        return ProgressSnapshot(
-            state=state,
-            step=self.job.step,
-            updated=now,
-            started=self.started,
-            mini_batches=MiniBatchCounts(
-                total=acc.total_mini_batches,
-                completed=acc.completed,
-                failed=acc.failed,
-                resumed=acc.resumed,
-                scheduled=acc.total_mini_batches - len(self.pending),
-            ),
-            items=ItemCounts(total=acc.total_items, succeeded=acc.items_succeeded, failed=acc.items_failed),
-            items_per_second=rate,
-            eta_seconds=(left / rate if rate > 0 and state == "running" else None),
-            workers=len(self.agents),
-            failures=self.failures,
+        scheduled = self.acc.total_mini_batches - len(self.pending)
+        return self.acc.snapshot(
+            self.job.step, self.started, state, scheduled, len(self.agents), self.failures
         )
 
     def tick(self, final: bool = False) -> None:
@@ -446,16 +343,8 @@ class Driver:
                 from runyard.core.run import Run
 
                 self.metrics_run = Run.get_context()
-            acc, run = self.acc, self.metrics_run
-            for name, value in (
-                ("mini_batches_total", acc.total_mini_batches),
-                ("mini_batches_completed", acc.completed),
-                ("mini_batches_failed", acc.failed),
-                ("items_succeeded", acc.items_succeeded),
-                ("items_failed", acc.items_failed),
-                ("items_per_second", round(self.snapshot().items_per_second, 3)),
-            ):
-                run.log(name, value)
+            for name, value in self.acc.metrics(self.snapshot().items_per_second).items():
+                self.metrics_run.log(name, value)
         except Exception as exc:
             self.logs.master(f"run metrics not logged: {exc}", "WARNING")
 
@@ -465,6 +354,8 @@ class Driver:
 
     def finish(self) -> int:
         self.tick(final=True)
+        if not (self.canceled or self.fatal):  # allowed_failed_percent: everything was scheduled
+            self.stop_reason = self.stop_reason or self.acc.exceeded(all_scheduled=True)
         first = f" First failure: {self.failures[0].message}." if self.failures else ""
         if self.canceled:
             return self.end(
@@ -506,21 +397,6 @@ class Driver:
         self.checkpoint.close()
         print(line, file=sys.stdout if code == 0 else sys.stderr, flush=True)
         return code
-
-
-def kill_tree(proc: subprocess.Popen[bytes]) -> None:
-    """Kill a worker and every process it started (the entry script's children too)."""
-    try:
-        parent = psutil.Process(proc.pid)
-        family = [*parent.children(recursive=True), parent]
-    except psutil.NoSuchProcess:
-        family = []
-    for p in family:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(5)
-    psutil.wait_procs(family, timeout=2)
 
 
 def main() -> int:

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -202,6 +203,8 @@ def main() -> int:
     host, port = os.environ[ENV_ADDRESS].rsplit(":", 1)
     agent = os.environ[ENV_AGENT]
     conn = Client((host, int(port)), authkey=bytes.fromhex(os.environ[ENV_AUTHKEY]))
+    with socket.socket(fileno=os.dup(conn.fileno())) as sock:  # same socket: no Nagle delay on replies
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     conn.send(("hello", agent))
     worker = Worker(conn, agent)
     if worker.start(os.environ[ENV_ENTRY], json.loads(os.environ.get(ENV_ARGUMENTS, "[]"))):
