@@ -69,6 +69,7 @@ SCORE_FILES = """
 #: so a test can stop a job at a known point and let its resumed run through.
 GATED = """
     import argparse, os, time
+    from azureml_user.parallel_run import EntryScript
 
     def init():
         global GATE, FREE
@@ -82,6 +83,11 @@ GATED = """
         names = [os.path.basename(p) for p in mini_batch]
         while not FREE.issuperset(names) and not os.path.exists(GATE):
             time.sleep(0.02)
+        extra = os.path.join(EntryScript().output_dir, "extra")  # files of its own, as summary_only does
+        os.makedirs(extra, exist_ok=True)
+        for name in names:
+            with open(os.path.join(extra, name + ".done"), "w") as fh:
+                fh.write("1")
         return [f"{n} {open(p).read().strip()}" for n, p in zip(names, mini_batch)]
 """
 
@@ -328,6 +334,8 @@ def test_sigkill_of_the_driver_then_resubmit_resumes(ws: Workspace, tmp_path: Pa
     assert sorted(output_lines(scored)) == sorted(f"{n} {v}" for n, v in contents.items())
     assert progress_of(scored)["mini_batches"]["resumed"] == 2
     assert len(processed(ws, scored)) == 8  # only the remaining ones ran
+    extra = Path(scored.get_output_data("scores").local_path) / "extra"  # the killed run's files came along
+    assert sorted(p.name for p in extra.iterdir()) == sorted(f"{n}.done" for n in contents)
 
 
 def test_error_threshold_exceeded_fails_the_step_with_one_sentence(ws: Workspace, tmp_path: Path) -> None:

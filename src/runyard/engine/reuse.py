@@ -203,7 +203,8 @@ def explain(
             else:
                 details.append(explain_input(name, *about))
     old_settings, new_settings = old.get("parallel") or {}, new.get("parallel") or {}
-    for key in sorted(set(old_settings) | set(new_settings)):
+    both = bool(old_settings) and bool(new_settings)  # else the step type changed: that reason says it
+    for key in sorted(set(old_settings) | set(new_settings) if both else ()):
         if old_settings.get(key) != new_settings.get(key):
             changed.append(f"parallel:{key}")
             details.append(f"{key} {_setting(old_settings, key)} → {_setting(new_settings, key)}")

@@ -42,6 +42,7 @@ JOB_ENV = ENV_JOB
 JOB_FILE = "parallel_job.json"  # in the step's work folder
 DRIVER_MODULE = "runyard.parallel.driver"
 CHECKPOINT_ROOT = "parallel"  # inside the workspace folder
+OUTPUT_NOTE = "engine-output.json"  # in a checkpoint: the output folder of the last run of its work
 
 
 class InvalidParallelSetting(InvalidInputError):
@@ -115,6 +116,34 @@ def open_checkpoint(ws: Workspace, key: str, fresh: bool = False) -> Path:
     folder.mkdir(mode=0o700, exist_ok=True)
     os.chmod(folder, 0o700)  # mkdir's mode is cut by the umask, and an older folder may be wider
     return folder
+
+
+def carry_output(checkpoint: Path, output: Path, append_row_file: str) -> int:
+    """Files the entry script wrote itself into the output folder (EntryScript.output_dir) in an earlier
+    run of this checkpoint's work belong to mini-batches that will not run again: copy them into this
+    run's output folder (not the append_row file, which the driver assembles; nothing already there is
+    replaced). Returns how many files were copied; remembers `output` for the next resume."""
+    note = checkpoint / OUTPUT_NOTE
+    copied = 0
+    try:
+        earlier = Path(json.loads(note.read_text())["output"])
+    except (OSError, ValueError, KeyError, TypeError):
+        earlier = None
+    if earlier is not None and earlier.is_dir() and earlier.resolve() != output.resolve():
+        for path in sorted(earlier.rglob("*")):
+            rel = path.relative_to(earlier)
+            target = output / rel
+            if (
+                path.is_file()
+                and not path.is_symlink()
+                and str(rel) != append_row_file
+                and not target.exists()
+            ):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+                copied += 1
+    note.write_text(json.dumps({"output": str(output)}))
+    return copied
 
 
 def remove_checkpoint(folder: Path) -> None:

@@ -32,6 +32,7 @@ from runyard.engine.step_data import register_output, upload_output
 from runyard.engine.step_parallel import (
     DRIVER_MODULE,
     JOB_ENV,
+    carry_output,
     checkpoint_key,
     describe_settings,
     failure_sentence,
@@ -184,6 +185,10 @@ def start_step(
         env[JOB_ENV] = str(write_job(work, document))
         job.prep(describe_settings(settings))
         job.prep(f"Checkpoint: {checkpoint}" + (" (emptied: regenerate_outputs=True)" if fresh else ""))
+        if document["output"]:
+            carried = carry_output(checkpoint, Path(document["output"]), settings.append_row_file_name)
+            if carried:
+                job.prep(f"Output: {carried} files the entry script wrote in an earlier run of this work")
         argv = [job.python, "-u", "-m", DRIVER_MODULE]
     proc = job.spawn(argv, env)
     return StartedStep(step["name"], run_id, job, proc, time.time(), outputs, checkpoint=checkpoint)
