@@ -22,9 +22,9 @@ import pytest
 from runyard.engine.graph_parallel import ParallelSettings
 from runyard.errors import InvalidInputError
 from runyard.parallel.accounting import Accounting
-from runyard.parallel.checkpoint import Checkpoint, DoneRecord, plan_key
+from runyard.parallel.checkpoint import Checkpoint, DoneRecord
 from runyard.parallel.job import ENV_JOB, ParallelJob
-from runyard.parallel.partition import MiniBatch
+from runyard.parallel.partition import Plan
 from runyard.parallel.worker import format_rows
 
 PYTHON = sys.executable
@@ -391,21 +391,23 @@ def test_job_file_version_is_checked(tmp_path: Path) -> None:
 
 
 def test_checkpoint_resumes_only_the_same_plan(tmp_path: Path) -> None:
-    plan_a = [MiniBatch(i, "data", "file", (f"/x/{i}",), None, 1) for i in range(3)]
-    plan_b = [MiniBatch(i, "data", "file", (f"/y/{i}",), None, 1) for i in range(3)]
+    plan_a, plan_b = Plan(), Plan()
+    for i in range(3):
+        plan_a.add("data", "file", (f"/x/{i}",), None, 1)
+        plan_b.add("data", "file", (f"/y/{i}",), None, 1)
     ck = Checkpoint(tmp_path / "ck")
-    assert "new" in ck.open(plan_key(plan_a))
+    assert "new" in ck.open(plan_a.key())
     (ck.results / ck.result_name(0, 1)).write_text("a\n")
     (ck.results / ck.result_name(1, 2)).write_text("b\n")
     (ck.results / ck.result_name(2, 1)).write_text("unrecorded\n")
     ck.record_done(DoneRecord(1, 1, 1, ck.result_name(1, 2)))
     ck.record_done(DoneRecord(0, 1, 1, ck.result_name(0, 1)))
     with pytest.raises(InvalidInputError, match="Another ParallelRunStep driver"):
-        Checkpoint(tmp_path / "ck").open(plan_key(plan_a))
+        Checkpoint(tmp_path / "ck").open(plan_a.key())
     ck.close()
 
     ck = Checkpoint(tmp_path / "ck")
-    assert "resuming" in ck.open(plan_key(plan_a))
+    assert "resuming" in ck.open(plan_a.key())
     records = ck.completed()
     assert sorted(records) == [0, 1]
     assert not (ck.results / ck.result_name(2, 1)).exists()  # a try without a record is dropped
@@ -414,7 +416,7 @@ def test_checkpoint_resumes_only_the_same_plan(tmp_path: Path) -> None:
     ck.close()
 
     ck = Checkpoint(tmp_path / "ck")
-    assert "held another plan" in ck.open(plan_key(plan_b))
+    assert "held another plan" in ck.open(plan_b.key())
     assert ck.completed() == {}
     ck.close()
 

@@ -2,7 +2,7 @@
 
 Layout of `<checkpoint>/` (the job file's `checkpoint`, one folder per unit of work):
 
-- `plan.json`: the identity of the mini-batch list (a hash). A different plan in the same folder means
+- `plan.json`: the identity of the mini-batch list (partition.Plan.key(): a hash). A different plan in the same folder means
   the inputs or settings changed: the old records describe other mini-batches, so they are dropped.
 - `results/<id:08d>.<attempt>.txt`: a worker writes a try's returned rows here (temp file + rename).
 - `done.jsonl`: one JSON line per completed mini-batch (id, items, succeeded, results file), appended by
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -31,7 +30,7 @@ from typing import Any
 
 from runyard.errors import InvalidInputError
 
-__all__ = ["Checkpoint", "DoneRecord", "plan_key"]
+__all__ = ["Checkpoint", "DoneRecord"]
 
 PLAN_VERSION = 1
 
@@ -45,15 +44,6 @@ class DoneRecord:
     items: int
     succeeded: int
     file: str | None
-
-
-def plan_key(mini_batches: Iterable[Any]) -> str:
-    """The identity of a plan: a hash of its mini-batches' JSON (ids, inputs, files, row ranges)."""
-    digest = hashlib.sha256()
-    for mb in mini_batches:
-        digest.update(json.dumps(mb.to_json(), sort_keys=True).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
 
 
 class Checkpoint:

@@ -31,7 +31,7 @@ from runyard.errors import RunyardError
 from runyard.parallel import agents
 from runyard.parallel.accounting import Accounting
 from runyard.parallel.agents import Agent
-from runyard.parallel.checkpoint import Checkpoint, DoneRecord, plan_key
+from runyard.parallel.checkpoint import Checkpoint, DoneRecord
 from runyard.parallel.job import ENV_JOB, ParallelJob
 from runyard.parallel.joblogs import JobLogs, MiniBatchRecord, agent_name
 from runyard.parallel.partition import MiniBatch, plan_mini_batches
@@ -87,7 +87,7 @@ class Driver:
                 "master", None, f"input {problem.input!r}: {problem.item}: {problem.message}", ""
             )
         try:
-            self.logs.master(self.checkpoint.open(plan_key(plan.mini_batches)))
+            self.logs.master(self.checkpoint.open(plan.key()))
         except RunyardError as exc:
             return self.finish_early(str(exc))
         self.records = self.checkpoint.completed()
