@@ -1,7 +1,9 @@
 """`runyard port`: the libcst rewrite of azureml. -> runyard.v1. on the samples in examples/v1/.
 
-The CLI runs as a real subprocess on copies of the samples; the ported script is then run for real, so a
-rewrite that parses but does not work (an unbound `azureml` name) fails here.
+The CLI runs through its real `main()` in this process (conftest.invoke_cli: ~2 s less per command than a
+fresh interpreter; test_v1_notebook.py and test_cli.py run it as a subprocess) on copies of the samples; the
+ported script is then run for real, so a rewrite that parses but does not work (an unbound `azureml` name)
+fails here.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import run_cli
+from conftest import invoke_cli
 from runyard.porting import PortError, port_cell, port_source
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "v1"
@@ -32,7 +34,7 @@ def copy_sample(tmp_path: Path, name: str) -> Path:
 def test_python_sample_diff_shows_every_rewrite_and_writes_nothing(tmp_path: Path) -> None:
     script = copy_sample(tmp_path, "port_sample.py")
     before = script.read_bytes()
-    result = run_cli("port", str(script))
+    result = invoke_cli("port", str(script))
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for line in (
@@ -55,7 +57,7 @@ def test_python_sample_diff_shows_every_rewrite_and_writes_nothing(tmp_path: Pat
 def test_written_python_file_runs_and_keeps_comments_strings_and_mode(tmp_path: Path) -> None:
     script = copy_sample(tmp_path, "port_sample.py")
     script.chmod(0o754)
-    result = run_cli("port", "--write", str(script))
+    result = invoke_cli("port", "--write", str(script))
     assert result.returncode == 0, result.stderr
     assert "Ported 1 of 1 file (8 rewrites)" in result.stdout
     text = script.read_text()
@@ -74,29 +76,29 @@ def test_check_exit_codes_and_idempotence(tmp_path: Path) -> None:
     copy_sample(tmp_path, "port_sample.py")
     copy_sample(tmp_path, "port_notebook.ipynb")
     (tmp_path / "plain.py").write_text("print('no azureml here')\n")
-    assert run_cli("port", "--check", str(tmp_path)).returncode == 1
-    assert run_cli("port", "--write", str(tmp_path)).returncode == 0
+    assert invoke_cli("port", "--check", str(tmp_path)).returncode == 1
+    assert invoke_cli("port", "--write", str(tmp_path)).returncode == 0
     after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    again = run_cli("port", "--check", str(tmp_path))
+    again = invoke_cli("port", "--check", str(tmp_path))
     assert again.returncode == 0, again.stdout
     assert "Nothing to port" in again.stdout
-    second = run_cli("port", "--write", str(tmp_path))
+    second = invoke_cli("port", "--write", str(tmp_path))
     assert second.returncode == 0
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == after
-    assert run_cli("port", "--check", str(tmp_path / "plain.py")).returncode == 0
+    assert invoke_cli("port", "--check", str(tmp_path / "plain.py")).returncode == 0
 
 
 def test_notebook_cells_ported_around_ipython_lines(tmp_path: Path) -> None:
     notebook = copy_sample(tmp_path, "port_notebook.ipynb")
     original = nbformat.read(notebook, as_version=4)
-    result = run_cli("port", str(notebook))
+    result = invoke_cli("port", str(notebook))
     assert result.returncode == 0, result.stderr
     assert f"--- a/{notebook} [cell 2]" in result.stdout
     assert f"+++ b/{notebook} [cell 5]" in result.stdout
     assert "cell 7: a %%bash cell is not Python; left as it is" in result.stderr
     assert "cell 8: not valid Python: invalid syntax (line 2); left as it is" in result.stderr  # `obj?`
 
-    assert run_cli("port", "--write", str(notebook)).returncode == 0
+    assert invoke_cli("port", "--write", str(notebook)).returncode == 0
     ported = nbformat.read(notebook, as_version=4)
     src = [cell.source for cell in ported.cells]
     old = [cell.source for cell in original.cells]
@@ -131,17 +133,17 @@ def test_folders_skip_tool_state_and_missing_paths_are_errors(tmp_path: Path) ->
         (tmp_path / folder / "m.py").write_text("import azureml.core\n")
     (tmp_path / "env_with_cfg" / "pyvenv.cfg").write_text("home = /usr\n")
     (tmp_path / "notes.txt").write_text("import azureml.core\n")
-    result = run_cli("port", "--write", str(tmp_path))
+    result = invoke_cli("port", "--write", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "Ported 1 of 1 file (1 rewrite)" in result.stdout
     assert (tmp_path / "code" / "m.py").read_text() == "import runyard.v1.core\n"
     for untouched in (".venv", ".git", ".runyard", "env_with_cfg"):
         assert (tmp_path / untouched / "m.py").read_text() == "import azureml.core\n"
 
-    missing = run_cli("port", str(tmp_path / "code"), str(tmp_path / "nope.py"))
+    missing = invoke_cli("port", str(tmp_path / "code"), str(tmp_path / "nope.py"))
     assert missing.returncode == 1
     assert "Error: No such file or folder" in missing.stderr and "nope.py" in missing.stderr
-    both = run_cli("port", "--write", "--check", str(tmp_path))
+    both = invoke_cli("port", "--write", "--check", str(tmp_path))
     assert both.returncode == 1 and "exclude each other" in both.stderr
 
 
@@ -179,7 +181,7 @@ def test_port_source_cases(source: str, expected: str | None) -> None:
 def test_python_file_encoding_is_kept(tmp_path: Path) -> None:
     script = tmp_path / "latin.py"
     script.write_bytes("# -*- coding: latin-1 -*-\nimport azureml.core\nname = 'café'\n".encode("latin-1"))
-    assert run_cli("port", "--write", str(script)).returncode == 0
+    assert invoke_cli("port", "--write", str(script)).returncode == 0
     assert script.read_bytes() == "# -*- coding: latin-1 -*-\nimport runyard.v1.core\nname = 'café'\n".encode(
         "latin-1"
     )
@@ -200,7 +202,7 @@ def test_cells_that_cannot_be_ported_are_reported_not_broken() -> None:
 def test_unreadable_files_are_reported(tmp_path: Path) -> None:
     (tmp_path / "broken.ipynb").write_text("{not json")
     (tmp_path / "bad.py").write_bytes(b"import azureml.core\nx = '\xff'\n")
-    result = run_cli("port", str(tmp_path))
+    result = invoke_cli("port", str(tmp_path))
     assert result.returncode == 0
     assert "broken.ipynb: cannot be read as a notebook" in result.stderr
     assert "bad.py: cannot be read as Python source" in result.stderr
@@ -211,7 +213,7 @@ def test_a_linked_file_is_ported_once_through_its_link(tmp_path: Path) -> None:
     real = tmp_path / "real.py"
     real.write_text("import azureml.core\n")
     (tmp_path / "link.py").symlink_to(real)
-    result = run_cli("port", "--write", str(tmp_path), str(real))
+    result = invoke_cli("port", "--write", str(tmp_path), str(real))
     assert result.returncode == 0, result.stderr
     assert "Ported 1 of 1 file (1 rewrite)" in result.stdout
     assert f"{tmp_path / 'link.py'}: a symbolic link (to {real}); not followed" in result.stderr
@@ -228,13 +230,13 @@ def test_links_below_a_folder_are_not_followed_but_a_named_link_is(tmp_path: Pat
     (project / "lib.py").symlink_to(shared / "lib.py")
     (project / "vendored").symlink_to(shared, target_is_directory=True)
     (project / "gone.py").symlink_to(tmp_path / "missing.py")  # a dangling link is not read either
-    result = run_cli("port", "--write", "-q", str(project))
+    result = invoke_cli("port", "--write", "-q", str(project))
     assert result.returncode == 0, result.stderr
     assert "Nothing to port: no azureml imports in 0 files." in result.stdout
     for name in ("lib.py", "vendored", "gone.py"):
         assert f"{project / name}: a symbolic link" in result.stderr, name
     assert (shared / "lib.py").read_text() == "import azureml.core\n"
-    named = run_cli("port", "--write", "-q", str(project / "lib.py"))
+    named = invoke_cli("port", "--write", "-q", str(project / "lib.py"))
     assert named.returncode == 0, named.stderr
     assert (shared / "lib.py").read_text() == "import runyard.v1.core\n"
     assert (project / "lib.py").is_symlink()
@@ -246,7 +248,7 @@ def test_a_read_only_file_is_reported_not_written_and_the_rest_is_ported(tmp_pat
     frozen.chmod(0o444)
     (tmp_path / "b_train.py").write_text("import azureml.core\n")
     try:
-        result = run_cli("port", "--write", "-q", str(tmp_path))
+        result = invoke_cli("port", "--write", "-q", str(tmp_path))
         assert frozen.read_text() == "import azureml.core\n"
         assert stat.S_IMODE(frozen.stat().st_mode) == 0o444
     finally:
@@ -265,7 +267,7 @@ def test_a_notebook_nbformat_cannot_write_back_is_reported_in_a_dry_run_too(tmp_
     before = odd.read_bytes()
     (tmp_path / "b_train.py").write_text("import azureml.core\n")
     for flags in ((), ("--check",), ("--write",)):
-        result = run_cli("port", *flags, str(tmp_path))
+        result = invoke_cli("port", *flags, str(tmp_path))
         assert "Traceback" not in result.stderr, result.stderr
         assert f"{odd}: cannot be written back as a notebook" in result.stderr, flags
         assert "a_odd.ipynb [cell 1]" not in result.stdout  # no diff for what will not be written
@@ -289,7 +291,7 @@ def test_a_notebook_is_one_namespace_for_the_name_an_import_binds(tmp_path: Path
         "def local(azureml):\n    return azureml\nprint(local('param'))",  # a parameter stays
         "%%writefile score.py\nprint(azureml.core.VERSION)",  # a script of its own: its name is unbound
     )
-    result = run_cli("port", "--write", str(notebook))
+    result = invoke_cli("port", "--write", str(notebook))
     assert result.returncode == 0, result.stderr
     cells = [cell.source for cell in nbformat.read(notebook, as_version=4).cells]
     assert cells[1] == "def kind():\n    return runyard.v1.core.Run.__name__"
@@ -312,7 +314,7 @@ def test_a_notebook_is_one_namespace_for_the_name_an_import_binds(tmp_path: Path
 )
 def test_other_cells_keep_a_name_no_notebook_level_import_binds(tmp_path: Path, first: str) -> None:
     notebook = _notebook(tmp_path / "nb.ipynb", first, "azureml.core.Run")
-    assert run_cli("port", "--write", str(notebook)).returncode == 0
+    assert invoke_cli("port", "--write", str(notebook)).returncode == 0
     assert nbformat.read(notebook, as_version=4).cells[1].source == "azureml.core.Run"
 
 
@@ -338,7 +340,7 @@ def test_imports_of_what_runyard_lacks_are_reported_with_the_alternative(tmp_pat
 
     script = tmp_path / "estimator.py"
     script.write_text(ESTIMATOR_SCRIPT)
-    result = run_cli("port", "--write", str(script))
+    result = invoke_cli("port", "--write", str(script))
     assert result.returncode == 0, result.stderr
     warned = " ".join(result.stderr.split())  # Rich wraps long lines
     assert "line 2: azureml.train.dnn is not available in runyard: v1's estimators" in warned
@@ -353,5 +355,5 @@ def test_imports_of_what_runyard_lacks_are_reported_with_the_alternative(tmp_pat
         "from azureml.core import Workspace",
         "%%writefile train.py\nimport os\nfrom azureml.train.sklearn import SKLearn",
     )
-    cells = run_cli("port", str(notebook))
+    cells = invoke_cli("port", str(notebook))
     assert "cell 2, line 3: azureml.train.sklearn is not available" in " ".join(cells.stderr.split())
