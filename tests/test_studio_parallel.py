@@ -37,6 +37,8 @@ def test_step_page_shows_live_progress_and_links_failed_mini_batches_to_tracebac
         bar = card.locator("progress")
         expect(bar).to_have_attribute("value", "120")
         expect(bar).to_have_attribute("max", "200")
+        node = page.locator('[data-step="score"] .node-status')  # the graph shows it too
+        expect(node).to_have_text("Running · 120/200")
         expect(card.locator('[data-parallel="speed"]')).to_have_text("1,234 items/s")
         expect(card.locator('[data-parallel="eta"]')).to_have_text("0:42")
         expect(card.locator('[data-parallel="mini-batches"]')).to_have_text("117 completed, 3 failed")
@@ -46,6 +48,7 @@ def test_step_page_shows_live_progress_and_links_failed_mini_batches_to_tracebac
         # the driver replaces its progress file: the page follows without a reload (no metric was logged)
         logs.progress(snapshot(150, 3, failures=3))
         expect(bar).to_have_attribute("value", "153")
+        expect(node).to_have_text("Running · 153/200")
         expect(card.locator('[data-parallel="mini-batches"]')).to_have_text("150 completed, 3 failed")
 
         logs.result(snapshot(197, 3, state="completed", failures=3), "Completed", "3 mini-batches failed.")

@@ -75,3 +75,21 @@ def live_progress_run(run: RunRecord, parent: RunRecord | None, shown: ParallelC
 def context(artifacts: ArtifactStore, run: RunRecord, parent: RunRecord | None) -> dict[str, Any]:
     shown = card(artifacts, run, parent)
     return {"parallel": shown, "progress_run": live_progress_run(run, parent, shown)}
+
+
+def node_progress(
+    artifacts: ArtifactStore, graph: dict[str, Any], steps: dict[str, RunRecord]
+) -> dict[str, str]:
+    """'120/200' for each parallel step of the graph that has reported, shown in its graph node."""
+    shown = {}
+    for name in sorted(parallel_steps(graph)):
+        step = steps.get(name)
+        snap = (
+            progress_of(artifacts, step.run_id)
+            if step is not None and not step.data.get("reusedFrom")
+            else None
+        )
+        if snap is not None:
+            mb = snap.mini_batches
+            shown[name] = f"{mb.completed + mb.failed:,}/{mb.total:,}"
+    return shown

@@ -115,6 +115,7 @@ def add_run_routes(
             step=selected,
             step_spec=step_spec,
             parameters=run.data.get("parameters", {}),
+            node_progress=parallel_view.node_progress(artifacts, graph, steps),
         )
 
     @router.get("/runs/{run_id}/files/{path:path}")
