@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import invoke_cli
 from runyard import Experiment, Workspace
 from runyard.errors import StoreError, StoreMigrationRequired, StoreTooNew
 from runyard.store import SqlStore, upgrade_store
@@ -33,7 +33,7 @@ def ws_path(tmp_path: Path) -> Path:
 
 
 def one_line_error(*args: str) -> str:
-    done = run_cli(*args)
+    done = invoke_cli(*args)
     assert done.returncode == 1, (done.stdout, done.stderr)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), done.stderr
