@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import run_cli
+from conftest import invoke_cli
 from runyard import Workspace
 from runyard.environments.build import PreparedEnvironment
 from runyard.environments.diagnosis import KNOWN_PACKAGES, diagnose_failure, diagnosis_rows
@@ -326,7 +326,7 @@ def test_the_studio_and_runs_show_display_the_diagnosis(old_env, tmp_path: Path)
     block = page[page.index("Why it failed: missing module") : page.index("error-box")]
     for cell in ("yaml", "pyyaml", "train-env (hash abc123456789)", "not installed", HERE_YAML, fix):
         assert f"<td>{cell}</td>" in block, cell
-    shown = run_cli("--workspace", str(ws.path), "runs", "show", run_id)
+    shown = invoke_cli("--workspace", str(ws.path), "runs", "show", run_id)
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
     start = lines.index("Why it failed: missing module")
