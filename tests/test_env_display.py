@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from conftest import run_cli
+from conftest import invoke_cli
 from runyard import Experiment, ScriptRunConfig, Workspace
 from runyard.environments import CondaDependencies, Environment
 from server_process import running_server
@@ -44,7 +44,7 @@ def test_a_runs_environment_is_shown_built_then_reused(tmp_path: Path) -> None:
     assert first["built"] is True and second["built"] is False
     assert second["interpreter"].startswith(second["location"]) and second["requirements"] == []
 
-    shown = run_cli("--workspace", str(ws.path), "runs", "show", runs[1].id)
+    shown = invoke_cli("--workspace", str(ws.path), "runs", "show", runs[1].id)
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
     start = lines.index("Environment:")
@@ -67,5 +67,5 @@ def test_a_run_without_an_environment_shows_none(tmp_path: Path) -> None:
     run = Experiment(ws, "plain").submit(ScriptRunConfig(source_directory=src, script="job.py"))
     run.wait_for_completion(show_output=False)
     assert "environmentUsed" not in ws.get_run(run.id)._record.data
-    shown = run_cli("--workspace", str(ws.path), "runs", "show", run.id)
+    shown = invoke_cli("--workspace", str(ws.path), "runs", "show", run.id)
     assert shown.returncode == 0 and "Environment:" not in shown.stdout
