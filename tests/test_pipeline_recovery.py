@@ -215,7 +215,7 @@ def test_one_scheduler_per_workspace(sqlite_workspace: Workspace, tmp_path: Path
 def test_looking_at_pipelines_restarts_a_killed_scheduler(
     sqlite_workspace: Workspace, tmp_path: Path
 ) -> None:
-    from conftest import run_cli
+    from conftest import invoke_cli
 
     ws = sqlite_workspace
     run = Pipeline(ws, [make_step(tmp_path, "slow", 60)]).submit("look", show_output=False)
@@ -224,7 +224,7 @@ def test_looking_at_pipelines_restarts_a_killed_scheduler(
     time.sleep(0.3)
     assert service_info(ws) is None
 
-    listed = run_cli("-w", str(ws.path), "pipeline", "list", "--json")
+    listed = invoke_cli("-w", str(ws.path), "pipeline", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     # Nobody waits on the run; the listing alone brought a scheduler back, which recovers it.
     wait_for(lambda: run._refresh().status in ("Failed", "Canceled", "Completed"), timeout=60)
