@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import SourceDir, run_cli, wait_for
+from conftest import SourceDir, invoke_cli, wait_for
 from runyard import Experiment, ScriptRunConfig, Workspace
 from runyard.core.compute_target import AmlCompute, ComputeTarget
 from runyard.errors import ComputeTargetException, RunyardError
@@ -397,7 +397,7 @@ def test_port_write_on_a_folder_leaves_files_outside_it_alone(tmp_path: Path) ->
     project.mkdir()
     (project / "train.py").write_text("import azureml.core\n")
     (project / "lib.py").symlink_to(outside)
-    done = run_cli("port", "--write", "-q", str(project))
+    done = invoke_cli("port", "--write", "-q", str(project))
     assert done.returncode == 0, done.stderr
     assert (project / "train.py").read_text() == "import runyard.v1.core\n"
     assert outside.read_text() == "import azureml.core\n", "port --write proj/ rewrote a file outside proj/"
@@ -414,7 +414,7 @@ def test_port_write_leaves_a_read_only_file_unchanged(tmp_path: Path) -> None:
     source.write_text("import azureml.core\n")
     source.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
     try:
-        run_cli("port", "--write", "-q", str(source))
+        invoke_cli("port", "--write", "-q", str(source))
         assert source.read_text() == "import azureml.core\n", "a read-only file was rewritten"
     finally:
         source.chmod(0o644)
@@ -441,7 +441,7 @@ def test_port_reports_a_notebook_it_cannot_write_back_and_ports_the_rest(tmp_pat
         json.dumps({"nbformat": 4, "nbformat_minor": 4, "metadata": {}, "cells": [cell]})
     )
     (project / "c_train.py").write_text("import azureml.core\n")
-    done = run_cli("port", "--write", "-q", str(project))
+    done = invoke_cli("port", "--write", "-q", str(project))
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
     assert (project / "c_train.py").read_text() == "import runyard.v1.core\n"
     assert json.loads((project / "b_odd.ipynb").read_text())["cells"][0]["source"] in (
