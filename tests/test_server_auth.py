@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import run_cli, wait_for
+from conftest import invoke_cli, wait_for
 from runyard import Workspace
 from runyard.errors import AuthError
 from runyard.store.rest_store import RestStore
@@ -60,7 +60,7 @@ class AuthServer:
 
 
 def cli_token(workspace: Path, scope: str, *extra: str) -> dict[str, Any]:
-    done = run_cli("-w", str(workspace), "token", "create", "--scope", scope, "--json", *extra)
+    done = invoke_cli("-w", str(workspace), "token", "create", "--scope", scope, "--json", *extra)
     assert done.returncode == 0, done.stderr
     created: dict[str, Any] = json.loads(done.stdout)
     assert TOKEN_RE.match(created["token"]), created
@@ -117,7 +117,7 @@ def test_tokens_are_stored_hashed(auth: AuthServer) -> None:
     for path in auth.workspace.glob("runyard.db*"):  # the database and its WAL: no secret anywhere
         assert secret.encode() not in path.read_bytes(), path
 
-    listed = run_cli("-w", str(auth.workspace), "token", "list", "--json")
+    listed = invoke_cli("-w", str(auth.workspace), "token", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert secret not in listed.stdout
     entries = {t["token_id"]: t for t in json.loads(listed.stdout)}
@@ -127,7 +127,7 @@ def test_tokens_are_stored_hashed(auth: AuthServer) -> None:
 
 
 def test_token_create_prints_just_the_token_on_stdout(auth: AuthServer) -> None:
-    done = run_cli("-w", str(auth.workspace), "token", "create", "--scope", "read")
+    done = invoke_cli("-w", str(auth.workspace), "token", "create", "--scope", "read")
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip()
     assert TOKEN_RE.match(token), done.stdout  # so TOKEN=$(runyard token create ...) works
@@ -225,10 +225,10 @@ def test_revoked_token_is_refused(auth: AuthServer) -> None:
         created = admin.post("/api/v1/tokens", json={"scope": "write"}).json()
     with auth.client(created["token"]) as client:
         assert client.get("/api/v1/experiments").status_code == 200
-        done = run_cli("-w", str(auth.workspace), "token", "revoke", created["token_id"])
+        done = invoke_cli("-w", str(auth.workspace), "token", "revoke", created["token_id"])
         assert done.returncode == 0, done.stderr
         assert_invalid_token(client.get("/api/v1/experiments"))
-    listed = json.loads(run_cli("-w", str(auth.workspace), "token", "list", "--json").stdout)
+    listed = json.loads(invoke_cli("-w", str(auth.workspace), "token", "list", "--json").stdout)
     (entry,) = [t for t in listed if t["token_id"] == created["token_id"]]
     assert entry["revoked_time"] is not None
 
