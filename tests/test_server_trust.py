@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import SourceDir, run_cli
+from conftest import SourceDir, invoke_cli
 from runyard import Experiment, Workspace
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.pipeline import Pipeline, PythonScriptStep
@@ -162,19 +162,19 @@ def test_submission_keys_cannot_be_patched_over_rest(trust: Trust) -> None:
 # -- compute on tokens --------------------------------------------------------------------------------
 def test_token_compute_is_created_listed_and_limited(trust: Trust) -> None:
     ws = str(trust.ws.path)
-    made = run_cli(
+    made = invoke_cli(
         "-w", ws, "token", "create", "--scope", "write", "--compute", "local", "--compute", "gpu", "--json"
     )
     assert made.returncode == 0, made.stderr
     created = json.loads(made.stdout)
     assert created["compute"] == ["local", "gpu"]
-    listed = {t["token_id"]: t for t in json.loads(run_cli("-w", ws, "token", "list", "--json").stdout)}
+    listed = {t["token_id"]: t for t in json.loads(invoke_cli("-w", ws, "token", "list", "--json").stdout)}
     assert listed[created["token_id"]]["compute"] == ["local", "gpu"]
     assert listed[trust.ids["admin"]]["compute"] == []
-    table = run_cli("-w", ws, "token", "list").stdout
+    table = invoke_cli("-w", ws, "token", "list").stdout
     assert "local, gpu" in table
 
-    refused = run_cli("-w", ws, "token", "create", "--scope", "read", "--compute", "local")
+    refused = invoke_cli("-w", ws, "token", "create", "--scope", "read", "--compute", "local")
     assert refused.returncode == 1 and "--compute needs a 'write' or 'admin' token" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     with pytest.raises(Exception, match="Run tokens can never hold compute"):
@@ -304,7 +304,7 @@ def test_a_compute_server_runs_clones_only_for_tokens_with_compute(trust: Trust,
 # -- the CLI ------------------------------------------------------------------------------------------
 def test_an_impossible_port_is_one_line(tmp_path: Path) -> None:
     ws = Workspace.create(tmp_path / "ws")
-    done = run_cli("-w", str(ws.path), "server", "--port", "99999")
+    done = invoke_cli("-w", str(ws.path), "server", "--port", "99999")
     assert done.returncode == 1
     assert (
         done.stderr.strip()
