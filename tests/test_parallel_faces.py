@@ -19,13 +19,17 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from runyard import Workspace
+from conftest import SourceDir
+from runyard import Experiment, Workspace
 from runyard.cli.main import app
 from runyard.core.run_files import DRIVER_LOG
+from runyard.data.dataset import Dataset
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
+from runyard.environments.environment import Environment
+from runyard.parallel import ParallelRunConfig, ParallelRunStep
 from runyard.parallel.joblogs import JobLogs
 from runyard.parallel.progress import Failure, ProgressSnapshot
-from runyard.pipeline import PipelineRun
+from runyard.pipeline import Pipeline, PipelineRun
 from runyard.pipeline.runs import StepRun
 from runyard.pipeline.wait_output import short
 from runyard.store import RunRecord
@@ -224,3 +228,58 @@ def test_pipeline_show_has_a_progress_column_and_runs_show_lists_failed_mini_bat
     details = json.loads(cli(workspace, "runs", "show", step.id, "--json"))
     assert details["parallelProgress"]["mini_batches"]["failed"] == 12
     assert len(details["parallelProgress"]["failures"]) == 12
+
+
+SCORE = """
+    import os
+
+    def init():
+        pass
+
+    def run(mini_batch):
+        for path in mini_batch:
+            if open(path).read() == "bad":
+                raise ValueError(f"cannot score {os.path.basename(path)}")
+        return [os.path.basename(path) for path in mini_batch]
+"""
+
+
+@pytest.mark.usefixtures("no_stray_processes")
+def test_a_real_parallel_run_step_reports_through_the_wait_and_runs_show(
+    ws: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """End to end: the scheduler, the driver and a worker write what the faces read."""
+    folder = tmp_path / "items"
+    folder.mkdir()
+    for i in range(8):
+        (folder / f"item-{i}.txt").write_text("bad" if i == 5 else "ok")
+    store = ws.get_default_datastore()
+    store.upload(str(folder), target_path="items", overwrite=True, show_progress=False)
+    items = Dataset.File.from_files((store, "items"))
+    env = Environment("as-is")
+    env.python.user_managed_dependencies = True  # the test's interpreter: nothing to build
+    config = ParallelRunConfig(
+        entry_script="score.py",
+        mini_batch_size="2",
+        error_threshold=-1,
+        output_action="summary_only",
+        environment=env,
+        compute_target="local",
+        node_count=1,
+        source_directory=str(SourceDir(tmp_path / "src").gen({"score.py": SCORE})),
+        run_max_try=1,
+    )
+    step = ParallelRunStep(name="score", parallel_run_config=config, inputs=[items.as_named_input("items")])
+    run = Experiment(ws, "faces").submit(Pipeline(ws, [step]))
+    assert isinstance(run, PipelineRun)
+
+    assert run.wait_for_completion(show_output=True, timeout_seconds=120) == "Finished"
+    out = capsys.readouterr().out
+    assert "[score] ParallelRunStep: 4/4 mini-batches, 1 failed, 2 items failed, completed in" in out
+
+    scored = run.find_step_run("score")[0]
+    shown = cli(ws, "runs", "show", scored.id)
+    assert "Parallel run: 4/4 mini-batches, 1 failed" in shown
+    failed = next(line for line in shown.splitlines() if "cannot score item-5.txt" in line)
+    log = next(word for word in failed.split() if word.startswith("logs/user/error/"))
+    assert "ValueError: cannot score item-5.txt" in scored.read_log(log).decode()  # the traceback is there
