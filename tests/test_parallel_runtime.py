@@ -4,7 +4,9 @@ entry scripts. Each driver start costs ~1.5 s (it imports runyard), so checks sh
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
 import re
@@ -23,6 +25,7 @@ from runyard.engine.graph_parallel import ParallelSettings
 from runyard.errors import InvalidInputError
 from runyard.parallel.accounting import Accounting
 from runyard.parallel.checkpoint import Checkpoint, DoneRecord
+from runyard.parallel.driver import Driver
 from runyard.parallel.job import ENV_JOB, ParallelJob
 from runyard.parallel.partition import Plan
 from runyard.parallel.worker import format_rows
@@ -82,6 +85,15 @@ def run_driver(job: Path, timeout: float = 60) -> subprocess.CompletedProcess[st
     proc = start(job)
     out, err = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def run_in_process(job: Path) -> subprocess.CompletedProcess[str]:
+    """The driver in this process (its workers are still real processes): the error-matrix tests save
+    the ~1.5 s a driver process spends importing runyard. The subprocess tests cover `-m ...driver`."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = Driver(ParallelJob.load(job), job.parent).run()
+    return subprocess.CompletedProcess([], code, out.getvalue(), err.getvalue())
 
 
 def report(root: Path) -> list[dict[str, str]]:
@@ -239,7 +251,7 @@ def test_error_budget(tmp_path: Path, threshold: int, allowed_count: int | None,
         allowed_failed_count=allowed_count,
         run_max_try=1,
     )
-    done = run_driver(job)
+    done = run_in_process(job)
     if ok:
         assert done.returncode == 0, done.stderr
         assert progress(tmp_path)["items"]["failed"] == 2
@@ -304,7 +316,7 @@ def test_timeout_replaces_the_worker_and_retries(tmp_path: Path) -> None:
 )
 def test_entry_script_problems_fail_fast_once(tmp_path: Path, script: str, cause: str) -> None:
     job = make_job(tmp_path, script)
-    done = run_driver(job)
+    done = run_in_process(job)
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("ParallelRunStep failed:") and cause in last, last
@@ -375,7 +387,7 @@ def test_cancel_then_sigkill_then_resume_each_row_once(tmp_path: Path) -> None:
 
 
 def test_node_count_is_refused(tmp_path: Path) -> None:
-    done = run_driver(make_job(tmp_path, ECHO, node_count=3))
+    done = run_in_process(make_job(tmp_path, ECHO, node_count=3))
     assert done.returncode == 1
     assert "node_count=3 needs several machines" in done.stderr.strip().splitlines()[-1]
 

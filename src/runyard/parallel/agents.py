@@ -44,6 +44,7 @@ class Agent:
     ready: bool = False
     queue: deque[tuple[MiniBatch, int]] = field(default_factory=deque)
     head_started: float = 0.0
+    started: float = field(default_factory=time.monotonic)
 
 
 def worker_environment(

@@ -305,8 +305,17 @@ class Driver:
                     f"run_invocation_timeout ({self.settings.run_invocation_timeout:g} s); the "
                     "worker was stopped and replaced",
                 )
+            elif not agent.ready and now - agent.started > self.init_limit() and self.fatal is None:
+                self.fatal = (
+                    f"{agent.name}: the entry script's import and init() did not finish in "
+                    f"{self.init_limit():g} s (3 x run_invocation_timeout + 30 s, as in v1)"
+                )
+                self.logs.user_error(agent.name, None, self.fatal, "")
             elif agent.conn is None and agent.proc.poll() is not None:
                 self.lost(agent, f"{agent.name} exited (code {agent.proc.returncode}) before connecting")
+
+    def init_limit(self) -> float:
+        return 3 * self.settings.run_invocation_timeout + 30
 
     def next_deadline(self) -> float:
         now, deadline = time.monotonic(), PROGRESS_EVERY
@@ -314,7 +323,7 @@ class Driver:
             if agent.queue and agent.ready:
                 deadline = min(deadline, agent.head_started + self.settings.run_invocation_timeout - now)
             elif agent.conn is None:
-                deadline = min(deadline, 0.2)
+                deadline = min(deadline, 0.2)  # not connected yet: watch for an early exit
         return max(deadline, 0.01)
 
     # -- progress and the end --------------------------------------------------------------------
