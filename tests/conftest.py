@@ -53,6 +53,11 @@ def env_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, env_cache: Path) -> None:
     """Tests must not see a developer's own runyard settings, nor build into the user's cache."""
+    clean_settings(monkeypatch, env_cache)
+
+
+def clean_settings(monkeypatch: pytest.MonkeyPatch, env_cache: Path) -> None:
+    """What every test runs under (also for module-scoped fixtures, which run before `_clean_env`)."""
     for key in list(os.environ):
         if key.startswith(("RUNYARD_", "AZUREML_")):
             monkeypatch.delenv(key)
@@ -66,7 +71,12 @@ def no_stray_processes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
     scheduler, step processes working under its tmp_path) is killed at teardown."""
     monkeypatch.setenv("RUNYARD_SCHEDULER_IDLE_SECONDS", "3")
     yield
-    for info in tmp_path.rglob("scheduler.json"):
+    kill_strays(tmp_path)
+
+
+def kill_strays(folder: Path) -> None:
+    """Kill the schedulers of the workspaces below `folder` and every process working below it."""
+    for info in folder.rglob("scheduler.json"):
         pid = json.loads(info.read_text()).get("pid")
         try:
             if pid and b"runyard.engine" in Path(f"/proc/{pid}/cmdline").read_bytes():
@@ -76,7 +86,7 @@ def no_stray_processes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if os.readlink(proc / "cwd").startswith(str(tmp_path)):
+                if os.readlink(proc / "cwd").startswith(str(folder)):
                     os.kill(int(proc.name), signal.SIGKILL)
             except OSError:
                 pass

@@ -7,11 +7,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import SourceDir, invoke_cli, wait_for
+from conftest import SourceDir, clean_settings, invoke_cli, kill_strays, wait_for
 from runyard import Workspace
 from runyard.engine.service import service_info
 from runyard.pipeline import (
@@ -100,6 +101,22 @@ def ok(ws: Workspace, *args: str) -> str:
     return result.stdout
 
 
+@pytest.fixture(scope="module")
+def finished_sqlite(
+    tmp_path_factory: pytest.TempPathFactory, env_cache: Path
+) -> Iterator[tuple[Workspace, PipelineRun]]:
+    """One finished pipeline on SQLite for the tests that only read it or are refused (graph, rerun with
+    bad settings), instead of the same three steps run again for each of them."""
+    root = tmp_path_factory.mktemp("finished")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        clean_settings(monkeypatch, env_cache)
+        monkeypatch.setenv("RUNYARD_SCHEDULER_IDLE_SECONDS", "3")
+        ws = Workspace.create(root / "ws" / ".runyard")
+        run = finished(ws, root / "project")
+    yield ws, run
+    kill_strays(root)
+
+
 def test_list_and_show(workspace: Workspace, tmp_path: Path) -> None:
     run = finished(workspace, tmp_path / "project")
     rows = json.loads(ok(workspace, "list", "--json"))
@@ -132,8 +149,8 @@ def test_list_and_show(workspace: Workspace, tmp_path: Path) -> None:
         assert step.id in table
 
 
-def test_graph_as_text_json_and_dot(sqlite_workspace: Workspace, tmp_path: Path) -> None:
-    run = finished(sqlite_workspace, tmp_path / "project")
+def test_graph_as_text_json_and_dot(finished_sqlite: tuple[Workspace, PipelineRun]) -> None:
+    sqlite_workspace, run = finished_sqlite
     assert json.loads(ok(sqlite_workspace, "graph", run.id, "--format", "json")) == run.get_graph()
     lines = ok(sqlite_workspace, "graph", run.id).splitlines()
     assert [line.split()[0] for line in lines] == ["prep", "train", "evaluate"]
@@ -209,9 +226,9 @@ def test_rerun_with_new_parameter_values(workspace: Workspace, tmp_path: Path) -
     ],
 )
 def test_rerun_rejects_bad_settings(
-    sqlite_workspace: Workspace, tmp_path: Path, setting: str, message: str
+    finished_sqlite: tuple[Workspace, PipelineRun], setting: str, message: str
 ) -> None:
-    first = finished(sqlite_workspace, tmp_path / "project")
+    sqlite_workspace, first = finished_sqlite
     result = cli(sqlite_workspace, "rerun", first.id, "--set", setting)
     assert result.returncode == 1
     assert message in " ".join(result.stderr.split())
