@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from conftest import invoke_cli
 from runyard import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +31,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_ported_v1_notebook_runs_in_a_real_kernel(project: Path) -> None:
-    port = [sys.executable, "-m", "runyard", "port", "--write", str(project / "tour.ipynb")]
-    subprocess.run(port, check=True, capture_output=True, timeout=120)
+    ported = invoke_cli("port", "--write", str(project / "tour.ipynb"))  # the command, in this process
+    assert ported.returncode == 0, ported.stdout + ported.stderr
     notebook = nbformat.read(project / "tour.ipynb", as_version=4)
     sources = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
     assert "azureml" not in sources.replace("azureml-", "")  # every import and dotted use was ported
