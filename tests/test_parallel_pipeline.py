@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import SourceDir, run_cli, wait_for
+from conftest import SourceDir, invoke_cli, wait_for
 from runyard import Experiment, Workspace
 from runyard.core.model import Model
 from runyard.core.snapshot import snapshot_files
@@ -353,7 +353,7 @@ def test_error_threshold_exceeded_fails_the_step_with_one_sentence(ws: Workspace
     error = failed.get_details()["error"]["message"]
     first = error.splitlines()[0]
     assert first.startswith("ParallelRunStep failed:") and "error_threshold 2" in first, error
-    shown = run_cli("runs", "show", failed.id, cwd=ws.path.parent)
+    shown = invoke_cli("runs", "show", failed.id, cwd=ws.path.parent)
     assert shown.returncode == 0, shown.stderr
     assert "ParallelRunStep failed:" in shown.stdout
     assert "cannot score f-02.txt" in failed.read_log("logs/user/error.txt").decode()
