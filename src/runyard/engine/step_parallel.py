@@ -219,9 +219,10 @@ def describe_settings(settings: ParallelSettings) -> str:
 
 
 def failure_sentence(tail: list[str]) -> str | None:
-    """The driver's one-sentence outcome (its last "ParallelRunStep ..." line), for the step's error."""
+    """The driver's one-sentence outcome ("ParallelRunStep failed: 12 of 200 files failed, ..."), the last
+    line it prints when it stops (runyard/parallel/driver.py), for the first line of the step's error."""
     for line in reversed(tail):
         text = line.strip()
-        if text.startswith("ParallelRunStep"):
+        if text.startswith(("ParallelRunStep failed:", "ParallelRunStep canceled:")):
             return text
     return None
