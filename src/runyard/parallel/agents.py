@@ -136,7 +136,7 @@ def kill_tree(proc: subprocess.Popen[bytes]) -> None:
 
 
 def stop_all(agents: dict[str, Agent]) -> None:
-    """Ask idle workers to stop (they exit after their current message), kill busy ones and stragglers."""
+    """Ask idle workers to stop (they exit at once); kill busy or starting ones, and stragglers."""
     for agent in agents.values():
         if agent.conn is not None:
             with contextlib.suppress(OSError):
@@ -144,7 +144,8 @@ def stop_all(agents: dict[str, Agent]) -> None:
     end = time.monotonic() + STOP_GRACE
     for agent in list(agents.values()):
         with contextlib.suppress(subprocess.TimeoutExpired):
-            agent.proc.wait(max(0.0, end - time.monotonic()) if not agent.queue else 0)
+            idle = agent.ready and agent.conn is not None and not agent.queue  # it reads the stop now
+            agent.proc.wait(max(0.0, end - time.monotonic()) if idle else 0)
         kill_tree(agent.proc)
         if agent.conn is not None:
             agent.conn.close()

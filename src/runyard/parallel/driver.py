@@ -13,6 +13,7 @@ Exit 0 = Completed; 1 = Failed; 2 = canceled. The last line printed says which, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -21,6 +22,7 @@ import socket
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +39,7 @@ from runyard.parallel.joblogs import JobLogs, MiniBatchRecord, agent_name
 from runyard.parallel.partition import MiniBatch, plan_mini_batches
 from runyard.parallel.perf import PerfSampler
 from runyard.parallel.progress import MAX_FAILURES, Failure, ProgressSnapshot
+from runyard.parallel.worker import ENV_PRELOAD
 
 State = Literal["running", "completed", "failed"]
 PREFETCH = 1  # mini-batches queued in a worker behind the running one
@@ -74,10 +77,22 @@ class Driver:
                 "node_count=1 (raise process_count_per_node for more workers on this machine), or run on "
                 "a Ray compute target (coming)."
             )
+        with self.listening():
+            for _ in range(s.process_count_per_node):
+                self.spawn()  # the workers import the entry script and run init() while the inputs are planned
+            problem = self.prepare()
+            if problem is None and self.pending and self.stop_reason is None:
+                with PerfSampler(self.cwd / "logs" / "perf" / self.job.node, self.worker_pids):
+                    self.serve()
+        return self.finish_early(problem) if problem else self.finish()
+
+    def prepare(self) -> str | None:
+        """Plan the mini-batches and take those the checkpoint lacks; why the job cannot run, or None."""
+        s = self.settings
         try:
             plan = plan_mini_batches(self.job.inputs, s, self.cwd / ".parallel-cache")
         except (RunyardError, OSError) as exc:
-            return self.finish_early(str(exc))
+            return str(exc)
         for note in plan.notes:
             self.logs.master(note)
         self.acc = Accounting(s, len(plan.mini_batches), plan.total_items)
@@ -89,7 +104,7 @@ class Driver:
         try:
             self.logs.master(self.checkpoint.open(plan.key()))
         except RunyardError as exc:
-            return self.finish_early(str(exc))
+            return str(exc)
         self.records = self.checkpoint.completed()
         for mb in plan.mini_batches:
             rec = self.records.get(mb.id)
@@ -103,43 +118,43 @@ class Driver:
             f"completed (resumed), {len(self.pending)} to run on {s.process_count_per_node} workers"
         )
         self.stop_reason = self.acc.exceeded(all_scheduled=not self.pending)
-        if self.pending and self.stop_reason is None:
-            with PerfSampler(self.cwd / "logs" / "perf" / self.job.node, self.worker_pids):
-                self.serve()
-        return self.finish()
+        return None
 
-    def serve(self) -> None:
+    @contextlib.contextmanager
+    def listening(self) -> Iterator[None]:
+        """The workers' listener and the signal pipe for the job's duration; the workers stopped after."""
         self.server = socket.create_server(("127.0.0.1", 0))
         self.authkey = secrets.token_bytes(32)
-        wake_r, wake_w = socket.socketpair()
+        self.wake, wake_w = socket.socketpair()
         wake_w.setblocking(False)
         previous_fd = signal.set_wakeup_fd(wake_w.fileno())
         previous = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            for _ in range(min(self.settings.process_count_per_node, len(self.pending))):
-                self.spawn()
-            while not (self.canceled or self.fatal or self.stop_reason):
-                self.dispatch()
-                if not self.pending and not any(a.queue for a in self.agents.values()):
-                    break
-                self.tick()
-                ready = wait(self.waitables(wake_r), timeout=self.next_deadline())
-                for obj in ready:
-                    if obj is wake_r:
-                        wake_r.recv(4096)
-                    elif obj is self.server:
-                        agents.accept(self.server, self.authkey, self.agents)
-                    else:
-                        self.receive(obj)  # type: ignore[arg-type]
-                self.check_timeouts_and_deaths()
+            yield
         finally:
             signal.set_wakeup_fd(previous_fd)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             agents.stop_all(self.agents)
             self.server.close()
-            wake_r.close()
+            self.wake.close()
             wake_w.close()
+
+    def serve(self) -> None:
+        """The loop: hand out work, wait for a message, a deadline or a signal; until done or stopped."""
+        while not (self.canceled or self.fatal or self.stop_reason):
+            self.dispatch()
+            if not self.pending and not any(a.queue for a in self.agents.values()):
+                break
+            self.tick()
+            for obj in wait(self.waitables(), timeout=self.next_deadline()):
+                if obj is self.wake:
+                    self.wake.recv(4096)
+                elif obj is self.server:
+                    agents.accept(self.server, self.authkey, self.agents)
+                else:
+                    self.receive(obj)  # type: ignore[arg-type]
+            self.check_timeouts_and_deaths()
 
     def on_signal(self, signum: int, frame: Any) -> None:
         self.canceled = True
@@ -161,7 +176,7 @@ class Driver:
             s.logging_level,
             self.job.output or str(self.cwd),
             self.cwd,
-            s.environment_variables,
+            {**s.environment_variables, ENV_PRELOAD: "1" if s.kind == "tabular" else ""},
         )
         for side in self.job.side_inputs:
             if side.path:
@@ -169,8 +184,8 @@ class Driver:
         agent = self.agents[name] = agents.spawn(name, paths, env, self.cwd)
         self.logs.master(f"{name} started (pid {agent.proc.pid})")
 
-    def waitables(self, wake: socket.socket) -> list[Any]:
-        return [wake, self.server, *(a.conn for a in self.agents.values() if a.conn is not None)]
+    def waitables(self) -> list[Any]:
+        return [self.wake, self.server, *(a.conn for a in self.agents.values() if a.conn is not None)]
 
     def worker_pids(self) -> list[int]:
         return [a.proc.pid for a in list(self.agents.values())]

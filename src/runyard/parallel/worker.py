@@ -39,6 +39,7 @@ ENV_ENTRY = "RUNYARD_PARALLEL_ENTRY_SCRIPT"  # absolute path
 ENV_ARGUMENTS = "RUNYARD_PARALLEL_ARGUMENTS"  # JSON list
 ENV_RESULTS = "RUNYARD_PARALLEL_RESULTS"  # results folder; empty with summary_only
 ENV_LEVEL = "RUNYARD_PARALLEL_LOGGING_LEVEL"
+ENV_PRELOAD = "RUNYARD_PARALLEL_PRELOAD"  # "1": tabular input, load pandas while starting, not in run()
 
 _HERE = Path(__file__).resolve().parent
 USER_DIR = _HERE / "_user"
@@ -115,6 +116,9 @@ class Worker:
         sys.path[:0] = [str(Path(entry).resolve().parent), str(USER_DIR)]
         install_azureml_alias()
         began = time.perf_counter()
+        if os.environ.get(ENV_PRELOAD):
+            with contextlib.suppress(Exception):  # a real problem shows again with the first mini-batch
+                import runyard.parallel.partition  # noqa: F401
         try:
             self.module = import_entry_script(entry)
         except BaseException as exc:
