@@ -28,6 +28,7 @@ from runyard.core.snapshot import snapshot_files
 from runyard.data.dataset import Dataset
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.engine.service_lock import ensure_running
+from runyard.engine.step_parallel import checkpoint_key, parallel_material
 from runyard.environments.environment import Environment
 from runyard.parallel import ParallelRunConfig, ParallelRunStep
 from runyard.pipeline import (
@@ -524,3 +525,35 @@ def test_a_scheduler_restart_stops_the_driver_and_a_resubmit_resumes(ws: Workspa
     assert sorted(output_lines(resumed)) == sorted(f"{n} {v}" for n, v in contents.items())
     assert progress_of(resumed)["mini_batches"]["resumed"] == 2
     assert len(processed(ws, resumed)) == 4
+
+
+def test_what_reruns_and_what_resumes(ws: Workspace, tmp_path: Path) -> None:
+    """Reuse ignores the scheduling-only settings; the checkpoint also ignores thresholds and timeouts
+    (a rerun with a bigger error budget resumes); a new partitioning is other work."""
+    data = files_dataset(ws, tmp_path, "prs-keys", {"k.txt": "k"})
+    source = SourceDir(tmp_path / "score").gen({"score.py": SCORE_FILES})
+
+    def material(threshold: int, **params: Any) -> dict[str, Any]:
+        batch, workers = (
+            PipelineParameter("batch", default_value="2"),
+            PipelineParameter("workers", default_value=1),
+        )
+        config = prs_config(
+            source,
+            "score.py",
+            mini_batch_size=batch,
+            process_count_per_node=workers,
+            error_threshold=threshold,
+        )
+        output = OutputFileDatasetConfig("scores")
+        step = ParallelRunStep(
+            name="keys", parallel_run_config=config, inputs=[data.as_named_input("d")], output=output
+        )
+        graph_step = Pipeline(ws, [step]).graph["steps"][0]
+        values = {"batch": "2", "workers": 1, **params}
+        return {"inputs": {"d": "same"}, "parallel": parallel_material(graph_step, values)}
+
+    base = material(5)
+    assert material(5, workers=4) == base  # same fingerprint: reused
+    assert material(9) != base and checkpoint_key(material(9)) == checkpoint_key(base)  # reruns, resumes
+    assert checkpoint_key(material(5, batch="3")) != checkpoint_key(base)  # other mini-batches
