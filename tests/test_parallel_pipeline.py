@@ -329,9 +329,12 @@ def test_sigkill_of_the_driver_then_resubmit_resumes(ws: Workspace, tmp_path: Pa
     os.kill(int(victim._record.data["process"]["pid"]), signal.SIGKILL)
     finish(killed, "Failed")
     assert run_processes(victim.id) == []  # the workers did not outlive their driver
+    checkpoint = Path(victim._record.data["parallelCheckpoint"])
+    assert checkpoint.parent == ws.path / "parallel" and checkpoint.stat().st_mode & 0o777 == 0o700
 
     gate.touch()
     scored = step_of(finish(submit(ws, [step])), "score-kill")
+    assert scored._record.data["parallelCheckpoint"] == str(checkpoint) and not checkpoint.exists()
     assert sorted(output_lines(scored)) == sorted(f"{n} {v}" for n, v in contents.items())
     assert progress_of(scored)["mini_batches"]["resumed"] == 2
     assert len(processed(ws, scored)) == 8  # only the remaining ones ran
