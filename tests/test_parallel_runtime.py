@@ -203,6 +203,9 @@ def run(mini_batch):
         if name.startswith("flaky") and not marker.exists():
             marker.write_text("x")
             raise RuntimeError("first try fails")
+        if name.startswith("crash") and not marker.exists():
+            marker.write_text("x")
+            os._exit(7)  # the worker dies in run(): its try fails, a new worker takes over
     return [p for p, n in zip(mini_batch, names) if not n.startswith("short")]
 """
 
@@ -227,13 +230,18 @@ def test_retries_failures_and_fewer_results_are_counted(tmp_path: Path) -> None:
     )
 
 
-def test_flaky_mini_batch_is_retried_and_succeeds(tmp_path: Path) -> None:
-    job = make_job(tmp_path, FAILURES, ["flaky1", "ok1"], error_threshold=0, run_max_try=2)
+def test_failed_try_and_dead_worker_are_retried(tmp_path: Path) -> None:
+    job = make_job(tmp_path, FAILURES, ["crash1", "flaky1", "ok1"], error_threshold=0, run_max_try=2)
     done = run_driver(job)
     assert done.returncode == 0, done.stderr
     rows = {r["Mini-batch Id"]: r for r in report(tmp_path)}
     assert (rows["0"]["Status"], rows["0"]["Tries"]) == ("RUN_DONE", "2")
-    assert "try 1 of 2: RuntimeError: first try fails" in (tmp_path / "logs/user/error.txt").read_text()
+    assert (rows["1"]["Status"], rows["1"]["Tries"]) == ("RUN_DONE", "2")
+    errors = (tmp_path / "logs/user/error.txt").read_text()
+    assert "try 1 of 2: RuntimeError: first try fails" in errors
+    assert re.search(r"mini-batch 0: try 1 of 2: process00\d exited \(code 7\)", errors), errors
+    assert len(worker_pids(tmp_path)) == 3  # the dead worker was replaced
+    assert len(output_lines(tmp_path)) == 3
 
 
 @pytest.mark.parametrize(
