@@ -209,7 +209,7 @@ class Driver:
         try:
             message = conn.recv()
         except (EOFError, OSError):
-            self.lost(agent, f"{agent.name} exited (code {agent.proc.wait()})")
+            self.lost(agent, None)
             return
         kind = message[0]
         if kind == "ready":
@@ -282,10 +282,11 @@ class Driver:
         scheduled = not self.pending
         self.stop_reason = self.stop_reason or self.acc.exceeded(all_scheduled=scheduled)
 
-    def lost(self, agent: Agent, why: str) -> None:
+    def lost(self, agent: Agent, why: str | None) -> None:
         """A worker ended (died, or was killed for a timeout): fail its running try, requeue the rest,
         start a replacement while work remains."""
         agents.kill_tree(agent.proc)
+        why = why or f"{agent.name} exited (code {agent.proc.returncode})"
         if agent.conn is not None:
             agent.conn.close()
         del self.agents[agent.name]
