@@ -59,20 +59,25 @@ def worker_environment(
     output_dir: str,
     cwd: Path,
     extra: dict[str, str],
+    preload: bool = False,
 ) -> dict[str, str]:
     """The worker's environment: the driver's, the step's environment_variables, the worker's plumbing
-    (worker.py's ENV_*) and what EntryScript reads (AZUREML_PARALLEL_*)."""
+    (worker.py's ENV_WORKER) and what EntryScript reads (AZUREML_PARALLEL_*)."""
+    plumbing = {
+        "address": list(address),
+        "authkey": authkey.hex(),
+        "agent": name,
+        "driver_pid": os.getpid(),
+        "entry_script": str(entry_script),
+        "arguments": arguments,
+        "results": str(results) if results is not None else None,
+        "level": level,
+        "preload": preload,
+    }
     env = {**os.environ, **extra}
     env.update(
         {
-            worker_env.ENV_ADDRESS: f"{address[0]}:{address[1]}",
-            worker_env.ENV_AUTHKEY: authkey.hex(),
-            worker_env.ENV_AGENT: name,
-            worker_env.ENV_DRIVER_PID: str(os.getpid()),
-            worker_env.ENV_ENTRY: str(entry_script),
-            worker_env.ENV_ARGUMENTS: json.dumps(arguments),
-            worker_env.ENV_RESULTS: str(results) if results is not None else "",
-            worker_env.ENV_LEVEL: level,
+            worker_env.ENV_WORKER: json.dumps(plumbing),
             entry_env.ENV_AGENT: name,
             entry_env.ENV_LOG_DIR: str(paths.entry_log.parent),
             entry_env.ENV_LOG_FILE: str(paths.entry_log),

@@ -39,7 +39,6 @@ from runyard.parallel.joblogs import JobLogs, MiniBatchRecord, agent_name
 from runyard.parallel.partition import MiniBatch, plan_mini_batches
 from runyard.parallel.perf import PerfSampler
 from runyard.parallel.progress import MAX_FAILURES, Failure, ProgressSnapshot
-from runyard.parallel.worker import ENV_PRELOAD
 
 State = Literal["running", "completed", "failed"]
 PREFETCH = 1  # mini-batches queued in a worker behind the running one
@@ -176,7 +175,8 @@ class Driver:
             s.logging_level,
             self.job.output or str(self.cwd),
             self.cwd,
-            {**s.environment_variables, ENV_PRELOAD: "1" if s.kind == "tabular" else ""},
+            s.environment_variables,
+            preload=s.kind == "tabular",
         )
         for side in self.job.side_inputs:
             if side.path:

@@ -30,16 +30,11 @@ from multiprocessing.connection import Client, Connection
 from pathlib import Path
 from typing import Any
 
-# Set by the driver for each worker.
-ENV_ADDRESS = "RUNYARD_PARALLEL_ADDRESS"  # host:port of the driver's listener
-ENV_AUTHKEY = "RUNYARD_PARALLEL_AUTHKEY"  # hex
-ENV_AGENT = "RUNYARD_PARALLEL_AGENT"
-ENV_DRIVER_PID = "RUNYARD_PARALLEL_DRIVER_PID"
-ENV_ENTRY = "RUNYARD_PARALLEL_ENTRY_SCRIPT"  # absolute path
-ENV_ARGUMENTS = "RUNYARD_PARALLEL_ARGUMENTS"  # JSON list
-ENV_RESULTS = "RUNYARD_PARALLEL_RESULTS"  # results folder; empty with summary_only
-ENV_LEVEL = "RUNYARD_PARALLEL_LOGGING_LEVEL"
-ENV_PRELOAD = "RUNYARD_PARALLEL_PRELOAD"  # "1": tabular input, load pandas while starting, not in run()
+#: Set by the driver for each worker: JSON with address [host, port], authkey (hex), agent, driver_pid,
+#: entry_script (absolute), arguments, results (folder, or null with summary_only), level, preload (a
+#: tabular input: load pandas while starting, not in the first run()). The worker removes it from its
+#: environment first thing, so the entry script and its children never see the authkey.
+ENV_WORKER = "RUNYARD_PARALLEL_WORKER"
 
 _HERE = Path(__file__).resolve().parent
 USER_DIR = _HERE / "_user"
@@ -102,11 +97,11 @@ def _summary(exc: BaseException) -> str:
 
 
 class Worker:
-    def __init__(self, conn: Connection, agent: str) -> None:
+    def __init__(self, conn: Connection, agent: str, results: str | None, preload: bool) -> None:
         self.conn = conn
         self.agent = agent
-        results = os.environ.get(ENV_RESULTS, "")
         self.results = Path(results) if results else None
+        self.preload = preload
         self.cache: dict[str, Any] | None = None
         self.module: Any = None
 
@@ -116,7 +111,7 @@ class Worker:
         sys.path[:0] = [str(Path(entry).resolve().parent), str(USER_DIR)]
         install_azureml_alias()
         began = time.perf_counter()
-        if os.environ.get(ENV_PRELOAD):
+        if self.preload:
             with contextlib.suppress(Exception):  # a real problem shows again with the first mini-batch
                 import runyard.parallel.partition  # noqa: F401
         try:
@@ -197,21 +192,19 @@ class Worker:
 
 
 def main() -> int:
-    die_with_parent(int(os.environ.get(ENV_DRIVER_PID, "0") or 0))
-    level = os.environ.get(ENV_LEVEL, "INFO")
+    spec = json.loads(os.environ.pop(ENV_WORKER))
+    die_with_parent(int(spec["driver_pid"]))
     logging.basicConfig(
         stream=sys.stdout,
-        level=getattr(logging, level, logging.INFO),
+        level=getattr(logging, spec["level"], logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    host, port = os.environ[ENV_ADDRESS].rsplit(":", 1)
-    agent = os.environ[ENV_AGENT]
-    conn = Client((host, int(port)), authkey=bytes.fromhex(os.environ[ENV_AUTHKEY]))
+    conn = Client(tuple(spec["address"]), authkey=bytes.fromhex(spec["authkey"]))
     with socket.socket(fileno=os.dup(conn.fileno())) as sock:  # same socket: no Nagle delay on replies
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    conn.send(("hello", agent))
-    worker = Worker(conn, agent)
-    if worker.start(os.environ[ENV_ENTRY], json.loads(os.environ.get(ENV_ARGUMENTS, "[]"))):
+    conn.send(("hello", spec["agent"]))
+    worker = Worker(conn, spec["agent"], spec["results"], spec["preload"])
+    if worker.start(spec["entry_script"], spec["arguments"]):
         worker.serve()
     sys.stdout.flush()
     conn.close()
