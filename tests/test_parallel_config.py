@@ -18,7 +18,7 @@ import pytest
 from runyard import Workspace
 from runyard.data.consumption import DatasetConsumptionConfig
 from runyard.data.dataset import Dataset
-from runyard.engine.graph_parallel import ParallelSpec, resolve_settings
+from runyard.engine.graph_parallel import TUNABLE_SETTINGS, ParallelSpec, resolve_settings
 from runyard.engine.graph_spec import parse_graph
 from runyard.environments import Environment
 from runyard.errors import InvalidInputError
@@ -181,17 +181,7 @@ def test_good_literal_settings(files: dict[str, Any]) -> None:
 
 def test_the_six_tunable_settings_take_pipeline_parameters_checked_later(files: dict[str, Any]) -> None:
     """A parameter's default is checked when the pipeline is validated (it may be overridden at submit)."""
-    params = {
-        name: PipelineParameter(name, "nonsense")
-        for name in (
-            "mini_batch_size",
-            "node_count",
-            "process_count_per_node",
-            "logging_level",
-            "run_invocation_timeout",
-            "run_max_try",
-        )
-    }
+    params = {name: PipelineParameter(name, "nonsense") for name in TUNABLE_SETTINGS}
     c = config(files, **params)
     assert [p.name for p in c.parameters()] == list(params)
 

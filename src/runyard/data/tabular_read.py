@@ -101,7 +101,7 @@ def read_table(
         if remaining is not None and table.num_rows > remaining:
             table = table.slice(0, remaining)
         rows += table.num_rows
-        tables.append((display, _add_path_columns(table, display, include_path, partitions)))
+        tables.append((display, add_path_columns(table, display, include_path, partitions)))
         if limit is not None and rows >= limit:
             break  # before the next file is asked for (and fetched)
     if not seen:
@@ -110,11 +110,15 @@ def read_table(
         return pa.table({})
     if partitions is not None:
         partitions.check_matched([d for d, _ in tables])
-    table = _concat(tables, loose=kind == "delimited")
-    for column, data_type in (set_column_types or {}).items():
+    return set_column_types_of(_concat(tables, loose=kind == "delimited"), set_column_types, "the data")
+
+
+def set_column_types_of(table: pa.Table, types: dict[str, Any] | None, what: str) -> pa.Table:
+    """`table` with set_column_types applied; a column it lacks is an error naming `what` was read."""
+    for column, data_type in (types or {}).items():
         if column not in table.column_names:
             raise InvalidInputError(
-                f"set_column_types names column {column!r}, which the data does not have; "
+                f"set_column_types names column {column!r}, which {what} does not have; "
                 f"its columns are {table.column_names}."
             )
         at = table.column_names.index(column)
@@ -136,12 +140,12 @@ def table_to_pandas(table: pa.Table) -> Any:
     return table.to_pandas(split_blocks=True, self_destruct=False)
 
 
-def _encoding(fmt: dict[str, Any]) -> str:
+def encoding_of(fmt: dict[str, Any]) -> str:
     name = str(fmt.get("encoding") or "utf8")
     return _ENCODINGS.get(name.lower().replace("-", "").replace("_", ""), name)
 
 
-def _header_mode(header: Any) -> str:
+def header_mode(header: Any) -> str:
     if header is True or header is None:
         return "same"
     if header is False:
@@ -170,8 +174,8 @@ def _read_delimited(
         raise InvalidInputError(
             f"separator must be a single character, got {separator!r} (use '\\t' for tabs)."
         )
-    mode = _header_mode(fmt.get("header", True))
-    encoding = _encoding(fmt)
+    mode = header_mode(fmt.get("header", True))
+    encoding = encoding_of(fmt)
     # pyarrow's 1 MiB blocks keep both cores busy; read_csv re-infers a column whose type changes later on.
     read = pacsv.ReadOptions(use_threads=True, encoding=encoding)
     if mode == "none":
@@ -294,7 +298,7 @@ def _undecodable_message(path: Path, display: str, encoding: str) -> str:
 
 
 def _read_json_lines(path: Path, display: str, fmt: dict[str, Any]) -> pa.Table:
-    encoding = _encoding(fmt)
+    encoding = encoding_of(fmt)
     drop = fmt.get("invalid_lines", "error") == "drop"
     if encoding in ("utf8", "utf-8-sig") and not drop:
         try:
@@ -328,7 +332,7 @@ def _read_json_lines(path: Path, display: str, fmt: dict[str, Any]) -> pa.Table:
     return _guard(display, encoding, lambda: pajson.read_json(kept))
 
 
-def _add_path_columns(
+def add_path_columns(
     table: pa.Table, display: str, include_path: bool, partitions: PartitionFormat | None
 ) -> pa.Table:
     rows = table.num_rows

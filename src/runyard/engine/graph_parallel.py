@@ -21,6 +21,7 @@ from runyard.errors import InvalidInputError
 
 __all__ = [
     "DEFAULT_APPEND_ROW_FILE",
+    "TUNABLE_SETTINGS",
     "ParallelSettings",
     "ParallelSpec",
     "Token",
@@ -34,6 +35,15 @@ DEFAULT_APPEND_ROW_FILE = "parallel_run_step.txt"
 DEFAULT_FILE_MINI_BATCH = 10
 DEFAULT_TABULAR_MINI_BATCH = 1024 * 1024
 LOGGING_LEVELS = ("WARNING", "INFO", "DEBUG")
+#: The settings v1 lets be PipelineParameters (tunable per submission), in v1's documentation order.
+TUNABLE_SETTINGS = (
+    "mini_batch_size",
+    "node_count",
+    "process_count_per_node",
+    "logging_level",
+    "run_invocation_timeout",
+    "run_max_try",
+)
 _SIZE = re.compile(r"^\s*(\d+)\s*([kKmMgG][bB])?\s*$")
 _UNITS = {"": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
 #: Characters v1 refuses in append_row_file_name (a UNIX file name, and none of these).
@@ -100,15 +110,7 @@ class ParallelSpec(_Frozen):
 
     def tokens(self) -> dict[str, Token]:
         """The settings that may be PipelineParameters, by name (None ones left out)."""
-        names = (
-            "mini_batch_size",
-            "node_count",
-            "process_count_per_node",
-            "logging_level",
-            "run_invocation_timeout",
-            "run_max_try",
-        )
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        return {n: getattr(self, n) for n in TUNABLE_SETTINGS if getattr(self, n) is not None}
 
 
 @dataclass(frozen=True)

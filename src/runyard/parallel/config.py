@@ -16,6 +16,7 @@ from typing import Any
 from runyard.compat import v1_keywords
 from runyard.engine.graph_parallel import (
     DEFAULT_APPEND_ROW_FILE,
+    TUNABLE_SETTINGS,
     ParallelSpec,
     Token,
     append_row_file_problem,
@@ -28,14 +29,7 @@ __all__ = ["OUTPUT_ACTIONS", "PARAMETER_SETTINGS", "ParallelRunConfig"]
 
 OUTPUT_ACTIONS = ("append_row", "summary_only")
 #: The settings v1 lets be PipelineParameters (tunable per submission).
-PARAMETER_SETTINGS = (
-    "mini_batch_size",
-    "node_count",
-    "process_count_per_node",
-    "logging_level",
-    "run_invocation_timeout",
-    "run_max_try",
-)
+PARAMETER_SETTINGS = TUNABLE_SETTINGS
 YAML_KEY = "parallel_run_config"
 
 

@@ -125,14 +125,14 @@ def _local(item: Located, folder: Path) -> str:
 
 
 def _plan_tabular(name: str, dataset: Any, size: int, folder: Path, plan: Plan) -> None:
-    from runyard.data.tabular_read import _encoding, _header_mode
+    from runyard.data.tabular_read import encoding_of, header_mode
 
     definition = dataset.definition
     fmt = dict(definition.format or {"type": "delimited"})
     kind = fmt.get("type", "delimited")
     transforms = list(definition.transforms)
     located = dataset._located()
-    header = _header_mode(fmt.get("header", True)) if kind == "delimited" else "same"
+    header = header_mode(fmt.get("header", True)) if kind == "delimited" else "same"
     whole = [t["op"] for t in transforms if t.get("op") not in PER_FILE_TRANSFORMS]
     if whole or (header in ("first", "combine") and len(located) > 1):
         why = (
@@ -149,7 +149,7 @@ def _plan_tabular(name: str, dataset: Any, size: int, folder: Path, plan: Plan) 
         fmt.get("support_multi_line") or fmt.get("empty_as_string") or fmt.get("infer_column_types") is False
     )
     plain_csv = (
-        simple_csv and fmt.get("separator", ",") == "," and _encoding(fmt) == "utf8" and header == "same"
+        simple_csv and fmt.get("separator", ",") == "," and encoding_of(fmt) == "utf8" and header == "same"
     )
     converted = 0
     for index, item in enumerate(located):
@@ -169,7 +169,7 @@ def _plan_tabular(name: str, dataset: Any, size: int, folder: Path, plan: Plan) 
         try:
             if simple_csv:
                 table, bad = read_csv(
-                    local, True, str(fmt.get("separator", ",")), _encoding(fmt), header != "none"
+                    local, True, str(fmt.get("separator", ",")), encoding_of(fmt), header != "none"
                 )
                 record_bad_rows(name, display, bad, plan)
                 table = _extras(table, display, definition, transforms)
@@ -191,22 +191,12 @@ def _plan_tabular(name: str, dataset: Any, size: int, folder: Path, plan: Plan) 
 
 def _extras(table: pa.Table, display: str, definition: Any, transforms: list[dict[str, Any]]) -> pa.Table:
     """Path/partition columns, set_column_types and per-file transforms, as the dataset applies them."""
-    from runyard.data.data_type import DataType, convert_column
     from runyard.data.partition_format import PartitionFormat
-    from runyard.data.tabular_read import _add_path_columns, apply_transforms
+    from runyard.data.tabular_read import add_path_columns, apply_transforms, set_column_types_of
 
     partitions = PartitionFormat(definition.partition_format) if definition.partition_format else None
-    table = _add_path_columns(table, display, definition.include_path, partitions)
-    for column, data_type in dict(definition.set_column_types).items():
-        if column not in table.column_names:
-            raise InvalidInputError(
-                f"set_column_types names column {column!r}, which the file does not have; "
-                f"its columns are {table.column_names}."
-            )
-        at = table.column_names.index(column)
-        table = table.set_column(
-            at, column, convert_column(table.column(column), DataType.from_spec(data_type))
-        )
+    table = add_path_columns(table, display, definition.include_path, partitions)
+    table = set_column_types_of(table, dict(definition.set_column_types), "the file")
     return apply_transforms(table, transforms)
 
 
