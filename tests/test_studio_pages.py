@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import SourceDir, free_port, wait_for
+from conftest import SourceDir, free_port, kill_strays, wait_for
 from runyard import Experiment, ScriptRunConfig, Workspace
 from runyard.server.auth import create_token
 from runyard.store import MetricRow, RunRecord
@@ -26,12 +26,24 @@ from server_process import ServerProcess, clean_env, running_server
 pytestmark = pytest.mark.usefixtures("no_stray_processes")
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Workspace, ServerProcess]]:
-    ws = Workspace.create(tmp_path / "ws")
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace, ServerProcess]]:
+    """One server for the module's tests that each work in their own experiment and runs (a server start
+    is seconds of imports); the workspace's leftover schedulers and steps are killed at the end."""
+    root = tmp_path_factory.mktemp("studio")
+    ws = Workspace.create(root / "ws")
     # this machine is compute, so the studio's clone may start the scheduler here (docs/security.md)
-    with running_server(ws.path, tmp_path / "server.log", env={"RUNYARD_SERVER_COMPUTE": "1"}) as server:
+    with running_server(ws.path, root / "server.log", env={"RUNYARD_SERVER_COMPUTE": "1"}) as server:
         yield ws, server
+    kill_strays(root)
+
+
+@pytest.fixture
+def served(shared_server: tuple[Workspace, ServerProcess]) -> Iterator[tuple[Workspace, ServerProcess]]:
+    """The shared server, checked after each test: a crash or a logged traceback fails the test that
+    caused it."""
+    yield shared_server
+    shared_server[1].check_healthy()
 
 
 def sse_events(client: httpx.Client, url: str, until: str, timeout: float = 30) -> list[tuple[str, dict]]:
