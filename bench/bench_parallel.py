@@ -38,6 +38,7 @@ import multiprocessing
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -121,11 +122,10 @@ def calibrate() -> int:
     return max(1, round(loops * WORK_MS / 1000 / statistics.median(samples)))
 
 
-def pure_compute(count: int, loops: int) -> float:
-    start = time.perf_counter()
-    for value in range(count):
-        work(value, loops)
-    return time.perf_counter() - start
+def children_cpu() -> float:
+    """CPU seconds of every finished child process and their reaped children (the driver's workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # -- runyard ---------------------------------------------------------------------------------------
@@ -162,6 +162,7 @@ def runyard_run(work_dir: Path, entry: InputEntry, mini_batch_size: int, loops: 
     )
     job_file = job.save(job_dir / "job.json")
     env = {**os.environ, ENV_JOB: str(job_file), "PYTHONUNBUFFERED": "1"}
+    cpu = children_cpu()
     start = time.time()
     done = subprocess.run(
         [sys.executable, "-u", "-m", "runyard.parallel.driver"],
@@ -172,6 +173,7 @@ def runyard_run(work_dir: Path, entry: InputEntry, mini_batch_size: int, loops: 
         check=False,
     )
     wall = time.time() - start
+    cpu = children_cpu() - cpu
     if done.returncode != 0:
         raise RuntimeError(f"the driver failed ({done.returncode}): {(done.stdout + done.stderr)[-2000:]}")
     spans = [
@@ -192,6 +194,7 @@ def runyard_run(work_dir: Path, entry: InputEntry, mini_batch_size: int, loops: 
     shutil.rmtree(job_dir, ignore_errors=True)
     return {
         "wall": wall,
+        "cpu": cpu,
         "processing": max(end for _s, end in spans) - min(start for start, _e in spans),
         "first_run_after": min(start for start, _e in spans) - start,
         "mini_batches": progress["mini_batches"]["total"],
@@ -203,13 +206,16 @@ def runyard_run(work_dir: Path, entry: InputEntry, mini_batch_size: int, loops: 
 
 # -- multiprocessing.Pool --------------------------------------------------------------------------
 def pool_run(items: list[Any], func: Any) -> dict[str, float]:
+    cpu = children_cpu()
     start = time.perf_counter()
-    with multiprocessing.get_context("fork").Pool(PROCESSES) as pool:
-        began = time.perf_counter()
-        results = pool.map(func, items, chunksize=BATCH)
-        processing = time.perf_counter() - began
+    pool = multiprocessing.get_context("fork").Pool(PROCESSES)
+    began = time.perf_counter()
+    results = pool.map(func, items, chunksize=BATCH)
+    processing = time.perf_counter() - began
+    pool.close()
+    pool.join()
     assert len(results) == len(items)
-    return {"wall": time.perf_counter() - start, "processing": processing}
+    return {"wall": time.perf_counter() - start, "processing": processing, "cpu": children_cpu() - cpu}
 
 
 # -- Ray Data --------------------------------------------------------------------------------------
@@ -277,6 +283,15 @@ def measure(work_dir: Path, items: int, files: int, repeats: int) -> dict[str, A
         paths.append(str(path))
     rows_input = InputEntry(name="items", kind="tabular", source="path", path=str(table))
     files_input = InputEntry(name="files", kind="file", source="path", path=str(folder))
+    # one mini-batch of one item: what a run costs before and after its work (startup, assembly)
+    one_row = work_dir / "one.parquet"
+    pq.write_table(pa.table({"item": pa.array([0], pa.int64())}), one_row)
+    (work_dir / "one").mkdir()
+    shutil.copy(paths[0], work_dir / "one" / "item.bin")
+    tiny = {
+        "rows": InputEntry(name="items", kind="tabular", source="path", path=str(one_row)),
+        "files": InputEntry(name="files", kind="file", source="path", path=str(work_dir / "one")),
+    }
     ray_missing = ray_problem()
     result: dict[str, Any] = {"loops": loops, "ray_missing": ray_missing, "load_before": os.getloadavg()[0]}
     for case, count, entry, size, func, ray_kind, ray_items in (
@@ -284,12 +299,15 @@ def measure(work_dir: Path, items: int, files: int, repeats: int) -> dict[str, A
         ("files", files, files_input, BATCH, partial(work_file, loops=loops), "files", paths),
     ):
         serial_items = range(count) if case == "rows" else paths
-        runs: dict[str, list[dict[str, float]]] = {"runyard": [], "pool": [], "ray": [], "pure": []}
+        runs: dict[str, list[dict[str, float]]] = {
+            "runyard": [], "pool": [], "ray": [], "pure": [], "startup": []
+        }  # fmt: skip
         for _ in range(repeats):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for item in serial_items:
                 func(item)
-            runs["pure"].append({"processing": time.perf_counter() - start})
+            runs["pure"].append({"processing": time.perf_counter() - start, "cpu": time.process_time() - cpu})
+            runs["startup"].append(runyard_run(work_dir, tiny[case], 1 << 30, loops))
             runs["pool"].append(pool_run(list(serial_items), func))
             runs["runyard"].append(runyard_run(work_dir, entry, size, loops))
             if not ray_missing:
@@ -301,11 +319,15 @@ def measure(work_dir: Path, items: int, files: int, repeats: int) -> dict[str, A
             "output_lines": last["output_lines"],
             "items_failed": last["items_failed"],
             "pure": _median(runs["pure"], "processing"),
+            "pure_cpu": _median(runs["pure"], "cpu"),
+            "startup_cpu": _median(runs["startup"], "cpu"),
+            "startup_wall": _median(runs["startup"], "wall"),
             **{
                 f"{system}_{key}": _median(runs[system], key)
                 for system in ("runyard", "pool", "ray")
                 if runs[system]
-                for key in ("wall", "processing")
+                for key in ("wall", "processing", "cpu")
+                if key in runs[system][0]
             },
             "runyard_first_run_after": _median(runs["runyard"], "first_run_after"),
             "runyard_worker_gap": _median(runs["runyard"], "worker_gap"),
@@ -336,6 +358,7 @@ def report(res: dict[str, Any]) -> list[str]:
         ratio = r["runyard_processing"] and r["pool_processing"] / r["runyard_processing"]
         ratio_wall = r["pool_wall"] / r["runyard_wall"]
         beyond_pool_ms = (r["runyard_processing"] - r["pool_processing"]) / (mbs / PROCESSES) * 1000
+        cpu_ms = (r["runyard_cpu"] - r["startup_cpu"] - r["pure_cpu"]) / mbs * 1000
         lines += [
             f"**{n:,} {title}** ({mbs} mini-batches; output file {r['output_lines']:,} lines, "
             f"{r['items_failed']} items failed; runyard's first run() {r['runyard_first_run_after']:.2f} s "
@@ -366,6 +389,11 @@ def report(res: dict[str, Any]) -> list[str]:
             f"{PROCESSES}, per worker's mini-batch); beyond the Pool's processing: {beyond_pool_ms:.2f} ms; "
             f"a worker's own time per mini-batch outside run() (its sys log; mean, first mini-batch left out): "
             f"{r['runyard_worker_gap'] * 1000:.2f} ms",
+            f"- CPU seconds, all processes: pure compute {r['pure_cpu']:.2f}, Pool {r['pool_cpu']:.2f}, runyard "
+            f"{r['runyard_cpu']:.2f}, of which {r['startup_cpu']:.2f} is a one-item job's (startup: the driver and "
+            f"{PROCESSES} workers importing, planning, assembling; {r['startup_wall']:.2f} s wall). runyard's CPU "
+            f"per mini-batch beyond the work and the startup: **{cpu_ms:.2f} ms** (target < {OVERHEAD_TARGET_MS:g} ms: "
+            f"{'MET' if cpu_ms < OVERHEAD_TARGET_MS else 'NOT MET'}; this one depends little on other load)",
             "",
         ]
     return lines
