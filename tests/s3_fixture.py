@@ -11,6 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -65,3 +66,31 @@ def s3_bucket(s3_server: str) -> tuple[str, str]:
     )
     client.create_bucket(Bucket=bucket)
     return s3_server, bucket
+
+
+def s3_client(endpoint: str) -> Any:
+    """A boto3 S3 client for the moto server at `endpoint`, with the dummy credentials (to put and delete
+    objects behind runyard's back)."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_KEY,
+        aws_secret_access_key=S3_SECRET,
+        region_name=S3_REGION,
+    )
+
+
+def s3_datastore(ws: Any, name: str, endpoint: str, bucket: str, prefix: str = "data") -> Any:
+    """Datastore.register_fsspec of s3://bucket/prefix on the moto server at `endpoint`."""
+    from runyard.data import Datastore
+
+    return Datastore.register_fsspec(
+        ws,
+        name,
+        f"s3://{bucket}/{prefix}",
+        key=S3_KEY,
+        secret=S3_SECRET,
+        client_kwargs={"endpoint_url": endpoint},
+    )

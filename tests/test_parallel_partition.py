@@ -10,17 +10,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from parallel_helpers import driver_settings
 from runyard import Workspace
 from runyard.data import Dataset, Datastore, DataType
 from runyard.engine.graph_parallel import ParallelSettings, parse_mini_batch_size
 from runyard.errors import InvalidInputError
 from runyard.parallel.partition import MiniBatch, TableCache, load_mini_batch, plan_mini_batches
-from s3_fixture import S3_KEY, S3_REGION, S3_SECRET
+from s3_fixture import s3_client, s3_datastore
 
 
 @dataclasses.dataclass
@@ -34,17 +34,8 @@ class Entry:
 
 
 def settings(kind: str, size: Any = None) -> ParallelSettings:
-    return ParallelSettings(
-        kind=kind,
-        mini_batch_size=parse_mini_batch_size(size, kind),
-        error_threshold=-1,
-        output_action="append_row",
-        append_row_file_name="parallel_run_step.txt",
-        node_count=1,
-        process_count_per_node=2,
-        logging_level="INFO",
-        run_invocation_timeout=60,
-        run_max_try=3,
+    return driver_settings(
+        kind=kind, mini_batch_size=parse_mini_batch_size(size, kind), run_invocation_timeout=60
     )
 
 
@@ -274,21 +265,8 @@ def test_remote_dataset_files_are_fetched_into_the_cache(
     sqlite_workspace: Workspace, s3_bucket: tuple[str, str], tmp_path: Path
 ) -> None:
     endpoint, bucket = s3_bucket
-    store = Datastore.register_fsspec(
-        sqlite_workspace,
-        "lake",
-        f"s3://{bucket}/data",
-        key=S3_KEY,
-        secret=S3_SECRET,
-        client_kwargs={"endpoint_url": endpoint},
-    )
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=S3_KEY,
-        aws_secret_access_key=S3_SECRET,
-        region_name=S3_REGION,
-    )
+    store = s3_datastore(sqlite_workspace, "lake", endpoint, bucket)
+    client = s3_client(endpoint)
     for i in range(3):
         client.put_object(Bucket=bucket, Key=f"data/img/{i}.txt", Body=f"image {i}".encode())
     ds = Dataset.File.from_files((store, "img/*.txt"))

@@ -21,11 +21,20 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import SourceDir, invoke_cli, wait_for
+from conftest import SourceDir, invoke_cli, kill_strays, wait_for
+from parallel_helpers import (
+    GATED,
+    MAKE,
+    PREDICT,
+    SCORE_FILES,
+    SCORE_ROWS,
+    files_dataset,
+    run_processes,
+    table_dataset,
+)
 from runyard import Experiment, Workspace
 from runyard.core.model import Model
 from runyard.core.snapshot import snapshot_files
-from runyard.data.dataset import Dataset
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.engine.service_lock import ensure_running
 from runyard.engine.step_parallel import checkpoint_key, parallel_material
@@ -42,65 +51,6 @@ from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import RunRecord
 from runyard.store.snapshots import SnapshotStore
 
-SCORE_FILES = """
-    import argparse, os, time
-    from azureml_user.parallel_run import EntryScript
-
-    def init():
-        global DELAY
-        parser = argparse.ArgumentParser()
-        parser.add_argument("--delay", type=float, default=0.0)
-        args, _ = parser.parse_known_args()
-        DELAY = args.delay
-        EntryScript().logger.info("init in %s", EntryScript().agent_name)
-
-    def run(mini_batch):
-        time.sleep(DELAY)
-        out = []
-        for path in mini_batch:
-            with open(path) as fh:
-                text = fh.read().strip()
-            if text == "bad":
-                raise ValueError(f"cannot score {os.path.basename(path)}")
-            out.append(f"{os.path.basename(path)} {text}")
-        return out
-"""
-
-#: Mini-batches of the files named in --free run at once; the others wait until the file --gate exists,
-#: so a test can stop a job at a known point and let its resumed run through.
-GATED = """
-    import argparse, os, time
-    from azureml_user.parallel_run import EntryScript
-
-    def init():
-        global GATE, FREE
-        parser = argparse.ArgumentParser()
-        parser.add_argument("--gate")
-        parser.add_argument("--free")
-        args, _ = parser.parse_known_args()
-        GATE, FREE = args.gate, set(args.free.split(","))
-
-    def run(mini_batch):
-        names = [os.path.basename(p) for p in mini_batch]
-        while not FREE.issuperset(names) and not os.path.exists(GATE):
-            time.sleep(0.02)
-        extra = os.path.join(EntryScript().output_dir, "extra")  # files of its own, as summary_only does
-        os.makedirs(extra, exist_ok=True)
-        for name in names:
-            with open(os.path.join(extra, name + ".done"), "w") as fh:
-                fh.write("1")
-        return [f"{n} {open(p).read().strip()}" for n, p in zip(names, mini_batch)]
-"""
-
-SCORE_ROWS = """
-    def init():
-        pass
-
-    def run(mini_batch):
-        mini_batch["total"] = mini_batch["a"] + mini_batch["b"]
-        return mini_batch[["id", "total"]]
-"""
-
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
@@ -116,17 +66,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    info = workspace.path / "scheduler.json"
-    if info.exists():
-        pid = json.loads(info.read_text()).get("pid")
-        try:
-            if pid and b"runyard.engine" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(int(pid), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
-    for proc in psutil.process_iter(["pid", "cwd"]):
-        if str(proc.info.get("cwd") or "").startswith(str(root)):
-            proc.kill()
+    kill_strays(root)
 
 
 @pytest.fixture(autouse=True)
@@ -139,16 +79,6 @@ def environment() -> Environment:
     env = Environment("prs-as-is")
     env.python.user_managed_dependencies = True  # the test's interpreter: nothing to build
     return env
-
-
-def files_dataset(ws: Workspace, tmp_path: Path, name: str, contents: dict[str, str]) -> Any:
-    folder = tmp_path / name
-    folder.mkdir()
-    for file_name, text in contents.items():
-        (folder / file_name).write_text(text)
-    store = ws.get_default_datastore()
-    store.upload(str(folder), target_path=name, overwrite=True, show_progress=False)
-    return Dataset.File.from_files((store, name)).register(ws, name)
 
 
 def prs_config(source: SourceDir, script: str, **settings: Any) -> ParallelRunConfig:
@@ -167,6 +97,17 @@ def prs_config(source: SourceDir, script: str, **settings: Any) -> ParallelRunCo
         compute_target="local",
         node_count=1,
         **values,
+    )
+
+
+def scoring_step(name: str, config: ParallelRunConfig, data: Any, **more: Any) -> ParallelRunStep:
+    """A ParallelRunStep over one input, its append_row output named "scores" (what output_lines reads)."""
+    return ParallelRunStep(
+        name=name,
+        parallel_run_config=config,
+        inputs=[data],
+        output=OutputFileDatasetConfig("scores"),
+        **more,
     )
 
 
@@ -211,13 +152,7 @@ def test_file_dataset_append_row_reuse_and_parameters(ws: Workspace, tmp_path: P
     batch = PipelineParameter("batch", default_value="2")
     workers = PipelineParameter("workers", default_value=1)
     config = prs_config(source, "score.py", mini_batch_size=batch, process_count_per_node=workers)
-    step = ParallelRunStep(
-        name="score-files",
-        parallel_run_config=config,
-        inputs=[images.as_named_input("images")],
-        output=OutputFileDatasetConfig("scores"),
-        arguments=["--delay", "0"],
-    )
+    step = scoring_step("score-files", config, images.as_named_input("images"), arguments=["--delay", "0"])
     first = finish(submit(ws, [step]))
     scored = step_of(first, "score-files")
     assert sorted(output_lines(scored)) == sorted(f"{n} {v}" for n, v in contents.items())
@@ -240,19 +175,6 @@ def test_file_dataset_append_row_reuse_and_parameters(ws: Workspace, tmp_path: P
     assert len(processed(ws, step_of(bigger, "score-files"))) == 3
 
 
-def table_dataset(
-    ws: Workspace, tmp_path: Path, name: str, files: dict[str, list[tuple[int, int, int]]]
-) -> Any:
-    folder = tmp_path / name
-    folder.mkdir()
-    for file_name, rows in files.items():
-        lines = ["id,a,b", *(f"{i},{a},{b}" for i, a, b in rows)]
-        (folder / file_name).write_text("\n".join(lines) + "\n")
-    store = ws.get_default_datastore()
-    store.upload(str(folder), target_path=name, overwrite=True, show_progress=False)
-    return Dataset.Tabular.from_delimited_files((store, f"{name}/*.csv"))
-
-
 def test_tabular_dataset_in_1kb_mini_batches(ws: Workspace, tmp_path: Path) -> None:
     """A TabularDataset (two CSV files of ~2 KB) with mini_batch_size '1KB': several mini-batches, none
     across a file boundary, and every row once in the output."""
@@ -260,11 +182,10 @@ def test_tabular_dataset_in_1kb_mini_batches(ws: Workspace, tmp_path: Path) -> N
     second = [(i, i, 2000 + i) for i in range(150, 300)]
     table = table_dataset(ws, tmp_path, "prs-table", {"part-0.csv": first, "part-1.csv": second})
     source = SourceDir(tmp_path / "rows").gen({"rows.py": SCORE_ROWS})
-    step = ParallelRunStep(
-        name="score-rows",
-        parallel_run_config=prs_config(source, "rows.py", mini_batch_size="1KB", process_count_per_node=2),
-        inputs=[table.as_named_input("table")],
-        output=OutputFileDatasetConfig("scores"),
+    step = scoring_step(
+        "score-rows",
+        prs_config(source, "rows.py", mini_batch_size="1KB", process_count_per_node=2),
+        table.as_named_input("table"),
     )
     scored = step_of(finish(submit(ws, [step])), "score-rows")
     expected = sorted(f"{i} {a + b}" for i, a, b in first + second)
@@ -290,18 +211,6 @@ def running_step(run: PipelineRun, name: str) -> Any:
     return wait_for(found)
 
 
-def run_processes(run_id: str) -> list[psutil.Process]:
-    """Every live process of a step run (its driver and workers carry RUNYARD_RUN_ID)."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get("RUNYARD_RUN_ID") == run_id and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.Error:
-            pass
-    return found
-
-
 def gated_step(ws: Workspace, tmp_path: Path, name: str, files: int) -> tuple[Any, dict[str, str], Path]:
     """A step over `files` files in mini-batches of one whose first two run at once, the rest when the
     returned gate file exists."""
@@ -309,11 +218,10 @@ def gated_step(ws: Workspace, tmp_path: Path, name: str, files: int) -> tuple[An
     data = files_dataset(ws, tmp_path, f"prs-{name}", contents)
     source = SourceDir(tmp_path / "gated").gen({"gated.py": GATED})
     gate = tmp_path / "gate"
-    step = ParallelRunStep(
-        name=f"score-{name}",
-        parallel_run_config=prs_config(source, "gated.py", mini_batch_size="1"),
-        inputs=[data.as_named_input("data")],
-        output=OutputFileDatasetConfig("scores"),
+    step = scoring_step(
+        f"score-{name}",
+        prs_config(source, "gated.py", mini_batch_size="1"),
+        data.as_named_input("data"),
         arguments=["--gate", str(gate), "--free", ",".join(sorted(contents)[:2])],
     )
     return step, contents, gate
@@ -347,12 +255,7 @@ def test_error_threshold_exceeded_fails_the_step_with_one_sentence(ws: Workspace
     data = files_dataset(ws, tmp_path, "prs-budget", contents)
     source = SourceDir(tmp_path / "score").gen({"score.py": SCORE_FILES})
     config = prs_config(source, "score.py", mini_batch_size="1", error_threshold=2, run_max_try=1)
-    step = ParallelRunStep(
-        name="score-budget",
-        parallel_run_config=config,
-        inputs=[data.as_named_input("data")],
-        output=OutputFileDatasetConfig("scores"),
-    )
+    step = scoring_step("score-budget", config, data.as_named_input("data"))
     failed = step_of(finish(submit(ws, [step]), "Failed"), "score-budget")
     error = failed.get_details()["error"]["message"]
     first = error.splitlines()[0]
@@ -370,46 +273,16 @@ def test_upstream_output_side_input_and_a_registered_model_in_init(ws: Workspace
     (tmp_path / "factor.txt").write_text("7")
     Model.register(ws, str(tmp_path / "factor.txt"), "prs-factor")
     labels = files_dataset(ws, tmp_path, "prs-labels", {"unit.txt": "kg"})
-    source = SourceDir(tmp_path / "model").gen(
-        {
-            "predict.py": """
-                import argparse, os
-                from azureml.core.model import Model
-
-                def init():
-                    global FACTOR, UNIT
-                    parser = argparse.ArgumentParser()
-                    parser.add_argument("--labels")
-                    args, _ = parser.parse_known_args()
-                    with open(os.path.join(args.labels, "unit.txt")) as fh:
-                        UNIT = fh.read().strip()
-                    with open(Model.get_model_path("prs-factor")) as fh:
-                        FACTOR = int(fh.read())
-
-                def run(mini_batch):
-                    return [f"{os.path.basename(p)} {int(open(p).read()) * FACTOR}{UNIT}" for p in mini_batch]
-            """,
-        }
-    )
-    maker = SourceDir(tmp_path / "make").gen(
-        {
-            "make.py": """
-                import pathlib, sys
-                out = pathlib.Path(sys.argv[1])
-                for i in range(5):
-                    (out / f"n{i}.txt").write_text(str(i))
-            """
-        }
-    )
+    source = SourceDir(tmp_path / "model").gen({"predict.py": PREDICT})
+    maker = SourceDir(tmp_path / "make").gen({"make.py": MAKE})
     numbers = OutputFileDatasetConfig("numbers")
     make = PythonScriptStep("make.py", name="make", arguments=[numbers], source_directory=maker)
     side = labels.as_named_input("labels").as_mount()
-    predict = ParallelRunStep(
-        name="predict",
-        parallel_run_config=prs_config(source, "predict.py"),
-        inputs=[numbers.as_input("numbers")],
+    predict = scoring_step(
+        "predict",
+        prs_config(source, "predict.py"),
+        numbers.as_input("numbers"),
         side_inputs=[side],
-        output=OutputFileDatasetConfig("scores"),
         arguments=["--labels", side],
     )
     scored = step_of(finish(submit(ws, [make, predict])), "predict")
@@ -419,11 +292,10 @@ def test_upstream_output_side_input_and_a_registered_model_in_init(ws: Workspace
 def test_cancel_stops_the_driver_and_its_workers(ws: Workspace, tmp_path: Path) -> None:
     data = files_dataset(ws, tmp_path, "prs-cancel", {f"c{i}.txt": "x" for i in range(8)})
     source = SourceDir(tmp_path / "score").gen({"score.py": SCORE_FILES})
-    step = ParallelRunStep(
-        name="score-cancel",
-        parallel_run_config=prs_config(source, "score.py", mini_batch_size="1", process_count_per_node=2),
-        inputs=[data.as_named_input("data")],
-        output=OutputFileDatasetConfig("scores"),
+    step = scoring_step(
+        "score-cancel",
+        prs_config(source, "score.py", mini_batch_size="1", process_count_per_node=2),
+        data.as_named_input("data"),
         arguments=["--delay", "5"],
     )
     run = submit(ws, [step])
@@ -442,11 +314,8 @@ def test_a_bad_parameter_value_in_a_stored_record_fails_the_step_without_a_proce
     data = files_dataset(ws, tmp_path, "prs-param", {"a.txt": "x"})
     source = SourceDir(tmp_path / "score").gen({"score.py": SCORE_FILES})
     batch = PipelineParameter("batch", default_value="2")
-    step = ParallelRunStep(
-        name="bad-batch",
-        parallel_run_config=prs_config(source, "score.py", mini_batch_size=batch),
-        inputs=[data.as_named_input("data")],
-        output=OutputFileDatasetConfig("scores"),
+    step = scoring_step(
+        "bad-batch", prs_config(source, "score.py", mini_batch_size=batch), data.as_named_input("data")
     )
     graph = Pipeline(ws, [step]).graph
     snap = SnapshotStore(ws.artifacts).save(source.path, snapshot_files(source.path))
@@ -489,11 +358,10 @@ def test_the_same_work_submitted_twice_runs_once(ws: Workspace, tmp_path: Path) 
     reuses its result."""
     data = files_dataset(ws, tmp_path, "prs-twice", {f"t{i}.txt": str(i) for i in range(4)})
     source = SourceDir(tmp_path / "score").gen({"score.py": SCORE_FILES})
-    step = ParallelRunStep(
-        name="score-twice",
-        parallel_run_config=prs_config(source, "score.py"),
-        inputs=[data.as_named_input("data")],
-        output=OutputFileDatasetConfig("scores"),
+    step = scoring_step(
+        "score-twice",
+        prs_config(source, "score.py"),
+        data.as_named_input("data"),
         arguments=["--delay", "0.5"],
     )
     first, second = submit(ws, [step]), submit(ws, [step])
@@ -548,10 +416,7 @@ def test_what_reruns_and_what_resumes(ws: Workspace, tmp_path: Path) -> None:
             process_count_per_node=workers,
             error_threshold=threshold,
         )
-        output = OutputFileDatasetConfig("scores")
-        step = ParallelRunStep(
-            name="keys", parallel_run_config=config, inputs=[data.as_named_input("d")], output=output
-        )
+        step = scoring_step("keys", config, data.as_named_input("d"))
         graph_step = Pipeline(ws, [step]).graph["steps"][0]
         values = {"batch": "2", "workers": 1, **params}
         return {"inputs": {"d": "same"}, "parallel": parallel_material(graph_step, values)}

@@ -1,5 +1,6 @@
 """ParallelRunStep's runtime: the driver as a real subprocess on a job file, real worker processes, real
 entry scripts. Each driver start costs ~1.5 s (it imports runyard), so checks share runs where they can.
+The entry scripts (ECHO, FAILURES, TIMEOUT, SLOW) are in parallel_helpers.py.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
+from parallel_helpers import ECHO, FAILURES, SLOW, TIMEOUT, driver_settings
 from runyard.engine.graph_parallel import ParallelSettings
 from runyard.errors import InvalidInputError
 from runyard.parallel.accounting import Accounting
@@ -34,19 +36,7 @@ PYTHON = sys.executable
 
 
 def settings(**changes: Any) -> dict[str, Any]:
-    base = ParallelSettings(
-        kind="file",
-        mini_batch_size=1,
-        error_threshold=-1,
-        output_action="append_row",
-        append_row_file_name="parallel_run_step.txt",
-        node_count=1,
-        process_count_per_node=2,
-        logging_level="INFO",
-        run_invocation_timeout=30,
-        run_max_try=3,
-    ).to_json()
-    return {**base, **changes}
+    return {**driver_settings().to_json(), **changes}
 
 
 def make_job(root: Path, script: str, files: list[str] | None = None, **changes: Any) -> Path:
@@ -127,28 +117,6 @@ def gone(pids: list[int], timeout: float = 10) -> bool:
     return False
 
 
-ECHO = """
-import argparse, os, sys
-from azureml_user.parallel_run import EntryScript
-from entry_script import EntryScript as OldName
-from azureml.core import Run
-
-def init():
-    global args
-    args, _ = argparse.ArgumentParser().parse_known_args()
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model_name")
-    args, _ = parser.parse_known_args()
-    es = EntryScript()
-    assert es is OldName() and Run.__module__.startswith("runyard")
-    es.logger.info("init in %s model=%s out=%s", es.agent_name, args.model_name, es.output_dir)
-    print("init", es.agent_name, es.working_dir == os.getcwd(), os.path.isdir(es.log_dir))
-
-def run(mini_batch):
-    return [f"{os.path.basename(p)}|{open(p).read().strip()}|{args.model_name}" for p in mini_batch]
-"""
-
-
 def test_success_writes_each_input_once_and_v1_logs(tmp_path: Path) -> None:
     names = [f"img{i:02d}" for i in range(11)]
     job = make_job(tmp_path, ECHO, names, mini_batch_size=3, process_count_per_node=1)  # azureml costs 1.5 s
@@ -185,29 +153,6 @@ def test_tabular_rows_each_once(tmp_path: Path) -> None:
         r.replace(",", " ") for r in rows
     ]
     assert len(report(tmp_path)) > 1  # the file was split into several mini-batches
-
-
-FAILURES = """
-import os, time
-from pathlib import Path
-
-def init():
-    pass
-
-def run(mini_batch):
-    names = [os.path.basename(p) for p in mini_batch]
-    for path, name in zip(mini_batch, names):
-        if name.startswith("bad"):
-            raise ValueError("cannot score " + name)
-        marker = Path(path + ".tried")
-        if name.startswith("flaky") and not marker.exists():
-            marker.write_text("x")
-            raise RuntimeError("first try fails")
-        if name.startswith("crash") and not marker.exists():
-            marker.write_text("x")
-            os._exit(7)  # the worker dies in run(): its try fails, a new worker takes over
-    return [p for p, n in zip(mini_batch, names) if not n.startswith("short")]
-"""
 
 
 def test_retries_failures_and_fewer_results_are_counted(tmp_path: Path) -> None:
@@ -278,25 +223,6 @@ def test_error_budget(tmp_path: Path, threshold: int, allowed_count: int | None,
         assert not (tmp_path / "out/parallel_run_step.txt").exists()
 
 
-TIMEOUT = """
-import os, subprocess, sys, time
-from pathlib import Path
-from azureml_user.parallel_run import EntryScript
-
-def init():
-    print("init", EntryScript().agent_name, flush=True)
-
-def run(mini_batch):
-    marker = Path(mini_batch[0] + ".tried")
-    if os.path.basename(mini_batch[0]).startswith("slow") and not marker.exists():
-        marker.write_text("x")
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-        Path(mini_batch[0] + ".child").write_text(str(child.pid))
-        time.sleep(60)
-    return mini_batch
-"""
-
-
 def test_timeout_replaces_the_worker_and_retries(tmp_path: Path) -> None:
     job = make_job(tmp_path, TIMEOUT, ["a", "b", "slow"], run_invocation_timeout=1, process_count_per_node=1)
     done = run_driver(job)
@@ -337,21 +263,6 @@ def test_entry_script_problems_fail_fast_once(tmp_path: Path, script: str, cause
         assert "Traceback" in error_files[0].read_text()
     assert len(worker_pids(tmp_path)) == 2  # no replacement storm
     assert not (tmp_path / "logs/sys/job_report/processed_mini-batches.csv").exists()
-
-
-SLOW = """
-import os, time
-from pathlib import Path
-
-def init():
-    pass
-
-def run(mini_batch):
-    with open(Path(mini_batch[0]).parent.parent / "calls.log", "a") as fh:
-        fh.write(os.path.basename(mini_batch[0]) + "\\n")
-    time.sleep(0.15)
-    return [os.path.basename(p) for p in mini_batch]
-"""
 
 
 def wait_done(root: Path, count: int, timeout: float = 30) -> None:
