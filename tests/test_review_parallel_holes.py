@@ -507,6 +507,40 @@ def test_sys_exit_and_keyboard_interrupt_in_run_fail_only_that_try(tmp_path: Pat
     ]
 
 
+DELETES_NEXT = """
+import os
+
+def init():
+    pass
+
+def run(df):
+    gone = os.path.join(os.environ["DATA_DIR"], "b.csv")
+    if os.path.exists(gone):
+        os.remove(gone)  # the next mini-batch's file, planned already
+    return df
+"""
+
+
+def test_a_table_file_deleted_after_planning_fails_only_its_mini_batch(tmp_path: Path) -> None:
+    """Holds: a tabular file removed between planning and loading (here by the first mini-batch's run())
+    fails its own mini-batch's tries with the OS error in the error log, its rows count as failed, and
+    the other file's rows are written once."""
+    job = make_job(tmp_path, DELETES_NEXT, [], kind="tabular", mini_batch_size=1 << 20)
+    data = tmp_path / "data"
+    (data / "a.csv").write_text("id,v\n1,x\n2,y\n")
+    (data / "b.csv").write_text("id,v\n3,z\n")
+    spec = json.loads(job.read_text())
+    spec["inputs"][0]["kind"] = "tabular"
+    spec["settings"]["environment_variables"] = {"DATA_DIR": str(data)}
+    job.write_text(json.dumps(spec))
+    code, _, err = run_in_process(job)
+    assert code == 0, err  # error_threshold=-1
+    assert output_lines(tmp_path) == ["1 x", "2 y"]
+    snap = json.loads((tmp_path / "logs/sys/progress.json").read_text())
+    assert snap["items"] == {"total": 3, "succeeded": 2, "failed": 1}
+    assert "No such file or directory" in (tmp_path / "logs/user/error.txt").read_text()
+
+
 def test_error_budget_edges() -> None:
     """Holds: error_threshold and allowed_failed_count stop the job only when *exceeded* (v1: "greater
     than"); -1 ignores any number; allowed_failed_percent with no mini-batches at all divides by nothing."""
