@@ -42,7 +42,9 @@ class RestArtifactStore:
         self.root = root.rstrip("/")
         self.http = HttpClient(self.root, token, timeout=300)
         self.mirror = mirror
-        self._sent: dict[str, tuple[int, int]] = {}  # rel → (size, mtime_ns) last sent
+        # rel → (size, mtime_ns, inode, device) last sent: a file replaced by a new one (written aside
+        # and os.replace'd, as progress.json is every second) has a new inode and is sent whole
+        self._sent: dict[str, tuple[int, int, int, int]] = {}
         self._lock = threading.Lock()
 
     # -- writes ---------------------------------------------------------------------------------
@@ -223,24 +225,30 @@ class RestArtifactStore:
             for path in sorted(p for p in base.rglob("*") if p.is_file() and not p.is_symlink()):
                 rel = path.relative_to(self.mirror).as_posix()
                 st = path.stat()
+                now = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
                 before = self._sent.get(rel)
-                if before == (st.st_size, st.st_mtime_ns):
+                if before == now:
                     continue
-                if before and st.st_size > before[0]:
+                if before and before[2:] == now[2:] and st.st_size > before[0]:
                     try:
-                        self._append(rel, path, before[0], st.st_size)
+                        self._append(rel, path, before[0], st.st_size, now[2:])
                     except ConflictError:
                         self.put_file(rel, path)
                 else:
                     self.put_file(rel, path)
-                self._sent[rel] = (st.st_size, st.st_mtime_ns)
+                self._sent[rel] = now
                 sent += 1
         return sent
 
-    def _append(self, rel: str, path: Path, start: int, end: int) -> None:
-        """Send bytes start..end of a grown file as appends of at most one part, streamed from disk."""
+    def _append(self, rel: str, path: Path, start: int, end: int, identity: tuple[int, int]) -> None:
+        """Send bytes start..end of a grown file as appends of at most one part, streamed from disk.
+        The file opened must be the one stat'ed (same inode and device): one replaced in between is
+        another file, whose bytes after `start` do not continue the server's copy."""
         part = config.upload_part_bytes()
         with path.open("rb") as fh:
+            opened = os.fstat(fh.fileno())
+            if (opened.st_ino, opened.st_dev) != identity:
+                raise ConflictError(f"{rel} was replaced while being sent; it is sent whole")
             for offset in range(start, end, part):
                 length = min(part, end - offset)
                 self.http.request(
