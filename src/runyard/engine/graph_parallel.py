@@ -10,6 +10,7 @@ the driver) and the driver itself call it, so a bad value gets the same message 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal
@@ -26,6 +27,9 @@ __all__ = [
     "ParallelSpec",
     "Token",
     "append_row_file_problem",
+    "check_settings",
+    "environment_variable_problem",
+    "identity_variable_problem",
     "parse_mini_batch_size",
     "resolve_settings",
 ]
@@ -104,8 +108,9 @@ class ParallelSpec(_Frozen):
         if overlap:
             raise ValueError(f"{sorted(overlap)[0]!r} is both a partitioned input and a side input")
         for key, value in self.environment_variables.items():
-            if not key or "=" in key or "\x00" in key or "\x00" in value:
-                raise ValueError(f"environment variable {key!r:.60} cannot be set in a process")
+            problem = environment_variable_problem(key, value) or identity_variable_problem(key)
+            if problem:
+                raise ValueError(problem)
         return self
 
     def tokens(self) -> dict[str, Token]:
@@ -152,6 +157,72 @@ def append_row_file_problem(name: Any) -> str | None:
             f"{' '.join(sorted(_BAD_FILE_CHARS))} (found {' '.join(bad) or 'NUL or > 255 characters'})"
         )
     return None
+
+
+def environment_variable_problem(key: Any, value: Any) -> str | None:
+    """Why (key, value) cannot be an environment variable of a process, or None."""
+    if not isinstance(key, str) or not isinstance(value, str):
+        return f"environment variable {key!r:.60} must map a name to a text value"
+    if not key or "=" in key or "\x00" in key or "\x00" in value:
+        return f"environment variable {key!r:.60} cannot be set in a process"
+    return None
+
+
+def identity_variable_problem(key: str) -> str | None:
+    """Why a step may not set `key` for its workers, or None: the variables that say which run a process
+    belongs to, where it reports and with which token (RUNYARD_*, AZUREML_RUN_ID, AZUREML_ARM_*) are the
+    job's identity, set by runyard; a worker told another one would log to, and be canceled as, that run."""
+    if key.startswith("RUNYARD_") or key == "AZUREML_RUN_ID" or key.startswith("AZUREML_ARM_"):
+        return (
+            f"environment_variables may not set {key!r}: RUNYARD_*, AZUREML_RUN_ID and AZUREML_ARM_* "
+            "say which run the workers belong to, and runyard sets them. Use another name."
+        )
+    return None
+
+
+def check_settings(settings: ParallelSettings) -> None:
+    """Check every value of resolved settings (InvalidInputError naming the setting): what
+    resolve_settings makes, and what the driver reads back from its job file, which it must not trust
+    more than the graph."""
+
+    def whole(name: str, minimum: int, optional: bool = False) -> None:
+        number = getattr(settings, name)
+        if optional and number is None:
+            return
+        if isinstance(number, bool) or not isinstance(number, int) or number < minimum:
+            raise InvalidInputError(f"{name} must be a whole number of at least {minimum}; got {number!r}.")
+
+    if settings.kind not in ("file", "tabular"):
+        raise InvalidInputError(f"kind {settings.kind!r} must be 'file' or 'tabular'.")
+    if settings.output_action not in ("append_row", "summary_only"):
+        raise InvalidInputError(
+            f"output_action {settings.output_action!r} must be 'append_row' or 'summary_only'."
+        )
+    problem = append_row_file_problem(settings.append_row_file_name)
+    if problem:
+        raise InvalidInputError(problem)
+    for name in ("mini_batch_size", "node_count", "process_count_per_node", "run_max_try"):
+        whole(name, 1)
+    whole("error_threshold", -1)
+    whole("allowed_failed_count", -1, optional=True)
+    percent = settings.allowed_failed_percent
+    if percent is not None and (
+        isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0 <= percent <= 100
+    ):
+        raise InvalidInputError(f"allowed_failed_percent must be between 0 and 100; got {percent!r}.")
+    timeout = settings.run_invocation_timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+        raise InvalidInputError(f"run_invocation_timeout must be more than 0 seconds; got {timeout!r}.")
+    if settings.logging_level not in LOGGING_LEVELS:
+        raise InvalidInputError(
+            f"logging_level {settings.logging_level!r} must be one of {', '.join(LOGGING_LEVELS)}."
+        )
+    if not isinstance(settings.environment_variables, dict):
+        raise InvalidInputError("environment_variables must map names to text values.")
+    for key, value in settings.environment_variables.items():
+        problem = environment_variable_problem(key, value)
+        if problem:
+            raise InvalidInputError(problem)
 
 
 def parse_mini_batch_size(value: Any, kind: str) -> int:
@@ -212,7 +283,7 @@ def resolve_settings(spec: ParallelSpec, params: dict[str, Any]) -> ParallelSett
     if not timeout > 0:
         raise InvalidInputError(f"run_invocation_timeout must be more than 0 seconds; got {timeout:g}.")
     processes = value(spec.process_count_per_node)
-    return ParallelSettings(
+    settings = ParallelSettings(
         kind=spec.kind,
         mini_batch_size=parse_mini_batch_size(value(spec.mini_batch_size), spec.kind),
         error_threshold=spec.error_threshold,
@@ -230,6 +301,8 @@ def resolve_settings(spec: ParallelSpec, params: dict[str, Any]) -> ParallelSett
         allowed_failed_percent=spec.allowed_failed_percent,
         environment_variables=dict(spec.environment_variables),
     )
+    check_settings(settings)
+    return settings
 
 
 def _cpu_count() -> int:

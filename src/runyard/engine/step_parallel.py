@@ -17,9 +17,11 @@ published. regenerate_outputs=True starts from an empty one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -107,49 +109,101 @@ def checkpoint_dir(ws: Workspace, key: str) -> Path:
     return ws.path / CHECKPOINT_ROOT / key
 
 
-def open_checkpoint(ws: Workspace, key: str, fresh: bool = False) -> Path:
-    """The checkpoint folder, made private (0700); `fresh` empties it first (regenerate_outputs)."""
-    folder = checkpoint_dir(ws, key)
-    if fresh:
-        shutil.rmtree(folder, ignore_errors=True)
-    folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+def _private_folder(folder: Path) -> None:
+    """Make `folder` a real 0700 folder of its own: a link (or a file) planted there is removed, never
+    followed, so neither its target nor the target's mode is touched."""
+    try:
+        mode = os.lstat(folder).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISDIR(mode):
+        os.unlink(folder)  # a symlink (to a folder or not) or any other non-folder
     folder.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(folder, 0o700)  # mkdir's mode is cut by the umask, and an older folder may be wider
+    if not stat.S_ISDIR(os.lstat(folder).st_mode):  # raced with another link: refuse it
+        raise InvalidInputError(f"checkpoint folder {folder} is not a folder; remove it and rerun the step")
+    os.chmod(folder, 0o700, follow_symlinks=False)  # mkdir's mode is cut by the umask
+
+
+def open_checkpoint(ws: Workspace, key: str, fresh: bool = False) -> Path:
+    """The checkpoint folder, made private (0700); `fresh` empties it first (regenerate_outputs).
+    Anything at the key that is not a real folder (a planted symlink) is replaced, not followed."""
+    folder = checkpoint_dir(ws, key)
+    _private_folder(folder.parent)
+    if fresh:
+        remove_checkpoint(folder)
+    _private_folder(folder)
     return folder
 
 
-def carry_output(checkpoint: Path, output: Path, append_row_file: str) -> int:
+#: Temp files of the output's assembly (runyard/parallel/checkpoint.py: `.<name>.<pid>.tmp`) and other
+#: dot-temp leftovers of a killed run: never carried into the next output.
+def _is_leftover(rel: Path, append_row_file: str) -> bool:
+    name = rel.name
+    return str(rel) == append_row_file or (name.startswith(".") and name.endswith(".tmp"))
+
+
+def _inside(path: Path, roots: tuple[Path, ...]) -> bool:
+    """`path`, resolved (so a link cannot lead out), lies strictly below one of `roots` (resolved)."""
+    real = path.resolve()
+    return any(real != r.resolve() and real.is_relative_to(r.resolve()) for r in roots)
+
+
+def carry_output(
+    checkpoint: Path, output: Path, append_row_file: str, roots: tuple[Path, ...] | None = None
+) -> int:
     """Files the entry script wrote itself into the output folder (EntryScript.output_dir) in an earlier
     run of this checkpoint's work belong to mini-batches that will not run again: copy them into this
-    run's output folder (not the append_row file, which the driver assembles; nothing already there is
-    replaced). Returns how many files were copied; remembers `output` for the next resume."""
+    run's output folder (not the append_row file, which the driver assembles, nor an assembly's temp
+    file; nothing already there is replaced). Returns how many files were copied; remembers `output`
+    for the next resume.
+
+    The note naming the earlier output lies in the checkpoint, which any job of the workspace's user can
+    rewrite: it is followed only to a folder below `roots` (the scheduler passes the workspace's work
+    folder and datastores; by default the checkpoint's workspace folder) once links are resolved, and
+    only regular files are copied (links, and folders reached through links, are left behind)."""
     note = checkpoint / OUTPUT_NOTE
+    allowed = roots if roots is not None else (checkpoint.parent.parent,)
     copied = 0
     try:
-        earlier = Path(json.loads(note.read_text())["output"])
+        earlier: Path | None = Path(json.loads(note.read_text())["output"])
     except (OSError, ValueError, KeyError, TypeError):
         earlier = None
-    if earlier is not None and earlier.is_dir() and earlier.resolve() != output.resolve():
-        for path in sorted(earlier.rglob("*")):
-            rel = path.relative_to(earlier)
-            target = output / rel
-            if (
-                path.is_file()
-                and not path.is_symlink()
-                and str(rel) != append_row_file
-                and not target.exists()
-            ):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, target)
-                copied += 1
+    if (
+        earlier is not None
+        and earlier.is_absolute()
+        and earlier.is_dir()
+        and _inside(earlier, allowed)
+        and earlier.resolve() != output.resolve()
+    ):
+        for top, dirs, files in os.walk(earlier):  # never follows a linked folder
+            dirs.sort()
+            for name in sorted(files):
+                path = Path(top) / name
+                rel = path.relative_to(earlier)
+                target = output / rel
+                if path.is_symlink() or not path.is_file() or _is_leftover(rel, append_row_file):
+                    continue
+                if not os.path.lexists(target):
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, target, follow_symlinks=False)
+                    copied += 1
     note.write_text(json.dumps({"output": str(output)}))
     return copied
 
 
 def remove_checkpoint(folder: Path) -> None:
-    """Forget a checkpoint whose step completed; only folders under a workspace's parallel/ are removed."""
-    if folder.parent.name == CHECKPOINT_ROOT and folder.is_dir():
-        shutil.rmtree(folder, ignore_errors=True)
+    """Forget a checkpoint whose step completed; only entries under a workspace's parallel/ are removed,
+    and a link planted there is unlinked, never followed."""
+    if folder.parent.name != CHECKPOINT_ROOT:
+        return
+    try:
+        mode = os.lstat(folder).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        shutil.rmtree(folder, ignore_errors=True)  # rmtree does not follow links inside
+    else:
+        os.unlink(folder)
 
 
 def _binding_modes(step: dict[str, Any]) -> dict[str, str]:
@@ -226,3 +280,12 @@ def failure_sentence(tail: list[str]) -> str | None:
         if text.startswith(("ParallelRunStep failed:", "ParallelRunStep canceled:")):
             return text
     return None
+
+
+def output_roots(ws: Workspace) -> tuple[Path, ...]:
+    """Where an earlier run's output folder may lie: the step work folders (upload outputs are written
+    there) and the workspace's datastores (mount outputs): never the database or another folder."""
+    roots = [ws.work_dir]
+    with contextlib.suppress(NotImplementedError):  # no local artifact root: only the work folders
+        roots.append(ws.artifacts.local_path("datastores"))
+    return tuple(roots)

@@ -38,6 +38,7 @@ from runyard.engine.step_parallel import (
     failure_sentence,
     job_document,
     open_checkpoint,
+    output_roots,
     remove_checkpoint,
     settings_for,
     write_job,
@@ -186,7 +187,9 @@ def start_step(
         job.prep(describe_settings(settings))
         job.prep(f"Checkpoint: {checkpoint}" + (" (emptied: regenerate_outputs=True)" if fresh else ""))
         if document["output"]:
-            carried = carry_output(checkpoint, Path(document["output"]), settings.append_row_file_name)
+            carried = carry_output(
+                checkpoint, Path(document["output"]), settings.append_row_file_name, output_roots(job.ws)
+            )
             if carried:
                 job.prep(f"Output: {carried} files the entry script wrote in an earlier run of this work")
         argv = [job.python, "-u", "-m", DRIVER_MODULE]

@@ -20,6 +20,7 @@ from runyard.engine.graph_parallel import (
     ParallelSpec,
     Token,
     append_row_file_problem,
+    identity_variable_problem,
     resolve_settings,
 )
 from runyard.errors import InvalidInputError
@@ -93,6 +94,9 @@ def _environment_variables(value: Any) -> dict[str, str]:
                 f"environment variable {key!r:.60} cannot be set in a process: a name is not empty and holds "
                 "no '=' or NUL, a value no NUL."
             )
+        problem = identity_variable_problem(key)
+        if problem:
+            raise InvalidInputError(problem)
     return found
 
 
