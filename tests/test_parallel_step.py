@@ -8,15 +8,17 @@ compile real graphs, then parse them as the scheduler does (engine/graph_spec.pa
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from parallel_helpers import compiled, config, parallel_of, prs_files
 from runyard import Workspace
 from runyard.data.consumption import DatasetConsumptionConfig
-from runyard.engine.graph_parallel import ParallelSpec, resolve_settings
+from runyard.engine.graph_parallel import ParallelSpec, check_settings, resolve_settings
 from runyard.engine.graph_spec import parse_graph
 from runyard.errors import InvalidInputError
 from runyard.parallel import ParallelRunStep
@@ -29,6 +31,7 @@ from runyard.pipeline import (
     PipelineParameter,
     PythonScriptStep,
 )
+from runyard.pipeline.graph import compile_graph
 
 
 @pytest.fixture
@@ -231,6 +234,30 @@ def test_compiled_graph_carries_the_parallel_entry_with_tokens(files: dict[str, 
     )
 
 
+def test_a_graph_or_job_file_cannot_set_the_workers_identity_or_impossible_values() -> None:
+    """The graph is input the scheduler does not trust: its environment_variables may not name the
+    variables that say which run a process is (RUNYARD_*, AZUREML_RUN_ID, AZUREML_ARM_*); and
+    check_settings (what the driver runs on its job file) refuses every value resolve_settings would."""
+    base = {"kind": "file", "inputs": ["images"], "output": "o", "output_action": "append_row"}
+    for name in ("RUNYARD_RUN_ID", "AZUREML_RUN_ID", "AZUREML_ARM_RESOURCEGROUP"):
+        with pytest.raises(ValidationError, match=f"may not set '{name}'"):
+            ParallelSpec.model_validate({**base, "error_threshold": 1, "environment_variables": {name: "x"}})
+    good = resolve_settings(ParallelSpec.model_validate({**base, "error_threshold": 1}), {})
+    check_settings(good)
+    for change, named in [
+        ({"append_row_file_name": "../x.txt"}, "append_row_file_name"),
+        ({"process_count_per_node": 0}, "process_count_per_node"),
+        ({"mini_batch_size": "10"}, "mini_batch_size"),
+        ({"run_invocation_timeout": float("inf")}, "run_invocation_timeout"),
+        ({"logging_level": "LOUD"}, "logging_level"),
+        ({"output_action": "append"}, "output_action"),
+        ({"allowed_failed_percent": 150.0}, "allowed_failed_percent"),
+        ({"environment_variables": {"A=B": "x"}}, "cannot be set in a process"),
+    ]:
+        with pytest.raises(InvalidInputError, match=named):
+            check_settings(dataclasses.replace(good, **change))
+
+
 def test_a_table_from_an_upstream_output_is_partitioned_by_size(
     files: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -301,6 +328,31 @@ def test_settings_that_cannot_run_are_validation_errors(
     _graph, errors = compiled(step, **values)
     assert len(errors) == 1 and message in errors[0], errors
     assert errors[0].startswith("Step 'score-digits'")
+
+
+def test_node_count_on_a_named_target_runs_one_node_with_one_warning(
+    files: dict[str, Any], sqlite_workspace: Workspace
+) -> None:
+    """v1 samples use node_count 2-4 on an AmlCompute cluster: runyard runs that target on this machine,
+    so the step is valid, warned once, and node_count stays out of the fingerprint ("local": an error)."""
+    step = ParallelRunStep(
+        "score-digits",
+        config(files, node_count=3, process_count_per_node=2, compute_target="cpu-cluster"),
+        [files["file"].as_named_input("images")],
+        PipelineData("o"),
+    )
+    graph, errors, notes = compile_graph(
+        [step], description=None, default_source_directory=None, parameter_values=None
+    )
+    assert errors == []
+    assert notes == [
+        "Step 'score-digits': node_count=3 runs as one node on this machine (process_count_per_node=2 "
+        "workers); several nodes need the Ray compute target."
+    ]
+    assert parallel_of(graph)["node_count"] == {"literal": "3"}
+    with pytest.warns(UserWarning, match="node_count=3 runs as one node") as seen:
+        assert Pipeline(sqlite_workspace, [step]).validate() == []
+    assert len([w for w in seen if "node_count" in str(w.message)]) == 1
 
 
 def test_a_dataset_parameter_given_the_other_kind_at_submit_is_refused(files: dict[str, Any]) -> None:

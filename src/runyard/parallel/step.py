@@ -63,6 +63,11 @@ LOCAL_NODES = (
     "node_count={n} needs several machines; local compute runs one node. Use node_count=1 (raise "
     "process_count_per_node for more workers on this machine), or run on a Ray compute target (coming)."
 )
+#: A named target (an AmlCompute runyard runs on this machine): v1 code written for a cluster runs as is.
+TARGET_NODES = (
+    "Step {step!r}: node_count={n} runs as one node on this machine (process_count_per_node={p} workers); "
+    "several nodes need the Ray compute target."
+)
 
 
 def step_name_problem(name: str) -> str | None:
@@ -132,6 +137,7 @@ class CompiledParallel:
     spec: ParallelSpec | None
     parameters: list[PipelineParameter] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @v1_keywords
@@ -262,8 +268,14 @@ class ParallelRunStep(PythonScriptStep):
             )
             compiled.errors.append(f"Step {self.name!r}{origin}: {exc}")
         else:
-            if settings.node_count != 1:
+            if settings.node_count != 1 and self._target_name() == "local":
                 compiled.errors.append(f"Step {self.name!r}: {LOCAL_NODES.format(n=settings.node_count)}")
+            elif settings.node_count != 1:
+                compiled.warnings.append(
+                    TARGET_NODES.format(
+                        step=self.name, n=settings.node_count, p=settings.process_count_per_node
+                    )
+                )
         compiled.spec = spec
         return compiled
 
@@ -275,6 +287,10 @@ class ParallelRunStep(PythonScriptStep):
                 "\n".join(compiled.errors) or f"Step {self.name!r} has no parallel entry."
             )
         return compiled.spec
+
+    def _target_name(self) -> str:
+        """The compute target's name as the graph keeps it ("local", or a named AmlCompute)."""
+        return str(getattr(self.compute_target, "name", self.compute_target))
 
     def _graph_name(self, item: Any, dataset_names: Mapping[int, str]) -> str:
         if isinstance(item, InputBinding):

@@ -208,7 +208,7 @@ def compile_graph(
             else:
                 params[key] = {"literal": str(value)}
 
-        parallel = _parallel_entry(step, dataset_tokens, parameters, parameter_values, errors)
+        parallel = _parallel_entry(step, dataset_tokens, parameters, parameter_values, errors, warnings)
         after = [s.name for s in step._run_after]
         missing_after = [n for n in after if n not in names]
         if missing_after:
@@ -298,6 +298,7 @@ def _parallel_entry(
     parameters: dict[str, Any],
     parameter_values: dict[str, Any] | None,
     errors: list[str],
+    warnings: list[str],
 ) -> dict[str, Any]:
     """A ParallelRunStep's `parallel` entry (runyard/parallel/step.py makes it), else nothing."""
     compile_parallel = getattr(step, "compile_parallel", None)
@@ -307,6 +308,7 @@ def _parallel_entry(
     for param in compiled.parameters:
         _add_parameter(parameters, param, errors)
     errors.extend(compiled.errors)
+    warnings.extend(getattr(compiled, "warnings", ()))
     return (
         {}
         if compiled.spec is None
