@@ -10,7 +10,8 @@ It talks to the driver over one multiprocessing connection (127.0.0.1, the drive
   traceback); per mini-batch ("done", id, attempt, returned, results_file, seconds, run_seconds) or
   ("failed", id, attempt, summary, traceback, seconds).
 - driver -> worker: ("run", mini_batch_json, attempt) (one may wait queued behind the running one), ("stop",).
-A returned try's rows go to `<checkpoint>/results/<id:08d>.<attempt>.txt` (temp + rename) before "done".
+A returned try's rows go to `<checkpoint>/results/<id:08d>.<attempt>.txt` (temp + rename) before "done";
+the driver looks for that name itself (the results_file in "done" is informational only).
 """
 
 from __future__ import annotations
@@ -29,12 +30,6 @@ import traceback
 from multiprocessing.connection import Client, Connection
 from pathlib import Path
 from typing import Any
-
-#: Set by the driver for each worker: JSON with address [host, port], authkey (hex), agent, driver_pid,
-#: entry_script (absolute), arguments, results (folder, or null with summary_only), level, preload (a
-#: tabular input: load pandas while starting, not in the first run()). The worker removes it from its
-#: environment first thing, so the entry script and its children never see the authkey.
-ENV_WORKER = "RUNYARD_PARALLEL_WORKER"
 
 _HERE = Path(__file__).resolve().parent
 USER_DIR = _HERE / "_user"
@@ -169,7 +164,9 @@ class Worker:
             if self.results is not None:
                 name = f"{mb_id:08d}.{attempt}.txt"
                 tmp = self.results / f".{name}.tmp"
-                with open(tmp, "w", encoding="utf-8") as fh:
+                # O_NOFOLLOW: a link planted under that name makes the try fail, not write elsewhere
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+                with open(fd, "w", encoding="utf-8") as fh:
                     fh.write(text)
                 os.replace(tmp, self.results / name)
         except Exception as exc:
@@ -191,8 +188,21 @@ class Worker:
                 self.run_one(message[1], message[2])
 
 
+def read_plumbing() -> dict[str, Any]:
+    """The driver writes the worker's plumbing to its stdin and closes it: JSON with address [host, port],
+    authkey (hex), agent, driver_pid, entry_script (absolute), arguments, results (folder, or null with
+    summary_only), level, preload (a tabular input: load pandas while starting, not in the first run()).
+    Not an environment variable: /proc/<pid>/environ keeps the initial environment even after unsetenv(),
+    and the entry script (or a child of it) could read the authkey there. stdin becomes /dev/null."""
+    spec: dict[str, Any] = json.loads(sys.stdin.buffer.read())
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    return spec
+
+
 def main() -> int:
-    spec = json.loads(os.environ.pop(ENV_WORKER))
+    spec = read_plumbing()
     die_with_parent(int(spec["driver_pid"]))
     logging.basicConfig(
         stream=sys.stdout,
