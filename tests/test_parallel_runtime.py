@@ -305,10 +305,20 @@ def test_cancel_then_sigkill_then_resume_each_row_once(tmp_path: Path) -> None:
     assert snap["mini_batches"]["resumed"] > 0 and snap["items"]["succeeded"] == len(names)
 
 
-def test_node_count_is_refused(tmp_path: Path) -> None:
-    done = run_in_process(make_job(tmp_path, ECHO, node_count=3))
-    assert done.returncode == 1
-    assert "node_count=3 needs several machines" in done.stderr.strip().splitlines()[-1]
+def test_node_count_above_one_runs_one_node_here(tmp_path: Path) -> None:
+    """The scheduler starts a driver with node_count > 1 only on a named compute target: it runs one node
+    (process_count_per_node workers) and says so in master_role.txt."""
+    done = run_in_process(make_job(tmp_path, ECHO, node_count=3, process_count_per_node=2))
+    assert done.returncode == 0, done.stderr
+    assert sorted(line.split("|")[0] for line in output_lines(tmp_path)) == [
+        f"f{i:02d}.txt" for i in range(8)
+    ]
+    master = (tmp_path / "logs/sys/master_role.txt").read_text()
+    assert (
+        "node_count=3: runyard runs one node on this machine (process_count_per_node=2 workers); "
+        "several nodes need the Ray compute target." in master
+    )
+    assert len(worker_pids(tmp_path)) == 2
 
 
 # -- the parts, in process -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import secrets
 import signal
@@ -32,7 +33,7 @@ from runyard.engine.graph_parallel import ParallelSettings
 from runyard.errors import RunyardError
 from runyard.parallel import agents
 from runyard.parallel.accounting import Accounting
-from runyard.parallel.agents import Agent
+from runyard.parallel.agents import Agent, Listener
 from runyard.parallel.checkpoint import Checkpoint, DoneRecord
 from runyard.parallel.job import ENV_JOB, ParallelJob
 from runyard.parallel.joblogs import JobLogs, MiniBatchRecord, agent_name
@@ -58,6 +59,7 @@ class Driver:
         self.pending: deque[tuple[MiniBatch, int]] = deque()
         self.failures: list[Failure] = []
         self.fatal: str | None = None  # fail fast: init / import error
+        self.write_error: str | None = None  # the checkpoint or the output cannot be written
         self.stop_reason: str | None = None  # budget exceeded
         self.canceled = False
         self.started = time.time()
@@ -70,11 +72,12 @@ class Driver:
     def run(self) -> int:
         s = self.settings
         self.logs.master(f"ParallelRunStep {self.job.step!r} starting: {json.dumps(s.to_json())}")
-        if s.node_count != 1:
-            return self.finish_early(
-                f"node_count={s.node_count} needs several machines; local compute runs one node. Use "
-                "node_count=1 (raise process_count_per_node for more workers on this machine), or run on "
-                "a Ray compute target (coming)."
+        if s.node_count != 1:  # the scheduler starts it so only on a named compute target
+            self.logs.master(
+                f"node_count={s.node_count}: runyard runs one node on this machine "
+                f"(process_count_per_node={s.process_count_per_node} workers); several nodes need the Ray "
+                "compute target.",
+                "WARNING",
             )
         with self.listening():
             for _ in range(s.process_count_per_node):
@@ -104,14 +107,13 @@ class Driver:
             self.logs.master(self.checkpoint.open(plan.key()))
         except RunyardError as exc:
             return str(exc)
-        self.records = self.checkpoint.completed()
+        self.records = self.checkpoint.completed(len(plan.mini_batches))  # ids of this plan only
         for mb in plan.mini_batches:
             rec = self.records.get(mb.id)
             if rec is None:
                 self.pending.append((mb, 1))
             else:
                 self.acc.complete(mb.items, rec.succeeded, resumed=True)
-        self.records = {k: v for k, v in self.records.items() if k < len(plan.mini_batches)}
         self.logs.master(
             f"{len(plan.mini_batches)} mini-batches ({plan.total_items} items), {self.acc.resumed} already "
             f"completed (resumed), {len(self.pending)} to run on {s.process_count_per_node} workers"
@@ -122,8 +124,7 @@ class Driver:
     @contextlib.contextmanager
     def listening(self) -> Iterator[None]:
         """The workers' listener and the signal pipe for the job's duration; the workers stopped after."""
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.authkey = secrets.token_bytes(32)
+        self.listener = Listener(secrets.token_bytes(32))
         self.wake, wake_w = socket.socketpair()
         wake_w.setblocking(False)
         previous_fd = signal.set_wakeup_fd(wake_w.fileno())
@@ -135,13 +136,13 @@ class Driver:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             agents.stop_all(self.agents)
-            self.server.close()
+            self.listener.close()
             self.wake.close()
             wake_w.close()
 
     def serve(self) -> None:
         """The loop: hand out work, wait for a message, a deadline or a signal; until done or stopped."""
-        while not (self.canceled or self.fatal or self.stop_reason):
+        while not (self.canceled or self.fatal or self.stop_reason or self.write_error):
             self.dispatch()
             if not self.pending and not any(a.queue for a in self.agents.values()):
                 break
@@ -149,8 +150,11 @@ class Driver:
             for obj in wait(self.waitables(), timeout=self.next_deadline()):
                 if obj is self.wake:
                     self.wake.recv(4096)
-                elif obj is self.server:
-                    agents.accept(self.server, self.authkey, self.agents)
+                elif obj is self.listener.server:
+                    self.listener.accept()  # the handshake runs in a thread, with a deadline
+                elif obj is self.listener.ready:
+                    for note in self.listener.take(self.agents):
+                        self.logs.master(note, "WARNING")
                 else:
                     self.receive(obj)  # type: ignore[arg-type]
             self.check_timeouts_and_deaths()
@@ -164,28 +168,28 @@ class Driver:
         self.next_agent += 1
         paths, s = self.logs.agent_paths(name), self.settings
         results = self.checkpoint.results if s.output_action == "append_row" else None
-        env = agents.worker_environment(
+        plumbing = agents.worker_plumbing(
             name,
-            paths,
-            self.server.getsockname()[:2],
-            self.authkey,
+            self.listener.address,
+            self.listener.authkey,
             (self.cwd / self.job.entry_script).resolve(),
             self.job.arguments,
             results,
             s.logging_level,
-            self.job.output or str(self.cwd),
-            self.cwd,
-            s.environment_variables,
             preload=s.kind == "tabular",
+        )
+        env = agents.worker_environment(
+            name, paths, s.logging_level, self.job.output or str(self.cwd), self.cwd, s.environment_variables
         )
         for side in self.job.side_inputs:
             if side.path:
                 env.setdefault(f"AZUREML_DATAREFERENCE_{side.name}", side.path)
-        agent = self.agents[name] = agents.spawn(name, paths, env, self.cwd)
+        agent = self.agents[name] = agents.spawn(name, paths, env, self.cwd, plumbing)
         self.logs.master(f"{name} started (pid {agent.proc.pid})")
 
     def waitables(self) -> list[Any]:
-        return [self.wake, self.server, *(a.conn for a in self.agents.values() if a.conn is not None)]
+        listener = self.listener
+        return [self.wake, listener.server, listener.ready, *(a.conn for a in self.agents.values() if a.conn)]
 
     def worker_pids(self) -> list[int]:
         return [a.proc.pid for a in list(self.agents.values())]
@@ -211,40 +215,61 @@ class Driver:
         except (EOFError, OSError):
             self.lost(agent, None)
             return
-        kind = message[0]
+        shape = {"ready": 2, "init_failed": 4, "done": 7, "failed": 6}
+        kind = message[0] if isinstance(message, tuple) and message else None
+        if not isinstance(kind, str) or len(message) != shape.get(kind):
+            self.logs.master(
+                f"{agent.name} sent a message runyard does not know: {message!r:.200}", "WARNING"
+            )
+            return
         if kind == "ready":
             agent.ready = True
-            self.logs.master(f"{agent.name} ready: init() took {message[1]:.2f} s")
+            self.logs.master(f"{agent.name} ready: init() took {_seconds(message[1]):.2f} s")
         elif kind == "init_failed":
             if self.fatal is None:
                 self.fatal = f"{message[2]} (in {agent.name})"
-                self.logs.user_error(agent.name, None, message[2], message[3])
-        elif kind in ("done", "failed"):
+                self.logs.user_error(agent.name, None, str(message[2]), str(message[3]))
+        else:
             if not agent.queue or (agent.queue[0][0].id, agent.queue[0][1]) != (message[1], message[2]):
                 self.logs.master(
-                    f"{agent.name} reported mini-batch {message[1]} it was not running", "WARNING"
+                    f"{agent.name} reported mini-batch {message[1]!r:.40} it was not running", "WARNING"
                 )
                 return
             mb, attempt = agent.queue.popleft()
             started = agent.head_started
             agent.head_started = time.monotonic()
-            if kind == "done":
-                self.completed(agent, mb, attempt, message[3], message[4], message[5], message[6])
+            if kind == "done":  # message[4], the worker's results file name, is not used: see completed()
+                self.completed(agent, mb, attempt, message[3], _seconds(message[5]), _seconds(message[6]))
             else:
-                self.try_failed(agent, mb, attempt, message[3], message[4], time.monotonic() - started)
+                summary, tb = str(message[3]), str(message[4])
+                self.try_failed(agent, mb, attempt, summary, tb, time.monotonic() - started)
 
     def completed(
-        self,
-        agent: Agent,
-        mb: MiniBatch,
-        attempt: int,
-        returned: int,
-        file: str | None,
-        seconds: float,
-        run_seconds: float,
+        self, agent: Agent, mb: MiniBatch, attempt: int, returned: Any, seconds: float, run_seconds: float
     ) -> None:
+        """A try returned. The driver names its results file itself (a worker could name any file it
+        wants copied into the output) and checks it is a regular file in results/ (lstat)."""
+        if isinstance(returned, bool) or not isinstance(returned, int) or returned < 0:
+            why = f"{agent.name} reported {returned!r:.40} results; the count must be a whole number >= 0"
+            self.try_failed(agent, mb, attempt, why, "", seconds)
+            return
+        file = None
+        if self.settings.output_action == "append_row":
+            file = self.checkpoint.result_name(mb.id, attempt)
+            if not self.checkpoint.has_result(file):
+                why = (
+                    f"{agent.name} reported mini-batch {mb.id} done, but its results file "
+                    f"{self.checkpoint.results / file} is missing or not a regular file"
+                )
+                self.try_failed(agent, mb, attempt, why, "", seconds)
+                return
         rec = DoneRecord(mb.id, mb.items, min(returned, mb.items), file)
-        self.checkpoint.record_done(rec)
+        try:
+            self.checkpoint.record_done(rec)
+        except OSError as exc:
+            where = self.checkpoint.root / "done.jsonl"
+            self.write_error = f"the checkpoint file {where} cannot be written: {exc.strerror or exc}"
+            return
         self.records[mb.id] = rec
         lost = self.acc.complete(mb.items, returned)
         self.record(mb, agent, attempt, mb.items - lost, "RUN_DONE", seconds, run_seconds)
@@ -379,7 +404,7 @@ class Driver:
 
     def finish(self) -> int:
         self.tick(final=True)
-        if not (self.canceled or self.fatal):  # allowed_failed_percent: everything was scheduled
+        if not (self.canceled or self.fatal or self.write_error):  # allowed_failed_percent: all scheduled
             self.stop_reason = self.stop_reason or self.acc.exceeded(all_scheduled=True)
         first = f" First failure: {self.failures[0].message}." if self.failures else ""
         if self.canceled:
@@ -400,10 +425,21 @@ class Driver:
                 f"ParallelRunStep failed: {self.stop_reason}.{first} See logs/user/error.txt.",
                 EXIT_FAILED,
             )
+        if self.write_error:
+            return self.end("failed", f"ParallelRunStep failed: {self.write_error}", EXIT_FAILED)
         where = ""
         if self.settings.output_action == "append_row" and self.job.output:
             target = Path(self.job.output) / self.settings.append_row_file_name
-            self.checkpoint.assemble(self.records.values(), target)
+            try:
+                self.checkpoint.assemble(self.records.values(), target)
+            except (OSError, RunyardError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                return self.end(
+                    "failed",
+                    f"ParallelRunStep failed: the output file {target} cannot be written: {reason}. The "
+                    "completed mini-batches are kept in the checkpoint: a rerun assembles it again.",
+                    EXIT_FAILED,
+                )
             where = f" Output: {target}."
         acc = self.acc
         return self.end(
@@ -422,6 +458,12 @@ class Driver:
         self.checkpoint.close()
         print(line, file=sys.stdout if code == 0 else sys.stderr, flush=True)
         return code
+
+
+def _seconds(value: Any) -> float:
+    """A duration a worker reported (untrusted: anything else counts as 0)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok and value >= 0 else 0.0
 
 
 def main() -> int:

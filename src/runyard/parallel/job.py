@@ -82,9 +82,10 @@ class ParallelJob(_Model):
             )
         try:
             job = cls.model_validate(data)
-            job.parallel_settings  # noqa: B018  (checks the settings' fields)
+            settings = job.parallel_settings  # checks the settings' field names
         except (ValidationError, TypeError) as exc:
             raise InvalidInputError(f"ParallelRunStep job file {where} is not valid: {exc}") from None
+        _check_values(settings, where)
         return job
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -94,3 +95,17 @@ class ParallelJob(_Model):
         tmp.write_text(self.model_dump_json(indent=1), encoding="utf-8")
         os.replace(tmp, where)
         return where
+
+
+def _check_values(settings: ParallelSettings, where: Path) -> None:
+    """The settings' values, checked as the scheduler checks them (engine.graph_parallel.check_settings):
+    the driver must not trust its job file more than the graph (an append_row_file_name with a path would
+    write outside the output folder; process_count_per_node=0 would wait forever for a worker)."""
+    try:
+        from runyard.engine.graph_parallel import check_settings
+    except ImportError:  # an engine without it: the fields' names were checked above
+        return
+    try:
+        check_settings(settings)
+    except (InvalidInputError, TypeError, ValueError) as exc:
+        raise InvalidInputError(f"the job file's settings are not valid: {exc} (job file {where})") from None
