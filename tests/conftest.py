@@ -22,6 +22,7 @@ import traceback
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -298,3 +299,37 @@ def page(browser):  # type: ignore[no-untyped-def]
     finally:
         context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def insert_pipeline(
+    ws: Workspace, data: dict[str, Any], steps: list[str], step_ids: dict[str, str] | None = None
+) -> str:
+    """A NotStarted pipeline run and its step runs, written with the store directly (no submit): for
+    tests of what a scheduler or a reader does with a run it did not make. `step_ids` pins a step's run id
+    (by step name); the others get fresh ones."""
+    from runyard import Experiment
+    from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
+    from runyard.status import RunStatus
+    from runyard.store import RunRecord
+
+    exp = Experiment(ws, "crafted")
+    run_id = str(uuid.uuid4())
+    now = time.time()
+    ids = step_ids or {}
+    records = [RunRecord(run_id, exp.id, exp.name, RunStatus.NOT_STARTED, PIPELINE_RUN_TYPE, now, data=data)]
+    records += [
+        RunRecord(
+            ids.get(name) or str(uuid.uuid4()),
+            exp.id,
+            exp.name,
+            RunStatus.NOT_STARTED,
+            STEP_RUN_TYPE,
+            now,
+            parent_id=run_id,
+            display_name=name,
+            data={"step": name},
+        )
+        for name in steps
+    ]
+    ws.store.create_runs(records)
+    return run_id

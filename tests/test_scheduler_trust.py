@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import SourceDir, free_port, run_cli, wait_for
-from runyard import Experiment, Workspace
+from conftest import SourceDir, free_port, insert_pipeline, run_cli, wait_for
+from runyard import Workspace
 from runyard.core.snapshot import snapshot_files
-from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.engine.service import INFO_FILE, SchedulerService
 from runyard.errors import AuthError, InvalidInputError
 from runyard.pipeline import Pipeline, PipelineRun, PythonScriptStep
@@ -49,30 +46,6 @@ def crafted_graph(ws: Workspace, src: SourceDir, script: str, arguments: list[st
     step.update(script=script, arguments=[{"literal": a} for a in arguments])
     step["source"].update(snapshot=snap.id, files=len(snap.files))
     return graph
-
-
-def insert_pipeline(ws: Workspace, data: dict[str, Any], steps: list[str]) -> str:
-    """A NotStarted pipeline run and its step runs, written with the store directly (no submit)."""
-    exp = Experiment(ws, "crafted")
-    run_id = str(uuid.uuid4())
-    now = time.time()
-    records = [RunRecord(run_id, exp.id, exp.name, RunStatus.NOT_STARTED, PIPELINE_RUN_TYPE, now, data=data)]
-    records += [
-        RunRecord(
-            str(uuid.uuid4()),
-            exp.id,
-            exp.name,
-            RunStatus.NOT_STARTED,
-            STEP_RUN_TYPE,
-            now,
-            parent_id=run_id,
-            display_name=name,
-            data={"step": name},
-        )
-        for name in steps
-    ]
-    ws.store.create_runs(records)
-    return run_id
 
 
 def ended(ws: Workspace, run_id: str, timeout: float = 60) -> RunRecord:
