@@ -34,8 +34,11 @@ class V1ParameterIgnored(UserWarning):
     """A v1 parameter was given a value that runyard accepts but does not act on."""
 
 
-def warn_ignored(where: str, parameter: str, reason: str) -> None:
-    """Warn once per process that `where`'s `parameter` has no effect in runyard, and why."""
+def warn_ignored(where: str, parameter: str, reason: str, stacklevel: int = 4) -> None:
+    """Warn once per process that `where`'s `parameter` has no effect in runyard, and why.
+
+    `stacklevel` counts as warnings.warn does, from this function (1): the warning should name the
+    user's line (a notebook shows that line, not the frame of runyard or IPython that called it)."""
     key = (where, parameter)
     with _warned_lock:
         if key in _warned:
@@ -44,7 +47,7 @@ def warn_ignored(where: str, parameter: str, reason: str) -> None:
     warnings.warn(
         f"{where}: parameter {parameter!r} is accepted for Azure ML v1 compatibility but ignored: {reason}",
         V1ParameterIgnored,
-        stacklevel=4,
+        stacklevel=stacklevel,
     )
 
 
@@ -70,7 +73,7 @@ def v1_ignores(**reasons: str) -> Callable[[F], F]:
             except TypeError:
                 return func(*args, **kwargs)  # let Python (or v1_keywords) report the bad call
             for name, reason in reasons.items():
-                if name in bound.arguments and not _same(bound.arguments[name], defaults[name]):
+                if name in bound.arguments and not same_value(bound.arguments[name], defaults[name]):
                     warn_ignored(where, name, reason)
             return func(*args, **kwargs)
 
@@ -80,7 +83,8 @@ def v1_ignores(**reasons: str) -> Callable[[F], F]:
     return decorate
 
 
-def _same(value: Any, default: Any) -> bool:
+def same_value(value: Any, default: Any) -> bool:
+    """Whether `value` is the default (or equal to it): setting a default changes nothing to warn about."""
     if default is inspect.Parameter.empty:
         return False
     try:

@@ -12,6 +12,7 @@ A Rich progress bar appears only for long transfers (many files or many bytes), 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import posixpath
 import shutil
@@ -64,12 +65,17 @@ def _progress(show: bool, jobs: Sequence[Job], description: str) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+    # rich's live notebook display needs ipywidgets; without it rich shows only `UserWarning: install
+    # "ipywidgets" for Jupyter support`, so there the bar is written as plain lines on stderr instead
+    widgets = notebook and importlib.util.find_spec("ipywidgets") is not None
     return Progress(
-        TextColumn(f"{description} [progress.percentage]{{task.completed}}/{{task.fields[files]}} files"),
+        TextColumn(
+            f"{description} [progress.percentage]{{task.fields[copied]}}/{{task.fields[files]}} files"
+        ),
         BarColumn(),
         DownloadColumn(),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=Console(stderr=True, force_jupyter=None if widgets else False),
         transient=not notebook,
     )
 
@@ -83,7 +89,7 @@ def run_jobs(jobs: Sequence[Job], *, show_progress: bool, description: str) -> O
     task: Any = None
     if progress is not None:
         progress.start()
-        task = progress.add_task(description, total=sum(j.size for j in jobs), files=len(jobs))
+        task = progress.add_task(description, total=sum(j.size for j in jobs), files=len(jobs), copied=0)
     try:
         with ThreadPoolExecutor(max_workers=min(WORKERS, max(1, len(jobs)))) as pool:
             futures = {pool.submit(job.run): job for job in jobs}
@@ -95,7 +101,7 @@ def run_jobs(jobs: Sequence[Job], *, show_progress: bool, description: str) -> O
                     else:
                         skipped.append(job.label)
                     if progress is not None:
-                        progress.advance(task, job.size)
+                        progress.update(task, advance=job.size, copied=done + len(skipped))
             except BaseException:
                 for pending in futures:
                     pending.cancel()

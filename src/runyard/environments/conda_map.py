@@ -77,6 +77,36 @@ class AzuremlBrings:
 AZUREML_BRINGS: dict[str, AzuremlBrings] = {
     "azureml-mlflow": AzuremlBrings(("mlflow-skinny",), "its mlflow client", ("mlflow", "mlflow-skinny")),
 }
+#: The same, for an azureml-* package only with an extra whose name holds the key (`[pandas]`): v1's
+#: azureml-dataprep / azureml-dataset-runtime pinned pandas below 3, and v1 samples rely on pandas 2
+#: (Microsoft's iris sample assigns a 2-D array to a column: `result['variety'] = pred`, an error in
+#: pandas 3). runyard's layer has whichever pandas runyard runs with (pyproject: pandas>=2.1), so such an
+#: environment gets its own pandas<3 unless it lists pandas itself.
+_PANDAS_BELOW_3 = AzuremlBrings(("pandas<3",), "its pandas (v1 pinned pandas below 3)", ("pandas",))
+AZUREML_BRINGS_WITH_EXTRA: dict[str, tuple[str, AzuremlBrings]] = {
+    "azureml-dataprep": ("pandas", _PANDAS_BELOW_3),
+    "azureml-dataset-runtime": ("pandas", _PANDAS_BELOW_3),
+}
+
+
+def azureml_brings(requirement: str) -> AzuremlBrings | None:
+    """What the azureml-* pip requirement `requirement` (a line as written, extras included) brought in
+    v1 that a job imports itself, or None (AZUREML_BRINGS, AZUREML_BRINGS_WITH_EXTRA)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    try:
+        req = Requirement(requirement)
+    except InvalidRequirement:
+        return None
+    name = canonicalize_name(req.name)
+    if name in AZUREML_BRINGS:
+        return AZUREML_BRINGS[name]
+    extra, brings = AZUREML_BRINGS_WITH_EXTRA.get(name, ("", None))
+    if brings is not None and any(extra in e.lower() for e in req.extras):
+        return brings
+    return None
+
 
 _NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._\-]*)\s*(.*)$")
 _PIP_OPERATOR = re.compile(r"^(==|>=|<=|!=|~=|>|<)")

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runyard.compat import v1_keywords, warn_ignored
+from runyard.compat import same_value, v1_keywords, warn_ignored
 from runyard.environments.conda import CondaDependencies
 from runyard.errors import EnvironmentDefinitionError
 
@@ -86,7 +86,10 @@ def _docker_property(attr: str, doc: str) -> property:
         return self._values[attr]
 
     def set_(self: DockerSection, value: Any) -> None:
-        warn_ignored("Environment.docker", attr, NO_DOCKER)
+        # setting what v1 has anyway (`docker.enabled = False`) changes nothing worth a warning
+        if not same_value(value, DockerSection._FIELDS[attr][1]):
+            # 1 warn_ignored, 2 this setter, 3 the user's `env.docker.<attr> = ...` line
+            warn_ignored("Environment.docker", attr, NO_DOCKER, stacklevel=3)
         self._values[attr] = value
 
     return property(get, set_, doc=doc)
@@ -170,6 +173,34 @@ def _json_safe(value: Any) -> Any:
 
 def default_spark() -> dict[str, Any]:
     return {"repositories": [], "packages": [], "precachePackages": True}
+
+
+@v1_keywords
+class SparkSection:
+    """v1's Spark settings of an environment (`env.spark.precache_packages = False` is in Microsoft's
+    samples): kept with the definition, where Spark packages enter its hash as in v1; runyard starts no
+    Spark, so a job that needs them lists pyspark and its jars itself."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        defaults = default_spark()
+        self.repositories: list[str] = defaults["repositories"]
+        self.packages: list[Any] = defaults["packages"]  # v1's SparkPackage(group, artifact, version)
+        self.precache_packages: bool = defaults["precachePackages"]
+
+    def _to_dict(self) -> dict[str, Any]:
+        return {
+            "repositories": _json_safe(list(self.repositories or [])),
+            "packages": _json_safe(list(self.packages or [])),
+            "precachePackages": bool(self.precache_packages),
+        }
+
+    @staticmethod
+    def _from_dict(raw: Mapping[str, Any]) -> SparkSection:
+        section = SparkSection()
+        section.repositories = copy.deepcopy(list(raw.get("repositories") or []))
+        section.packages = copy.deepcopy(list(raw.get("packages") or []))
+        section.precache_packages = bool(raw.get("precachePackages", True))
+        return section
 
 
 def default_databricks() -> dict[str, Any]:

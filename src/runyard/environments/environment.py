@@ -27,8 +27,8 @@ from runyard.environments.definition import (
     DEFAULT_ENVIRONMENT_NAME,
     DockerSection,
     PythonSection,
+    SparkSection,
     default_databricks,
-    default_spark,
     read_requirements,
 )
 from runyard.environments.local_build import LocalBuild, build_now, export_conda_environment, image_details
@@ -58,7 +58,7 @@ class Environment:
         self.version: str | None = None
         self.python = PythonSection(_skip_defaults=skip)
         self.docker = DockerSection(_skip_defaults=skip)
-        self.spark: dict[str, Any] = default_spark()
+        self.spark = SparkSection()
         self.databricks: dict[str, Any] = default_databricks()
         self.r: Any = None
         self.inferencing_stack_version: str | None = None
@@ -85,7 +85,7 @@ class Environment:
             "environmentVariables": dict(self._environment_variables),
             "python": self.python._to_dict(),
             "docker": self.docker._to_dict(),
-            "spark": copy.deepcopy(self.spark),
+            "spark": self.spark._to_dict(),
             "databricks": copy.deepcopy(self.databricks),
             "r": copy.deepcopy(self.r),
             "inferencingStackVersion": self.inferencing_stack_version,
@@ -107,7 +107,7 @@ class Environment:
         env.version = None if version is None else str(version)
         env.python = PythonSection._from_dict(definition.get("python") or {})
         env.docker = DockerSection._from_dict(definition.get("docker") or {})
-        env.spark = copy.deepcopy(definition.get("spark") or default_spark())
+        env.spark = SparkSection._from_dict(definition.get("spark") or {})
         env.databricks = copy.deepcopy(definition.get("databricks") or default_databricks())
         env.r = copy.deepcopy(definition.get("r"))
         env.inferencing_stack_version = definition.get("inferencingStackVersion")

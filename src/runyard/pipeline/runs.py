@@ -151,10 +151,25 @@ class StepRun(Run):
         """v1: `step_run.get_output(name).get_port_data_reference()`."""
         outputs = self.get_outputs()
         if name not in outputs:
+            status = RunStatus(self._record.status)
+            if status in (RunStatus.FAILED, RunStatus.CANCELED) and name in self._declared_outputs():
+                raise InvalidInputError(
+                    f"Step {self.name!r} {STEP_STATUS[status]} before recording output {name!r}; see its "
+                    f"logs: `runyard runs show {self.id}`"
+                )
             raise InvalidInputError(
                 f"Step {self.name!r} has no output {name!r}; it has {sorted(outputs) or 'none'}."
             )
         return outputs[name]
+
+    def _declared_outputs(self) -> set[str]:
+        """The outputs this step's entry in its pipeline's graph declares (recorded or not)."""
+        parent = self._record.parent_id
+        graph = self.workspace.store.get_run(parent).data.get("graph") if parent else None
+        for step in (graph or {}).get("steps") or []:
+            if isinstance(step, dict) and step.get("name") == self.name:
+                return {str(o.get("name")) for o in step.get("outputs") or [] if isinstance(o, dict)}
+        return set()
 
     def get_output_data(self, name: str) -> PortDataReference:
         return self.get_output(name).get_port_data_reference()
