@@ -338,6 +338,9 @@ class SchedulerService:
         self, ex: PipelineExecution, name: str, data: dict[str, Any], fp: str, job: ProcessJob | None = None
     ) -> None:
         state, step = ex.states[name], ex.steps_by_name[name]
+        # Before the process starts: over a server its run token may read the datastore files recorded as
+        # its inputs (docs/security.md), so a job that reads a direct dataset input needs them now.
+        self._record_lineage(ex, name, {})
         try:
             started = start_step(
                 self.ws, ex.experiment_name, step, state.run_id, ex.params, ex.input_paths(name),
@@ -391,7 +394,7 @@ class SchedulerService:
             self._set_step(ex, started.name, RunStatus.CANCELED)
         elif error is None:
             self._set_step(ex, started.name, RunStatus.COMPLETED, data={"outputs": outputs})
-            self._record_lineage(ex, started.name, outputs)
+            self._record_lineage(ex, started.name, outputs, inputs=False)  # inputs: recorded at launch
         else:
             self._set_step(ex, started.name, RunStatus.FAILED, error=error, data={"exitCode": code})
         self.echo(
@@ -400,9 +403,12 @@ class SchedulerService:
         )
         self._advance(ex)
 
-    def _record_lineage(self, ex: PipelineExecution, name: str, outputs: dict[str, Any]) -> None:
-        """What a completed (or reused) step read and wrote, for the datasets' lineage."""
-        uses = lineage(ex.states[name].run_id, ex.datasets.get(name, {}), outputs)
+    def _record_lineage(
+        self, ex: PipelineExecution, name: str, outputs: dict[str, Any], inputs: bool = True
+    ) -> None:
+        """What a step read (recorded before it starts, or when it is reused) and wrote (when it
+        completed), for the datasets' lineage and for what its run token may read."""
+        uses = lineage(ex.states[name].run_id, ex.datasets.get(name, {}) if inputs else {}, outputs)
         try:
             if uses:
                 self.store.record_dataset_uses(uses)
