@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import boto3
 import pytest
 
 from runyard import Workspace
 from runyard.data import Dataset, Datastore, DataType, FileDataset, TabularDataset
 from runyard.data.hashing import hash_datastore_path
 from runyard.errors import DataAccessError, InvalidInputError
-from s3_fixture import S3_KEY, S3_REGION, S3_SECRET
+from s3_fixture import S3_KEY, S3_SECRET, s3_client, s3_datastore
 
 CSV = {
     "raw/a.csv": "id,when,score\n1,2024-01-02,0.5\n2,2024-02-03,1.5\n",
@@ -22,21 +21,8 @@ CSV = {
 
 
 def _s3(endpoint: str, bucket: str, ws: Workspace) -> tuple[Datastore, object]:
-    store = Datastore.register_fsspec(
-        ws,
-        "lake",
-        f"s3://{bucket}/data",
-        key=S3_KEY,
-        secret=S3_SECRET,
-        client_kwargs={"endpoint_url": endpoint},
-    )
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=S3_KEY,
-        aws_secret_access_key=S3_SECRET,
-        region_name=S3_REGION,
-    )
+    store = s3_datastore(ws, "lake", endpoint, bucket)
+    client = s3_client(endpoint)
     for key, text in CSV.items():
         client.put_object(Bucket=bucket, Key=f"data/{key}", Body=text.encode())
     client.put_object(Bucket=bucket, Key="data/raw/notes.txt", Body=b"not a csv")

@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from conftest import free_port
@@ -24,10 +23,13 @@ from runyard import Workspace
 from runyard.data.datastore import Datastore
 from runyard.data.secrets import env_name
 from runyard.errors import DataAccessError
-from s3_fixture import S3_KEY, S3_REGION, S3_SECRET
+from s3_fixture import S3_KEY, S3_SECRET, s3_client, s3_datastore
 
 
 def register(ws: Workspace, name: str, endpoint: str, bucket: str, **extra: object) -> Datastore:
+    """s3_fixture.s3_datastore, with extra register_fsspec options (config_kwargs=...) when given."""
+    if not extra:
+        return s3_datastore(ws, name, endpoint, bucket)  # type: ignore[no-any-return]
     options: dict[str, object] = {
         "key": S3_KEY,
         "secret": S3_SECRET,
@@ -35,16 +37,6 @@ def register(ws: Workspace, name: str, endpoint: str, bucket: str, **extra: obje
     }
     options.update(extra)
     return Datastore.register_fsspec(ws, name, f"s3://{bucket}/data", **options)
-
-
-def s3_client(endpoint: str):  # type: ignore[no-untyped-def]
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=S3_KEY,
-        aws_secret_access_key=S3_SECRET,
-        region_name=S3_REGION,
-    )
 
 
 def test_upload_list_download_and_overwrite_on_s3(

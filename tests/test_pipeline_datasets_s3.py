@@ -7,16 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import boto3
 import pytest
 
 from conftest import SourceDir
 from runyard import Workspace
 from runyard.data.data_reference import DataReference
 from runyard.data.dataset import Dataset
-from runyard.data.datastore import Datastore
 from runyard.pipeline import OutputFileDatasetConfig, Pipeline, PipelineRun, PythonScriptStep
-from s3_fixture import S3_KEY, S3_REGION, S3_SECRET
+from s3_fixture import s3_client, s3_datastore
 
 pytestmark = pytest.mark.usefixtures("no_stray_processes")
 
@@ -47,21 +45,8 @@ def test_s3_datastore_as_step_input_and_output_destination(
 ) -> None:
     ws = sqlite_workspace
     endpoint, bucket = s3_bucket
-    lake = Datastore.register_fsspec(
-        ws,
-        "lake",
-        f"s3://{bucket}/data",
-        key=S3_KEY,
-        secret=S3_SECRET,
-        client_kwargs={"endpoint_url": endpoint},
-    )
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=S3_KEY,
-        aws_secret_access_key=S3_SECRET,
-        region_name=S3_REGION,
-    )
+    lake = s3_datastore(ws, "lake", endpoint, bucket)
+    client = s3_client(endpoint)
     client.put_object(Bucket=bucket, Key="data/raw/a.csv", Body=b"v\n1\n2\n")
     client.put_object(Bucket=bucket, Key="data/raw/b.csv", Body=b"v\n10\n")
     copy_src = SourceDir(tmp_path / "copy").gen({"copy.py": COPY})

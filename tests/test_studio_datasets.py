@@ -27,7 +27,7 @@ from runyard.data.hashing import hash_datastore_path
 from runyard.pipeline import OutputFileDatasetConfig, Pipeline, PythonScriptStep
 from runyard.server.auth import create_token
 from runyard.store.records import DatasetUse
-from s3_fixture import S3_KEY, S3_REGION, S3_SECRET
+from s3_fixture import s3_client, s3_datastore
 from server_process import ServerProcess, running_server
 
 pytestmark = pytest.mark.usefixtures("no_stray_processes")
@@ -299,18 +299,9 @@ def test_pipeline_steps_show_what_they_read_and_wrote(seeded: Seeded, page, tmp_
 def test_a_tabular_dataset_on_s3_previews_through_the_server(
     s3_bucket: tuple[str, str], tmp_path: Path, page
 ) -> None:
-    import boto3
-
     endpoint, bucket = s3_bucket
     ws = Workspace.create(tmp_path / "ws")
-    lake = Datastore.register_fsspec(
-        ws,
-        "lake",
-        f"s3://{bucket}/data",
-        key=S3_KEY,
-        secret=S3_SECRET,
-        client_kwargs={"endpoint_url": endpoint},
-    )
+    lake = s3_datastore(ws, "lake", endpoint, bucket)
     folder = tmp_path / "up"
     folder.mkdir()
     (folder / "rows.csv").write_text("city,people\noslo,700000\nbergen,290000\n")
@@ -320,13 +311,7 @@ def test_a_tabular_dataset_on_s3_previews_through_the_server(
         page.goto(f"{server.url}/datasets/cities")
         assert rows(page, "table.preview-rows") == [["oslo", "700000"], ["bergen", "290000"]]
         assert [f[0] for f in rows(page, "table.dataset-files")] == ["lake:cities/rows.csv"]
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id=S3_KEY,
-            aws_secret_access_key=S3_SECRET,
-            region_name=S3_REGION,
-        )
+        client = s3_client(endpoint)
         client.delete_object(Bucket=bucket, Key="data/cities/rows.csv")
         page.reload()
         expect(page.get_by_role("alert")).to_contain_text("cities/rows.csv")
