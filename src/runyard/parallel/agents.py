@@ -157,6 +157,7 @@ class Listener:
         self._notify.setblocking(False)
         self._done: queue.SimpleQueue[tuple[Connection | None, str, str]] = queue.SimpleQueue()
         self._slots = threading.BoundedSemaphore(MAX_HANDSHAKES)
+        self._closed = False
 
     @property
     def address(self) -> tuple[str, int]:
@@ -218,6 +219,9 @@ class Listener:
             self._slots.release()
 
     def _report(self, conn: Connection | None, agent: str, note: str) -> None:
+        if self._closed and conn is not None:
+            conn.close()  # the job ended while this handshake ran
+            return
         self._done.put((conn, agent, note))
         with contextlib.suppress(OSError):  # full: the loop is awake already
             self._notify.send(b"!")
@@ -246,6 +250,7 @@ class Listener:
             agent.conn = conn
 
     def close(self) -> None:
+        self._closed = True
         self.server.close()
         self.ready.close()
         self._notify.close()
