@@ -59,6 +59,13 @@ def test_a_docker_warning_points_at_the_users_line(monkeypatch: pytest.MonkeyPat
     ignored = [w for w in caught if issubclass(w.category, V1ParameterIgnored)]
     assert [(w.filename, w.lineno) for w in ignored] == [(__file__, line)]
     assert "'base_image'" in str(ignored[0].message)
+    monkeypatch.setattr(compat, "_warned", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
+        Environment.from_docker_image("img", "python:3.11-slim")  # runyard sets base_image for the user
+    ignored = [w for w in caught if issubclass(w.category, V1ParameterIgnored)]
+    assert [(w.filename, w.lineno) for w in ignored] == [(__file__, line)]
 
 
 def test_setting_a_docker_default_does_not_warn(monkeypatch: pytest.MonkeyPatch) -> None:

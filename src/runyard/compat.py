@@ -18,6 +18,8 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import os
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -49,6 +51,21 @@ def warn_ignored(where: str, parameter: str, reason: str, stacklevel: int = 4) -
         V1ParameterIgnored,
         stacklevel=stacklevel,
     )
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_stacklevel() -> int:
+    """The `stacklevel` for a warn_ignored call made by the caller of this function that names the first
+    frame outside runyard: the user's line, also when runyard's own code made the call on their behalf
+    (Environment.from_docker_image sets docker.base_image)."""
+    frame = sys._getframe(2)  # the caller's caller: warn_ignored's level 3
+    level = 3
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def v1_ignores(**reasons: str) -> Callable[[F], F]:

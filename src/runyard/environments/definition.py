@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runyard.compat import same_value, v1_keywords, warn_ignored
+from runyard.compat import same_value, user_stacklevel, v1_keywords, warn_ignored
 from runyard.environments.conda import CondaDependencies
 from runyard.errors import EnvironmentDefinitionError
 
@@ -88,8 +88,8 @@ def _docker_property(attr: str, doc: str) -> property:
     def set_(self: DockerSection, value: Any) -> None:
         # setting what v1 has anyway (`docker.enabled = False`) changes nothing worth a warning
         if not same_value(value, DockerSection._FIELDS[attr][1]):
-            # 1 warn_ignored, 2 this setter, 3 the user's `env.docker.<attr> = ...` line
-            warn_ignored("Environment.docker", attr, NO_DOCKER, stacklevel=3)
+            # the user's `env.docker.<attr> = ...` line (or their from_docker_image call)
+            warn_ignored("Environment.docker", attr, NO_DOCKER, stacklevel=user_stacklevel())
         self._values[attr] = value
 
     return property(get, set_, doc=doc)
