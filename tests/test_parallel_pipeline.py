@@ -33,6 +33,7 @@ from parallel_helpers import (
     table_dataset,
 )
 from runyard import Experiment, Workspace
+from runyard.core.compute_target import AmlCompute, ComputeTarget
 from runyard.core.model import Model
 from runyard.core.snapshot import snapshot_files
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
@@ -93,10 +94,8 @@ def prs_config(source: SourceDir, script: str, **settings: Any) -> ParallelRunCo
     return ParallelRunConfig(
         environment=environment(),
         entry_script=script,
+        **{"compute_target": "local", "node_count": 1, **values},
         source_directory=str(source),
-        compute_target="local",
-        node_count=1,
-        **values,
     )
 
 
@@ -177,17 +176,30 @@ def test_file_dataset_append_row_reuse_and_parameters(ws: Workspace, tmp_path: P
 
 def test_tabular_dataset_in_1kb_mini_batches(ws: Workspace, tmp_path: Path) -> None:
     """A TabularDataset (two CSV files of ~2 KB) with mini_batch_size '1KB': several mini-batches, none
-    across a file boundary, and every row once in the output."""
+    across a file boundary, and every row once in the output. As Microsoft's samples do, it runs on an
+    AmlCompute cluster with node_count=2: runyard runs that target on this machine, as one node, and
+    says so once at submit."""
     first = [(i, i, 1000 + i) for i in range(150)]
     second = [(i, i, 2000 + i) for i in range(150, 300)]
     table = table_dataset(ws, tmp_path, "prs-table", {"part-0.csv": first, "part-1.csv": second})
     source = SourceDir(tmp_path / "rows").gen({"rows.py": SCORE_ROWS})
+    cluster = ComputeTarget.create(ws, "prs-cluster", AmlCompute.provisioning_configuration(max_nodes=2))
     step = scoring_step(
         "score-rows",
-        prs_config(source, "rows.py", mini_batch_size="1KB", process_count_per_node=2),
+        prs_config(
+            source,
+            "rows.py",
+            mini_batch_size="1KB",
+            process_count_per_node=2,
+            compute_target=cluster,
+            node_count=2,
+        ),
         table.as_named_input("table"),
     )
-    scored = step_of(finish(submit(ws, [step])), "score-rows")
+    with pytest.warns(UserWarning, match=r"node_count=2 runs as one node on this machine") as seen:
+        run = submit(ws, [step])
+    assert len([w for w in seen if "node_count" in str(w.message)]) == 1
+    scored = step_of(finish(run), "score-rows")
     expected = sorted(f"{i} {a + b}" for i, a, b in first + second)
     assert sorted(output_lines(scored)) == expected
     rows = processed(ws, scored)
