@@ -24,7 +24,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from runyard.environments.redact import redact_urls
 from runyard.errors import EnvironmentDefinitionError
@@ -72,40 +73,28 @@ class AzuremlBrings:
 
 
 #: azureml-* packages runyard stands in for but whose third-party dependencies jobs import themselves.
-#: The rest bring nothing a job imports that runyard lacks: azureml-defaults and azureml-core only the SDK,
-#: azureml-dataset-runtime[pandas] pandas and pyarrow, which runyard's layer (layer.py) has already.
+#: The rest bring nothing a job imports that runyard lacks (azureml-defaults and azureml-core: the SDK).
 AZUREML_BRINGS: dict[str, AzuremlBrings] = {
     "azureml-mlflow": AzuremlBrings(("mlflow-skinny",), "its mlflow client", ("mlflow", "mlflow-skinny")),
 }
-#: The same, for an azureml-* package only with an extra whose name holds the key (`[pandas]`): v1's
-#: azureml-dataprep / azureml-dataset-runtime pinned pandas below 3, and v1 samples rely on pandas 2
-#: (Microsoft's iris sample assigns a 2-D array to a column: `result['variety'] = pred`, an error in
-#: pandas 3). runyard's layer has whichever pandas runyard runs with (pyproject: pandas>=2.1), so such an
-#: environment gets its own pandas<3 unless it lists pandas itself.
+#: Those that bring something only with a `[pandas...]` extra: v1's azureml-dataprep/-dataset-runtime pinned
+#: pandas below 3 and v1 samples rely on it (the iris sample's `result['variety'] = pred`, a 2-D pred, fails
+#: in pandas 3); runyard's layer has the pandas runyard runs with (pandas>=2.1), maybe 3.
 _PANDAS_BELOW_3 = AzuremlBrings(("pandas<3",), "its pandas (v1 pinned pandas below 3)", ("pandas",))
-AZUREML_BRINGS_WITH_EXTRA: dict[str, tuple[str, AzuremlBrings]] = {
-    "azureml-dataprep": ("pandas", _PANDAS_BELOW_3),
-    "azureml-dataset-runtime": ("pandas", _PANDAS_BELOW_3),
-}
+AZUREML_BRINGS_WITH_PANDAS = {"azureml-dataprep": _PANDAS_BELOW_3, "azureml-dataset-runtime": _PANDAS_BELOW_3}
 
 
 def azureml_brings(requirement: str) -> AzuremlBrings | None:
-    """What the azureml-* pip requirement `requirement` (a line as written, extras included) brought in
-    v1 that a job imports itself, or None (AZUREML_BRINGS, AZUREML_BRINGS_WITH_EXTRA)."""
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
+    """What the azureml-* pip requirement line `requirement` (extras included) brought in v1 that a job
+    imports itself, or None."""
     try:
         req = Requirement(requirement)
     except InvalidRequirement:
         return None
     name = canonicalize_name(req.name)
-    if name in AZUREML_BRINGS:
-        return AZUREML_BRINGS[name]
-    extra, brings = AZUREML_BRINGS_WITH_EXTRA.get(name, ("", None))
-    if brings is not None and any(extra in e.lower() for e in req.extras):
-        return brings
-    return None
+    if any("pandas" in extra.lower() for extra in req.extras) and name in AZUREML_BRINGS_WITH_PANDAS:
+        return AZUREML_BRINGS_WITH_PANDAS[name]
+    return AZUREML_BRINGS.get(name)
 
 
 _NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._\-]*)\s*(.*)$")
