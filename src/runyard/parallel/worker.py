@@ -2,8 +2,8 @@
 
 The driver starts it as `python -u -P <this file>` (by path, not `-m`: importing the `runyard` package
 costs a second, and a worker that is replaced after a timeout would pay it again). It imports only the
-standard library until a mini-batch needs more: pandas for a tabular mini-batch (through
-runyard.parallel.partition), runyard.v1 when the entry script imports `azureml`.
+standard library until a mini-batch needs more: pyarrow and pandas for a tabular mini-batch (through
+parallel/tables.py, loaded by path), runyard.v1 when the entry script imports `azureml`.
 
 It talks to the driver over one multiprocessing connection (127.0.0.1, the driver's random authkey):
 - worker -> driver: ("hello", agent), then ("ready", init_seconds) or ("init_failed", kind, summary,
@@ -34,6 +34,7 @@ from typing import Any
 _HERE = Path(__file__).resolve().parent
 USER_DIR = _HERE / "_user"
 V1_IMPORTS = _HERE.parent / "v1_imports.py"
+TABLES = _HERE / "tables.py"  # reads table files; imports nothing of runyard
 PR_SET_PDEATHSIG = 1
 
 
@@ -47,15 +48,22 @@ def die_with_parent(parent: int) -> None:
         os._exit(3)
 
 
+def _load_by_path(name: str, path: Path) -> Any:
+    """A runyard module that imports nothing of runyard, loaded without importing the `runyard` package
+    (whose __init__ costs about a second)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} cannot be loaded")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    spec.loader.exec_module(module)
+    return module
+
+
 def install_azureml_alias() -> None:
     """`azureml.*` -> runyard.v1.* (runyard/v1_imports.py, loaded by path: it imports only the standard
     library, and runyard itself is imported only if the entry script imports azureml)."""
-    spec = importlib.util.spec_from_file_location("_runyard_v1_imports", V1_IMPORTS)
-    if spec is None or spec.loader is None:
-        return
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.install()
+    _load_by_path("_runyard_v1_imports", V1_IMPORTS).install()
 
 
 def import_entry_script(path: str) -> Any:
@@ -97,7 +105,8 @@ class Worker:
         self.agent = agent
         self.results = Path(results) if results else None
         self.preload = preload
-        self.cache: dict[str, Any] | None = None
+        self.cache: Any = None
+        self.tables: Any = None  # parallel/tables.py, loaded by path for the first tabular mini-batch
         self.module: Any = None
 
     def start(self, entry: str, arguments: list[str]) -> bool:
@@ -108,7 +117,8 @@ class Worker:
         began = time.perf_counter()
         if self.preload:
             with contextlib.suppress(Exception):  # a real problem shows again with the first mini-batch
-                import runyard.parallel.partition  # noqa: F401
+                self.tables = _load_by_path("_runyard_parallel_tables", TABLES)
+                self.cache = self.tables.TableCache()
         try:
             self.module = import_entry_script(entry)
         except BaseException as exc:
@@ -145,11 +155,10 @@ class Worker:
     def mini_batch(self, data: dict[str, Any]) -> Any:
         if data["kind"] == "file":
             return list(data["files"])
-        from runyard.parallel.partition import MiniBatch, TableCache, load_mini_batch
-
-        if self.cache is None:
-            self.cache = TableCache()
-        return load_mini_batch(MiniBatch.from_json(data), self.cache)
+        if self.tables is None:
+            self.tables = _load_by_path("_runyard_parallel_tables", TABLES)
+            self.cache = self.tables.TableCache()
+        return self.tables.load_rows(data["files"][0], data.get("rows"), self.cache)
 
     def run_one(self, data: dict[str, Any], attempt: int) -> None:
         began = time.perf_counter()
