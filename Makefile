@@ -36,6 +36,7 @@ bench/.venv-compare/.installed:
 	touch $@
 
 bench: $(STAMP) bench/.venv-compare/.installed
+	$(PY) -m pip install --quiet -e '.[dev,bench]'  # Ray Data, for bench/bench_parallel.py
 	$(PY) bench/run_all.py
 
 clean:
