@@ -217,6 +217,9 @@ def test_pipeline_show_has_a_progress_column_and_runs_show_lists_failed_mini_bat
     assert "162/200 · 12 failed · failed in 1:05" in table
     row_of_prep = next(line for line in table.splitlines() if "prep" in line)
     assert "/200" not in row_of_prep  # only the parallel step has progress
+    assert "━" not in row_of_prep
+    bar_row = next(line for line in table.splitlines() if step.id in line)
+    assert "━━━━━━━━━━" in bar_row  # a Rich bar of the mini-batches done, above the summary line
 
     shown = cli(workspace, "runs", "show", step.id)
     assert "Parallel run: 162/200 mini-batches, 12 failed, 120 items failed, failed in 0:01:05" in shown

@@ -8,7 +8,9 @@ from typing import Any
 import typer
 from rich.live import Live
 from rich.markup import escape
+from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
 from runyard import Workspace
 from runyard.cli.render import console, duration, print_json, status_text, table, when
@@ -16,7 +18,7 @@ from runyard.engine.execution import PIPELINE_RUN_TYPE
 from runyard.engine.graph_order import dependencies, topological_order
 from runyard.engine.service import ensure_running
 from runyard.errors import ConflictError, InvalidInputError
-from runyard.parallel.progress import read_progress
+from runyard.parallel.progress import ProgressSnapshot, read_progress
 from runyard.pipeline import PipelineRun
 from runyard.pipeline.data import parameter_from_text
 from runyard.pipeline.wait_output import parallel_steps, short
@@ -72,7 +74,7 @@ def steps_table(run: PipelineRun) -> Table:
             f"{name}: {o.get('files', 0)} files, {_size(o.get('size'))}"
             for name, o in rec.data.get("outputs", {}).items()
         )
-        cells = [
+        cells: list[str | Table] = [
             step.name or "",
             status_text(rec.status),
             reuse,
@@ -82,9 +84,20 @@ def steps_table(run: PipelineRun) -> Table:
         ]
         if parallel:
             snap = read_progress(step) if step.name in parallel and not reused else None
-            cells.insert(2, escape(short(snap)) if snap else "")
+            cells.insert(2, _progress_cell(snap) if snap else "")
         out.add_row(*cells)
     return out
+
+
+def _progress_cell(snap: ProgressSnapshot) -> Table:
+    """A Rich bar of mini-batches done (completed or failed) over the total, above the one-line summary."""
+    counts = snap.mini_batches
+    cell = Table.grid()
+    cell.add_row(
+        ProgressBar(total=max(counts.total, 1), completed=counts.completed + counts.failed, width=24)
+    )
+    cell.add_row(Text(short(snap), no_wrap=True))
+    return cell
 
 
 def watch(run: PipelineRun) -> None:
