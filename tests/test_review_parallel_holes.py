@@ -26,6 +26,7 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
+from parallel_helpers import driver_settings
 from runyard.core.workspace import Workspace
 from runyard.engine.graph_parallel import ParallelSettings, ParallelSpec
 from runyard.engine.step_parallel import OUTPUT_NOTE, carry_output, open_checkpoint, remove_checkpoint
@@ -40,19 +41,8 @@ SECRET = "SECRET-ssh-key-material"
 
 
 def settings(**changes: Any) -> dict[str, Any]:
-    base = ParallelSettings(
-        kind="file",
-        mini_batch_size=1,
-        error_threshold=-1,
-        output_action="append_row",
-        append_row_file_name="parallel_run_step.txt",
-        node_count=1,
-        process_count_per_node=1,
-        logging_level="INFO",
-        run_invocation_timeout=30,
-        run_max_try=2,
-    ).to_json()
-    return {**base, **changes}
+    """parallel_helpers.driver_settings with one worker and two tries (what these tests count on), as JSON."""
+    return driver_settings(**{"process_count_per_node": 1, "run_max_try": 2, **changes}).to_json()
 
 
 def make_job(root: Path, script: str, names: list[str], **changes: Any) -> Path:
