@@ -382,9 +382,14 @@ def test_azureml_mlflow_brings_its_mlflow_client_unless_the_environment_lists_on
     assert f"azureml-mlflow: {shown}; its mlflow client is the environment's own mlflow" in own.notes
     pinned = plan_environment(definition({"pip": ["azureml-mlflow", "mlflow-skinny==2.9.2"]}))
     assert pinned.requirements == ("mlflow-skinny==2.9.2",)
-    # runyard's layer has pandas and pyarrow: azureml-dataset-runtime[pandas] adds nothing
+    # v1's azureml-dataset-runtime[pandas] pinned pandas below 3 (v1 scripts rely on pandas 1/2 behaviour)
     data = plan_environment(definition({"pip": ["azureml-dataset-runtime[pandas,fuse]"]}))
-    assert data.requirements == () and data.satisfied_by_runyard == ("azureml-dataset-runtime[fuse,pandas]",)
+    assert data.requirements == ("pandas<3",)
+    assert data.satisfied_by_runyard == ("azureml-dataset-runtime[fuse,pandas]",)
+    own_pandas = plan_environment(definition({"pip": ["azureml-dataset-runtime[pandas]", "pandas==2.2.3"]}))
+    assert own_pandas.requirements == ("pandas==2.2.3",)
+    fuse_only = plan_environment(definition({"pip": ["azureml-dataset-runtime[fuse]"]}))
+    assert fuse_only.requirements == ()
 
 
 @pytest.mark.parametrize(

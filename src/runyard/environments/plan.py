@@ -36,7 +36,7 @@ from packaging.utils import canonicalize_name
 import runyard
 from runyard.environments import interpreters
 from runyard.environments.conda_map import (
-    AZUREML_BRINGS,
+    azureml_brings,
     CondaSpecError,
     conda_to_pip,
     local_fingerprint,
@@ -183,12 +183,13 @@ def _choose_python(name: str, spec: str | None) -> tuple[str, str, list[str]]:
 
 def _azureml_notes(satisfied: list[str], by_name: dict[str, list[_Parsed]]) -> list[str]:
     """A note per azureml-* requirement runyard stands in for; the third-party packages such a package
-    brought in v1 (conda_map.AZUREML_BRINGS: azureml-mlflow's mlflow client) join `by_name` unless the
+    brought in v1 (conda_map.azureml_brings: azureml-mlflow's mlflow client, the pandas below 3 of
+    azureml-dataprep[pandas]) join `by_name` unless the
     environment lists them (or what covers them) itself."""
     notes = []
     for text in satisfied:
         provided = f"{text}: provided by runyard {runyard.__version__}"
-        brings = AZUREML_BRINGS.get(_parse(text).name)
+        brings = azureml_brings(text)
         if brings is None:
             notes.append(f"{provided} (not installed from the index)")
         elif listed := [n for n in brings.covered_by if n in by_name]:

@@ -1,7 +1,7 @@
 """azureml.core.environment"""
 
 from runyard.environments.conda import PYTHON_DEFAULT_VERSION, CondaDependencies
-from runyard.environments.definition import DEFAULT_CPU_IMAGE, DEFAULT_GPU_IMAGE, DockerSection, PythonSection
+from runyard.environments.definition import DEFAULT_CPU_IMAGE, DEFAULT_GPU_IMAGE, DockerSection, PythonSection, SparkSection
 from runyard.environments.environment import Environment, EnvironmentReference
 from runyard.errors import AzureMLException, UserErrorException
 from runyard.v1_pending import module_getattr
@@ -16,6 +16,7 @@ __all__ = [
     "Environment",
     "EnvironmentReference",
     "PythonSection",
+    "SparkSection",
     "UserErrorException",
 ]
 __getattr__ = module_getattr(__name__)
