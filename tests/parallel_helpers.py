@@ -9,6 +9,8 @@ name, as they do `from conftest import ...` (tests/ is on sys.path).
 from __future__ import annotations
 
 import json
+import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from runyard.data.dataset import Dataset
 from runyard.engine.graph_parallel import ParallelSettings
 from runyard.environments import Environment
 from runyard.parallel import ParallelRunConfig
+from runyard.parallel.job import ParallelJob
 from runyard.pipeline.graph import compile_graph
 
 V1 = json.loads((Path(__file__).resolve().parent.parent / "tools" / "v1-signatures.json").read_text())
@@ -287,3 +290,29 @@ MAKE = """
     for i in range(5):
         (out / f"n{i}.txt").write_text(str(i))
 """
+
+
+def make_job(
+    root: Path,
+    script: str,
+    names: Sequence[str],
+    settings: dict[str, Any],
+    arguments: Sequence[str] = (),
+    kind: str = "file",
+) -> Path:
+    """A driver job folder: data/<name>.txt per name, the entry script score.py, job.json (returned)."""
+    data = root / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (data / f"{name}.txt").write_text(f"content of {name}\n")
+    (root / "score.py").write_text(textwrap.dedent(script))
+    job = ParallelJob(
+        step="score",
+        entry_script="score.py",
+        settings=settings,
+        inputs=[{"name": "data", "kind": kind, "source": "path", "path": str(data)}],
+        output=str(root / "out"),
+        arguments=list(arguments),
+        checkpoint=str(root / "ckpt"),
+    )
+    return job.save(root / "job.json")

@@ -12,7 +12,6 @@ import csv
 import json
 import os
 import signal
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import SourceDir, invoke_cli, kill_strays, wait_for
+from conftest import SourceDir, insert_pipeline, invoke_cli, kill_strays, wait_for
 from parallel_helpers import (
     GATED,
     MAKE,
@@ -36,7 +35,6 @@ from runyard import Experiment, Workspace
 from runyard.core.compute_target import AmlCompute, ComputeTarget
 from runyard.core.model import Model
 from runyard.core.snapshot import snapshot_files
-from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.engine.service_lock import ensure_running
 from runyard.engine.step_parallel import checkpoint_key, parallel_material
 from runyard.environments.environment import Environment
@@ -49,7 +47,6 @@ from runyard.pipeline import (
     PythonScriptStep,
 )
 from runyard.status import TERMINAL_STATUSES, RunStatus
-from runyard.store import RunRecord
 from runyard.store.snapshots import SnapshotStore
 
 
@@ -332,31 +329,9 @@ def test_a_bad_parameter_value_in_a_stored_record_fails_the_step_without_a_proce
     graph = Pipeline(ws, [step]).graph
     snap = SnapshotStore(ws.artifacts).save(source.path, snapshot_files(source.path))
     graph["steps"][0]["source"].update(snapshot=snap.id, files=len(snap.files))
-    exp = Experiment(ws, "prs")
-    run_id, step_id, now = str(uuid.uuid4()), str(uuid.uuid4()), time.time()
-    ws.store.create_runs(
-        [
-            RunRecord(
-                run_id,
-                exp.id,
-                exp.name,
-                RunStatus.NOT_STARTED,
-                PIPELINE_RUN_TYPE,
-                now,
-                data={"graph": graph, "parameters": {"batch": "ten"}, "stepRuns": {"bad-batch": step_id}},
-            ),
-            RunRecord(
-                step_id,
-                exp.id,
-                exp.name,
-                RunStatus.NOT_STARTED,
-                STEP_RUN_TYPE,
-                now,
-                parent_id=run_id,
-                display_name="bad-batch",
-            ),
-        ]
-    )
+    step_id = str(uuid.uuid4())
+    data = {"graph": graph, "parameters": {"batch": "ten"}, "stepRuns": {"bad-batch": step_id}}
+    insert_pipeline(ws, data, ["bad-batch"], {"bad-batch": step_id})
     ensure_running(ws)
     record = wait_for(lambda: (r := ws.store.get_run(step_id)).status in TERMINAL_STATUSES and r, 30)
     assert record.status == RunStatus.FAILED and "process" not in record.data

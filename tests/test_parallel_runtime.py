@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
+import parallel_helpers as helpers
 from parallel_helpers import ECHO, FAILURES, SLOW, TIMEOUT, driver_settings
 from runyard.engine.graph_parallel import ParallelSettings
 from runyard.errors import InvalidInputError
@@ -41,22 +41,9 @@ def settings(**changes: Any) -> dict[str, Any]:
 
 def make_job(root: Path, script: str, files: list[str] | None = None, **changes: Any) -> Path:
     """A job folder: data/ (one small text file per name), the entry script, job.json."""
-    root.mkdir(parents=True, exist_ok=True)
-    data = root / "data"
-    data.mkdir(exist_ok=True)
-    for name in files or [f"f{i:02d}" for i in range(8)]:
-        (data / f"{name}.txt").write_text(f"content of {name}\n")
-    (root / "score.py").write_text(textwrap.dedent(script))
-    job = ParallelJob(
-        step="score",
-        entry_script="score.py",
-        settings=settings(**changes),
-        inputs=[{"name": "data", "kind": changes.get("kind", "file"), "source": "path", "path": str(data)}],
-        output=str(root / "out"),
-        arguments=["--model_name", "digits"],
-        checkpoint=str(root / "ckpt"),
-    )
-    return job.save(root / "job.json")
+    names = files or [f"f{i:02d}" for i in range(8)]
+    arguments = ["--model_name", "digits"]
+    return helpers.make_job(root, script, names, settings(**changes), arguments, changes.get("kind", "file"))
 
 
 def start(job: Path) -> subprocess.Popen[str]:

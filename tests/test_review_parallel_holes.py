@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
+import parallel_helpers as helpers
 from parallel_helpers import driver_settings
 from runyard.core.workspace import Workspace
 from runyard.engine.graph_parallel import ParallelSettings, ParallelSpec
@@ -47,20 +47,7 @@ def settings(**changes: Any) -> dict[str, Any]:
 
 def make_job(root: Path, script: str, names: list[str], **changes: Any) -> Path:
     """A job folder: data/<name>.txt per name, the entry script score.py, job.json."""
-    data = root / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        (data / f"{name}.txt").write_text(f"content of {name}\n")
-    (root / "score.py").write_text(textwrap.dedent(script))
-    job = ParallelJob(
-        step="score",
-        entry_script="score.py",
-        settings=settings(**changes),
-        inputs=[{"name": "data", "kind": "file", "source": "path", "path": str(data)}],
-        output=str(root / "out"),
-        checkpoint=str(root / "ckpt"),
-    )
-    return job.save(root / "job.json")
+    return helpers.make_job(root, script, names, settings(**changes))
 
 
 def run_in_process(job: Path) -> tuple[int, str, str]:
