@@ -36,8 +36,8 @@ from packaging.utils import canonicalize_name
 import runyard
 from runyard.environments import interpreters
 from runyard.environments.conda_map import (
-    azureml_brings,
     CondaSpecError,
+    azureml_brings,
     conda_to_pip,
     local_fingerprint,
     pip_line_requirement,

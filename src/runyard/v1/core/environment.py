@@ -1,7 +1,13 @@
 """azureml.core.environment"""
 
 from runyard.environments.conda import PYTHON_DEFAULT_VERSION, CondaDependencies
-from runyard.environments.definition import DEFAULT_CPU_IMAGE, DEFAULT_GPU_IMAGE, DockerSection, PythonSection, SparkSection
+from runyard.environments.definition import (
+    DEFAULT_CPU_IMAGE,
+    DEFAULT_GPU_IMAGE,
+    DockerSection,
+    PythonSection,
+    SparkSection,
+)
 from runyard.environments.environment import Environment, EnvironmentReference
 from runyard.errors import AzureMLException, UserErrorException
 from runyard.v1_pending import module_getattr
