@@ -200,7 +200,15 @@ def test_pipeline_wait_on_a_terminal_draws_a_bar_with_logs_above_it_and_ends_it(
 
 
 def cli(ws: Workspace, *args: str) -> str:
-    result = CliRunner().invoke(app, ["-w", str(ws.path), *args])
+    # a wide terminal, whatever the one running the tests is (COLUMNS): rows must not wrap mid-sentence
+    from runyard.cli import render
+
+    saved = (render.console._width, render.err_console._width)
+    render.console.width = render.err_console.width = 200
+    try:
+        result = CliRunner().invoke(app, ["-w", str(ws.path), *args])
+    finally:
+        render.console._width, render.err_console._width = saved
     assert result.exit_code == 0, result.output
     return result.output
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runyard import config
 from runyard.errors import InvalidInputError, RunyardError
 from runyard.parallel.partition import (
     InputEntry,
@@ -49,7 +50,9 @@ PER_FILE_TRANSFORMS = ("keep_columns", "drop_columns")
 
 def input_dataset(entry: InputEntry, datasets: Mapping[str, Any] | None) -> Any:
     """The dataset object (or a local path, for a mounted input) behind a "dataset" input."""
-    if datasets is None:
+    if datasets is None and not os.environ.get(config.ENV_RUN_ID):
+        datasets = {}  # outside a submitted run there are no inputs (and no offline run is started for it)
+    elif datasets is None:
         from runyard.core.run import Run
 
         datasets = Run.get_context().input_datasets
