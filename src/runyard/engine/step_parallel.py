@@ -28,7 +28,7 @@ from typing import Any
 from runyard.core.workspace import Workspace
 from runyard.engine.graph_parallel import ParallelSettings, ParallelSpec, resolve_settings
 from runyard.errors import InvalidInputError
-from runyard.parallel.job import ENV_JOB, JOB_VERSION, ParallelJob
+from runyard.parallel.job import JOB_VERSION, ParallelJob
 
 #: Settings that decide how the work is spread, not what it produces: not part of the fingerprint.
 SCHEDULING_ONLY = ("process_count_per_node", "node_count", "logging_level")
@@ -40,7 +40,6 @@ RESUME_SAFE = (
     "run_invocation_timeout",
     "run_max_try",
 )
-JOB_ENV = ENV_JOB
 JOB_FILE = "parallel_job.json"  # in the step's work folder
 DRIVER_MODULE = "runyard.parallel.driver"
 CHECKPOINT_ROOT = "parallel"  # inside the workspace folder

@@ -31,7 +31,6 @@ from runyard.engine.dataset_inputs import (
 from runyard.engine.step_data import register_output, upload_output
 from runyard.engine.step_parallel import (
     DRIVER_MODULE,
-    JOB_ENV,
     carry_output,
     checkpoint_key,
     describe_settings,
@@ -44,6 +43,7 @@ from runyard.engine.step_parallel import (
     write_job,
 )
 from runyard.errors import RunyardError
+from runyard.parallel.job import ENV_JOB
 from runyard.store.snapshots import SnapshotStore
 
 
@@ -183,7 +183,7 @@ def start_step(
             raise ValueError(f"ParallelRunStep {step['name']!r} started without its material")
         checkpoint = open_checkpoint(job.ws, checkpoint_key(material), fresh)
         document = job_document(step, settings, input_paths, write_paths, arguments, checkpoint)
-        env[JOB_ENV] = str(write_job(work, document))
+        env[ENV_JOB] = str(write_job(work, document))
         job.prep(describe_settings(settings))
         job.prep(f"Checkpoint: {checkpoint}" + (" (emptied: regenerate_outputs=True)" if fresh else ""))
         if document["output"]:
