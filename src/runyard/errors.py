@@ -211,6 +211,22 @@ class RunFinishedError(ConflictError):
         )
 
 
+class PublishedPipelineNotFound(NotFoundError):
+    """No published pipeline with that id (a server answers 404)."""
+
+
+class PipelineEndpointNotFound(NotFoundError):
+    """No pipeline endpoint with that id or name (a server answers 404)."""
+
+
+class ScheduleNotFound(NotFoundError):
+    """No schedule with that id (a server answers 404)."""
+
+
+class PipelineDisabled(ConflictError):
+    """A disabled published pipeline, endpoint or schedule was asked to run; enable() it first (409)."""
+
+
 class AuthError(RunyardError):
     """The tracking server refused the request's credentials; the message says which token or scope."""
 

@@ -281,3 +281,80 @@ class ChartSeries:
     y: list[float]
     count: int
     downsampled: bool
+
+
+#: The two states v1 gives a published pipeline, an endpoint and a schedule.
+ACTIVE, DISABLED = "Active", "Disabled"
+
+
+@dataclass(frozen=True)
+class PublishedPipelineRecord:
+    """A pipeline frozen when it was published (v1's PublishedPipeline).
+
+    `graph` is the compiled graph with every step's source snapshot id pinned, so later edits of the files on
+    disk change nothing; submitting it builds a new PipelineRun from this graph alone. `data` keeps who
+    published it (`createdBy`, a principal stamp like RunRecord.data["submittedBy"]; absent for the
+    workspace's own user) and `sourceRunId` when it was published from a run.
+    """
+
+    id: str
+    name: str
+    status: str  # Active | Disabled
+    created_time: float
+    graph: dict[str, Any]
+    description: str | None = None
+    version: str | None = None
+    continue_on_step_failure: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PipelineEndpointRecord:
+    """A named, versioned door to published pipelines (v1's PipelineEndpoint).
+
+    `versions` maps "0", "1", … to published pipeline ids; `default_version` is the one a submit without
+    `pipeline_version` runs. Names are unique in a workspace.
+    """
+
+    id: str
+    name: str
+    status: str  # Active | Disabled
+    created_time: float
+    default_version: str
+    versions: dict[str, str]
+    description: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScheduleRecord:
+    """A schedule (v1's Schedule): a recurrence or a datastore watch that submits a published pipeline
+    (or an endpoint's default version) to an experiment.
+
+    `recurrence` is v1's ScheduleRecurrence as JSON (frequency, interval, start_time as ISO 8601 text,
+    time_zone, hours, minutes, week_days, time_of_day); a watch has `datastore_name`/`path_on_datastore`/
+    `polling_interval` (minutes) instead. The scheduler owns `next_fire_time` (epoch seconds), moved only by
+    `claim_schedule_firing`; `last_run_id` is the run of the latest firing (its id is chosen when the
+    firing is claimed, so a scheduler killed before it created the run creates it on restart, once).
+    `data` keeps `createdBy` (the principal firings are submitted as) and the watch's last listing.
+    """
+
+    id: str
+    name: str
+    status: str  # Active | Disabled
+    experiment_name: str
+    created_time: float
+    pipeline_id: str | None = None
+    pipeline_endpoint_id: str | None = None
+    description: str | None = None
+    recurrence: dict[str, Any] | None = None
+    datastore_name: str | None = None
+    path_on_datastore: str | None = None
+    polling_interval: int | None = None
+    data_path_parameter_name: str | None = None
+    continue_on_step_failure: bool | None = None
+    pipeline_parameters: dict[str, Any] = field(default_factory=dict)
+    next_fire_time: float | None = None
+    last_fire_time: float | None = None
+    last_run_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)

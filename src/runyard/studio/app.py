@@ -68,6 +68,7 @@ def install_studio(
 ) -> None:
     from runyard.studio.api import studio_api_router
     from runyard.studio.pages import studio_page_router
+    from runyard.studio.published_pages import published_page_router
 
     templates = make_templates(auth, workspace.name)
     app.mount("/studio/static", StaticFiles(directory=HERE / "static"), name="studio-static")
@@ -81,6 +82,7 @@ def install_studio(
     app.add_middleware(NoFraming)
     app.include_router(studio_page_router(workspace, store, artifacts, templates, auth))
     app.include_router(studio_api_router(store, artifacts, auth))
+    app.include_router(published_page_router(workspace, store, templates, auth))
 
     def error_page(request: Request, status: int, title: str, message: str) -> Response:
         context: dict[str, Any] = {"title": title, "message": message, "status": status}
