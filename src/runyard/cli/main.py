@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from runyard import Workspace
-from runyard.cli import env, models, pipelines, port, runs, server
+from runyard.cli import env, models, pipelines, port, runs, schedules, server
 from runyard.cli.render import err_console
 from runyard.errors import RunyardError
 
@@ -26,6 +26,7 @@ app.add_typer(models.models_app, name="models")
 app.add_typer(env.env_app, name="env")
 app.add_typer(pipelines.pipeline_app, name="pipeline")
 app.add_typer(server.token_app, name="token")
+app.add_typer(schedules.schedule_app, name="schedule")
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 for command in (runs.submit, runs.logs, runs.metrics, pipelines.up, server.server, port.port):
@@ -47,6 +48,7 @@ def _options(
 ) -> None:
     _state["debug"] = debug
     runs.workspace_path = models.workspace_path = pipelines.workspace_path = server.workspace_path = workspace
+    schedules.workspace_path = workspace
 
 
 @app.command()

@@ -325,11 +325,14 @@ def up(
     """Run the workspace's scheduler in the foreground and serve the studio on http://127.0.0.1:8765."""
     import threading
 
+    from runyard.cli.schedules import served_lines
     from runyard.cli.server import check_port, serve
     from runyard.engine.service import SchedulerService
 
     check_port(port)  # before anything starts, so a bad port is one line and nothing else
     ws = _workspace()
+    for line in served_lines(ws):  # the schedules this scheduler fires, and when each fires next
+        console.print(line, markup=False)
     # `runyard up` is the workspace owner's own scheduler and studio on 127.0.0.1 without auth: this
     # machine is compute, and pipelines its studio submits ({"auth": "off"}) may run (docs/security.md).
     service = SchedulerService(

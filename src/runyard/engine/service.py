@@ -1,8 +1,10 @@
 """The per-workspace scheduler service.
 
 One service per workspace, guarded by an flock on <workspace>/scheduler.lock (the kernel releases it
-if the service dies, even by SIGKILL). `submit` starts one when none holds the lock; it exits after
-RUNYARD_SCHEDULER_IDLE_SECONDS without work; `runyard up` runs it in the foreground.
+if the service dies, even by SIGKILL). `submit` and `Schedule.create` start one when none holds the
+lock; it exits after RUNYARD_SCHEDULER_IDLE_SECONDS without work, and never while a schedule is Active;
+`runyard up` runs it in the foreground. Where the store is the workspace's own database it also fires
+the schedules, about once a second (engine/schedules.py).
 
 Threads: the main thread owns all scheduling state and every store write; one waiter thread per
 running step blocks in wait() and posts the exit to the main thread's queue, so a finished step is
@@ -46,6 +48,7 @@ from runyard.engine.execution import (
 from runyard.engine.placement import Placement, Submitters
 from runyard.engine.recovery import recover_steps, refuse_pipeline
 from runyard.engine.reuse import fingerprint
+from runyard.engine.schedules import ScheduleTicker
 from runyard.engine.service_lock import (  # noqa: F401 - ensure_running/service_info are imported from here
     INFO_FILE,
     LOCK_FILE,
@@ -62,9 +65,11 @@ from runyard.engine.step_runner import StartedStep, StepEnvironmentFailed, finis
 from runyard.engine.step_slots import slot_refusal, step_target
 from runyard.errors import ConflictError, EnvironmentDefinitionError, RunyardError
 from runyard.status import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
-from runyard.store import RunRecord
+from runyard.store import RunRecord, SqlStore
 
 POLL_SECONDS = 0.05
+#: How often the schedules are looked at: a firing is at most this late.
+TICK_SECONDS = 1.0
 
 
 class SchedulerService:
@@ -96,6 +101,8 @@ class SchedulerService:
         self.given_up: set[str] = set()  # runs a fault ended (engine/containment.py): never touched again
         #: ParallelRunSteps queued behind another step run of the same work (`_checkpoint_refusal`)
         self.checkpoint_waits: set[tuple[str, str]] = set()
+        #: Only the workspace's own database fires schedules; a client of a server leaves that to it.
+        self.ticker = ScheduleTicker(ws, self.echo) if isinstance(self.store, SqlStore) else None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -129,14 +136,17 @@ class SchedulerService:
 
     def _loop(self) -> None:
         idle_since = time.monotonic()
-        last_poll = 0.0
+        last_poll = last_tick = 0.0
         while not self._stop:
             now = time.monotonic()
+            if self.ticker is not None and now - last_tick >= TICK_SECONDS:
+                self.ticker.tick(time.time())  # before the poll, so a fired run is picked up at once
+                last_tick = now
             if now - last_poll >= POLL_SECONDS:
                 self.poll_store()
                 last_poll = now
             self.advance()
-            if self.executions or self.running:
+            if self.executions or self.running or (self.ticker is not None and self.ticker.active()):
                 idle_since = now
             elif now - idle_since > self.idle_seconds:
                 self.echo("idle; exiting")
