@@ -350,7 +350,7 @@ class ScheduleRecord:
     recurrence: dict[str, Any] | None = None
     datastore_name: str | None = None
     path_on_datastore: str | None = None
-    polling_interval: int | None = None
+    polling_interval: float | None = None  # minutes; v1 takes whole minutes, runyard also fractions
     data_path_parameter_name: str | None = None
     continue_on_step_failure: bool | None = None
     pipeline_parameters: dict[str, Any] = field(default_factory=dict)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 #: The Alembic revision this code expects. tests/test_migrations.py checks it equals Alembic's head.
-SCHEMA_HEAD = "0010"
+SCHEMA_HEAD = "0011"
 
 metadata = sa.MetaData()
 
@@ -241,4 +241,70 @@ environments = sa.Table(
     # versions are max+1 in the write transaction; this turns a race between two writers into a retry.
     # Its leading column also serves every lookup by name (get, list the versions of one name).
     sa.Index("uq_environments_name_version", "name", "version", unique=True),
+)
+
+# Published pipelines (v1's PublishedPipeline): a compiled graph frozen at publish time, with every step's
+# snapshot pinned. data: createdBy (the principal stamp), sourceRunId. Lists are newest first.
+published_pipelines = sa.Table(
+    "published_pipelines",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_time", sa.Float, nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("version", sa.String(255), nullable=True),
+    sa.Column("continue_on_step_failure", sa.Boolean, nullable=False),
+    sa.Column("graph", sa.JSON, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Index("ix_published_pipelines_created", "created_time"),
+)
+
+# Pipeline endpoints (v1's PipelineEndpoint): a unique name in front of numbered versions, each a published
+# pipeline id ({"0": id, "1": id, ...} in `versions`). Versions are added in one write transaction that
+# holds the row (FOR UPDATE on PostgreSQL; SQLite writers are serialised), so two adds never share a number.
+pipeline_endpoints = sa.Table(
+    "pipeline_endpoints",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_time", sa.Float, nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("default_version", sa.String(32), nullable=False),
+    sa.Column("versions", sa.JSON, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Index("uq_pipeline_endpoints_name", "name", unique=True),
+)
+
+# Schedules (v1's Schedule): a recurrence (JSON, store/publish_rules.py) or a datastore watch, submitting a
+# published pipeline or an endpoint's default version. next_fire_time is moved only by claim_schedule_firing,
+# a compare-and-set, so two schedulers never fire the same moment twice; the due ones are found by
+# (status, next_fire_time).
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("experiment_name", sa.String(255), nullable=False),
+    sa.Column("created_time", sa.Float, nullable=False),
+    sa.Column("pipeline_id", sa.String(64), sa.ForeignKey("published_pipelines.id"), nullable=True),
+    sa.Column("pipeline_endpoint_id", sa.String(64), sa.ForeignKey("pipeline_endpoints.id"), nullable=True),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("recurrence", sa.JSON, nullable=True),
+    sa.Column("datastore_name", sa.String(255), nullable=True),
+    sa.Column("path_on_datastore", sa.Text, nullable=True),
+    sa.Column("polling_interval", sa.Float, nullable=True),
+    sa.Column("data_path_parameter_name", sa.String(255), nullable=True),
+    sa.Column("continue_on_step_failure", sa.Boolean, nullable=True),
+    sa.Column("pipeline_parameters", sa.JSON, nullable=False),
+    sa.Column("next_fire_time", sa.Float, nullable=True),
+    sa.Column("last_fire_time", sa.Float, nullable=True),
+    sa.Column("last_run_id", sa.String(256), nullable=True),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Index("ix_schedules_status_next", "status", "next_fire_time"),
+    sa.Index("ix_schedules_pipeline", "pipeline_id"),
+    sa.Index("ix_schedules_endpoint", "pipeline_endpoint_id"),
+    sa.Index("ix_schedules_created", "created_time"),
 )

@@ -1,9 +1,11 @@
 """SqlStore: the Store protocol on SQLAlchemy Core, for SQLite files and PostgreSQL.
 
 Split by concern: engine and transactions in sql_base.py, metrics in sql_metrics.py, models in
-sql_models.py, named compute targets in sql_compute.py, datastores/datasets/lineage in sql_data.py, tokens in sql_tokens.py, the studio's queries (SqlStore only) in sql_studio.py;
-experiments, runs, tags and properties here. Every write checks its input first (store/validation.py),
-so both databases, the REST server and the Python API accept exactly the same records.
+sql_models.py, named compute targets in sql_compute.py, datastores/datasets/lineage in sql_data.py,
+published pipelines/endpoints/schedules in sql_publish.py, tokens in sql_tokens.py, the studio's
+queries (SqlStore only) in sql_studio.py; experiments, runs, tags and properties here. Every write
+checks its input first (store/validation.py), so both databases, the REST server and the Python API
+accept exactly the same records.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from runyard.store.sql_data import SqlData
 from runyard.store.sql_env import SqlEnv
 from runyard.store.sql_metrics import SqlMetrics
 from runyard.store.sql_models import SqlModels
+from runyard.store.sql_publish import SqlPublish
 from runyard.store.sql_studio import SqlStudio
 from runyard.store.sql_tokens import SqlTokens
 
@@ -56,7 +59,7 @@ def check_submission_unchanged(run: RunRecord, patch: Mapping[str, Any]) -> None
         )
 
 
-class SqlStore(SqlMetrics, SqlModels, SqlCompute, SqlData, SqlEnv, SqlTokens, SqlStudio):
+class SqlStore(SqlMetrics, SqlModels, SqlCompute, SqlData, SqlEnv, SqlPublish, SqlTokens, SqlStudio):
     # -- experiments ----------------------------------------------------------------------------
     def get_or_create_experiment(self, name: str) -> ExperimentRecord:
         v.check_experiment_name(name)
