@@ -1,0 +1,177 @@
+// RunDetails: draws the `snapshot` trait (runyard/widgets/snapshot.py); a click on a step or child sets
+// `selected`, and the kernel answers with that run's log. plotly.js comes from the `plotly_js` trait and
+// is evaluated once per page, then kept on window.
+const PLOTLY_KEY = "__runyardPlotly";
+const SVG = "http://www.w3.org/2000/svg";
+
+function plotlyOf(model) {
+  if (window[PLOTLY_KEY]) return window[PLOTLY_KEY];
+  const source = model.get("plotly_js");
+  if (!source) return null;
+  const module = { exports: {} };
+  // the bundle is UMD: given a `module`, it hands Plotly back instead of looking for AMD's define
+  const load = new Function("module", "exports", "define", source + "\n;return module.exports;");
+  const plotly = load(module, module.exports, undefined);
+  window[PLOTLY_KEY] = plotly && plotly.newPlot ? plotly : window.Plotly;
+  return window[PLOTLY_KEY];
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+function svg(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function duration(props) {
+  if (!props.start_time) return "—";
+  let s = Math.max(0, (props.end_time || Date.now() / 1000) - props.start_time);
+  if (s < 60) return s < 10 ? s.toFixed(1) + "s" : Math.round(s) + "s";
+  const m = Math.floor(s / 60); s = Math.floor(s % 60);
+  if (m < 60) return `${m}m ${String(s).padStart(2, "0")}s`;
+  return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, "0")}m`;
+}
+
+function badge(word) {
+  return el("span", { class: `badge st-${String(word).toLowerCase()}` }, word);
+}
+
+function header(data) {
+  const p = data.run_properties;
+  const dur = el("span", { class: "rd-duration" }, duration(p));
+  const head = el("div", { class: "rd-head" },
+    el("span", { class: "rd-name" }, p.display_name || p.run_id), badge(data.status),
+    el("span", { class: "rd-muted" }, "Duration: "), dur,
+    el("a", { href: data.workbench_run_details_uri, target: "_blank", rel: "noopener" }, "View run in the studio"));
+  return { head, dur };
+}
+
+function graphView(data, select, selectedId) {
+  const g = data.graph;
+  const box = el("div", { class: "graph-box rd-graph" });
+  const root = svg("svg", { class: "graph", width: g.width, height: g.height, viewBox: `0 0 ${g.width} ${g.height}`,
+    role: "group", "aria-label": "Steps of the pipeline, left to right" });
+  const defs = svg("defs");
+  const marker = svg("marker", { id: "rd-arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" });
+  marker.append(svg("path", { d: "M0,0 L10,5 L0,10 z" }));
+  defs.append(marker); root.append(defs);
+  for (const e of g.edges) {
+    root.append(svg("path", { class: "edge", d: e.path, "marker-end": "url(#rd-arrow)" }));
+    root.append(svg("text", { class: "edge-label", x: e.label_x, y: e.label_y, "text-anchor": "middle" }, e.label));
+  }
+  for (const n of g.nodes) {
+    const word = n.status;
+    const sel = n.run_id && n.run_id === selectedId ? " selected" : "";
+    const node = svg("g", { class: `node st-${word.toLowerCase()}${sel}`, "data-step": n.name, tabindex: 0,
+      "aria-label": `Step ${n.name}: ${word}` });
+    node.append(svg("rect", { x: n.x, y: n.y, width: n.w, height: n.h, rx: 8 }));
+    node.append(svg("rect", { class: "bar", x: n.x, y: n.y, width: 6, height: n.h, rx: 3 }));
+    const name = n.name.length > 22 ? n.name.slice(0, 21) + "…" : n.name;
+    node.append(svg("text", { class: "node-name", x: n.x + 16, y: n.y + 24 }, name));
+    node.append(svg("text", { class: "node-status", x: n.x + 16, y: n.y + 44 }, n.detail ? `${word} · ${n.detail}` : word));
+    if (n.run_id) node.addEventListener("click", () => select(n.run_id));
+    root.append(node);
+  }
+  box.append(root);
+  return box;
+}
+
+function table(columns, rows, onRow, selectedId) {
+  const t = el("table", { class: "rd-table" });
+  t.append(el("thead", {}, el("tr", {}, ...columns.map((c) => el("th", {}, c)))));
+  const body = el("tbody");
+  for (const r of rows) {
+    const tr = el("tr", {}, ...r.cells.map((c) => el("td", {}, c === null || c === undefined ? "—" : String(c))));
+    if (onRow) { tr.className = "rd-click" + (r.id === selectedId ? " rd-selected" : ""); tr.addEventListener("click", () => onRow(r.id)); }
+    body.append(tr);
+  }
+  t.append(body);
+  return t;
+}
+
+function metricsView(data, model) {
+  const section = el("section", { class: "rd-metrics" }, el("h4", {}, "Metrics"));
+  const charts = el("div", { class: "rd-charts" });
+  const values = [];
+  const plots = [];
+  for (const m of data.run_metrics) {
+    if (m.kind === "line") {
+      const div = el("div", { class: "rd-chart", "data-metric": m.name });
+      charts.append(div);
+      plots.push([div, m]);
+    } else if (m.kind === "value") {
+      values.push({ cells: [m.name, m.value] });
+    } else {
+      section.append(el("h4", {}, m.name + (m.more_rows ? ` (last ${m.rows.length} rows)` : "")));
+      section.append(table(m.columns, m.rows.map((r) => ({ cells: r }))));
+    }
+  }
+  if (plots.length) section.insertBefore(charts, section.children[1] || null);
+  if (values.length) section.append(table(["Metric", "Value"], values));
+  const Plotly = plots.length ? plotlyOf(model) : null;
+  for (const [div, m] of plots) {
+    if (!Plotly) { div.textContent = `${m.name}: ${m.series[0].data.slice(-1)[0]}`; continue; }
+    Plotly.newPlot(div, [{ x: m.categories, y: m.series[0].data, type: "scatter", mode: "lines+markers", name: m.name }],
+      { title: { text: m.name }, height: 240, margin: { l: 50, r: 16, t: 36, b: 36 } },
+      { displaylogo: false, responsive: true, staticPlot: false });
+  }
+  return data.run_metrics.length ? section : null;
+}
+
+function logView(data) {
+  const logs = data.run_logs;
+  const whose = data.child_runs.find((c) => c.run_id === logs.run_id);
+  const title = `Log${whose ? " of " + whose.name : ""}${logs.name ? " (" + logs.name + ")" : ""}`;
+  const section = el("section", { class: "rd-logs" }, el("h4", {}, title));
+  if (logs.progress) {
+    const bar = el("progress", { max: 1, value: logs.progress_fraction ?? 0 });
+    section.append(el("div", { class: "rd-progress" }, bar, el("span", { class: "rd-progress-text" }, logs.progress)));
+  }
+  const pre = el("pre", { class: "rd-log", tabindex: 0 }, logs.text || "(no log yet)");
+  section.append(pre);
+  requestAnimationFrame(() => { pre.scrollTop = pre.scrollHeight; });
+  return section;
+}
+
+function render({ model, el: host }) {
+  const root = el("div", { class: "runyard-rd" });
+  host.append(root);
+  let ticker = null;
+  const select = (runId) => { model.set("selected", runId); model.save_changes(); };
+  const draw = () => {
+    const data = model.get("snapshot");
+    root.replaceChildren();
+    if (ticker) { clearInterval(ticker); ticker = null; }
+    if (!data || !data.run_properties) { root.append(el("span", { class: "rd-muted" }, "Loading run details…")); return; }
+    const { head, dur } = header(data);
+    root.append(head);
+    if (data.run_properties.active) ticker = setInterval(() => { dur.textContent = duration(data.run_properties); }, 1000);
+    if (data.run_properties.error) root.append(el("div", { class: "rd-error" }, data.run_properties.error));
+    const selectedId = data.run_logs.run_id;
+    if (data.graph && data.graph.nodes) root.append(graphView(data, select, selectedId));
+    if (data.child_runs.length) {
+      const rows = data.child_runs.map((c) => ({ id: c.run_id, cells: [c.name, c.status, c.duration, c.run_id] }));
+      root.append(el("section", {}, el("h4", {}, data.graph && data.graph.nodes ? "Steps" : "Child runs"),
+        table(["Name", "Status", "Duration", "Run id"], rows, select, selectedId)));
+    }
+    const metrics = metricsView(data, model);
+    if (metrics) root.append(metrics);
+    root.append(logView(data));
+  };
+  draw();
+  model.on("change:snapshot", draw);
+  return () => { if (ticker) clearInterval(ticker); model.off("change:snapshot", draw); };
+}
+
+export default { render };
