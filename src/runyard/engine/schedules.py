@@ -257,7 +257,7 @@ class ScheduleTicker:
     ) -> None:
         """Claim this firing under a new run id, then create that run (see the module docstring)."""
         run_id = str(uuid.uuid4())
-        data = {k: v for k, v in record.data.items() if k != "lastError"}
+        data = {**record.data, "lastError": None}  # claim_schedule_firing merges top-level keys
         data["firing"] = {"runId": run_id, "time": now, **firing}
         if not self.store.claim_schedule_firing(
             record.id, expected, following, fired_time=now, run_id=run_id, data=data
