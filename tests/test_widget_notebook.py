@@ -1,0 +1,87 @@
+"""RunDetails in a real Jupyter kernel: a notebook built with nbformat, executed by nbclient on the venv's
+ipykernel. show() returns at once (the next cell runs while the run is active), the widget's state follows
+the values the run logs, and its poller stops after the run ends. Checked twice: from inside the kernel
+(a cell prints the widget's traits) and from the widget state nbclient stored in the notebook, which is
+what a front-end would have drawn."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbclient import NotebookClient
+
+SETUP = """
+import json, time
+from runyard import Experiment, Workspace
+from runyard.widgets import RunDetails
+ws = Workspace.create({ws!r})
+run = Experiment(ws, "notebook-widget").start_logging(outputs=None, snapshot_directory=None)
+run.log("loss", 1.0)
+run.log("loss", 0.8)
+run.flush()
+details = RunDetails(run)
+started = time.monotonic()
+details.show()
+print("SHOWN", json.dumps({{"seconds": time.monotonic() - started, "kind": type(details.widget).__name__}}))
+"""
+LOG_MORE = """
+print("NEXT", json.dumps({"status": run.get_status(), "poller": details._poller.is_alive()}))
+for value in (0.6, 0.4, 0.2):
+    run.log("loss", value)
+run.flush()
+time.sleep(2.5)
+loss = next(m for m in details.widget.snapshot["run_metrics"] if m["name"] == "loss")
+print("STATE", json.dumps(loss["series"][0]["data"]))
+"""
+COMPLETE = """
+run.complete()
+time.sleep(2.5)
+print("FINAL", json.dumps({"status": details.widget.snapshot["status"], "poller": details._poller.is_alive()}))
+"""
+
+
+def printed(cell: Any, label: str) -> Any:
+    text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+    line = next(line for line in text.splitlines() if line.startswith(label + " "))
+    return json.loads(line[len(label) + 1 :])
+
+
+def test_the_widget_follows_a_live_run_in_a_real_kernel(tmp_path: Path) -> None:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(SETUP.format(ws=str(tmp_path / "ws" / ".runyard"))),
+        nbformat.v4.new_code_cell(LOG_MORE),
+        nbformat.v4.new_code_cell(COMPLETE),
+    ]
+    client = NotebookClient(
+        notebook,
+        timeout=60,
+        kernel_name="python3",
+        store_widget_state=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    started = time.monotonic()
+    client.execute()
+    assert time.monotonic() - started < 45
+
+    shown = printed(notebook.cells[0], "SHOWN")
+    assert shown["kind"] == "RunDetailsView" and shown["seconds"] < 2  # show() returned at once
+    assert printed(notebook.cells[1], "NEXT") == {"status": "Running", "poller": True}  # next cell ran
+    assert printed(notebook.cells[1], "STATE") == [1.0, 0.8, 0.6, 0.4, 0.2]  # followed from the kernel
+    assert printed(notebook.cells[2], "FINAL") == {"status": "Completed", "poller": False}  # then stopped
+    displayed = [o for o in notebook.cells[0].outputs if o.output_type == "display_data"]
+    view = displayed[0]["data"]["application/vnd.jupyter.widget-view+json"]
+
+    # what a front-end would draw: nbclient kept the last state the kernel sent to the widget's model
+    state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    model = state[view["model_id"]]["state"]
+    snapshot = model["snapshot"]
+    loss = next(m for m in snapshot["run_metrics"] if m["name"] == "loss")
+    assert loss["kind"] == "line" and loss["series"][0]["data"] == [1.0, 0.8, 0.6, 0.4, 0.2]
+    assert snapshot["status"] == "Completed" and snapshot["run_properties"]["active"] is False
+    assert model["plotly_js"].lstrip().startswith("/**")  # plotly.js from the installed package
+    assert "export default" in model["_esm"] and ".runyard-rd" in model["_css"]
