@@ -224,9 +224,9 @@ def test_a_firing_missed_while_the_scheduler_was_killed_fires_once_after_the_res
 
 
 def test_missed_intervals_fire_once_and_a_claimed_firing_without_its_run_gets_it_once(
-    sqlite_workspace: Workspace, src: SourceDir
+    workspace: Workspace, src: SourceDir
 ) -> None:
-    ws = sqlite_workspace
+    ws = workspace  # SQLite and PostgreSQL: the claim is one compare-and-set on each
     pipeline_id = publish(ws, src)
     now = float(int(time.time()))
     # A scheduler saw this one ten minutes ago, then nothing ran: ten missed minutes.

@@ -281,7 +281,8 @@ class ScheduleTicker:
                 properties=properties,
             )
         except RunyardError as exc:
-            self._record_error(record.id, run_id, str(exc))
+            if not self._exists(run_id):  # else another folder's scheduler on this database created it
+                self._record_error(record.id, run_id, str(exc))
             return
         following = self.store.get_schedule(record.id).next_fire_time
         after = f"; next firing {_shown(following)}" if following is not None else ""
@@ -302,18 +303,21 @@ class ScheduleTicker:
         self.store.claim_schedule_firing(schedule_id, latest.next_fire_time, latest.next_fire_time, data=data)
         self.echo(f"schedule {latest.name} ({schedule_id}): firing {run_id} failed: {message}")
 
+    def _exists(self, run_id: str) -> bool:
+        try:
+            self.store.get_run(run_id)
+        except NotFoundError:
+            return False
+        return True
+
     def recover(self) -> None:
         """A scheduler killed between claiming a firing and creating its run: create that run now, once
         (the claim recorded its id; a failed firing recorded its error instead and is not retried)."""
         for record in self.store.list_schedules(active_only=False):
             run_id = record.last_run_id
-            if run_id is None or (record.data.get("lastError") or {}).get("runId") == run_id:
+            failed = (record.data.get("lastError") or {}).get("runId") == run_id
+            if run_id is None or failed or self._exists(run_id):
                 continue
-            try:
-                self.store.get_run(run_id)
-                continue
-            except NotFoundError:
-                pass
             self.echo(f"schedule {record.name} ({record.id}): creating run {run_id} of its last firing")
             self._submit(record, run_id)
 
