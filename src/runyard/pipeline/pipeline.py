@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import sys
-import time
-import uuid
 import warnings
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -16,15 +14,12 @@ from typing import TYPE_CHECKING, Any
 from runyard.compat import check_keywords, v1_ignores, v1_keywords, warn_ignored
 from runyard.core.experiment import Experiment
 from runyard.core.snapshot import snapshot_files
-from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.engine.graph_spec import GraphError, parse_graph
-from runyard.engine.placement import placement_for
 from runyard.engine.service import ensure_running
+from runyard.engine.submission import create_pipeline_run, parameter_kind_errors, parameter_name_errors
 from runyard.errors import InvalidInputError
 from runyard.pipeline.data import parameter_json
 from runyard.pipeline.graph import collect_steps, compile_graph
-from runyard.status import RunStatus
-from runyard.store import RunRecord
 from runyard.store.snapshots import SnapshotStore
 
 if TYPE_CHECKING:
@@ -93,16 +88,10 @@ class Pipeline:
         if self._graph is not None:  # a clone: the stored graph is input, checked as the scheduler will
             graph = copy.deepcopy(self._graph)
             try:
-                params = parse_graph(graph).parameters
+                parse_graph(graph)
             except GraphError as exc:
                 return graph, [f"The pipeline's graph is not valid: {exc}."], []
-            errors = [
-                f"pipeline_parameters names {n!r}, but this pipeline has no such parameter "
-                f"(known: {', '.join(sorted(params)) or 'none'})."
-                for n in (parameter_values or {})
-                if n not in params
-            ]
-            return graph, errors, []
+            return graph, parameter_name_errors(graph, parameter_values or {}), []
         if not self.steps:
             return {}, ["The pipeline has no steps; pass steps=[...]."], []
         return compile_graph(
@@ -173,69 +162,36 @@ class Pipeline:
 
         if credential_passthrough is not None:
             warn_ignored("Pipeline.submit", "credential_passthrough", CREDENTIAL_PASSTHROUGH)
-        parent = _parent_run(experiment, parent_run_id)
         values = dict(pipeline_parameters or pipeline_params or {})
         graph, errors, notes = self._compile(values)
         values = {n: parameter_json(v) for n, v in values.items()}  # datasets travel as {"dataset": payload}
-        errors.extend(_parameter_kind_errors(graph, values) if not errors else [])
+        errors.extend(parameter_kind_errors(graph, values) if not errors else [])
         for note in notes:
             warnings.warn(note, stacklevel=_user_frame())
         if errors:
             raise InvalidInputError("The pipeline cannot be submitted:\n- " + "\n- ".join(errors))
         _snapshot_sources(experiment.workspace, graph)
-        params = {n: values.get(n, p["default"]) for n, p in graph["parameters"].items()}
-        run_id = str(uuid.uuid4())
-        now = time.time()
-        step_ids = {step["name"]: str(uuid.uuid4()) for step in graph["steps"]}
-        pipeline_record = RunRecord(
-            run_id=run_id,
-            experiment_id=experiment.id,
-            experiment_name=experiment.name,
-            status=RunStatus.NOT_STARTED,
-            run_type=PIPELINE_RUN_TYPE,
-            created_time=now,
-            display_name=graph.get("description") or None,
-            target="local",
-            parent_id=parent,
-            data={
-                "graph": graph,
-                "parameters": params,
-                "continueOnStepFailure": continue_on_step_failure,
-                "regenerateOutputs": regenerate_outputs,
-                # which scheduler may run it: this folder's, on the local target (docs/security.md)
-                "placement": placement_for(experiment.workspace, "local"),
-                # the step runs the scheduler executes: a child added later is not one of them (issue 10)
-                "stepRuns": step_ids,
-                **({"submittedBy": _submitter.get()} if _submitter.get() else {}),
-            },
+        who = _submitter.get()
+        record = create_pipeline_run(
+            experiment.workspace,
+            experiment.name,
+            graph,
+            parameter_values=values,
+            continue_on_step_failure=continue_on_step_failure,
+            regenerate_outputs=regenerate_outputs,
+            parent_id=parent_run_id,
+            submitter=who,
+            tags=tags,
         )
-        step_records = [
-            RunRecord(
-                run_id=step_ids[step["name"]],
-                experiment_id=experiment.id,
-                experiment_name=experiment.name,
-                status=RunStatus.NOT_STARTED,
-                run_type=STEP_RUN_TYPE,
-                created_time=now,
-                parent_id=run_id,
-                display_name=step["name"],
-                target=step["compute_target"],
-                data={"step": step["name"]},
-            )
-            for step in graph["steps"]
-        ]
-        experiment.workspace.store.create_runs([pipeline_record, *step_records])
+        run_id = record.run_id
         run = PipelineRun(experiment, run_id)
-        if tags:
-            run.set_tags(tags)
         if show_output:
             for step in graph["steps"]:
                 print(f"Created step {step['name']} [{step['source']['snapshot'][:8]}]")
             print(f"Submitted PipelineRun {run_id}\nLink to runyard studio: {run.get_portal_url()}")
         # A server without --auth submits as {"auth": "off"} only when it was started as compute (slice of
         # server/ that checks host_is_compute); the scheduler it starts may then run such pipelines.
-        who = _submitter.get() or {}
-        ensure_running(experiment.workspace, accept_unauthenticated=who.get("auth") == "off")
+        ensure_running(experiment.workspace, accept_unauthenticated=(who or {}).get("auth") == "off")
         return run
 
 
@@ -249,37 +205,6 @@ def _user_frame() -> int:
     while frame.f_back is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE):
         frame, level = frame.f_back, level + 1
     return level
-
-
-def _parent_run(experiment: Experiment, parent_run_id: str | None) -> str | None:
-    """v1's parent_run_id: the pipeline run becomes a child of that run, which must be in the same experiment."""
-    if parent_run_id is None:
-        return None
-    parent = experiment.workspace.store.get_run(parent_run_id)
-    if parent.experiment_name != experiment.name:
-        raise InvalidInputError(
-            f"parent_run_id {parent_run_id!r} is a run of experiment {parent.experiment_name!r}; a pipeline "
-            f"submitted to {experiment.name!r} can only be the child of a run of that experiment."
-        )
-    return parent.run_id
-
-
-KINDS = {"dataset": "a dataset (FileDataset or TabularDataset)", "datapath": "a DataPath"}
-
-
-def _parameter_kind_errors(graph: dict[str, Any], values: dict[str, Any]) -> list[str]:
-    """A dataset parameter takes a dataset at submit, a DataPath one a DataPath, any other a plain value."""
-    errors = []
-    for name, value in values.items():
-        default = graph.get("parameters", {}).get(name, {}).get("default")
-        wants = next((k for k in KINDS if isinstance(default, dict) and k in default), None)
-        given = next((k for k in KINDS if isinstance(value, dict) and k in value), None)
-        if wants != given:
-            errors.append(
-                f"pipeline_parameters[{name!r}] must be {KINDS[wants] if wants else 'a plain value'}, as its default "
-                f"is; got {KINDS[given] if given else type(value).__name__}."
-            )
-    return errors
 
 
 def _snapshot_sources(ws: Workspace, graph: dict[str, Any]) -> None:
