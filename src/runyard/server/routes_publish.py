@@ -1,17 +1,211 @@
 """REST routes for published pipelines, pipeline endpoints and schedules (the Store protocol's methods).
 
-Being filled in by issue 15's store work; the router is wired into server/app.py already.
+Reading needs 'read'. Publishing, creating endpoints and schedules, and changing their status need 'write',
+and never a run token: a job must not be able to publish code or schedule it (a schedule's firings run as
+the principal that created it, so that would let a job outlive its run). On create the server records who
+asked in `data["createdBy"]` (its own stamp, whatever the client sent): the scheduler submits firings as
+that principal and trusts nothing else.
+
+Bodies are read strictly (pydantic strict mode): lax mode would turn `"5"` into a polling interval or `1`
+into True before store/publish_rules.py sees it, so REST would store what the Python API refuses. The
+rules themselves are the store's (SqlStore checks every write), so messages are the same on every path.
+
+claim_schedule_firing has no route: only the workspace's own scheduler fires schedules.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
 
+from runyard.server.auth import Principal
 from runyard.server.errors import ERROR_RESPONSES
-from runyard.store import SqlStore
+from runyard.store import PipelineEndpointRecord, PublishedPipelineRecord, ScheduleRecord, SqlStore
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class PublishedPipelineIn(_Strict):
+    id: str
+    name: str
+    status: str
+    created_time: float
+    graph: dict[str, Any]
+    description: str | None = None
+    version: str | None = None
+    continue_on_step_failure: bool = False
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class PipelineEndpointIn(_Strict):
+    id: str
+    name: str
+    status: str
+    created_time: float
+    default_version: str
+    versions: dict[str, str]
+    description: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScheduleIn(_Strict):
+    id: str
+    name: str
+    status: str
+    experiment_name: str
+    created_time: float
+    pipeline_id: str | None = None
+    pipeline_endpoint_id: str | None = None
+    description: str | None = None
+    recurrence: dict[str, Any] | None = None
+    datastore_name: str | None = None
+    path_on_datastore: str | None = None
+    polling_interval: float | None = None
+    data_path_parameter_name: str | None = None
+    continue_on_step_failure: bool | None = None
+    pipeline_parameters: dict[str, Any] = Field(default_factory=dict)
+    next_fire_time: float | None = None
+    last_fire_time: float | None = None
+    last_run_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class StatusIn(_Strict):
+    status: str
+
+
+class VersionIn(_Strict):
+    pipeline_id: str
+    set_default: bool = False
+
+
+class EndpointPatch(_Strict):
+    name: str | None = None
+    description: str | None = None
+    status: str | None = None
+    default_version: str | None = None
+
+
+def _stamped(body: BaseModel, who: Principal) -> dict[str, Any]:
+    """The body's fields, with data["createdBy"] set to the server's own stamp of the caller."""
+    fields = body.model_dump()
+    fields["data"] = {**fields["data"], "createdBy": who.stamp()}
+    return fields
 
 
 def publish_router(store: SqlStore, principal: Any) -> APIRouter:
-    return APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES, tags=["publishing"])
+    router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES, tags=["publishing"])
+    auth = Depends(principal)
+
+    def writer(who: Principal, what: str) -> None:
+        who.require_not_run_token(what)
+        who.require("write")
+
+    # -- published pipelines ----------------------------------------------------------------------
+    @router.post("/published-pipelines", response_model=PublishedPipelineRecord)
+    def create_published_pipeline(
+        body: PublishedPipelineIn, who: Principal = auth
+    ) -> PublishedPipelineRecord:
+        writer(who, "Publishing a pipeline")
+        return store.create_published_pipeline(PublishedPipelineRecord(**_stamped(body, who)))
+
+    @router.get("/published-pipelines", response_model=list[PublishedPipelineRecord])
+    def list_published_pipelines(
+        active_only: bool = True, who: Principal = auth
+    ) -> list[PublishedPipelineRecord]:
+        who.require("read")
+        return store.list_published_pipelines(active_only=active_only)
+
+    @router.get("/published-pipelines/{pipeline_id}", response_model=PublishedPipelineRecord)
+    def get_published_pipeline(pipeline_id: str, who: Principal = auth) -> PublishedPipelineRecord:
+        who.require("read")
+        return store.get_published_pipeline(pipeline_id)
+
+    @router.put("/published-pipelines/{pipeline_id}/status", response_model=PublishedPipelineRecord)
+    def set_published_pipeline_status(
+        pipeline_id: str, body: StatusIn, who: Principal = auth
+    ) -> PublishedPipelineRecord:
+        writer(who, "Enabling or disabling a published pipeline")
+        return store.set_published_pipeline_status(pipeline_id, body.status)
+
+    # -- pipeline endpoints -----------------------------------------------------------------------
+    @router.post("/pipeline-endpoints", response_model=PipelineEndpointRecord)
+    def create_pipeline_endpoint(body: PipelineEndpointIn, who: Principal = auth) -> PipelineEndpointRecord:
+        writer(who, "Creating a pipeline endpoint")
+        return store.create_pipeline_endpoint(PipelineEndpointRecord(**_stamped(body, who)))
+
+    @router.get("/pipeline-endpoints", response_model=list[PipelineEndpointRecord])
+    def list_pipeline_endpoints(
+        active_only: bool = True, who: Principal = auth
+    ) -> list[PipelineEndpointRecord]:
+        who.require("read")
+        return store.list_pipeline_endpoints(active_only=active_only)
+
+    @router.get("/pipeline-endpoints/by-name/{name}", response_model=PipelineEndpointRecord)
+    def get_pipeline_endpoint_by_name(name: str, who: Principal = auth) -> PipelineEndpointRecord:
+        who.require("read")
+        return store.get_pipeline_endpoint(name=name)
+
+    @router.get("/pipeline-endpoints/{endpoint_id}", response_model=PipelineEndpointRecord)
+    def get_pipeline_endpoint(
+        endpoint_id: str, name: str | None = None, who: Principal = auth
+    ) -> PipelineEndpointRecord:
+        who.require("read")
+        return store.get_pipeline_endpoint(endpoint_id=endpoint_id, name=name)
+
+    @router.post("/pipeline-endpoints/{endpoint_id}/versions", response_model=PipelineEndpointRecord)
+    def add_pipeline_endpoint_version(
+        endpoint_id: str, body: VersionIn, who: Principal = auth
+    ) -> PipelineEndpointRecord:
+        writer(who, "Adding a pipeline to an endpoint")
+        return store.add_pipeline_endpoint_version(
+            endpoint_id, body.pipeline_id, set_default=body.set_default
+        )
+
+    @router.patch("/pipeline-endpoints/{endpoint_id}", response_model=PipelineEndpointRecord)
+    def update_pipeline_endpoint(
+        endpoint_id: str, body: EndpointPatch, who: Principal = auth
+    ) -> PipelineEndpointRecord:
+        writer(who, "Changing a pipeline endpoint")
+        return store.update_pipeline_endpoint(endpoint_id, **body.model_dump())
+
+    @router.put("/pipeline-endpoints/{endpoint_id}/status", response_model=PipelineEndpointRecord)
+    def set_pipeline_endpoint_status(
+        endpoint_id: str, body: StatusIn, who: Principal = auth
+    ) -> PipelineEndpointRecord:
+        writer(who, "Enabling or disabling a pipeline endpoint")
+        return store.update_pipeline_endpoint(endpoint_id, status=body.status)
+
+    # -- schedules --------------------------------------------------------------------------------
+    @router.post("/schedules", response_model=ScheduleRecord)
+    def create_schedule(body: ScheduleIn, who: Principal = auth) -> ScheduleRecord:
+        writer(who, "Creating a schedule")
+        return store.create_schedule(ScheduleRecord(**_stamped(body, who)))
+
+    @router.get("/schedules", response_model=list[ScheduleRecord])
+    def list_schedules(
+        active_only: bool = True,
+        pipeline_id: str | None = None,
+        pipeline_endpoint_id: str | None = None,
+        who: Principal = auth,
+    ) -> list[ScheduleRecord]:
+        who.require("read")
+        return store.list_schedules(
+            active_only=active_only, pipeline_id=pipeline_id, pipeline_endpoint_id=pipeline_endpoint_id
+        )
+
+    @router.get("/schedules/{schedule_id}", response_model=ScheduleRecord)
+    def get_schedule(schedule_id: str, who: Principal = auth) -> ScheduleRecord:
+        who.require("read")
+        return store.get_schedule(schedule_id)
+
+    @router.put("/schedules/{schedule_id}/status", response_model=ScheduleRecord)
+    def set_schedule_status(schedule_id: str, body: StatusIn, who: Principal = auth) -> ScheduleRecord:
+        writer(who, "Enabling or disabling a schedule")
+        return store.set_schedule_status(schedule_id, body.status)
+
+    return router

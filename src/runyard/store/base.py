@@ -23,7 +23,10 @@ from runyard.store.records import (
     MetricRow,
     MetricSummary,
     ModelRecord,
+    PipelineEndpointRecord,
+    PublishedPipelineRecord,
     RunRecord,
+    ScheduleRecord,
 )
 
 
@@ -226,4 +229,78 @@ class Store(Protocol):
         self, run_id: str | None = None, dataset_id: str | None = None, dataset_name: str | None = None
     ) -> list[DatasetUse]:
         """Lineage rows filtered by run, by registered version, or by every version of a name; oldest first."""
+        ...
+
+    # published pipelines, pipeline endpoints and schedules (rules: store/publish_rules.py)
+    def create_published_pipeline(self, record: PublishedPipelineRecord) -> PublishedPipelineRecord:
+        """ConflictError if the id is taken; InvalidInputError for a bad name, status, graph or data."""
+        ...
+
+    def get_published_pipeline(self, pipeline_id: str) -> PublishedPipelineRecord:
+        """PublishedPipelineNotFound if absent."""
+        ...
+
+    def list_published_pipelines(self, active_only: bool = True) -> list[PublishedPipelineRecord]:
+        """Newest first; `active_only` leaves out the Disabled ones."""
+        ...
+
+    def set_published_pipeline_status(self, pipeline_id: str, status: str) -> PublishedPipelineRecord:
+        """Active or Disabled. PublishedPipelineNotFound if absent."""
+        ...
+
+    def create_pipeline_endpoint(self, record: PipelineEndpointRecord) -> PipelineEndpointRecord:
+        """ConflictError if the name (or id) is taken; PublishedPipelineNotFound if a version names a
+        pipeline that was never published."""
+        ...
+
+    def get_pipeline_endpoint(
+        self, endpoint_id: str | None = None, name: str | None = None
+    ) -> PipelineEndpointRecord:
+        """By id or by name (both: both must match). PipelineEndpointNotFound if absent."""
+        ...
+
+    def list_pipeline_endpoints(self, active_only: bool = True) -> list[PipelineEndpointRecord]:
+        """By name."""
+        ...
+
+    def add_pipeline_endpoint_version(
+        self, endpoint_id: str, pipeline_id: str, set_default: bool = False
+    ) -> PipelineEndpointRecord:
+        """In one transaction: the next version is str(max + 1); a pipeline already in the endpoint keeps
+        its version. `set_default` makes that version the default."""
+        ...
+
+    def update_pipeline_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        status: str | None = None,
+        default_version: str | None = None,
+    ) -> PipelineEndpointRecord:
+        """Change the given fields. ConflictError for a taken name; InvalidInputError for an unknown version."""
+        ...
+
+    def create_schedule(self, record: ScheduleRecord) -> ScheduleRecord:
+        """Returns the record as stored (recurrence normalised). PublishedPipelineNotFound or
+        PipelineEndpointNotFound if what it submits does not exist."""
+        ...
+
+    def get_schedule(self, schedule_id: str) -> ScheduleRecord:
+        """ScheduleNotFound if absent."""
+        ...
+
+    def list_schedules(
+        self,
+        active_only: bool = True,
+        pipeline_id: str | None = None,
+        pipeline_endpoint_id: str | None = None,
+    ) -> list[ScheduleRecord]:
+        """Newest first."""
+        ...
+
+    def set_schedule_status(self, schedule_id: str, status: str) -> ScheduleRecord:
+        """Active or Disabled; also clears next_fire_time, so the scheduler computes the next firing from
+        now (no burst of missed firings). ScheduleNotFound if absent."""
         ...

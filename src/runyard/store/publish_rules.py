@@ -125,7 +125,7 @@ def zone_of(name: str | None) -> ZoneInfo:
     key = win_tz.get(name) or _RETIRED_WINDOWS_ZONES.get(name) or name
     try:
         return ZoneInfo(key)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of zones, such as "Pacific"
         raise InvalidInputError(
             f"time_zone {shown(name)} is not a known time zone. Use a TimeZone member (for example "
             "TimeZone.PacificStandardTime, whose value is 'Pacific Standard Time'), 'UTC', or an IANA name "

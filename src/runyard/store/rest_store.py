@@ -31,12 +31,13 @@ from runyard.store.records import (
     RunRecord,
 )
 from runyard.store.rest_http import AnswerLost, HttpClient, error_from_response
+from runyard.store.rest_publish import CREATE_ATTEMPTS, RestPublish
 
 __all__ = ["METRIC_BATCH", "HttpClient", "RestStore", "error_from_response"]
 
 T = TypeVar("T")
 METRIC_BATCH = 5000
-_CREATE_ATTEMPTS = 5  # sends of one create_runs whose answers keep getting lost
+_CREATE_ATTEMPTS = CREATE_ATTEMPTS  # sends of one create_runs whose answers keep getting lost
 
 
 def _seg(value: str) -> str:
@@ -53,7 +54,7 @@ def _dump(kind: Any, value: Any) -> Any:
     return TypeAdapter(kind).dump_python(value, mode="json")
 
 
-class RestStore:
+class RestStore(RestPublish):
     """The Store protocol over HTTP.
 
     Every request is retried while the server cannot be reached or answers 503 (it did not do the work).
@@ -76,12 +77,18 @@ class RestStore:
       register_dataset without `create_new_version` (a repeat finds the version the first one made),
       register_environment (an unchanged definition registered again returns the version that holds it).
 
+    - set_published_pipeline_status, set_schedule_status and update_pipeline_endpoint (the same values
+      again), add_pipeline_endpoint_version (a pipeline the endpoint already has keeps its version, so a
+      repeat changes nothing).
+
     create_runs is not repeated blindly (a repeat would answer "already exists" for runs it did create):
     it first looks whether the runs exist, and sends again only if they do not. register_model and
     register_dataset with `create_new_version` are not repeated (a repeat would register another version),
     nor are save_datastore without `overwrite` and delete_datastore (a repeat would answer "already exists"
     or "not found" for what the first request did): they fail with AnswerLost, a StoreError that says the
-    request may have been applied.
+    request may have been applied. create_published_pipeline, create_pipeline_endpoint and create_schedule
+    work like create_runs: the record's id is chosen by the client, so after a lost answer they look it up
+    and send again only when it is not there (store/rest_publish.py).
     """
 
     def __init__(self, uri: str, token: str | None = None, client: httpx.Client | None = None) -> None:
