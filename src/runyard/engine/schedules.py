@@ -207,18 +207,21 @@ class ScheduleTicker:
         if record.recurrence is None:
             self._poll_watch(record, now)
             return
-        due = record.next_fire_time
+        due, data = record.next_fire_time, record.data
         if due is None:
-            due = next_fire_time(record, now)
+            # First sight: from the schedule's creation, so a start_time a slow scheduler saw late still
+            # fires (once). Seen before and re-enabled: from now, with no catch-up.
+            seen = "seenTime" in data
+            due = next_fire_time(record, now if seen else min(now, record.created_time))
             if due is None:
                 return
-            if due > now:  # first sight (or re-enabled): remember when it fires
-                if self.store.claim_schedule_firing(record.id, None, due):
+            data = data if seen else {**data, "seenTime": now}
+            if due > now:
+                if self.store.claim_schedule_firing(record.id, None, due, data=None if seen else data):
                     self.echo(f"schedule {record.name} ({record.id}): next firing {_shown(due)}")
                 return
         if due > now:
             return
-        data = record.data
         if not record.recurrence.get("start_time") and "firstFireTime" not in data:
             data = {**data, "firstFireTime": now}  # the anchor of a recurrence without start_time
         fired = dataclasses.replace(record, last_fire_time=now, data=data)
