@@ -24,6 +24,7 @@ from runyard.store.snapshots import SnapshotStore
 
 if TYPE_CHECKING:
     from runyard.core.workspace import Workspace
+    from runyard.pipeline.published import PublishedPipeline
     from runyard.pipeline.runs import PipelineRun
 
 
@@ -115,6 +116,29 @@ class Pipeline:
         if errors:
             raise InvalidInputError("The pipeline is not valid:\n- " + "\n- ".join(errors))
         return graph
+
+    def publish(
+        self,
+        name: str | None = None,
+        description: str | None = None,
+        version: str | None = None,
+        continue_on_step_failure: bool | None = None,
+    ) -> PublishedPipeline:
+        """Freeze this pipeline (graph and source snapshots) as a PublishedPipeline that can be submitted again,
+        over REST too; later edits of the files on disk do not change it."""
+        from runyard.pipeline.published import publish_graph
+
+        graph, errors, notes = self._compile(None)
+        for note in notes:
+            warnings.warn(note, stacklevel=_user_frame())
+        if errors:
+            raise InvalidInputError("The pipeline cannot be published:\n- " + "\n- ".join(errors))
+        _snapshot_sources(self.workspace, graph)
+        return publish_graph(self.workspace, graph, name, description, version, continue_on_step_failure)
+
+    def service_endpoint(self) -> str:
+        """v1: the URL of the pipelines service; here the workspace's server (the REST doors live under it)."""
+        return str(self.workspace.studio_url)
 
     @v1_ignores(credential_passthrough=CREDENTIAL_PASSTHROUGH)
     def submit(

@@ -19,6 +19,7 @@ from runyard.core.run import RUN_CLASSES, Run
 from runyard.core.run_files import DRIVER_LOG
 from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.engine.service import ensure_running
+from runyard.engine.submission import PIPELINE_ID_PROPERTY
 from runyard.errors import InvalidInputError, RunFailedError
 from runyard.parallel.progress import read_progress
 from runyard.pipeline.port_data import PortDataReference, StepRunOutput
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from runyard.core.experiment import Experiment
     from runyard.core.workspace import Workspace
     from runyard.pipeline.pipeline import Pipeline
+    from runyard.pipeline.published import PublishedPipeline
 
 PIPELINE_STATUS = {
     RunStatus.NOT_STARTED: "NotStarted",
@@ -298,6 +300,32 @@ class PipelineRun(Run):
                 }
             )
         return report
+
+    def publish_pipeline(
+        self,
+        name: str,
+        description: str | None,
+        version: str | None,
+        continue_on_step_failure: bool | None = None,
+        **kwargs: Any,
+    ) -> PublishedPipeline:
+        """Publish the graph this run executed (its source snapshots, not today's files) as a PublishedPipeline."""
+        from runyard.pipeline.published import publish_run
+
+        return publish_run(self, name, description, version, continue_on_step_failure, **kwargs)
+
+    @staticmethod
+    @v1_ignores(
+        _service_endpoint="runyard reads the workspace's own store; there is no service client to pass"
+    )
+    def get_pipeline_runs(
+        workspace: Workspace, pipeline_id: str, _service_endpoint: Any = None
+    ) -> list[PipelineRun]:
+        """The runs submitted from published pipeline `pipeline_id` (property azureml.pipelineid), newest first."""
+        from runyard.pipeline.published import runs_with_property
+
+        workspace.store.get_published_pipeline(pipeline_id)  # PublishedPipelineNotFound for a wrong id
+        return runs_with_property(workspace, PIPELINE_ID_PROPERTY, pipeline_id)
 
     def clone(self) -> Pipeline:
         """A draft pipeline from this run's snapshot: same graph, same files; submit it with new parameters."""
