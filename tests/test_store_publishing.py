@@ -160,7 +160,7 @@ def test_published_pipelines_are_listed_newest_first_and_disabled_on_request(sto
 # -- pipeline endpoints ---------------------------------------------------------------------------------
 def test_endpoint_versions_count_up_and_a_known_pipeline_keeps_its_version(store: Store) -> None:
     first, second, third = (store.create_published_pipeline(published(n)) for n in ("p1", "p2", "p3"))
-    made = store.create_pipeline_endpoint(endpoint(first.id, description="door"))
+    made = store.create_pipeline_endpoint(endpoint(first.id, uid("team/door?#%"), description="door"))
     assert store.get_pipeline_endpoint(name=made.name).id == made.id
     assert store.get_pipeline_endpoint(made.id, made.name).versions == {"0": first.id}
 
@@ -513,3 +513,59 @@ def test_unknown_records_answer_404_in_the_error_shape(server: Server) -> None:
             assert answer.status_code == 404, answer.text
             error = answer.json()["error"]
             assert (error["code"], error["type"]) == ("NotFound", kind) and "nope" in error["message"]
+
+
+# -- answers lost after the server did the work ----------------------------------------------------------
+class LosesAnswers(httpx.BaseTransport):
+    """Passes every request to the app, then drops the first `times` answers to `method path-prefix`."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner, self.rule, self.lost = inner, ("", "", 0), 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        method, prefix, times = self.rule
+        if request.method == method and request.url.path.startswith(prefix) and self.lost < times:
+            self.lost += 1
+            response.read()  # the app finishes its work, as a server does whatever the client sees
+            response.close()
+            raise httpx.ReadError("connection reset after the request was sent", request=request)
+        return response
+
+
+def test_a_lost_answer_is_looked_up_not_repeated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The creates are not safe to send twice (the second would say "already exists"): after a lost
+    answer RestStore finds what the first one made. Adding a version is safe to repeat."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    from runyard.server.app import create_app
+
+    monkeypatch.setenv("RUNYARD_SERVER_RETRY_SECONDS", "10")
+    with TestClient(create_app(Workspace.create(tmp_path / "ws" / ".runyard"))) as client:
+        gate = LosesAnswers(client._transport)
+        client._transport = gate
+        store = RestStore(f"http://testserver-{uuid.uuid4().hex[:8]}", client=client)
+        gate.rule = ("POST", "/api/v1/published-pipelines", 1)
+        made = store.create_published_pipeline(published())
+        assert gate.lost == 1 and made.data["createdBy"] == {"auth": "off"}
+        assert mine(store.list_published_pipelines(), made.id) == [made.id]
+
+        gate.rule, gate.lost = ("POST", "/api/v1/schedules", 1), 0
+        timed = store.create_schedule(
+            schedule(made.id, recurrence={"frequency": "Day", "interval": 1, "hours": [3]})
+        )
+        assert gate.lost == 1 and timed.recurrence is not None and timed.recurrence["hours"] == [3]
+
+        door = store.create_pipeline_endpoint(endpoint(made.id))
+        second = store.create_published_pipeline(published())
+        gate.rule, gate.lost = ("POST", f"/api/v1/pipeline-endpoints/{door.id}/versions", 2), 0
+        added = store.add_pipeline_endpoint_version(door.id, second.id, set_default=True)
+        assert (
+            gate.lost == 2
+            and added.versions == {"0": made.id, "1": second.id}
+            and added.default_version == "1"
+        )

@@ -145,7 +145,7 @@ def publish_router(store: SqlStore, principal: Any) -> APIRouter:
         who.require("read")
         return store.list_pipeline_endpoints(active_only=active_only)
 
-    @router.get("/pipeline-endpoints/by-name/{name}", response_model=PipelineEndpointRecord)
+    @router.get("/pipeline-endpoints/by-name/{name:path}", response_model=PipelineEndpointRecord)
     def get_pipeline_endpoint_by_name(name: str, who: Principal = auth) -> PipelineEndpointRecord:
         who.require("read")
         return store.get_pipeline_endpoint(name=name)
