@@ -34,18 +34,7 @@ def _wide_tables(monkeypatch: pytest.MonkeyPatch) -> None:
 def published(ws: Workspace, tmp_path: Path) -> str:
     src = SourceDir(tmp_path / "src").gen({"hello.py": "print('hello')\n"})
     pipeline = Pipeline(ws, [PythonScriptStep("hello.py", name="hello", source_directory=src)])
-    if "publish" in vars(Pipeline):
-        return str(pipeline.publish(name="nightly").id)
-    from runyard.pipeline.pipeline import _snapshot_sources  # TEMPORARY until H2's publish lands
-    from runyard.store.records import PublishedPipelineRecord
-
-    graph, errors, _ = pipeline._compile({})
-    assert not errors
-    _snapshot_sources(ws, graph)
-    record = PublishedPipelineRecord(
-        id=str(uuid.uuid4()), name="nightly", status=ACTIVE, created_time=time.time(), graph=graph
-    )
-    return str(ws.store.create_published_pipeline(record).id)  # type: ignore[attr-defined]
+    return str(pipeline.publish(name="nightly").id)
 
 
 def schedule(ws: Workspace, pipeline_id: str, name: str, **fields: Any) -> ScheduleRecord:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -24,8 +22,16 @@ from conftest import SourceDir, wait_for
 from runyard import Experiment, Workspace
 from runyard.data.datapath import DataPath, DataPathComputeBinding
 from runyard.engine.schedules import ScheduleTicker, next_fire_time, upcoming, watch_listing
-from runyard.engine.service import SchedulerService
-from runyard.pipeline import Pipeline, PipelineParameter, PipelineRun, PythonScriptStep
+from runyard.engine.service import SchedulerService, ensure_running, service_info
+from runyard.pipeline import (
+    Pipeline,
+    PipelineParameter,
+    PipelineRun,
+    PythonScriptStep,
+    Schedule,
+    ScheduleRecurrence,
+    TimeZone,
+)
 from runyard.server.auth import create_token
 from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import RunRecord, ScheduleRecord
@@ -61,19 +67,7 @@ def publish(ws: Workspace, src: SourceDir, name: str = "nightly") -> str:
 
 
 def published_id(pipeline: Pipeline, name: str) -> str:
-    if "publish" in vars(Pipeline):
-        return str(pipeline.publish(name=name).id)
-    from runyard.pipeline.pipeline import _snapshot_sources  # TEMPORARY until H2's publish lands
-    from runyard.store.records import PublishedPipelineRecord
-
-    graph, errors, _ = pipeline._compile({})
-    assert not errors
-    ws = pipeline.workspace
-    _snapshot_sources(ws, graph)
-    rec = PublishedPipelineRecord(
-        id=str(uuid.uuid4()), name=name, status=ACTIVE, created_time=time.time(), graph=graph
-    )
-    return ws.store.create_published_pipeline(rec).id
+    return str(pipeline.publish(name=name).id)
 
 
 def schedule(ws: Workspace, pipeline_id: str, **fields: Any) -> ScheduleRecord:
@@ -190,37 +184,39 @@ def test_an_interval_recurrence_fires_within_seconds_and_again_after_its_interva
     assert any("fired pipeline run" in line for line in service.lines), service.lines  # type: ignore[attr-defined]
 
 
-def scheduler_process(ws: Workspace, log: Path) -> subprocess.Popen[bytes]:
-    """The real background scheduler, `python -m runyard.engine WS`, as ensure_running starts it."""
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "runyard.engine", str(ws.path)], stdout=out, stderr=out
-        )
-
-
 def test_a_firing_missed_while_the_scheduler_was_killed_fires_once_after_the_restart(
-    sqlite_workspace: Workspace, src: SourceDir, tmp_path: Path
+    sqlite_workspace: Workspace, src: SourceDir
 ) -> None:
+    """v1's Schedule.create starts the real background scheduler (`python -m runyard.engine WS`); it is
+    SIGKILLed while the first firing is pending and started again after that time: one run."""
     ws = sqlite_workspace
     start = float(int(time.time()) + 4)
-    record = schedule(ws, publish(ws, src), recurrence=minutely(start))
-    log = tmp_path / "scheduler.out"
-    proc = scheduler_process(ws, log)
-    try:
-        wait_for(lambda: current(ws, record).next_fire_time is not None, timeout=20)  # seen, not fired yet
-        assert current(ws, record).next_fire_time == pytest.approx(start, abs=0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        time.sleep(max(0.0, start + 0.5 - time.time()))
-        assert fired_runs(ws, record) == []  # nobody ran at the firing time
-        proc = scheduler_process(ws, log)
-        runs = wait_for(lambda: fired_runs(ws, record), timeout=20)
-        assert ended(ws, runs[0].run_id).status == RunStatus.COMPLETED, log.read_text()
-        assert len(fired_runs(ws, record)) == 1
-        assert current(ws, record).next_fire_time == pytest.approx(start + 60, abs=0.01)
-    finally:
-        proc.kill()
-        proc.wait()
+    recurrence = ScheduleRecurrence(
+        frequency="Minute", interval=1, start_time=datetime.fromtimestamp(start, UTC).replace(tzinfo=None),
+        time_zone=TimeZone.UTC,
+    )  # fmt: skip
+    created = Schedule.create(
+        ws,
+        name="every-minute",
+        pipeline_id=publish(ws, src),
+        experiment_name="minutely",
+        recurrence=recurrence,
+    )
+    record = ws.store.get_schedule(created.id)  # type: ignore[attr-defined]
+    pid = wait_for(lambda: (service_info(ws) or {}).get("pid"), timeout=20)  # started by Schedule.create
+    wait_for(lambda: current(ws, record).next_fire_time is not None, timeout=20)  # seen, not fired yet
+    assert current(ws, record).next_fire_time == start
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: service_info(ws) is None, timeout=10)  # the kernel dropped its lock
+    time.sleep(max(0.0, start + 0.5 - time.time()))
+    assert fired_runs(ws, record) == []  # nobody ran at the firing time
+    assert ensure_running(ws)  # as the next submit or Schedule.create does
+    runs = wait_for(lambda: fired_runs(ws, record), timeout=20)
+    log = (ws.path / "scheduler.log").read_text
+    assert ended(ws, runs[0].run_id).status == RunStatus.COMPLETED, log()
+    assert len(fired_runs(ws, record)) == 1, log()
+    assert current(ws, record).next_fire_time == start + 60
+    assert [r.id for r in created.get_pipeline_runs()] == [runs[0].run_id]  # type: ignore[attr-defined]
 
 
 def test_missed_intervals_fire_once_and_a_claimed_firing_without_its_run_gets_it_once(
