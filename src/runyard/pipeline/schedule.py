@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from runyard.compat import v1_ignores, v1_keywords
 from runyard.engine.service import ensure_running
-from runyard.engine.submission import SCHEDULE_ID_PROPERTY
+from runyard.engine.submission import SCHEDULE_ID_PROPERTY, published_for_endpoint
 from runyard.errors import InvalidInputError, NotFoundError
 from runyard.pipeline.published import PROVIDER, _parameters, _who, runs_with_property
 from runyard.pipeline.recurrence import ScheduleRecurrence
@@ -71,6 +71,28 @@ def _check_kind(
     return None
 
 
+def _check_data_path_parameter(
+    ws: Workspace, target: tuple[str | None, str | None], name: str | None
+) -> None:
+    """The parameter a watch fills with the changed path must be a DataPath parameter of what it submits."""
+    if name is None:
+        return
+    pipeline_id, endpoint_id = target
+    if pipeline_id is not None:
+        record = ws.store.get_published_pipeline(pipeline_id)
+    else:
+        record = published_for_endpoint(ws.store, ws.store.get_pipeline_endpoint(endpoint_id))
+    params = record.graph.get("parameters") or {}
+    default = (params.get(name) or {}).get("default")
+    if not (isinstance(default, dict) and "datapath" in default):
+        raise InvalidInputError(
+            f"data_path_parameter_name {name!r} must name a DataPath parameter of published pipeline "
+            f"{record.name!r}, e.g. PipelineParameter({name!r}, default_value=DataPath(datastore, 'path')); "
+            f"its DataPath parameters: "
+            f"{', '.join(n for n, p in params.items() if isinstance(p.get('default'), dict) and 'datapath' in p['default']) or 'none'}."
+        )
+
+
 @v1_keywords
 class Schedule:
     """Submits a published pipeline (or an endpoint's default version) on a recurrence or a datastore change."""
@@ -93,18 +115,12 @@ class Schedule:
         _schedule_provider: Any = None,
         pipeline_endpoint_id: str | None = None,
     ) -> None:
-        self._workspace, self._id, self._name, self._description = workspace, id, name, description
-        self._pipeline_id, self._pipeline_endpoint_id, self._status = (
-            pipeline_id,
-            pipeline_endpoint_id,
-            status,
-        )
-        self._recurrence, self._datastore_name, self._polling_interval = (
-            recurrence,
-            datastore_name,
-            polling_interval,
-        )
-        self._data_path_parameter_name, self._path_on_datastore = data_path_parameter_name, path_on_datastore
+        self._workspace = workspace
+        self._id, self._name, self._description, self._status = id, name, description, status
+        self._pipeline_id, self._pipeline_endpoint_id = pipeline_id, pipeline_endpoint_id
+        self._recurrence, self._datastore_name = recurrence, datastore_name
+        self._polling_interval, self._path_on_datastore = polling_interval, path_on_datastore
+        self._data_path_parameter_name = data_path_parameter_name
         self._continue_on_step_failure = continue_on_step_failure
         self._stored: ScheduleRecord | None = None
 
@@ -131,38 +147,28 @@ class Schedule:
     id = property(lambda self: self._id, doc="The schedule's id.")
     name = property(lambda self: self._name, doc="The schedule's name.")
     description = property(lambda self: self._description, doc="The description given at create.")
-    pipeline_id = property(lambda self: self._pipeline_id, doc="The published pipeline it submits, if any.")
+    pipeline_id = property(lambda self: self._pipeline_id, doc="The published pipeline it submits.")
     pipeline_endpoint_id = property(
-        lambda self: self._pipeline_endpoint_id, doc="The endpoint whose default version it submits, if any."
+        lambda self: self._pipeline_endpoint_id, doc="Or the endpoint it submits."
     )
     status = property(lambda self: self._status, doc="'Active' or 'Disabled' (as last read).")
-    recurrence = property(
-        lambda self: self._recurrence, doc="The ScheduleRecurrence; None for a datastore watch."
-    )
-    datastore_name = property(lambda self: self._datastore_name, doc="The watched datastore, if any.")
-    polling_interval = property(lambda self: self._polling_interval, doc="Minutes between two looks at it.")
-    data_path_parameter_name = property(
-        lambda self: self._data_path_parameter_name, doc="The DataPath parameter that gets the changed path."
-    )
+    recurrence = property(lambda self: self._recurrence, doc="None for a datastore watch.")
+    datastore_name = property(lambda self: self._datastore_name, doc="The watched datastore.")
+    polling_interval = property(lambda self: self._polling_interval, doc="Minutes between two looks.")
+    data_path_parameter_name = property(lambda self: self._data_path_parameter_name, doc="Gets the new path.")
     continue_on_step_failure = property(
-        lambda self: self._continue_on_step_failure,
-        doc="Overrides the published pipeline's setting unless None.",
+        lambda self: self._continue_on_step_failure, doc="None: the pipeline's."
     )
-    path_on_datastore = property(
-        lambda self: self._path_on_datastore, doc="The watched folder on the datastore."
-    )
+    path_on_datastore = property(lambda self: self._path_on_datastore, doc="The watched folder.")
 
     @staticmethod
     def _create(
         ws: Workspace, name: str, experiment_name: str, target: tuple[str | None, str | None], **given: Any
     ) -> Schedule:
-        recurrence = _check_kind(
-            given["recurrence"],
-            given["datastore"],
-            given["data_path_parameter_name"],
-            given["path_on_datastore"],
-        )
+        data_path, path = given["data_path_parameter_name"], given["path_on_datastore"]
+        recurrence = _check_kind(given["recurrence"], given["datastore"], data_path, path)
         watch = recurrence is None
+        _check_data_path_parameter(ws, target, data_path)
         who = _who()
         record = ScheduleRecord(
             id=str(uuid.uuid4()),
@@ -173,9 +179,9 @@ class Schedule:
             description=given["description"],
             recurrence=recurrence,
             datastore_name=_datastore_name(given["datastore"]) if watch else None,
-            path_on_datastore=given["path_on_datastore"],
+            path_on_datastore=path,
             polling_interval=given["polling_interval"] if watch else None,
-            data_path_parameter_name=given["data_path_parameter_name"],
+            data_path_parameter_name=data_path,
             continue_on_step_failure=given["continue_on_step_failure"],
             pipeline_parameters=_parameters(given["pipeline_parameters"]),
             data={"createdBy": dict(who)} if who else {},
