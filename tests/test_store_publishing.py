@@ -433,6 +433,27 @@ def test_concurrent_claims_fire_once(workspace: Workspace) -> None:
     assert store.get_schedule(made.id).next_fire_time == 110.0
 
 
+def test_concurrent_version_adds_get_distinct_numbers(workspace: Workspace) -> None:
+    """Six writers add six pipelines to one endpoint at once: versions 1-6, each pipeline once."""
+    store = workspace.store
+    pipelines = [store.create_published_pipeline(published(f"p{n}")).id for n in range(7)]
+    door = store.create_pipeline_endpoint(endpoint(pipelines[0]))
+    start = threading.Barrier(6)
+
+    def add(pipeline_id: str) -> None:
+        start.wait()
+        store.add_pipeline_endpoint_version(door.id, pipeline_id)
+
+    threads = [threading.Thread(target=add, args=(p,)) for p in pipelines[1:]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    versions = store.get_pipeline_endpoint(door.id).versions
+    assert sorted(versions, key=int) == [str(n) for n in range(7)]
+    assert sorted(versions.values()) == sorted(pipelines)
+
+
 # -- the REST routes: tokens, the server's stamp, bad bodies, 404s ----------------------------------------
 def _body(record: Any) -> dict[str, Any]:
     from pydantic import TypeAdapter
