@@ -19,6 +19,7 @@ from runyard.engine.submission import SCHEDULE_ID_PROPERTY, published_for_endpoi
 from runyard.errors import InvalidInputError, NotFoundError
 from runyard.pipeline.published import PROVIDER, _parameters, _who, runs_with_property
 from runyard.pipeline.recurrence import ScheduleRecurrence
+from runyard.store import SqlStore
 from runyard.store.publish_rules import check_schedule
 from runyard.store.records import ACTIVE, DISABLED, ScheduleRecord
 
@@ -27,6 +28,13 @@ if TYPE_CHECKING:
     from runyard.pipeline.runs import PipelineRun
 
 PROVISIONING = "a runyard schedule is ready when the call returns; there is nothing to wait for"
+
+
+def _start_scheduler(ws: Workspace) -> None:
+    """The workspace's own scheduler fires schedules and stays up while one is Active. Only one that holds the
+    database does: for a workspace opened by URL the server's scheduler fires them, not one started here."""
+    if isinstance(ws.store, SqlStore):
+        ensure_running(ws)
 
 
 def _datastore_name(datastore: Any) -> str:
@@ -189,7 +197,7 @@ class Schedule:
             pipeline_endpoint_id=target[1],
         )
         stored = ws.store.create_schedule(check_schedule(record))
-        ensure_running(ws)  # the scheduler fires it, and stays up while a schedule is Active
+        _start_scheduler(ws)
         return Schedule._from_record(ws, stored)
 
     @staticmethod
@@ -320,7 +328,7 @@ class Schedule:
         record = self._workspace.store.set_schedule_status(self._id, status)
         self._status, self._stored = record.status, record
         if status == ACTIVE:
-            ensure_running(self._workspace)
+            _start_scheduler(self._workspace)
 
     @v1_ignores(wait_for_provisioning=PROVISIONING, wait_timeout=PROVISIONING)
     def enable(self, wait_for_provisioning: bool = False, wait_timeout: int = 3600) -> None:
