@@ -18,6 +18,7 @@ from runyard import Experiment, Run, ScriptRunConfig, Workspace
 from runyard.errors import InvalidInputError, NotFoundError
 from runyard.pipeline import Pipeline, PipelineData, PipelineRun, PythonScriptStep
 from runyard.widgets import ParallelRunStepDetails, RunDetails
+from runyard.widgets.snapshot import collect
 from runyard.widgets.view import STUDIO_CSS, RunDetailsView, plotly_source, widget_css
 
 TRAIN = """
@@ -137,6 +138,9 @@ def test_a_pipeline_run_shows_its_graph_with_reuse_and_its_steps(runs: Runs) -> 
     # nobody clicked: the log of the step that ran last; a click on prep shows prep's
     assert data["run_logs"]["run_id"] == steps["use"]["run_id"]
     assert "use read 1 2 3" in data["run_logs"]["text"]
+    clicked = collect(runs.second, selected=steps["prep"]["run_id"])["run_logs"]  # prep ran nothing here:
+    assert clicked["run_id"] == steps["prep"]["run_id"]  # its log is the one of the run it reused
+    assert clicked["reused_from"] == steps["prep"]["reused_from"] and "prep wrote data" in clicked["text"]
 
 
 def test_a_failed_run_shows_its_error_and_log(runs: Runs, capsys: pytest.CaptureFixture[str]) -> None:

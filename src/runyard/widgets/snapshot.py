@@ -72,6 +72,7 @@ class Logs(TypedDict):
     run_id: str  # the run whose log this is (the selected step or child, else the run itself)
     name: str  # e.g. "azureml-logs/70_driver_log.txt"; "" when the run has no log yet
     text: str  # the last LOG_LINES lines
+    reused_from: str | None  # a reused step's log is the one of the run it reused (this id)
     progress: str | None  # a ParallelRunStep's "120/200 mini-batches, …" line (parallel/progress.describe)
     progress_fraction: float | None
 
@@ -276,6 +277,10 @@ def collect(
     shown = selected if selected in ids else default_selection(record, children)
     shown_run = run if shown == run.id else RunClass.get(ws, shown)
     snap = read_progress(shown_run)
+    shown_record = next((c for c in children if c.run_id == shown), record)
+    log_run, reused_from = shown_run, shown_record.data.get("reusedFrom")
+    if reused_from and log_size(ws, shown) < 0:  # a reused step ran nothing: show the run it reused
+        log_run = RunClass.get(ws, reused_from)
     fraction = None
     if snap is not None and snap.mini_batches.total:
         mb = snap.mini_batches
@@ -295,8 +300,9 @@ def collect(
         "run_metrics": metrics_view(ws.store.get_metric_rows([record.run_id])),
         "run_logs": Logs(
             run_id=shown,
-            name=log_name(ws, shown),
-            text=log_tail(shown_run),
+            name=log_name(ws, log_run.id),
+            text=log_tail(log_run),
+            reused_from=reused_from,
             progress=describe(snap) if snap is not None else None,
             progress_fraction=fraction,
         ),

@@ -57,7 +57,8 @@ def summary(data: dict[str, Any], *, hint: str | None = None) -> str:
         lines.append(f"Progress: {logs['progress']}")
     if logs["text"]:
         whose = "" if logs["run_id"] == props["run_id"] else f" of {_child_name(data, logs['run_id'])}"
-        lines.append(f"Log{whose} ({logs['name']}, last lines):")
+        reused = f", reused from run {logs['reused_from']}" if logs["reused_from"] else ""
+        lines.append(f"Log{whose} ({logs['name']}{reused}, last lines):")
         lines += ["  " + line for line in logs["text"].splitlines()[-TEXT_LOG_LINES:]]
     if hint:
         lines.append(hint)

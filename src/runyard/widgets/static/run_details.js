@@ -52,6 +52,7 @@ function header(data) {
   const dur = el("span", { class: "rd-duration" }, duration(p));
   const head = el("div", { class: "rd-head" },
     el("span", { class: "rd-name" }, p.display_name || p.run_id), badge(data.status),
+    el("span", { class: "rd-muted" }, `${p.experiment} · ${p.type}`),
     el("span", { class: "rd-muted" }, "Duration: "), dur,
     el("a", { href: data.workbench_run_details_uri, target: "_blank", rel: "noopener" }, "View run in the studio"));
   return { head, dur };
@@ -119,20 +120,24 @@ function metricsView(data, model) {
   }
   if (plots.length) section.insertBefore(charts, section.children[1] || null);
   if (values.length) section.append(table(["Metric", "Value"], values));
-  const Plotly = plots.length ? plotlyOf(model) : null;
-  for (const [div, m] of plots) {
-    if (!Plotly) { div.textContent = `${m.name}: ${m.series[0].data.slice(-1)[0]}`; continue; }
-    Plotly.newPlot(div, [{ x: m.categories, y: m.series[0].data, type: "scatter", mode: "lines+markers", name: m.name }],
-      { title: { text: m.name }, height: 240, margin: { l: 50, r: 16, t: 36, b: 36 } },
-      { displaylogo: false, responsive: true, staticPlot: false });
-  }
-  return data.run_metrics.length ? section : null;
+  // plotly measures its div: draw once the section is in the page
+  const drawCharts = () => {
+    const Plotly = plots.length ? plotlyOf(model) : null;
+    for (const [div, m] of plots) {
+      if (!Plotly) { div.textContent = `${m.name}: ${m.series[0].data.slice(-1)[0]}`; continue; }
+      Plotly.newPlot(div, [{ x: m.categories, y: m.series[0].data, type: "scatter", mode: "lines+markers", name: m.name }],
+        { title: { text: m.name }, height: 240, margin: { l: 50, r: 16, t: 36, b: 36 } },
+        { displaylogo: false, responsive: true });
+    }
+  };
+  return data.run_metrics.length ? { section, drawCharts } : null;
 }
 
 function logView(data) {
   const logs = data.run_logs;
   const whose = data.child_runs.find((c) => c.run_id === logs.run_id);
-  const title = `Log${whose ? " of " + whose.name : ""}${logs.name ? " (" + logs.name + ")" : ""}`;
+  const reused = logs.reused_from ? `, reused from run ${logs.reused_from}` : "";
+  const title = `Log${whose ? " of " + whose.name : ""}${logs.name ? " (" + logs.name + reused + ")" : ""}`;
   const section = el("section", { class: "rd-logs" }, el("h4", {}, title));
   if (logs.progress) {
     const bar = el("progress", { max: 1, value: logs.progress_fraction ?? 0 });
@@ -166,8 +171,9 @@ function render({ model, el: host }) {
         table(["Name", "Status", "Duration", "Run id"], rows, select, selectedId)));
     }
     const metrics = metricsView(data, model);
-    if (metrics) root.append(metrics);
+    if (metrics) root.append(metrics.section);
     root.append(logView(data));
+    if (metrics) metrics.drawCharts();
   };
   draw();
   model.on("change:snapshot", draw);
