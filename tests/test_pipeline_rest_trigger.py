@@ -5,7 +5,6 @@ token; every refusal has the server's JSON shape (401/403/404/409/400/422)."""
 from __future__ import annotations
 
 import time
-import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,14 +19,13 @@ from runyard import Workspace
 from runyard.engine.execution import PIPELINE_RUN_TYPE
 from runyard.errors import InvalidInputError
 from runyard.pipeline import Pipeline, PipelineParameter, PythonScriptStep
-from runyard.pipeline.pipeline import _snapshot_sources
+from runyard.pipeline.endpoint import PipelineEndpoint
+from runyard.pipeline.published import ENDPOINT_SUBMIT_PATH, PUBLISHED_SUBMIT_PATH, PublishedPipeline
 from runyard.server.app import create_app
 from runyard.server.auth import create_token
 from runyard.server.errors import AUTH_FAILED_BODY, INVALID_TOKEN_BODY
-from runyard.server.routes_pipeline_submit import ENDPOINT_SUBMIT_PATH, PUBLISHED_SUBMIT_PATH
 from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import SqlStore
-from runyard.store.records import ACTIVE, DISABLED, PipelineEndpointRecord, PublishedPipelineRecord
 from server_process import ServerProcess, running_server
 
 pytestmark = pytest.mark.usefixtures("no_stray_processes")
@@ -65,30 +63,11 @@ class Door:
         return httpx.post(self.server.url + path, json=body, headers=headers, timeout=60, **kw)
 
 
-def publish(ws: Workspace, src: Path, out: Path, name: str, *, status: str = ACTIVE) -> str:
-    """A published pipeline as the store keeps it: the compiled graph with its sources snapshotted now."""
+def publish(ws: Workspace, src: Path, out: Path, name: str) -> PublishedPipeline:
+    """Pipeline.publish: the graph and a snapshot of `src` as it is now."""
     msg, n = PipelineParameter("msg", default_value="hello"), PipelineParameter("n", default_value=1)
     step = PythonScriptStep("step.py", name="write", source_directory=str(src), arguments=[str(out), msg, n])
-    graph = Pipeline(ws, [step]).graph
-    _snapshot_sources(ws, graph)
-    record = PublishedPipelineRecord(
-        id=str(uuid.uuid4()), name=name, status=status, created_time=time.time(), graph=graph, version="1"
-    )
-    ws.store.create_published_pipeline(record)  # type: ignore[attr-defined]
-    return record.id
-
-
-def endpoint(ws: Workspace, name: str, versions: dict[str, str], *, status: str = ACTIVE) -> str:
-    record = PipelineEndpointRecord(
-        id=str(uuid.uuid4()),
-        name=name,
-        status=status,
-        created_time=time.time(),
-        default_version="0",
-        versions=versions,
-    )
-    ws.store.create_pipeline_endpoint(record)  # type: ignore[attr-defined]
-    return record.id
+    return Pipeline(ws, [step]).publish(name=name, version="1")
 
 
 @pytest.fixture(scope="module")
@@ -108,12 +87,14 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
     src, out = root / "src", root / "out"
     SourceDir(src).gen({"step.py": STEP.replace("CODE", "A")})
     first = publish(ws, src, out, "first")
+    assert first.endpoint == ws.studio_url + PUBLISHED_SUBMIT_PATH.format(id=first.id)  # the door's path
     SourceDir(src).gen({"step.py": STEP.replace("CODE", "B")})  # edited after publishing: first keeps A
     second = publish(ws, src, out, "second")
-    ep = endpoint(ws, "door", {"0": first, "1": second})
+    ep = PipelineEndpoint.publish(ws, "door", "versions 0 and 1", first)
+    ep.add(second)  # version "1"; the default stays "0"
     env = {"RUNYARD_SERVER_COMPUTE": "1", "RUNYARD_SCHEDULER_IDLE_SECONDS": "3"}
     with running_server(ws.path, root / "server.log", auth=True, env=env) as server:
-        yield Door(ws, server, tokens, ids, out, first, second, ep)
+        yield Door(ws, server, tokens, ids, out, first.id, second.id, ep.id)
     kill_strays(root)
 
 
@@ -208,13 +189,15 @@ def test_unknown_disabled_and_malformed(door: Door) -> None:
     unknown = door.post(PUBLISHED_SUBMIT_PATH.format(id="no-such-id"), body)
     assert "No published pipeline with id 'no-such-id'" in error_of(unknown, 404)
     assert error_of(door.post(ENDPOINT_SUBMIT_PATH.format(id="nope"), body), 404)
-    off = publish(door.ws, door.out.parent / "src", door.out, "off", status=DISABLED)
-    assert "Disabled" in error_of(door.post(PUBLISHED_SUBMIT_PATH.format(id=off), body), 409)
-    closed = endpoint(door.ws, "closed", {"0": door.first}, status=DISABLED)
-    message = error_of(door.post(ENDPOINT_SUBMIT_PATH.format(id=closed), body), 409)
+    off = publish(door.ws, door.out.parent / "src", door.out, "off")
+    via_off = PipelineEndpoint.publish(door.ws, "via-off", None, off)  # active; its pipeline will not be
+    off.disable()
+    assert "Disabled" in error_of(door.post(PUBLISHED_SUBMIT_PATH.format(id=off.id), body), 409)
+    assert "Disabled" in error_of(door.post(ENDPOINT_SUBMIT_PATH.format(id=via_off.id), body), 409)
+    closed = PipelineEndpoint.publish(door.ws, "closed", None, PublishedPipeline.get(door.ws, door.first))
+    closed.disable()
+    message = error_of(door.post(ENDPOINT_SUBMIT_PATH.format(id=closed.id), body), 409)
     assert "Pipeline endpoint 'closed'" in message and "enable()" in message
-    via_off = endpoint(door.ws, "via-off", {"0": off})  # an active endpoint whose pipeline is disabled
-    assert "Disabled" in error_of(door.post(ENDPOINT_SUBMIT_PATH.format(id=via_off), body), 409)
 
     path = PUBLISHED_SUBMIT_PATH.format(id=door.first)
     assert "body.ExperimentName: Field required" in error_of(door.post(path, {}), 422)

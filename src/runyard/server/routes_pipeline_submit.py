@@ -35,15 +35,13 @@ from runyard.engine.submission import (
 )
 from runyard.errors import InvalidInputError, NotFoundError, PipelineDisabled, RunyardError
 from runyard.pipeline.data import parameter_from_text, parameter_json
+
+# the URL paths PublishedPipeline.endpoint and PipelineEndpoint.endpoint are built from
+from runyard.pipeline.published import ENDPOINT_SUBMIT_PATH, PUBLISHED_SUBMIT_PATH
 from runyard.server.auth import Principal
 from runyard.server.errors import ERROR_RESPONSES, forbidden, runyard_error_response
 from runyard.store import SqlStore
 from runyard.store.records import ACTIVE, PipelineEndpointRecord, PublishedPipelineRecord
-
-# The URL paths of v1's submit calls; runyard/pipeline/published.py builds PublishedPipeline.endpoint
-# and PipelineEndpoint.endpoint from the same text (issue 15's contract §2).
-PUBLISHED_SUBMIT_PATH = "/pipelines/v1.0/PipelineRuns/PipelineSubmit/{id}"
-ENDPOINT_SUBMIT_PATH = "/pipelines/v1.0/PipelineRuns/PipelineEndpointSubmit/Id/{id}"
 
 PlainValue = StrictStr | StrictBool | StrictInt | StrictFloat
 

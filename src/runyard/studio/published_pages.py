@@ -24,8 +24,8 @@ from runyard.engine.execution import PIPELINE_RUN_TYPE
 from runyard.engine.schedules import next_fire_time
 from runyard.engine.submission import ENDPOINT_ID_PROPERTY, PIPELINE_ID_PROPERTY
 from runyard.errors import NotFoundError, RunyardError
+from runyard.pipeline.published import ENDPOINT_SUBMIT_PATH, PUBLISHED_SUBMIT_PATH
 from runyard.server.auth import Principal
-from runyard.server.routes_pipeline_submit import ENDPOINT_SUBMIT_PATH, PUBLISHED_SUBMIT_PATH
 from runyard.store import RunRecord, SqlStore
 from runyard.store.records import ACTIVE, PipelineEndpointRecord, PublishedPipelineRecord, ScheduleRecord
 from runyard.studio.auth import studio_principal
