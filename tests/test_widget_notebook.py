@@ -2,7 +2,8 @@
 ipykernel. show() returns at once (the next cell runs while the run is active), the widget's state follows
 the values the run logs, and its poller stops after the run ends. Checked twice: from inside the kernel
 (a cell prints the widget's traits) and from the widget state nbclient stored in the notebook, which is
-what a front-end would have drawn."""
+what a front-end would have drawn. Without anywidget, show() prints the text summary and says how to get
+the widget."""
 
 from __future__ import annotations
 
@@ -42,6 +43,13 @@ run.complete()
 time.sleep(2.5)
 print("FINAL", json.dumps({"status": details.widget.snapshot["status"], "poller": details._poller.is_alive()}))
 """
+WITHOUT_ANYWIDGET = """
+import sys
+saved = {name: sys.modules.pop(name) for name in ("anywidget", "runyard.widgets.view")}
+sys.modules["anywidget"] = None  # importing it fails, as when runyard[widgets] is not installed
+RunDetails(run).show()
+sys.modules.update(saved)
+"""
 
 
 def printed(cell: Any, label: str) -> Any:
@@ -56,6 +64,7 @@ def test_the_widget_follows_a_live_run_in_a_real_kernel(tmp_path: Path) -> None:
         nbformat.v4.new_code_cell(SETUP.format(ws=str(tmp_path / "ws" / ".runyard"))),
         nbformat.v4.new_code_cell(LOG_MORE),
         nbformat.v4.new_code_cell(COMPLETE),
+        nbformat.v4.new_code_cell(WITHOUT_ANYWIDGET),
     ]
     client = NotebookClient(
         notebook,
@@ -73,6 +82,8 @@ def test_the_widget_follows_a_live_run_in_a_real_kernel(tmp_path: Path) -> None:
     assert printed(notebook.cells[1], "NEXT") == {"status": "Running", "poller": True}  # next cell ran
     assert printed(notebook.cells[1], "STATE") == [1.0, 0.8, 0.6, 0.4, 0.2]  # followed from the kernel
     assert printed(notebook.cells[2], "FINAL") == {"status": "Completed", "poller": False}  # then stopped
+    fallback = "".join(o.get("text", "") for o in notebook.cells[3].outputs if o.output_type == "stream")
+    assert "Status: Completed" in fallback and "pip install runyard[widgets]" in fallback  # the text summary
     displayed = [o for o in notebook.cells[0].outputs if o.output_type == "display_data"]
     view = displayed[0]["data"]["application/vnd.jupyter.widget-view+json"]
 
