@@ -316,7 +316,7 @@ class PipelineRun(Run):
 
     @staticmethod
     @v1_ignores(
-        _service_endpoint="runyard reads the workspace's own store; there is no service client to pass"
+        _service_endpoint="runyard reads and writes the workspace's own store; there is no service client to pass"
     )
     def get_pipeline_runs(
         workspace: Workspace, pipeline_id: str, _service_endpoint: Any = None
