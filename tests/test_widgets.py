@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
-from conftest import SourceDir, clean_settings, kill_strays
+from conftest import SourceDir, clean_settings, insert_pipeline, kill_strays
 from runyard import Experiment, Run, ScriptRunConfig, Workspace
 from runyard.errors import InvalidInputError, NotFoundError
+from runyard.parallel.progress import PROGRESS_FILE, MiniBatchCounts, ProgressSnapshot, describe
 from runyard.pipeline import Pipeline, PipelineData, PipelineRun, PythonScriptStep
+from runyard.status import RunStatus
 from runyard.widgets import ParallelRunStepDetails, RunDetails
 from runyard.widgets.snapshot import collect
 from runyard.widgets.view import STUDIO_CSS, RunDetailsView, plotly_source, widget_css
@@ -197,3 +199,25 @@ def test_the_widget_uses_the_studio_colours_and_the_installed_plotly() -> None:
     assert plotly_source().lstrip().startswith("/**") and "plotly.js" in plotly_source()[:200]
     view = RunDetailsView()
     assert view.plotly_js == plotly_source() and view._css == css
+
+
+def test_a_parallel_step_shows_its_progress(
+    sqlite_workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The driver's progress file (parallel/progress.py) in the graph node and above the step's log."""
+    ws = sqlite_workspace
+    graph = {
+        "steps": [{"name": "score", "inputs": [], "run_after": [], "parallel": {"mini_batch_size": "1"}}]
+    }
+    pipeline_id = insert_pipeline(ws, {"graph": graph}, ["score"])
+    step = ws.store.list_descendants(pipeline_id, recursive=False)[0]
+    ws.store.set_run_status(step.run_id, RunStatus.RUNNING)
+    snap = ProgressSnapshot(step="score", mini_batches=MiniBatchCounts(total=10, completed=3, failed=1))
+    ws.artifacts.put_bytes(f"runs/{step.run_id}/{PROGRESS_FILE}", snap.model_dump_json().encode())
+
+    data = RunDetails(Run.get(ws, pipeline_id)).get_widget_data()
+    assert data["graph"]["nodes"][0]["detail"] == "4/10"
+    assert data["run_logs"]["run_id"] == step.run_id  # the running step is the one shown
+    assert data["run_logs"]["progress"] == describe(snap) and data["run_logs"]["progress_fraction"] == 0.4
+    ParallelRunStepDetails(workspace=ws, run_id=pipeline_id, step_name="score").show()
+    assert f"Progress: {describe(snap)}" in capsys.readouterr().out
