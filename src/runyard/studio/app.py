@@ -98,7 +98,7 @@ def install_studio(
 
     def html_error(request: Request, exc: RunyardError) -> Response | None:
         """An HTML page for errors on studio pages; None for API routes, which answer JSON."""
-        if request.url.path.startswith(("/api/", "/studio/api/", "/ajax-api/")):
+        if request.url.path.startswith(("/api/", "/studio/api/", "/ajax-api/", "/pipelines/")):
             return None
         status = next(status for kind, status, _ in STATUS_BY_ERROR if isinstance(exc, kind))  # as the API
         return error_page(request, status, ERROR_TITLES.get(status, "Cannot do this"), str(exc))
