@@ -25,6 +25,7 @@ from runyard.engine.schedules import ScheduleTicker, next_fire_time, upcoming, w
 from runyard.engine.service import SchedulerService, ensure_running, service_info
 from runyard.pipeline import (
     Pipeline,
+    PipelineEndpoint,
     PipelineParameter,
     PipelineRun,
     PythonScriptStep,
@@ -70,7 +71,7 @@ def published_id(pipeline: Pipeline, name: str) -> str:
     return str(pipeline.publish(name=name).id)
 
 
-def schedule(ws: Workspace, pipeline_id: str, **fields: Any) -> ScheduleRecord:
+def schedule(ws: Workspace, pipeline_id: str | None, **fields: Any) -> ScheduleRecord:
     """A schedule written straight into the store (as Schedule.create does, with full control of its fields)."""
     record = ScheduleRecord(
         id=str(uuid.uuid4()),
@@ -366,3 +367,28 @@ def test_a_watch_on_s3_sees_new_and_rewritten_objects_once_each(
     ticker.tick(now + 122)  # nothing changed since
     assert len(fired_runs(ws, record)) == 1
     assert current(ws, record).data["firing"]["dataPath"] == "in/a.csv"
+
+
+def test_an_endpoint_schedule_runs_its_default_version_and_failures_never_stop_the_ticker(
+    sqlite_workspace: Workspace, src: SourceDir
+) -> None:
+    ws = sqlite_workspace
+    step = PythonScriptStep("mark.py", name="mark", source_directory=src)
+    endpoint = PipelineEndpoint.publish(ws, "nightly-endpoint", "for schedules", Pipeline(ws, [step]))
+    record = schedule(ws, None, recurrence=minutely(None), pipeline_endpoint_id=endpoint.id)
+    broken = schedule(ws, None, datastore_name="nope", polling_interval=1, pipeline_endpoint_id=endpoint.id)
+    lines: list[str] = []
+    ticker = ScheduleTicker(ws, lines.append)
+    ticker.tick(time.time())
+    (run,) = fired_runs(ws, record)
+    props = ws.store.get_properties(run.run_id)
+    assert props["azureml.pipelineEndpointId"] == endpoint.id
+    assert props["azureml.pipelineid"] == endpoint.get_pipeline().id
+    watch_error = current(ws, broken).data["watchError"]["message"]
+    assert "Could not list the watched path: No datastore 'nope'" in watch_error, watch_error
+    endpoint.disable()
+    ticker.tick(time.time() + 61)
+    failed = current(ws, record)
+    assert "is Disabled" in failed.data["lastError"]["message"] and len(fired_runs(ws, record)) == 1
+    assert failed.next_fire_time is not None and failed.next_fire_time > time.time() + 61  # it goes on
+    assert not [line for line in lines if "Traceback" in line], lines

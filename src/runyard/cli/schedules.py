@@ -68,6 +68,7 @@ def as_json(record: ScheduleRecord) -> dict[str, Any]:
         "lastFireTime": record.last_fire_time,
         "lastRunId": record.last_run_id,
         "lastError": record.data.get("lastError"),
+        "watchError": record.data.get("watchError"),
     }
 
 
@@ -138,12 +139,13 @@ def show(schedule_id: str, json_out: bool = typer.Option(False, "--json", help="
         console.print(
             f"Last run: {record.last_run_id} (`runyard runs show {record.last_run_id}`)", markup=False
         )
-    error = record.data.get("lastError")
-    if isinstance(error, dict):
-        console.print(
-            f"[bold red]Last error[/] ({when(error.get('time'))}): {escape(str(error.get('message')))}",
-            markup=True,
-        )
+    for key, label in (("lastError", "Last error"), ("watchError", "Watch error")):
+        error = record.data.get(key)
+        if isinstance(error, dict):
+            console.print(
+                f"[bold red]{label}[/] ({when(error.get('time'))}): {escape(str(error.get('message')))}",
+                markup=True,
+            )
 
 
 def _set_status(schedule_id: str, status: str) -> None:

@@ -16,7 +16,8 @@ where (docs/schedules.md):
   firing happens once on the next tick and the following time is computed from now, so a week without a
   scheduler is one run, not one per missed interval.
 - *Failures* (a disabled pipeline, a parameter the pipeline no longer has) are kept in the schedule's
-  `data["lastError"]` and printed; they never stop the service.
+  `data["lastError"]` (a watch that cannot list its store: `data["watchError"]`) and printed; they never
+  stop the service.
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ from runyard.engine.submission import (
     published_for_endpoint,
     submit_published,
 )
-from runyard.errors import NotFoundError, RunyardError
+from runyard.errors import NotFoundError, PipelineDisabled, RunyardError
 from runyard.store import SqlStore
 from runyard.store.publish_rules import zone_of
-from runyard.store.records import PublishedPipelineRecord, ScheduleRecord
+from runyard.store.records import ACTIVE, PublishedPipelineRecord, ScheduleRecord
 
 #: The longest a recurrence with an interval above 1 looks ahead for its next kept day/week/month.
 _MAX_CANDIDATES = 10_000
@@ -235,16 +236,20 @@ class ScheduleTicker:
         try:
             listing = watch_listing(self.ws, record)
         except RunyardError as exc:  # the datastore is gone or unreachable: say so, poll again later
-            data["lastError"] = {"time": now, "message": f"Could not list the watched path: {exc}"}
-            if self.store.claim_schedule_firing(record.id, record.next_fire_time, following, data=data):
-                self.echo(f"schedule {record.name} ({record.id}): {data['lastError']['message']}")
+            error = {"time": now, "message": f"Could not list the watched path: {exc}"}
+            if self.store.claim_schedule_firing(
+                record.id, record.next_fire_time, following, data={"watchError": error}
+            ):
+                self.echo(f"schedule {record.name} ({record.id}): {error['message']}")
             return
         baseline = data.get("watch")
         data["watch"] = listing
+        data["watchError"] = None
         changed = changed_paths(baseline, listing) if isinstance(baseline, dict) else []
         if not changed:  # the first listing is the baseline; a deletion only updates it
+            same = listing == baseline and record.data.get("watchError") is None
             self.store.claim_schedule_firing(
-                record.id, record.next_fire_time, following, data=data if listing != baseline else None
+                record.id, record.next_fire_time, following, data=None if same else data
             )
             return
         fired = dataclasses.replace(record, data=data)
@@ -295,6 +300,11 @@ class ScheduleTicker:
         properties = {SCHEDULE_ID_PROPERTY: record.id}
         if record.pipeline_endpoint_id is not None:
             endpoint = self.store.get_pipeline_endpoint(record.pipeline_endpoint_id)
+            if endpoint.status != ACTIVE:
+                raise PipelineDisabled(
+                    f"Pipeline endpoint {endpoint.name!r} ({endpoint.id}) is {endpoint.status}, so its schedule "
+                    "cannot submit it; enable it first: PipelineEndpoint.get(ws, id=...).enable()."
+                )
             properties[ENDPOINT_ID_PROPERTY] = endpoint.id
             return published_for_endpoint(self.store, endpoint), properties
         assert record.pipeline_id is not None
