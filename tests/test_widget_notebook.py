@@ -86,6 +86,7 @@ def test_the_widget_follows_a_live_run_in_a_real_kernel(tmp_path: Path) -> None:
     assert "Status: Completed" in fallback and "pip install runyard[widgets]" in fallback  # the text summary
     displayed = [o for o in notebook.cells[0].outputs if o.output_type == "display_data"]
     view = displayed[0]["data"]["application/vnd.jupyter.widget-view+json"]
+    assert "Status: Running" in displayed[0]["data"]["text/plain"]  # for viewers without widgets
 
     # what a front-end would draw: nbclient kept the last state the kernel sent to the widget's model
     state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]

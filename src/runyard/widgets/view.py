@@ -15,10 +15,13 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
+from typing import Any
 
 import anywidget
 import plotly
 import traitlets
+
+from runyard.widgets.text import summary
 
 STATIC = Path(__file__).parent / "static"
 STUDIO_CSS = Path(__file__).parents[1] / "studio" / "static" / "studio.css"
@@ -63,3 +66,12 @@ class RunDetailsView(anywidget.AnyWidget):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(_css=widget_css(), plotly_js=plotly_source(), **kwargs)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The widget, with the text summary as its plain-text form: what a notebook viewer without
+        widgets (nbconvert, a git host's preview) shows instead of `RunDetailsView(...)`."""
+        bundle = super()._repr_mimebundle_(**kwargs)  # anywidget's (data, metadata), or None
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        if isinstance(data, dict) and self.snapshot:
+            data["text/plain"] = summary(self.snapshot)
+        return bundle
