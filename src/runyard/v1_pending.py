@@ -210,11 +210,11 @@ NAMES: dict[str, Pending] = {
     "LINK_MODE": Pending(None, "link outputs are a Synapse feature"),
     # Publishing and the widgets (issue 15).
     "ParallelRunStepDetails": PUBLISHING,
-    "PipelineEndpoint": PUBLISHING,
-    "PublishedPipeline": PUBLISHING,
-    "PipelineDraft": PUBLISHING,
-    "Schedule*": PUBLISHING,
-    "TimeZone": PUBLISHING,
+    "PipelineDraft": Pending(
+        None,
+        "v1's PipelineDraft is the Azure designer's saved, unsubmitted pipeline; runyard keeps pipelines as "
+        "code: publish the Pipeline (pipeline.publish) or submit it",
+    ),
     "RunDetails": PUBLISHING,
     # The rest of v1's pipeline graph.
     "Module*": Pending(
@@ -276,12 +276,10 @@ METHODS: dict[str, Pending] = {
     "*Run.submit_child": Pending(
         None, "submitting a job from inside a job; use run.child_run() for logged children"
     ),
-    "PipelineRun.publish_pipeline": PUBLISHING,
-    "PipelineRun.get_pipeline_runs": PUBLISHING,
     "PipelineRun.save": Pending(None, "v1's pipeline YAML format"),
     "Pipeline.load_yaml": Pending(None, "v1's pipeline YAML format"),
-    "Pipeline.publish": PUBLISHING,
-    "Pipeline.service_endpoint": PUBLISHING,
+    "PublishedPipeline.save": Pending(None, "v1's pipeline YAML format"),
+    "Schedule.load_yaml": Pending(None, "v1's schedule YAML format; create schedules with Schedule.create"),
     "PortDataReference.*": Pending(
         None,
         "reading an earlier pipeline run's output in a new pipeline: pass "

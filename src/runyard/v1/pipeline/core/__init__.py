@@ -3,11 +3,16 @@
 from runyard.pipeline import (
     Pipeline,
     PipelineData,
+    PipelineEndpoint,
     PipelineParameter,
     PipelineRun,
     PortDataReference,
+    PublishedPipeline,
+    Schedule,
+    ScheduleRecurrence,
     StepRun,
     StepSequence,
+    TimeZone,
 )
 from runyard.pipeline.runs import StepRunOutput
 from runyard.v1_pending import module_getattr
@@ -15,11 +20,16 @@ from runyard.v1_pending import module_getattr
 __all__ = [
     "Pipeline",
     "PipelineData",
+    "PipelineEndpoint",
     "PipelineParameter",
     "PipelineRun",
     "PortDataReference",
+    "PublishedPipeline",
+    "Schedule",
+    "ScheduleRecurrence",
     "StepRun",
     "StepRunOutput",
     "StepSequence",
+    "TimeZone",
 ]
 __getattr__ = module_getattr(__name__)

@@ -2,8 +2,16 @@
 
 from runyard.core import Experiment
 from runyard.data.datastore import Datastore
-from runyard.pipeline import PipelineRun
+from runyard.pipeline import PipelineRun, PublishedPipeline, Schedule, ScheduleRecurrence, TimeZone
 from runyard.v1_pending import module_getattr
 
-__all__ = ["Datastore", "Experiment", "PipelineRun"]
+__all__ = [
+    "Datastore",
+    "Experiment",
+    "PipelineRun",
+    "PublishedPipeline",
+    "Schedule",
+    "ScheduleRecurrence",
+    "TimeZone",
+]
 __getattr__ = module_getattr(__name__)
