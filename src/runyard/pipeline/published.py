@@ -105,12 +105,17 @@ def runs_with_property(ws: Workspace, key: str, value: str) -> builtins.list[Pip
     """The pipeline runs whose property `key` is `value` (where they came from), newest first."""
     from runyard.pipeline.runs import PipelineRun
 
-    store = ws.store
-    return [
-        PipelineRun(Experiment._existing(ws, r.experiment_name), r.run_id)
-        for r in store.list_runs(run_type=PIPELINE_RUN_TYPE)
-        if store.get_properties(r.run_id).get(key) == value
-    ]
+    records = ws.store.list_runs(run_type=PIPELINE_RUN_TYPE, property_key=key, property_value=value)
+    experiments: dict[str, Experiment] = {}
+    runs: builtins.list[PipelineRun] = []
+    for record in records:  # handles built from the listed records: no query per run
+        if record.experiment_name not in experiments:
+            experiments[record.experiment_name] = Experiment._existing(ws, record.experiment_name)
+        run = PipelineRun.__new__(PipelineRun)
+        run._experiment, run.workspace, run._id = experiments[record.experiment_name], ws, record.run_id
+        run._record, run._writable_checked = record, False
+        runs.append(run)
+    return runs
 
 
 def publish_run(

@@ -166,6 +166,8 @@ def store_router(store: SqlStore, principal: Any) -> APIRouter:
         display_name: str | None = None,
         fingerprint: str | None = None,
         exclude_parent: str | None = None,
+        property_key: str | None = None,
+        property_value: str | None = None,
     ) -> list[RunRecord]:
         if who.scope == "run":
             if parent_id is None:
@@ -186,6 +188,8 @@ def store_router(store: SqlStore, principal: Any) -> APIRouter:
                 display_name=display_name,
                 fingerprint=fingerprint,
                 exclude_parent=exclude_parent,
+                property_key=property_key,
+                property_value=property_value,
             ),
         )
 

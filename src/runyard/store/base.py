@@ -66,8 +66,12 @@ class Store(Protocol):
         display_name: str | None = None,
         fingerprint: str | None = None,
         exclude_parent: str | None = None,
+        property_key: str | None = None,
+        property_value: str | None = None,
     ) -> list[RunRecord]:
-        """Newest first. `exclude_parent` leaves out the children of that run."""
+        """Newest first. `exclude_parent` leaves out the children of that run. `property_key` keeps the
+        runs that have that property (with `property_value`, only where it has that value), in the same
+        query: finding a published pipeline's or a schedule's runs must not fetch each run's properties."""
         ...
 
     def list_descendants(self, run_id: str, recursive: bool) -> list[RunRecord]: ...

@@ -165,6 +165,8 @@ class RestStore(RestPublish):
         display_name: str | None = None,
         fingerprint: str | None = None,
         exclude_parent: str | None = None,
+        property_key: str | None = None,
+        property_value: str | None = None,
     ) -> list[RunRecord]:
         return self._get(
             "/runs",
@@ -178,6 +180,8 @@ class RestStore(RestPublish):
             display_name=display_name,
             fingerprint=fingerprint,
             exclude_parent=exclude_parent,
+            property_key=property_key,
+            property_value=property_value,
         )
 
     def list_descendants(self, run_id: str, recursive: bool) -> list[RunRecord]:

@@ -172,8 +172,12 @@ class SqlStore(SqlMetrics, SqlModels, SqlCompute, SqlData, SqlEnv, SqlPublish, S
         display_name: str | None = None,
         fingerprint: str | None = None,
         exclude_parent: str | None = None,
+        property_key: str | None = None,
+        property_value: str | None = None,
     ) -> list[RunRecord]:
         query = self._run_select()
+        if property_key is not None or property_value is not None:
+            query = query.where(_has_property(property_key, property_value))
         if run_type is not None:
             query = query.where(t.runs.c.run_type == run_type)
         if display_name is not None:
@@ -337,3 +341,14 @@ class SqlStore(SqlMetrics, SqlModels, SqlCompute, SqlData, SqlEnv, SqlPublish, S
         with self._read() as conn:
             rows = conn.execute(sa.select(t.run_properties).where(t.run_properties.c.run_id == run_id))
             return {r.key: r.value for r in rows}
+
+
+def _has_property(key: str | None, value: str | None) -> sa.Exists:
+    """EXISTS on run_properties for the run of the outer query (one query, however many runs)."""
+    if key is None:
+        raise InvalidInputError("property_value needs property_key: name the property whose value to match.")
+    props = t.run_properties
+    found = sa.select(props.c.run_id).where(props.c.run_id == t.runs.c.run_id, props.c.key == key)
+    if value is not None:
+        found = found.where(props.c.value == value)
+    return found.exists()

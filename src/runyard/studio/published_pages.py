@@ -31,7 +31,6 @@ from runyard.store.records import ACTIVE, PipelineEndpointRecord, PublishedPipel
 from runyard.studio.auth import studio_principal
 
 RUNS_SHOWN = 50  # the newest runs a pipeline or endpoint page lists
-RUNS_SCANNED = 2000  # how many of the newest pipeline runs are searched for them
 
 
 def published_page_router(
@@ -136,14 +135,10 @@ def creator(stamp: Any) -> str:
 
 
 def runs_with_property(store: SqlStore, key: str, value: str) -> list[RunRecord]:
-    """The newest pipeline runs whose property `key` is `value` (e.g. azureml.pipelineid)."""
-    found: list[RunRecord] = []
-    for run in store.list_runs(run_type=PIPELINE_RUN_TYPE, limit=RUNS_SCANNED):
-        if store.get_properties(run.run_id).get(key) == value:
-            found.append(run)
-            if len(found) >= RUNS_SHOWN:
-                break
-    return found
+    """The newest pipeline runs whose property `key` is `value` (e.g. azureml.pipelineid), one query."""
+    return store.list_runs(
+        run_type=PIPELINE_RUN_TYPE, property_key=key, property_value=value, limit=RUNS_SHOWN
+    )
 
 
 def example_body(record: PublishedPipelineRecord) -> dict[str, Any]:
