@@ -1,6 +1,7 @@
 """Follow-ups to publishing and schedules (issue 15): the runs a published pipeline, an endpoint or a
 schedule produced are found in one query however many runs the workspace holds, on SqlStore and over
-REST; a datastore watch's first listing is taken when the schedule is created."""
+REST; a schedule created over REST on a compute server gets the workspace's scheduler running; a
+datastore watch's first listing is taken when the schedule is created."""
 
 from __future__ import annotations
 
@@ -9,19 +10,26 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from conftest import SourceDir, kill_strays, wait_for
 from runyard import Workspace
 from runyard.engine.execution import PIPELINE_RUN_TYPE
+from runyard.engine.service import service_info
 from runyard.errors import InvalidInputError
+from runyard.pipeline import Pipeline, PythonScriptStep
 from runyard.pipeline.published import runs_with_property
 from runyard.server.app import create_app
-from runyard.store import RunRecord, SqlStore
+from runyard.status import TERMINAL_STATUSES, RunStatus
+from runyard.store import RunRecord, ScheduleRecord, SqlStore
+from runyard.store.records import ACTIVE, DISABLED
 from runyard.store.rest_store import RestStore
 from runyard.studio import published_pages
+from server_process import running_server
 
 with warnings.catch_warnings():  # starlette may warn that httpx is deprecated for its TestClient
     warnings.simplefilter("ignore")
@@ -129,3 +137,49 @@ def test_runs_by_property_over_rest_take_one_query(sqlite_workspace: Workspace) 
             rest.list_runs(property_value="p1")
     finally:
         client.__exit__(None, None, None)
+
+
+def publish_one_step(ws: Workspace, src: SourceDir, name: str) -> str:
+    src.gen({"mark.py": "import sys\nprint('scheduled step ran', sys.argv[1:])\n"})
+    step = PythonScriptStep("mark.py", name="mark", arguments=["hi"], source_directory=src, allow_reuse=False)
+    return str(Pipeline(ws, [step]).publish(name=name).id)
+
+
+def test_a_schedule_created_or_enabled_over_rest_on_a_compute_server_starts_the_scheduler(
+    tmp_path: Path,
+) -> None:
+    """A server started as compute (`runyard up`, `runyard server --compute`) starts the scheduler
+    when a schedule becomes Active through it, as it does for a pipeline submitted over REST."""
+    ws = Workspace.create(tmp_path / "ws")
+    pipeline_id = publish_one_step(ws, SourceDir(tmp_path / "src"), "rest-scheduled")
+    env = {"RUNYARD_SERVER_COMPUTE": "1", "RUNYARD_SCHEDULER_IDLE_SECONDS": "2"}
+    try:
+        with running_server(ws.path, tmp_path / "server.log", env=env) as server:
+            rest = RestStore(server.url)
+            assert service_info(ws) is None
+            draft = ScheduleRecord(
+                id=str(uuid.uuid4()), name="at-once", status=ACTIVE, experiment_name="rest-sched",
+                created_time=time.time(), pipeline_id=pipeline_id,
+                recurrence={"frequency": "Hour", "interval": 1},  # no start time: fires at once
+            )  # fmt: skip
+            created = rest.create_schedule(draft)
+            assert created.data["createdBy"].get("auth") == "off"  # the server's stamp of its caller
+            runs = wait_for(
+                lambda: ws.store.list_runs(experiment_name="rest-sched", top_level_only=True), timeout=30
+            )
+            log = (ws.path / "scheduler.log").read_text
+            done = wait_for(
+                lambda: (r := ws.store.get_run(runs[0].run_id)).status in TERMINAL_STATUSES and r, timeout=30
+            )
+            assert done.status == RunStatus.COMPLETED, log()  # run as the server's unauthenticated caller
+            assert ws.store.get_properties(done.run_id)["azureml.scheduleId"] == created.id
+            # Disabled, the scheduler has nothing left and exits; set Active again, it is started again.
+            rest.set_schedule_status(created.id, DISABLED)
+            wait_for(lambda: service_info(ws) is None, timeout=30)
+            assert rest.set_schedule_status(created.id, ACTIVE).next_fire_time is None
+            wait_for(lambda: service_info(ws) is not None, timeout=10)
+            later = wait_for(lambda: ws.store.get_schedule(created.id).next_fire_time, timeout=30)
+            assert later > time.time() + 60  # seen by the new scheduler: the next hour, not a burst
+            rest.set_schedule_status(created.id, DISABLED)
+    finally:
+        kill_strays(tmp_path)

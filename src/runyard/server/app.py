@@ -111,7 +111,7 @@ def create_app(workspace: Workspace, *, auth: bool = False, host_is_compute: boo
     app.include_router(artifact_router(store, artifacts, principal))
     app.include_router(token_router(store, principal))
     app.include_router(mlflow_router(store, principal))
-    app.include_router(publish_router(store, principal))
+    app.include_router(publish_router(workspace, store, principal))
     app.include_router(pipeline_submit_router(workspace, store, principal))
     install_studio(app, workspace, store, artifacts, auth=auth)
 

@@ -10,19 +10,24 @@ Bodies are read strictly (pydantic strict mode): lax mode would turn `"5"` into 
 into True before store/publish_rules.py sees it, so REST would store what the Python API refuses. The
 rules themselves are the store's (SqlStore checks every write), so messages are the same on every path.
 
-claim_schedule_firing has no route: only the workspace's own scheduler fires schedules.
+claim_schedule_firing has no route: only the workspace's own scheduler fires schedules. On a server
+started as compute, a schedule created or set Active here starts that scheduler (as a pipeline submitted
+over REST does); elsewhere it fires once a scheduler runs for the workspace (`runyard up`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from runyard.core.workspace import Workspace
+from runyard.engine.service import ensure_running
 from runyard.server.auth import Principal
 from runyard.server.errors import ERROR_RESPONSES
 from runyard.store import PipelineEndpointRecord, PublishedPipelineRecord, ScheduleRecord, SqlStore
+from runyard.store.records import ACTIVE
 
 
 class _Strict(BaseModel):
@@ -97,9 +102,15 @@ def _stamped(body: BaseModel, who: Principal) -> dict[str, Any]:
     return fields
 
 
-def publish_router(store: SqlStore, principal: Any) -> APIRouter:
+def publish_router(workspace: Workspace, store: SqlStore, principal: Any) -> APIRouter:
     router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES, tags=["publishing"])
     auth = Depends(principal)
+
+    def serve(record: ScheduleRecord, request: Request, who: Principal) -> ScheduleRecord:
+        """An Active schedule on a compute server gets this workspace's scheduler running to fire it."""
+        if record.status == ACTIVE and getattr(request.app.state, "host_is_compute", False):
+            ensure_running(workspace, accept_unauthenticated=who.auth_off)
+        return record
 
     def writer(who: Principal, what: str) -> None:
         who.require_not_run_token(what)
@@ -182,9 +193,9 @@ def publish_router(store: SqlStore, principal: Any) -> APIRouter:
 
     # -- schedules --------------------------------------------------------------------------------
     @router.post("/schedules", response_model=ScheduleRecord)
-    def create_schedule(body: ScheduleIn, who: Principal = auth) -> ScheduleRecord:
+    def create_schedule(body: ScheduleIn, request: Request, who: Principal = auth) -> ScheduleRecord:
         writer(who, "Creating a schedule")
-        return store.create_schedule(ScheduleRecord(**_stamped(body, who)))
+        return serve(store.create_schedule(ScheduleRecord(**_stamped(body, who))), request, who)
 
     @router.get("/schedules", response_model=list[ScheduleRecord])
     def list_schedules(
@@ -204,8 +215,10 @@ def publish_router(store: SqlStore, principal: Any) -> APIRouter:
         return store.get_schedule(schedule_id)
 
     @router.put("/schedules/{schedule_id}/status", response_model=ScheduleRecord)
-    def set_schedule_status(schedule_id: str, body: StatusIn, who: Principal = auth) -> ScheduleRecord:
+    def set_schedule_status(
+        schedule_id: str, body: StatusIn, request: Request, who: Principal = auth
+    ) -> ScheduleRecord:
         writer(who, "Enabling or disabling a schedule")
-        return store.set_schedule_status(schedule_id, body.status)
+        return serve(store.set_schedule_status(schedule_id, body.status), request, who)
 
     return router
