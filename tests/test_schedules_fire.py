@@ -189,9 +189,11 @@ def test_a_firing_missed_while_the_scheduler_was_killed_fires_once_after_the_res
     sqlite_workspace: Workspace, src: SourceDir
 ) -> None:
     """v1's Schedule.create starts the real background scheduler (`python -m runyard.engine WS`); it is
-    SIGKILLed while the first firing is pending and started again after that time: one run."""
+    SIGKILLed while a firing is pending and started again after that time: one run. The first firing is
+    far off, so no loaded machine fires it before the kill; once the scheduler is dead its pending firing
+    is moved into the past (the compare-and-set the scheduler itself uses), as if its time had passed."""
     ws = sqlite_workspace
-    start = float(int(time.time()) + 4)
+    start = float(int(time.time()) + 600)
     recurrence = ScheduleRecurrence(
         frequency="Minute", interval=1, start_time=datetime.fromtimestamp(start, UTC).replace(tzinfo=None),
         time_zone=TimeZone.UTC,
@@ -209,14 +211,16 @@ def test_a_firing_missed_while_the_scheduler_was_killed_fires_once_after_the_res
     assert current(ws, record).next_fire_time == start
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: service_info(ws) is None, timeout=10)  # the kernel dropped its lock
-    time.sleep(max(0.0, start + 0.5 - time.time()))
+    missed = time.time() - 1
+    assert ws.store.claim_schedule_firing(record.id, start, missed)  # type: ignore[attr-defined]
     assert fired_runs(ws, record) == []  # nobody ran at the firing time
     assert ensure_running(ws)  # as the next submit or Schedule.create does
     runs = wait_for(lambda: fired_runs(ws, record), timeout=20)
     log = (ws.path / "scheduler.log").read_text
     assert ended(ws, runs[0].run_id).status == RunStatus.COMPLETED, log()
     assert len(fired_runs(ws, record)) == 1, log()
-    assert current(ws, record).next_fire_time == start + 60
+    fired = current(ws, record)
+    assert fired.next_fire_time == start and fired.last_run_id == runs[0].run_id  # back on its own grid
     assert [r.id for r in created.get_pipeline_runs()] == [runs[0].run_id]  # type: ignore[attr-defined]
 
 
@@ -314,6 +318,30 @@ def test_a_datastore_watch_fires_on_a_new_file_with_its_path(
     assert "fresh.csv" in str(current(ws, record).data["watch"])
     time.sleep(1.5)
     assert len(fired_runs(ws, record)) == 1  # the change fired once
+
+
+def test_a_file_written_right_after_a_watch_is_created_fires_once(
+    service: SchedulerService, src: SourceDir, tmp_path: Path
+) -> None:
+    """Schedule.create takes the watch's first listing itself: a file that lands before the scheduler
+    first looks is a change, not part of the baseline."""
+    ws = service.ws
+    store = ws.get_default_datastore()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "seen.csv").write_text("old")
+    store.upload(str(tmp_path / "old"), target_path="landing", show_progress=False)
+    created = Schedule.create(
+        ws, name="landing", pipeline_id=publish(ws, src), experiment_name="landing", datastore=store,
+        polling_interval=0.01, path_on_datastore="landing",
+    )  # fmt: skip
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "fresh.csv").write_text("1,2,3")
+    store.upload(str(tmp_path / "new"), target_path="landing", show_progress=False)  # right away
+    record = current(ws, ws.store.get_schedule(created.id))  # type: ignore[attr-defined]
+    runs = wait_for(lambda: fired_runs(ws, record), timeout=20)
+    assert ended(ws, runs[0].run_id).status == RunStatus.COMPLETED
+    assert current(ws, record).data["firing"]["dataPath"] == "landing/fresh.csv"
+    assert len(fired_runs(ws, record)) == 1  # polled meanwhile (every 0.6 s): nothing new, nothing more
 
 
 # -- who a firing runs as -------------------------------------------------------------------------

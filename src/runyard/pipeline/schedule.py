@@ -9,14 +9,16 @@ a schedule starts that service as `Pipeline.submit` does, and it stays up while 
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from runyard.compat import v1_ignores, v1_keywords
+from runyard.engine.schedules import watch_listing
 from runyard.engine.service import ensure_running
 from runyard.engine.submission import SCHEDULE_ID_PROPERTY, published_for_endpoint
-from runyard.errors import InvalidInputError, NotFoundError
+from runyard.errors import InvalidInputError, NotFoundError, RunyardError
 from runyard.pipeline.published import PROVIDER, _parameters, _who, runs_with_property
 from runyard.pipeline.recurrence import ScheduleRecurrence
 from runyard.store import SqlStore
@@ -196,7 +198,10 @@ class Schedule:
             pipeline_id=target[0],
             pipeline_endpoint_id=target[1],
         )
-        stored = ws.store.create_schedule(check_schedule(record))
+        record = check_schedule(record)
+        if watch:
+            record = _with_first_listing(ws, record)
+        stored = ws.store.create_schedule(record)
         _start_scheduler(ws)
         return Schedule._from_record(ws, stored)
 
@@ -396,3 +401,13 @@ class Schedule:
         what = repr(self._recurrence) if self._recurrence else f"watching datastore {self._datastore_name!r}"
         target = self._pipeline_id or f"endpoint {self._pipeline_endpoint_id}"
         return f"Schedule(Name: {self._name}, Id: {self._id}, Status: {self._status}, Pipeline: {target}, {what})"
+
+
+def _with_first_listing(ws: Workspace, record: ScheduleRecord) -> ScheduleRecord:
+    """The watch's baseline taken now, so a file written before the scheduler first looks fires; a store
+    that cannot be listed now leaves the baseline to the scheduler (it reports watchError)."""
+    try:
+        listing = watch_listing(ws, record)
+    except RunyardError:
+        return record
+    return dataclasses.replace(record, data={**record.data, "watch": listing})
