@@ -1,7 +1,7 @@
 """Follow-ups to publishing and schedules (issue 15): the runs a published pipeline, an endpoint or a
 schedule produced are found in one query however many runs the workspace holds, on SqlStore and over
-REST; a schedule created over REST on a compute server gets the workspace's scheduler running; a
-datastore watch's first listing is taken when the schedule is created."""
+REST; a schedule created over REST on a compute server gets the workspace's scheduler running;
+Experiment.submit takes published pipelines and endpoints, and its refusal names them."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import SourceDir, kill_strays, wait_for
-from runyard import Workspace
+from runyard import Experiment, Workspace
 from runyard.engine.execution import PIPELINE_RUN_TYPE
 from runyard.engine.service import service_info
 from runyard.errors import InvalidInputError
-from runyard.pipeline import Pipeline, PythonScriptStep
-from runyard.pipeline.published import runs_with_property
+from runyard.pipeline import Pipeline, PipelineEndpoint, PipelineRun, PythonScriptStep
+from runyard.pipeline.published import PublishedPipeline, runs_with_property
 from runyard.server.app import create_app
 from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import RunRecord, ScheduleRecord, SqlStore
@@ -183,3 +183,19 @@ def test_a_schedule_created_or_enabled_over_rest_on_a_compute_server_starts_the_
             rest.set_schedule_status(created.id, DISABLED)
     finally:
         kill_strays(tmp_path)
+
+
+@pytest.mark.usefixtures("no_stray_processes")
+def test_experiment_submit_takes_published_pipelines_and_endpoints_and_names_them(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws = sqlite_workspace
+    published = PublishedPipeline.get(ws, publish_one_step(ws, SourceDir(tmp_path / "src"), "via-experiment"))
+    endpoint = PipelineEndpoint.publish(ws, "via-experiment", "for Experiment.submit", published)
+    exp = Experiment(ws, "via-experiment")
+    direct = exp.submit(published, tags={"via": "published"})
+    routed = exp.submit(endpoint, tags={"via": "endpoint"})
+    assert [r.id for r in PipelineRun.get_pipeline_runs(ws, published.id)] == [routed.id, direct.id]
+    assert direct.get_tags()["via"] == "published" and routed.get_tags()["via"] == "endpoint"
+    with pytest.raises(InvalidInputError, match="a PublishedPipeline or a PipelineEndpoint"):
+        exp.submit("train.py")  # type: ignore[arg-type]

@@ -35,7 +35,8 @@ NAME_RULE = re.compile(r"^[a-zA-Z0-9][\w-]{0,254}$")
 
 
 class Submittable(Protocol):
-    """Anything experiment.submit() accepts: ScriptRunConfig here, Pipeline in runyard.pipeline."""
+    """Anything experiment.submit() accepts: ScriptRunConfig here; Pipeline, PublishedPipeline and
+    PipelineEndpoint in runyard.pipeline."""
 
     def _submit_to(self, experiment: Experiment, tags: dict[str, Any] | None, **kwargs: Any) -> Run: ...
 
@@ -192,12 +193,14 @@ class Experiment:
         ]
 
     def submit(self, config: Submittable, tags: dict[str, Any] | None = None, **kwargs: Any) -> Run:
-        """Start `config` (a ScriptRunConfig, or a Pipeline) and return its run at once. `kwargs` go to
-        the config's own submit (e.g. a pipeline's pipeline_parameters), which refuses what it does not know."""
+        """Start `config` (a ScriptRunConfig, a Pipeline, a PublishedPipeline or a PipelineEndpoint) and
+        return its run at once. `kwargs` go to the config's own submit (e.g. a pipeline's
+        pipeline_parameters), which refuses what it does not know."""
         submit = getattr(config, "_submit_to", None)
         if submit is None:
             raise InvalidInputError(
-                f"experiment.submit() cannot run a {type(config).__name__}; pass a ScriptRunConfig or a Pipeline."
+                f"experiment.submit() cannot run a {type(config).__name__}; pass a ScriptRunConfig, a Pipeline, "
+                "a PublishedPipeline or a PipelineEndpoint."
             )
         run: Run = submit(self, tags, **kwargs)
         return run
