@@ -140,6 +140,8 @@ def test_a_pipeline_run_shows_its_graph_with_reuse_and_its_steps(runs: Runs) -> 
     # nobody clicked: the log of the step that ran last; a click on prep shows prep's
     assert data["run_logs"]["run_id"] == steps["use"]["run_id"]
     assert "use read 1 2 3" in data["run_logs"]["text"]
+    assert set(data["logs_by_run"]) == {runs.second.id, steps["prep"]["run_id"], steps["use"]["run_id"]}
+    assert data["logs_by_run"][steps["use"]["run_id"]] == data["run_logs"]
     clicked = collect(runs.second, selected=steps["prep"]["run_id"])["run_logs"]  # prep ran nothing here:
     assert clicked["run_id"] == steps["prep"]["run_id"]  # its log is the one of the run it reused
     assert clicked["reused_from"] == steps["prep"]["reused_from"] and "prep wrote data" in clicked["text"]

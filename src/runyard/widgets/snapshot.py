@@ -4,6 +4,8 @@ The same dict is the anywidget's `snapshot` trait, the text summary's input and 
 `RunDetails.get_widget_data()`. Its top-level keys are v1's (`status`, `workbench_run_details_uri`,
 `run_id`, `run_properties`, `child_runs`, `children_metrics`, `run_metrics`, `run_logs`, `graph`,
 `widget_settings`), so v1 code that reads them finds them; the values are runyard's shapes, below.
+`logs_by_run` holds the log tail of the run and of each child, so the front-end switches logs on a click
+without asking the kernel; `run_logs` is the selected (or default) one.
 
 `change_marker` is the cheap question the poller asks every second (a few small queries, no metric rows,
 no log bytes): only when it changes is the snapshot rebuilt and sent to the front-end.
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
 #: Lines of the selected run's log the widget shows, read from at most this many trailing bytes.
 LOG_LINES = 80
 LOG_BYTES = 64 * 1024
+#: Children whose logs travel with every snapshot, so a click on one is answered by the browser alone
+#: (no round trip to a kernel that may be busy); a child past these is read when selected.
+MAX_LOGGED_CHILDREN = 50
 #: Rows of a list or table metric sent to the front-end (the studio's Metrics tab has them all).
 TABLE_ROWS = 200
 
@@ -209,14 +214,6 @@ def default_selection(record: RunRecord, children: list[RunRecord]) -> str:
     return max(started, key=lambda c: c.start_time or 0).run_id if started else record.run_id
 
 
-def log_name(ws: Workspace, run_id: str) -> str:
-    """The driver log, else the newest-named log the run has (a run may not have started yet)."""
-    prefix = f"runs/{run_id}"
-    if ws.artifacts.exists(f"{prefix}/{DRIVER_LOG}"):
-        return DRIVER_LOG
-    return ""
-
-
 def log_size(ws: Workspace, run_id: str) -> int:
     rel = f"runs/{run_id}/{DRIVER_LOG}"
     return ws.artifacts.size(rel) if ws.artifacts.exists(rel) else -1
@@ -237,6 +234,29 @@ def _progress_size(ws: Workspace, run_id: str) -> int:
     return ws.artifacts.size(rel) if ws.artifacts.exists(rel) else -1
 
 
+def logs_of(run: Run, record: RunRecord) -> Logs:
+    """A run's log tail and, for a ParallelRunStep step, its progress line. A reused step ran nothing:
+    its log is the one of the run it reused."""
+    from runyard.core.run import Run as RunClass
+
+    snap = read_progress(run)
+    log_run, reused_from = run, record.data.get("reusedFrom")
+    if reused_from and log_size(run.workspace, run.id) < 0:
+        log_run = RunClass.get(run.workspace, reused_from)
+    fraction = None
+    if snap is not None and snap.mini_batches.total:
+        mb = snap.mini_batches
+        fraction = (mb.completed + mb.failed) / mb.total
+    return Logs(
+        run_id=run.id,
+        name=DRIVER_LOG if log_size(run.workspace, log_run.id) >= 0 else "",
+        text=log_tail(log_run),
+        reused_from=reused_from,
+        progress=describe(snap) if snap is not None else None,
+        progress_fraction=fraction,
+    )
+
+
 def change_marker(run: Run, selected: str | None) -> tuple[Any, ...]:
     """What changes when anything the widget shows changes: statuses, metric row count, log sizes."""
     ws = run.workspace
@@ -249,7 +269,7 @@ def change_marker(run: Run, selected: str | None) -> tuple[Any, ...]:
         tuple((c.run_id, c.status, c.start_time) for c in children),
         ws.store.count_metric_rows(run.id),
         shown,
-        log_size(ws, shown),
+        tuple(log_size(ws, r.run_id) for r in [record, *children[:MAX_LOGGED_CHILDREN]]),
         _progress_size(ws, shown),
     )
 
@@ -275,16 +295,13 @@ def collect(
                 node_progress[name] = f"{mb.completed + mb.failed:,}/{mb.total:,}"
     ids = {record.run_id, *(c.run_id for c in children)}
     shown = selected if selected in ids else default_selection(record, children)
-    shown_run = run if shown == run.id else RunClass.get(ws, shown)
-    snap = read_progress(shown_run)
-    shown_record = next((c for c in children if c.run_id == shown), record)
-    log_run, reused_from = shown_run, shown_record.data.get("reusedFrom")
-    if reused_from and log_size(ws, shown) < 0:  # a reused step ran nothing: show the run it reused
-        log_run = RunClass.get(ws, reused_from)
-    fraction = None
-    if snap is not None and snap.mini_batches.total:
-        mb = snap.mini_batches
-        fraction = (mb.completed + mb.failed) / mb.total
+    selectable = [record, *children[:MAX_LOGGED_CHILDREN]]
+    logs = {
+        r.run_id: logs_of(run if r.run_id == run.id else RunClass.get(ws, r.run_id), r) for r in selectable
+    }
+    if shown not in logs:
+        shown_record = next(c for c in children if c.run_id == shown)
+        logs[shown] = logs_of(RunClass.get(ws, shown), shown_record)
     summaries = ws.store.get_metric_summaries([c.run_id for c in children]) if children else []
     children_metrics: dict[str, dict[str, Any]] = {}
     for s in summaries:
@@ -298,14 +315,8 @@ def collect(
         "child_runs": [child_view(c) for c in sorted(children, key=lambda c: (c.created_time, c.number))],
         "children_metrics": children_metrics,
         "run_metrics": metrics_view(ws.store.get_metric_rows([record.run_id])),
-        "run_logs": Logs(
-            run_id=shown,
-            name=log_name(ws, log_run.id),
-            text=log_tail(log_run),
-            reused_from=reused_from,
-            progress=describe(snap) if snap is not None else None,
-            progress_fraction=fraction,
-        ),
+        "run_logs": logs[shown],
+        "logs_by_run": logs,
         "graph": graph_view(record, by_name, node_progress) if record.run_type == PIPELINE_RUN_TYPE else {},
         "widget_settings": dict(widget_settings or {}),
         "updated": time.time(),

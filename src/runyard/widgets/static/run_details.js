@@ -1,5 +1,5 @@
-// RunDetails: draws the `snapshot` trait (runyard/widgets/snapshot.py); a click on a step or child sets
-// `selected`, and the kernel answers with that run's log. plotly.js comes from the `plotly_js` trait and
+// RunDetails: draws the `snapshot` trait (runyard/widgets/snapshot.py); a click on a step or child shows
+// that run's log (the snapshot holds each child's log tail) and sets `selected` for the kernel. plotly.js comes from the `plotly_js` trait and
 // is evaluated once per page, then kept on window.
 const PLOTLY_KEY = "__runyardPlotly";
 const SVG = "http://www.w3.org/2000/svg";
@@ -9,10 +9,15 @@ function plotlyOf(model) {
   const source = model.get("plotly_js");
   if (!source) return null;
   const module = { exports: {} };
-  // the bundle is UMD: given a `module`, it hands Plotly back instead of looking for AMD's define
-  const load = new Function("module", "exports", "define", source + "\n;return module.exports;");
-  const plotly = load(module, module.exports, undefined);
-  window[PLOTLY_KEY] = plotly && plotly.newPlot ? plotly : window.Plotly;
+  try {
+    // the bundle is UMD: given a `module`, it hands Plotly back instead of looking for AMD's define
+    const load = new Function("module", "exports", "define", source + "\n;return module.exports;");
+    const plotly = load(module, module.exports, undefined);
+    window[PLOTLY_KEY] = plotly && plotly.newPlot ? plotly : window.Plotly;
+  } catch (err) {  // a page that forbids eval (a strict Content-Security-Policy): values instead of charts
+    console.warn("runyard RunDetails: plotly.js could not be loaded", err);
+    return null;
+  }
   return window[PLOTLY_KEY];
 }
 
@@ -133,8 +138,7 @@ function metricsView(data, model) {
   return data.run_metrics.length ? { section, drawCharts } : null;
 }
 
-function logView(data) {
-  const logs = data.run_logs;
+function logView(data, logs) {
   const whose = data.child_runs.find((c) => c.run_id === logs.run_id);
   const reused = logs.reused_from ? `, reused from run ${logs.reused_from}` : "";
   const title = `Log${whose ? " of " + whose.name : ""}${logs.name ? " (" + logs.name + reused + ")" : ""}`;
@@ -153,7 +157,13 @@ function render({ model, el: host }) {
   const root = el("div", { class: "runyard-rd" });
   host.append(root);
   let ticker = null;
-  const select = (runId) => { model.set("selected", runId); model.save_changes(); };
+  let chosen = null;  // what was clicked: the snapshot carries every child's log, so no kernel round trip
+  const select = (runId) => {
+    chosen = runId;
+    draw();
+    model.set("selected", runId);  // the kernel follows too (get_widget_data) when it is free
+    model.save_changes();
+  };
   const draw = () => {
     const data = model.get("snapshot");
     root.replaceChildren();
@@ -163,7 +173,9 @@ function render({ model, el: host }) {
     root.append(head);
     if (data.run_properties.active) ticker = setInterval(() => { dur.textContent = duration(data.run_properties); }, 1000);
     if (data.run_properties.error) root.append(el("div", { class: "rd-error" }, data.run_properties.error));
-    const selectedId = data.run_logs.run_id;
+    const logsByRun = data.logs_by_run || {};
+    const selectedId = chosen && logsByRun[chosen] ? chosen : data.run_logs.run_id;
+    const logs = logsByRun[selectedId] || data.run_logs;
     if (data.graph && data.graph.nodes) root.append(graphView(data, select, selectedId));
     if (data.child_runs.length) {
       const rows = data.child_runs.map((c) => ({ id: c.run_id, cells: [c.name, c.status, c.duration, c.run_id] }));
@@ -172,7 +184,7 @@ function render({ model, el: host }) {
     }
     const metrics = metricsView(data, model);
     if (metrics) root.append(metrics.section);
-    root.append(logView(data));
+    root.append(logView(data, logs));
     if (metrics) metrics.drawCharts();
   };
   draw();
