@@ -19,6 +19,7 @@ import pytest
 
 from conftest import SourceDir, free_port, insert_pipeline, run_cli, wait_for
 from runyard import Workspace
+from runyard.core.compute_target import AmlCompute, ComputeTarget
 from runyard.core.snapshot import snapshot_files
 from runyard.engine.service import INFO_FILE, SchedulerService
 from runyard.errors import AuthError, InvalidInputError
@@ -189,6 +190,36 @@ def test_a_write_token_record_over_rest_does_not_run_on_the_server_host(
     assert not (tmp_path / "writer-ran").exists()
     assert ended(ws, runs["runner"]).status == RunStatus.COMPLETED
     assert (tmp_path / "runner-ran").read_text() == "ran"
+
+
+def test_a_token_granted_local_only_runs_no_step_on_a_named_target(
+    sqlite_workspace: Workspace, src: SourceDir, tmp_path: Path, scheduler: SchedulerService
+) -> None:
+    """Issue 15 review: the scheduler checked the submitter's grant for the pipeline's placement target
+    ("local") only, so a token granted "local" alone ran a step on a named compute target (a server with
+    --compute stores such a run as sent; the record is written here as it would have stamped it).
+    Every step's target is checked too: the pipeline is refused, naming the step, the target, the token
+    and the grant that would allow it; nothing runs."""
+    ws = sqlite_workspace
+    cfg = AmlCompute.provisioning_configuration(max_nodes=1)
+    ComputeTarget.create(ws, "gpu-cluster", cfg).wait_for_completion(show_output=False)
+    _, record = create_token(ws.store, "write", compute=("local",))  # type: ignore[arg-type]
+    graph = crafted_graph(ws, src, "mark.py", [str(tmp_path / "ran")])
+    graph["steps"][0]["compute_target"] = "gpu-cluster"
+    data = {
+        "graph": graph,
+        "parameters": {},
+        "submittedBy": {"token": record.token_id},
+        "placement": {"workspace": ws.identity, "target": "local"},
+    }
+    refused = ended(ws, insert_pipeline(ws, data, ["step"]))
+    assert refused.status == RunStatus.FAILED
+    assert refused.data["error"]["code"] == "NotAuthorized"
+    text = message(refused)
+    assert "compute target 'gpu-cluster' (step 'step')" in text and record.token_id in text, text
+    assert "its compute targets: local" in text and "--compute gpu-cluster" in text, text
+    assert step_statuses(ws, refused.run_id) == {RunStatus.CANCELED}
+    assert not (tmp_path / "ran").exists()
 
 
 def test_unauthenticated_submissions_run_only_under_runyard_up(

@@ -118,6 +118,28 @@ class Submitters:
             return None
         return f"It was submitted with token {token}, which {problem} {grant}"
 
+    def pipeline_refusal(self, record: RunRecord, target: str) -> tuple[str, str] | None:
+        """`refusal` for the pipeline's placement `target` and for every step's own compute target (a
+        step runs on its named target's slots on this machine), so a grant of "local" alone does not
+        run steps placed on a named target. None when it may run; else (where, reason), where names
+        the target and, for a step's, the step. A graph that is not a list of steps is left to the
+        pipeline's parser (InvalidPipeline), which refuses it with its own reason."""
+        refusal = self.refusal(record, target)
+        if refusal is not None:
+            return f"compute target {target!r}", refusal
+        if "submittedBy" not in record.data:
+            return None
+        graph = record.data.get("graph")
+        steps = graph.get("steps") if isinstance(graph, dict) else None
+        for step in steps if isinstance(steps, list) else []:
+            named = step.get("compute_target") if isinstance(step, dict) else None
+            if not isinstance(named, str) or named == target:
+                continue
+            refusal = self.refusal(record, named)
+            if refusal is not None:
+                return f"compute target {named!r} (step {str(step.get('name'))!r})", refusal
+        return None
+
     def _token_problem(self, token_id: str, target: str) -> str | None:
         assert self.tokens is not None
         record = self.tokens.get_token(token_id)

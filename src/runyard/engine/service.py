@@ -179,9 +179,9 @@ class SchedulerService:
                 self.not_ours.add(record.run_id)
                 return
             target = self.placement.target_of(record)
-            refusal = self.submitters.refusal(record, target)
+            refusal = self.submitters.pipeline_refusal(record, target)  # its steps' targets too
             if refusal is not None:
-                self.refuse(record, "NotAuthorized", f"Not run on compute target {target!r}: {refusal}")
+                self.refuse(record, "NotAuthorized", f"Not run on {refusal[0]}: {refusal[1]}")
                 return
             try:
                 execution = PipelineExecution(self.ws, record, self.submitters)
