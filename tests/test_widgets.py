@@ -20,7 +20,7 @@ from runyard.parallel.progress import PROGRESS_FILE, MiniBatchCounts, ProgressSn
 from runyard.pipeline import Pipeline, PipelineData, PipelineRun, PythonScriptStep
 from runyard.status import RunStatus
 from runyard.widgets import ParallelRunStepDetails, RunDetails
-from runyard.widgets.snapshot import collect
+from runyard.widgets.snapshot import change_marker, collect
 from runyard.widgets.view import STUDIO_CSS, RunDetailsView, plotly_source, widget_css
 
 TRAIN = """
@@ -221,5 +221,11 @@ def test_a_parallel_step_shows_its_progress(
     assert data["graph"]["nodes"][0]["detail"] == "4/10"
     assert data["run_logs"]["run_id"] == step.run_id  # the running step is the one shown
     assert data["run_logs"]["progress"] == describe(snap) and data["run_logs"]["progress_fraction"] == 0.4
+    pipeline = Run.get(ws, pipeline_id)
+    before = change_marker(pipeline, None)
+    assert change_marker(pipeline, None) == before  # nothing moved: the poller sends nothing
+    snap.mini_batches.completed = 5  # same size on disk, new content: the poller must still see it
+    ws.artifacts.put_bytes(f"runs/{step.run_id}/{PROGRESS_FILE}", snap.model_dump_json().encode())
+    assert change_marker(pipeline, None) != before
     ParallelRunStepDetails(workspace=ws, run_id=pipeline_id, step_name="score").show()
     assert f"Progress: {describe(snap)}" in capsys.readouterr().out

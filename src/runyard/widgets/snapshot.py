@@ -229,9 +229,10 @@ def log_tail(run: Run, lines: int = LOG_LINES) -> str:
     return "\n".join(tail)
 
 
-def _progress_size(ws: Workspace, run_id: str) -> int:
+def _progress_bytes(ws: Workspace, run_id: str) -> bytes:
+    """A ParallelRunStep driver's progress file (small; its `updated` time moves on every write)."""
     rel = f"runs/{run_id}/{PROGRESS_FILE}"
-    return ws.artifacts.size(rel) if ws.artifacts.exists(rel) else -1
+    return ws.artifacts.read_bytes(rel) if ws.artifacts.exists(rel) else b""
 
 
 def logs_of(run: Run, record: RunRecord) -> Logs:
@@ -270,7 +271,7 @@ def change_marker(run: Run, selected: str | None) -> tuple[Any, ...]:
         ws.store.count_metric_rows(run.id),
         shown,
         tuple(log_size(ws, r.run_id) for r in [record, *children[:MAX_LOGGED_CHILDREN]]),
-        _progress_size(ws, shown),
+        tuple(_progress_bytes(ws, r.run_id) for r in [record, *children] if is_active(r)),
     )
 
 
