@@ -11,6 +11,7 @@ v1 scripts that call it keep running.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import sys
 import threading
@@ -66,7 +67,8 @@ class _Poller(threading.Thread):
                 continue
             if ended:
                 self.stopped.wait(self.interval)  # the job's last log lines and metric rows land just after
-                self.details._refresh()
+                with contextlib.suppress(Exception):
+                    self.details._refresh()
                 return
 
 
