@@ -23,12 +23,13 @@ where (docs/schedules.md):
 from __future__ import annotations
 
 import dataclasses
+import json
 import posixpath
 import time
 import traceback
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
@@ -47,8 +48,9 @@ from runyard.store import SqlStore
 from runyard.store.publish_rules import zone_of
 from runyard.store.records import ACTIVE, PublishedPipelineRecord, ScheduleRecord
 
-#: The longest a recurrence with an interval above 1 looks ahead for its next kept day/week/month.
-_MAX_CANDIDATES = 10_000
+#: How many kept days/weeks/months a recurrence with an interval above 1 tries for its next firing (a
+#: kept month may lack the day: Feb 29 every 12 months fires in leap years only).
+_MAX_JUMPS = 100
 _CRON_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WEEK_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -103,11 +105,38 @@ def _kept(frequency: str, interval: int, anchor: datetime, when: datetime) -> bo
     return ((local.year - anchor.year) * 12 + local.month - anchor.month) % interval == 0
 
 
+def _next_kept_start(frequency: str, interval: int, anchor: datetime, when: datetime) -> datetime:
+    """Midnight (in the anchor's zone) starting the first kept day / week / month after `when`'s, so a
+    large interval jumps there instead of stepping through every candidate in between."""
+    local = when.astimezone(anchor.tzinfo)
+    if frequency == "Day":
+        passed = (local.date() - anchor.date()).days
+        day = anchor.date() + timedelta(days=-(-passed // interval) * interval)
+    elif frequency == "Week":
+        monday = anchor.date() - timedelta(days=anchor.weekday())
+        passed = (local.date() - monday).days // 7
+        day = monday + timedelta(weeks=-(-passed // interval) * interval)
+    else:
+        passed = (local.year - anchor.year) * 12 + local.month - anchor.month
+        month = anchor.year * 12 + anchor.month - 1 + -(-passed // interval) * interval
+        day = date(month // 12, month % 12 + 1, 1)
+    return datetime.combine(day, datetime.min.time(), anchor.tzinfo)
+
+
 def next_fire_time(record: ScheduleRecord, after: float) -> float | None:
     """The first time after `after` (epoch seconds) the schedule fires; None when it never does.
 
     A recurrence without start_time that never fired fires at once (`after` itself), as v1 does. A
-    datastore watch is polled every `polling_interval` minutes: its next poll is `after` plus that."""
+    datastore watch is polled every `polling_interval` minutes: its next poll is `after` plus that.
+    A time past what dates can hold (year 9999) is "never": a stored record is input, and its fault
+    must not break the ticker or the pages that show it."""
+    try:
+        return _next_fire_time(record, after)
+    except (OverflowError, ValueError, OSError):  # OSError: fromtimestamp beyond the platform's range
+        return None
+
+
+def _next_fire_time(record: ScheduleRecord, after: float) -> float | None:
     if record.recurrence is None:
         minutes = float(record.polling_interval or 0)
         return after + minutes * 60 if minutes > 0 else None
@@ -126,11 +155,18 @@ def next_fire_time(record: ScheduleRecord, after: float) -> float | None:
         return None if found is None else found.timestamp()
     trigger = _cron(recurrence, anchor)
     found = trigger.get_next_fire_time(None, now)
-    for _ in range(_MAX_CANDIDATES):
+    for _ in range(_MAX_JUMPS):
         if found is None or _kept(frequency, interval, anchor, found):
             return None if found is None else found.timestamp()
-        found = trigger.get_next_fire_time(found, found + timedelta(seconds=1))
+        found = trigger.get_next_fire_time(None, _next_kept_start(frequency, interval, anchor, found))
     return None
+
+
+def _inputs(record: ScheduleRecord) -> str:
+    """What next_fire_time's answer depends on besides `after` (a later `after` never turns None into a
+    time), so the ticker computes a recurrence that never fires once per change, not once per tick."""
+    fields = [record.recurrence, record.created_time, record.last_fire_time, record.data.get("firstFireTime")]
+    return json.dumps(fields, sort_keys=True, default=str)
 
 
 # -- the datastore watch ----------------------------------------------------------------------------
@@ -183,6 +219,8 @@ class ScheduleTicker:
         self.echo = echo
         self._active = False
         self._recovered = False
+        #: schedule id -> what its "never fires" answer was computed from (`_never_fires`)
+        self._never: dict[str, str] = {}
 
     def active(self) -> bool:
         """True when the last tick saw an Active schedule (the service then stays up)."""
@@ -213,8 +251,11 @@ class ScheduleTicker:
             # First sight: from the schedule's creation, so a start_time a slow scheduler saw late still
             # fires (once). Seen before and re-enabled: from now, with no catch-up.
             seen = "seenTime" in data
+            if self._never.get(record.id) == _inputs(record):
+                return
             due = next_fire_time(record, now if seen else min(now, record.created_time))
-            if due is None:
+            if due is None:  # remembered: the answer stays None for every later `now`
+                self._never[record.id] = _inputs(record)
                 return
             data = data if seen else {**data, "seenTime": now}
             if due > now:
@@ -325,8 +366,12 @@ class ScheduleTicker:
 
     def recover(self) -> None:
         """A scheduler killed between claiming a firing and creating its run: create that run now, once
-        (the claim recorded its id; a failed firing recorded its error instead and is not retried)."""
+        (the claim recorded its id; a failed firing recorded its error instead and is not retried).
+        Only Active schedules: a claim happens only while a schedule is Active, so a Disabled one that
+        names a run that does not exist was disabled since (it must not fire) or was written that way."""
         for record in self.store.list_schedules(active_only=False):
+            if record.status != ACTIVE:  # a Disabled record's last_run_id may be made up: it never fires
+                continue
             run_id = record.last_run_id
             failed = (record.data.get("lastError") or {}).get("runId") == run_id
             if run_id is None or failed or self._exists(run_id):

@@ -65,8 +65,12 @@ def parameter_kind_errors(graph: dict[str, Any], values: Mapping[str, Any]) -> l
     return errors
 
 
-def _check_graph(graph: dict[str, Any]) -> None:
-    """A stored graph is input (docs/security.md): refuse one the scheduler would refuse, now, in words."""
+def check_graph(graph: Any) -> None:
+    """A stored graph is input (docs/security.md): refuse one the scheduler would refuse, now, in words.
+
+    Every submit checks it here, and the REST route that publishes a graph sent by a client calls it
+    too (`Pipeline.publish` compiles its graph here). The store's publish_rules cannot: the graph's
+    shape is the engine's, and store does not import engine."""
     try:
         parse_graph(graph)
     except GraphError as exc:
@@ -132,7 +136,7 @@ def create_pipeline_run(
     props = {k: str(v) for k, v in _checked_labels("Property", properties).items()}
     labels = _checked_labels("Tag", tags)
     graph = copy.deepcopy(graph)
-    _check_graph(graph)
+    check_graph(graph)
     values = dict(parameter_values or {})
     errors = parameter_name_errors(graph, values) or parameter_kind_errors(graph, values)
     if errors:

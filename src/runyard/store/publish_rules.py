@@ -13,6 +13,7 @@ what v1's service refused later (an unknown time zone, a start time that is not 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -56,6 +57,13 @@ RECURRENCE_KEYS = (
 MAX_NAME = 255
 MAX_ID = 64
 MAX_PATH = 1024
+#: The largest `interval` per frequency: ten years of 365 days. A longer one never fires in a schedule's
+#: life, and a huge one overflows the date arithmetic of the next firing (docs/security.md).
+MAX_INTERVALS = {"Minute": 5_256_000, "Hour": 87_600, "Day": 3_650, "Week": 520, "Month": 120}
+#: Size caps, measured as JSON text: a published graph is read by every page and submit that shows or
+#: runs it, and a schedule's parameters are copied into each run it fires.
+MAX_GRAPH_BYTES = 4 * 1024 * 1024
+MAX_PARAMETERS_BYTES = 256 * 1024
 #: v1 TimeZone values that tzlocal's table (the current Windows list) no longer carries.
 _RETIRED_WINDOWS_ZONES = {
     "Mid-Atlantic Standard Time": "Etc/GMT+2",
@@ -106,6 +114,15 @@ def _json_object(what: str, value: Any) -> None:
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise InvalidInputError(f"{what} must be a JSON object with text keys, got {type(value).__name__}.")
     check_json(what, value)
+
+
+def _json_size(what: str, value: Any, limit: int, fix: str) -> None:
+    """Refuse JSON whose text form is larger than `limit` bytes (checked after check_json, so it encodes)."""
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise InvalidInputError(
+            f"{what} is {size:,} bytes as JSON; the limit is {limit:,} bytes ({limit // 1024:,} KiB). {fix}"
+        )
 
 
 def _flag(what: str, value: Any, *, optional: bool = False) -> None:
@@ -211,6 +228,11 @@ def check_recurrence(value: Any) -> dict[str, Any]:
     interval = value.get("interval")
     if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
         raise InvalidInputError(f"Interval must be an integer greater than 0, got {interval!r:.40}.")
+    if interval > MAX_INTERVALS[frequency]:
+        raise InvalidInputError(
+            f"interval must be 1..{MAX_INTERVALS[frequency]:,} for frequency {frequency!r} (at most ten years), "
+            f"got {interval:,}; use a longer frequency or a smaller interval."
+        )
     hours = _int_list("hours", value.get("hours"), 0, 23)
     minutes = _int_list("minutes", value.get("minutes"), 0, 59)
     time_of_day = _time_of_day(value.get("time_of_day"))
@@ -269,6 +291,12 @@ def check_published_pipeline(record: PublishedPipelineRecord) -> PublishedPipeli
     _optional_text("Published pipeline version", record.version, MAX_NAME)
     _flag("continue_on_step_failure", record.continue_on_step_failure)
     _json_object("The published pipeline's graph", record.graph)
+    _json_size(
+        "The published pipeline's graph",
+        record.graph,
+        MAX_GRAPH_BYTES,
+        "Publish a smaller pipeline: keep data in datasets or datastores, not in arguments or defaults.",
+    )
     _json_object("The published pipeline's data", record.data)
     return record
 
@@ -358,6 +386,12 @@ def check_schedule(record: ScheduleRecord) -> ScheduleRecord:
                 )
     _flag("continue_on_step_failure", record.continue_on_step_failure, optional=True)
     _json_object("The schedule's pipeline_parameters", record.pipeline_parameters)
+    _json_size(
+        "The schedule's pipeline_parameters",
+        record.pipeline_parameters,
+        MAX_PARAMETERS_BYTES,
+        "Pass large values as a dataset or DataPath parameter instead of inline.",
+    )
     check_epoch("Schedule next_fire_time", record.next_fire_time, optional=True)
     check_epoch("Schedule last_fire_time", record.last_fire_time, optional=True)
     if record.last_run_id is not None:
