@@ -43,9 +43,6 @@ NO_CONTAINERS = Pending(
     "environment it builds; env.docker's settings are recorded and ignored",
 )
 R_LANGUAGE = Pending(None, "runyard runs Python; R environments are not planned")
-PUBLISHING = Pending(
-    15, "the RunDetails widget, published pipelines, endpoints and schedules arrive with issue 15"
-)
 MLFLOW = Pending(16, "MLflow tracking arrives with issue 16")
 DEPLOYMENT = Pending(None, f"model deployment (web services, images, AKS, packaging): {AZURE}")
 CLOUD_COMPUTE = Pending(
@@ -208,14 +205,12 @@ NAMES: dict[str, Pending] = {
     "HistogramCompareMethod": Pending(None, "dataset profiles were computed by the Azure ML service"),
     "HDFS_MODE": Pending(None, "HDFS needs a Spark cluster; use as_mount() or as_download()"),
     "LINK_MODE": Pending(None, "link outputs are a Synapse feature"),
-    # Publishing and the widgets (issue 15).
-    "ParallelRunStepDetails": PUBLISHING,
+    # Publishing (issue 15 built PublishedPipeline, PipelineEndpoint, Schedule and the widgets).
     "PipelineDraft": Pending(
         None,
         "v1's PipelineDraft is the Azure designer's saved, unsubmitted pipeline; runyard keeps pipelines as "
         "code: publish the Pipeline (pipeline.publish) or submit it",
     ),
-    "RunDetails": PUBLISHING,
     # The rest of v1's pipeline graph.
     "Module*": Pending(
         None, "v1's versioned pipeline Modules live in the Azure service; use PythonScriptStep"
