@@ -84,13 +84,25 @@ def kill_strays(folder: Path) -> None:
                 os.kill(int(pid), signal.SIGKILL)
         except (OSError, ValueError):
             pass
+    # and a scheduler that has not written scheduler.json yet (ensure_running just spawned it): its
+    # command line names the workspace, though its working folder is the caller's
+    needle = str(folder).encode()
     for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
             try:
-                if os.readlink(proc / "cwd").startswith(str(folder)):
+                if os.readlink(proc / "cwd").startswith(str(folder)) or (
+                    b"runyard.engine" in (cmdline := (proc / "cmdline").read_bytes()) and needle in cmdline
+                ):
                     os.kill(int(proc.name), signal.SIGKILL)
             except OSError:
                 pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_scheduler_outlives_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Schedulers stay up while a schedule is Active; whatever a test left behind ends with the session."""
+    yield
+    kill_strays(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")
