@@ -324,8 +324,8 @@ class PipelineExecution:
             pins = {}
         if candidate.run_id not in pins.values():
             return "it is not a step run its pipeline was submitted with"
-        if self.submitters.refusal(parent, self.placement.target_of(parent)) is not None:
-            return "its submitter may not run code here"
+        if self.submitters.pipeline_refusal(parent, self.placement.target_of(parent)) is not None:
+            return "its submitter may not run code here (on its placement or a step's named target)"
         outputs = candidate.data.get("outputs", {})
         if not isinstance(outputs, dict):
             return "its outputs are not an object"

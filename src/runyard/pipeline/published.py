@@ -20,7 +20,7 @@ from runyard.compat import check_keywords, v1_ignores, v1_keywords, warn_ignored
 from runyard.core.experiment import Experiment
 from runyard.engine.execution import PIPELINE_RUN_TYPE
 from runyard.engine.service import ensure_running
-from runyard.engine.submission import submit_published
+from runyard.engine.submission import check_graph, submit_published
 from runyard.pipeline.data import parameter_json
 from runyard.pipeline.pipeline import _submitter
 from runyard.store.publish_rules import check_published_pipeline
@@ -80,7 +80,12 @@ def publish_graph(
     *,
     source_run_id: str | None = None,
 ) -> PublishedPipeline:
-    """Store `graph` (compiled, snapshots pinned) as an Active published pipeline."""
+    """Store `graph` (compiled, snapshots pinned) as an Active published pipeline.
+
+    The graph is checked as a submit would check it first: PipelineRun.publish_pipeline publishes a run's
+    stored graph, and a run record may be a crafted one (docs/security.md), so a junk graph is refused
+    here, in words, instead of being stored for every later submit, schedule and studio page to trip on."""
+    check_graph(graph)
     who = _who()
     record = PublishedPipelineRecord(
         id=str(uuid.uuid4()),

@@ -6,6 +6,18 @@ the principal that created it, so that would let a job outlive its run). On crea
 asked in `data["createdBy"]` (its own stamp, whatever the client sent): the scheduler submits firings as
 that principal and trusts nothing else.
 
+A change that widens what runs, or whom it runs as, needs the record's creator or an admin token
+(`_creator_or_admin`): adding a version to an endpoint, changing its name, default version or description,
+and setting an endpoint, a published pipeline or a schedule Active. Otherwise any write token could point
+the owner's schedule at its own graph (which then fires as the owner), take over an endpoint's name, or
+re-enable what the owner switched off. Records made with direct database access have no `createdBy`: over
+REST only an admin may change them. Setting Disabled stays open to any write token, as cancelling a run is.
+
+A schedule's firing fields (next_fire_time, last_fire_time, last_run_id and the scheduler's own data keys)
+belong to the ticker: a create that sets them is refused or has them dropped, so a forged `last_run_id`
+cannot look like a claimed firing. A published graph is checked as the scheduler would check it
+(engine.submission.check_graph) before it is stored, so a junk graph is a 400, not a broken studio page.
+
 Bodies are read strictly (pydantic strict mode): lax mode would turn `"5"` into a polling interval or `1`
 into True before store/publish_rules.py sees it, so REST would store what the Python API refuses. The
 rules themselves are the store's (SqlStore checks every write), so messages are the same on every path.
@@ -24,10 +36,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runyard.core.workspace import Workspace
 from runyard.engine.service import ensure_running
+from runyard.engine.submission import check_graph
+from runyard.errors import InvalidInputError
 from runyard.server.auth import Principal
-from runyard.server.errors import ERROR_RESPONSES
+from runyard.server.errors import ERROR_RESPONSES, forbidden
 from runyard.store import PipelineEndpointRecord, PublishedPipelineRecord, ScheduleRecord, SqlStore
 from runyard.store.records import ACTIVE
+
+#: Keys of a schedule's data that only the workspace's scheduler writes (engine/schedules.py); a create
+#: over REST drops them ("watch" stays: Schedule.create sends a datastore watch's first listing there).
+SCHEDULER_DATA_KEYS = ("firing", "lastError", "seenTime", "firstFireTime", "watchError")
+#: ScheduleRecord fields the ticker owns; RestStore sends them as None, which is the only value accepted.
+SCHEDULER_FIELDS = ("next_fire_time", "last_fire_time", "last_run_id")
 
 
 class _Strict(BaseModel):
@@ -102,6 +122,33 @@ def _stamped(body: BaseModel, who: Principal) -> dict[str, Any]:
     return fields
 
 
+def _creator_or_admin(who: Principal, data: dict[str, Any], what: str) -> None:
+    """Raise 403 unless `who` created the record whose data is `data`, is admin, or auth is off."""
+    if who.scope == "admin" or who.auth_off:
+        return
+    created_by = data.get("createdBy")
+    if isinstance(created_by, dict) and who.token_id is not None and created_by.get("token") == who.token_id:
+        return
+    raise forbidden(
+        f"{what} is allowed only to the token that created it, or to an admin token: it changes what runs "
+        "or whom it runs as, and this token did not create it. Ask its creator, or use a token with the "
+        "'admin' scope (runyard token create --scope admin). Setting it Disabled needs only 'write'."
+    )
+
+
+def _schedule_fields(body: ScheduleIn, who: Principal) -> dict[str, Any]:
+    """A new schedule's fields: the ticker's fields refused unless None, its data keys dropped."""
+    sent = [name for name in SCHEDULER_FIELDS if getattr(body, name) is not None]
+    if sent:
+        raise InvalidInputError(
+            f"A new schedule cannot set {', '.join(sent)}: only the workspace's scheduler writes these "
+            "(when it fires the schedule). Leave them out or send null."
+        )
+    fields = _stamped(body, who)
+    fields["data"] = {k: v for k, v in fields["data"].items() if k not in SCHEDULER_DATA_KEYS}
+    return fields
+
+
 def publish_router(workspace: Workspace, store: SqlStore, principal: Any) -> APIRouter:
     router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES, tags=["publishing"])
     auth = Depends(principal)
@@ -122,6 +169,7 @@ def publish_router(workspace: Workspace, store: SqlStore, principal: Any) -> API
         body: PublishedPipelineIn, who: Principal = auth
     ) -> PublishedPipelineRecord:
         writer(who, "Publishing a pipeline")
+        check_graph(body.graph)
         return store.create_published_pipeline(PublishedPipelineRecord(**_stamped(body, who)))
 
     @router.get("/published-pipelines", response_model=list[PublishedPipelineRecord])
@@ -141,6 +189,9 @@ def publish_router(workspace: Workspace, store: SqlStore, principal: Any) -> API
         pipeline_id: str, body: StatusIn, who: Principal = auth
     ) -> PublishedPipelineRecord:
         writer(who, "Enabling or disabling a published pipeline")
+        if body.status == ACTIVE:
+            record = store.get_published_pipeline(pipeline_id)
+            _creator_or_admin(who, record.data, f"Enabling published pipeline {pipeline_id}")
         return store.set_published_pipeline_status(pipeline_id, body.status)
 
     # -- pipeline endpoints -----------------------------------------------------------------------
@@ -173,6 +224,8 @@ def publish_router(workspace: Workspace, store: SqlStore, principal: Any) -> API
         endpoint_id: str, body: VersionIn, who: Principal = auth
     ) -> PipelineEndpointRecord:
         writer(who, "Adding a pipeline to an endpoint")
+        endpoint = store.get_pipeline_endpoint(endpoint_id)
+        _creator_or_admin(who, endpoint.data, f"Adding a version to pipeline endpoint {endpoint.name!r}")
         return store.add_pipeline_endpoint_version(
             endpoint_id, body.pipeline_id, set_default=body.set_default
         )
@@ -182,20 +235,32 @@ def publish_router(workspace: Workspace, store: SqlStore, principal: Any) -> API
         endpoint_id: str, body: EndpointPatch, who: Principal = auth
     ) -> PipelineEndpointRecord:
         writer(who, "Changing a pipeline endpoint")
-        return store.update_pipeline_endpoint(endpoint_id, **body.model_dump())
+        changes = body.model_dump()
+        widening = [k for k in ("name", "default_version", "description") if changes[k] is not None]
+        if changes["status"] == ACTIVE:
+            widening.append("status Active")
+        if widening:
+            endpoint = store.get_pipeline_endpoint(endpoint_id)
+            _creator_or_admin(
+                who, endpoint.data, f"Changing {', '.join(widening)} of pipeline endpoint {endpoint.name!r}"
+            )
+        return store.update_pipeline_endpoint(endpoint_id, **changes)
 
     @router.put("/pipeline-endpoints/{endpoint_id}/status", response_model=PipelineEndpointRecord)
     def set_pipeline_endpoint_status(
         endpoint_id: str, body: StatusIn, who: Principal = auth
     ) -> PipelineEndpointRecord:
         writer(who, "Enabling or disabling a pipeline endpoint")
+        if body.status == ACTIVE:
+            endpoint = store.get_pipeline_endpoint(endpoint_id)
+            _creator_or_admin(who, endpoint.data, f"Enabling pipeline endpoint {endpoint.name!r}")
         return store.update_pipeline_endpoint(endpoint_id, status=body.status)
 
     # -- schedules --------------------------------------------------------------------------------
     @router.post("/schedules", response_model=ScheduleRecord)
     def create_schedule(body: ScheduleIn, request: Request, who: Principal = auth) -> ScheduleRecord:
         writer(who, "Creating a schedule")
-        return serve(store.create_schedule(ScheduleRecord(**_stamped(body, who))), request, who)
+        return serve(store.create_schedule(ScheduleRecord(**_schedule_fields(body, who))), request, who)
 
     @router.get("/schedules", response_model=list[ScheduleRecord])
     def list_schedules(
@@ -219,6 +284,9 @@ def publish_router(workspace: Workspace, store: SqlStore, principal: Any) -> API
         schedule_id: str, body: StatusIn, request: Request, who: Principal = auth
     ) -> ScheduleRecord:
         writer(who, "Enabling or disabling a schedule")
+        if body.status == ACTIVE:
+            record = store.get_schedule(schedule_id)
+            _creator_or_admin(who, record.data, f"Enabling schedule {record.name!r} ({schedule_id})")
         return serve(store.set_schedule_status(schedule_id, body.status), request, who)
 
     return router

@@ -5,6 +5,11 @@ pipeline's page shows its frozen parameters and steps, the runs it produced and 
 one through the server's REST door (server/routes_pipeline_submit.py); an endpoint's page its versions
 and runs; the Schedules page each schedule's recurrence in words, its next firing and its last run.
 Pages only read: publishing, enabling and scheduling stay in the Python API and the CLI.
+
+A stored graph is input (docs/security.md): a record made over REST, or by hand in the database, may hold
+anything JSON allows. So what the templates show of a graph (step counts, steps, parameters) is computed
+here with isinstance checks, and templates never walk the graph themselves; a page must render for
+every user whatever one record holds.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ def published_page_router(
             pipelines=pipelines,
             endpoints=store.list_pipeline_endpoints(active_only=False),
             names=names,
+            step_counts={p.id: len(graph_steps(p.graph)) for p in pipelines},
             schedules=len(store.list_schedules(active_only=False)),
         )
 
@@ -64,7 +70,6 @@ def published_page_router(
         request: Request, pipeline_id: str, who: Principal = Depends(principal)
     ) -> Response:
         record = store.get_published_pipeline(pipeline_id)
-        graph = record.graph or {}
         endpoints = [
             (e, [v for v, p in e.versions.items() if p == record.id])
             for e in store.list_pipeline_endpoints(active_only=False)
@@ -76,8 +81,8 @@ def published_page_router(
             who,
             title=f"Published pipeline {record.name}",
             record=record,
-            parameters=graph.get("parameters") or {},
-            steps=graph.get("steps") or [],
+            parameters=graph_parameters(record.graph),
+            steps=graph_steps(record.graph),
             runs=runs_with_property(store, PIPELINE_ID_PROPERTY, record.id),
             endpoints=endpoints,
             schedules=schedule_rows(store, store.list_schedules(active_only=False, pipeline_id=record.id)),
@@ -90,7 +95,7 @@ def published_page_router(
     ) -> Response:
         endpoint = store.get_pipeline_endpoint(endpoint_id)
         versions: list[tuple[str, PublishedPipelineRecord | None, str]] = []
-        for version, pipeline_id in sorted(endpoint.versions.items(), key=lambda kv: int(kv[0])):
+        for version, pipeline_id in sorted(endpoint.versions.items(), key=lambda kv: _version_key(kv[0])):
             try:
                 versions.append((version, store.get_published_pipeline(pipeline_id), pipeline_id))
             except NotFoundError:
@@ -134,6 +139,50 @@ def creator(stamp: Any) -> str:
     return "this workspace's user"
 
 
+def _version_key(version: str) -> tuple[int, str]:
+    """Versions in numeric order ("2" before "10"); one that is not a number sorts last, by its text."""
+    return (int(version), "") if version.isdigit() else (2**63, version)
+
+
+def _text(value: Any) -> str:
+    """A graph field shown on a page: strings as they are, anything else as nothing."""
+    return value if isinstance(value, str) else ""
+
+
+def graph_steps(graph: Any) -> list[dict[str, str]]:
+    """The steps table of a published graph (name, type, script, compute, snapshot), read defensively:
+    a list of step objects is what publish and check_graph produce; anything else shows no steps."""
+    steps = graph.get("steps") if isinstance(graph, dict) else None
+    if not isinstance(steps, list):
+        return []
+    rows = []
+    for step in steps:
+        if not isinstance(step, dict):
+            continue
+        source = step.get("source")
+        rows.append(
+            {
+                "name": _text(step.get("name")),
+                "type": _text(step.get("type")),
+                "script": _text(step.get("script")),
+                "compute_target": _text(step.get("compute_target")) or "local",
+                "snapshot": _text(source.get("snapshot")) if isinstance(source, dict) else "",
+            }
+        )
+    return rows
+
+
+def graph_parameters(graph: Any) -> dict[str, Any]:
+    """A published graph's parameters as name -> default (None when a spec has none)."""
+    parameters = graph.get("parameters") if isinstance(graph, dict) else None
+    if not isinstance(parameters, dict):
+        return {}
+    return {
+        str(name): spec.get("default") if isinstance(spec, dict) else None
+        for name, spec in parameters.items()
+    }
+
+
 def runs_with_property(store: SqlStore, key: str, value: str) -> list[RunRecord]:
     """The newest pipeline runs whose property `key` is `value` (e.g. azureml.pipelineid), one query."""
     return store.list_runs(
@@ -147,16 +196,15 @@ def example_body(record: PublishedPipelineRecord) -> dict[str, Any]:
     plain: dict[str, str] = {}
     datapaths: dict[str, Any] = {}
     datasets: dict[str, Any] = {}
-    for name, spec in ((record.graph or {}).get("parameters") or {}).items():
-        default = spec.get("default") if isinstance(spec, dict) else None
+    for name, default in graph_parameters(record.graph).items():
         if isinstance(default, dict) and isinstance(default.get("datapath"), dict):
             where = default["datapath"]
             datapaths[name] = {"DataStoreName": where.get("datastore"), "RelativePath": where.get("path", "")}
         elif isinstance(default, dict) and "dataset" in default:
-            registered = (default.get("dataset") or {}).get("registered") or {}
-            datasets[name] = {
-                "SavedDataSetReference": {"Id": registered.get("id", "<registered dataset id>")}
-            }
+            dataset = default.get("dataset")
+            registered = dataset.get("registered") if isinstance(dataset, dict) else None
+            dataset_id = registered.get("id") if isinstance(registered, dict) else None
+            datasets[name] = {"SavedDataSetReference": {"Id": dataset_id or "<registered dataset id>"}}
         elif default is not None:
             plain[name] = str(default)
     for key, value in (
@@ -240,11 +288,13 @@ def schedule_rows(store: SqlStore, records: list[ScheduleRecord]) -> list[dict[s
                 last = store.get_run(record.last_run_id)
             except NotFoundError:
                 last = None
-        upcoming = None
-        if record.status == ACTIVE:
-            upcoming = (
-                record.next_fire_time if record.next_fire_time is not None else next_fire_time(record, now)
-            )
+        upcoming = record.next_fire_time if record.status == ACTIVE else None
+        if record.status == ACTIVE and upcoming is None:
+            try:
+                upcoming = next_fire_time(record, now)
+            except (RunyardError, ArithmeticError, ValueError, TypeError):
+                upcoming = None  # a schedule that never fires shows "never"
+        error = (record.data or {}).get("lastError")
         rows.append(
             {
                 "record": record,
@@ -253,7 +303,7 @@ def schedule_rows(store: SqlStore, records: list[ScheduleRecord]) -> list[dict[s
                 "words": recurrence_words(record),
                 "next": upcoming,
                 "last": last,
-                "error": (record.data or {}).get("lastError"),
+                "error": (_text(error.get("message")) or "unknown") if isinstance(error, dict) else None,
             }
         )
     return rows
