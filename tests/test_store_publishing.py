@@ -43,7 +43,17 @@ from runyard.store.rest_store import RestStore
 from server_process import ServerProcess, running_server
 from store_suite import make_run
 
-GRAPH = {"steps": [{"name": "train", "snapshotId": "snap-1"}], "parameters": {}}
+GRAPH = {  # a graph a submit accepts (engine.submission.check_graph): the REST route checks it
+    "version": 4,
+    "description": None,
+    "parameters": {},
+    "steps": [
+        {"name": "train", "type": "PythonScriptStep", "script": "train.py",
+         "source": {"dir": "src", "snapshot": "0" * 64, "files": 1}, "arguments": [], "params": {},
+         "inputs": [], "datasets": [], "outputs": [], "run_after": [], "compute_target": "local",
+         "environment": {"name": None, "python": "3.11.7"}, "allow_reuse": True, "version": None}
+    ],
+}  # fmt: skip
 
 
 def uid(prefix: str) -> str:
