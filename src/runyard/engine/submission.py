@@ -10,6 +10,7 @@ the caller decides that (a server or the scheduler itself must not start a secon
 from __future__ import annotations
 
 import copy
+import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -35,6 +36,8 @@ ENDPOINT_ID_PROPERTY = "azureml.pipelineEndpointId"
 SCHEDULE_ID_PROPERTY = "azureml.scheduleId"
 RUN_SOURCE_PROPERTY = "azureml.runsource"
 PIPELINE_RUN_SOURCE = "azureml.PipelineRun"
+#: Run property listing the parameter names a published submission ignored (JSON list; v1 drops them silently).
+IGNORED_PARAMETERS_PROPERTY = "ignoredParameters"
 
 KINDS = {"dataset": "a dataset (FileDataset or TabularDataset)", "datapath": "a DataPath"}
 
@@ -48,6 +51,22 @@ def parameter_name_errors(graph: dict[str, Any], values: Mapping[str, Any]) -> l
         for n in values
         if n not in params
     ]
+
+
+def unknown_parameters(graph: dict[str, Any], values: Mapping[str, Any]) -> list[str]:
+    """The names in `values` that the graph does not declare, sorted."""
+    params = graph.get("parameters") or {}
+    return sorted((n for n in values if n not in params), key=str)
+
+
+def ignored_parameters_warning(graph: dict[str, Any], names: list[str]) -> str:
+    """The sentence a published submission gives for names it ignored (Python warns it, REST returns it)."""
+    known = ", ".join(sorted(graph.get("parameters") or {})) or "none"
+    return (
+        f"pipeline parameters {', '.join(repr(n) for n in names)} are not parameters of this pipeline "
+        f"(known: {known}), so they were ignored, as Azure ML v1 ignores them for published pipelines "
+        "and endpoints; check the names if you meant to set one."
+    )
 
 
 def parameter_kind_errors(graph: dict[str, Any], values: Mapping[str, Any]) -> list[str]:
@@ -222,22 +241,30 @@ def submit_published(
 
     Refused with PipelineDisabled unless the published pipeline is Active. The run carries property
     `azureml.pipelineid` (plus any given: `azureml.scheduleId`, `azureml.pipelineEndpointId`) so
-    `PipelineRun.get_pipeline_runs` and the studio find it. Starts no scheduler."""
+    `PipelineRun.get_pipeline_runs` and the studio find it. Starts no scheduler.
+
+    Names the graph does not declare are dropped, not refused (v1's published pipelines, endpoints and
+    their REST door do not check names; only `Pipeline.submit` does): the run lists them in property
+    `ignoredParameters`, and the caller tells its user (`unknown_parameters` /
+    `ignored_parameters_warning`)."""
     if record.status != ACTIVE:
         raise PipelineDisabled(
             f"Published pipeline {record.name!r} ({record.id}) is {record.status}, so it cannot be submitted; "
             "enable it first: PublishedPipeline.get(ws, id).enable()."
         )
+    values = dict(parameter_values or {})
+    ignored = unknown_parameters(record.graph, values)
+    extra = {IGNORED_PARAMETERS_PROPERTY: json.dumps(ignored)} if ignored else {}
     return create_pipeline_run(
         ws,
         experiment_name,
         record.graph,
-        parameter_values=parameter_values,
+        parameter_values={n: v for n, v in values.items() if n not in ignored},
         continue_on_step_failure=(
             record.continue_on_step_failure if continue_on_step_failure is None else continue_on_step_failure
         ),
         parent_id=parent_id,
         submitter=submitter,
         run_id=run_id,
-        properties={**(properties or {}), PIPELINE_ID_PROPERTY: record.id},
+        properties={**(properties or {}), **extra, PIPELINE_ID_PROPERTY: record.id},
     )

@@ -26,6 +26,7 @@ from runyard.pipeline.published import (
     PublishedPipeline,
     _parameters,
     _start,
+    _warn_ignored,
     _who,
 )
 from runyard.store.publish_rules import check_pipeline_endpoint
@@ -323,15 +324,17 @@ class PipelineEndpoint:
                 "submitted; enable it first: PipelineEndpoint.get(ws, name=...).enable()."
             )
         published = published_for_endpoint(self._workspace.store, record, pipeline_version)
+        values = _parameters(pipeline_parameters)
         created = submit_published(
             self._workspace,
             published,
             experiment_name,
-            _parameters(pipeline_parameters),
+            values,
             submitter=_who(),
             parent_id=parent_run_id,
             properties={ENDPOINT_ID_PROPERTY: record.id},
         )
+        _warn_ignored(published, values)
         return _start(self._workspace, experiment_name, created.run_id, show_output)
 
     def _submit_to(self, experiment: Experiment, tags: dict[str, Any] | None, **kwargs: Any) -> PipelineRun:

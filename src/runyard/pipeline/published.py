@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 import uuid
+import warnings
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,12 @@ from runyard.compat import check_keywords, v1_ignores, v1_keywords, warn_ignored
 from runyard.core.experiment import Experiment
 from runyard.engine.execution import PIPELINE_RUN_TYPE
 from runyard.engine.service import ensure_running
-from runyard.engine.submission import check_graph, submit_published
+from runyard.engine.submission import (
+    check_graph,
+    ignored_parameters_warning,
+    submit_published,
+    unknown_parameters,
+)
 from runyard.pipeline.data import parameter_json
 from runyard.pipeline.pipeline import _submitter
 from runyard.store.publish_rules import check_published_pipeline
@@ -33,6 +39,8 @@ if TYPE_CHECKING:
 #: The REST doors a runyard server opens for published pipelines and endpoints (v1's URL shapes).
 PUBLISHED_SUBMIT_PATH = "/pipelines/v1.0/PipelineRuns/PipelineSubmit/{id}"
 ENDPOINT_SUBMIT_PATH = "/pipelines/v1.0/PipelineRuns/PipelineEndpointSubmit/Id/{id}"
+#: v1 also submits an endpoint found by name: `PipelineEndpointSubmit/Name?name=…&pipelineVersion=…`.
+ENDPOINT_SUBMIT_BY_NAME_PATH = "/pipelines/v1.0/PipelineRuns/PipelineEndpointSubmit/Name"
 #: The studio pages of one published pipeline and one endpoint (studio/published_pages.py).
 PUBLISHED_PAGE_PATH = "/published/{id}"
 ENDPOINT_PAGE_PATH = "/endpoints/{id}"
@@ -68,6 +76,13 @@ def _start(ws: Workspace, experiment_name: str, run_id: str, show_output: bool) 
 def _parameters(values: dict[str, Any] | None) -> dict[str, Any]:
     """pipeline_parameters in JSON form: a dataset travels as {"dataset": …}, a DataPath as {"datapath": …}."""
     return {name: parameter_json(value) for name, value in (values or {}).items()}
+
+
+def _warn_ignored(record: PublishedPipelineRecord, values: dict[str, Any]) -> None:
+    """v1 ignores names a published pipeline does not declare; runyard ignores them too, but says so."""
+    ignored = unknown_parameters(record.graph, values)
+    if ignored:
+        warnings.warn(ignored_parameters_warning(record.graph, ignored), UserWarning, stacklevel=3)
 
 
 def publish_graph(
@@ -218,15 +233,17 @@ class PublishedPipeline:
         """A new PipelineRun of the frozen graph in `workspace` (runyard: show_output=False keeps it quiet)."""
         record = workspace.store.get_published_pipeline(self._id)
         self._status = record.status
+        values = _parameters(pipeline_parameters)
         created = submit_published(
             workspace,
             record,
             experiment_name,
-            _parameters(pipeline_parameters),
+            values,
             submitter=_who(),
             continue_on_step_failure=continue_on_step_failure,
             parent_id=parent_run_id,
         )
+        _warn_ignored(record, values)
         return _start(workspace, experiment_name, created.run_id, show_output)
 
     def _submit_to(self, experiment: Experiment, tags: dict[str, Any] | None, **kwargs: Any) -> PipelineRun:

@@ -30,14 +30,21 @@ from runyard.data.datastore import Datastore
 from runyard.engine.service import ensure_running
 from runyard.engine.submission import (
     ENDPOINT_ID_PROPERTY,
+    IGNORED_PARAMETERS_PROPERTY,
+    ignored_parameters_warning,
     published_for_endpoint,
     submit_published,
+    unknown_parameters,
 )
 from runyard.errors import InvalidInputError, NotFoundError, PipelineDisabled, RunyardError
 from runyard.pipeline.data import parameter_from_text, parameter_json
 
 # the URL paths PublishedPipeline.endpoint and PipelineEndpoint.endpoint are built from
-from runyard.pipeline.published import ENDPOINT_SUBMIT_PATH, PUBLISHED_SUBMIT_PATH
+from runyard.pipeline.published import (
+    ENDPOINT_SUBMIT_BY_NAME_PATH,
+    ENDPOINT_SUBMIT_PATH,
+    PUBLISHED_SUBMIT_PATH,
+)
 from runyard.server.auth import Principal
 from runyard.server.errors import ERROR_RESPONSES, forbidden, runyard_error_response
 from runyard.store import SqlStore
@@ -156,6 +163,29 @@ def pipeline_submit_router(workspace: Workspace, store: SqlStore, principal: Any
                 return runyard_error_response(exc)
             return JSONResponse(_answer(request, made))
 
+    @router.post(
+        ENDPOINT_SUBMIT_BY_NAME_PATH,
+        responses=RESPONSES,
+        openapi_extra=_openapi_body(EndpointSubmission),
+        summary="Submit a pipeline endpoint found by name (v1's PipelineEndpointSubmit/Name?name=…)",
+    )
+    async def submit_endpoint_by_name(
+        request: Request,
+        name: str,
+        pipelineVersion: str | None = None,  # v1's query parameter name
+        who: Principal = Depends(principal),
+    ) -> Response:
+        try:
+            _may_submit(request, who)
+            body = await _read_body(request, EndpointSubmission)
+            assert isinstance(body, EndpointSubmission)
+            chosen = _one_version(pipelineVersion, body.PipelineVersion)
+            endpoint = await run_in_threadpool(lambda: store.get_pipeline_endpoint(name=name))
+            made = await run_in_threadpool(_submit, workspace, store, who, body, None, endpoint.id, chosen)
+        except RunyardError as exc:
+            return runyard_error_response(exc)
+        return JSONResponse(_answer(request, made))
+
     return router
 
 
@@ -238,6 +268,9 @@ def _submit(
         )
     _check_compute(who, record)
     values = parameter_values(workspace, record.graph, body)
+    ignored = unknown_parameters(record.graph, _assigned(body))
+    if ignored:  # parameter_values left them out; the run still says which were ignored
+        properties[IGNORED_PARAMETERS_PROPERTY] = json.dumps(ignored)
     run = submit_published(
         workspace,
         record,
@@ -258,15 +291,28 @@ def _submit(
         "body": body,
         "who": who,
         "endpoint": endpoint,
+        "warnings": [ignored_parameters_warning(record.graph, ignored)] if ignored else [],
         "version": next(
             (v for v, p in (endpoint.versions if endpoint else {}).items() if p == record.id), None
         ),
     }
 
 
+def _assigned(body: PipelineSubmission) -> dict[str, Any]:
+    """Every name the body assigns, in any of v1's three maps."""
+    return {
+        **body.ParameterAssignments,
+        **body.DataPathAssignments,
+        **body.DataSetDefinitionValueAssignments,
+    }
+
+
 def parameter_values(workspace: Workspace, graph: dict[str, Any], body: PipelineSubmission) -> dict[str, Any]:
     """v1's three assignment maps as one dict of parameter values in the graph's JSON form (plain
-    values typed as each parameter's default; DataPaths as {"datapath": …}; datasets as {"dataset": …})."""
+    values typed as each parameter's default; DataPaths as {"datapath": …}; datasets as {"dataset": …}).
+
+    A name the graph does not declare is left out, as v1's REST door ignores it (the answer's
+    "Warnings" and the run's `ignoredParameters` property say so)."""
     declared: dict[str, Any] = graph.get("parameters") or {}
     values: dict[str, Any] = {}
     fields: dict[str, dict[str, Any]] = {
@@ -280,10 +326,7 @@ def parameter_values(workspace: Workspace, graph: dict[str, Any], body: Pipeline
             if name in values:
                 raise InvalidInputError(f"{where}: parameter {name!r} is assigned twice; give it once.")
             if name not in declared:
-                known = ", ".join(sorted(declared)) or "none"
-                raise InvalidInputError(
-                    f"{where}: this pipeline has no parameter {name!r} (its parameters: {known})."
-                )
+                continue
             default = declared[name].get("default")
             if field == "ParameterAssignments":
                 values[name] = _plain(where, given, default)
@@ -382,4 +425,5 @@ def _answer(request: Request, made: dict[str, Any]) -> dict[str, Any]:
             "UserName": f"token {who.token_id} ({who.scope})" if who.token_id else "local (no --auth)",
         },
         "RunUrl": f"{str(request.base_url).rstrip('/')}/runs/{run.run_id}",
+        "Warnings": made["warnings"],
     }
