@@ -38,6 +38,10 @@ time.sleep(2.5)
 loss = next(m for m in details.widget.snapshot["run_metrics"] if m["name"] == "loss")
 print("STATE", json.dumps(loss["series"][0]["data"]))
 """
+SHOW_AGAIN = """
+RunDetails(run).show()
+RunDetails(run).show()
+"""
 COMPLETE = """
 run.complete()
 time.sleep(2.5)
@@ -63,6 +67,7 @@ def test_the_widget_follows_a_live_run_in_a_real_kernel(tmp_path: Path) -> None:
     notebook.cells = [
         nbformat.v4.new_code_cell(SETUP.format(ws=str(tmp_path / "ws" / ".runyard"))),
         nbformat.v4.new_code_cell(LOG_MORE),
+        nbformat.v4.new_code_cell(SHOW_AGAIN),
         nbformat.v4.new_code_cell(COMPLETE),
         nbformat.v4.new_code_cell(WITHOUT_ANYWIDGET),
     ]
@@ -81,8 +86,8 @@ def test_the_widget_follows_a_live_run_in_a_real_kernel(tmp_path: Path) -> None:
     assert shown["kind"] == "RunDetailsView" and shown["seconds"] < 2  # show() returned at once
     assert printed(notebook.cells[1], "NEXT") == {"status": "Running", "poller": True}  # next cell ran
     assert printed(notebook.cells[1], "STATE") == [1.0, 0.8, 0.6, 0.4, 0.2]  # followed from the kernel
-    assert printed(notebook.cells[2], "FINAL") == {"status": "Completed", "poller": False}  # then stopped
-    fallback = "".join(o.get("text", "") for o in notebook.cells[3].outputs if o.output_type == "stream")
+    assert printed(notebook.cells[3], "FINAL") == {"status": "Completed", "poller": False}  # then stopped
+    fallback = "".join(o.get("text", "") for o in notebook.cells[4].outputs if o.output_type == "stream")
     assert "Status: Completed" in fallback and "pip install runyard[widgets]" in fallback  # the text summary
     displayed = [o for o in notebook.cells[0].outputs if o.output_type == "display_data"]
     view = displayed[0]["data"]["application/vnd.jupyter.widget-view+json"]
@@ -95,5 +100,25 @@ def test_the_widget_follows_a_live_run_in_a_real_kernel(tmp_path: Path) -> None:
     loss = next(m for m in snapshot["run_metrics"] if m["name"] == "loss")
     assert loss["kind"] == "line" and loss["series"][0]["data"] == [1.0, 0.8, 0.6, 0.4, 0.2]
     assert snapshot["status"] == "Completed" and snapshot["run_properties"]["active"] is False
-    assert model["plotly_js"].lstrip().startswith("/**")  # plotly.js from the installed package
     assert "export default" in model["_esm"] and ".runyard-rd" in model["_css"]
+
+    # plotly.js (4.8 MB) is saved once, in the shared model that each of the three widgets references
+    shown = [
+        o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+        for cell in notebook.cells[:3]
+        for o in cell.outputs
+        if o.output_type == "display_data"
+    ]
+    assert len(shown) == 3
+    refs = {state[model_id]["state"]["plotly"] for model_id in shown}
+    assert len(refs) == 1
+    plotly_model = state[refs.pop().removeprefix("IPY_MODEL_")]
+    assert plotly_model["state"]["plotly_js"].lstrip().startswith("/**")  # from the installed package
+    assert (
+        plotly_model["model_name"] == "WidgetModel"
+        and plotly_model["model_module"] == "@jupyter-widgets/base"
+    )
+    assert sum("plotly_js" in m["state"] for m in state.values()) == 1
+    saved = tmp_path / "saved.ipynb"
+    nbformat.write(notebook, saved)
+    assert 4_800_000 < saved.stat().st_size < 6_000_000  # plotly.js once, not once per show()

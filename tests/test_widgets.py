@@ -199,8 +199,13 @@ def test_the_widget_uses_the_studio_colours_and_the_installed_plotly() -> None:
     assert f"--ok: {colour}" in css  # read from the studio's stylesheet, not copied
     assert ".runyard-rd svg.graph .st-reused .bar" in css
     assert plotly_source().lstrip().startswith("/**") and "plotly.js" in plotly_source()[:200]
-    view = RunDetailsView()
-    assert view.plotly_js == plotly_source() and view._css == css
+    view, other = RunDetailsView(), RunDetailsView()
+    assert view._css == css and view.plotly is not None and view.plotly.plotly_js == plotly_source()
+    assert other.plotly is view.plotly  # one plotly.js model per kernel session, referenced by each widget
+    assert view.get_state()["plotly"] == f"IPY_MODEL_{view.plotly.model_id}"
+    assert "plotly_js" not in view.get_state()  # a widget's own state stays small
+    view.plotly.close()
+    assert RunDetailsView().plotly is not view.plotly  # a closed model is made again
 
 
 def test_a_parallel_step_shows_its_progress(

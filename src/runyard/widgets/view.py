@@ -2,8 +2,11 @@
 
 Imported only when anywidget is installed (the `runyard[widgets]` extra); run_details.py falls back to
 the text summary otherwise. The front-end (static/run_details.js) draws `snapshot` and writes `selected`
-when a step or child is clicked. Charts use plotly.js from the installed `plotly` package, sent once in
-`plotly_js` and evaluated once per page (cached on `window`), so nothing is fetched from a CDN.
+when a step or child is clicked. Charts use plotly.js from the installed `plotly` package, so nothing is
+fetched from a CDN. plotly.min.js is 4.8 MB: it lives in ONE `PlotlySource` model per kernel session,
+which every RunDetailsView references in its `plotly` trait (`IPY_MODEL_<id>`), so the comm carries it
+once per kernel and a saved notebook's widget state holds it once, however many widgets it shows. The
+front-end resolves the reference with the widget manager and evaluates plotly.js once per page.
 
 The step graph uses the studio's colours: the studio stylesheet's custom properties and its graph and
 badge rules are read from studio/static/studio.css at import and scoped to the widget's root element,
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import anywidget
+import ipywidgets
 import plotly
 import traitlets
 
@@ -55,17 +59,38 @@ def plotly_source() -> str:
     return (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text(encoding="utf-8")
 
 
+class PlotlySource(ipywidgets.Widget):
+    """plotly.js as a model of its own: ipywidgets' plain WidgetModel (no view, no front-end code), which
+    every front-end that loads widgets can create, and which a saved notebook keeps like any other."""
+
+    plotly_js = traitlets.Unicode("").tag(sync=True)
+
+
+_shared: PlotlySource | None = None
+
+
+def shared_plotly() -> PlotlySource:
+    """The kernel session's one PlotlySource, made on first use (again if someone closed it)."""
+    global _shared
+    if _shared is None or _shared.comm is None:
+        _shared = PlotlySource(plotly_js=plotly_source())
+    return _shared
+
+
 class RunDetailsView(anywidget.AnyWidget):
-    """The widget model: what to draw (`snapshot`), what the user clicked (`selected`), and plotly.js."""
+    """The widget model: what to draw (`snapshot`), what the user clicked (`selected`), and a reference
+    to the kernel's shared plotly.js model (`plotly`)."""
 
     _esm = STATIC / "run_details.js"
     _css = traitlets.Unicode().tag(sync=True)
     snapshot = traitlets.Dict().tag(sync=True)
     selected = traitlets.Unicode("").tag(sync=True)
-    plotly_js = traitlets.Unicode("").tag(sync=True)
+    plotly = traitlets.Instance(PlotlySource, allow_none=True).tag(
+        sync=True, **ipywidgets.widget_serialization
+    )
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(_css=widget_css(), plotly_js=plotly_source(), **kwargs)
+        super().__init__(_css=widget_css(), plotly=shared_plotly(), **kwargs)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """The widget, with the text summary as its plain-text form: what a notebook viewer without

@@ -1,24 +1,43 @@
 // RunDetails: draws the `snapshot` trait (runyard/widgets/snapshot.py); a click on a step or child shows
-// that run's log (the snapshot holds each child's log tail) and sets `selected` for the kernel. plotly.js comes from the `plotly_js` trait and
-// is evaluated once per page, then kept on window.
+// that run's log (the snapshot holds each child's log tail) and sets `selected` for the kernel.
+// plotly.js lives in one shared model per kernel session (runyard/widgets/view.py: PlotlySource); the
+// `plotly` trait references it ("IPY_MODEL_<id>"). It is evaluated once per page, then kept on window.
 const PLOTLY_KEY = "__runyardPlotly";
 const SVG = "http://www.w3.org/2000/svg";
 
-function plotlyOf(model) {
+async function plotlySource(model) {
+  const ref = model.get("plotly");
+  if (!ref) return "";
+  const shared = typeof ref === "string" ? await model.widget_manager.get_model(ref.replace(/^IPY_MODEL_/, "")) : ref;
+  return (shared && shared.get("plotly_js")) || "";
+}
+
+function pagePlotly() {
   if (window[PLOTLY_KEY]) return window[PLOTLY_KEY];
-  const source = model.get("plotly_js");
-  if (!source) return null;
+  return window.Plotly && window.Plotly.newPlot ? window.Plotly : null;
+}
+
+// Plotly, or null: then charts show each series' last value (no kernel and no saved model, or a page
+// that forbids eval, as a strict Content-Security-Policy does)
+async function loadPlotly(model) {
+  if (pagePlotly()) return pagePlotly();
+  let source = "";
+  try {
+    source = await plotlySource(model);
+  } catch (err) {
+    console.warn("runyard RunDetails: the plotly.js model is not there", err);
+  }
+  if (pagePlotly() || !source) return pagePlotly();  // another widget may have loaded it meanwhile
   const module = { exports: {} };
   try {
     // the bundle is UMD: given a `module`, it hands Plotly back instead of looking for AMD's define
     const load = new Function("module", "exports", "define", source + "\n;return module.exports;");
     const plotly = load(module, module.exports, undefined);
-    window[PLOTLY_KEY] = plotly && plotly.newPlot ? plotly : window.Plotly;
-  } catch (err) {  // a page that forbids eval (a strict Content-Security-Policy): values instead of charts
+    if (plotly && plotly.newPlot) window[PLOTLY_KEY] = plotly;
+  } catch (err) {
     console.warn("runyard RunDetails: plotly.js could not be loaded", err);
-    return null;
   }
-  return window[PLOTLY_KEY];
+  return pagePlotly();
 }
 
 function el(tag, attrs = {}, ...children) {
@@ -106,7 +125,7 @@ function table(columns, rows, onRow, selectedId) {
   return t;
 }
 
-function metricsView(data, model) {
+function metricsView(data, Plotly) {
   const section = el("section", { class: "rd-metrics" }, el("h4", {}, "Metrics"));
   const charts = el("div", { class: "rd-charts" });
   const values = [];
@@ -127,7 +146,6 @@ function metricsView(data, model) {
   if (values.length) section.append(table(["Metric", "Value"], values));
   // plotly measures its div: draw once the section is in the page
   const drawCharts = () => {
-    const Plotly = plots.length ? plotlyOf(model) : null;
     for (const [div, m] of plots) {
       if (!Plotly) { div.textContent = `${m.name}: ${m.series[0].data.slice(-1)[0]}`; continue; }
       Plotly.newPlot(div, [{ x: m.categories, y: m.series[0].data, type: "scatter", mode: "lines+markers", name: m.name }],
@@ -157,6 +175,7 @@ function render({ model, el: host }) {
   const root = el("div", { class: "runyard-rd" });
   host.append(root);
   let ticker = null;
+  let Plotly = pagePlotly();  // until plotly.js is loaded, charts show their last value
   let chosen = null;  // what was clicked: the snapshot carries every child's log, so no kernel round trip
   const select = (runId) => {
     chosen = runId;
@@ -182,12 +201,13 @@ function render({ model, el: host }) {
       root.append(el("section", {}, el("h4", {}, data.graph && data.graph.nodes ? "Steps" : "Child runs"),
         table(["Name", "Status", "Duration", "Run id"], rows, select, selectedId)));
     }
-    const metrics = metricsView(data, model);
+    const metrics = metricsView(data, Plotly);
     if (metrics) root.append(metrics.section);
     root.append(logView(data, logs));
     if (metrics) metrics.drawCharts();
   };
   draw();
+  if (!Plotly) loadPlotly(model).then((p) => { if (p) { Plotly = p; draw(); } });
   model.on("change:snapshot", draw);
   return () => { if (ticker) clearInterval(ticker); model.off("change:snapshot", draw); };
 }
