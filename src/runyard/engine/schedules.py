@@ -380,6 +380,21 @@ class ScheduleTicker:
             self._submit(record, run_id)
 
 
+def fire_now(
+    ws: Workspace, record: ScheduleRecord, now: float, echo: Callable[[str], None] | None = None
+) -> str | None:
+    """Give `record` the tick a scheduler would give it at `now`, here and now; the run id it fired, if any.
+
+    `Schedule.create` calls it for a recurrence without start_time, which v1 fires at once: the run then
+    exists when create returns (DP-100's next cell lists the experiment's runs). It is the ticker's own
+    code (the same claim on next_fire_time), so a scheduler ticking at the same moment cannot fire it a
+    second time; afterwards next_fire_time is set and the scheduler goes on from there."""
+    ticker = ScheduleTicker(ws, echo or (lambda _line: None))
+    ticker._tick_one(record, now)
+    fired = ticker.store.get_schedule(record.id).last_run_id
+    return fired if fired != record.last_run_id else None
+
+
 def upcoming(ws: Workspace) -> list[tuple[ScheduleRecord, float | None]]:
     """The Active schedules with when each fires next (a watch: its next poll), soonest first; for
     `runyard up` and `runyard schedule list`."""

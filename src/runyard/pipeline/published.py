@@ -78,11 +78,11 @@ def _parameters(values: dict[str, Any] | None) -> dict[str, Any]:
     return {name: parameter_json(value) for name, value in (values or {}).items()}
 
 
-def _warn_ignored(record: PublishedPipelineRecord, values: dict[str, Any]) -> None:
+def _warn_ignored(record: PublishedPipelineRecord, values: dict[str, Any], stacklevel: int = 3) -> None:
     """v1 ignores names a published pipeline does not declare; runyard ignores them too, but says so."""
     ignored = unknown_parameters(record.graph, values)
     if ignored:
-        warnings.warn(ignored_parameters_warning(record.graph, ignored), UserWarning, stacklevel=3)
+        warnings.warn(ignored_parameters_warning(record.graph, ignored), UserWarning, stacklevel=stacklevel)
 
 
 def publish_graph(
@@ -243,7 +243,7 @@ class PublishedPipeline:
             continue_on_step_failure=continue_on_step_failure,
             parent_id=parent_run_id,
         )
-        _warn_ignored(record, values)
+        _warn_ignored(record, values, stacklevel=4)  # past v1_ignores' wrapper, to the caller
         return _start(workspace, experiment_name, created.run_id, show_output)
 
     def _submit_to(self, experiment: Experiment, tags: dict[str, Any] | None, **kwargs: Any) -> PipelineRun:

@@ -15,7 +15,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from runyard.compat import v1_ignores, v1_keywords
-from runyard.engine.schedules import watch_listing
+from runyard.engine.schedules import fire_now, watch_listing
 from runyard.engine.service import ensure_running
 from runyard.engine.submission import SCHEDULE_ID_PROPERTY, published_for_endpoint
 from runyard.errors import InvalidInputError, NotFoundError, RunyardError
@@ -202,6 +202,10 @@ class Schedule:
         if watch:
             record = _with_first_listing(ws, record)
         stored = ws.store.create_schedule(record)
+        if not watch and not (recurrence or {}).get("start_time") and isinstance(ws.store, SqlStore):
+            # v1 fires such a schedule at once: its run exists when create returns (the ticker's claim)
+            fire_now(ws, stored, time.time())
+            stored = ws.store.get_schedule(stored.id)
         _start_scheduler(ws)
         return Schedule._from_record(ws, stored)
 

@@ -1,0 +1,69 @@
+"""What Microsoft's v1 publishing notebooks do, against runyard: submitting a published pipeline or an
+endpoint with parameter names it does not have (ignored, with a warning), a schedule without start_time
+whose run exists when create returns (DP-100 lists the experiment's runs next), and the HTML the
+objects show in a notebook."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import SourceDir
+from runyard import Workspace
+from runyard.core.experiment import Experiment
+from runyard.engine.submission import IGNORED_PARAMETERS_PROPERTY
+from runyard.pipeline import (
+    Pipeline,
+    PipelineEndpoint,
+    PublishedPipeline,
+    PythonScriptStep,
+    Schedule,
+    ScheduleRecurrence,
+)
+
+pytestmark = pytest.mark.usefixtures("no_stray_processes")
+
+
+def no_parameters(ws: Workspace, tmp_path: Path, name: str = "plain") -> PublishedPipeline:
+    source = SourceDir(tmp_path / "src").gen({"step.py": "print('hi')\n"})
+    step = PythonScriptStep("step.py", name="step", source_directory=str(source))
+    return Pipeline(ws, [step]).publish(name=name)
+
+
+def test_unknown_parameter_names_are_ignored_with_a_warning_as_v1_ignores_them(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws = sqlite_workspace
+    published = no_parameters(ws, tmp_path)
+    sent = {"1": "united", "2": "city"}  # v1's versioned-endpoint notebook sends these to such a pipeline
+    with pytest.warns(UserWarning, match=r"'1', '2' are not parameters of this pipeline \(known: none\)"):
+        run = published.submit(ws, "samples", pipeline_parameters=sent, show_output=False)
+    assert json.loads(run.get_properties()[IGNORED_PARAMETERS_PROPERTY]) == ["1", "2"]
+    endpoint = PipelineEndpoint.publish(ws, "NewName", "versioned", published)
+    with pytest.warns(UserWarning, match=r"'2' are not parameters"):
+        by_endpoint = endpoint.submit("samples", pipeline_parameters={"2": "city"}, show_output=False)
+    assert json.loads(by_endpoint.get_properties()[IGNORED_PARAMETERS_PROPERTY]) == ["2"]
+    assert by_endpoint.get_properties()["azureml.pipelineEndpointId"] == endpoint.id
+
+
+def test_a_schedule_without_start_time_has_fired_when_create_returns(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws = sqlite_workspace
+    published = no_parameters(ws, tmp_path)
+    schedule = Schedule.create(
+        ws,
+        name="hourly",
+        pipeline_id=published.id,
+        experiment_name="dp100-schedule",
+        recurrence=ScheduleRecurrence(frequency="Hour", interval=1),
+    )
+    runs = list(Experiment(ws, "dp100-schedule").get_runs())  # DP-100's next cell
+    assert len(runs) == 1
+    record = ws.store.get_schedule(schedule.id)
+    assert record.last_run_id == runs[0].id
+    assert record.next_fire_time is not None and record.next_fire_time > record.last_fire_time + 3500
+    assert runs[0].get_properties()["azureml.scheduleId"] == schedule.id
+    schedule.disable()
