@@ -1,7 +1,8 @@
 """RunDetails in JupyterLab, in a real browser: JupyterLab is started on 127.0.0.1 in a folder holding a
 notebook, Debian's Chromium opens it and runs all cells, and the widget draws a plotly chart and a log
 tail that keep updating while a submitted script run logs and prints. A second cell shows a pipeline run
-with a reused step. With RUNYARD_WRITE_SCREENSHOTS=1 the test saves docs/images/widget-run.png and
+with a reused step and a chart of its own: plotly.js travels once, in one shared model that both
+widgets reference, and the second widget draws with it too. With RUNYARD_WRITE_SCREENSHOTS=1 the test saves docs/images/widget-run.png and
 docs/images/widget-pipeline.png.
 
 anywidget's JupyterLab extension comes from the venv (sys.prefix/share/jupyter/labextensions); user
@@ -67,6 +68,9 @@ data = PipelineData("data")
 prep = PythonScriptStep("prep.py", name="prep", arguments=[data], outputs=[data], source_directory="prep")
 use = PythonScriptStep("use.py", name="use", arguments=[data], inputs=[data], source_directory="use", allow_reuse=False)
 pipeline_run = Experiment(ws, "lab-pipeline").submit(Pipeline(ws, [prep, use]))
+pipeline_run.log("rows", 3)
+pipeline_run.log("rows", 5)
+pipeline_run.flush()
 RunDetails(pipeline_run).show()
 """
 
@@ -221,6 +225,7 @@ def test_the_widget_updates_live_in_jupyterlab(lab: Lab, page: Any) -> None:
     )
     assert pipeline_widget.locator("svg.graph .node.st-reused").count() == 1  # prep, from the fixture's run
     assert pipeline_widget.locator("svg.graph .node.st-completed").count() == 1
+    pipeline_widget.locator(".rd-chart[data-metric=rows] .main-svg").first.wait_for(timeout=10_000)
     pipeline_widget.locator("svg.graph .node[data-step=prep]").click()  # select a step: its log comes back
     pipeline_widget.locator("pre.rd-log", has_text="prep wrote data").wait_for(timeout=10_000)
 
