@@ -6,14 +6,19 @@ objects show in a notebook."""
 from __future__ import annotations
 
 import json
+import time
+import warnings
 from pathlib import Path
 
 import pytest
 
 from conftest import SourceDir
 from runyard import Workspace
+from runyard.compat import V1ParameterIgnored
 from runyard.core.experiment import Experiment
+from runyard.data.datastore import Datastore
 from runyard.engine.submission import IGNORED_PARAMETERS_PROPERTY
+from runyard.errors import InvalidInputError
 from runyard.pipeline import (
     Pipeline,
     PipelineEndpoint,
@@ -67,3 +72,49 @@ def test_a_schedule_without_start_time_has_fired_when_create_returns(
     assert record.next_fire_time is not None and record.next_fire_time > record.last_fire_time + 3500
     assert runs[0].get_properties()["azureml.scheduleId"] == schedule.id
     schedule.disable()
+
+
+def test_schedule_update_as_the_sample_calls_it(workspace: Workspace, tmp_path: Path) -> None:
+    ws = workspace
+    published = no_parameters(ws, tmp_path)
+    later = ScheduleRecurrence(frequency="Day", interval=1, start_time="2099-01-05T09:00:00")
+    schedule = Schedule.create(ws, "My_Schedule", published.id, "upd", recurrence=later)
+    fetched_schedule = Schedule.get(ws, schedule.id)
+    fetched_schedule.disable()
+    with warnings.catch_warnings():  # v1's wait_for_provisioning: runyard says once that it ignores it
+        warnings.simplefilter("ignore", V1ParameterIgnored)
+        fetched_schedule.update(
+            name="My_Updated_Schedule",
+            description="Updated_Schedule_Run",
+            status="Active",
+            wait_for_provisioning=True,
+            recurrence=ScheduleRecurrence(frequency="Hour", interval=2),
+        )
+    assert fetched_schedule.name == "My_Updated_Schedule" and fetched_schedule.status == "Active"
+    assert fetched_schedule.description == "Updated_Schedule_Run"
+    assert fetched_schedule.recurrence.frequency == "Hour" and fetched_schedule.recurrence.interval == 2
+    again = Schedule.get(ws, schedule.id)
+    assert again.name == "My_Updated_Schedule" and again.recurrence.interval == 2
+    due = ws.store.get_schedule(schedule.id).next_fire_time  # not 2099's any more: recomputed from now
+    assert due is None or due < time.time() + 2 * 3600 + 5
+    with pytest.raises(InvalidInputError, match=r"Status must be either 'Active' or 'Disabled'"):
+        again.update(status="Paused")
+    with pytest.raises(InvalidInputError, match=r"polling_interval.*for a recurrence schedule"):
+        again.update(polling_interval=5)
+    watch = Schedule.create(
+        ws,
+        "watch",
+        published.id,
+        "upd",
+        datastore=Datastore.get(ws, "workspaceblobstore"),
+        polling_interval=5,
+    )
+    with pytest.raises(ValueError, match=r"^Can not specify a recurrence for a Datastore schedule\.$"):
+        watch.update(recurrence=ScheduleRecurrence(frequency="Hour", interval=2))
+    before = time.time()
+    watch.update(polling_interval=10, description="slower")
+    stored = ws.store.get_schedule(watch.id)
+    assert stored.polling_interval == 10 and stored.description == "slower"
+    assert stored.next_fire_time is None or stored.next_fire_time >= before + 599  # not the 5-minute one
+    for made in (again, watch):
+        made.disable()

@@ -365,23 +365,36 @@ class Schedule:
         continue_on_step_failure: bool | None = None,
         path_on_datastore: str | None = None,
     ) -> None:
-        """Change the status (Active or Disabled). Other fields cannot be changed yet in runyard."""
-        others = {
-            "name": name, "description": description, "recurrence": recurrence,
-            "pipeline_parameters": pipeline_parameters, "datastore": datastore, "polling_interval": polling_interval,
-            "data_path_parameter_name": data_path_parameter_name,
-            "continue_on_step_failure": continue_on_step_failure, "path_on_datastore": path_on_datastore,
-        }  # fmt: skip
-        changed = sorted(k for k, v in others.items() if v is not None)
-        if changed:
+        """Change the given settings (None: unchanged), checked as a whole, as v1 does. A new recurrence,
+        watch or status takes effect from now (missed firings are not made up); a recurrence on a
+        Datastore schedule is refused with v1's message."""
+        if recurrence is not None and not isinstance(recurrence, ScheduleRecurrence):
             raise InvalidInputError(
-                f"Schedule.update cannot change {', '.join(changed)} in runyard yet; disable() this schedule and "
-                "create a new one with the new settings (Schedule.create)."
+                f"recurrence must be a ScheduleRecurrence, e.g. ScheduleRecurrence(frequency='Hour', interval=2), "
+                f"got {type(recurrence).__name__}."
             )
-        if status is not None:
-            if status not in (ACTIVE, DISABLED):
-                raise InvalidInputError(f"Status must be either {ACTIVE!r} or {DISABLED!r}, got {status!r}.")
-            self._set_status(status)
+        if status is not None and status not in (ACTIVE, DISABLED):
+            raise InvalidInputError(f"Status must be either {ACTIVE!r} or {DISABLED!r}, got {status!r}.")
+        if data_path_parameter_name is not None:
+            target = (self._pipeline_id, self._pipeline_endpoint_id)
+            _check_data_path_parameter(self._workspace, target, data_path_parameter_name)
+        record = self._workspace.store.update_schedule(
+            self._id,
+            name=name,
+            description=description,
+            recurrence=None if recurrence is None else recurrence.validate_json(),
+            pipeline_parameters=None if pipeline_parameters is None else _parameters(pipeline_parameters),
+            status=status,
+            polling_interval=polling_interval,
+            data_path_parameter_name=data_path_parameter_name,
+            continue_on_step_failure=continue_on_step_failure,
+            path_on_datastore=path_on_datastore,
+            datastore_name=None if datastore is None else _datastore_name(datastore),
+        )
+        fresh = Schedule._from_record(self._workspace, record)
+        self.__dict__.update(fresh.__dict__)
+        if record.status == ACTIVE:
+            _start_scheduler(self._workspace)
 
     def get_pipeline_runs(self) -> builtins.list[PipelineRun]:
         """The runs this schedule submitted (property azureml.scheduleId), newest first."""

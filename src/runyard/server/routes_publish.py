@@ -41,7 +41,7 @@ from runyard.errors import InvalidInputError
 from runyard.server.auth import Principal
 from runyard.server.errors import ERROR_RESPONSES, forbidden
 from runyard.store import PipelineEndpointRecord, PublishedPipelineRecord, ScheduleRecord, SqlStore
-from runyard.store.records import ACTIVE
+from runyard.store.records import ACTIVE, DISABLED
 
 #: Keys of a schedule's data that only the workspace's scheduler writes (engine/schedules.py); a create
 #: over REST drops them ("watch" stays: Schedule.create sends a datastore watch's first listing there).
@@ -97,6 +97,21 @@ class ScheduleIn(_Strict):
     last_fire_time: float | None = None
     last_run_id: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+
+
+class SchedulePatch(_Strict):
+    """Schedule.update's fields (store.update_schedule); null or absent: unchanged."""
+
+    name: str | None = None
+    description: str | None = None
+    recurrence: dict[str, Any] | None = None
+    pipeline_parameters: dict[str, Any] | None = None
+    status: str | None = None
+    polling_interval: float | None = None
+    data_path_parameter_name: str | None = None
+    continue_on_step_failure: bool | None = None
+    path_on_datastore: str | None = None
+    datastore_name: str | None = None
 
 
 class StatusIn(_Strict):
@@ -288,5 +303,18 @@ def publish_router(workspace: Workspace, store: SqlStore, principal: Any) -> API
             record = store.get_schedule(schedule_id)
             _creator_or_admin(who, record.data, f"Enabling schedule {record.name!r} ({schedule_id})")
         return serve(store.set_schedule_status(schedule_id, body.status), request, who)
+
+    @router.patch("/schedules/{schedule_id}", response_model=ScheduleRecord)
+    def update_schedule(
+        schedule_id: str, body: SchedulePatch, request: Request, who: Principal = auth
+    ) -> ScheduleRecord:
+        """Schedule.update. Anything but setting it Disabled changes what runs as the schedule's creator
+        (or wakes it), so it needs that creator or an admin token."""
+        writer(who, "Updating a schedule")
+        fields = body.model_dump(exclude_none=True)
+        if fields != {"status": DISABLED}:
+            record = store.get_schedule(schedule_id)
+            _creator_or_admin(who, record.data, f"Updating schedule {record.name!r} ({schedule_id})")
+        return serve(store.update_schedule(schedule_id, **fields), request, who)
 
     return router

@@ -308,3 +308,24 @@ class Store(Protocol):
         """Active or Disabled; also clears next_fire_time, so the scheduler computes the next firing from
         now (no burst of missed firings). ScheduleNotFound if absent."""
         ...
+
+    def update_schedule(
+        self,
+        schedule_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        recurrence: dict[str, Any] | None = None,
+        pipeline_parameters: dict[str, Any] | None = None,
+        status: str | None = None,
+        polling_interval: float | None = None,
+        data_path_parameter_name: str | None = None,
+        continue_on_step_failure: bool | None = None,
+        path_on_datastore: str | None = None,
+        datastore_name: str | None = None,
+    ) -> ScheduleRecord:
+        """Schedule.update: the given fields (None: unchanged), checked on the merged record
+        (publish_rules.check_schedule). A recurrence on a datastore schedule, or watch settings on a
+        recurrence one, is InvalidInputError. A changed recurrence, watch or status clears
+        next_fire_time (the scheduler computes it from now: no burst). ScheduleNotFound if absent."""
+        ...

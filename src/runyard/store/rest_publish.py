@@ -144,3 +144,8 @@ class RestPublish:
         publish_rules.check_status("Schedule", status)
         path = f"/schedules/{_seg(schedule_id)}/status"
         return self._send("PUT", path, {"status": status}, ScheduleRecord, retry=True)
+
+    def update_schedule(self, schedule_id: str, **given: Any) -> ScheduleRecord:
+        """PATCH /schedules/{id}: the server checks the merged record and who may change it."""
+        body = {k: v for k, v in given.items() if v is not None}
+        return self._send("PATCH", f"/schedules/{_seg(schedule_id)}", body, ScheduleRecord, retry=True)

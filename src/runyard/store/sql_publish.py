@@ -16,6 +16,7 @@ submitted once. It is SqlStore only: no client fires schedules over REST.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +36,20 @@ from runyard.store.sql_base import SqlBase
 from runyard.store.validation import check_json, check_run_id, check_text
 
 _pp, _pe, _sc = t.published_pipelines, t.pipeline_endpoints, t.schedules
+#: What Schedule.update may change (update_schedule's keywords); the last four belong to a datastore watch.
+SCHEDULE_UPDATE_FIELDS = (
+    "name",
+    "description",
+    "recurrence",
+    "pipeline_parameters",
+    "status",
+    "continue_on_step_failure",
+    "polling_interval",
+    "data_path_parameter_name",
+    "path_on_datastore",
+    "datastore_name",
+)
+_WATCH_FIELDS = ("polling_interval", "path_on_datastore", "datastore_name")
 
 
 def _published_from_row(row: Any) -> PublishedPipelineRecord:
@@ -360,6 +375,38 @@ class SqlPublish(SqlBase):
         with self._write() as conn:
             changed = conn.execute(
                 _sc.update().where(_sc.c.id == schedule_id).values(status=status, next_fire_time=None)
+            ).rowcount
+        if not changed:
+            raise self._missing_schedule(schedule_id)
+        return self.get_schedule(schedule_id)
+
+    def update_schedule(self, schedule_id: str, **given: Any) -> ScheduleRecord:
+        """Schedule.update's fields (None: unchanged; keywords as in the Store protocol), checked on the
+        merged record. A changed recurrence, watch or status clears next_fire_time, so the scheduler
+        computes the next firing from now (no burst); a changed watched place drops the old listing."""
+        fields = {k: v for k, v in given.items() if v is not None}
+        unknown = sorted(set(fields) - set(SCHEDULE_UPDATE_FIELDS))
+        if unknown:
+            raise InvalidInputError(f"update_schedule cannot change {', '.join(unknown)}.")
+        current = self.get_schedule(schedule_id)
+        if "recurrence" in fields and current.recurrence is None:
+            raise InvalidInputError("Can not specify a recurrence for a Datastore schedule.")
+        watch = [k for k in fields if k in _WATCH_FIELDS]
+        if watch and current.recurrence is not None:
+            raise InvalidInputError(
+                f"Can not specify {', '.join(watch)} for a recurrence schedule: they belong to a Datastore "
+                "schedule; create one with Schedule.create(..., datastore=...)."
+            )
+        data = dict(current.data)
+        if {"datastore_name", "path_on_datastore"} & set(fields):
+            data.pop("watch", None)  # the scheduler lists the new place first, as a new baseline
+        merged = rules.check_schedule(dataclasses.replace(current, **fields, data=data))
+        values = {k: getattr(merged, k) for k in fields}
+        if {"recurrence", "status", *_WATCH_FIELDS} & set(fields):
+            values["next_fire_time"] = None
+        with self._write() as conn:
+            changed = conn.execute(
+                _sc.update().where(_sc.c.id == schedule_id).values(**values, data=merged.data)
             ).rowcount
         if not changed:
             raise self._missing_schedule(schedule_id)
