@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +29,9 @@ from runyard.pipeline import (
     Schedule,
     ScheduleRecurrence,
 )
+from runyard.server.app import create_app
+from runyard.server.auth import create_token
+from runyard.store import SqlStore
 
 pytestmark = pytest.mark.usefixtures("no_stray_processes")
 
@@ -118,3 +123,43 @@ def test_schedule_update_as_the_sample_calls_it(workspace: Workspace, tmp_path: 
     assert stored.next_fire_time is None or stored.next_fire_time >= before + 599  # not the 5-minute one
     for made in (again, watch):
         made.disable()
+
+
+def test_patch_schedule_needs_its_creator_or_an_admin_unless_it_only_disables(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws = sqlite_workspace
+    assert isinstance(ws.store, SqlStore)
+    tokens = {
+        name: create_token(ws.store, scope, name=name)[0]  # type: ignore[arg-type]
+        for name, scope in [("owner", "write"), ("other", "write"), ("admin", "admin")]
+    }
+    pipeline_id = no_parameters(ws, tmp_path).id
+    hourly = {"frequency": "Hour", "interval": 1, "start_time": "2099-01-05T09:00:00"}
+    body = {"id": str(uuid.uuid4()), "name": "sched", "status": "Active", "experiment_name": "rest",
+            "created_time": time.time(), "pipeline_id": pipeline_id, "recurrence": hourly}  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+    with TestClient(create_app(ws, auth=True), raise_server_exceptions=False) as client:
+
+        def call(method: str, path: str, who: str, json: Any) -> Any:
+            headers = {"Authorization": f"Bearer {tokens[who]}"}
+            return client.request(method, "/api/v1" + path, json=json, headers=headers)
+
+        made = call("POST", "/schedules", "owner", body)
+        assert made.status_code == 200, made.text
+        path = f"/schedules/{body['id']}"
+        refused = call("PATCH", path, "other", {"description": "mine now"})
+        assert refused.status_code == 403 and "token that created it" in refused.text
+        assert call("PATCH", path, "other", {"status": "Disabled"}).status_code == 200
+        assert call("PATCH", path, "other", {"status": "Active"}).status_code == 403
+        assert call("PATCH", path, "owner", {"pipeline_id": "x"}).status_code == 422  # strict body
+        renamed = call("PATCH", path, "owner", {"name": "renamed", "status": "Active"})
+        assert renamed.status_code == 200 and renamed.json()["name"] == "renamed", renamed.text
+        bad = call("PATCH", path, "admin", {"recurrence": {"frequency": "Fortnight", "interval": 1}})
+        assert bad.status_code == 400 and "Fortnight" in bad.text
+        by_admin = call("PATCH", path, "admin", {"recurrence": {**hourly, "interval": 3}})
+        assert by_admin.status_code == 200 and by_admin.json()["recurrence"]["interval"] == 3
+        assert by_admin.json()["next_fire_time"] is None  # recomputed by the scheduler from now
+        call("PATCH", path, "owner", {"status": "Disabled"})
