@@ -74,7 +74,8 @@ def test_a_schedule_without_start_time_has_fired_when_create_returns(
     assert len(runs) == 1
     record = ws.store.get_schedule(schedule.id)
     assert record.last_run_id == runs[0].id
-    assert record.next_fire_time is not None and record.next_fire_time > record.last_fire_time + 3500
+    assert record.next_fire_time is not None and record.last_fire_time is not None
+    assert record.next_fire_time > record.last_fire_time + 3500
     assert runs[0].get_properties()["azureml.scheduleId"] == schedule.id
     schedule.disable()
 
@@ -131,7 +132,7 @@ def test_patch_schedule_needs_its_creator_or_an_admin_unless_it_only_disables(
     ws = sqlite_workspace
     assert isinstance(ws.store, SqlStore)
     tokens = {
-        name: create_token(ws.store, scope, name=name)[0]  # type: ignore[arg-type]
+        name: create_token(ws.store, scope, name=name)[0]
         for name, scope in [("owner", "write"), ("other", "write"), ("admin", "admin")]
     }
     pipeline_id = no_parameters(ws, tmp_path).id

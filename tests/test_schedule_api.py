@@ -104,10 +104,8 @@ def test_a_recurrence_schedule_is_recorded_listed_disabled_and_enabled(
     schedule.update(status="Active")
     assert Schedule.get(workspace, schedule.id).status == "Active"
     assert schedule.get_last_pipeline_run() is None and schedule.get_pipeline_runs() == []
-    with pytest.raises(
-        InvalidInputError, match=r"cannot change description, name in runyard yet; disable\(\)"
-    ):
-        schedule.update(name="renamed", description="new")
+    schedule.update(name="renamed", description="new")  # v1's update changes them (issue 15)
+    assert (Schedule.get(workspace, schedule.id).name, schedule.description) == ("renamed", "new")
     with pytest.raises(ScheduleNotFound):
         Schedule.get(workspace, "no-such-schedule")
 
