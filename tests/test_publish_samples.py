@@ -164,3 +164,28 @@ def test_patch_schedule_needs_its_creator_or_an_admin_unless_it_only_disables(
         assert by_admin.status_code == 200 and by_admin.json()["recurrence"]["interval"] == 3
         assert by_admin.json()["next_fire_time"] is None  # recomputed by the scheduler from now
         call("PATCH", path, "owner", {"status": "Disabled"})
+
+
+def test_notebook_html_escapes_names_and_links_the_studio(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws = sqlite_workspace
+    evil = '<img src=x onerror="alert(1)">'
+    published = no_parameters(ws, tmp_path, name=evil)
+    endpoint = PipelineEndpoint.publish(ws, "ep-html", evil, published)
+    later = ScheduleRecurrence(frequency="Day", interval=1, start_time="2099-01-05T09:00:00")
+    schedule = Schedule.create(ws, "sched-html", published.id, "html", recurrence=later, description=evil)
+    schedule.update(name="a&b<c>")
+    for shown, page in [
+        (published._repr_html_(), published.get_portal_url()),
+        (endpoint._repr_html_(), endpoint.get_portal_url()),
+        (schedule._repr_html_(), ws.studio_url + "/schedules"),
+    ]:
+        assert "<img" not in shown and '"alert' not in shown  # no live tag, no attribute broken out of
+        assert f'<a href="{page}"' in shown and "runyard up" in shown and "RUNYARD_STUDIO_URL" in shown
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in published._repr_html_()
+    assert (
+        "a&amp;b&lt;c&gt;" in schedule._repr_html_() and "frequency=&#x27;Day&#x27;" in schedule._repr_html_()
+    )
+    assert f"<td>{endpoint.endpoint}</td>" in endpoint._repr_html_()
+    schedule.disable()

@@ -28,6 +28,7 @@ from runyard.pipeline.published import (
     _start,
     _warn_ignored,
     _who,
+    html_table,
 )
 from runyard.store.publish_rules import check_pipeline_endpoint
 from runyard.store.records import ACTIVE, DISABLED, PipelineEndpointRecord
@@ -354,6 +355,16 @@ class PipelineEndpoint:
     def get_portal_url(self) -> str:
         """The studio page of this endpoint."""
         return self._workspace.studio_url + ENDPOINT_PAGE_PATH.format(id=self._id)
+
+    def _repr_html_(self) -> str:
+        cells = {
+            "Name": self._name,
+            "Id": self._id,
+            "Status": self._status,
+            "Default version": self._default_version,
+            "Endpoint": self._endpoint,
+        }
+        return html_table(self._workspace, cells, {"Link to runyard studio": self.get_portal_url()})
 
     def __repr__(self) -> str:
         versions = ", ".join(f"{v.version}: {v.pipeline_id}" for v in self._pipeline_version_list)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import html
 import json
 import time
 import uuid
 import warnings
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,7 @@ from runyard.engine.submission import (
 )
 from runyard.pipeline.data import parameter_json
 from runyard.pipeline.pipeline import _submitter
+from runyard.store import SqlStore
 from runyard.store.publish_rules import check_published_pipeline
 from runyard.store.records import ACTIVE, DISABLED, PublishedPipelineRecord
 
@@ -76,6 +79,27 @@ def _start(ws: Workspace, experiment_name: str, run_id: str, show_output: bool) 
 def _parameters(values: dict[str, Any] | None) -> dict[str, Any]:
     """pipeline_parameters in JSON form: a dataset travels as {"dataset": …}, a DataPath as {"datapath": …}."""
     return {name: parameter_json(value) for name, value in (values or {}).items()}
+
+
+def html_table(ws: Workspace, cells: Mapping[str, Any], links: Mapping[str, str]) -> str:
+    """v1's notebook view of a published object: a one-row table, every value escaped; `links` are the
+    columns shown as links (text -> URL). When this process holds the workspace's database, nothing may
+    be serving the REST endpoint yet: the caption says what does (v1's publish prints nothing, so the
+    hint lives here and in docs/publishing.md rather than in a print)."""
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in [*cells, *links])
+    row = "".join(f"<td>{html.escape(str(v) if v is not None else '')}</td>" for v in cells.values())
+    row += "".join(
+        f'<td><a href="{html.escape(url)}" target="_blank" rel="noopener">{html.escape(text)}</a></td>'
+        for text, url in links.items()
+    )
+    caption = ""
+    if isinstance(ws.store, SqlStore):
+        caption = (
+            "<caption>Its REST endpoint is served by <code>runyard up</code> (or <code>runyard server "
+            f"--compute</code>) at {html.escape(ws.studio_url)}; a server on another address needs "
+            "<code>RUNYARD_STUDIO_URL</code>.</caption>"
+        )
+    return f"<table>{caption}<tr>{head}</tr><tr>{row}</tr></table>"
 
 
 def _warn_ignored(record: PublishedPipelineRecord, values: dict[str, Any], stacklevel: int = 3) -> None:
@@ -311,6 +335,10 @@ class PublishedPipeline:
     @property
     def portal_url(self) -> str:
         return self.get_portal_url()
+
+    def _repr_html_(self) -> str:
+        cells = {"Name": self._name, "Id": self._id, "Status": self._status, "Endpoint": self._endpoint}
+        return html_table(self.workspace, cells, {"Link to runyard studio": self.get_portal_url()})
 
     def __repr__(self) -> str:
         return (

@@ -19,7 +19,7 @@ from runyard.engine.schedules import fire_now, watch_listing
 from runyard.engine.service import ensure_running
 from runyard.engine.submission import SCHEDULE_ID_PROPERTY, published_for_endpoint
 from runyard.errors import InvalidInputError, NotFoundError, RunyardError
-from runyard.pipeline.published import PROVIDER, _parameters, _who, runs_with_property
+from runyard.pipeline.published import PROVIDER, _parameters, _who, html_table, runs_with_property
 from runyard.pipeline.recurrence import ScheduleRecurrence
 from runyard.store import SqlStore
 from runyard.store.publish_rules import check_schedule
@@ -413,6 +413,19 @@ class Schedule:
         except NotFoundError:  # claimed, and the run is being created this moment: the one before
             runs = self.get_pipeline_runs()
             return runs[0] if runs else None
+
+    def _repr_html_(self) -> str:
+        cells = {
+            "Name": self._name,
+            "Id": self._id,
+            "Status": self._status,
+            "Pipeline Id": self._pipeline_id,
+            "Pipeline endpoint Id": self._pipeline_endpoint_id,
+            "Recurrence": repr(self._recurrence) if self._recurrence else None,
+            "Datastore": self._datastore_name,
+        }
+        studio = self._workspace.studio_url + "/schedules"
+        return html_table(self._workspace, cells, {"Link to runyard studio": studio})
 
     def __repr__(self) -> str:
         what = repr(self._recurrence) if self._recurrence else f"watching datastore {self._datastore_name!r}"
