@@ -48,11 +48,13 @@ def test_unknown_parameter_names_are_ignored_with_a_warning_as_v1_ignores_them(
     ws = sqlite_workspace
     published = no_parameters(ws, tmp_path)
     sent = {"1": "united", "2": "city"}  # v1's versioned-endpoint notebook sends these to such a pipeline
-    with pytest.warns(UserWarning, match=r"'1', '2' are not parameters of this pipeline \(known: none\)"):
+    with pytest.warns(
+        UserWarning, match=r"names '1', '2', which this pipeline does not have \(known: none\); ignored"
+    ):
         run = published.submit(ws, "samples", pipeline_parameters=sent, show_output=False)
     assert json.loads(run.get_properties()[IGNORED_PARAMETERS_PROPERTY]) == ["1", "2"]
     endpoint = PipelineEndpoint.publish(ws, "NewName", "versioned", published)
-    with pytest.warns(UserWarning, match=r"'2' are not parameters"):
+    with pytest.warns(UserWarning, match=r"names '2', which"):
         by_endpoint = endpoint.submit("samples", pipeline_parameters={"2": "city"}, show_output=False)
     assert json.loads(by_endpoint.get_properties()[IGNORED_PARAMETERS_PROPERTY]) == ["2"]
     assert by_endpoint.get_properties()["azureml.pipelineEndpointId"] == endpoint.id

@@ -63,9 +63,9 @@ def ignored_parameters_warning(graph: dict[str, Any], names: list[str]) -> str:
     """The sentence a published submission gives for names it ignored (Python warns it, REST returns it)."""
     known = ", ".join(sorted(graph.get("parameters") or {})) or "none"
     return (
-        f"pipeline parameters {', '.join(repr(n) for n in names)} are not parameters of this pipeline "
-        f"(known: {known}), so they were ignored, as Azure ML v1 ignores them for published pipelines "
-        "and endpoints; check the names if you meant to set one."
+        f"pipeline_parameters names {', '.join(repr(n) for n in names)}, which this pipeline does not have "
+        f"(known: {known}); ignored, as Azure ML v1 ignores unknown names for published pipelines and "
+        "endpoints. Check the spelling if you meant to set one."
     )
 
 
