@@ -32,6 +32,7 @@ from runyard.pipeline import (
 from runyard.server.app import create_app
 from runyard.server.auth import create_token
 from runyard.store import SqlStore
+from runyard.store.rest_store import RestStore
 
 pytestmark = pytest.mark.usefixtures("no_stray_processes")
 
@@ -165,7 +166,11 @@ def test_patch_schedule_needs_its_creator_or_an_admin_unless_it_only_disables(
         by_admin = call("PATCH", path, "admin", {"recurrence": {**hourly, "interval": 3}})
         assert by_admin.status_code == 200 and by_admin.json()["recurrence"]["interval"] == 3
         assert by_admin.json()["next_fire_time"] is None  # recomputed by the scheduler from now
-        call("PATCH", path, "owner", {"status": "Disabled"})
+        rest = RestStore(str(client.base_url), tokens["owner"], client=client)  # the RestStore side
+        updated = rest.update_schedule(body["id"], description="via RestStore", status="Disabled")
+        assert (updated.description, updated.status) == ("via RestStore", "Disabled")
+        with pytest.raises(InvalidInputError, match="Fortnight"):
+            rest.update_schedule(body["id"], recurrence={"frequency": "Fortnight", "interval": 1})
 
 
 def test_notebook_html_escapes_names_and_links_the_studio(
