@@ -439,7 +439,7 @@ def test_published_records_have_no_route_that_changes_their_graph_or_target(box:
         ("PATCH", f"/api/v1/pipeline-endpoints/{endpoint.id}", {"versions": {"0": "x"}}, (422,)),
         ("PATCH", f"/api/v1/pipeline-endpoints/{endpoint.id}", {"data": {"createdBy": {}}}, (422,)),
         ("PUT", f"/api/v1/schedules/{schedule_id}", {"pipeline_id": "x"}, (404, 405)),
-        ("PATCH", f"/api/v1/schedules/{schedule_id}", {"data": {"createdBy": {}}}, (404, 405)),
+        ("PATCH", f"/api/v1/schedules/{schedule_id}", {"data": {"createdBy": {}}}, (422,)),
         ("PUT", f"/api/v1/schedules/{schedule_id}/status", {"status": ACTIVE, "pipeline_id": "x"}, (422,)),
     ]  # fmt: skip
     for method, path, body, allowed in attempts:
