@@ -145,6 +145,8 @@ def test_published_and_endpoint_doors_run_the_frozen_graph_as_the_token(door: Do
     )
     assert chosen.status_code == 200, chosen.text
     assert chosen.json()["PipelineId"] == door.second
+    # GraphId is the same content hash the Python API calls graph_id
+    assert chosen.json()["GraphId"] == PublishedPipeline.get(door.ws, door.second).graph_id
     in_path = door.post(
         ENDPOINT_SUBMIT_PATH.format(id=door.endpoint) + "/1",
         {"ExperimentName": "rest-door", "ParameterAssignments": {"msg": "path"}},

@@ -180,6 +180,13 @@ def publish_run(
     )
 
 
+def graph_id_of(graph: dict[str, Any]) -> str:
+    """v1's graph_id: here a content hash of the frozen graph (same graph, same id), so the Python API and
+    the REST door's GraphId agree."""
+    canonical = json.dumps(graph, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(canonical).hexdigest()[:32]
+
+
 @v1_keywords
 class PublishedPipeline:
     """A pipeline frozen when it was published; submit it again with new parameters, from here or over REST."""
@@ -210,10 +217,9 @@ class PublishedPipeline:
 
     @classmethod
     def _from_record(cls, ws: Workspace, record: PublishedPipelineRecord) -> PublishedPipeline:
-        canonical = json.dumps(record.graph, sort_keys=True, separators=(",", ":")).encode()
         return cls(
             name=record.name,
-            graph_id=hashlib.sha256(canonical).hexdigest()[:32],  # same graph, same id
+            graph_id=graph_id_of(record.graph),
             description=record.description,
             version=record.version,
             published_pipeline_id=record.id,

@@ -44,6 +44,7 @@ from runyard.pipeline.published import (
     ENDPOINT_SUBMIT_BY_NAME_PATH,
     ENDPOINT_SUBMIT_PATH,
     PUBLISHED_SUBMIT_PATH,
+    graph_id_of,
 )
 from runyard.server.auth import Principal
 from runyard.server.errors import ERROR_RESPONSES, forbidden, runyard_error_response
@@ -398,7 +399,7 @@ def _answer(request: Request, made: dict[str, Any]) -> dict[str, Any]:
         "Id": run.run_id,
         "Description": body.Description,
         "Status": {"StatusCode": run.status, "StatusDetail": None, "CreationTime": created, "EndTime": None},
-        "GraphId": record.id,
+        "GraphId": graph_id_of(record.graph),
         "IsSubmitted": True,
         "HasErrors": False,
         "HasWarnings": False,
