@@ -52,6 +52,11 @@ SCHEDULE_UPDATE_FIELDS = (
 _WATCH_FIELDS = ("polling_interval", "path_on_datastore", "datastore_name")
 
 
+def _columns(record: Any) -> dict[str, Any]:
+    """A record's fields are its table's columns, one for one (schema.py)."""
+    return dataclasses.asdict(record)
+
+
 def _published_from_row(row: Any) -> PublishedPipelineRecord:
     return PublishedPipelineRecord(
         id=row.id,
@@ -114,17 +119,7 @@ class SqlPublish(SqlBase):
     def create_published_pipeline(self, record: PublishedPipelineRecord) -> PublishedPipelineRecord:
         rules.check_published_pipeline(record)
         with self._write() as conn:
-            stmt = self._insert(_pp).values(
-                id=record.id,
-                name=record.name,
-                status=record.status,
-                created_time=record.created_time,
-                description=record.description,
-                version=record.version,
-                continue_on_step_failure=record.continue_on_step_failure,
-                graph=record.graph,
-                data=record.data,
-            )
+            stmt = self._insert(_pp).values(**_columns(record))
             # RETURNING, not rowcount: PostgreSQL's driver reports a row for a skipped ON CONFLICT insert
             inserted = conn.execute(stmt.on_conflict_do_nothing().returning(_pp.c.id)).first()
         if inserted is None:
@@ -193,16 +188,7 @@ class SqlPublish(SqlBase):
             )
             if conn.execute(sa.select(_pe.c.id).where(_pe.c.name == record.name)).first() is not None:
                 raise self._name_taken(record.name)
-            stmt = self._insert(_pe).values(
-                id=record.id,
-                name=record.name,
-                status=record.status,
-                created_time=record.created_time,
-                description=record.description,
-                default_version=record.default_version,
-                versions=dict(record.versions),
-                data=record.data,
-            )
+            stmt = self._insert(_pe).values(**_columns(record))
             inserted = conn.execute(stmt.on_conflict_do_nothing().returning(_pe.c.id)).first()
         if inserted is None:  # the id is taken, or a concurrent create took the name first
             try:
@@ -317,27 +303,7 @@ class SqlPublish(SqlBase):
                 ).first()
                 if found is None:
                     raise self._missing_endpoint(record.pipeline_endpoint_id, None, referrer)
-            stmt = self._insert(_sc).values(
-                id=record.id,
-                name=record.name,
-                status=record.status,
-                experiment_name=record.experiment_name,
-                created_time=record.created_time,
-                pipeline_id=record.pipeline_id,
-                pipeline_endpoint_id=record.pipeline_endpoint_id,
-                description=record.description,
-                recurrence=record.recurrence,
-                datastore_name=record.datastore_name,
-                path_on_datastore=record.path_on_datastore,
-                polling_interval=record.polling_interval,
-                data_path_parameter_name=record.data_path_parameter_name,
-                continue_on_step_failure=record.continue_on_step_failure,
-                pipeline_parameters=record.pipeline_parameters,
-                next_fire_time=record.next_fire_time,
-                last_fire_time=record.last_fire_time,
-                last_run_id=record.last_run_id,
-                data=record.data,
-            )
+            stmt = self._insert(_sc).values(**_columns(record))
             inserted = conn.execute(stmt.on_conflict_do_nothing().returning(_sc.c.id)).first()
         if inserted is None:
             raise ConflictError(
