@@ -19,6 +19,7 @@ from runyard.server.routes_compute import compute_router
 from runyard.server.routes_data import data_router
 from runyard.server.routes_env import environment_router
 from runyard.server.routes_mlflow import mlflow_router
+from runyard.server.routes_mlflow_artifacts import mlflow_artifact_router
 from runyard.server.routes_pipeline_submit import pipeline_submit_router
 from runyard.server.routes_publish import publish_router
 from runyard.server.routes_store import store_router
@@ -111,6 +112,7 @@ def create_app(workspace: Workspace, *, auth: bool = False, host_is_compute: boo
     app.include_router(artifact_router(store, artifacts, principal))
     app.include_router(token_router(store, principal))
     app.include_router(mlflow_router(store, principal))
+    app.include_router(mlflow_artifact_router(store, artifacts, principal))
     app.include_router(publish_router(workspace, store, principal))
     app.include_router(pipeline_submit_router(workspace, store, principal))
     install_studio(app, workspace, store, artifacts, auth=auth)

@@ -87,6 +87,17 @@ class MetricSummary:
 
 
 @dataclass(frozen=True)
+class MlflowMetric:
+    """A run's metric as MLflow shows it on the run: its "latest" value, the one at the highest step (then
+    the latest timestamp, then the largest value). value may be NaN or ±inf; timestamp is in seconds."""
+
+    key: str
+    value: float
+    timestamp: float
+    step: int
+
+
+@dataclass(frozen=True)
 class ModelRecord:
     name: str
     version: int

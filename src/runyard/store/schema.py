@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 #: The Alembic revision this code expects. tests/test_migrations.py checks it equals Alembic's head.
-SCHEMA_HEAD = "0011"
+SCHEMA_HEAD = "0012"
 
 metadata = sa.MetaData()
 
@@ -19,6 +19,20 @@ experiments = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("name", sa.String(255), nullable=False, unique=True),
     sa.Column("created_time", sa.Float, nullable=False),
+    # MLflow's experiment lifecycle (0012): "active" | "deleted"; where its runs' artifacts go when the
+    # creator chose (NULL: the workspace's artifact store); when it was last renamed, tagged or deleted
+    sa.Column("lifecycle_stage", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("artifact_location", sa.Text, nullable=True),
+    sa.Column("last_update_time", sa.Float, nullable=True),
+)
+
+# MLflow experiment tags (0012); the values MLflow allows are up to 5,000 characters.
+experiment_tags = sa.Table(
+    "experiment_tags",
+    metadata,
+    sa.Column("experiment_id", sa.String(64), sa.ForeignKey("experiments.id"), primary_key=True),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
 )
 
 runs = sa.Table(
@@ -38,6 +52,9 @@ runs = sa.Table(
     sa.Column("data", sa.JSON, nullable=False),
     # sha256 of a pipeline step's inputs and definition (engine/reuse.py); the reuse lookup key
     sa.Column("fingerprint", sa.String(64), nullable=True),
+    # MLflow's soft delete (0012): runs/delete sets "deleted" and deleted_time, runs/restore undoes both
+    sa.Column("lifecycle_stage", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("deleted_time", sa.Float, nullable=True),
     sa.UniqueConstraint("experiment_id", "number", name="uq_runs_experiment_number"),
     sa.Index("ix_runs_experiment_created", "experiment_id", "created_time"),
     # top-level runs newest first (the studio's default page) and a run's children in order
@@ -46,6 +63,8 @@ runs = sa.Table(
     sa.Index("ix_runs_fingerprint", "fingerprint"),
     sa.Index("ix_runs_type_name", "run_type", "display_name"),
     sa.Index("ix_runs_created", "created_time"),
+    # MLflow's search order: start_time DESC, run_id ASC within the searched experiments (0012)
+    sa.Index("ix_runs_experiment_start", "experiment_id", "start_time", "run_id"),
 )
 
 run_tags = sa.Table(
@@ -78,6 +97,9 @@ metrics = sa.Table(
     sa.Column("timestamp", sa.Float, nullable=False),
     sa.Column("writer", sa.String(64), nullable=True),
     sa.Column("seq", sa.BigInteger, nullable=True),
+    # A NaN value (0012): SQLite stores NaN as NULL, so a scalar NaN is kept as value NULL with is_nan true
+    # on both databases. NULL (rows from before 0012) means false.
+    sa.Column("is_nan", sa.Boolean, nullable=True),
     sa.Index("ix_metrics_run_name", "run_id", "name", "id"),
     # A writer numbers its rows (seq), so a resent batch is recognised and stored once (append_metrics
     # inserts with ON CONFLICT DO NOTHING). Rows without a writer or seq stay allowed: both databases
@@ -95,6 +117,13 @@ metric_summaries = sa.Table(
     sa.Column("min_value", sa.Float, nullable=True),
     sa.Column("max_value", sa.Float, nullable=True),
     sa.Column("last_step", sa.BigInteger, nullable=True),
+    # MLflow's "latest" value (0012): the value at the highest step, then the latest timestamp, then the
+    # largest value; latest_is_nan marks a NaN there (latest_value is then NULL)
+    sa.Column("latest_value", sa.Float, nullable=True),
+    sa.Column("latest_step", sa.BigInteger, nullable=True),
+    sa.Column("latest_timestamp", sa.Float, nullable=True),
+    sa.Column("latest_is_nan", sa.Boolean, nullable=True),
+    sa.Index("ix_metric_summaries_latest", "name", "latest_value", "run_id"),
     # the studio's runs table sorted by a metric reads these in order (and lists metric names from them)
     sa.Index("ix_metric_summaries_last", "name", "last_value", "run_id"),
     sa.Index("ix_metric_summaries_min", "name", "min_value", "run_id"),
@@ -307,4 +336,25 @@ schedules = sa.Table(
     sa.Index("ix_schedules_pipeline", "pipeline_id"),
     sa.Index("ix_schedules_endpoint", "pipeline_endpoint_id"),
     sa.Index("ix_schedules_created", "created_time"),
+)
+
+# MLflow 3's logged models (0012): what `mlflow.<flavor>.log_model` and autolog create before uploading a
+# model's files to artifact_location and finalizing it (status PENDING -> READY | FAILED). data holds params,
+# tags, metrics and status_message as JSON.
+mlflow_logged_models = sa.Table(
+    "mlflow_logged_models",
+    metadata,
+    sa.Column("model_id", sa.String(64), primary_key=True),
+    sa.Column("experiment_id", sa.String(64), sa.ForeignKey("experiments.id"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("source_run_id", sa.String(256), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("model_type", sa.String(255), nullable=True),
+    sa.Column("artifact_location", sa.Text, nullable=False),
+    sa.Column("lifecycle_stage", sa.String(16), nullable=False),
+    sa.Column("created_time", sa.Float, nullable=False),
+    sa.Column("last_updated_time", sa.Float, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Index("ix_mlflow_logged_models_experiment", "experiment_id", "created_time"),
+    sa.Index("ix_mlflow_logged_models_run", "source_run_id"),
 )

@@ -28,6 +28,9 @@ from runyard.store.sql_compute import SqlCompute
 from runyard.store.sql_data import SqlData
 from runyard.store.sql_env import SqlEnv
 from runyard.store.sql_metrics import SqlMetrics
+from runyard.store.sql_mlflow_models import SqlMlflowModels
+from runyard.store.sql_mlflow_runs import SqlMlflowRuns
+from runyard.store.sql_mlflow_search import SqlMlflowSearch
 from runyard.store.sql_models import SqlModels
 from runyard.store.sql_publish import SqlPublish
 from runyard.store.sql_studio import SqlStudio
@@ -59,7 +62,19 @@ def check_submission_unchanged(run: RunRecord, patch: Mapping[str, Any]) -> None
         )
 
 
-class SqlStore(SqlMetrics, SqlModels, SqlCompute, SqlData, SqlEnv, SqlPublish, SqlTokens, SqlStudio):
+class SqlStore(
+    SqlMetrics,
+    SqlModels,
+    SqlCompute,
+    SqlData,
+    SqlEnv,
+    SqlPublish,
+    SqlTokens,
+    SqlStudio,
+    SqlMlflowRuns,
+    SqlMlflowSearch,
+    SqlMlflowModels,
+):
     # -- experiments ----------------------------------------------------------------------------
     def get_or_create_experiment(self, name: str) -> ExperimentRecord:
         v.check_experiment_name(name)
