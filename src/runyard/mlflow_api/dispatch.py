@@ -29,7 +29,7 @@ from runyard.mlflow_api.errors import MlflowError, invalid
 from runyard.store import SqlStore
 
 #: The modules that register handlers (imported on first dispatch).
-HANDLER_MODULES = ("experiments", "runs", "search", "logged_models", "run_io")
+HANDLER_MODULES = ("experiments", "runs", "metrics", "search", "logged_models", "run_io")
 
 
 @dataclass(frozen=True)
