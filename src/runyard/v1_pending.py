@@ -43,7 +43,6 @@ NO_CONTAINERS = Pending(
     "environment it builds; env.docker's settings are recorded and ignored",
 )
 R_LANGUAGE = Pending(None, "runyard runs Python; R environments are not planned")
-MLFLOW = Pending(16, "MLflow tracking arrives with issue 16")
 DEPLOYMENT = Pending(None, f"model deployment (web services, images, AKS, packaging): {AZURE}")
 CLOUD_COMPUTE = Pending(
     None, f"cloud compute services (Databricks, HDInsight, Batch, Kusto, Synapse...): {AZURE}"
