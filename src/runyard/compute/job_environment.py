@@ -83,6 +83,30 @@ def variables(definition: Mapping[str, Any] | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in given.items()} if isinstance(given, Mapping) else {}
 
 
+#: What MLflow reads to find its tracking server, run and experiment (what Azure ML sets for a job too).
+MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_TRACKING_TOKEN")
+#: MLflow settings a job does not inherit from the process that submitted it: they name another run,
+#: experiment or server credential (the job's own MLFLOW_VARIABLES replace them).
+MLFLOW_INHERITED = (*MLFLOW_VARIABLES, "MLFLOW_EXPERIMENT_ID")
+
+
+def mlflow_variables(
+    tracking_uri: str, run_id: str, experiment_name: str, token: str | None
+) -> dict[str, str]:
+    """MLflow's variables for a job, so `mlflow.log_metric` in the script lands in the job's own run:
+    the workspace's MLflow address (the plugin URI of an embedded workspace, the server's URL), the run's
+    id, its experiment, and for a server the job's run token (it may write to its own run only).
+    A job's environment_variables override these, as they would in Azure ML."""
+    found = {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_RUN_ID": run_id,
+        "MLFLOW_EXPERIMENT_NAME": experiment_name,
+    }
+    if token is not None:
+        found["MLFLOW_TRACKING_TOKEN"] = token
+    return found
+
+
 def activation(prepared: PreparedEnvironment | None) -> dict[str, str]:
     """A built environment comes first on PATH (a run's own `command` saying `python` gets the environment's
     interpreter, as in v1's activated conda environment) and is named by VIRTUAL_ENV."""

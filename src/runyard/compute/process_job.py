@@ -177,7 +177,17 @@ class ProcessJob:
         return self.prepared.python if self.prepared is not None else sys.executable
 
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = dict(os.environ)
+        create_run_token = getattr(self.ws.store, "create_run_token", None)
+        # against a server: the job gets a token for its own run only (runyard's and MLflow's client)
+        token = create_run_token(self.run_id) if create_run_token is not None else None
+        # MLflow's stale settings from the submitting shell (another run's id, an experiment id) go; the
+        # job's own come next, then the environment's and the run's variables, which may override them
+        env = {k: v for k, v in os.environ.items() if k not in job_environment.MLFLOW_INHERITED}
+        env.update(
+            job_environment.mlflow_variables(
+                self.ws.get_mlflow_tracking_uri(), self.run_id, self.experiment_name, token
+            )
+        )
         env.update(self.env_variables)  # the environment's variables; the run's win over them
         env.update(job_environment.activation(self.prepared))
         # the run's own variables (RunConfiguration.environment_variables, data references, parameters),
@@ -196,9 +206,8 @@ class ProcessJob:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        create_run_token = getattr(self.ws.store, "create_run_token", None)
-        if create_run_token is not None:  # against a server: the job gets a token for its own run only
-            env[config.ENV_TOKEN] = create_run_token(self.run_id)
+        if token is not None:
+            env[config.ENV_TOKEN] = token
             env[config.ENV_TRACKING_URI] = self.ws.tracking_uri
         return env
 

@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from runyard.core.azure_identity import AzureIdentity, say_once, warn_mismatch, write_azure_config
 from runyard.core.workspace_config import (
@@ -22,7 +23,7 @@ from runyard.core.workspace_config import (
     write_config,
 )
 from runyard.data.datastore import Datastore, builtin_datastores
-from runyard.errors import ComputeTargetException, ConflictError, InvalidInputError
+from runyard.errors import ComputeTargetException, InvalidInputError
 
 NO_AZURE_AUTH = (
     "a local workspace needs no sign-in; a server is reached with a runyard token (token= or RUNYARD_TOKEN)"
@@ -53,6 +54,9 @@ CREATE_IGNORED = {
     ),
 }
 
+
+#: The URI scheme of runyard's MLflow tracking-store plugin (pyproject's `mlflow.tracking_store` entry point).
+MLFLOW_SCHEME = "runyard"
 
 #: The key in config.json naming the default targets Workspace.create recorded: {"CPU": name, "GPU": name}.
 DEFAULT_TARGETS_KEY = "default_compute_targets"
@@ -213,16 +217,13 @@ class WorkspaceV1:
         self.store.set_default_datastore_name(store.name)  # type: ignore[attr-defined]
 
     def get_mlflow_tracking_uri(self, _with_auth: bool = False) -> str:
-        """The server's URL for a workspace opened by URL. A folder workspace has no MLflow address:
-        its database URI must never be handed out, since MLflow would create its own tables inside it."""
+        """The address MLflow logs into this workspace with: the server's URL for a workspace opened by
+        URL (its token goes in MLFLOW_TRACKING_TOKEN), else `runyard:/abs/path/to/workspace`, which
+        runyard's MLflow plugin (runyard.mlflow_api.plugin) answers in process, without a server.
+        `_with_auth`: v1 puts an Azure token in the URI; runyard's URIs never carry one."""
         if self.is_remote:
             return self.tracking_uri
-        raise ConflictError(
-            f"The workspace at {self.path} is a local folder, and runyard does not hand its database to "
-            "MLflow (MLflow would create its own tables inside runyard's database). Run `runyard up` in this "
-            "project and use its URL (mlflow.set_tracking_uri('http://127.0.0.1:8765')), or wait for issue 16, "
-            "which gives local workspaces an MLflow address."
-        )
+        return f"{MLFLOW_SCHEME}:{quote(str(self.path))}"
 
     def write_config(self, path: str | os.PathLike[str] | None = None, file_name: str | None = None) -> None:
         """Write `<path>/.azureml/config.json` (default: the current folder) in v1's form, naming this

@@ -144,6 +144,21 @@ def _top_levels(dist: metadata.Distribution) -> dict[str, Path]:
     return entries
 
 
+def _runyard_metadata() -> dict[str, Path]:
+    """runyard's own .dist-info folder by name: its entry points (MLflow's `mlflow.tracking_store` plugin
+    `runyard`) must be found by importlib.metadata inside every environment, and an editable install's
+    file list may not name it (an egg-link or a backend that records no files)."""
+    try:
+        dist = metadata.distribution("runyard")
+    except metadata.PackageNotFoundError:
+        return {}
+    found = {n: p for n, p in _top_levels(dist).items() if n.endswith((".dist-info", ".egg-info"))}
+    folder = getattr(dist, "_path", None)  # PathDistribution's metadata folder (no public name for it)
+    if not found and isinstance(folder, Path) and folder.name.endswith((".dist-info", ".egg-info")):
+        found[folder.name] = folder
+    return found
+
+
 def _make_private(folder: Path) -> None:
     """Create the cache root and `folder` (inside it) as 0o700 folders: makedirs gives the mode to the last
     folder only, so the root is made first."""
@@ -213,6 +228,7 @@ def _same_minor_layer() -> Path:
             for name, path in _top_levels(dist).items():
                 entries.setdefault(name, path)
         entries["runyard"] = _package_dir()
+        entries.update(_runyard_metadata())
         _make_layer(folder, entries)
         _make_private(layers)
         temp = index.with_name(f".{index.name}.{_unique()}")
@@ -226,10 +242,7 @@ def _runyard_only_layer() -> Path:
     package = _package_dir()
     key = hashlib.sha256(f"{package}\n{runyard.__version__}".encode()).hexdigest()[:16]
     folder = env_cache_dir() / "layers" / f"runyard-{key}"
-    entries = {"runyard": package}
-    with contextlib.suppress(metadata.PackageNotFoundError):
-        dist = metadata.distribution("runyard")
-        entries.update({n: p for n, p in _top_levels(dist).items() if n.endswith(".dist-info")})
+    entries = {"runyard": package, **_runyard_metadata()}
     _make_layer(folder, entries)
     return folder
 
