@@ -1,1 +1,161 @@
-"""(being written for issue 16)"""
+"""MLflow's experiments/* routes (search is search.py's): create, get, get-by-name, update (rename),
+delete, restore, set-experiment-tag, delete-experiment-tag.
+
+Creating, renaming, tagging, deleting and restoring experiments are workspace writes: a job's run token
+may not do them (it writes to its own run only), a read token may not either.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runyard.errors import ConflictError
+from runyard.mlflow_api.convert import (
+    ACTIVE,
+    DELETED,
+    api_experiment_id,
+    experiment_json,
+    resolve_experiment,
+)
+from runyard.mlflow_api.dispatch import MlflowContext, route
+from runyard.mlflow_api.errors import MlflowError, missing
+from runyard.mlflow_api.limits import check_experiment_name, check_experiment_tag
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Tag(Body):
+    key: str
+    value: str = ""
+
+
+class CreateExperiment(Body):
+    name: str = Field(min_length=1)
+    artifact_location: str | None = None
+    tags: list[Tag] = []
+
+
+class ExperimentId(Body):
+    experiment_id: str = Field(min_length=1)
+
+
+class GetByName(Body):
+    experiment_name: str = Field(min_length=1)
+
+
+class UpdateExperiment(ExperimentId):
+    new_name: str = Field(min_length=1)
+
+
+class SetExperimentTag(ExperimentId):
+    key: str = Field(min_length=1)
+    value: str
+
+
+class DeleteExperimentTag(ExperimentId):
+    key: str = Field(min_length=1)
+
+
+def _writer(ctx: MlflowContext, what: str) -> None:
+    ctx.caller.require("write")
+    ctx.caller.require_not_run_token(what)
+
+
+@route("POST", "experiments/create")
+def create_experiment(ctx: MlflowContext, body: CreateExperiment) -> dict[str, Any]:
+    _writer(ctx, "Creating experiments")
+    check_experiment_name(body.name)
+    tags = {t.key: t.value for t in body.tags}
+    for key, value in tags.items():
+        check_experiment_tag(key, value)
+    try:
+        exp = ctx.store.create_mlflow_experiment(body.name, body.artifact_location or None, tags)
+    except ConflictError:
+        raise MlflowError(
+            "RESOURCE_ALREADY_EXISTS", f"Experiment(name={body.name}) already exists."
+        ) from None
+    return {"experiment_id": api_experiment_id(exp)}
+
+
+@route("GET", "experiments/get")
+def get_experiment(ctx: MlflowContext, body: ExperimentId) -> dict[str, Any]:
+    ctx.caller.require("read")
+    return {"experiment": experiment_json(ctx, resolve_experiment(ctx, body.experiment_id))}
+
+
+@route("GET", "experiments/get-by-name")
+def get_experiment_by_name(ctx: MlflowContext, body: GetByName) -> dict[str, Any]:
+    ctx.caller.require("read")
+    if body.experiment_name == "Default":
+        return {"experiment": experiment_json(ctx, ctx.store.get_or_create_experiment("Default"))}
+    found = [e for e in ctx.store.list_experiments() if e.name == body.experiment_name]
+    if not found:
+        raise missing(f"Could not find experiment with name '{body.experiment_name}'")
+    return {"experiment": experiment_json(ctx, found[0])}
+
+
+@route("POST", "experiments/update")
+def rename_experiment(ctx: MlflowContext, body: UpdateExperiment) -> dict[str, Any]:
+    _writer(ctx, "Renaming experiments")
+    exp = resolve_experiment(ctx, body.experiment_id)
+    if exp.lifecycle_stage != ACTIVE:
+        raise MlflowError("INVALID_STATE", "Cannot rename a non-active experiment.", status=500)
+    check_experiment_name(body.new_name)
+    try:
+        ctx.store.rename_experiment(exp.id, body.new_name)
+    except ConflictError:
+        raise MlflowError(
+            "RESOURCE_ALREADY_EXISTS", f"Experiment(name={body.new_name}) already exists."
+        ) from None
+    return {}
+
+
+@route("POST", "experiments/delete")
+def delete_experiment(ctx: MlflowContext, body: ExperimentId) -> dict[str, Any]:
+    _writer(ctx, "Deleting experiments")
+    exp = resolve_experiment(ctx, body.experiment_id)
+    if exp.lifecycle_stage != ACTIVE:
+        raise missing(f"No Experiment with id={body.experiment_id} exists")
+    ctx.store.set_experiment_lifecycle(exp.id, DELETED)
+    return {}
+
+
+@route("POST", "experiments/restore")
+def restore_experiment(ctx: MlflowContext, body: ExperimentId) -> dict[str, Any]:
+    _writer(ctx, "Restoring experiments")
+    exp = resolve_experiment(ctx, body.experiment_id)
+    if exp.lifecycle_stage != DELETED:  # MLflow looks among deleted experiments only
+        raise missing(f"No Experiment with id={body.experiment_id} exists")
+    ctx.store.set_experiment_lifecycle(exp.id, ACTIVE)
+    return {}
+
+
+def _active(ctx: MlflowContext, experiment_id: str) -> str:
+    exp = resolve_experiment(ctx, experiment_id)
+    if exp.lifecycle_stage != ACTIVE:
+        raise MlflowError(
+            "INVALID_PARAMETER_VALUE",
+            f"The experiment {experiment_id} must be in the 'active' state. "
+            f"Current state is {exp.lifecycle_stage}.",
+        )
+    return exp.id
+
+
+@route("POST", "experiments/set-experiment-tag")
+def set_experiment_tag(ctx: MlflowContext, body: SetExperimentTag) -> dict[str, Any]:
+    _writer(ctx, "Tagging experiments")
+    check_experiment_tag(body.key, body.value)
+    ctx.store.set_experiment_tag(_active(ctx, body.experiment_id), body.key, body.value)
+    return {}
+
+
+@route("POST", "experiments/delete-experiment-tag")
+def delete_experiment_tag(ctx: MlflowContext, body: DeleteExperimentTag) -> dict[str, Any]:
+    _writer(ctx, "Removing experiment tags")
+    if not ctx.store.delete_experiment_tag(_active(ctx, body.experiment_id), body.key):
+        raise missing(f"No tag with name: {body.key} in experiment with id {body.experiment_id}")
+    return {}

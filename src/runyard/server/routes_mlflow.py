@@ -1,448 +1,222 @@
-"""The part of MLflow's tracking REST API (2.0) that the `mlflow` client uses for experiments, runs,
-params, tags and metrics, mapped onto runyard's own records:
+"""The server's door to MLflow's tracking REST API: one route per method under `/api/2.0/mlflow/`
+(and the `/api/2.0/preview/mlflow/` and `/ajax-api/2.0/mlflow/` spellings MLflow's server also answers)
+that reads the request, builds an `MlflowContext` and hands it to the handlers in runyard.mlflow_api.
 
-    MLflow experiment  → runyard experiment (id "0" is the experiment named "Default")
-    MLflow run         → runyard run of type "mlflow.run" (same id)
-    params             → run *properties* (both are write-once: re-logging a different value is an error)
-    tags               → run tags
-    metrics            → scalar metrics (timestamp ms → s, step kept)
-    status RUNNING / FINISHED / FAILED / KILLED / SCHEDULED → Running / Completed / Failed / Canceled / Queued
+What the door adds to the handlers:
+- the caller: the server's Principal (token scope, run token family) and the pipeline trust rules
+  (server/run_guard.py), with refusals in MLflow's shape (403 PERMISSION_DENIED);
+- artifact URIs: `mlflow-artifacts:/<folder>`, served by routes_mlflow_artifacts.py;
+- JSON as MLflow's server writes it: NaN and +-infinity as the strings "NaN", "Infinity", "-Infinity";
+- every error under these prefixes in MLflow's shape `{"error_code", "message"}` (install()), including
+  the server's own 401/403/413/503 answers, so the MLflow client raises its typed exceptions.
+
+Handlers run in the threadpool like every other sync route, and the write gate (write_gate.py) applies:
+it lets GETs and `.../search` POSTs through and queues the rest.
 """
 
 from __future__ import annotations
 
-import re
-import time
-import uuid
+import json
+import math
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runyard.errors import ConflictError, NotFoundError
+from runyard.mlflow_api.dispatch import MlflowContext, dispatch
+from runyard.mlflow_api.errors import MlflowError
 from runyard.server.auth import Principal
+from runyard.server.errors import HTTPError
 from runyard.server.run_guard import check_run_write
-from runyard.store import MetricRow, RunRecord, SqlStore
+from runyard.store import SqlStore
 
-MLFLOW_RUN_TYPE = "mlflow.run"
-DEFAULT_EXPERIMENT = "Default"
-TO_RUNYARD = {
-    "RUNNING": "Running",
-    "FINISHED": "Completed",
-    "FAILED": "Failed",
-    "KILLED": "Canceled",
-    "SCHEDULED": "Queued",
-}
-TO_MLFLOW = {v: k for k, v in TO_RUNYARD.items()}
+PREFIXES = ("/api/2.0/mlflow", "/api/2.0/preview/mlflow", "/ajax-api/2.0/mlflow")
+ARTIFACTS_PREFIX = "/api/2.0/mlflow-artifacts"
+METHODS = ["GET", "POST", "PATCH", "DELETE"]
 
 
-class MlflowError(Exception):
-    def __init__(self, code: str, message: str, status: int) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
+def _denied(exc: HTTPError) -> MlflowError:
+    error = exc.body.get("error") if isinstance(exc.body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    code = "UNAUTHENTICATED" if exc.status == 401 else "PERMISSION_DENIED"
+    return MlflowError(code, str(message or exc.body), status=exc.status)
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class ServerCaller:
+    """The mlflow_api Caller over the server's Principal; its refusals come out in MLflow's shape."""
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+        self.scope = principal.scope
+        self.run_id = principal.run_id
+
+    def require(self, needed: str) -> None:
+        try:
+            self.principal.require(needed)
+        except HTTPError as exc:
+            raise _denied(exc) from None
+
+    def require_not_run_token(self, what: str) -> None:
+        try:
+            self.principal.require_not_run_token(what)
+        except HTTPError as exc:
+            raise _denied(exc) from None
+
+    def family_check(self, store: SqlStore, run_id: str, *, write: bool) -> None:
+        try:
+            self.principal.family_check(store, run_id, write=write)
+        except HTTPError as exc:
+            raise _denied(exc) from None
+
+    def check_run_write(
+        self, store: SqlStore, run_id: str, *, status: str | None = None, data: dict[str, Any] | None = None
+    ) -> None:
+        try:
+            check_run_write(store, self.principal, run_id, status=status, data=data)
+        except HTTPError as exc:
+            raise _denied(exc) from None
+
+    def stamp(self) -> dict[str, Any]:
+        return self.principal.stamp()
 
 
-class KeyValue(_Body):
-    key: str = Field(min_length=1, max_length=250)
-    value: str | None = Field(default=None, max_length=8000)
+def artifact_uri(folder: str) -> str:
+    return "mlflow-artifacts:/" + folder.strip("/")
 
 
-class CreateExperiment(_Body):
-    name: str = Field(min_length=1, max_length=255)
+def proto_json(value: Any) -> Any:
+    """NaN and infinities as MLflow's server writes them (protobuf's JSON), everything else as is."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: proto_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [proto_json(v) for v in value]
+    return value
 
 
-class CreateRun(_Body):
-    experiment_id: str = "0"
-    start_time: int | None = None
-    run_name: str | None = Field(default=None, max_length=256)
-    tags: list[KeyValue] = []
-
-
-class UpdateRun(_Body):
-    run_id: str | None = None
-    run_uuid: str | None = None
-    status: str | None = None
-    end_time: int | None = None
-    run_name: str | None = None
-
-
-class MetricIn(_Body):
-    key: str = Field(min_length=1, max_length=250)
-    value: float
-    timestamp: int | None = None
-    step: int | None = Field(default=0, ge=-(2**63), le=2**63 - 1)  # the database's 64-bit integer
-
-
-class LogMetric(MetricIn):
-    run_id: str | None = None
-    run_uuid: str | None = None
-
-
-class LogParam(KeyValue):
-    run_id: str | None = None
-    run_uuid: str | None = None
-
-
-class DeleteTag(_Body):
-    run_id: str
-    key: str
-
-
-class LogBatch(_Body):
-    run_id: str
-    metrics: list[MetricIn] = Field(default=[], max_length=10_000)
-    params: list[KeyValue] = Field(default=[], max_length=1_000)
-    tags: list[KeyValue] = Field(default=[], max_length=1_000)
-
-
-class SearchRuns(_Body):
-    experiment_ids: list[str] = []
-    filter: str | None = None
-    max_results: int = Field(default=1000, ge=1, le=50_000)
-    order_by: list[str] = []
-    page_token: str | None = None
-
-
-class SearchExperiments(_Body):
-    max_results: int = Field(default=1000, ge=1, le=50_000)
-    filter: str | None = None
-
-
-_CLAUSE = re.compile(
-    r"^\s*(metrics|params|tags|attributes|attribute|metric|param|tag)\.(`[^`]+`|\"[^\"]+\"|[\w.\-]+)"
-    r"\s*(=|!=|>=|<=|>|<|LIKE)\s*(.+?)\s*$",
-    re.IGNORECASE,
-)
+async def request_body(request: Request) -> dict[str, Any]:
+    """The request's parameters: query parameters for GET (a repeated key becomes a list), else the
+    JSON body. A body that is not a JSON object counts as empty, as on MLflow's server (the handler
+    then names the missing parameter)."""
+    if request.method == "GET":
+        out: dict[str, Any] = {}
+        for key, value in request.query_params.multi_items():
+            if key in out:
+                previous = out[key]
+                out[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+            else:
+                out[key] = value
+        return out
+    raw = await request.body()
+    try:
+        parsed = json.loads(raw) if raw.strip() else {}
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def mlflow_router(store: SqlStore, principal: Any) -> APIRouter:
-    router = APIRouter(prefix="/api/2.0/mlflow", tags=["mlflow"])
+    router = APIRouter(tags=["mlflow"])
     auth = Depends(principal)
 
-    def experiment_name(experiment_id: str) -> str:
-        if experiment_id == "0":
-            return store.get_or_create_experiment(DEFAULT_EXPERIMENT).name
-        for exp in store.list_experiments():
-            if exp.id == experiment_id:
-                return exp.name
-        raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"No experiment with id {experiment_id}.", 404)
+    async def door(path: str, request: Request, who: Principal = auth) -> Response:
+        ctx = MlflowContext(store=store, caller=ServerCaller(who), artifact_uri=artifact_uri)
+        body = await request_body(request)
+        answer = await run_in_threadpool(dispatch, ctx, request.method, path, body)
+        return JSONResponse(proto_json(answer))
 
-    def experiment_json(exp: Any) -> dict[str, Any]:
-        eid = "0" if exp.name == DEFAULT_EXPERIMENT else exp.id
-        return {
-            "experiment_id": eid,
-            "name": exp.name,
-            "artifact_location": f"runyard:/experiments/{exp.name}",
-            "lifecycle_stage": "active",
-            "creation_time": int(exp.created_time * 1000),
-            "last_update_time": int(exp.created_time * 1000),
-            "tags": [],
-        }
-
-    def run_record(run_id: str | None) -> RunRecord:
-        if not run_id:
-            raise MlflowError("INVALID_PARAMETER_VALUE", "run_id is required.", 400)
-        try:
-            return store.get_run(run_id)
-        except NotFoundError:
-            raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Run '{run_id}' not found.", 404) from None
-
-    def run_json(rec: RunRecord) -> dict[str, Any]:
-        exp_id = "0" if rec.experiment_name == DEFAULT_EXPERIMENT else rec.experiment_id
-        summaries = store.get_metric_summaries([rec.run_id])
-        tags = store.get_tags(rec.run_id)
-        return {
-            "info": {
-                "run_id": rec.run_id,
-                "run_uuid": rec.run_id,
-                "experiment_id": exp_id,
-                "run_name": rec.display_name or rec.run_id,
-                "user_id": rec.data.get("mlflowUser") or _user_id(rec.data.get("submittedBy")),
-                "status": TO_MLFLOW.get(rec.status, "RUNNING"),
-                "start_time": int((rec.start_time or rec.created_time) * 1000),
-                **({"end_time": int(rec.end_time * 1000)} if rec.end_time else {}),
-                "artifact_uri": f"runyard:/runs/{rec.run_id}",
-                "lifecycle_stage": "active",
-            },
-            "data": {
-                "metrics": [
-                    {
-                        "key": s.name,
-                        "value": s.last,
-                        "timestamp": int(rec.created_time * 1000),
-                        "step": s.last_step or 0,
-                    }
-                    for s in summaries
-                ],
-                "params": [{"key": k, "value": v} for k, v in store.get_properties(rec.run_id).items()],
-                "tags": [{"key": k, "value": v or ""} for k, v in tags.items()],
-            },
-        }
-
-    def metric_rows(run_id: str, metrics: list[MetricIn]) -> list[MetricRow]:
-        now = time.time()
-        return [
-            MetricRow(
-                run_id=run_id,
-                name=m.key,
-                kind="scalar",
-                value=m.value,
-                timestamp=(m.timestamp / 1000) if m.timestamp else now,
-                step=m.step,
-            )
-            for m in metrics
-        ]
-
-    def add_params(run_id: str, params: list[KeyValue]) -> None:
-        try:
-            store.add_properties(run_id, {p.key: p.value or "" for p in params})
-        except ConflictError as exc:
-            raise MlflowError(
-                "INVALID_PARAMETER_VALUE", f"Changing param values is not allowed. {exc}", 400
-            ) from exc
-
-    # -- experiments ------------------------------------------------------------------------------
-    @router.post("/experiments/create")
-    def create_experiment(body: CreateExperiment, who: Principal = auth) -> dict[str, Any]:
-        who.require("write")
-        who.require_not_run_token("Creating experiments")
-        if any(e.name == body.name for e in store.list_experiments()):
-            raise MlflowError("RESOURCE_ALREADY_EXISTS", f"Experiment '{body.name}' already exists.", 400)
-        exp = store.get_or_create_experiment(body.name)
-        return {"experiment_id": experiment_json(exp)["experiment_id"]}
-
-    @router.get("/experiments/get-by-name")
-    def get_by_name(experiment_name: str, who: Principal = auth) -> dict[str, Any]:
-        who.require("read")
-        if experiment_name == DEFAULT_EXPERIMENT:
-            return {"experiment": experiment_json(store.get_or_create_experiment(DEFAULT_EXPERIMENT))}
-        try:
-            return {"experiment": experiment_json(store.get_experiment(experiment_name))}
-        except NotFoundError:
-            raise MlflowError(
-                "RESOURCE_DOES_NOT_EXIST", f"Could not find experiment with name '{experiment_name}'", 404
-            ) from None
-
-    @router.get("/experiments/get")
-    def get_experiment(experiment_id: str, who: Principal = auth) -> dict[str, Any]:
-        who.require("read")
-        return {"experiment": experiment_json(store.get_experiment(experiment_name(experiment_id)))}
-
-    @router.post("/experiments/search")
-    def search_experiments(body: SearchExperiments, who: Principal = auth) -> dict[str, Any]:
-        who.require("read")
-        return {"experiments": [experiment_json(e) for e in store.list_experiments()[: body.max_results]]}
-
-    # -- runs -------------------------------------------------------------------------------------
-    @router.post("/runs/create")
-    def create_run(body: CreateRun, who: Principal = auth) -> dict[str, Any]:
-        who.require("write")
-        who.require_not_run_token("Creating top-level runs")
-        exp = store.get_or_create_experiment(experiment_name(body.experiment_id))
-        start = (body.start_time / 1000) if body.start_time else time.time()
-        tags = {t.key: t.value for t in body.tags}
-        name = body.run_name or tags.get("mlflow.runName") or None
-        rec = store.create_run(
-            RunRecord(
-                run_id=uuid.uuid4().hex,
-                experiment_id=exp.id,
-                experiment_name=exp.name,
-                status="Running",
-                run_type=MLFLOW_RUN_TYPE,
-                created_time=start,
-                start_time=start,
-                display_name=name,
-                # who submitted is the server's stamp; the user name MLflow sends is only a claim
-                data={"submittedBy": who.stamp(), "mlflowUser": tags.get("mlflow.user", "mlflow")},
-            )
+    for prefix in PREFIXES:
+        router.add_api_route(
+            prefix + "/{path:path}", door, methods=METHODS, include_in_schema=prefix == PREFIXES[0]
         )
-        store.set_tags(rec.run_id, tags)
-        return {"run": run_json(rec)}
-
-    @router.post("/runs/update")
-    def update_run(body: UpdateRun, who: Principal = auth) -> dict[str, Any]:
-        rec = run_record(body.run_id or body.run_uuid)
-        who.family_check(store, rec.run_id, write=True)
-        status = TO_RUNYARD.get(body.status) if body.status else None
-        check_run_write(
-            store,
-            who,
-            rec.run_id,
-            status=status,
-            data={"display_name": body.run_name} if body.run_name else None,
-        )
-        if body.run_name:
-            rec = store.update_run_data(rec.run_id, {"display_name": body.run_name})
-        if body.status:
-            if body.status not in TO_RUNYARD:
-                raise MlflowError("INVALID_PARAMETER_VALUE", f"Unknown run status {body.status!r}.", 400)
-            rec = store.set_run_status(rec.run_id, TO_RUNYARD[body.status])
-        return {"run_info": run_json(rec)["info"]}
-
-    @router.get("/runs/get")
-    def get_run(run_id: str, who: Principal = auth) -> dict[str, Any]:
-        rec = run_record(run_id)
-        who.family_check(store, rec.run_id, write=False)
-        return {"run": run_json(rec)}
-
-    @router.post("/runs/log-metric")
-    def log_metric(body: LogMetric, who: Principal = auth) -> dict[str, Any]:
-        rec = run_record(body.run_id or body.run_uuid)
-        who.family_check(store, rec.run_id, write=True)
-        store.append_metrics(metric_rows(rec.run_id, [body]))
-        return {}
-
-    @router.post("/runs/log-parameter")
-    def log_param(body: LogParam, who: Principal = auth) -> dict[str, Any]:
-        rec = run_record(body.run_id or body.run_uuid)
-        who.family_check(store, rec.run_id, write=True)
-        add_params(rec.run_id, [body])
-        return {}
-
-    @router.post("/runs/set-tag")
-    def set_tag(body: LogParam, who: Principal = auth) -> dict[str, Any]:
-        rec = run_record(body.run_id or body.run_uuid)
-        who.family_check(store, rec.run_id, write=True)
-        if body.key == "mlflow.runName" and body.value:
-            check_run_write(store, who, rec.run_id, data={"display_name": body.value})
-        store.set_tags(rec.run_id, {body.key: body.value})
-        if body.key == "mlflow.runName" and body.value:
-            store.update_run_data(rec.run_id, {"display_name": body.value})
-        return {}
-
-    @router.post("/runs/delete-tag")
-    def delete_tag(body: DeleteTag, who: Principal = auth) -> dict[str, Any]:
-        rec = run_record(body.run_id)
-        who.family_check(store, rec.run_id, write=True)
-        store.remove_tags(rec.run_id, [body.key])
-        return {}
-
-    @router.post("/runs/log-batch")
-    def log_batch(body: LogBatch, who: Principal = auth) -> dict[str, Any]:
-        rec = run_record(body.run_id)
-        who.family_check(store, rec.run_id, write=True)
-        if body.params:
-            add_params(rec.run_id, body.params)
-        if body.tags:
-            store.set_tags(rec.run_id, {t.key: t.value for t in body.tags})
-        store.append_metrics(metric_rows(rec.run_id, body.metrics))
-        return {}
-
-    @router.post("/runs/search")
-    def search_runs(body: SearchRuns, who: Principal = auth) -> dict[str, Any]:
-        who.require("read")
-        names = {experiment_name(eid) for eid in body.experiment_ids} if body.experiment_ids else None
-        records = [
-            r for r in store.list_runs(top_level_only=False) if names is None or r.experiment_name in names
-        ]
-        if who.scope == "run":  # a job finds its own run and its children, not every run's data
-            assert who.run_id is not None
-            family = {who.run_id, *(r.run_id for r in store.list_descendants(who.run_id, True))}
-            records = [r for r in records if r.run_id in family]
-        offset = int(body.page_token) if body.page_token and body.page_token.isdigit() else 0
-        clauses = _parse_filter(body.filter)
-        matched = [run_json(r) for r in records]
-        matched = [r for r in matched if all(_clause_ok(r, c) for c in clauses)]
-        page = matched[offset : offset + body.max_results]
-        out: dict[str, Any] = {"runs": page}
-        if offset + body.max_results < len(matched):
-            out["next_page_token"] = str(offset + body.max_results)
-        return out
-
-    @router.get("/metrics/get-history")
-    def metric_history(
-        run_id: str | None = None,
-        metric_key: str = Query(..., min_length=1),
-        run_uuid: str | None = None,
-        who: Principal = auth,
-    ) -> dict[str, Any]:
-        rec = run_record(run_id or run_uuid)
-        who.family_check(store, rec.run_id, write=False)
-        rows = store.get_metric_rows([rec.run_id], metric_key)
-        return {
-            "metrics": [
-                {"key": r.name, "value": r.value, "timestamp": int(r.timestamp * 1000), "step": r.step or 0}
-                for r in rows
-                if r.value is not None
-            ]
-        }
-
     return router
 
 
-def _parse_filter(text: str | None) -> list[tuple[str, str, str, str]]:
-    if not text or not text.strip():
-        return []
-    clauses = []
-    for part in re.split(r"\s+AND\s+", text.strip(), flags=re.IGNORECASE):
-        match = _CLAUSE.match(part)
-        if match is None:
-            raise MlflowError(
-                "INVALID_PARAMETER_VALUE",
-                f"Unsupported filter clause {part!r}; use e.g. \"metrics.acc > 0.9 AND params.lr = '0.1'\".",
-                400,
-            )
-        kind, key, op, value = match.groups()
-        clauses.append(
-            (
-                kind.lower().rstrip("s") if kind.lower() != "attributes" else "attribute",
-                key.strip('`"'),
-                op.upper(),
-                value.strip("'\""),
-            )
-        )
-    return clauses
+# -- errors in MLflow's shape ---------------------------------------------------------------------------
+#: What a runyard-shaped error's HTTP status becomes as an MLflow error code.
+CODE_OF_STATUS = {
+    400: "INVALID_PARAMETER_VALUE",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    405: "ENDPOINT_NOT_FOUND",
+    409: "RESOURCE_ALREADY_EXISTS",
+    413: "RESOURCE_EXHAUSTED",
+    422: "INVALID_PARAMETER_VALUE",
+    429: "REQUEST_LIMIT_EXCEEDED",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
 
 
-def _clause_ok(run: dict[str, Any], clause: tuple[str, str, str, str]) -> bool:
-    kind, key, op, raw = clause
-    if kind == "attribute":
-        actual: Any = run["info"].get(key)
-    else:
-        items = {i["key"]: i["value"] for i in run["data"][f"{kind}s"]}
-        if key not in items:
-            return op == "!="
-        actual = items[key]
-    # Metrics, and numeric attributes such as start_time, compare as numbers.
-    if kind == "metric" or (isinstance(actual, (int, float)) and not isinstance(actual, bool)):
-        if actual is None:  # a metric whose last value was NaN
-            return False
-        try:
-            value: Any = float(raw)
-        except ValueError:
-            return False
-    else:
-        value = raw
-        actual = "" if actual is None else str(actual)
-    if op == "LIKE":
-        return (
-            re.fullmatch(re.escape(str(value)).replace("%", ".*").replace("_", "."), str(actual)) is not None
-        )
-    return {
-        "=": actual == value,
-        "!=": actual != value,
-        ">": actual > value,
-        ">=": actual >= value,
-        "<": actual < value,
-        "<=": actual <= value,
-    }[op]
+def is_mlflow_path(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in (*PREFIXES, ARTIFACTS_PREFIX))
+
+
+def mlflow_error_body(status: int, body: bytes) -> tuple[int, bytes]:
+    """A runyard error response rewritten as MLflow's `{"error_code", "message"}` (422 becomes 400)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and "error_code" in payload:
+        return status, body
+    error = payload.get("error") if isinstance(payload, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    if not message:
+        message = body.decode("utf-8", "replace").strip() or f"HTTP {status}"
+    code = CODE_OF_STATUS.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
+    status = 400 if status == 422 else status
+    return status, json.dumps({"error_code": code, "message": message}).encode()
+
+
+class MlflowErrorShape:
+    """Rewrites every error answered under the MLflow prefixes into MLflow's shape, whoever produced
+    it: the handlers' MlflowErrors already are; the write gate's 503, the body limit's 413, auth's
+    401/403 and FastAPI's own errors are runyard-shaped and get rewritten here."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_mlflow_path(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def shaped_send(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                start = message
+                return
+            if start is None:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            status, body = mlflow_error_body(start["status"], b"".join(chunks))
+            headers = MutableHeaders(raw=list(start["headers"]))
+            headers["content-length"] = str(len(body))
+            headers["content-type"] = "application/json"
+            await send({"type": "http.response.start", "status": status, "headers": headers.raw})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, shaped_send)
 
 
 def install(app: Any) -> None:
-    from fastapi import Request
+    """MLflow's error shape for MlflowErrors, and for every other error under the MLflow prefixes.
+
+    The rewriting middleware reaches the errors of middleware added before it only; create_app should
+    call install() after its last add_middleware so that auth's 401 and the body limit's 413 pass it."""
 
     @app.exception_handler(MlflowError)
     async def _mlflow_error(_request: Request, exc: MlflowError) -> JSONResponse:
-        return JSONResponse({"error_code": exc.code, "message": exc.message}, status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status)
 
-
-def _user_id(submitted: Any) -> str:
-    """MLflow's user_id is a string; the server's submission stamp is {"token": id, "scope": ...}."""
-    if isinstance(submitted, dict):
-        return f"token:{submitted['token']}" if submitted.get("token") else str(submitted.get("auth", ""))
-    return str(submitted or "")
+    app.add_middleware(MlflowErrorShape)

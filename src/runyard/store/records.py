@@ -11,6 +11,12 @@ class ExperimentRecord:
     id: str
     name: str
     created_time: float
+    #: MLflow's lifecycle: "active" | "deleted" (MLflow's experiments/delete; runyard's API ignores it)
+    lifecycle_stage: str = "active"
+    #: where runs of this experiment keep their MLflow artifacts (None: the workspace's artifact store)
+    artifact_location: str | None = None
+    #: last rename, tag or delete (None: never changed since created_time)
+    last_update_time: float | None = None
 
 
 #: Keys of RunRecord.data that define what a run executes and who asked for it. They are set when the
@@ -50,6 +56,9 @@ class RunRecord:
     number: int = 0
     data: dict[str, Any] = field(default_factory=dict)
     fingerprint: str | None = None
+    #: MLflow's soft delete: "active" | "deleted" (runs/delete), and when it was deleted
+    lifecycle_stage: str = "active"
+    deleted_time: float | None = None
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,13 @@ from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import schema as t
 from runyard.store import validation as v
 from runyard.store.records import SUBMISSION_KEYS, ExperimentRecord, MetricRow, RunRecord
-from runyard.store.sql_base import _retry_on_conflict, engine_for, run_from_row
+from runyard.store.sql_base import _retry_on_conflict, engine_for
 from runyard.store.sql_compute import SqlCompute
 from runyard.store.sql_data import SqlData
 from runyard.store.sql_env import SqlEnv
 from runyard.store.sql_metrics import SqlMetrics
 from runyard.store.sql_mlflow_models import SqlMlflowModels
-from runyard.store.sql_mlflow_runs import SqlMlflowRuns
+from runyard.store.sql_mlflow_runs import SqlMlflowRuns, experiment_from_row, mlflow_run_from_row
 from runyard.store.sql_mlflow_search import SqlMlflowSearch
 from runyard.store.sql_models import SqlModels
 from runyard.store.sql_publish import SqlPublish
@@ -90,12 +90,12 @@ class SqlStore(
             row = conn.execute(sa.select(t.experiments).where(t.experiments.c.name == name)).first()
         if row is None:
             raise ExperimentNotFound(name, self.where)
-        return ExperimentRecord(id=row.id, name=row.name, created_time=row.created_time)
+        return experiment_from_row(row)
 
     def list_experiments(self) -> list[ExperimentRecord]:
         with self._read() as conn:
             rows = conn.execute(sa.select(t.experiments).order_by(t.experiments.c.name)).all()
-        return [ExperimentRecord(id=r.id, name=r.name, created_time=r.created_time) for r in rows]
+        return [experiment_from_row(r) for r in rows]
 
     # -- runs -----------------------------------------------------------------------------------
     _run_columns = (t.runs, t.experiments.c.name.label("experiment_name"))
@@ -103,7 +103,7 @@ class SqlStore(
     def _run_select(self) -> sa.Select[Any]:
         return sa.select(*self._run_columns).join(t.experiments, t.experiments.c.id == t.runs.c.experiment_id)
 
-    _to_run = staticmethod(run_from_row)
+    _to_run = staticmethod(mlflow_run_from_row)  # run_from_row plus MLflow's lifecycle columns
 
     @_retry_on_conflict
     def _insert_runs(self, runs: Sequence[RunRecord]) -> list[int]:
