@@ -5,10 +5,18 @@ answer, or a spool replay, adds nothing, and the summaries and rollups count onl
 
 Rollups (schema.metric_rollups) hold the min and max, with their x, of each fixed-size stretch of a
 scalar series, so a chart of a million values reads a few thousand rows (sql_studio.get_metric_chart).
+
+MLflow logs NaN and ±inf, which runyard's own API refuses. The store keeps them: ±inf as it is (both
+databases store it), NaN as value NULL with is_nan true (SQLite turns a NaN into NULL anyway). NaN is not
+a value for count, last, min, max or the rollups, but it is one for MLflow's "latest" (latest_* of the
+summary), which follows MLflow's rule: the row with the highest (step, timestamp, value), where a NaN
+compares as 0 and a missing step as 0, and a tie keeps the row stored first.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import Any
@@ -20,6 +28,7 @@ from runyard.store import schema as t
 from runyard.store.records import MetricRow, MetricSummary
 from runyard.store.schema import ROLLUP_SIZES
 from runyard.store.sql_base import SqlBase
+from runyard.store.validation import validate_metric_rows
 
 #: [count, min_value, min_x, max_value, max_x, first_x, last_x] of a stretch of a series
 Stats = list[Any]
@@ -138,13 +147,25 @@ def _stored_keys(conn: sa.Connection, rows: Sequence[MetricRow]) -> set[tuple[st
     return stored
 
 
+def _is_nan(value: float | None) -> bool:
+    return value is not None and math.isnan(value)
+
+
+def _latest_key(r: MetricRow) -> tuple[int, float, float]:
+    """What MLflow compares to find a metric's latest value: (step, timestamp, value), NaN as 0."""
+    value = 0.0 if r.value is None or math.isnan(r.value) else r.value
+    return (r.step or 0, r.timestamp, value)
+
+
 def _metric_values(r: MetricRow) -> dict[str, Any]:
+    nan = _is_nan(r.value)
     return {
         "run_id": r.run_id,
         "name": r.name,
         "kind": r.kind,
         "step": r.step,
-        "value": r.value,
+        "value": None if nan else r.value,
+        "is_nan": True if nan else (False if r.kind == "scalar" and r.value is not None else None),
         "text": r.text,
         "payload": r.payload,
         "timestamp": r.timestamp,
@@ -162,6 +183,16 @@ _RACE_ATTEMPTS = 5
 
 
 class SqlMetrics(SqlBase):
+    def append_mlflow_metrics(self, rows: Sequence[MetricRow]) -> None:
+        """MLflow's metrics: as `append_metrics`, but NaN and ±inf values are kept (MLflow logs them),
+        where runyard's own API refuses them. Every other check of a batch still applies."""
+        finite = [
+            dataclasses.replace(r, value=0.0) if r.value is not None and not math.isfinite(r.value) else r
+            for r in rows
+        ]
+        validate_metric_rows(finite)
+        SqlMetrics.append_metrics(self, rows)
+
     def append_metrics(self, rows: Sequence[MetricRow]) -> None:
         """Store `rows` in one transaction, each (run_id, writer, seq) once: a resent batch, or the rows of
         it that are already stored, are skipped, and only the rows actually inserted reach the summaries
@@ -195,15 +226,25 @@ class SqlMetrics(SqlBase):
             for r in new:
                 if r.kind != "scalar" or r.value is None:
                     continue
-                s = summaries.setdefault((r.run_id, r.name), {"count": 0, "min": r.value, "max": r.value})
+                s = summaries.setdefault(
+                    (r.run_id, r.name),
+                    {"count": 0, "min": None, "max": None, "last": None, "step": None, "latest": r},
+                )
+                if _latest_key(r) > _latest_key(s["latest"]):
+                    s["latest"] = r
+                if math.isnan(r.value):
+                    continue  # a NaN is MLflow's latest value at most; never a count, min, max or point
                 s["count"] += 1
                 s["last"], s["step"] = r.value, r.step
-                s["min"], s["max"] = min(s["min"], r.value), max(s["max"], r.value)
+                s["min"] = r.value if s["min"] is None else min(s["min"], r.value)
+                s["max"] = r.value if s["max"] is None else max(s["max"], r.value)
                 points.setdefault((r.run_id, r.name), []).append((r.value, r.step))
             rollups: list[dict[str, Any]] = []
             # Upsert in one fixed order so that concurrent batches naming the same metrics in different
             # orders lock the summary rows in the same order (PostgreSQL would otherwise deadlock).
             for (run_id, name), s in sorted(summaries.items()):
+                latest: MetricRow = s["latest"]
+                latest_nan = math.isnan(latest.value or 0.0)
                 new_count = conn.execute(
                     self._summary_upsert,
                     {
@@ -214,11 +255,16 @@ class SqlMetrics(SqlBase):
                         "min_value": s["min"],
                         "max_value": s["max"],
                         "last_step": s["step"],
+                        "latest_value": None if latest_nan else latest.value,
+                        "latest_step": latest.step or 0,
+                        "latest_timestamp": latest.timestamp,
+                        "latest_is_nan": latest_nan,
                     },
                 ).scalar_one()
                 # The summary row stays locked until commit (PostgreSQL; SQLite has one writer at a time),
                 # so no other batch can take these indexes: this batch's values are the last s["count"].
-                rollups.extend(rollup_rows(run_id, name, new_count - s["count"], points[(run_id, name)]))
+                batch_points = points.get((run_id, name), [])
+                rollups.extend(rollup_rows(run_id, name, new_count - s["count"], batch_points))
             # Insert the rows only now, holding the summary locks: on PostgreSQL, concurrent batches of one
             # metric then get ids in the same order as their series indexes, so log order is id order.
             values = [_metric_values(r) for r in new]
@@ -251,14 +297,42 @@ class SqlMetrics(SqlBase):
         ms = t.metric_summaries
         stmt = self._insert(ms)
         ex = stmt.excluded
+        # a batch of NaNs only (count 0) leaves last/min/max as they are
+        valued = ex["count"] > 0
+        # MLflow's latest: the batch's latest replaces the stored one when its (step, timestamp, value)
+        # is higher, NaN counting as 0; a summary without a latest yet (rows from before 0012 that the
+        # migration found none for) takes it
+        new_v, old_v = sa.func.coalesce(ex.latest_value, 0.0), sa.func.coalesce(ms.c.latest_value, 0.0)
+        newer = sa.or_(
+            ms.c.latest_step.is_(None),
+            ex.latest_step > ms.c.latest_step,
+            sa.and_(
+                ex.latest_step == ms.c.latest_step,
+                sa.or_(
+                    ex.latest_timestamp > ms.c.latest_timestamp,
+                    sa.and_(ex.latest_timestamp == ms.c.latest_timestamp, new_v > old_v),
+                ),
+            ),
+        )
+        latest = {
+            name: sa.case((newer, ex[name]), else_=ms.c[name])
+            for name in ("latest_value", "latest_step", "latest_timestamp", "latest_is_nan")
+        }
         return stmt.on_conflict_do_update(
             index_elements=["run_id", "name"],
             set_={
                 "count": ms.c["count"] + ex["count"],
-                "last_value": ex.last_value,
-                "last_step": ex.last_step,
-                "min_value": sa.case((ex.min_value < ms.c.min_value, ex.min_value), else_=ms.c.min_value),
-                "max_value": sa.case((ex.max_value > ms.c.max_value, ex.max_value), else_=ms.c.max_value),
+                "last_value": sa.case((valued, ex.last_value), else_=ms.c.last_value),
+                "last_step": sa.case((valued, ex.last_step), else_=ms.c.last_step),
+                "min_value": sa.case(
+                    (sa.or_(ms.c.min_value.is_(None), ex.min_value < ms.c.min_value), ex.min_value),
+                    else_=ms.c.min_value,
+                ),
+                "max_value": sa.case(
+                    (sa.or_(ms.c.max_value.is_(None), ex.max_value > ms.c.max_value), ex.max_value),
+                    else_=ms.c.max_value,
+                ),
+                **latest,
             },
         ).returning(ms.c["count"])
 
@@ -297,7 +371,7 @@ class SqlMetrics(SqlBase):
                     name=r.name,
                     kind=r.kind,
                     timestamp=r.timestamp,
-                    value=r.value,
+                    value=math.nan if r.is_nan else r.value,
                     text=r.text,
                     payload=r.payload,
                     step=r.step,
@@ -310,8 +384,11 @@ class SqlMetrics(SqlBase):
     def get_metric_summaries(self, run_ids: Sequence[str]) -> list[MetricSummary]:
         ms = t.metric_summaries
         with self._read() as conn:
+            # a metric logged as NaN only (MLflow) has a summary for its latest value, but no value here
             rows = conn.execute(
-                sa.select(ms).where(ms.c.run_id.in_(list(run_ids))).order_by(ms.c.run_id, ms.c.name)
+                sa.select(ms)
+                .where(ms.c.run_id.in_(list(run_ids)), ms.c["count"] > 0)
+                .order_by(ms.c.run_id, ms.c.name)
             )
             return [
                 MetricSummary(

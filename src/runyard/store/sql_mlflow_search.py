@@ -1,21 +1,337 @@
-"""MLflow's views of runs and metrics: the latest metric values and run/experiment search in SQL.
+"""MLflow's views of runs and experiments: each run's latest metric values, and run and experiment search
+with MLflow's filter and order semantics, answered in SQL.
 
-(Being written for issue 16: `mlflow_latest_metrics` reads the plain summaries for now.)
+A search is one statement however many runs the workspace holds: every filter is a join (an inner join
+on metric_summaries, run_properties or run_tags per clause, so `params.x != 'a'` never matches a run
+without x, as in MLflow), every order key a left join, and the page is LIMIT/OFFSET over a total order
+(the keys, then start_time DESC, then run_id ASC, MLflow's tie-break). The handlers parse MLflow's
+filter grammar (mlflow_api/search.py) into the frozen dataclasses below; nothing here knows MLflow's
+wording.
+
+MLflow's null order: runs that have a value for an order key come first (in the key's direction), then,
+for a metric, runs whose latest value is NaN, then runs without the key. A metric filter or order reads
+MLflow's latest value (metric_summaries.latest_*; NaN never compares true except with !=).
+
+Indexes: a metric filter with an order on the same metric walks ix_metric_summaries_latest (name,
+latest_value, run_id) in order and stops after one page; the default order walks
+ix_runs_experiment_start (experiment_id, start_time, run_id).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from runyard.store.records import MlflowMetric
+import sqlalchemy as sa
+
+from runyard.store import schema as t
+from runyard.store.records import ExperimentRecord, MlflowMetric, RunRecord
 from runyard.store.sql_base import SqlBase
+from runyard.store.sql_mlflow_runs import experiment_from_row
+
+#: SQLite binds at most 32,766 parameters in one statement; a page of 50,000 runs is read in chunks.
+_IN_CHUNK = 10_000
+
+Value = float | int | str | tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One AND-ed clause. entity: "metric" | "param" | "tag" | "attribute"; op: = != < <= > >= LIKE ILIKE
+    IN "NOT IN" "IS NULL" "IS NOT NULL" (the handler has checked which ops each entity allows). For the
+    millisecond attributes (start_time, end_time, creation_time, last_update_time) value is in ms."""
+
+    entity: str
+    key: str
+    op: str
+    value: Value = None
+
+
+@dataclass(frozen=True)
+class OrderKey:
+    entity: str
+    key: str
+    ascending: bool = True
+
+
+@dataclass(frozen=True)
+class MlflowRunQuery:
+    """runs/search. Run attributes: run_id, run_name, user_id, status, start_time, end_time, artifact_uri.
+
+    `statuses` maps runyard's run statuses to MLflow's (attributes.status compares MLflow's; any other
+    status reads as `other_status`); `artifact_root` is the artifact URI of the runs folder as the door
+    shows it (a run's artifact_uri is `<root>/<run_id>` unless its experiment has its own location).
+    `run_ids` narrows to those runs (a job's run token sees its own run family only)."""
+
+    experiment_ids: tuple[str, ...]
+    conditions: tuple[Condition, ...] = ()
+    order_by: tuple[OrderKey, ...] = ()
+    lifecycle_stages: tuple[str, ...] = ("active",)
+    offset: int = 0
+    limit: int = 1000
+    run_ids: tuple[str, ...] | None = None
+    statuses: tuple[tuple[str, str], ...] = ()
+    other_status: str = "RUNNING"
+    artifact_root: str = ""
+
+
+@dataclass(frozen=True)
+class MlflowExperimentQuery:
+    """experiments/search. Attributes: name, experiment_id (runyard's ids), creation_time, last_update_time."""
+
+    conditions: tuple[Condition, ...] = ()
+    order_by: tuple[OrderKey, ...] = ()
+    lifecycle_stages: tuple[str, ...] = ("active",)
+    offset: int = 0
+    limit: int = 1000
+
+
+_MS_ATTRIBUTES = {"start_time", "end_time", "creation_time", "last_update_time"}
+
+
+def _ms_condition(column: sa.ColumnElement[Any], op: str, value: float) -> sa.ColumnElement[bool]:
+    """`round(column * 1000) <op> value` (MLflow's integer milliseconds, as convert.ms shows them) as a
+    range on the seconds column itself, so an index on it still serves."""
+    lo, hi = (math.ceil(value) - 0.5) / 1000, (math.floor(value) + 0.5) / 1000
+    if op == ">=":
+        return column >= lo
+    if op == ">":
+        return column >= hi
+    if op == "<=":
+        return column < hi
+    if op == "<":
+        return column < lo
+    exact = sa.and_(column >= lo, column < hi) if value == int(value) else sa.false()
+    return exact if op == "=" else sa.and_(column.is_not(None), sa.not_(exact))
+
+
+def _glob_of_like(pattern: str) -> str:
+    """A LIKE pattern as a GLOB pattern: SQLite's LIKE ignores case, MLflow's LIKE does not."""
+    special = {"%": "*", "_": "?", "*": "[*]", "?": "[?]", "[": "[[]"}
+    return "".join(special.get(c, c) for c in pattern)
+
+
+class _Compiler:
+    """Turns conditions into SQL on one dialect."""
+
+    def __init__(self, dialect: str) -> None:
+        self.sqlite = dialect == "sqlite"
+
+    def compare(self, column: sa.ColumnElement[Any], op: str, value: Value) -> sa.ColumnElement[bool]:
+        if op == "LIKE":
+            return column.op("GLOB")(_glob_of_like(str(value))) if self.sqlite else column.like(str(value))
+        if op == "ILIKE":
+            return column.ilike(str(value))
+        if op in ("IN", "NOT IN"):
+            values = list(value) if isinstance(value, tuple) else [value]
+            return column.in_(values) if op == "IN" else column.not_in(values)
+        ops = {
+            "=": column.__eq__,
+            "!=": column.__ne__,
+            "<": column.__lt__,
+            "<=": column.__le__,
+            ">": column.__gt__,
+            ">=": column.__ge__,
+        }
+        return ops[op](value)
+
+    def desc_nulls_last(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """DESC with NULLs last: SQLite's own DESC order (so its index still serves), spelled out on
+        PostgreSQL, whose DESC puts NULLs first."""
+        return column.desc() if self.sqlite else column.desc().nulls_last()
+
+
+def _side_table(entity: str) -> tuple[sa.Table, str]:
+    """The table a metric/param/tag clause joins, and the column its key lives in."""
+    return {
+        "metric": (t.metric_summaries, "name"),
+        "param": (t.run_properties, "key"),
+        "tag": (t.run_tags, "key"),
+    }[entity]
 
 
 class SqlMlflowSearch(SqlBase):
     def mlflow_latest_metrics(self, run_ids: Sequence[str]) -> dict[str, list[MlflowMetric]]:
-        """Each run's metrics as MLflow shows them on the run, in one query."""
+        """Each run's metrics as MLflow shows them on the run (its latest values, NaN and ±inf kept), in
+        one query per 10,000 runs."""
         out: dict[str, list[MlflowMetric]] = {r: [] for r in run_ids}
-        for s in self.get_metric_summaries(list(run_ids)):  # type: ignore[attr-defined]
-            if s.last is not None:
-                out[s.run_id].append(MlflowMetric(s.name, s.last, 0.0, s.last_step or 0))
+        ms = t.metric_summaries
+        ids = list(dict.fromkeys(run_ids))
+        with self._read() as conn:
+            for start in range(0, len(ids), _IN_CHUNK):
+                rows = conn.execute(
+                    sa.select(
+                        ms.c.run_id,
+                        ms.c.name,
+                        ms.c.latest_value,
+                        ms.c.latest_step,
+                        ms.c.latest_timestamp,
+                        ms.c.latest_is_nan,
+                    )
+                    .where(ms.c.run_id.in_(ids[start : start + _IN_CHUNK]), ms.c.latest_step.is_not(None))
+                    .order_by(ms.c.run_id, ms.c.name)
+                )
+                for r in rows:
+                    value = math.nan if r.latest_is_nan else r.latest_value
+                    step = int(r.latest_step)
+                    out[r.run_id].append(MlflowMetric(r.name, value, r.latest_timestamp, step))
         return out
+
+    # -- runs ------------------------------------------------------------------------------------------
+    def search_mlflow_runs(self, query: MlflowRunQuery) -> tuple[list[RunRecord], bool]:
+        """One page of runs matching `query`, in MLflow's order, and whether more follow."""
+        if not query.experiment_ids or (query.run_ids is not None and not query.run_ids):
+            return [], False
+        c = _Compiler(self.engine.dialect.name)
+        runs = t.runs
+        stmt: sa.Select[Any] = self._run_select()  # type: ignore[attr-defined]
+        where: list[sa.ColumnElement[bool]] = [
+            runs.c.experiment_id.in_(list(query.experiment_ids)),
+            runs.c.lifecycle_stage.in_(list(query.lifecycle_stages)),
+        ]
+        if query.run_ids is not None:
+            where.append(runs.c.run_id.in_(list(query.run_ids)))
+        # (entity, key) -> the alias of an inner join whose rows all hold a real value for the key
+        valued: dict[tuple[str, str], Any] = {}
+        alias: Any
+        for n, cond in enumerate(query.conditions):
+            if cond.entity == "attribute":
+                where.append(self._run_attribute_condition(c, query, cond))
+                continue
+            table, key_col = _side_table(cond.entity)
+            key_match = sa.and_(table.c.run_id == runs.c.run_id, table.c[key_col] == cond.key)
+            if cond.op in ("IS NULL", "IS NOT NULL"):
+                exists = sa.select(table.c.run_id).where(key_match).exists()
+                where.append(exists if cond.op == "IS NOT NULL" else sa.not_(exists))
+                continue
+            alias = table.alias(f"f{n}")
+            on = [alias.c.run_id == runs.c.run_id, alias.c[key_col] == cond.key]
+            if cond.entity == "metric":
+                test = c.compare(alias.c.latest_value, cond.op, cond.value)
+                # NaN (latest_value NULL) fails every comparison but !=, which it passes (as in MLflow)
+                on.append(sa.or_(test, alias.c.latest_is_nan.is_(True)) if cond.op == "!=" else test)
+                if cond.op != "!=":
+                    valued.setdefault((cond.entity, cond.key), alias)
+            else:
+                on.append(c.compare(sa.func.coalesce(alias.c.value, ""), cond.op, cond.value))
+                valued.setdefault((cond.entity, cond.key), alias)
+            stmt = stmt.join(alias, sa.and_(*on))
+        order: list[sa.ColumnElement[Any]] = []
+        for n, key in enumerate(query.order_by):
+            if key.entity == "attribute":
+                column = self._run_attribute(query, key.key)
+                if key.key == "start_time":
+                    order.append(column.asc().nulls_last() if key.ascending else c.desc_nulls_last(column))
+                    continue
+                order.append(sa.case((column.is_(None), 1), else_=0))
+                order.append(column.asc() if key.ascending else column.desc())
+                continue
+            alias = valued.get((key.entity, key.key))
+            value_col: sa.ColumnElement[Any]
+            if alias is None:
+                table, key_col = _side_table(key.entity)
+                alias = table.alias(f"o{n}")
+                stmt = stmt.outerjoin(
+                    alias, sa.and_(alias.c.run_id == runs.c.run_id, alias.c[key_col] == key.key)
+                )
+                if key.entity == "metric":
+                    order.append(
+                        sa.case((alias.c.latest_is_nan.is_(True), 1), (alias.c.run_id.is_(None), 2), else_=0)
+                    )
+                else:
+                    order.append(sa.case((alias.c.run_id.is_(None), 1), else_=0))
+            if key.entity == "metric":
+                value_col = alias.c.latest_value
+            else:
+                value_col = sa.func.coalesce(alias.c.value, "") if key.entity == "tag" else alias.c.value
+            order.append(value_col.asc() if key.ascending else value_col.desc())
+        if not any(k.entity == "attribute" and k.key == "start_time" for k in query.order_by):
+            order.append(c.desc_nulls_last(runs.c.start_time))
+        order.append(runs.c.run_id.asc())
+        stmt = stmt.where(*where).order_by(*order).offset(query.offset).limit(query.limit + 1)
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        records = [self._to_run(r) for r in rows[: query.limit]]  # type: ignore[attr-defined]
+        return records, len(rows) > query.limit
+
+    def _run_attribute(self, query: MlflowRunQuery, key: str) -> sa.ColumnElement[Any]:
+        runs = t.runs
+        if key == "run_id":
+            return runs.c.run_id
+        if key == "run_name":
+            return sa.func.coalesce(runs.c.display_name, "")
+        if key == "user_id":
+            return sa.func.coalesce(runs.c.data["mlflowUser"].as_string(), "")
+        if key == "status":
+            whens = [(runs.c.status == ours, theirs) for ours, theirs in query.statuses]
+            return sa.case(*whens, else_=query.other_status) if whens else sa.literal(query.other_status)
+        if key == "start_time":
+            return runs.c.start_time
+        if key == "end_time":
+            return runs.c.end_time
+        if key == "artifact_uri":
+            exp = t.experiments
+            own = sa.func.rtrim(exp.c.artifact_location, "/") + "/" + runs.c.run_id + "/artifacts"
+            default = sa.literal(query.artifact_root.rstrip("/") + "/") + runs.c.run_id
+            return sa.case((exp.c.artifact_location.is_not(None), own), else_=default)
+        raise ValueError(f"not a run attribute MLflow searches: {key!r}")
+
+    def _run_attribute_condition(
+        self, c: _Compiler, query: MlflowRunQuery, cond: Condition
+    ) -> sa.ColumnElement[bool]:
+        if cond.key in _MS_ATTRIBUTES:
+            column: sa.ColumnElement[Any] = t.runs.c[cond.key]
+            if cond.key == "start_time":  # a run that has not started shows its creation time
+                column = sa.func.coalesce(column, t.runs.c.created_time)
+            assert isinstance(cond.value, int | float)
+            return _ms_condition(column, cond.op, float(cond.value))
+        return c.compare(self._run_attribute(query, cond.key), cond.op, cond.value)
+
+    # -- experiments -----------------------------------------------------------------------------------
+    def search_mlflow_experiments(self, query: MlflowExperimentQuery) -> tuple[list[ExperimentRecord], bool]:
+        """One page of experiments matching `query` (default order: creation_time DESC, then id)."""
+        c = _Compiler(self.engine.dialect.name)
+        exp, tags = t.experiments, t.experiment_tags
+        stmt = sa.select(exp)
+        where: list[sa.ColumnElement[bool]] = [exp.c.lifecycle_stage.in_(list(query.lifecycle_stages))]
+        columns = {
+            "name": exp.c.name,
+            "experiment_id": exp.c.id,
+            "creation_time": exp.c.created_time,
+            "last_update_time": sa.func.coalesce(exp.c.last_update_time, exp.c.created_time),
+        }
+        for n, cond in enumerate(query.conditions):
+            if cond.entity == "attribute":
+                if cond.key in _MS_ATTRIBUTES:
+                    assert isinstance(cond.value, int | float)
+                    where.append(_ms_condition(columns[cond.key], cond.op, float(cond.value)))
+                else:
+                    where.append(c.compare(columns[cond.key], cond.op, cond.value))
+                continue
+            key_match = sa.and_(tags.c.experiment_id == exp.c.id, tags.c.key == cond.key)
+            if cond.op in ("IS NULL", "IS NOT NULL"):
+                exists = sa.select(tags.c.experiment_id).where(key_match).exists()
+                where.append(exists if cond.op == "IS NOT NULL" else sa.not_(exists))
+                continue
+            alias = tags.alias(f"f{n}")
+            stmt = stmt.join(
+                alias,
+                sa.and_(
+                    alias.c.experiment_id == exp.c.id,
+                    alias.c.key == cond.key,
+                    c.compare(alias.c.value, cond.op, cond.value),
+                ),
+            )
+        keys = query.order_by or (
+            OrderKey("attribute", "creation_time", False),
+            OrderKey("attribute", "experiment_id", True),
+        )
+        order = [columns[k.key].asc() if k.ascending else columns[k.key].desc() for k in keys]
+        if not any(k.key == "experiment_id" for k in keys):
+            order.append(exp.c.id.desc())
+        stmt = stmt.where(*where).order_by(*order).offset(query.offset).limit(query.limit + 1)
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        return [experiment_from_row(r) for r in rows[: query.limit]], len(rows) > query.limit
