@@ -94,15 +94,15 @@ def mlflow_artifact_router(store: SqlStore, artifacts: ArtifactStore, principal:
         if any(ord(ch) < 32 or ord(ch) == 127 for ch in path):
             raise invalid("Invalid path")
         try:
-            rel = clean_relpath(path)
+            rel = clean_relpath(path) if path.strip("/") else ""
         except InvalidInputError:
             raise invalid("Invalid path") from None  # MLflow's wording for a path that escapes
         parts = rel.split("/")
         if parts[0] not in SERVED or len(parts) < 2:
             raise MlflowError(
                 "PERMISSION_DENIED",
-                f"Artifact path {rel!r} is outside what this server's MLflow artifact proxy serves: the "
-                "artifacts of a run (runs/<run id>/...) or of a logged model (logged_models/<model id>/...).",
+                f"Artifact path {rel or '/'!r} is outside what this server's MLflow artifact proxy serves: "
+                "the artifacts of a run (runs/<run id>/...) or of a logged model (logged_models/<model id>/...).",
             )
         ctx = MlflowContext(store=store, caller=ServerCaller(who), artifact_uri=artifact_uri)
         if parts[0] == "runs":
