@@ -335,3 +335,28 @@ class SqlMlflowSearch(SqlBase):
         with self._read() as conn:
             rows = conn.execute(stmt).all()
         return [experiment_from_row(r) for r in rows[: query.limit]], len(rows) > query.limit
+
+    # -- metric history ------------------------------------------------------------------------------
+    def mlflow_metric_history(
+        self, run_id: str, key: str, offset: int = 0, limit: int | None = None
+    ) -> tuple[list[MlflowMetric], bool]:
+        """A run's scalar values of metric `key` in MLflow's history order (timestamp, step, value),
+        NaN and ±inf as logged; `limit` rows from `offset` and whether more follow (all when None)."""
+        m = t.metrics
+        query = (
+            sa.select(m.c.value, m.c.timestamp, m.c.step, m.c.is_nan)
+            .where(m.c.run_id == run_id, m.c.name == key, m.c.kind == "scalar")
+            .where(sa.or_(m.c.value.is_not(None), m.c.is_nan.is_(True)))
+            .order_by(m.c.timestamp, sa.func.coalesce(m.c.step, 0), m.c.value, m.c.id)
+            .offset(offset)
+        )
+        if limit is not None:
+            query = query.limit(limit + 1)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        more = limit is not None and len(rows) > limit
+        found = [
+            MlflowMetric(key, math.nan if r.is_nan else r.value, r.timestamp, int(r.step or 0))
+            for r in rows[:limit]
+        ]
+        return found, more
