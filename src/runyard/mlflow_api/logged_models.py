@@ -170,12 +170,7 @@ def model_artifact_location(ctx: MlflowContext, experiment: Any, model_id: str) 
 def create_logged_model(ctx: MlflowContext, body: CreateLoggedModel) -> dict[str, Any]:
     exp = resolve_experiment(ctx, body.experiment_id)
     if body.source_run_id:
-        run = run_for_write(ctx, body.source_run_id)
-        if run.experiment_id != exp.id:
-            raise invalid(
-                f"The run {body.source_run_id} belongs to experiment {run.experiment_id}, not to "
-                f"{body.experiment_id}; create the model in the run's experiment."
-            )
+        run_for_write(ctx, body.source_run_id)  # the model joins the run's family
     else:
         ctx.caller.require("write")
         ctx.caller.require_not_run_token("Creating a logged model without a source run")
@@ -357,7 +352,7 @@ def _lhs(model: LoggedModelRecord, kind: str, key: str, datasets: list[dict[str,
     if field == "updated":
         return ms(model.last_updated_time)
     if field == "status":
-        return WIRE_STATUS.get(model.status, model.status)
+        return model.status  # READY, PENDING, FAILED: the names MLflow's filters use
     return getattr(model, field) or ""
 
 
