@@ -57,7 +57,7 @@ class Param(Body):
 class Metric(Body):
     key: str
     value: float
-    timestamp: int | None = Field(default=None, ge=0, lt=INT64)
+    timestamp: int = Field(ge=0, lt=INT64)
     step: int = Field(default=0, ge=-INT64, lt=INT64)
 
 
@@ -173,11 +173,9 @@ def get_run(ctx: MlflowContext, body: RunRef) -> dict[str, Any]:
 @route("POST", "runs/update")
 def update_run(ctx: MlflowContext, body: UpdateRun) -> dict[str, Any]:
     record = run_for_write(ctx, body.id)
-    if body.status is not None and body.status not in TO_RUNYARD:
-        raise invalid(f"Invalid value \"{body.status}\" for parameter 'status' supplied.")
     name = body.run_name or None
     if is_mlflow_run(record):
-        status = TO_RUNYARD[body.status] if body.status else None
+        status = TO_RUNYARD.get(body.status or "")  # an unknown status changes nothing, as on MLflow's server
         ctx.caller.check_run_write(
             ctx.store, record.run_id, status=status, data={"display_name": name} if name else None
         )
@@ -218,14 +216,13 @@ def restore_run(ctx: MlflowContext, body: RunId) -> dict[str, Any]:
 
 # -- metrics, params, tags ----------------------------------------------------------------------------
 def _metric_rows(run_id: str, metrics: list[Metric]) -> list[MetricRow]:
-    now = time.time()
     return [
         MetricRow(
             run_id=run_id,
             name=m.key,
             kind="scalar",
             value=m.value,
-            timestamp=m.timestamp / 1000 if m.timestamp is not None else now,
+            timestamp=m.timestamp / 1000,
             step=m.step,
         )
         for m in metrics

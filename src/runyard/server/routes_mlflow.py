@@ -212,11 +212,13 @@ class MlflowErrorShape:
 def install(app: Any) -> None:
     """MLflow's error shape for MlflowErrors, and for every other error under the MLflow prefixes.
 
-    The rewriting middleware reaches the errors of middleware added before it only; create_app should
-    call install() after its last add_middleware so that auth's 401 and the body limit's 413 pass it."""
+    The rewriting layer wraps the whole middleware stack (whenever Starlette builds it), so that it also
+    reaches what middleware answers on its own: auth's 401 (app.AuthBeforeBody) and the body limit's
+    413 (app.JsonBodyLimit), whatever order create_app adds them in."""
 
     @app.exception_handler(MlflowError)
     async def _mlflow_error(_request: Request, exc: MlflowError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status)
 
-    app.add_middleware(MlflowErrorShape)
+    build = app.build_middleware_stack
+    app.build_middleware_stack = lambda: MlflowErrorShape(build())
