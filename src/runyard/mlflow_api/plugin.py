@@ -20,7 +20,7 @@ import math
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from mlflow.exceptions import RestException
 from mlflow.store.tracking.rest_store import RestStore
@@ -136,8 +136,9 @@ class RunyardStore(RestStore):
     ) -> Any:
         method_to_info = self._V3_METHOD_TO_INFO if api in self._V3_APIS else self._METHOD_TO_INFO
         known_endpoint, method = method_to_info[api]
-        endpoint = endpoint or known_endpoint
-        body = json.loads(json_body) if json_body else {}
+        endpoint, _, query = (endpoint or known_endpoint).partition("?")
+        # the body as the server's door sees it: the JSON, and what the endpoint carries as its query
+        body = {**dict(parse_qsl(query)), **(json.loads(json_body) if json_body else {})}
         try:
             answer = dispatch(self.context, method, self._relative(method, endpoint), body)
         except MlflowError as exc:
