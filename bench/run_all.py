@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bench_environments
 import bench_large_upload
+import bench_mlflow
 import bench_parallel
 import bench_pipeline
 import bench_run_log
@@ -19,6 +20,7 @@ if __name__ == "__main__":
         bench_server_memory,
         bench_large_upload,
         bench_parallel,
+        bench_mlflow,
     ):  # take argv; run with their defaults here
         print("\n".join(sized.main([])))
         print()
