@@ -262,7 +262,7 @@ def _set_tags(ctx: MlflowContext, record: RunRecord, tags: dict[str, str]) -> No
 def log_metric(ctx: MlflowContext, body: LogMetric) -> dict[str, Any]:
     record = run_for_write(ctx, body.id)
     limits.check_metric_name(body.key)
-    ctx.store.append_metrics(_metric_rows(record.run_id, [body]))
+    ctx.store.append_mlflow_metrics(_metric_rows(record.run_id, [body]))
     return {}
 
 
@@ -302,7 +302,7 @@ def log_batch(ctx: MlflowContext, body: LogBatch) -> dict[str, Any]:
     if params:
         _log_params(ctx, record.run_id, dict(params), single=False)
     if body.metrics:
-        ctx.store.append_metrics(_metric_rows(record.run_id, body.metrics))
+        ctx.store.append_mlflow_metrics(_metric_rows(record.run_id, body.metrics))
     if tags:
         _set_tags(ctx, record, tags)  # a key sent twice keeps its last value, as in MLflow
     return {}
