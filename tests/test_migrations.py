@@ -55,6 +55,12 @@ def raw_sql(db_uri: str) -> Iterator[Callable[[str], None]]:
     engine.dispose()
 
 
+def _table_at(conn: sa.Connection, name: str) -> sa.Table:
+    """A table as it is in this database now (reflected), not as today's schema.py has it: data written
+    to an older revision must use that revision's columns."""
+    return sa.Table(name, sa.MetaData(), autoload_with=conn)
+
+
 def _table_names(uri: str) -> set[str]:
     engine = sa.create_engine(_sa_url(uri))
     try:
@@ -184,7 +190,9 @@ def test_upgrade_backfills_metric_rollups(db_uri: str, tmp_path: Path) -> None:
             make_run(reference, "old", run_id)
             with old_engine.begin() as conn:
                 conn.execute(
-                    schema.runs.insert().values(
+                    _table_at(conn, "runs")
+                    .insert()
+                    .values(
                         run_id=run_id,
                         experiment_id="e1",
                         number=number,
@@ -197,7 +205,7 @@ def test_upgrade_backfills_metric_rollups(db_uri: str, tmp_path: Path) -> None:
                 )
         with old_engine.begin() as conn:
             conn.execute(
-                schema.metrics.insert(),
+                _table_at(conn, "metrics").insert(),
                 [
                     {
                         "run_id": r.run_id,
@@ -216,7 +224,7 @@ def test_upgrade_backfills_metric_rollups(db_uri: str, tmp_path: Path) -> None:
                 if r.kind == "scalar" and r.value is not None:
                     series.setdefault((r.run_id, r.name), []).append(r.value)
             conn.execute(  # what the older append_metrics kept alongside
-                schema.metric_summaries.insert(),
+                _table_at(conn, "metric_summaries").insert(),
                 [
                     {
                         "run_id": run_id,
@@ -305,10 +313,16 @@ def test_existing_empty_sqlite_file_gets_schema(tmp_path: Path) -> None:
     assert _table_names(f"sqlite:///{path}") == set(schema.metadata.tables) | {"alembic_version"}
 
 
-def _summaries(engine: sa.Engine) -> list[tuple[object, ...]]:
+#: metric_summaries' columns before 0012 added MLflow's latest_*
+_SUMMARY_0006 = ("run_id", "name", "count", "last_value", "min_value", "max_value", "last_step")
+
+
+def _summaries(engine: sa.Engine, columns: tuple[str, ...] | None = None) -> list[tuple[object, ...]]:
+    """Every summary row: all of today's columns, or just `columns` (those an older revision has)."""
     ms = schema.metric_summaries
+    picked = [ms.c[c] for c in columns] if columns else list(ms.columns)
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(sa.select(ms).order_by(ms.c.run_id, ms.c.name))]
+        return [tuple(r) for r in conn.execute(sa.select(*picked).order_by(ms.c.run_id, ms.c.name))]
 
 
 def _metric_rows(engine: sa.Engine) -> list[tuple[object, ...]]:
@@ -354,7 +368,9 @@ def test_upgrade_0007_removes_duplicate_metric_rows(db_uri: str, tmp_path: Path)
             conn.exec_driver_sql("INSERT INTO experiments (id, name, created_time) VALUES ('e1', 'old', 1.0)")
             for number, run_id in enumerate(["r1", "r2"], 1):
                 conn.execute(
-                    schema.runs.insert().values(
+                    _table_at(conn, "runs")
+                    .insert()
+                    .values(
                         run_id=run_id,
                         experiment_id="e1",
                         number=number,
@@ -366,7 +382,7 @@ def test_upgrade_0007_removes_duplicate_metric_rows(db_uri: str, tmp_path: Path)
                     )
                 )
             conn.execute(
-                schema.metrics.insert(),
+                _table_at(conn, "metrics").insert(),
                 [
                     {
                         c: getattr(r, c)
@@ -381,10 +397,14 @@ def test_upgrade_0007_removes_duplicate_metric_rows(db_uri: str, tmp_path: Path)
             for r in stored:
                 if r.kind == "scalar" and r.value is not None:
                     series.setdefault((r.run_id, r.name), []).append((r.value, r.step))
+            old_summaries, old_rollups = (
+                _table_at(conn, "metric_summaries"),
+                _table_at(conn, "metric_rollups"),
+            )
             for (run_id, name), points in series.items():
                 values = [v for v, _ in points]
                 conn.execute(
-                    schema.metric_summaries.insert().values(
+                    old_summaries.insert().values(
                         run_id=run_id,
                         name=name,
                         count=len(values),
@@ -394,14 +414,14 @@ def test_upgrade_0007_removes_duplicate_metric_rows(db_uri: str, tmp_path: Path)
                         last_step=points[-1][1],
                     )
                 )
-                conn.execute(schema.metric_rollups.insert(), rollup_rows(run_id, name, 0, points))
+                conn.execute(old_rollups.insert(), rollup_rows(run_id, name, 0, points))
         # the reference: the same values written once each through today's append_metrics
         make_run(reference, "old", "r1")
         make_run(reference, "old", "r2")
         once = [*logged, MetricRow("r2", "plain", "scalar", 1.0, value=1.0)]
         for start in range(0, len(once), 333):
             reference.append_metrics(once[start : start + 333])
-        untouched_before = [s for s in _summaries(old_engine) if s[1] == "untouched"]
+        untouched_before = [s for s in _summaries(old_engine, _SUMMARY_0006) if s[1] == "untouched"]
     finally:
         old_engine.dispose()
 
@@ -412,7 +432,7 @@ def test_upgrade_0007_removes_duplicate_metric_rows(db_uri: str, tmp_path: Path)
         assert _metric_rows(store.engine) == _metric_rows(reference.engine)
         assert store.count_metric_rows() == len(logged) + 1
         assert _summaries(store.engine) == _summaries(reference.engine)
-        assert [s for s in _summaries(store.engine) if s[1] == "untouched"] == untouched_before
+        assert [s for s in _summaries(store.engine, _SUMMARY_0006) if s[1] == "untouched"] == untouched_before
         assert _rollups(store.engine) == _rollups(reference.engine)
         # the unique index refuses a copy written behind runyard's back; un-numbered rows stay free
         with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
@@ -439,6 +459,99 @@ def test_upgrade_0007_removes_duplicate_metric_rows(db_uri: str, tmp_path: Path)
         reference.append_metrics(more)
         assert _summaries(store.engine) == _summaries(reference.engine)
         assert _rollups(store.engine) == _rollups(reference.engine)
+    finally:
+        store.engine.dispose()
+        reference.engine.dispose()
+
+
+def test_upgrade_0012_backfills_mlflow_latest_values(db_uri: str, tmp_path: Path) -> None:
+    """0012 gives every existing summary MLflow's latest value (highest step, then latest timestamp, then
+    largest value; no step counts as 0; the first stored wins a tie), the same as append_metrics keeps."""
+    rng = random.Random(12)
+    rows: list[MetricRow] = []
+    for run_id, name, n in [("r1", "loss", 400), ("r1", "acc", 60), ("r2", "loss", 90), ("r2", "nostep", 30)]:
+        for _ in range(n):
+            step = None if name == "nostep" else rng.choice([None, *range(8)])
+            ts = float(rng.choice([1, 2, 3]))
+            rows.append(MetricRow(run_id, name, "scalar", ts, value=float(rng.randint(-3, 3)), step=step))
+        rows.append(MetricRow(run_id, name, "scalar", 9.0, text="not a value", step=99))
+        rows.append(MetricRow(run_id, name, "list", 9.0, value=100.0, step=99))
+
+    def expected(run_id: str, name: str) -> tuple[float | None, int, float]:
+        values = [
+            r for r in rows if (r.run_id, r.name, r.kind) == (run_id, name, "scalar") and r.value is not None
+        ]
+        best = max(values, key=lambda r: (r.step or 0, r.timestamp, r.value))  # max keeps the first of equals
+        return best.value, best.step or 0, best.timestamp
+
+    old_engine = sa.create_engine(_sa_url(db_uri))
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    reference = SqlStore(f"sqlite:///{tmp_path}/reference.db")
+    try:
+        with old_engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0011")
+        with old_engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO experiments (id, name, created_time) VALUES ('e1', 'old', 1.0)")
+            runs = _table_at(conn, "runs")
+            for number, run_id in enumerate(["r1", "r2"], 1):
+                conn.execute(
+                    runs.insert().values(
+                        run_id=run_id,
+                        experiment_id="e1",
+                        number=number,
+                        status="Completed",
+                        run_type="azureml.scriptrun",
+                        target="local",
+                        created_time=1.0,
+                        data={},
+                    )
+                )
+                make_run(reference, "old", run_id)
+            columns = ("run_id", "name", "kind", "value", "text", "step", "timestamp")
+            conn.execute(
+                _table_at(conn, "metrics").insert(), [{c: getattr(r, c) for c in columns} for r in rows]
+            )
+            series: dict[tuple[str, str], list[tuple[float, int | None]]] = {}
+            for r in rows:
+                if r.kind == "scalar" and r.value is not None:
+                    series.setdefault((r.run_id, r.name), []).append((r.value, r.step))
+            conn.execute(  # the summaries 0011's append_metrics kept
+                _table_at(conn, "metric_summaries").insert(),
+                [
+                    {"run_id": run_id, "name": name, "count": len(points), "last_value": points[-1][0]}
+                    | {"min_value": min(v for v, _ in points), "max_value": max(v for v, _ in points)}
+                    | {"last_step": points[-1][1]}
+                    for (run_id, name), points in series.items()
+                ],
+            )
+        for start in range(0, len(rows), 97):
+            reference.append_metrics(rows[start : start + 97])
+    finally:
+        old_engine.dispose()
+
+    upgrade(engine_for(db_uri))
+    store = SqlStore(db_uri)
+    try:
+        assert_matches_schema(store.engine)
+        latest = {
+            (run_id, m.key): (m.value, m.step, m.timestamp)
+            for run_id, ms in store.mlflow_latest_metrics(["r1", "r2"]).items()
+            for m in ms
+        }
+        assert latest == {key: expected(*key) for key in latest} and len(latest) == 4
+        assert _summaries(store.engine) == _summaries(reference.engine)
+        # appending after the upgrade moves the latest value on only for a higher (step, timestamp, value)
+        more = [
+            MetricRow("r1", "loss", "scalar", 0.5, value=50.0, step=7),
+            MetricRow("r2", "nostep", "scalar", 10.0, value=-50.0),
+        ]
+        store.append_metrics(more)
+        reference.append_metrics(more)
+        assert _summaries(store.engine) == _summaries(reference.engine)
+        after = {m.key: m.value for m in store.mlflow_latest_metrics(["r2"])["r2"]}
+        assert after["nostep"] == -50.0
     finally:
         store.engine.dispose()
         reference.engine.dispose()

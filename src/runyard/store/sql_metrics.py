@@ -165,7 +165,7 @@ def _metric_values(r: MetricRow) -> dict[str, Any]:
         "kind": r.kind,
         "step": r.step,
         "value": None if nan else r.value,
-        "is_nan": True if nan else (False if r.kind == "scalar" and r.value is not None else None),
+        "is_nan": True if nan else None,  # NULL means "not NaN", as on rows from before 0012
         "text": r.text,
         "payload": r.payload,
         "timestamp": r.timestamp,
@@ -258,7 +258,7 @@ class SqlMetrics(SqlBase):
                         "latest_value": None if latest_nan else latest.value,
                         "latest_step": latest.step or 0,
                         "latest_timestamp": latest.timestamp,
-                        "latest_is_nan": latest_nan,
+                        "latest_is_nan": True if latest_nan else None,
                     },
                 ).scalar_one()
                 # The summary row stays locked until commit (PostgreSQL; SQLite has one writer at a time),

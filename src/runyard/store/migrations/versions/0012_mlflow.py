@@ -36,6 +36,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("latest_timestamp", sa.Float, nullable=True))
         batch.add_column(sa.Column("latest_is_nan", sa.Boolean, nullable=True))
     op.create_index("ix_metric_summaries_latest", "metric_summaries", ["name", "latest_value", "run_id"])
+    _backfill_latest()
     op.create_table(
         "mlflow_logged_models",
         sa.Column("model_id", sa.String(64), primary_key=True),
@@ -54,6 +55,26 @@ def upgrade() -> None:
         "ix_mlflow_logged_models_experiment", "mlflow_logged_models", ["experiment_id", "created_time"]
     )
     op.create_index("ix_mlflow_logged_models_run", "mlflow_logged_models", ["source_run_id"])
+
+
+def _backfill_latest() -> None:
+    """Each existing summary's MLflow latest value, as append_metrics now keeps it: the scalar row with the
+    highest (step, timestamp, value), a missing step counting as 0, the first stored on a tie. One
+    statement; the subquery reads each series through ix_metrics_run_name. Written against the tables as
+    they are at this revision (no NaN rows exist yet, so latest_is_nan stays NULL)."""
+    op.execute(
+        sa.text(
+            """
+            UPDATE metric_summaries SET (latest_value, latest_step, latest_timestamp) = (
+                SELECT m.value, COALESCE(m.step, 0), m.timestamp FROM metrics m
+                WHERE m.run_id = metric_summaries.run_id AND m.name = metric_summaries.name
+                  AND m.kind = 'scalar' AND m.value IS NOT NULL
+                ORDER BY COALESCE(m.step, 0) DESC, m.timestamp DESC, m.value DESC, m.id ASC
+                LIMIT 1
+            )
+            """
+        )
+    )
 
 
 def downgrade() -> None:
