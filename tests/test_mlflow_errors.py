@@ -63,6 +63,10 @@ def test_handler_refusals(served: Served) -> None:
         assert mlflow_error(malformed, 400, "INVALID_PARAMETER_VALUE") == (
             f"Missing value for required parameter 'name'. {SEE_DOCS}"
         )
+        empty = http.post(f"{API}/experiments/create", json={"name": ""})
+        assert mlflow_error(empty, 400, "INVALID_PARAMETER_VALUE") == (
+            f"Missing value for required parameter 'name'. {SEE_DOCS}"
+        )
         missing = http.get(f"{API}/experiments/get", params={"experiment_id": "424242"})
         assert mlflow_error(missing, 404, "RESOURCE_DOES_NOT_EXIST") == "No Experiment with id=424242 exists"
         run = http.get(f"{API}/runs/get", params={"run_id": "zzz"})

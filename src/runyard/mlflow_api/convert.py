@@ -15,7 +15,10 @@ latest metrics), so a search page of 1,000 runs costs the same handful of round 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 
 from runyard.errors import NotFoundError
 from runyard.mlflow_api.dispatch import MlflowContext
@@ -49,6 +52,16 @@ TO_MLFLOW = {
     RunStatus.FAILED.value: "FAILED",
     RunStatus.CANCELED.value: "KILLED",
 }
+
+
+def _present(value: str) -> str:
+    if value == "":  # protobuf has no empty required string: MLflow's server calls it missing
+        raise PydanticCustomError("missing", "Field required")
+    return value
+
+
+#: A required string parameter: absent or empty is refused with MLflow's "Missing value" wording.
+Required = Annotated[str, AfterValidator(_present)]
 
 
 def ms(seconds: float | None) -> int | None:

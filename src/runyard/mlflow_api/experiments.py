@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from runyard.errors import ConflictError
 from runyard.mlflow_api.convert import (
     ACTIVE,
     DELETED,
+    Required,
     api_experiment_id,
     experiment_json,
     resolve_experiment,
@@ -34,30 +35,30 @@ class Tag(Body):
 
 
 class CreateExperiment(Body):
-    name: str = Field(min_length=1)
+    name: Required
     artifact_location: str | None = None
     tags: list[Tag] = []
 
 
 class ExperimentId(Body):
-    experiment_id: str = Field(min_length=1)
+    experiment_id: Required
 
 
 class GetByName(Body):
-    experiment_name: str = Field(min_length=1)
+    experiment_name: Required
 
 
 class UpdateExperiment(ExperimentId):
-    new_name: str = Field(min_length=1)
+    new_name: Required
 
 
 class SetExperimentTag(ExperimentId):
-    key: str = Field(min_length=1)
+    key: Required
     value: str
 
 
 class DeleteExperimentTag(ExperimentId):
-    key: str = Field(min_length=1)
+    key: Required
 
 
 def _writer(ctx: MlflowContext, what: str) -> None:

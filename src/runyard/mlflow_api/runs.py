@@ -21,6 +21,7 @@ from runyard.mlflow_api.convert import (
     DELETED,
     MLFLOW_RUN_TYPE,
     TO_RUNYARD,
+    Required,
     is_mlflow_run,
     resolve_active_experiment,
     run_for_read,
@@ -85,7 +86,7 @@ class UpdateRun(RunRef):
 
 
 class RunId(Body):
-    run_id: str = Field(min_length=1)
+    run_id: Required
 
 
 class LogMetric(RunRef, Metric):
@@ -101,12 +102,12 @@ class SetTag(RunRef, Tag):
 
 
 class DeleteTag(Body):
-    run_id: str = Field(min_length=1)
+    run_id: Required
     key: str
 
 
 class LogBatch(Body):
-    run_id: str = Field(min_length=1)
+    run_id: Required
     metrics: list[Metric] = []
     params: list[Param] = []
     tags: list[Tag] = []
