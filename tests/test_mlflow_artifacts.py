@@ -235,3 +235,26 @@ def test_multipart_upload_through_the_proxy(
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_logged_model_files_follow_the_source_run(served: Served, as_token, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A model's files (logged_models/<id>/...) belong to its source run's family."""
+    client = MlflowClient()
+    mine, theirs = (client.create_run("0").info.run_id for _ in range(2))
+    own_model = client.create_logged_model("0", name="own", source_run_id=mine)
+    their_model = client.create_logged_model("0", name="theirs", source_run_id=theirs)
+    assert own_model.artifact_location == f"mlflow-artifacts:/logged_models/{own_model.model_id}"
+    served.tokens["model-run"] = create_token(served.ws.store, "run", run_id=mine)[0]  # type: ignore[arg-type]
+    with served.http("model-run") as http:
+        own = http.put(f"{PROXY}/logged_models/{own_model.model_id}/MLmodel", content=b"flavors: {}")
+        other = http.put(f"{PROXY}/logged_models/{their_model.model_id}/MLmodel", content=b"x")
+        unknown = http.get(f"{PROXY}/logged_models/m-{'0' * 32}/MLmodel")
+        listed = http.get(PROXY, params={"path": f"logged_models/{own_model.model_id}"})
+    assert own.status_code == 200 and own.json() == {}
+    assert other.status_code == 403 and other.json()["error_code"] == "PERMISSION_DENIED"
+    assert unknown.status_code == 404 and unknown.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert listed.json() == {
+        "files": [{"path": "MLmodel", "is_dir": False, "file_size": len(b"flavors: {}")}]
+    }
+    assert served.ws.artifacts.read_bytes(f"logged_models/{own_model.model_id}/MLmodel") == b"flavors: {}"
+    assert not served.ws.artifacts.exists(f"logged_models/{their_model.model_id}/MLmodel")

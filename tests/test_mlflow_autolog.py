@@ -10,6 +10,7 @@ back by `runs:/<id>/model` and by `models:/<model id>`.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -218,3 +219,17 @@ def test_run_inputs_and_outputs(autologged: Autologged) -> None:
     with pytest.raises(MlflowException) as unknown:
         client.log_outputs(active.info.run_id, [LoggedModelOutput("m-" + "0" * 32, step=0)])
     assert unknown.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_legacy_log_model_history_tag(autologged: Autologged) -> None:
+    """runs/log-model: the pre-3.0 `mlflow.log-model.history` tag, one entry per call."""
+    from mlflow.models import Model
+
+    client = MlflowClient()
+    run_id = client.create_run("0").info.run_id
+    for path in ("first", "second"):
+        client._record_logged_model(
+            run_id, Model(artifact_path=path, run_id=run_id, flavors={"python_function": {}})
+        )
+    history = json.loads(mlflow.get_run(run_id).data.tags["mlflow.log-model.history"])
+    assert [(h["artifact_path"], h["run_id"]) for h in history] == [("first", run_id), ("second", run_id)]
