@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from runyard.errors import ConflictError
+from runyard.errors import ConflictError, NotFoundError
 from runyard.mlflow_api.convert import (
     ACTIVE,
     DELETED,
@@ -93,10 +93,11 @@ def get_experiment_by_name(ctx: MlflowContext, body: GetByName) -> dict[str, Any
     ctx.caller.require("read")
     if body.experiment_name == "Default":
         return {"experiment": experiment_json(ctx, ctx.store.get_or_create_experiment("Default"))}
-    found = [e for e in ctx.store.list_experiments() if e.name == body.experiment_name]
-    if not found:
-        raise missing(f"Could not find experiment with name '{body.experiment_name}'")
-    return {"experiment": experiment_json(ctx, found[0])}
+    try:
+        found = ctx.store.get_experiment(body.experiment_name)
+    except NotFoundError:
+        raise missing(f"Could not find experiment with name '{body.experiment_name}'") from None
+    return {"experiment": experiment_json(ctx, found)}
 
 
 @route("POST", "experiments/update")

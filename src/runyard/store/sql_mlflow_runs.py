@@ -42,6 +42,8 @@ def mlflow_run_from_row(row: Any) -> Any:
     return run
 
 
+#: Ids per IN (...) list: well under SQLite's and PostgreSQL's limits on bound parameters.
+IN_CHUNK = 5000
 #: The run_type of runs MLflow clients create (mlflow_api/convert.py uses the same string).
 MLFLOW_RUN_TYPE = "mlflow.run"
 
@@ -214,20 +216,19 @@ class SqlMlflowRuns(SqlBase):
                 conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(**values))
 
     def get_tags_many(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Each run's tags, in one query."""
-        out: dict[str, dict[str, Any]] = {r: {} for r in run_ids}
-        if run_ids:
-            with self._read() as conn:
-                for r in conn.execute(sa.select(t.run_tags).where(t.run_tags.c.run_id.in_(list(run_ids)))):
-                    out[r.run_id][r.key] = r.value
-        return out
+        """Each run's tags, in one query per IN_CHUNK runs."""
+        return self._key_values(t.run_tags, run_ids)
 
     def get_properties_many(self, run_ids: Sequence[str]) -> dict[str, dict[str, str]]:
-        """Each run's properties (MLflow's params), in one query."""
-        out: dict[str, dict[str, str]] = {r: {} for r in run_ids}
-        if run_ids:
-            props = t.run_properties
-            with self._read() as conn:
-                for r in conn.execute(sa.select(props).where(props.c.run_id.in_(list(run_ids)))):
+        """Each run's properties (MLflow's params), in one query per IN_CHUNK runs."""
+        return self._key_values(t.run_properties, run_ids)
+
+    def _key_values(self, table: sa.Table, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {r: {} for r in run_ids}
+        ids = list(out)
+        with self._read() as conn:
+            for start in range(0, len(ids), IN_CHUNK):
+                chunk = ids[start : start + IN_CHUNK]
+                for r in conn.execute(sa.select(table).where(table.c.run_id.in_(chunk))):
                     out[r.run_id][r.key] = r.value
         return out
