@@ -151,6 +151,9 @@ def test_metrics_logged_with_a_model_id_are_recorded_on_it(autologged: Autologge
         ["0"], filter_string="metrics.acc > 0.7", datasets=[{"dataset_name": "other"}]
     )
     assert on_other == []
+    record_model_metrics(ctx, run_id, [{**sent, "key": "loss", "value": float("nan")}])  # JSON-safe
+    loss = [m for m in client.get_logged_model(model.model_id).metrics if m.key == "loss"]
+    assert len(loss) == 1 and np.isnan(loss[0].value)
 
 
 def test_logged_model_lifecycle_tags_params_and_search(autologged: Autologged) -> None:

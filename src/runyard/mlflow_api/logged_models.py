@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import math
 import re
 import time
 import uuid
@@ -270,7 +271,7 @@ def record_model_metrics(ctx: MlflowContext, run_id: str, metrics: Sequence[Mapp
         if model_id:
             entry = {
                 "key": metric.get("key"),
-                "value": metric.get("value"),
+                "value": _json_number(metric.get("value")),
                 "timestamp": metric.get("timestamp"),
                 "step": metric.get("step") or 0,
                 "dataset_name": metric.get("dataset_name"),
@@ -280,6 +281,14 @@ def record_model_metrics(ctx: MlflowContext, run_id: str, metrics: Sequence[Mapp
             by_model.setdefault(str(model_id), []).append(entry)
     for model_id, entries in by_model.items():
         ctx.store.add_logged_model_metrics(model_id, entries)
+
+
+def _json_number(value: Any) -> Any:
+    """NaN and infinities as protobuf's JSON strings: PostgreSQL's JSON refuses bare NaN, and both doors
+    pass these strings through to MLflow's client, which reads them as floats."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
 
 
 # -- search grammar ----------------------------------------------------------------------------------------
@@ -341,7 +350,7 @@ def _lhs(model: LoggedModelRecord, kind: str, key: str, datasets: list[dict[str,
             for m in model.metrics
             if m.get("key") == key and (not datasets or any(_on_dataset(m, d) for d in datasets))
         ]
-        return values[-1] if values else None
+        return float(values[-1]) if values else None  # "NaN" / "Infinity" are stored as strings
     if kind == "param":
         return model.params.get(key)
     if kind == "tag":
