@@ -48,6 +48,10 @@ def test_the_uri_names_the_workspace_folder(ws: Workspace) -> None:
     assert store.context.artifact_uri("runs/abc") == (Path(ws.artifact_root).as_uri() + "/runs/abc")
     # the project folder holding .runyard/ names the same workspace, as Workspace.get takes it
     assert plugin.tracking_store(f"runyard:{ws.path.parent}").workspace.path == ws.path
+    # a folder name MLflow would misread is percent-encoded, and decoded back
+    assert plugin.tracking_uri_of("/data/my ws#1") == "runyard:/data/my%20ws%231"
+    assert plugin.workspace_folder("runyard:/data/my%20ws%231") == Path("/data/my ws#1")
+    assert plugin.workspace_folder("runyard:///data/ws") == Path("/data/ws")  # file-URI style
     # what MLflow itself picks for the scheme: the entry point in runyard's metadata
     (entry,) = [e for e in metadata.entry_points(group="mlflow.tracking_store") if e.name == "runyard"]
     assert entry.load() is plugin.tracking_store

@@ -33,7 +33,7 @@ from runyard.core.workspace_config import CONFIG_FILE
 from runyard.core.workspace_v1 import MLFLOW_SCHEME as SCHEME
 from runyard.errors import InvalidInputError, NotFoundError
 from runyard.mlflow_api.caller import LocalCaller
-from runyard.mlflow_api.dispatch import MlflowContext, dispatch
+from runyard.mlflow_api.dispatch import MlflowContext, dispatch, routes
 from runyard.mlflow_api.errors import MlflowError
 from runyard.store import SqlStore
 
@@ -125,6 +125,7 @@ class RunyardStore(RestStore):
         self.context = MlflowContext(
             store=store, caller=LocalCaller(), artifact_uri=artifact_uri_maker(workspace.artifact_root)
         )
+        routes()  # import the handler modules now, not in the first call (async logging calls from threads)
 
     def _call_endpoint(
         self,
