@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +55,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 @pytest.fixture
-def as_token(served: Served, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+def as_token(served: Served, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
     """mlflow pointed at the server; `as_token("read")` switches the token the client sends."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     mlflow.set_tracking_uri(served.server.url)
@@ -75,7 +75,7 @@ def _status(exc: BaseException) -> int:
     return int(getattr(response, "status_code", 0) or 0)
 
 
-def test_log_list_load_and_download(served: Served, as_token: object, tmp_path: Path) -> None:
+def test_log_list_load_and_download(served: Served, as_token: Callable[[str], None], tmp_path: Path) -> None:
     src = tmp_path / "src"
     (src / "deep" / "er").mkdir(parents=True)
     (src / "top.txt").write_text("top")
@@ -121,7 +121,9 @@ def test_log_list_load_and_download(served: Served, as_token: object, tmp_path: 
     assert served.ws.artifacts.read_bytes(f"runs/{run_id}/texts/hello.txt") == b"hello text"
 
 
-def test_runyard_files_are_mlflow_artifacts(served: Served, as_token: object, tmp_path: Path) -> None:
+def test_runyard_files_are_mlflow_artifacts(
+    served: Served, as_token: Callable[[str], None], tmp_path: Path
+) -> None:
     """A file runyard's own API uploads is visible to mlflow, and mlflow can delete it."""
     with mlflow.start_run() as active:
         run_id = active.info.run_id
@@ -138,7 +140,9 @@ def test_runyard_files_are_mlflow_artifacts(served: Served, as_token: object, tm
     assert not served.ws.artifacts.exists(f"runs/{run_id}/outputs/model.txt")
 
 
-def test_read_token_reads_but_cannot_upload(served: Served, as_token, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_read_token_reads_but_cannot_upload(
+    served: Served, as_token: Callable[[str], None], tmp_path: Path
+) -> None:
     with mlflow.start_run() as active:
         run_id = active.info.run_id
         mlflow.log_text("kept", "kept.txt")
@@ -156,7 +160,9 @@ def test_read_token_reads_but_cannot_upload(served: Served, as_token, tmp_path: 
     assert served.ws.artifacts.exists(f"runs/{run_id}/kept.txt")
 
 
-def test_run_token_touches_only_its_own_run(served: Served, as_token, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_run_token_touches_only_its_own_run(
+    served: Served, as_token: Callable[[str], None], tmp_path: Path
+) -> None:
     client = MlflowClient()
     mine = client.create_run("0").info.run_id
     theirs = client.create_run("0").info.run_id
@@ -176,7 +182,7 @@ def test_run_token_touches_only_its_own_run(served: Served, as_token, tmp_path: 
     assert served.ws.artifacts.read_bytes(f"runs/{theirs}/private.txt") == b"private"
 
 
-def test_paths_outside_a_run_are_refused(served: Served, as_token: object) -> None:
+def test_paths_outside_a_run_are_refused(served: Served, as_token: Callable[[str], None]) -> None:
     run_id = MlflowClient().create_run("0").info.run_id
     with served.http("write") as http:
         escape = http.put(f"{PROXY}/runs/{run_id}/..%2F..%2F..%2Fescaped.txt", content=b"x")
@@ -196,7 +202,9 @@ def test_paths_outside_a_run_are_refused(served: Served, as_token: object) -> No
     assert not list(served.ws.path.rglob("escaped.txt"))
 
 
-def test_symlink_in_run_folder_is_not_followed(served: Served, as_token: object, tmp_path: Path) -> None:
+def test_symlink_in_run_folder_is_not_followed(
+    served: Served, as_token: Callable[[str], None], tmp_path: Path
+) -> None:
     with mlflow.start_run() as active:
         run_id = active.info.run_id
         mlflow.log_text("real", "real.txt")
@@ -215,7 +223,7 @@ def test_symlink_in_run_folder_is_not_followed(served: Served, as_token: object,
 
 
 def test_multipart_upload_through_the_proxy(
-    served: Served, as_token: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    served: Served, as_token: Callable[[str], None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD: parts go up in parallel and land as one file."""
     monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "true")
@@ -237,7 +245,9 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-def test_logged_model_files_follow_the_source_run(served: Served, as_token, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_logged_model_files_follow_the_source_run(
+    served: Served, as_token: Callable[[str], None], tmp_path: Path
+) -> None:
     """A model's files (logged_models/<id>/...) belong to its source run's family."""
     client = MlflowClient()
     mine, theirs = (client.create_run("0").info.run_id for _ in range(2))

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
-from runyard import Workspace
+from runyard import Experiment, Workspace
 from runyard.mlflow_api.caller import LocalCaller
 from runyard.mlflow_api.dispatch import MlflowContext
 from runyard.mlflow_api.logged_models import record_model_metrics
+from runyard.store import SqlStore
+from runyard.store.sql_mlflow_models import LoggedModelNotFound, LoggedModelRecord
 from server_process import ServerProcess, running_server
 
 mlflow = pytest.importorskip("mlflow")
@@ -116,8 +119,8 @@ def test_model_loads_back_by_run_and_by_model_id(autologged: Autologged) -> None
 )
 def test_training_metrics_show_on_the_logged_model(autologged: Autologged) -> None:
     model = MlflowClient().get_logged_model(_model_of(autologged.run_id))
-    assert {"training_score", "training_r2_score"} <= {m.key for m in model.metrics}
-    assert all(m.dataset_name == "dataset" and m.run_id == autologged.run_id for m in model.metrics)
+    assert {"training_score", "training_r2_score"} <= {m.key for m in model.metrics or []}
+    assert all(m.dataset_name == "dataset" and m.run_id == autologged.run_id for m in model.metrics or [])
 
 
 def test_metrics_logged_with_a_model_id_are_recorded_on_it(autologged: Autologged) -> None:
@@ -142,7 +145,7 @@ def test_metrics_logged_with_a_model_id_are_recorded_on_it(autologged: Autologge
         ctx, run_id, [{**sent, "dataset_name": "eval", "dataset_digest": "d1"}]
     )  # resent: kept once
     metrics = client.get_logged_model(model.model_id).metrics
-    assert [(m.key, m.value, m.step, m.dataset_name, m.run_id) for m in metrics] == [
+    assert [(m.key, m.value, m.step, m.dataset_name, m.run_id) for m in metrics or []] == [
         ("acc", 0.75, 2, "eval", run_id)
     ]
     found = client.search_logged_models(["0"], filter_string="metrics.acc > 0.7 AND name = 'scored'")
@@ -152,7 +155,7 @@ def test_metrics_logged_with_a_model_id_are_recorded_on_it(autologged: Autologge
     )
     assert on_other == []
     record_model_metrics(ctx, run_id, [{**sent, "key": "loss", "value": float("nan")}])  # JSON-safe
-    loss = [m for m in client.get_logged_model(model.model_id).metrics if m.key == "loss"]
+    loss = [m for m in client.get_logged_model(model.model_id).metrics or [] if m.key == "loss"]
     assert len(loss) == 1 and np.isnan(loss[0].value)
 
 
@@ -236,3 +239,42 @@ def test_legacy_log_model_history_tag(autologged: Autologged) -> None:
         )
     history = json.loads(mlflow.get_run(run_id).data.tags["mlflow.log-model.history"])
     assert [(h["artifact_path"], h["run_id"]) for h in history] == [("first", run_id), ("second", run_id)]
+
+
+def test_logged_model_store_on_each_database(workspace: Workspace) -> None:
+    """The store's half, on SQLite and PostgreSQL: JSON data merged in one transaction, metrics kept
+    once, soft delete, newest-first listing, run input lists without duplicates."""
+    store = workspace.store
+    assert isinstance(store, SqlStore)
+    exp = store.get_or_create_experiment("models")
+    run = Experiment(workspace, "models").start_logging()
+    now = time.time()
+    for i, model_id in enumerate(["m-a", "m-b"]):
+        store.create_logged_model(
+            LoggedModelRecord(
+                model_id, exp.id, f"n{i}", "PENDING", f"x:/{model_id}", now + i, now + i, run.id
+            )
+        )
+    store.update_logged_model("m-a", tags={"k": "v", "gone": "1"}, params={"p": "1"})
+    store.update_logged_model("m-a", remove_tags=["gone"], status="READY", status_message="ok")
+    metric = {"key": "acc", "value": 0.5, "timestamp": 1, "step": 0, "run_id": run.id}
+    store.add_logged_model_metrics("m-a", [metric, metric])
+    store.add_logged_model_metrics("m-missing", [metric])  # skipped: no error
+    got = store.get_logged_model("m-a")
+    assert (got.status, got.tags, got.params, got.data["status_message"]) == (
+        "READY",
+        {"k": "v"},
+        {"p": "1"},
+        "ok",
+    )
+    assert got.metrics == [{**metric, "model_id": "m-a"}]
+    assert [m.model_id for m in store.list_logged_models([exp.id])] == ["m-b", "m-a"]
+    store.update_logged_model("m-b", lifecycle_stage="deleted")
+    with pytest.raises(LoggedModelNotFound, match="Logged model with ID 'm-b' not found"):
+        store.get_logged_model("m-b")
+    assert store.get_logged_model("m-b", allow_deleted=True).lifecycle_stage == "deleted"
+    assert [m.model_id for m in store.list_logged_models([exp.id], source_run_id=run.id)] == ["m-a"]
+    item = {"dataset": {"name": "d", "digest": "1"}, "tags": []}
+    store.append_run_data_items(run.id, "mlflowInputs", [item, item], ("dataset.name", "dataset.digest"))
+    store.append_run_data_items(run.id, "mlflowInputs", [item], ("dataset.name", "dataset.digest"))
+    assert store.get_run(run.id).data["mlflowInputs"] == [item]
