@@ -1,7 +1,8 @@
 """MLflow's views of runs and experiments: each run's latest metric values, and run and experiment search
 with MLflow's filter and order semantics, answered in SQL.
 
-A search is one statement however many runs the workspace holds: every filter is a join (an inner join
+A search is two statements however many runs the workspace holds (the page's run ids, then their
+records): every filter is a join (an inner join
 on metric_summaries, run_properties or run_tags per clause, so `params.x != 'a'` never matches a run
 without x, as in MLflow), every order key a left join, and the page is LIMIT/OFFSET over a total order
 (the keys, then start_time DESC, then run_id ASC, MLflow's tie-break). The handlers parse MLflow's
@@ -186,7 +187,10 @@ class SqlMlflowSearch(SqlBase):
             return [], False
         c = _Compiler(self.engine.dialect.name)
         runs = t.runs
-        stmt: sa.Select[Any] = self._run_select()  # type: ignore[attr-defined]
+        # the page's run ids first (a narrow sort), then their records (one more statement)
+        stmt: sa.Select[Any] = sa.select(runs.c.run_id).join(
+            t.experiments, t.experiments.c.id == runs.c.experiment_id
+        )
         where: list[sa.ColumnElement[bool]] = [
             runs.c.experiment_id.in_(list(query.experiment_ids)),
             runs.c.lifecycle_stage.in_(list(query.lifecycle_stages)),
@@ -252,9 +256,14 @@ class SqlMlflowSearch(SqlBase):
         order.append(runs.c.run_id.asc())
         stmt = stmt.where(*where).order_by(*order).offset(query.offset).limit(query.limit + 1)
         with self._read() as conn:
-            rows = conn.execute(stmt).all()
-        records = [self._to_run(r) for r in rows[: query.limit]]  # type: ignore[attr-defined]
-        return records, len(rows) > query.limit
+            ids = list(conn.execute(stmt).scalars())
+            page = ids[: query.limit]
+            found: dict[str, RunRecord] = {}
+            for start in range(0, len(page), _IN_CHUNK):
+                chunk = page[start : start + _IN_CHUNK]
+                rows = conn.execute(self._run_select().where(runs.c.run_id.in_(chunk)))  # type: ignore[attr-defined]
+                found.update((r.run_id, self._to_run(r)) for r in rows)  # type: ignore[attr-defined]
+        return [found[i] for i in page if i in found], len(ids) > query.limit
 
     def _run_attribute(self, query: MlflowRunQuery, key: str) -> sa.ColumnElement[Any]:
         runs = t.runs
