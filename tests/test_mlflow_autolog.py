@@ -197,6 +197,10 @@ def test_logged_model_lifecycle_tags_params_and_search(autologged: Autologged) -
     with pytest.raises(MlflowException, match="Invalid logged model search key 'colour'"):
         client.search_logged_models([exp_id], filter_string="colour = 'red'")
 
+    with pytest.raises(MlflowException) as no_tag:
+        client.delete_logged_model_tag(alpha, "team")
+    assert no_tag.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    assert str(no_tag.value).endswith(f"No tag with key 'team' found for model with ID '{alpha}'.")
     client.delete_logged_model(made[1].model_id)
     with pytest.raises(MlflowException) as gone:
         client.get_logged_model(made[1].model_id)
@@ -222,9 +226,6 @@ def test_run_inputs_and_outputs(autologged: Autologged) -> None:
     assert [(d.dataset.name, d.dataset.digest) for d in inputs] == [("train", train.digest)]
     assert {t.key: t.value for t in inputs[0].tags}["mlflow.data.context"] == "training"
     assert [(o.model_id, o.step) for o in run.outputs.model_outputs] == [(model.model_id, 3)]
-    with pytest.raises(MlflowException) as unknown:
-        client.log_outputs(active.info.run_id, [LoggedModelOutput("m-" + "0" * 32, step=0)])
-    assert unknown.value.error_code == "RESOURCE_DOES_NOT_EXIST"
 
 
 def test_legacy_log_model_history_tag(autologged: Autologged) -> None:

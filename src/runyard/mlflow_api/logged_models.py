@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runyard.mlflow_api.convert import api_experiment_id, ms, resolve_experiment, run_for_write
 from runyard.mlflow_api.dispatch import MlflowContext, route
-from runyard.mlflow_api.errors import invalid
+from runyard.mlflow_api.errors import invalid, missing
 from runyard.store.sql_mlflow_models import LoggedModelRecord
 
 #: MLflow's LoggedModelStatus names on the wire -> what the store keeps.
@@ -100,7 +100,7 @@ class DatasetFilter(Body):
 
 
 class SearchLoggedModels(Body):
-    experiment_ids: list[str] = Field(min_length=1)
+    experiment_ids: list[str] = []  # none: an empty answer, as on MLflow's server
     filter: str | None = None
     datasets: list[DatasetFilter] = []
     max_results: int = Field(default=DEFAULT_MAX_RESULTS, ge=1, le=50_000)
@@ -227,7 +227,7 @@ def set_logged_model_tags(ctx: MlflowContext, body: Tags, model_id: str) -> dict
 def delete_logged_model_tag(ctx: MlflowContext, body: Empty, model_id: str, tag_key: str) -> dict[str, Any]:
     model = _model(ctx, model_id, write=True)
     if tag_key not in model.tags:
-        raise invalid(f"No tag with key {tag_key!r} on logged model {model_id}.")
+        raise missing(f"No tag with key '{tag_key}' found for model with ID '{model_id}'.")
     ctx.store.update_logged_model(model_id, remove_tags=[tag_key])
     return {}
 

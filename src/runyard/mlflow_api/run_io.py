@@ -98,9 +98,7 @@ def log_inputs(ctx: MlflowContext, body: LogInputs) -> dict[str, Any]:
 
 @route("POST", "runs/outputs")
 def log_outputs(ctx: MlflowContext, body: LogOutputs) -> dict[str, Any]:
-    run = run_for_write(ctx, body.run_id)
-    for model in body.models:
-        ctx.store.get_logged_model(model.model_id)
+    run = run_for_write(ctx, body.run_id)  # the models are not looked up: MLflow's server does not either
     outputs = [m.model_dump() for m in body.models]
     ctx.store.append_run_data_items(run.run_id, "mlflowOutputs", outputs, ("model_id", "step"))
     return {}
