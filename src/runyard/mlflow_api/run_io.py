@@ -88,9 +88,7 @@ def log_inputs(ctx: MlflowContext, body: LogInputs) -> dict[str, Any]:
         ctx.store.append_run_data_items(
             run.run_id, "mlflowInputs", inputs, ("dataset.name", "dataset.digest")
         )
-    if body.models:
-        for model in body.models:  # they must exist, as in MLflow
-            ctx.store.get_logged_model(model.model_id)
+    if body.models:  # not looked up, as on MLflow's server
         models = [m.model_dump() for m in body.models]
         ctx.store.append_run_data_items(run.run_id, "mlflowModelInputs", models, ("model_id",))
     return {}
