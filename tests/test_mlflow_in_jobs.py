@@ -91,6 +91,8 @@ def submitted(tmp_path_factory: pytest.TempPathFactory, env_cache: Path) -> Iter
         step = PythonScriptStep("train.py", name="train", source_directory=source(root / "step"))
         pipeline_run = Pipeline(ws, [step]).submit("mlflow-pipeline", show_output=False)
         yield Submitted(ws, run.id, pipeline_run)
+        run.wait_for_completion(raise_on_error=False)  # nothing of the module outlives it
+        pipeline_run.wait_for_completion(show_output=False, timeout_seconds=90, raise_on_error=False)
 
 
 def test_mlflow_in_a_submitted_script_logs_into_its_run(submitted: Submitted) -> None:
@@ -123,10 +125,12 @@ def test_the_run_variables_win_and_stale_mlflow_settings_are_dropped(
     assert env["MLFLOW_RUN_ID"] == submitted.script_run_id
     assert env["MLFLOW_EXPERIMENT_NAME"] == "mlflow-job"
     assert "MLFLOW_EXPERIMENT_ID" not in env and "MLFLOW_TRACKING_TOKEN" not in env
-    own = job.environment(
-        {"MLFLOW_TRACKING_URI": "http://mlflow.example:5000", "MLFLOW_EXPERIMENT_NAME": "x"}
-    )
-    assert own["MLFLOW_TRACKING_URI"] == "http://mlflow.example:5000" and own["MLFLOW_EXPERIMENT_NAME"] == "x"
+    named = job.environment({"MLFLOW_EXPERIMENT_NAME": "chosen"})
+    assert named["MLFLOW_EXPERIMENT_NAME"] == "chosen" and named["MLFLOW_RUN_ID"] == submitted.script_run_id
+    # a job that logs to another MLflow gets none of this run's settings: they mean nothing there
+    elsewhere = job.environment({"MLFLOW_TRACKING_URI": "http://mlflow.example:5000"})
+    assert elsewhere["MLFLOW_TRACKING_URI"] == "http://mlflow.example:5000"
+    assert not {"MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"} & set(elsewhere)
 
 
 def test_mlflow_in_a_job_of_a_server_workspace_uses_its_run_token(

@@ -91,12 +91,17 @@ MLFLOW_INHERITED = (*MLFLOW_VARIABLES, "MLFLOW_EXPERIMENT_ID")
 
 
 def mlflow_variables(
-    tracking_uri: str, run_id: str, experiment_name: str, token: str | None
+    tracking_uri: str, run_id: str, experiment_name: str, token: str | None, given: Mapping[str, str]
 ) -> dict[str, str]:
     """MLflow's variables for a job, so `mlflow.log_metric` in the script lands in the job's own run:
     the workspace's MLflow address (the plugin URI of an embedded workspace, the server's URL), the run's
     id, its experiment, and for a server the job's run token (it may write to its own run only).
-    A job's environment_variables override these, as they would in Azure ML."""
+
+    `given`: the job's own variables (its environment's and run's), which win over these, as in Azure
+    ML. One naming another MLflow (MLFLOW_TRACKING_URI) gets none of them: this run's id, experiment and
+    token mean nothing there."""
+    if given.get("MLFLOW_TRACKING_URI", tracking_uri) != tracking_uri:
+        return {}
     found = {
         "MLFLOW_TRACKING_URI": tracking_uri,
         "MLFLOW_RUN_ID": run_id,

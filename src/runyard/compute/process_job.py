@@ -183,9 +183,10 @@ class ProcessJob:
         # MLflow's stale settings from the submitting shell (another run's id, an experiment id) go; the
         # job's own come next, then the environment's and the run's variables, which may override them
         env = {k: v for k, v in os.environ.items() if k not in job_environment.MLFLOW_INHERITED}
+        given = {**self.env_variables, **(extra or {})}
         env.update(
             job_environment.mlflow_variables(
-                self.ws.get_mlflow_tracking_uri(), self.run_id, self.experiment_name, token
+                self.ws.get_mlflow_tracking_uri(), self.run_id, self.experiment_name, token, given
             )
         )
         env.update(self.env_variables)  # the environment's variables; the run's win over them
