@@ -12,13 +12,14 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import SourceDir
+from conftest import SourceDir, clean_settings, kill_strays
 from runyard import Experiment, ScriptRunConfig, Workspace
 from runyard.data.abstract_dataset import AbstractDataset
 from runyard.data.dataset import Dataset
@@ -69,8 +70,10 @@ class Seeded:
         return self.server.url
 
 
-@pytest.fixture
-def seeded(tmp_path: Path) -> Iterator[Seeded]:
+@contextmanager
+def seed(tmp_path: Path) -> Iterator[Seeded]:
+    """Two versions of a tabular dataset, a file dataset, an fsspec datastore, lineage rows, a real
+    script run that read version 2, and a server over it all (seconds: a job and a server process)."""
     ws = Workspace.create(tmp_path / "ws")
     store = ws.get_default_datastore()
     upload(ws, tmp_path, "sales", {"jan.csv": JAN})
@@ -116,6 +119,25 @@ def seeded(tmp_path: Path) -> Iterator[Seeded]:
     assert reader.wait_for_completion()["status"] == "Completed"
     with running_server(ws.path, tmp_path / "server.log") as server:
         yield Seeded(ws, server, [first, second], reader.id, producer.id, raw_reader.id)
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory, env_cache: Path) -> Iterator[Seeded]:
+    """One seeded workspace and server shared by the tests that only read the pages; a test that
+    changes the workspace (deletes a file, adds runs and datasets) takes `own_seeded`."""
+    root = tmp_path_factory.mktemp("seeded")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        clean_settings(monkeypatch, env_cache)
+        monkeypatch.setenv("RUNYARD_SCHEDULER_IDLE_SECONDS", "3")
+        with seed(root) as seeded:
+            yield seeded
+    kill_strays(root)
+
+
+@pytest.fixture
+def own_seeded(tmp_path: Path) -> Iterator[Seeded]:
+    with seed(tmp_path) as seeded:
+        yield seeded
 
 
 def rows(page, selector: str) -> list[list[str]]:  # type: ignore[no-untyped-def]
@@ -222,7 +244,8 @@ def test_a_dataset_page_shows_versions_files_a_preview_and_the_runs_of_each_vers
     expect(page.get_by_role("heading", level=1)).to_have_text("sales version 1")
 
 
-def test_a_version_whose_files_are_gone_shows_why_and_the_rest_of_the_page(seeded: Seeded, page) -> None:
+def test_a_version_whose_files_are_gone_shows_why_and_the_rest_of_the_page(own_seeded: Seeded, page) -> None:
+    seeded = own_seeded
     seeded.ws.get_default_datastore().local_path("sales/jan.csv").unlink()
     page.goto(f"{seeded.url}/datasets/sales?version=1")
     expect(page.get_by_role("alert")).to_contain_text("no longer resolves")
@@ -258,7 +281,8 @@ def test_a_file_dataset_pages_its_files_and_every_name_stays_text(seeded: Seeded
     assert EVIL_TAG not in source
 
 
-def test_pipeline_steps_show_what_they_read_and_wrote(seeded: Seeded, page, tmp_path: Path) -> None:
+def test_pipeline_steps_show_what_they_read_and_wrote(own_seeded: Seeded, page, tmp_path: Path) -> None:
+    seeded = own_seeded
     ws = seeded.ws
     make = SourceDir(tmp_path / "make").gen(
         {
