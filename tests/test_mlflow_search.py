@@ -242,3 +242,24 @@ def test_a_search_page_costs_the_same_few_statements_for_300_runs(tmp_path: Any)
         sa.event.remove(store.engine, "before_cursor_execute", count)
     assert page["runs"][0]["data"]["metrics"][0]["value"] == 150
     assert one == many and one <= 8, statements
+
+
+def test_a_job_run_token_finds_only_its_own_run_family(tmp_path: Any) -> None:
+    """The server's own caller for a run token (in process): the job's run and the runs under it."""
+    from runyard.server.auth import Principal
+    from runyard.server.routes_mlflow import ServerCaller
+
+    ws = Workspace.create(tmp_path / "ws" / ".runyard")
+    store = ws.store
+    assert isinstance(store, SqlStore)
+    exp = store.get_or_create_experiment("jobs")
+    family = [("job", None), ("step", "job"), ("inner", "step"), ("other", None)]
+    store.create_runs(
+        [RunRecord(r, exp.id, exp.name, "Running", "azureml.scriptrun", 1.0, parent_id=p) for r, p in family]
+    )
+    caller = ServerCaller(Principal(scope="run", token_id="t1", run_id="job"))
+    ctx = MlflowContext(store, caller, lambda folder: f"mlflow-artifacts:/{folder}")
+    found = dispatch(ctx, "POST", "runs/search", {"experiment_ids": [exp.id]})
+    assert sorted(r["info"]["run_id"] for r in found["runs"]) == ["inner", "job", "step"]
+    admin = MlflowContext(store, LocalCaller(), ctx.artifact_uri)
+    assert len(dispatch(admin, "POST", "runs/search", {"experiment_ids": [exp.id]})["runs"]) == 4
