@@ -89,9 +89,11 @@ def test_log_list_load_and_download(served: Served, as_token: Callable[[str], No
         mlflow.log_artifacts(str(src), artifact_path="tree")
         mlflow.log_dict({"a": [1, 2]}, "cfg/config.json")
         mlflow.log_text("hello text", "texts/hello.txt")
+        mlflow.log_text("grüße", 'texts/grüße "quoted".txt')
 
     assert mlflow.artifacts.load_text(f"runs:/{run_id}/texts/hello.txt") == "hello text"
     assert mlflow.artifacts.load_dict(f"runs:/{run_id}/cfg/config.json") == {"a": [1, 2]}
+    assert mlflow.artifacts.load_text(f'runs:/{run_id}/texts/grüße "quoted".txt') == "grüße"
     client = MlflowClient()
     top = {f.path: (f.is_dir, f.file_size) for f in client.list_artifacts(run_id)}
     assert top["notes.md"] == (False, len("# notes"))

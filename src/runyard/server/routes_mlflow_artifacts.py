@@ -33,6 +33,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -142,7 +143,8 @@ def mlflow_artifact_router(store: SqlStore, artifacts: ArtifactStore, principal:
         headers = {
             "Accept-Ranges": "bytes",
             "Content-Length": str(max(0, end - start + 1)),
-            "Content-Disposition": f'attachment; filename="{name}"',
+            # percent-encoded (RFC 6266): a header must stay latin-1, whatever the file is called
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
         }
         if wanted is not None:
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
