@@ -181,6 +181,26 @@ def test_logged_models_write_into_the_artifact_store(tracking: Workspace, tmp_pa
     assert [f.path for f in listed] == ["weights.txt"]
 
 
+def test_an_s3_artifact_root_takes_mlflow_artifacts_straight_to_s3(
+    s3_bucket: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's artifact URI is its folder under the s3:// root, so MLflow's S3 repository writes it
+    and runyard's artifact store lists it (both find moto through AWS_ENDPOINT_URL)."""
+    endpoint, bucket = s3_bucket
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    ws = Workspace.create(tmp_path / ".runyard", artifact_root=f"s3://{bucket}/art")
+    mlflow.set_tracking_uri(ws.get_mlflow_tracking_uri())
+    try:
+        with mlflow.start_run() as active:
+            mlflow.log_text("on s3", "texts/a.txt")
+    finally:
+        mlflow.set_tracking_uri(None)
+    run_id = active.info.run_id
+    assert active.info.artifact_uri == f"s3://{bucket}/art/runs/{run_id}"
+    assert ws.get_run(run_id).get_file_names() == ["texts/a.txt"]
+    assert ws.artifacts.read_bytes(f"runs/{run_id}/texts/a.txt") == b"on s3"
+
+
 def test_the_environment_layer_carries_the_entry_point(ws: Workspace) -> None:
     """Jobs in built environments import runyard through a .pth layer: MLflow finds the plugin there by
     scanning that folder for runyard's dist-info (importlib.metadata reads sys.path, not the venv)."""
