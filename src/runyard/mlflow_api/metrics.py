@@ -3,6 +3,9 @@ max_results/page_token as MLflow's server pages them; NaN and ±inf as logged; t
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -10,8 +13,29 @@ from pydantic import BaseModel, ConfigDict
 from runyard.mlflow_api.convert import ms, run_for_read
 from runyard.mlflow_api.dispatch import MlflowContext, route
 from runyard.mlflow_api.errors import invalid
-from runyard.mlflow_api.search import page_offset, page_token
 from runyard.store.records import MlflowMetric
+
+
+# -- page tokens (opaque to clients; MLflow's own are an offset too) ---------------------------------------
+def page_offset(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        decoded = base64.b64decode(token, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid("Invalid page token, could not base64-decode") from None
+    try:
+        parsed = json.loads(decoded)
+    except ValueError:
+        raise invalid(f"Invalid page token, decoded value={decoded!r}") from None
+    offset = parsed.get("offset") if isinstance(parsed, dict) else None
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise invalid(f"Invalid page token, parsed value={parsed}")
+    return offset
+
+
+def page_token(offset: int) -> str:
+    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
 
 
 class GetHistory(BaseModel):

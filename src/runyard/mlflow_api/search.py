@@ -10,9 +10,6 @@ tokens are opaque to clients (an offset in a total order, as MLflow's own are).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 import shlex
 from dataclasses import dataclass
@@ -24,6 +21,7 @@ from runyard.errors import NotFoundError
 from runyard.mlflow_api.convert import DEFAULT_EXPERIMENT, TO_MLFLOW, experiments_json, runs_json
 from runyard.mlflow_api.dispatch import MlflowContext, route
 from runyard.mlflow_api.errors import invalid
+from runyard.mlflow_api.metrics import page_offset, page_token
 from runyard.store.sql_mlflow_search import (
     Condition,
     MlflowExperimentQuery,
@@ -244,28 +242,6 @@ def parse_order_by(clauses: list[str], api: Entities = RUNS) -> list[OrderKey]:
             raise invalid(f"`order_by` contains duplicate fields: {clauses}")
         keys.append(OrderKey(entity, key, ascending))
     return keys
-
-
-# -- page tokens (opaque to clients; MLflow's own are an offset too) ---------------------------------------
-def page_offset(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        decoded = base64.b64decode(token, validate=True)
-    except (binascii.Error, ValueError):
-        raise invalid("Invalid page token, could not base64-decode") from None
-    try:
-        parsed = json.loads(decoded)
-    except ValueError:
-        raise invalid(f"Invalid page token, decoded value={decoded!r}") from None
-    offset = parsed.get("offset") if isinstance(parsed, dict) else None
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise invalid(f"Invalid page token, parsed value={parsed}")
-    return offset
-
-
-def page_token(offset: int) -> str:
-    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
 
 
 # -- handlers ------------------------------------------------------------------------------------------

@@ -6,16 +6,14 @@ answer, or a spool replay, adds nothing, and the summaries and rollups count onl
 Rollups (schema.metric_rollups) hold the min and max, with their x, of each fixed-size stretch of a
 scalar series, so a chart of a million values reads a few thousand rows (sql_studio.get_metric_chart).
 
-MLflow logs NaN and ±inf, which runyard's own API refuses. The store keeps them: ±inf as it is (both
-databases store it), NaN as value NULL with is_nan true (SQLite turns a NaN into NULL anyway). NaN is not
-a value for count, last, min, max or the rollups, but it is one for MLflow's "latest" (latest_* of the
-summary), which follows MLflow's rule: the row with the highest (step, timestamp, value), where a NaN
-compares as 0 and a missing step as 0, and a tie keeps the row stored first.
+MLflow logs NaN and ±inf (runyard's own API refuses them): ±inf is stored as it is, NaN as value NULL with
+is_nan true. NaN counts for no count, last, min, max or rollup, but is a value for MLflow's "latest"
+(latest_*): the row with the highest (step, timestamp, value), NaN and a missing step as 0, the first
+stored on a tie.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from functools import cached_property
@@ -28,7 +26,6 @@ from runyard.store import schema as t
 from runyard.store.records import MetricRow, MetricSummary
 from runyard.store.schema import ROLLUP_SIZES
 from runyard.store.sql_base import SqlBase
-from runyard.store.validation import validate_metric_rows
 
 #: [count, min_value, min_x, max_value, max_x, first_x, last_x] of a stretch of a series
 Stats = list[Any]
@@ -147,10 +144,6 @@ def _stored_keys(conn: sa.Connection, rows: Sequence[MetricRow]) -> set[tuple[st
     return stored
 
 
-def _is_nan(value: float | None) -> bool:
-    return value is not None and math.isnan(value)
-
-
 def _latest_key(r: MetricRow) -> tuple[int, float, float]:
     """What MLflow compares to find a metric's latest value: (step, timestamp, value), NaN as 0."""
     value = 0.0 if r.value is None or math.isnan(r.value) else r.value
@@ -158,7 +151,7 @@ def _latest_key(r: MetricRow) -> tuple[int, float, float]:
 
 
 def _metric_values(r: MetricRow) -> dict[str, Any]:
-    nan = _is_nan(r.value)
+    nan = r.value is not None and math.isnan(r.value)
     return {
         "run_id": r.run_id,
         "name": r.name,
@@ -183,16 +176,6 @@ _RACE_ATTEMPTS = 5
 
 
 class SqlMetrics(SqlBase):
-    def append_mlflow_metrics(self, rows: Sequence[MetricRow]) -> None:
-        """MLflow's metrics: as `append_metrics`, but NaN and ±inf values are kept (MLflow logs them),
-        where runyard's own API refuses them. Every other check of a batch still applies."""
-        finite = [
-            dataclasses.replace(r, value=0.0) if r.value is not None and not math.isfinite(r.value) else r
-            for r in rows
-        ]
-        validate_metric_rows(finite)
-        SqlMetrics.append_metrics(self, rows)
-
     def append_metrics(self, rows: Sequence[MetricRow]) -> None:
         """Store `rows` in one transaction, each (run_id, writer, seq) once: a resent batch, or the rows of
         it that are already stored, are skipped, and only the rows actually inserted reach the summaries
@@ -299,9 +282,7 @@ class SqlMetrics(SqlBase):
         ex = stmt.excluded
         # a batch of NaNs only (count 0) leaves last/min/max as they are
         valued = ex["count"] > 0
-        # MLflow's latest: the batch's latest replaces the stored one when its (step, timestamp, value)
-        # is higher, NaN counting as 0; a summary without a latest yet (rows from before 0012 that the
-        # migration found none for) takes it
+        # MLflow's latest: the batch's replaces the stored one if its (step, timestamp, value) is higher
         new_v, old_v = sa.func.coalesce(ex.latest_value, 0.0), sa.func.coalesce(ms.c.latest_value, 0.0)
         newer = sa.or_(
             ms.c.latest_step.is_(None),

@@ -20,6 +20,7 @@ ix_runs_experiment_start (experiment_id, start_time, run_id).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,9 +29,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from runyard.store import schema as t
-from runyard.store.records import ExperimentRecord, MlflowMetric, RunRecord
+from runyard.store.records import ExperimentRecord, MetricRow, MlflowMetric, RunRecord
 from runyard.store.sql_base import SqlBase
+from runyard.store.sql_metrics import SqlMetrics
 from runyard.store.sql_mlflow_runs import experiment_from_row
+from runyard.store.validation import validate_metric_rows
 
 #: SQLite binds at most 32,766 parameters in one statement; a page of 50,000 runs is read in chunks.
 _IN_CHUNK = 10_000
@@ -154,6 +157,16 @@ def _side_table(entity: str) -> tuple[sa.Table, str]:
 
 
 class SqlMlflowSearch(SqlBase):
+    def append_mlflow_metrics(self, rows: Sequence[MetricRow]) -> None:
+        """MLflow's metrics: as `append_metrics`, but NaN and ±inf values are kept (MLflow logs them),
+        where runyard's own API refuses them. Every other check of a batch still applies."""
+        finite = [
+            dataclasses.replace(r, value=0.0) if r.value is not None and not math.isfinite(r.value) else r
+            for r in rows
+        ]
+        validate_metric_rows(finite)
+        SqlMetrics.append_metrics(self, rows)  # type: ignore[arg-type]
+
     def mlflow_latest_metrics(self, run_ids: Sequence[str]) -> dict[str, list[MlflowMetric]]:
         """Each run's metrics as MLflow shows them on the run (its latest values, NaN and ±inf kept), in
         one query per 10,000 runs."""
