@@ -20,11 +20,8 @@ the model too, through `record_model_metrics`, which the metric handlers call.
 
 from __future__ import annotations
 
-import base64
 import functools
-import json
 import math
-import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -35,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from runyard.mlflow_api.convert import api_experiment_id, ms, resolve_experiment, run_for_write
 from runyard.mlflow_api.dispatch import MlflowContext, route
 from runyard.mlflow_api.errors import invalid, missing
+from runyard.mlflow_api.logged_model_search import matches, order_value, page_offset, page_token, parse_filter
 from runyard.store.sql_mlflow_models import LoggedModelRecord
 
 #: MLflow's LoggedModelStatus names on the wire -> what the store keeps.
@@ -248,17 +246,16 @@ def search_logged_models(ctx: MlflowContext, body: SearchLoggedModels) -> dict[s
     models = [
         m
         for m in ctx.store.list_logged_models([e.id for e in experiments])
-        if _visible(ctx, m) and all(_matches(m, c, datasets) for c in clauses)
+        if _visible(ctx, m) and all(matches(m, c, datasets) for c in clauses)
     ]
     for order in reversed(body.order_by):  # stable sorts, last key first
-        models.sort(key=functools.partial(_order_value, order=order), reverse=not order.ascending)
-    offset = _offset(body.page_token)
+        models.sort(key=functools.partial(order_value, order=order), reverse=not order.ascending)
+    offset = page_offset(body.page_token)
     page = models[offset : offset + body.max_results]
     ids = {e.id: api_experiment_id(e) for e in experiments}
     out: dict[str, Any] = {"models": [model_json(ctx, m, ids) for m in page]}
     if offset + body.max_results < len(models):
-        token = json.dumps({"offset": offset + body.max_results})
-        out["next_page_token"] = base64.urlsafe_b64encode(token.encode()).decode()
+        out["next_page_token"] = page_token(offset + body.max_results)
     return out
 
 
@@ -289,145 +286,6 @@ def _json_number(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     return value
-
-
-# -- search grammar ----------------------------------------------------------------------------------------
-_CLAUSE = re.compile(
-    r"""^\s*(?:(?P<kind>metrics?|params?|tags?|attributes?)\.)?(?P<key>`[^`]+`|"[^"]+"|[\w.\-]+)\s*
-    (?P<op>!=|>=|<=|=|>|<|NOT\s+IN|IN|NOT\s+ILIKE|ILIKE|NOT\s+LIKE|LIKE)\s*(?P<value>.+?)\s*$""",
-    re.IGNORECASE | re.VERBOSE,
-)
-_AND = re.compile(r"""\s+AND\s+(?=(?:[^'"]*['"][^'"]*['"])*[^'"]*$)""", re.IGNORECASE)
-ATTRIBUTES = {
-    "name": "name",
-    "model_id": "model_id",
-    "model_type": "model_type",
-    "status": "status",
-    "source_run_id": "source_run_id",
-    "creation_timestamp": "created",
-    "creation_time": "created",
-    "last_updated_timestamp": "updated",
-    "last_updated_time": "updated",
-}
-
-
-def parse_filter(text: str | None) -> list[tuple[str, str, str, Any]]:
-    """`name = 'model' AND metrics.acc > 0.9` -> [(kind, key, op, value)]; MLflow's error for what it
-    cannot read."""
-    if not text or not text.strip():
-        return []
-    clauses = []
-    for part in _AND.split(text.strip()):
-        match = _CLAUSE.match(part)
-        if match is None:
-            raise invalid(f"Invalid filter '{text}'. Could not be parsed at '{part.strip()}'.")
-        kind = (match["kind"] or "attributes").lower().rstrip("s")
-        key = match["key"].strip('`"')
-        op = " ".join(match["op"].upper().split())
-        if kind == "attribute" and key not in ATTRIBUTES:
-            raise invalid(f"Invalid logged model search key '{key}'")
-        clauses.append((kind, key, op, _literal(match["value"], text)))
-    return clauses
-
-
-def _literal(raw: str, text: str) -> Any:
-    raw = raw.strip()
-    if raw.startswith("("):
-        items = [i.strip() for i in raw.strip("()").split(",") if i.strip()]
-        return [_literal(i, text) for i in items]
-    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
-        return raw[1:-1]
-    try:
-        return float(raw)
-    except ValueError:
-        raise invalid(f"Invalid filter '{text}': expected a quoted string or a number, got {raw}.") from None
-
-
-def _lhs(model: LoggedModelRecord, kind: str, key: str, datasets: list[dict[str, Any]]) -> Any:
-    if kind == "metric":
-        values = [
-            m["value"]
-            for m in model.metrics
-            if m.get("key") == key and (not datasets or any(_on_dataset(m, d) for d in datasets))
-        ]
-        return float(values[-1]) if values else None  # "NaN" / "Infinity" are stored as strings
-    if kind == "param":
-        return model.params.get(key)
-    if kind == "tag":
-        return model.tags.get(key)
-    field = ATTRIBUTES[key]
-    if field == "created":
-        return ms(model.created_time)
-    if field == "updated":
-        return ms(model.last_updated_time)
-    if field == "status":
-        return model.status  # READY, PENDING, FAILED: the names MLflow's filters use
-    return getattr(model, field) or ""
-
-
-def _on_dataset(metric: Mapping[str, Any], dataset: Mapping[str, Any]) -> bool:
-    return metric.get("dataset_name") == dataset["dataset_name"] and (
-        not dataset.get("dataset_digest") or metric.get("dataset_digest") == dataset["dataset_digest"]
-    )
-
-
-def _matches(
-    model: LoggedModelRecord, clause: tuple[str, str, str, Any], datasets: list[dict[str, Any]]
-) -> bool:
-    kind, key, op, value = clause
-    lhs = _lhs(model, kind, key, datasets)
-    if lhs is None:
-        return False
-    if isinstance(value, float) and not isinstance(lhs, (int, float)):
-        try:
-            lhs = float(lhs)
-        except ValueError:
-            return False
-    if op in ("LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE"):
-        pattern = "^" + re.escape(str(value)).replace("%", ".*").replace("_", ".") + "$"
-        found = re.match(pattern, str(lhs), re.IGNORECASE if "ILIKE" in op else 0) is not None
-        return found != op.startswith("NOT")
-    if op in ("IN", "NOT IN"):
-        return (lhs in value) != (op == "NOT IN")
-    compare = {
-        "=": lambda a, b: a == b,
-        "!=": lambda a, b: a != b,
-        ">": lambda a, b: a > b,
-        ">=": lambda a, b: a >= b,
-        "<": lambda a, b: a < b,
-        "<=": lambda a, b: a <= b,
-    }[op]
-    try:
-        return bool(compare(lhs, value))
-    except TypeError:
-        return False
-
-
-def _order_value(model: LoggedModelRecord, order: OrderBy) -> tuple[int, Any]:
-    kind, _, key = order.field_name.partition(".")
-    if not key:
-        kind, key = "attributes", kind
-    kind = kind.lower().rstrip("s")
-    if kind == "attribute" and key not in ATTRIBUTES:
-        raise invalid(f"Invalid order by key '{order.field_name}'")
-    datasets = [order.model_dump(include={"dataset_name", "dataset_digest"})] if order.dataset_name else []
-    value = _lhs(model, kind, key, datasets)
-    # missing values sort last whichever the direction; sort keys stay comparable
-    missing = value is None
-    if missing:
-        return (1 if order.ascending else -1, 0)
-    return (0, value if isinstance(value, (int, float)) else str(value))
-
-
-def _offset(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        return max(0, int(json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]))
-    except (ValueError, KeyError, TypeError):
-        raise invalid(
-            f"Invalid page token {token[:40]!r}; pass the next_page_token of an earlier search."
-        ) from None
 
 
 def _visible(ctx: MlflowContext, model: LoggedModelRecord) -> bool:
