@@ -243,6 +243,10 @@ def mlflow_artifact_router(store: SqlStore, artifacts: ArtifactStore, principal:
         absent = [p.name for p in pieces if not p.exists()]
         if absent:
             raise invalid(f"Multipart upload {body.upload_id} has not received {', '.join(absent)}.")
+        total = sum(p.stat().st_size for p in pieces)
+        if total > config.max_upload_bytes():
+            shutil.rmtree(folder, ignore_errors=True)
+            raise too_large(total)
         await run_in_threadpool(_assemble, artifacts, rel, pieces)
         shutil.rmtree(folder, ignore_errors=True)
         return JSONResponse({})
