@@ -191,6 +191,7 @@ def test_an_s3_artifact_root_takes_mlflow_artifacts_straight_to_s3(
     ws = Workspace.create(tmp_path / ".runyard", artifact_root=f"s3://{bucket}/art")
     mlflow.set_tracking_uri(ws.get_mlflow_tracking_uri())
     try:
+        mlflow.set_experiment("plugin-s3")  # not the previous test's experiment, of another workspace
         with mlflow.start_run() as active:
             mlflow.log_text("on s3", "texts/a.txt")
     finally:
