@@ -119,3 +119,25 @@ def test_history_refusals_in_mlflow_wording(served: Served) -> None:
     assert bad.status_code == 400 and "It must be a positive integer" in bad.json()["message"]
     bad = httpx.get(url, params={"run_id": run_id, "metric_key": "h", "page_token": "@@@"})
     assert bad.json()["message"] == "Invalid page token, could not base64-decode"
+
+
+def test_bulk_interval_samples_each_run_evenly_and_keeps_the_last_point(served: Served) -> None:
+    c = served.client
+    runs = [new_run(served), new_run(served)]
+    now = int(time.time() * 1000)
+    for run_id in runs:
+        c.log_batch(run_id, metrics=[Metric("s", float(i), now, i) for i in range(100)])
+    url = f"{served.server.url}/api/2.0/mlflow/metrics/get-history-bulk-interval"
+    body = httpx.get(url, params={"run_ids": runs, "metric_key": "s", "max_results": 10}).json()
+    by_run: dict[str, list[int]] = {}
+    for m in body["metrics"]:
+        by_run.setdefault(m["run_id"], []).append(m["step"])
+    assert by_run == {r: [0, 10, 20, 30, 40, 50, 60, 70, 80, 99] for r in runs}
+    ranged = httpx.get(
+        url, params={"run_ids": runs[0], "metric_key": "s", "start_step": 5, "end_step": 7}
+    ).json()
+    assert [m["step"] for m in ranged["metrics"]] == [5, 6, 7]
+    bad = httpx.get(url, params={"run_ids": runs[0], "metric_key": "s", "start_step": 5})
+    assert bad.json()["message"] == "If either start step or end step are specified, both must be specified."
+    bad = httpx.get(url, params={"run_ids": runs[0], "metric_key": "s", "max_results": 9999})
+    assert bad.json()["message"].startswith("max_results must be between 1 and 2500. See the API docs")

@@ -161,6 +161,19 @@ def test_latest_metrics_of_many_runs_in_one_query(store: SqlStore) -> None:
     assert [(m.key, m.value, m.step) for m in found[ids[7]]] == [("a", 7.0, 0), ("b", -7.0, 2)]
 
 
+def test_history_pages_and_samples_on_both_databases(store: SqlStore) -> None:
+    r = new_run(store, "e", uid("r"), 1.0).run_id
+    values = [math.nan if i == 50 else float(i) for i in range(100)]
+    store.append_mlflow_metrics([scalar(r, "s", v, step=i, ts=float(1000 - i)) for i, v in enumerate(values)])
+    page, more = store.mlflow_metric_history(r, "s", offset=0, limit=3)  # history order: timestamp first
+    assert [m.step for m in page] == [99, 98, 97] and more
+    every, more = store.mlflow_metric_history(r, "s")
+    assert len(every) == 100 and not more and math.isnan(next(m.value for m in every if m.step == 50))
+    sample = store.mlflow_metric_sample(r, "s", 10)
+    assert [m.step for m in sample] == [0, 10, 20, 30, 40, 50, 60, 70, 80, 99] and math.isnan(sample[5].value)
+    assert [m.step for m in store.mlflow_metric_sample(r, "s", 5, (10, 13))] == [10, 11, 12, 13]
+
+
 # -- search --------------------------------------------------------------------------------------------
 class count_statements:
     """Counts the SQL statements a block sends (SQLAlchemy's before_cursor_execute)."""

@@ -382,3 +382,56 @@ class SqlMlflowSearch(SqlBase):
             for r in rows[:limit]
         ]
         return found, more
+
+    def mlflow_metric_sample(
+        self, run_id: str, key: str, max_results: int, steps: tuple[int, int] | None = None
+    ) -> list[MlflowMetric]:
+        """At most `max_results` values of a run's metric, spread evenly over its history in step order
+        (the first of each of `max_results` equal stretches, and always the last value), optionally within
+        a step range: the points MLflow's charts ask metrics/get-history-bulk-interval for."""
+        m = t.metrics
+        order = [sa.func.coalesce(m.c.step, 0), m.c.timestamp, m.c.value, m.c.id]
+        where = [m.c.run_id == run_id, m.c.name == key, m.c.kind == "scalar"]
+        where.append(sa.or_(m.c.value.is_not(None), m.c.is_nan.is_(True)))
+        if steps is not None:
+            where.append(sa.func.coalesce(m.c.step, 0).between(*steps))
+        inner = (
+            sa.select(
+                m.c.id,
+                m.c.value,
+                m.c.timestamp,
+                m.c.step,
+                m.c.is_nan,
+                sa.func.ntile(max_results).over(order_by=order).label("bucket"),
+                sa.func.row_number().over(order_by=[c.desc() for c in order]).label("from_end"),
+            )
+            .where(*where)
+            .subquery()
+        )
+        ranked = sa.select(
+            inner,
+            sa.func.row_number()
+            .over(
+                partition_by=inner.c.bucket,
+                order_by=[sa.func.coalesce(inner.c.step, 0), inner.c.timestamp, inner.c.value, inner.c.id],
+            )
+            .label("rn"),
+        ).subquery()
+        query = (
+            sa.select(ranked)
+            .where(sa.or_(ranked.c.rn == 1, ranked.c.from_end == 1))
+            .order_by(ranked.c.bucket)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        picked = [r for r in rows if r.rn == 1]
+        last = next((r for r in rows if r.from_end == 1), None)
+        if last is not None and (not picked or picked[-1].id != last.id):
+            if len(picked) >= max_results:
+                picked[-1] = last
+            else:
+                picked.append(last)
+        return [
+            MlflowMetric(key, math.nan if r.is_nan else r.value, r.timestamp, int(r.step or 0))
+            for r in picked
+        ]
