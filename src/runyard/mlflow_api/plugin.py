@@ -10,7 +10,9 @@ Artifacts never pass through the store: a run's artifact URI is its folder in th
 store as a plain URL (file:///.../artifacts/runs/<id> or s3://bucket/prefix/runs/<id>), so MLflow's own
 local or S3 artifact repository writes straight into the run's folder, next to outputs/ and logs/.
 
-This is the only runyard module that imports mlflow; nothing else of runyard pays for it.
+This is the only runyard module that imports mlflow; nothing else of runyard pays for it. (The other way
+round, MLflow loads every tracking-store entry point when it is imported, so `import mlflow` imports the
+`runyard` package wherever runyard is installed.)
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ from runyard.mlflow_api.dispatch import MlflowContext, dispatch, routes
 from runyard.mlflow_api.errors import MlflowError
 from runyard.store import SqlStore
 
-#: The URL prefixes of MLflow's endpoints; the handler table's paths are relative to the first.
+#: The prefix of MLflow's tracking endpoints; the handler table's paths are relative to it (an endpoint
+#: elsewhere, such as tracing's /api/3.0/..., is answered ENDPOINT_NOT_FOUND, as by the server's door).
 API_PREFIX = "/api/2.0/mlflow/"
-OTHER_PREFIXES = ("/api/3.0/mlflow/", "/api/2.0/", "/api/3.0/")
 _FORM = "runyard:/absolute/path/to/workspace (ws.get_mlflow_tracking_uri() gives it)"
 
 
