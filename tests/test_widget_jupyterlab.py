@@ -165,8 +165,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory, env_cache: Path) -> Iterator[L
             yield Lab(url, token, root)
         finally:
             server.terminate()
-            try:
-                server.wait(10)
+            try:  # it shuts its kernels down politely (seconds); nothing here needs that: kill_strays
+                server.wait(3)  # below ends the kernels (they work in `root`) whatever the server did
             except subprocess.TimeoutExpired:
                 server.kill()
             log.close()
