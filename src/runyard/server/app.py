@@ -24,7 +24,7 @@ from runyard.server.routes_pipeline_submit import pipeline_submit_router
 from runyard.server.routes_publish import publish_router
 from runyard.server.routes_store import store_router
 from runyard.server.routes_tokens import token_router
-from runyard.server.write_gate import WriteGate
+from runyard.server.write_gate import FILE_ROUTE_PREFIXES, WriteGate
 from runyard.store import ArtifactStore, SqlStore
 from runyard.studio import install_studio
 
@@ -40,7 +40,7 @@ class JsonBodyLimit:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith("/api/v1/artifacts"):
+        if scope["type"] != "http" or scope["path"].startswith(FILE_ROUTE_PREFIXES):
             await self.app(scope, receive, send)
             return
         length = Headers(scope=scope).get("content-length", "")

@@ -30,6 +30,9 @@ from runyard.server.errors import HTTPError, store_busy
 WRITERS_AT_ONCE = 4
 WRITES_WAITING = 64
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Routes that move file bytes (streamed, any size) and never write the database: runyard's own artifact
+#: routes and MLflow's artifact proxy.
+FILE_ROUTE_PREFIXES = ("/api/v1/artifacts", "/api/2.0/mlflow-artifacts/")
 
 
 def is_database_write(request: Request) -> bool:
@@ -37,7 +40,7 @@ def is_database_write(request: Request) -> bool:
     are POSTs that only read."""
     path = request.url.path
     return not (
-        request.method in _READ_METHODS or path.startswith("/api/v1/artifacts") or path.endswith("/search")
+        request.method in _READ_METHODS or path.startswith(FILE_ROUTE_PREFIXES) or path.endswith("/search")
     )
 
 
