@@ -2,10 +2,10 @@
 with MLflow's filter and order semantics, answered in SQL.
 
 A search is two statements however many runs the workspace holds (the page's run ids, then their
-records): every filter is a join (an inner join
-on metric_summaries, run_properties or run_tags per clause, so `params.x != 'a'` never matches a run
-without x, as in MLflow), every order key a left join, and the page is LIMIT/OFFSET over a total order
-(the keys, then start_time DESC, then run_id ASC, MLflow's tie-break). The handlers parse MLflow's
+records): a metric clause is an inner join on metric_summaries, a param or tag clause a semi-join on
+run_properties or run_tags (so `params.x != 'a'` never matches a run without x, as in MLflow), every
+order key a left join, and the page is LIMIT/OFFSET over a total order (the keys, then start_time DESC,
+then run_id ASC, MLflow's tie-break). The handlers parse MLflow's
 filter grammar (mlflow_api/search.py) into the frozen dataclasses below; nothing here knows MLflow's
 wording.
 
@@ -223,16 +223,20 @@ class SqlMlflowSearch(SqlBase):
                 exists = sa.select(table.c.run_id).where(key_match).exists()
                 where.append(exists if cond.op == "IS NOT NULL" else sa.not_(exists))
                 continue
+            if cond.entity != "metric":
+                # a param or tag clause: the runs having it, one scan of the side table (a semi-join)
+                test = c.compare(sa.func.coalesce(table.c.value, ""), cond.op, cond.value)
+                where.append(
+                    runs.c.run_id.in_(sa.select(table.c.run_id).where(table.c.key == cond.key, test))
+                )
+                continue
+            # a metric clause: an inner join, which the planner can drive from ix_metric_summaries_latest
             alias = table.alias(f"f{n}")
-            on = [alias.c.run_id == runs.c.run_id, alias.c[key_col] == cond.key]
-            if cond.entity == "metric":
-                test = c.compare(alias.c.latest_value, cond.op, cond.value)
-                # NaN (latest_value NULL) fails every comparison but !=, which it passes (as in MLflow)
-                on.append(sa.or_(test, alias.c.latest_is_nan.is_(True)) if cond.op == "!=" else test)
-                if cond.op != "!=":
-                    valued.setdefault((cond.entity, cond.key), alias)
-            else:
-                on.append(c.compare(sa.func.coalesce(alias.c.value, ""), cond.op, cond.value))
+            test = c.compare(alias.c.latest_value, cond.op, cond.value)
+            # NaN (latest_value NULL) fails every comparison but !=, which it passes (as in MLflow)
+            on = [alias.c.run_id == runs.c.run_id, alias.c.name == cond.key]
+            on.append(sa.or_(test, alias.c.latest_is_nan.is_(True)) if cond.op == "!=" else test)
+            if cond.op != "!=":
                 valued.setdefault((cond.entity, cond.key), alias)
             stmt = stmt.join(alias, sa.and_(*on))
         order: list[sa.ColumnElement[Any]] = []
