@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -263,3 +264,14 @@ def test_a_job_run_token_finds_only_its_own_run_family(tmp_path: Any) -> None:
     assert sorted(r["info"]["run_id"] for r in found["runs"]) == ["inner", "job", "step"]
     admin = MlflowContext(store, LocalCaller(), ctx.artifact_uri)
     assert len(dispatch(admin, "POST", "runs/search", {"experiment_ids": [exp.id]})["runs"]) == 4
+
+
+def test_experiment_search_over_get(served: Served) -> None:
+    """MLflow's server also answers experiments/search as GET, with query parameters."""
+    url = f"{served.server.url}/api/2.0/mlflow/experiments/search"
+    body = httpx.get(
+        url, params={"filter": "name = 'search'", "order_by": "name DESC", "max_results": 5}
+    ).json()
+    assert [e["name"] for e in body["experiments"]] == ["search"]
+    bad = httpx.get(url, params={"order_by": "name sideways"})
+    assert bad.status_code == 400 and bad.json()["error_code"] == "INVALID_PARAMETER_VALUE"

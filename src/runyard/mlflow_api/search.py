@@ -15,7 +15,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from runyard.errors import NotFoundError
 from runyard.mlflow_api.convert import DEFAULT_EXPERIMENT, TO_MLFLOW, experiments_json, runs_json
@@ -275,6 +275,12 @@ class SearchExperiments(_Body):
     filter: str | None = None
     order_by: list[str] = []
     view_type: str | int | None = None
+
+    @field_validator("order_by", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        """A GET with one order_by parameter reaches the handler as a string."""
+        return [value] if isinstance(value, str) else value
 
 
 def _stages(view: str | int | None) -> tuple[str, ...]:
