@@ -70,6 +70,7 @@ def new_runs(store: SqlStore, exp: str, runs: list[tuple[str, float]], **kw: Any
                 created_time=start,
                 start_time=start,
                 display_name=kw.get("display_name"),
+                data=dict(kw.get("data", {})),
             )
             for run_id, start in runs
         ]
@@ -207,7 +208,8 @@ def populated(module_store: SqlStore) -> tuple[SqlStore, str]:
         "rf": (50.0, 1.0, {}, {}),
     }
     for run_id, (start, acc, params, tags) in runs.items():
-        new_run(store, "search", run_id, start, display_name=f"name-{run_id}")
+        user = {"mlflowUser": "ann"} if run_id == "ra" else {}
+        new_run(store, "search", run_id, start, display_name=f"name-{run_id}", data=user)
         if acc is not None:
             store.append_mlflow_metrics([scalar(run_id, "acc", acc)])
         store.add_properties(run_id, params)
@@ -255,6 +257,8 @@ def test_attribute_filters(populated: tuple[SqlStore, str]) -> None:
     assert ids(store, exp, Condition("attribute", "run_id", "IN", ("ra", "rc", "zz"))) == ["rc", "ra"]
     assert ids(store, exp, Condition("attribute", "run_id", "NOT IN", ("ra", "rc"))) == ["rd", "re", "rb"]
     assert ids(store, exp, Condition("attribute", "run_name", "LIKE", "%-rb")) == ["rb"]
+    assert ids(store, exp, Condition("attribute", "user_id", "=", "ann")) == ["ra"]
+    assert ids(store, exp, order=(OrderKey("attribute", "user_id", False),))[0] == "ra"
     assert ids(store, exp, Condition("attribute", "start_time", ">=", 30_000)) == ["rd", "re", "rc"]
     assert ids(store, exp, Condition("attribute", "start_time", "=", 20_000)) == ["rb"]
     assert ids(store, exp, Condition("attribute", "start_time", "<", 20_000)) == ["ra"]
