@@ -186,9 +186,13 @@ def update_run(ctx: MlflowContext, body: UpdateRun) -> dict[str, Any]:
             end_time=body.end_time / 1000 if body.end_time is not None else None,
             display_name=name[:256] if name else None,
         )
-    elif name:  # a job's run: its name may change, its status is its own process's (contract §7)
-        ctx.caller.check_run_write(ctx.store, record.run_id, data={"display_name": name[:256]})
-        ctx.store.update_run_data(record.run_id, {"display_name": name[:256]})
+    else:  # a job's run: its name may change, its status is its own process's (contract §7)
+        status = TO_RUNYARD.get(body.status or "")
+        data = {"display_name": name[:256]} if name else None
+        # refused where runyard's own routes refuse it (someone else's pipeline step), else a no-op
+        ctx.caller.check_run_write(ctx.store, record.run_id, status=status, data=data)
+        if data:
+            ctx.store.update_run_data(record.run_id, data)
     if name:
         ctx.store.set_tags(record.run_id, {RUN_NAME_TAG: name})
     return {"run_info": run_info_json(ctx, ctx.store.get_run(record.run_id))}
