@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from runyard.errors import InvalidInputError
 from runyard.porting.notebook import CellResult, port_cell
 from runyard.porting.python import PortError, port_source
@@ -180,6 +178,10 @@ def _port_cells(notebook: Any, bound: bool) -> list[tuple[int, Any, CellResult |
 
 
 def port_notebook_file(path: Path) -> FileResult:
+    # imported here: nbformat's schema validation costs ~2 s at import, and every CLI process imports this
+    # module (runyard server, runyard up) while few ever port a notebook
+    import nbformat
+
     result = FileResult(path)
     try:
         notebook: Any = nbformat.reads(path.read_text(encoding="utf-8"), as_version=nbformat.NO_CONVERT)
