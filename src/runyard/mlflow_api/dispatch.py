@@ -15,6 +15,7 @@ RestStore would have sent.
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import typing
 from collections.abc import Callable, Mapping
@@ -128,7 +129,12 @@ def validation_error(exc: ValidationError) -> MlflowError:
             f"Missing value for required parameter '{name}'. "
             "See the API docs for more information about request parameters."
         )
+    given = first.get("input")
+    try:
+        shown = json.dumps(given)
+    except (TypeError, ValueError):
+        shown = repr(given)
     return invalid(
-        f"Invalid value {first.get('input')!r} for parameter '{name}' supplied: {first['msg']}. "
-        "See the API docs for more information about request parameters."
+        f"Invalid value {shown} for parameter '{name}' supplied:  Hint: Value was of type "
+        f"'{type(given).__name__}'. See the API docs for more information about request parameters."
     )

@@ -273,4 +273,7 @@ def run_from_row(row: Any) -> RunRecord:
         number=row.number,
         data=dict(row.data or {}),
         fingerprint=row.fingerprint,
+        # MLflow's soft delete (0012); a row selected without these columns reads as active
+        lifecycle_stage=getattr(row, "lifecycle_stage", None) or "active",
+        deleted_time=getattr(row, "deleted_time", None),
     )

@@ -20,7 +20,7 @@ from runyard.status import TERMINAL_STATUSES
 from runyard.store import schema as t
 from runyard.store import validation as v
 from runyard.store.records import ExperimentRecord
-from runyard.store.sql_base import SqlBase, run_from_row
+from runyard.store.sql_base import SqlBase
 
 
 def experiment_from_row(row: Any) -> ExperimentRecord:
@@ -32,14 +32,6 @@ def experiment_from_row(row: Any) -> ExperimentRecord:
         artifact_location=row.artifact_location,
         last_update_time=row.last_update_time,
     )
-
-
-def mlflow_run_from_row(row: Any) -> Any:
-    """run_from_row plus MLflow's lifecycle columns (when the row selected them)."""
-    run = run_from_row(row)
-    run.lifecycle_stage = getattr(row, "lifecycle_stage", None) or "active"
-    run.deleted_time = getattr(row, "deleted_time", None)
-    return run
 
 
 #: Ids per IN (...) list: well under SQLite's and PostgreSQL's limits on bound parameters.

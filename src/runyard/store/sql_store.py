@@ -23,13 +23,13 @@ from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import schema as t
 from runyard.store import validation as v
 from runyard.store.records import SUBMISSION_KEYS, ExperimentRecord, MetricRow, RunRecord
-from runyard.store.sql_base import _retry_on_conflict, engine_for
+from runyard.store.sql_base import _retry_on_conflict, engine_for, run_from_row
 from runyard.store.sql_compute import SqlCompute
 from runyard.store.sql_data import SqlData
 from runyard.store.sql_env import SqlEnv
 from runyard.store.sql_metrics import SqlMetrics
 from runyard.store.sql_mlflow_models import SqlMlflowModels
-from runyard.store.sql_mlflow_runs import SqlMlflowRuns, experiment_from_row, mlflow_run_from_row
+from runyard.store.sql_mlflow_runs import SqlMlflowRuns, experiment_from_row
 from runyard.store.sql_mlflow_search import SqlMlflowSearch
 from runyard.store.sql_models import SqlModels
 from runyard.store.sql_publish import SqlPublish
@@ -103,7 +103,7 @@ class SqlStore(
     def _run_select(self) -> sa.Select[Any]:
         return sa.select(*self._run_columns).join(t.experiments, t.experiments.c.id == t.runs.c.experiment_id)
 
-    _to_run = staticmethod(mlflow_run_from_row)  # run_from_row plus MLflow's lifecycle columns
+    _to_run = staticmethod(run_from_row)
 
     @_retry_on_conflict
     def _insert_runs(self, runs: Sequence[RunRecord]) -> list[int]:
