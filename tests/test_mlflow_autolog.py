@@ -113,10 +113,6 @@ def test_model_loads_back_by_run_and_by_model_id(autologged: Autologged) -> None
     np.testing.assert_allclose(by_id.predict(X), autologged.predictions)
 
 
-@pytest.mark.xfail(
-    reason="needs runs.py's log-batch/log-metric to call logged_models.record_model_metrics (H3 report)",
-    strict=False,
-)
 def test_training_metrics_show_on_the_logged_model(autologged: Autologged) -> None:
     model = MlflowClient().get_logged_model(_model_of(autologged.run_id))
     assert {"training_score", "training_r2_score"} <= {m.key for m in model.metrics or []}

@@ -236,7 +236,10 @@ def runs_json(ctx: MlflowContext, records: Sequence[RunRecord]) -> list[dict[str
                     for k, v in sorted(tags.get(record.run_id, {}).items())
                 ],
             },
-            "inputs": {"dataset_inputs": list(record.data.get("mlflowInputs") or [])},
+            "inputs": {
+                "dataset_inputs": list(record.data.get("mlflowInputs") or []),
+                "model_inputs": list(record.data.get("mlflowModelInputs") or []),
+            },
         }
         outputs = record.data.get("mlflowOutputs")
         if isinstance(outputs, list):

@@ -31,6 +31,7 @@ from runyard.mlflow_api.convert import (
 )
 from runyard.mlflow_api.dispatch import MlflowContext, route
 from runyard.mlflow_api.errors import invalid, missing
+from runyard.mlflow_api.logged_models import record_model_metrics
 from runyard.mlflow_api.names import random_run_name
 from runyard.store import MetricRow, RunRecord
 
@@ -60,6 +61,9 @@ class Metric(Body):
     value: float
     timestamp: int = Field(ge=0, lt=INT64)
     step: int = Field(default=0, ge=-INT64, lt=INT64)
+    model_id: str | None = None
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
 
 
 class RunRef(Body):
@@ -268,6 +272,7 @@ def log_metric(ctx: MlflowContext, body: LogMetric) -> dict[str, Any]:
     record = run_for_write(ctx, body.id)
     limits.check_metric_name(body.key)
     ctx.store.append_mlflow_metrics(_metric_rows(record.run_id, [body]))
+    record_model_metrics(ctx, record.run_id, [body.model_dump()])
     return {}
 
 
@@ -308,6 +313,7 @@ def log_batch(ctx: MlflowContext, body: LogBatch) -> dict[str, Any]:
         _log_params(ctx, record.run_id, dict(params), single=False)
     if body.metrics:
         ctx.store.append_mlflow_metrics(_metric_rows(record.run_id, body.metrics))
+        record_model_metrics(ctx, record.run_id, [m.model_dump() for m in body.metrics])
     if tags:
         _set_tags(ctx, record, tags)  # a key sent twice keeps its last value, as in MLflow
     return {}
