@@ -15,7 +15,8 @@ venv's), so the only difference is the server.
    back (sha256 checked), MiB/s, and each server's peak RSS above idle (psutil, whole process tree) while it
    moves the file. Target: at least MLflow's throughput.
 
-    python bench/bench_mlflow.py [--quick] [--sizes 10000,100000] [--searches 30] [--mib 1024] [--repeats 3]
+    python bench/bench_mlflow.py [--quick] [--sizes 10000,100000] [--searches 30]
+        [--budget 60] [--give-up 120] [--mib 512] [--repeats 3]
 
 Not part of `make test` (it needs bench/.venv-compare, from `make bench`).
 """
@@ -208,42 +209,132 @@ def p95(times: list[float]) -> float:
     return sorted(times)[max(0, round(0.95 * len(times)) - 1)]
 
 
-def search_times(clients: dict[str, Any], exp_ids: dict[str, str], query: int, n: int) -> dict[str, Any]:
-    """n timed searches per server, alternated, after 2 untimed ones; the ids of each server's last answer,
-    and why a server failed, if one did (the other's numbers are still worth reporting)."""
+class Servers:
+    """Both servers, each restartable: a search the client gave up on keeps a server busy until it ends."""
+
+    def __init__(self, root: Path, ws_path: Path) -> None:
+        self.root, self.ws_path = root, ws_path
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.urls: dict[str, str] = {}
+        for side in ("runyard", "mlflow"):
+            self.start(side)
+
+    def start(self, side: str) -> None:
+        port = free_port()
+        argv = {
+            "runyard": [sys.executable, "-m", "runyard", "-w", str(self.ws_path), "server", "--port", str(port)],
+            "mlflow": [
+                str(COMPARE_PY), "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
+                "--artifacts-destination", str(self.root / "mlflow-art"),
+            ],
+        }[side]  # fmt: skip
+        log = (self.root / f"{side}-server.log").open("ab")
+        self.procs[side] = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MLFLOW_HOME": str(self.root)}
+        )
+        self.urls[side] = f"http://127.0.0.1:{port}"
+        say(f"... waiting for the {side} server")
+        try:
+            wait_http(f"{self.urls[side]}/health", self.procs[side], timeout=300)
+        except RuntimeError as exc:
+            tail = (self.root / f"{side}-server.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"the {side} server did not start: {exc}\n{tail}") from exc
+        # A server answers /health before all its workers have imported: wait until it stops using the CPU.
+        tree = psutil.Process(self.procs[side].pid)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            busy = 0.0
+            for proc in (tree, *tree.children(recursive=True)):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    busy += proc.cpu_percent(interval=0.5)
+            if busy < 10:
+                break
+
+    def stop(self, side: str) -> None:
+        proc = self.procs.pop(side)
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        proc.kill()
+        proc.wait(timeout=30)
+
+    def close(self) -> None:
+        for side in list(self.procs):
+            self.stop(side)
+
+
+def search_times(
+    servers: Servers,
+    exp_ids: dict[str, str],
+    size: int,
+    query: int,
+    n: int,
+    budget: float,
+    give_up: int,
+    skip: dict[str, int],
+) -> dict[str, Any]:
+    """Up to n timed searches per server, alternated, after 1 untimed; a server stops early once its
+    searches took `budget` seconds (3 at least). A search without an answer in `give_up` seconds ends that
+    server's searches for this query and at larger sizes (`skip`): it is stopped, and started again at
+    the end. Returns the times, the ids of
+    each server's last answer and why a server has no numbers."""
+    from mlflow import MlflowClient
+
     _, filter_string, order_by = QUERIES[query]
-    times: dict[str, list[float]] = {side: [] for side in clients}
+    times: dict[str, list[float]] = {side: [] for side in servers.urls}
     ids: dict[str, list[str]] = {}
-    failed: dict[str, str] = {}
-    for i in range(n + 2):
-        for side, client in clients.items():
-            if side in failed:
-                continue
-            start = time.perf_counter()
-            try:
-                runs = client.search_runs(
-                    [exp_ids[side]], filter_string=filter_string, order_by=order_by, max_results=PAGE
-                )
-            except Exception as exc:
-                failed[side] = f"{type(exc).__name__}: {str(exc)[:300]}"
-                continue
-            if i >= 2:
-                times[side].append(time.perf_counter() - start)
-            ids[side] = [r.info.run_id for r in runs]
+    failed = {side: f"not run: no answer at {at:,} runs" for side, at in skip.items() if at < size}
+    os.environ.update(MLFLOW_HTTP_REQUEST_TIMEOUT=str(give_up), MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
+    try:
+        for i in range(n + 1):
+            for side, url in servers.urls.items():
+                if side in failed or (sum(times[side]) > budget and len(times[side]) >= 3):
+                    continue
+                start = time.perf_counter()
+                try:
+                    runs = MlflowClient(url).search_runs(
+                        [exp_ids[side]], filter_string=filter_string, order_by=order_by, max_results=PAGE
+                    )
+                except Exception as exc:
+                    took = time.perf_counter() - start
+                    slow = took >= give_up - 1
+                    failed[side] = (
+                        f"no answer within {give_up} s" if slow else f"{type(exc).__name__}: {exc}"[:300]
+                    )
+                    if slow:  # stopped at once, started again after the other server's searches
+                        skip.setdefault(side, size)
+                        say(f"... {side} gave no answer within {give_up} s: stopping it")
+                        servers.stop(side)
+                    continue
+                if i >= 1:
+                    times[side].append(time.perf_counter() - start)
+                ids[side] = [r.info.run_id for r in runs]
+    finally:
+        for name in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"):
+            os.environ.pop(name, None)
+        for side in set(servers.urls) - set(servers.procs):
+            servers.start(side)
     return {"times": times, "ids": ids, "failed": failed}
 
 
 def search_row(size: int, query: int, got: dict[str, Any], want: list[str]) -> str:
-    """One table row: medians, p95s, the ratio, whether each answer was the expected page, the target."""
+    """One table row: medians, p95s (and how many searches), the ratio, whether each answer was the
+    expected page, the target."""
     _, filter_string, order_by = QUERIES[query]
     ms = {side: [t * 1000 for t in times] for side, times in got["times"].items() if times}
     cell = {
-        side: (f"{statistics.median(ms[side]):.1f}", f"{p95(ms[side]):.1f}") if side in ms else ("failed", "")
+        side: (f"{statistics.median(ms[side]):,.1f}", f"{p95(ms[side]):,.1f} (n={len(ms[side])})")
+        if side in ms
+        else (got["failed"].get(side, "failed"), "")
         for side in got["times"]
     }
-    right = {side: "yes" if got["ids"].get(side) == want else "**NO**" for side in got["times"]}
+    right = {
+        side: "-" if side not in got["ids"] else "yes" if got["ids"][side] == want else "**NO**"
+        for side in got["times"]
+    }
     ratio = (
-        f"{statistics.median(ms['mlflow']) / statistics.median(ms['runyard']):.1f}x" if len(ms) == 2 else ""
+        f"{statistics.median(ms['mlflow']) / statistics.median(ms['runyard']):,.0f}x" if len(ms) == 2 else ""
     )
     target = ""
     if size >= 100_000 and query == 0:
@@ -298,12 +389,7 @@ def sha256(path: Path) -> str:
 
 
 def artifact_rates(
-    urls: dict[str, str],
-    servers: dict[str, subprocess.Popen[bytes]],
-    dirs: dict[str, Path],
-    mib: int,
-    repeats: int,
-    root: Path,
+    servers: Servers, dirs: dict[str, Path], mib: int, repeats: int, root: Path
 ) -> tuple[dict[tuple[str, str], list[float]], dict[str, str]]:
     """MiB/s up and down per server (alternated, `repeats` times), peak server RSS above idle; and why a
     server failed, if one did."""
@@ -316,12 +402,12 @@ def artifact_rates(
     out: dict[tuple[str, str], list[float]] = {}
     failed: dict[str, str] = {}
     for _ in range(repeats):
-        for side, url in urls.items():
+        for side, url in servers.urls.items():
             if side in failed:
                 continue
             try:
                 for key, value in transfer(
-                    url, servers[side].pid, source, expected, root / f"back-{side}"
+                    url, servers.procs[side].pid, source, expected, root / f"back-{side}"
                 ).items():
                     out.setdefault((side, key), []).append(value)
             except Exception as exc:  # report the other server's numbers all the same
@@ -362,59 +448,30 @@ def transfer(url: str, pid: int, source: Path, expected: str, back: Path) -> dic
     return out
 
 
-def start_servers(root: Path, ws_path: Path) -> tuple[dict[str, str], dict[str, subprocess.Popen[bytes]]]:
-    ports = {"runyard": free_port(), "mlflow": free_port()}
-    argv = {
-        "runyard": [sys.executable, "-m", "runyard", "-w", str(ws_path), "server", "--port", str(ports["runyard"])],
-        "mlflow": [
-            str(COMPARE_PY), "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(ports["mlflow"]),
-            "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "mlflow-art"),
-        ],
-    }  # fmt: skip
-    servers = {
-        side: subprocess.Popen(
-            cmd,
-            stdout=(root / f"{side}-server.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "MLFLOW_HOME": str(root)},
-        )
-        for side, cmd in argv.items()
-    }
-    urls = {side: f"http://127.0.0.1:{port}" for side, port in ports.items()}
-    for side, url in urls.items():
-        say(f"... waiting for the {side} server")
-        try:
-            wait_http(f"{url}/health", servers[side], timeout=300)
-        except RuntimeError as exc:
-            log = (root / f"{side}-server.log").read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"the {side} server did not start: {exc}\n{log}") from exc
-    return urls, servers
-
-
-def measure(sizes: list[int], searches: int, mib: int, repeats: int) -> list[str]:
+def measure(
+    sizes: list[int], searches: int, budget: float, give_up: int, mib: int, repeats: int
+) -> list[str]:
     warnings.filterwarnings("ignore", message=".*register store for scheme.*")
-    from mlflow import MlflowClient
-
     from runyard import Workspace
 
-    lines: list[str] = []
-    search_rows: list[str] = []
+    rows: list[str] = []
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="runyard-bench-mlflow-") as tmp:
         root = Path(tmp)
         os.environ["RUNYARD_CACHE_DIR"] = str(root / "cache")
         ws = Workspace.create(root / "ws")
-        ws.store.get_or_create_experiment(EXPERIMENT)
+        exp_ids = {"runyard": ws.store.get_or_create_experiment(EXPERIMENT).id}
         db = f"sqlite:///{root}/mlflow.db"
-        mlflow_exp = populate_mlflow(db, [], root)  # MLflow's schema, before its server starts on the file
-        urls, servers = start_servers(root, ws.path)
+        exp_ids["mlflow"] = populate_mlflow(db, [], root)  # MLflow's schema, before its server opens the file
+        servers = Servers(root, ws.path)
         try:
-            clients = {side: MlflowClient(url) for side, url in urls.items()}
-            exp_ids = {"runyard": ws.store.get_experiment(EXPERIMENT).id, "mlflow": mlflow_exp}
-            have = 0
+            say("... artifacts")  # first: a search the client gave up on would still load the machine
+            dirs = {"runyard": ws.path, "mlflow": root / "mlflow-art"}
+            rates, failed = artifact_rates(servers, dirs, mib, repeats, root)
             everything: list[dict[str, Any]] = []
+            skip: dict[str, int] = {}  # server -> the size where a search got no answer
             for size in sizes:
-                runs = generate(have, size - have)
+                runs = generate(len(everything), size - len(everything))
                 everything += runs
                 say(f"... populating {size:,} runs")
                 start = time.perf_counter()
@@ -424,69 +481,78 @@ def measure(sizes: list[int], searches: int, mib: int, repeats: int) -> list[str
                 populate_mlflow(db, runs, root)
                 took_mf = time.perf_counter() - start
                 notes.append(f"populating to {size:,} runs: runyard {took_ry:.0f} s, MLflow {took_mf:.0f} s")
-                have = size
                 for q, (label, _, _) in enumerate(QUERIES):
                     say(f"... searching {size:,} runs: {label}")
-                    got = search_times(clients, exp_ids, q, searches)
-                    search_rows.append(search_row(size, q, got, expected_ids(everything, q)))
-                    notes += [f"{side} failed at {size:,} runs: {why}" for side, why in got["failed"].items()]
-            say("... artifacts")
-            dirs = {"runyard": ws.path, "mlflow": root / "mlflow-art"}
-            rates, failed = artifact_rates(urls, servers, dirs, mib, repeats, root)
+                    got = search_times(servers, exp_ids, size, q, searches, budget, give_up, skip)
+                    rows.append(search_row(size, q, got, expected_ids(everything, q)))
+                    notes += [f"{side} at {size:,} runs: {why}" for side, why in got["failed"].items()]
         finally:
-            for proc in servers.values():
-                proc.terminate()
-            for proc in servers.values():
-                proc.wait(timeout=30)
-        import mlflow
+            servers.close()
+    return report(sizes, searches, budget, give_up, mib, repeats, rows, notes, rates, failed)
 
-        compare = subprocess.run(
-            [str(COMPARE_PY), "-c", "import mlflow; print(mlflow.__version__)"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        lines += [
-            f"### MLflow API: runyard server vs `mlflow server` (issue 16) — {time.strftime('%Y-%m-%d')}, "
-            f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"MLflow server {compare}, client {mlflow.__version__}",
-            "",
-            f"`.venv/bin/python bench/bench_mlflow.py --sizes {','.join(map(str, sizes))} --searches {searches} "
-            f"--mib {mib} --repeats {repeats}`; load average {os.getloadavg()[0]:.1f} at the end.",
-            "",
-            f"**search_runs**, one experiment, max_results {PAGE}; median and p95 of {searches} searches per "
-            "server, alternated, after 2 untimed; ms as the client sees them (request + protobuf parsing).",
-            "",
-            "| runs | query | runyard median ms | runyard p95 | MLflow median ms | MLflow p95 | MLflow / runyard "
-            "| right 100 runs (runyard / MLflow) | target |",
-            "|---|---|---|---|---|---|---|---|---|",
-            *search_rows,
-            "",
-            *[f"- {n}" for n in notes],
-            "",
-            f"**Artifacts**, one {mib:,} MiB file: `MlflowClient.log_artifact` up, "
-            f"`mlflow.artifacts.download_artifacts` down (sha256 checked), median of {repeats}, alternated; "
-            "server RSS is the whole process tree's peak above idle.",
-            "",
-            "| direction | runyard MiB/s | MLflow MiB/s | runyard / MLflow | target: >= MLflow "
-            "| server peak RSS above idle, MiB (runyard / MLflow) |",
-            "|---|---|---|---|---|---|",
-        ]
-        for way, label in (("up", "upload (log_artifact)"), ("down", "download (download_artifacts)")):
-            rate = {side: statistics.median(rates[(side, way)]) for side in urls if (side, way) in rates}
-            rss = {side: f"{max(rates[(side, way + '-rss')]):,.0f}" if side in rate else "-" for side in urls}
-            cells = {side: f"{rate[side]:,.0f}" if side in rate else "failed" for side in urls}
-            if len(rate) == 2:
-                ry, mf = rate["runyard"], rate["mlflow"]
-                ratio = f"{ry / mf:.2f}x"
-                verdict = f"**{'MET' if ry >= mf else 'NOT MET'}** ({ry:,.0f} vs {mf:,.0f})"
-            else:
-                ratio, verdict = "", "**NOT MET** (failed)"
-            lines.append(
-                f"| {label} | **{cells['runyard']}** | {cells['mlflow']} | {ratio} | {verdict} "
-                f"| {rss['runyard']} / {rss['mlflow']} |"
-            )
-        lines += [f"- {side} failed: {why}" for side, why in failed.items()]
-    return lines
+
+def report(
+    sizes: list[int],
+    searches: int,
+    budget: float,
+    give_up: int,
+    mib: int,
+    repeats: int,
+    rows: list[str],
+    notes: list[str],
+    rates: dict[tuple[str, str], list[float]],
+    failed: dict[str, str],
+) -> list[str]:
+    import mlflow
+
+    compare = subprocess.run(
+        [str(COMPARE_PY), "-c", "import mlflow; print(mlflow.__version__)"], capture_output=True, text=True
+    ).stdout.strip()
+    lines = [
+        f"### MLflow API: runyard server vs `mlflow server` (issue 16) — {time.strftime('%Y-%m-%d')}, "
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"MLflow server {compare}, client {mlflow.__version__}",
+        "",
+        f"`.venv/bin/python bench/bench_mlflow.py --sizes {','.join(map(str, sizes))} --searches {searches} "
+        f"--budget {budget:g} --give-up {give_up} --mib {mib} --repeats {repeats}`; load average "
+        f"{os.getloadavg()[0]:.1f} at the end.",
+        "",
+        f"**search_runs**, one experiment, max_results {PAGE}: median and p95 in ms as the client sees them "
+        f"(request + protobuf parsing), up to {searches} searches per server alternated after 1 untimed, fewer "
+        f"once a server's searches took {budget:g} s; a search without an answer in {give_up} s ends that "
+        "server's searches (and the server is restarted).",
+        "",
+        "| runs | query | runyard median ms | runyard p95 | MLflow median ms | MLflow p95 | MLflow / runyard "
+        "| right 100 runs (runyard / MLflow) | target |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        *[f"- {n}" for n in notes],
+        "",
+        f"**Artifacts**, one {mib:,} MiB file: `MlflowClient.log_artifact` up, "
+        f"`mlflow.artifacts.download_artifacts` down (sha256 checked), median of {repeats}, alternated; "
+        "server RSS is the whole process tree's peak above idle.",
+        "",
+        "| direction | runyard MiB/s | MLflow MiB/s | runyard / MLflow | target: >= MLflow "
+        "| server peak RSS above idle, MiB (runyard / MLflow) |",
+        "|---|---|---|---|---|---|",
+    ]
+    sides = ("runyard", "mlflow")
+    for way, label in (("up", "upload (log_artifact)"), ("down", "download (download_artifacts)")):
+        rate = {side: statistics.median(rates[(side, way)]) for side in sides if (side, way) in rates}
+        rss = {side: f"{max(rates[(side, way + '-rss')]):,.0f}" if side in rate else "-" for side in sides}
+        cells = {side: f"{rate[side]:,.0f}" if side in rate else "failed" for side in sides}
+        if len(rate) == 2:
+            ry, mf = rate["runyard"], rate["mlflow"]
+            ratio = f"{ry / mf:.2f}x"
+            verdict = f"**{'MET' if ry >= mf else 'NOT MET'}** ({ry:,.0f} vs {mf:,.0f})"
+        else:
+            ratio, verdict = "", "**NOT MET** (failed)"
+        lines.append(
+            f"| {label} | **{cells['runyard']}** | {cells['mlflow']} | {ratio} | {verdict} "
+            f"| {rss['runyard']} / {rss['mlflow']} |"
+        )
+    return lines + [f"- {side} failed: {why}" for side, why in failed.items()]
 
 
 def main(argv: list[str] | None = None) -> list[str]:
@@ -494,14 +560,23 @@ def main(argv: list[str] | None = None) -> list[str]:
     parser.add_argument("--quick", action="store_true", help="a smoke run: small sizes, few searches")
     parser.add_argument("--sizes", default="10000,100000", help="run counts searched, ascending")
     parser.add_argument("--searches", type=int, default=30)
-    parser.add_argument("--mib", type=int, default=1024, help="size of the artifact file")
+    parser.add_argument("--budget", type=float, default=60, help="seconds of searches per server and query")
+    parser.add_argument("--give-up", type=int, default=120, help="seconds one search may take")
+    parser.add_argument("--mib", type=int, default=512, help="size of the artifact file")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     if not COMPARE_PY.exists() or subprocess.run([str(COMPARE_PY), "-c", "import mlflow.server"]).returncode:
         return ["### MLflow API: skipped (bench/.venv-compare lacks mlflow; run `make bench`)"]
     if args.quick:
-        return measure([300, 1000], 3, 16, 1)
-    return measure([int(s) for s in args.sizes.split(",")], args.searches, args.mib, args.repeats)
+        return measure([300, 1000], 3, 10, 60, 16, 1)
+    return measure(
+        [int(s) for s in args.sizes.split(",")],
+        args.searches,
+        args.budget,
+        args.give_up,
+        args.mib,
+        args.repeats,
+    )
 
 
 if __name__ == "__main__":
