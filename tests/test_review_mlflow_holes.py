@@ -186,6 +186,21 @@ def test_run_token_cannot_read_the_model_artifacts_of_another_run(setup: Setup) 
     assert _refused(setup.call("runA", "GET", f"logged-models/{model_id}"))
 
 
+def test_run_token_cannot_log_metrics_onto_another_runs_model(setup: Setup) -> None:
+    """A metric logged on the job's own run with `model_id` also lands on that model
+    (logged_models.record_model_metrics): the model must be of the caller's own run family."""
+    body = {"experiment_id": setup.experiment_id, "name": "b-model-2", "source_run_id": setup.runs["B"]}
+    model_id = setup.call("writeA", "POST", "logged-models", body).json()["model"]["info"]["model_id"]
+    metric = {"key": "planted", "value": 0.99, "timestamp": 1, "step": 0, "model_id": model_id}
+    setup.call("runA", "POST", "runs/log-metric", {"run_id": setup.runs["A"], **metric})
+    setup.call("runA", "POST", "runs/log-batch", {"run_id": setup.runs["A"], "metrics": [metric]})
+    model = setup.call("writeA", "GET", f"logged-models/{model_id}").json()["model"]
+    planted = [m for m in model.get("data", {}).get("metrics", []) if m.get("key") == "planted"]
+    assert planted == [], f"run A's token wrote metrics onto run B's logged model: {planted}"
+    found = setup.call("runA", "POST", "logged-models/search", {"experiment_ids": [setup.experiment_id]})
+    assert model_id not in {m["info"]["model_id"] for m in found.json().get("models", [])}
+
+
 # -- the artifact proxy ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "path",
