@@ -163,6 +163,17 @@ def test_run_token_of_a_step_cannot_create_runs_outside_its_family(setup: Setup)
     assert record.parent_id == s, f"a run token created top-level run {created} (parent {record.parent_id})"
 
 
+def test_a_steps_own_token_cannot_finish_its_step_through_mlflow(setup: Setup) -> None:
+    """Contract 7 / docs/security.md rule 5: a job's run keeps the status its own process gives it, so
+    `mlflow.end_run()` (runs/update FINISHED) from the step's token changes nothing."""
+    s = setup.runs["S"]
+    body = {"run_id": s, "status": "FINISHED", "end_time": int(time.time() * 1000)}
+    answer = setup.call("runS", "POST", "runs/update", body)
+    assert answer.status_code in (200, 403), answer.text
+    record = setup.ws.store.get_run(s)
+    assert record.status == "Running" and record.end_time is None
+
+
 def test_run_token_cannot_claim_a_logged_model_of_another_run(setup: Setup) -> None:
     body = {"experiment_id": setup.experiment_id, "name": "m", "source_run_id": setup.runs["B"]}
     assert _refused(setup.call("runA", "POST", "logged-models", body))
