@@ -387,8 +387,8 @@ def test_planning_does_not_hang_on_a_conda_file_that_is_a_fifo(tmp_path: Path) -
     defn = {"name": "fifo", "python": {"condaDependencies": None, "condaDependenciesFile": str(fifo)}}
     started = time.monotonic()
     try:
-        done = subprocess.run(
-            [sys.executable, "-c", code, json.dumps(defn)], capture_output=True, text=True, timeout=10
+        done = subprocess.run(  # a hang blocks forever: 60 s tells it apart from a slow import on a busy box
+            [sys.executable, "-c", code, json.dumps(defn)], capture_output=True, text=True, timeout=60
         )
     except subprocess.TimeoutExpired:
         pytest.fail(f"plan_environment hung for {time.monotonic() - started:.0f} s reading a FIFO")
