@@ -47,13 +47,13 @@ def test_step_page_shows_live_progress_and_links_failed_mini_batches_to_tracebac
 
         # the driver replaces its progress file: the page follows without a reload (no metric was logged)
         logs.progress(snapshot(150, 3, failures=3))
-        expect(bar).to_have_attribute("value", "153")
+        expect(bar).to_have_attribute("value", "153", timeout=20_000)  # a poll away; a busy box is slow
         expect(node).to_have_text("Running · 153/200")
         expect(card.locator('[data-parallel="mini-batches"]')).to_have_text("150 completed, 3 failed")
 
         logs.result(snapshot(197, 3, state="completed", failures=3), "Completed", "3 mini-batches failed.")
         ws.store.set_run_status(step.id, "Completed")
-        expect(card.locator('[data-parallel="state"]')).to_have_text("completed")
+        expect(card.locator('[data-parallel="state"]')).to_have_text("completed", timeout=20_000)
         expect(card.locator('[data-parallel="eta"]')).to_have_count(0)  # no ETA once it ended
         expect(bar).to_have_attribute("value", "200")
 
