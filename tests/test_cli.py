@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -120,3 +121,14 @@ def test_models_list(tmp_path: Path, source_dir: SourceDir) -> None:
     assert [(m["name"], m["version"]) for m in listed] == [("clf", 2), ("clf", 1)]
     latest = json.loads(invoke_cli("models", "list", "--latest", "--json", cwd=tmp_path).stdout)
     assert [(m["name"], m["version"]) for m in latest] == [("clf", 2)]
+
+
+def test_cli_and_server_processes_do_not_import_the_porting_stack() -> None:
+    """Every `runyard` process (each server, each CLI call) paid ~2 s importing libcst and nbformat's schema
+    machinery for `runyard port`, which few ever run: they are imported by that command only."""
+    code = (
+        "import runyard.cli.main, runyard.server.app, sys; "
+        "print([m for m in ('nbformat', 'libcst', 'jsonschema') if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

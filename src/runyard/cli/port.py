@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -10,7 +11,9 @@ from rich.text import Text
 
 from runyard.cli.render import console, err_console
 from runyard.errors import InvalidInputError
-from runyard.porting import FileResult, find_files, port_file
+
+if TYPE_CHECKING:
+    from runyard.porting import FileResult
 
 _DIFF_STYLE = {"+": "green", "-": "red", "@": "cyan"}
 
@@ -64,6 +67,8 @@ def port(
         raise InvalidInputError(
             "--write and --check exclude each other: --check only reports, --write applies."
         )
+    from runyard.porting import find_files, port_file  # libcst and nbformat (+jsonschema): ~2 s to import
+
     results = []
     unwritten = False
     for path in find_files(paths, on_skip=_warn):
