@@ -350,9 +350,16 @@ def test_the_mlflow_routes_cannot_end_or_rename_someone_elses_step(holes: Holes)
     with holes.client("attacker") as attacker:
         done = attacker.post("/api/2.0/mlflow/runs/update", json={"run_id": step_id, "status": "FINISHED"})
         assert_403(done, f"belongs to the scheduler of pipeline {pipeline_id}")
+        assert done.json()["error_code"] == "PERMISSION_DENIED"  # MLflow's shape under MLflow's routes
         tag = {"run_id": step_id, "key": "mlflow.runName", "value": "other"}
-        assert_403(attacker.post("/api/2.0/mlflow/runs/set-tag", json=tag))
+        refused = attacker.post("/api/2.0/mlflow/runs/set-tag", json=tag)
+        assert_403(refused)
+        assert refused.json()["error_code"] == "PERMISSION_DENIED"
+        # MLflow's status changes on a step (not an mlflow.run) are answered with the run as it is and change
+        # nothing: the step's status belongs to its own process (contract §7); canceling is runyard's route
         canceled = attacker.post("/api/2.0/mlflow/runs/update", json={"run_id": step_id, "status": "KILLED"})
-        assert canceled.status_code == 200, canceled.text  # a plain cancel, as over the store routes
+        assert canceled.status_code == 200, canceled.text
+        info = canceled.json()["run_info"]
+        assert (info["run_id"], info["status"], info["run_name"]) == (step_id, "SCHEDULED", "prep"), info
     step = holes.store.get_run(step_id)
-    assert (step.status, step.display_name) == ("Canceled", "prep")
+    assert (step.status, step.display_name) == ("NotStarted", "prep")

@@ -38,6 +38,8 @@ INVALID_TOKEN = {
     ],
 }
 AUTH_FAILED = {"error": {"code": "AuthenticationFailed", "message": "Authentication failed."}}
+#: The same refusal under /api/2.0/mlflow, in MLflow's error shape.
+MLFLOW_AUTH_FAILED = {"error_code": "UNAUTHENTICATED", "message": "Authentication failed."}
 TOKEN_RE = re.compile(r"^ry_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
 
 
@@ -85,12 +87,23 @@ def auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
         yield AuthServer(server, ws.path, tokens)
 
 
+def is_mlflow(response: httpx.Response) -> bool:
+    """MLflow's routes answer in MLflow's error shape, `{"error_code", "message"}`."""
+    return response.request.url.path.startswith("/api/2.0/mlflow/")
+
+
 def assert_forbidden(response: httpx.Response, *words: str) -> str:
     assert response.status_code == 403, (response.status_code, response.text)
     body = response.json()
-    assert list(body) == ["error"] and sorted(body["error"]) == ["code", "message"], body
-    assert body["error"]["code"] == "AuthorizationFailed"
-    message: str = body["error"]["message"]
+    message: str
+    if is_mlflow(response):
+        assert sorted(body) == ["error_code", "message"], body
+        assert body["error_code"] == "PERMISSION_DENIED"
+        message = body["message"]
+    else:
+        assert list(body) == ["error"] and sorted(body["error"]) == ["code", "message"], body
+        assert body["error"]["code"] == "AuthorizationFailed"
+        message = body["error"]["message"]
     for word in words:
         assert word in message, (word, message)
     return message
@@ -98,7 +111,13 @@ def assert_forbidden(response: httpx.Response, *words: str) -> str:
 
 def assert_invalid_token(response: httpx.Response) -> None:
     assert response.status_code == 401, (response.status_code, response.text)
-    assert response.json() == INVALID_TOKEN
+    if is_mlflow(response):
+        body = response.json()
+        assert sorted(body) == ["error_code", "message"] and body["error_code"] == "UNAUTHENTICATED", body
+        # a sentence that says what is wrong, not runyard's own error JSON quoted inside MLflow's
+        assert body["message"] == INVALID_TOKEN["details"][0]["message"], body  # type: ignore[index]
+    else:
+        assert response.json() == INVALID_TOKEN
     assert response.headers["www-authenticate"] == "Bearer"
 
 
@@ -173,7 +192,8 @@ def test_missing_or_malformed_credentials(auth: AuthServer, header: str | None) 
 )
 def test_every_route_needs_a_token(auth: AuthServer, method: str, path: str, body: Any) -> None:
     response = httpx.request(method, auth.url + path, json=body, timeout=60)
-    assert (response.status_code, response.json()) == (401, AUTH_FAILED)
+    refused = MLFLOW_AUTH_FAILED if is_mlflow(response) else AUTH_FAILED
+    assert (response.status_code, response.json()) == (401, refused)
     bogus = {"Authorization": "Bearer ry_0123456789ab_" + "x" * 43}
     assert_invalid_token(httpx.request(method, auth.url + path, json=body, headers=bogus, timeout=60))
     assert not (auth.workspace / "artifacts" / "runs" / "x").exists()
@@ -349,7 +369,9 @@ def test_run_token_cannot_touch_another_run(auth: AuthServer, family: dict[str, 
             client.post("/api/2.0/mlflow/runs/set-tag", json={"run_id": o, "key": "k", "value": "v"})
         )
         assert_forbidden(
-            client.post("/api/2.0/mlflow/runs/log-metric", json={"run_id": o, "key": "k", "value": 1})
+            client.post(
+                "/api/2.0/mlflow/runs/log-metric", json={"run_id": o, "key": "k", "value": 1, "timestamp": 1}
+            )
         )
     # the child's token may read its parent but not write to it
     with auth.client(family["child_token"]) as child:
@@ -369,8 +391,16 @@ def test_run_token_cannot_touch_another_run(auth: AuthServer, family: dict[str, 
 
 def test_run_token_reads_only_its_family(auth: AuthServer, family: dict[str, Any]) -> None:
     p, c, o = family["P"], family["C"], family["O"]
+    with auth.client(auth.tokens["read"]) as reader:
+        named = reader.get("/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "family"})
+        experiment_ids = [named.json()["experiment"]["experiment_id"]]
     with auth.client(family["token"]) as client:
-        found = client.post("/api/2.0/mlflow/runs/search", json={}).json()["runs"]
+        assert (
+            client.post("/api/2.0/mlflow/runs/search", json={}).json() == {}
+        )  # as MLflow: no experiment, no runs
+        found = client.post("/api/2.0/mlflow/runs/search", json={"experiment_ids": experiment_ids}).json()[
+            "runs"
+        ]
         ids = {r["info"]["run_id"] for r in found}
         assert {p, c} <= ids and o not in ids
         assert_forbidden(client.get("/api/2.0/mlflow/runs/get", params={"run_id": o}))
@@ -378,7 +408,9 @@ def test_run_token_reads_only_its_family(auth: AuthServer, family: dict[str, Any
         assert_forbidden(client.get("/api/v1/artifacts", params={"prefix": f"runs/{o}"}))
         assert client.get("/api/v1/artifacts", params={"prefix": f"runs/{p}"}).status_code == 200
     with auth.client(auth.tokens["read"]) as reader:  # a workspace token sees them all
-        everything = reader.post("/api/2.0/mlflow/runs/search", json={}).json()["runs"]
+        everything = reader.post(
+            "/api/2.0/mlflow/runs/search", json={"experiment_ids": experiment_ids}
+        ).json()["runs"]
         assert {p, c, o} <= {r["info"]["run_id"] for r in everything}
         assert reader.get("/api/v1/artifacts", params={"prefix": "runs"}).status_code == 200
 

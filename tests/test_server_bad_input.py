@@ -8,6 +8,7 @@ address) goes to a real `runyard server` subprocess on 127.0.0.1.
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 import warnings
@@ -20,6 +21,7 @@ import pytest
 
 from conftest import free_port, run_cli
 from runyard import Workspace
+from runyard.mlflow_api.limits import MAX_METRICS_PER_BATCH
 from runyard.server.app import MAX_JSON_BYTES, create_app
 from runyard.server.routes_store import MAX_METRIC_ROWS
 from runyard.store.rest_artifacts import RestArtifactStore
@@ -78,6 +80,18 @@ def assert_error(response: httpx.Response, status: int, code: str, *words: str) 
     for word in words:
         assert word in message, (word, message)
     return dict(body["error"])
+
+
+def assert_mlflow_error(response: httpx.Response, status: int, code: str, *words: str) -> str:
+    """MLflow's routes answer in MLflow's shape, `{"error_code", "message"}`, with MLflow's codes."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert sorted(body) == ["error_code", "message"] and body["error_code"] == code, body
+    message: str = body["message"]
+    for word in words:
+        assert word in message, (word, message)
+    return message
 
 
 # -- path traversal ------------------------------------------------------------------------------------
@@ -216,14 +230,30 @@ def test_oversized_json_body_is_413(api: Api) -> None:
     assert_error(response, 413, "PayloadTooLarge", str(MAX_JSON_BYTES))
 
 
-@pytest.mark.parametrize(
-    "url", ["/api/v1/metrics", "/api/v1/runs", "/api/v1/experiments", "/api/2.0/mlflow/runs/log-batch"]
-)
-@pytest.mark.parametrize("body", [b"{not json", b'{"rows": [', b"", b"\xff\xfe garbage", b'{"a": 1,}'])
+MALFORMED = [b"{not json", b'{"rows": [', b"", b"\xff\xfe garbage", b'{"a": 1,}']
+
+
+@pytest.mark.parametrize("url", ["/api/v1/metrics", "/api/v1/runs", "/api/v1/experiments"])
+@pytest.mark.parametrize("body", MALFORMED)
 def test_malformed_json_is_422(api: Api, url: str, body: bytes) -> None:
     response = api.client.post(url, content=body, headers={"content-type": "application/json"})
     error = assert_error(response, 422, "InvalidInput", "The request is not valid")
     assert isinstance(error["details"], list) and error["details"]
+
+
+@pytest.mark.parametrize("body", MALFORMED)
+def test_malformed_json_under_mlflow_is_an_empty_request(api: Api, body: bytes) -> None:
+    """MLflow's server reads a body it cannot parse as `{}`, so the answer names the first required field."""
+    before = api.client.get("/api/v1/metrics/count").json()["count"]
+    response = api.client.post(
+        "/api/2.0/mlflow/runs/log-batch", content=body, headers={"content-type": "application/json"}
+    )
+    message = assert_mlflow_error(response, 400, "INVALID_PARAMETER_VALUE")
+    assert message == (
+        "Missing value for required parameter 'run_id'. "
+        "See the API docs for more information about request parameters."
+    )
+    assert api.client.get("/api/v1/metrics/count").json()["count"] == before
 
 
 def test_absurdly_nested_json_is_a_client_error(api: Api) -> None:
@@ -261,19 +291,6 @@ WRONG_TYPES = [
     ("GET", "/api/v1/artifacts/file", {}, "query.path"),
     ("POST", "/api/v1/tokens", {"json": {"scope": "root"}}, "body.scope"),
     ("POST", "/api/v1/tokens", {"json": {"scope": "read", "expires_in": -5}}, "body.expires_in"),
-    (
-        "POST",
-        "/api/2.0/mlflow/runs/log-metric",
-        {"json": {"run_id": RUN, "key": "k", "value": "high"}},
-        "value",
-    ),
-    (
-        "POST",
-        "/api/2.0/mlflow/runs/log-metric",
-        {"json": {"run_id": RUN, "key": "k", "value": 1, "step": 2**70}},
-        "step",
-    ),
-    ("POST", "/api/2.0/mlflow/runs/search", {"json": {"max_results": 0}}, "max_results"),
 ]
 
 
@@ -284,6 +301,30 @@ def test_wrong_types_are_422(api: Api, method: str, url: str, kwargs: dict[str, 
     assert any(field.split(".")[0] in d for d in error["details"])
     assert api.client.get("/api/v1/metrics/count").json()["count"] == rows_before
     assert api.client.get(f"/api/v1/runs/{RUN}/tags").json() == {}
+
+
+def _mlflow_metric(**overrides: Any) -> dict[str, Any]:
+    return {"run_id": RUN, "key": "k", "value": 1.0, "timestamp": 1_700_000_000_000, **overrides}
+
+
+MLFLOW_WRONG_TYPES = [
+    ("runs/log-metric", _mlflow_metric(value="high"), "Invalid value \"high\" for parameter 'value'"),
+    ("runs/log-metric", _mlflow_metric(step=2**70), f"Invalid value {2**70} for parameter 'step'"),
+    ("runs/log-metric", {k: v for k, v in _mlflow_metric().items() if k != "timestamp"}, "'timestamp'"),
+    (
+        "runs/search",
+        {"experiment_ids": ["0"], "max_results": 0},
+        "Invalid value 0 for parameter 'max_results'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("route", "body", "words"), MLFLOW_WRONG_TYPES)
+def test_mlflow_wrong_types_are_400(api: Api, route: str, body: dict[str, Any], words: str) -> None:
+    rows_before = api.client.get("/api/v1/metrics/count").json()["count"]
+    response = api.client.post(f"/api/2.0/mlflow/{route}", json=body)
+    assert_mlflow_error(response, 400, "INVALID_PARAMETER_VALUE", words)
+    assert api.client.get("/api/v1/metrics/count").json()["count"] == rows_before
 
 
 # -- unknown ids and routes ------------------------------------------------------------------------------
@@ -344,10 +385,23 @@ def test_metric_batch_over_the_limit_is_400(api: Api) -> None:
     assert api.client.get("/api/v1/metrics/count").json()["count"] == before
     accepted = api.client.post("/api/v1/metrics", json={"rows": rows[:MAX_METRIC_ROWS]})
     assert accepted.json() == {"count": MAX_METRIC_ROWS}
-    mlflow_batch = {"run_id": RUN, "metrics": [{"key": "k", "value": 1.0}] * (MAX_METRIC_ROWS + 1)}
-    assert_error(
-        api.client.post("/api/2.0/mlflow/runs/log-batch", json=mlflow_batch), 422, "InvalidInput", "metrics"
+
+
+def test_mlflow_metric_batch_over_mlflows_limit_is_400(api: Api) -> None:
+    """MLflow's own limit (1000 metrics a request), in MLflow's words; nothing of the batch is written."""
+    before = api.client.get("/api/v1/metrics/count").json()["count"]
+    metrics = [_mlflow_metric(step=i) for i in range(MAX_METRICS_PER_BATCH + 1)]
+    response = api.client.post("/api/2.0/mlflow/runs/log-batch", json={"run_id": RUN, "metrics": metrics})
+    assert MAX_METRICS_PER_BATCH == 1000
+    assert_mlflow_error(
+        response, 400, "INVALID_PARAMETER_VALUE", "at most 1000 metrics. Got 1001 metrics", "split"
     )
+    assert api.client.get("/api/v1/metrics/count").json()["count"] == before
+    accepted = api.client.post(
+        "/api/2.0/mlflow/runs/log-batch", json={"run_id": RUN, "metrics": metrics[:-1]}
+    )
+    assert (accepted.status_code, accepted.json()) == (200, {})
+    assert api.client.get("/api/v1/metrics/count").json()["count"] == before + MAX_METRICS_PER_BATCH
 
 
 def test_run_batch_over_the_limit_is_400(api: Api) -> None:
@@ -473,7 +527,12 @@ def test_declared_oversized_bodies_are_refused_before_reading(
     answer = _raw_request(server, head)
     status_line, _, rest = answer.partition(b"\r\n")
     assert b" 413 " in status_line, answer[:300]
-    assert b'"code":"PayloadTooLarge"' in rest
+    body = json.loads(rest.partition(b"\r\n\r\n")[2])
+    if url.startswith("/api/2.0/mlflow/"):  # MLflow's shape under MLflow's routes
+        assert body == {"error_code": "RESOURCE_EXHAUSTED", "message": body["message"]}, body
+        assert str(MAX_JSON_BYTES) in body["message"]
+    else:
+        assert body["error"]["code"] == "PayloadTooLarge", body
     assert not (server.workspace / "artifacts" / "runs" / "r").exists()
 
 
