@@ -141,3 +141,23 @@ def test_bulk_interval_samples_each_run_evenly_and_keeps_the_last_point(served: 
     assert bad.json()["message"] == "If either start step or end step are specified, both must be specified."
     bad = httpx.get(url, params={"run_ids": runs[0], "metric_key": "s", "max_results": 9999})
     assert bad.json()["message"].startswith("max_results must be between 1 and 2500. See the API docs")
+
+
+def test_a_resend_by_log_model_is_stored_once(served: Served) -> None:
+    """MLflow 3's log_model resends the step's metrics with model_id through log_batch; MLflow keeps each
+    (key, timestamp, step, value) once, and so does the run's history here (and runyard's Run view)."""
+    c, run_id = served.client, new_run(served)
+    c.log_metric(run_id, "acc", 0.75, step=0, timestamp=1_000)
+    c.log_metric(run_id, "nan", math.nan, step=0, timestamp=1_000)
+    model = c.create_logged_model(served.exp, source_run_id=run_id)
+    resent = [
+        Metric(m.key, m.value, m.timestamp, m.step, run_id=run_id, model_id=model.model_id)
+        for key in ("acc", "nan")
+        for m in c.get_metric_history(run_id, key)
+    ]
+    c.log_batch(run_id, metrics=resent)
+    assert [(m.value, m.step) for m in c.get_metric_history(run_id, "acc")] == [(0.75, 0)]
+    assert len(c.get_metric_history(run_id, "nan")) == 1
+    assert served.ws.get_run(run_id).get_metrics()["acc"] == 0.75
+    # the logged model still gets the resent metrics
+    assert {m.key for m in c.get_logged_model(model.model_id).metrics or []} == {"acc", "nan"}

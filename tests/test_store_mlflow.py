@@ -123,6 +123,26 @@ def test_runyard_api_still_refuses_non_finite(store: SqlStore) -> None:
         store.append_metrics([scalar(r, "m", INF)])
 
 
+def test_mlflow_resends_of_stored_rows_are_dropped_but_run_log_repeats_stay(store: SqlStore) -> None:
+    r = new_run(store, "e", uid("r"), 1.0).run_id
+    first = [scalar(r, "m", 1.0, 0, 10.0), scalar(r, "m", math.nan, 1, 11.0), scalar(r, "m", 2.0, 2, 12.0)]
+    store.append_mlflow_metrics(first)
+    # MLflow 3's log_model resends the rows (here: all, plus a new one and an in-batch copy)
+    store.append_mlflow_metrics([*first, scalar(r, "m", 3.0, 2, 12.0), scalar(r, "m", 3.0, 2, 12.0)])
+    store.append_mlflow_metrics([scalar(r, "m", 1.0, 0, 10.0)])  # older than the latest: still looked up
+    rows = [(x.value, x.step, x.timestamp) for x in store.get_metric_rows([r], "m")]
+    assert [str(v) for v, _, _ in rows] == ["1.0", "nan", "2.0", "3.0"]
+    (summary,) = store.get_metric_summaries([r])
+    assert (summary.count, summary.min, summary.max) == (3, 1.0, 3.0)
+    # a different value, step or timestamp is a new row, as in MLflow
+    store.append_mlflow_metrics([scalar(r, "m", 1.0, 0, 10.5), scalar(r, "m", 1.5, 0, 10.0)])
+    assert len(store.get_metric_rows([r], "m")) == 6
+    # runyard's own Run.log keeps every repeat
+    store.append_metrics([scalar(r, "v1", 1.0, 0, 10.0), scalar(r, "v1", 1.0, 0, 10.0)])
+    store.append_metrics([scalar(r, "v1", 1.0, 0, 10.0)])
+    assert len(store.get_metric_rows([r], "v1")) == 3
+
+
 @pytest.mark.parametrize(
     ("batches", "expected"),
     [
