@@ -130,9 +130,14 @@ def mlflow_router(store: SqlStore, principal: Any) -> APIRouter:
         return JSONResponse(proto_json(answer))
 
     for prefix in PREFIXES:
-        router.add_api_route(
-            prefix + "/{path:path}", door, methods=METHODS, include_in_schema=prefix == PREFIXES[0]
-        )
+        for method in METHODS:  # one operation per method: OpenAPI operation ids stay unique
+            router.add_api_route(
+                prefix + "/{path:path}",
+                door,
+                methods=[method],
+                include_in_schema=prefix == PREFIXES[0],
+                operation_id=f"mlflow_{method.lower()}" if prefix == PREFIXES[0] else None,
+            )
     return router
 
 
@@ -166,6 +171,11 @@ def mlflow_error_body(status: int, body: bytes) -> tuple[int, bytes]:
         return status, body
     error = payload.get("error") if isinstance(payload, dict) else None
     message = error.get("message") if isinstance(error, dict) else None
+    if not message and isinstance(payload, dict):  # auth's shape: {"code", "statusCode", "details": [...]}
+        details = payload.get("details")
+        if isinstance(details, list) and details and isinstance(details[0], dict):
+            message = details[0].get("message")
+        message = message or payload.get("message")
     if not message:
         message = body.decode("utf-8", "replace").strip() or f"HTTP {status}"
     code = CODE_OF_STATUS.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
