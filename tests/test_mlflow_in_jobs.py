@@ -1,6 +1,8 @@
 """MLflow inside runyard jobs: every submitted run's process gets MLFLOW_TRACKING_URI, MLFLOW_RUN_ID and
 MLFLOW_EXPERIMENT_NAME (and, against a server, MLFLOW_TRACKING_TOKEN = its run token), so a script's
 `mlflow.log_metric` lands in its own run, as in Azure ML; `mlflow.end_run()` does not end the job.
+Both are submitted from what looks like a Jupyter kernel (its inline MPLBACKEND, JPY_PARENT_PID): a job
+does not inherit those (`import matplotlib` would die on the inline backend), unless its run sets them.
 
 The script run and the pipeline of the embedded workspace are submitted together and run side by side.
 """
@@ -30,6 +32,7 @@ import os, sys
 import mlflow
 
 print("MLFLOW_TRACKING_URI", os.environ["MLFLOW_TRACKING_URI"])
+print("MPLBACKEND", os.environ.get("MPLBACKEND"), "JPY_PARENT_PID", os.environ.get("JPY_PARENT_PID"))
 own = os.environ["MLFLOW_RUN_ID"]  # mlflow.end_run() removes it from the environment
 mlflow.log_param("lr", "0.5")
 for step in range(3):
@@ -74,6 +77,16 @@ def check_logged(ws: Workspace, run_id: str, experiment: str) -> str:
     return log
 
 
+#: What ipykernel and jupyter_client set in a kernel's process.
+KERNEL_VARIABLES = {
+    "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    "JPY_PARENT_PID": "4242",
+    "JPY_SESSION_NAME": "/home/me/train.ipynb",
+    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    "CLICOLOR": "1",
+}
+
+
 @dataclass
 class Submitted:
     ws: Workspace
@@ -85,9 +98,13 @@ class Submitted:
 def submitted(tmp_path_factory: pytest.TempPathFactory, env_cache: Path) -> Iterator[Submitted]:
     with pytest.MonkeyPatch.context() as monkeypatch:
         clean_settings(monkeypatch, env_cache)
+        for name, value in KERNEL_VARIABLES.items():
+            monkeypatch.setenv(name, value)
         root = tmp_path_factory.mktemp("mlflow-jobs")
         ws = Workspace.create(root / ".runyard")
-        run = Experiment(ws, "mlflow-job").submit(ScriptRunConfig(source(root / "script"), "train.py"))
+        config = ScriptRunConfig(source(root / "script"), "train.py")
+        config.run_config.environment_variables = {"MPLBACKEND": "module://chosen_by_the_run"}
+        run = Experiment(ws, "mlflow-job").submit(config)
         step = PythonScriptStep("train.py", name="train", source_directory=source(root / "step"))
         pipeline_run = Pipeline(ws, [step]).submit("mlflow-pipeline", show_output=False)
         yield Submitted(ws, run.id, pipeline_run)
@@ -100,13 +117,16 @@ def test_mlflow_in_a_submitted_script_logs_into_its_run(submitted: Submitted) ->
     ws.get_run(submitted.script_run_id).wait_for_completion(raise_on_error=False)
     log = check_logged(ws, submitted.script_run_id, "mlflow-job")
     assert f"MLFLOW_TRACKING_URI {ws.get_mlflow_tracking_uri()}" in log
+    # the run's own MPLBACKEND wins; the kernel's front-end ids are not inherited
+    assert "MPLBACKEND module://chosen_by_the_run JPY_PARENT_PID None" in log
 
 
 def test_mlflow_in_a_pipeline_step_logs_into_the_step_run(submitted: Submitted) -> None:
     run = submitted.pipeline_run
     assert run.wait_for_completion(show_output=False, timeout_seconds=90) == "Finished"
     (step,) = run.find_step_run("train")
-    check_logged(submitted.ws, step.id, "mlflow-pipeline")
+    log = check_logged(submitted.ws, step.id, "mlflow-pipeline")
+    assert "MPLBACKEND None JPY_PARENT_PID None" in log  # the kernel's inline backend stayed behind
     assert "loss" not in run.get_metrics()  # the pipeline's own run is not the step's
 
 
@@ -125,6 +145,10 @@ def test_the_run_variables_win_and_stale_mlflow_settings_are_dropped(
     assert env["MLFLOW_RUN_ID"] == submitted.script_run_id
     assert env["MLFLOW_EXPERIMENT_NAME"] == "mlflow-job"
     assert "MLFLOW_EXPERIMENT_ID" not in env and "MLFLOW_TRACKING_TOKEN" not in env
+    # submitted from a kernel (the module's KERNEL_VARIABLES): its front-end variables stay behind
+    assert not set(KERNEL_VARIABLES) & set(env)
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # a backend chosen by name is the user's own
+    assert job.environment()["MPLBACKEND"] == "Agg"
     named = job.environment({"MLFLOW_EXPERIMENT_NAME": "chosen"})
     assert named["MLFLOW_EXPERIMENT_NAME"] == "chosen" and named["MLFLOW_RUN_ID"] == submitted.script_run_id
     # a job that logs to another MLflow gets none of this run's settings: they mean nothing there

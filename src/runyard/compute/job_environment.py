@@ -90,6 +90,42 @@ MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_N
 MLFLOW_INHERITED = (*MLFLOW_VARIABLES, "MLFLOW_EXPERIMENT_ID")
 
 
+#: What a notebook front end sets in its kernel's process, which a job submitted from the kernel must not
+#: inherit (on Azure ML a job never sees the notebook's variables): jupyter_client's JPY_PARENT_PID /
+#: JPY_INTERRUPT_EVENT, the server's JPY_SESSION_NAME, the debugger's PYDEVD_* (ipykernel, VS Code).
+FRONT_END_PREFIXES = ("JPY_", "PYDEVD_")
+FRONT_END_VARIABLES = ("IPY_INTERRUPT_EVENT",)
+#: ipykernel's inline plotting backend: `import matplotlib` in a job dies on it (no kernel to draw in).
+#: Any module:// backend goes (it names code of the submitting front end); a named one ("Agg") stays.
+KERNEL_BACKEND_PREFIX = "module://matplotlib_inline"
+#: The terminal settings ipykernel's shell gives its process (colors forced, pagers off); dropped only
+#: when they hold exactly those values and the submitter is a kernel, so a terminal's own settings stay.
+KERNEL_SHELL_VALUES = {
+    "TERM": "xterm-color",
+    "CLICOLOR": "1",
+    "FORCE_COLOR": "1",
+    "CLICOLOR_FORCE": "1",
+    "PAGER": "cat",
+    "GIT_PAGER": "cat",
+}
+
+
+def inherited(environ: Mapping[str, str]) -> dict[str, str]:
+    """What a job keeps of the submitting process's variables: all but MLflow's stale settings
+    (MLFLOW_INHERITED) and what a notebook kernel or its front end set there (see FRONT_END_*). The
+    job's own variables (its environment's, its run's) are added after this and may set any of them."""
+    kernel = environ.get("MPLBACKEND", "").startswith(KERNEL_BACKEND_PREFIX) or "JPY_PARENT_PID" in environ
+
+    def front_end(name: str, value: str) -> bool:
+        if name in FRONT_END_VARIABLES or name.startswith(FRONT_END_PREFIXES):
+            return True
+        if name == "MPLBACKEND":
+            return value.startswith("module://")
+        return kernel and KERNEL_SHELL_VALUES.get(name) == value
+
+    return {k: v for k, v in environ.items() if k not in MLFLOW_INHERITED and not front_end(k, v)}
+
+
 def mlflow_variables(
     tracking_uri: str, run_id: str, experiment_name: str, token: str | None, given: Mapping[str, str]
 ) -> dict[str, str]:

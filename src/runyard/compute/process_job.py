@@ -180,9 +180,10 @@ class ProcessJob:
         create_run_token = getattr(self.ws.store, "create_run_token", None)
         # against a server: the job gets a token for its own run only (runyard's and MLflow's client)
         token = create_run_token(self.run_id) if create_run_token is not None else None
-        # MLflow's stale settings from the submitting shell (another run's id, an experiment id) go; the
-        # job's own come next, then the environment's and the run's variables, which may override them
-        env = {k: v for k, v in os.environ.items() if k not in job_environment.MLFLOW_INHERITED}
+        # MLflow's stale settings from the submitting shell (another run's id, an experiment id) and what a
+        # notebook kernel set there (its inline plot backend, its front end's ids) go; the job's own come
+        # next, then the environment's and the run's variables, which may override them
+        env = job_environment.inherited(os.environ)
         given = {**self.env_variables, **(extra or {})}
         env.update(
             job_environment.mlflow_variables(
