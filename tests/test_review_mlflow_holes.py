@@ -311,6 +311,33 @@ def test_write_token_cannot_delete_or_rename_someone_elses_pipeline_step(setup: 
     assert setup.ws.store.get_run(s).lifecycle_stage == "active"
 
 
+def test_write_token_cannot_delete_the_files_of_someone_elses_pipeline_step(setup: Setup) -> None:
+    """runyard's own artifact routes cannot delete; the proxy's DELETE on a pipeline's step run follows
+    the owner rule (server/run_guard.py ACTION_KEYS): only the submitter's token."""
+    s = setup.runs["S"]
+    with setup.http("writeA") as owner:
+        assert owner.put(f"{PROXY}/runs/{s}/step-out.txt", content=b"step").status_code == 200
+    with setup.http("writeB") as other:
+        gone = other.delete(f"{PROXY}/runs/{s}/step-out.txt")
+        assert _refused(gone), gone.text
+        assert _refused(other.delete(f"{PROXY}/runs/{s}"))
+    with setup.http("runS") as own_token:  # the step's own job does not own its pipeline either
+        assert _refused(own_token.delete(f"{PROXY}/runs/{s}/step-out.txt"))
+    with setup.http("writeA") as owner:
+        assert owner.get(f"{PROXY}/runs/{s}/step-out.txt").content == b"step"
+        assert owner.delete(f"{PROXY}/runs/{s}/step-out.txt").status_code == 200
+        assert owner.get(f"{PROXY}/runs/{s}/step-out.txt").status_code == 404
+
+
+def test_metrics_naming_an_unknown_model_still_land_on_the_run(setup: Setup) -> None:
+    """As on MLflow's server: a model_id that names no model does not fail the metric."""
+    a = setup.runs["A"]
+    metric = {"key": "orphan", "value": 0.5, "timestamp": 1, "step": 0, "model_id": "m-" + "0" * 32}
+    assert setup.call("runA", "POST", "runs/log-metric", {"run_id": a, **metric}).status_code == 200
+    run = setup.call("runA", "GET", "runs/get", {"run_id": a}).json()["run"]
+    assert {m["key"] for m in run["data"].get("metrics", [])} >= {"orphan"}
+
+
 def test_experiment_location_cannot_point_into_another_run(setup: Setup) -> None:
     """An experiment whose artifact_location is another run's folder would put every new run's artifacts
     (`<location>/<run id>/artifacts`) inside that run: refused, or new runs stay in their own folder."""

@@ -21,8 +21,10 @@ from runyard.mlflow_api.convert import (
     resolve_experiment,
 )
 from runyard.mlflow_api.dispatch import MlflowContext, route
-from runyard.mlflow_api.errors import MlflowError, missing
+from runyard.mlflow_api.errors import MlflowError, invalid, missing
 from runyard.mlflow_api.limits import check_experiment_name, check_experiment_tag
+
+PROXY_SCHEME = "mlflow-artifacts:"
 
 
 class Body(BaseModel):
@@ -66,10 +68,27 @@ def _writer(ctx: MlflowContext, what: str) -> None:
     ctx.caller.require_not_run_token(what)
 
 
+def _check_location(ctx: MlflowContext, location: str | None) -> None:
+    """Refuse an experiment location inside the store this door's artifact proxy serves (server door:
+    `mlflow-artifacts:`). Its runs' artifacts would go to `<location>/<run id>/artifacts`, and the proxy
+    maps `mlflow-artifacts:/runs/<id>/...` onto run <id>'s own files: a location there would put every
+    new run inside another run's folder (or a logged model's)."""
+    proxied = ctx.artifact_uri("runs").startswith(PROXY_SCHEME)
+    if proxied and location and location.strip().lower().startswith(PROXY_SCHEME):
+        raise invalid(
+            f"Invalid value '{location}' for parameter 'artifact_location' supplied: this server keeps "
+            "every run's artifacts at mlflow-artifacts:/runs/<run id> itself, so an experiment's location "
+            "cannot point into mlflow-artifacts: (new runs would land inside another run's folder). Omit "
+            "artifact_location to use the server's layout, or pass a location of your own outside "
+            "mlflow-artifacts: (for example s3://bucket/path)."
+        )
+
+
 @route("POST", "experiments/create")
 def create_experiment(ctx: MlflowContext, body: CreateExperiment) -> dict[str, Any]:
     _writer(ctx, "Creating experiments")
     check_experiment_name(body.name)
+    _check_location(ctx, body.artifact_location)
     tags = {t.key: t.value for t in body.tags}
     for key, value in tags.items():
         check_experiment_tag(key, value)

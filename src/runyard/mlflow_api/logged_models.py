@@ -33,7 +33,7 @@ from runyard.mlflow_api.convert import api_experiment_id, ms, resolve_experiment
 from runyard.mlflow_api.dispatch import MlflowContext, route
 from runyard.mlflow_api.errors import invalid, missing
 from runyard.mlflow_api.logged_model_search import matches, order_value, page_offset, page_token, parse_filter
-from runyard.store.sql_mlflow_models import LoggedModelRecord
+from runyard.store.sql_mlflow_models import LoggedModelNotFound, LoggedModelRecord
 
 #: MLflow's LoggedModelStatus names on the wire -> what the store keeps.
 STATUSES = {
@@ -259,13 +259,31 @@ def search_logged_models(ctx: MlflowContext, body: SearchLoggedModels) -> dict[s
     return out
 
 
+def check_model_metrics(ctx: MlflowContext, metrics: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The ids of the existing models that metrics carrying a `model_id` land on, after checking the
+    caller may write each (its source run's family, as for every change to a model): a job's run token
+    cannot plant metrics on another run's model. A model that does not exist is skipped, as MLflow's
+    server accepts such metrics on the run and does not fail the batch. Call before writing anything."""
+    found: list[str] = []
+    for model_id in dict.fromkeys(str(m["model_id"]) for m in metrics if m.get("model_id")):
+        try:
+            model = ctx.store.get_logged_model(model_id)
+        except LoggedModelNotFound:
+            continue
+        _check(ctx, model, write=True)
+        found.append(model_id)
+    return found
+
+
 def record_model_metrics(ctx: MlflowContext, run_id: str, metrics: Sequence[Mapping[str, Any]]) -> None:
     """Put the metrics of a log-batch / log-metric that carry a `model_id` on those models as well
-    (MLflow Metric JSON; `timestamp` in ms). The caller has already checked its write to `run_id`."""
+    (MLflow Metric JSON; `timestamp` in ms), checked by `check_model_metrics` again. The caller has
+    already checked its write to `run_id`."""
+    allowed = set(check_model_metrics(ctx, metrics))
     by_model: dict[str, list[dict[str, Any]]] = {}
     for metric in metrics:
         model_id = metric.get("model_id")
-        if model_id:
+        if model_id and str(model_id) in allowed:
             entry = {
                 "key": metric.get("key"),
                 "value": _json_number(metric.get("value")),

@@ -30,15 +30,16 @@ from runyard.mlflow_api.convert import (
     run_json,
 )
 from runyard.mlflow_api.dispatch import MlflowContext, route
-from runyard.mlflow_api.errors import invalid, missing
-from runyard.mlflow_api.logged_models import record_model_metrics
+from runyard.mlflow_api.errors import MlflowError, invalid, missing
+from runyard.mlflow_api.logged_models import check_model_metrics, record_model_metrics
 from runyard.mlflow_api.names import random_run_name
 from runyard.store import MetricRow, RunRecord
 
 RUN_NAME_TAG = "mlflow.runName"
 PARENT_TAG = "mlflow.parentRunId"
-#: run types whose children only their scheduler creates (server/run_guard.py)
-PIPELINE_TYPES = ("azureml.PipelineRun", "azureml.StepRun")
+#: runyard's pipeline run types (server/run_guard.py: they belong to their submitter)
+PIPELINE_RUN_TYPE = "azureml.PipelineRun"
+STEP_RUN_TYPE = "azureml.StepRun"
 INT64 = 2**63
 
 
@@ -119,8 +120,12 @@ class LogBatch(Body):
 
 # -- create / get / update ----------------------------------------------------------------------------
 def _parent(ctx: MlflowContext, tags: dict[str, str]) -> str | None:
-    """The runyard parent of a nested MLflow run: the run its mlflow.parentRunId tag names, when the
-    caller may write to it and it is not a pipeline's (whose children only its scheduler creates)."""
+    """The runyard parent of a nested MLflow run: the run its mlflow.parentRunId tag names, once the
+    caller may write to it. A run token never creates a run outside its own family: its nested runs
+    become children of the parent it names (its own run, a step included, or a descendant), and a
+    top-level run or one under a pipeline run (whose children are its steps) is refused. A workspace
+    token nests under a step only as that pipeline's submitter (server/run_guard.py); others get a
+    top-level run carrying the tag, as before."""
     parent_id = tags.get(PARENT_TAG)
     if not parent_id:
         if ctx.caller.scope == "run":
@@ -131,7 +136,19 @@ def _parent(ctx: MlflowContext, tags: dict[str, str]) -> str | None:
     except NotFoundError:
         raise missing(f"Run with id={parent_id} not found") from None
     ctx.caller.family_check(ctx.store, parent.run_id, write=True)
-    return None if parent.run_type in PIPELINE_TYPES else parent.run_id
+    if parent.run_type == PIPELINE_RUN_TYPE:
+        if ctx.caller.scope == "run":
+            ctx.caller.require_not_run_token(
+                f"Creating a run under pipeline run {parent.run_id} (its children are its steps; "
+                "nest under your step's run instead)"
+            )
+        return None
+    if parent.run_type == STEP_RUN_TYPE and ctx.caller.scope != "run":
+        try:
+            ctx.caller.check_run_write(ctx.store, parent.run_id, data={"nestRun": True})
+        except MlflowError:
+            return None  # someone else's pipeline: a top-level run, not one under their step
+    return parent.run_id
 
 
 @route("POST", "runs/create")
@@ -204,11 +221,14 @@ def update_run(ctx: MlflowContext, body: UpdateRun) -> dict[str, Any]:
 
 # -- delete / restore ---------------------------------------------------------------------------------
 def _lifecycle(ctx: MlflowContext, run_id: str, stage: str) -> dict[str, Any]:
+    """Hide or restore a run. A pipeline's or step's run belongs to its submitter (server/run_guard.py's
+    owner rule, asked with the action key "lifecycle_stage"), so nobody else hides a pipeline's steps."""
     try:
         record = ctx.store.get_run(run_id)
     except NotFoundError:
         raise missing(f"Run with id={run_id} not found") from None
     ctx.caller.family_check(ctx.store, record.run_id, write=True)
+    ctx.caller.check_run_write(ctx.store, record.run_id, data={"lifecycle_stage": stage})
     ctx.store.set_run_lifecycle(record.run_id, stage)
     return {}
 
@@ -271,6 +291,7 @@ def _set_tags(ctx: MlflowContext, record: RunRecord, tags: dict[str, str]) -> No
 def log_metric(ctx: MlflowContext, body: LogMetric) -> dict[str, Any]:
     record = run_for_write(ctx, body.id)
     limits.check_metric_name(body.key)
+    check_model_metrics(ctx, [body.model_dump()])  # before anything is written
     ctx.store.append_mlflow_metrics(_metric_rows(record.run_id, [body]))
     record_model_metrics(ctx, record.run_id, [body.model_dump()])
     return {}
@@ -309,11 +330,13 @@ def log_batch(ctx: MlflowContext, body: LogBatch) -> dict[str, Any]:
     tags = {t.key: limits.check_tag(t.key, t.value, f"tags[{i}]") for i, t in enumerate(body.tags)}
     limits.check_params_unique([k for k, _ in params])
     record = run_for_write(ctx, body.run_id)
+    metrics = [m.model_dump() for m in body.metrics]
+    check_model_metrics(ctx, metrics)  # before anything of the batch is written
     if params:
         _log_params(ctx, record.run_id, dict(params), single=False)
     if body.metrics:
         ctx.store.append_mlflow_metrics(_metric_rows(record.run_id, body.metrics))
-        record_model_metrics(ctx, record.run_id, [m.model_dump() for m in body.metrics])
+        record_model_metrics(ctx, record.run_id, metrics)
     if tags:
         _set_tags(ctx, record, tags)  # a key sent twice keeps its last value, as in MLflow
     return {}

@@ -88,9 +88,11 @@ class AbortMultipart(Body):
 def mlflow_artifact_router(store: SqlStore, artifacts: ArtifactStore, principal: Any) -> APIRouter:
     router = APIRouter(prefix=PREFIX, tags=["mlflow"])
     auth = Depends(principal)
-    uploads_base = UploadSessions(artifacts).base  # the same private area runyard's upload sessions use
+    sessions = UploadSessions(artifacts)
+    uploads_base = sessions.base  # the same private area runyard's upload sessions use (and its sweep)
+    held = _MpuHeld()
 
-    def target(who: Principal, path: str, *, write: bool) -> str:
+    def target(who: Principal, path: str, *, write: bool, delete: bool = False) -> str:
         """The store path behind an MLflow artifact path, after the caller's check."""
         if any(ord(ch) < 32 or ord(ch) == 127 for ch in path):
             raise invalid("Invalid path")
@@ -112,8 +114,13 @@ def mlflow_artifact_router(store: SqlStore, artifacts: ArtifactStore, principal:
             except NotFoundError:
                 raise missing(f"Run with id={parts[1]} not found") from None
             ctx.caller.family_check(store, parts[1], write=write)
+            if delete:  # a pipeline's or step's files: only its submitter (server/run_guard.py)
+                ctx.caller.check_run_write(store, parts[1], data={"deleteArtifacts": rel})
         else:
-            check_model_access(ctx, store.get_logged_model(parts[1]), write=write)
+            model = store.get_logged_model(parts[1])
+            check_model_access(ctx, model, write=write)
+            if delete and model.source_run_id:
+                ctx.caller.check_run_write(store, model.source_run_id, data={"deleteArtifacts": rel})
         return rel
 
     # -- listing ---------------------------------------------------------------------------------
@@ -171,7 +178,7 @@ def mlflow_artifact_router(store: SqlStore, artifacts: ArtifactStore, principal:
 
     @router.delete("/artifacts/{path:path}")
     def delete(path: str, who: Principal = auth) -> Response:
-        rel = target(who, path, write=True)
+        rel = target(who, path, write=True, delete=True)
         full = artifacts._full(rel)
         if artifacts.fs.exists(full):
             artifacts.fs.rm(full, recursive=True)
@@ -199,6 +206,8 @@ def mlflow_artifact_router(store: SqlStore, artifacts: ArtifactStore, principal:
         rel = target(who, posixpath.join(path, posixpath.basename(body.path)), write=True)
         with _file_errors(rel):
             _not_a_folder(artifacts, rel)
+        sessions.sweep()  # abandoned uploads expire like upload sessions (SESSION_MAX_AGE untouched)
+        held.forget_missing(uploads_base)
         upload_id = f"mpu-{uuid.uuid4().hex}"
         folder = uploads_base / upload_id
         folder.mkdir(parents=True)
@@ -220,14 +229,24 @@ def mlflow_artifact_router(store: SqlStore, artifacts: ArtifactStore, principal:
         meta = mpu_meta(upload_id, who)
         if not 1 <= part_number <= int(meta["parts"]):
             raise invalid(f"Part {part_number} is outside this upload's {meta['parts']} parts.")
-        part = mpu_folder(upload_id) / f"part-{part_number:05d}"
+        folder = mpu_folder(upload_id)
+        part = folder / f"part-{part_number:05d}"
         tmp = part.with_name(f"{part.name}.tmp-{uuid.uuid4().hex[:8]}")
+        limit = config.max_upload_bytes()
+        declared = request.headers.get("content-length")
+        held.begin(upload_id, folder, part_number, tmp.name)
         try:
+            if declared and declared.isdigit() and held.total(upload_id) + int(declared) > limit:
+                raise too_large(held.total(upload_id) + int(declared))
             with tmp.open("wb") as fh:
                 async for chunk in _stream(request):
+                    if held.grow(upload_id, tmp.name, len(chunk)) > limit:
+                        raise too_large()  # the parts together pass the per-file limit
                     fh.write(chunk)
             os.replace(tmp, part)
+            held.stored(upload_id, part_number, part.stat().st_size)
         finally:
+            held.end(upload_id, tmp.name)
             tmp.unlink(missing_ok=True)
         return Response(status_code=200, headers={"ETag": f'"{upload_id}-{part_number}"'})
 
@@ -246,18 +265,74 @@ def mlflow_artifact_router(store: SqlStore, artifacts: ArtifactStore, principal:
         total = sum(p.stat().st_size for p in pieces)
         if total > config.max_upload_bytes():
             shutil.rmtree(folder, ignore_errors=True)
+            held.forget(body.upload_id)
             raise too_large(total)
         await run_in_threadpool(_assemble, artifacts, rel, pieces)
         shutil.rmtree(folder, ignore_errors=True)
+        held.forget(body.upload_id)
         return JSONResponse({})
 
     @router.post("/mpu/abort/{path:path}")
     def mpu_abort(path: str, body: AbortMultipart, who: Principal = auth) -> Response:
         mpu_meta(body.upload_id, who)
         shutil.rmtree(mpu_folder(body.upload_id), ignore_errors=True)
+        held.forget(body.upload_id)
         return JSONResponse({})
 
     return router
+
+
+class _MpuHeld:
+    """The bytes each multipart upload holds: its stored parts plus the parts arriving now, so parts are
+    held to the per-file limit as they arrive (a running total per upload) and one caller cannot park
+    num_parts x the limit before `complete` looks. The server is one process and parts arrive on its
+    event loop (no await between a check and its update), so plain dicts suffice; an upload this process
+    has not seen (after a restart) starts from its part files on disk. A part sent again counts once: its
+    stored copy is left out while the new one arrives."""
+
+    def __init__(self) -> None:
+        self._stored: dict[str, dict[int, int]] = {}  # upload -> part number -> bytes on disk
+        self._sum: dict[str, int] = {}  # upload -> the stored parts' total
+        self._arriving: dict[str, dict[str, tuple[int, int]]] = {}  # upload -> temp name -> (part, bytes)
+
+    def begin(self, upload_id: str, folder: Path, part: int, key: str) -> None:
+        if upload_id not in self._stored:
+            found = {int(p.name[5:]): p.stat().st_size for p in folder.glob("part-[0-9][0-9][0-9][0-9][0-9]")}
+            self._stored[upload_id], self._sum[upload_id] = found, sum(found.values())
+        self._arriving.setdefault(upload_id, {})[key] = (part, 0)
+
+    def total(self, upload_id: str) -> int:
+        arriving = self._arriving.get(upload_id, {})
+        stored = self._stored.get(upload_id, {})
+        resent = sum(stored.get(n, 0) for n in {part for part, _ in arriving.values()})
+        return self._sum.get(upload_id, 0) - resent + sum(b for _, b in arriving.values())
+
+    def grow(self, upload_id: str, key: str, size: int) -> int:
+        part, sofar = self._arriving[upload_id][key]
+        self._arriving[upload_id][key] = (part, sofar + size)
+        return self.total(upload_id)
+
+    def stored(self, upload_id: str, part: int, size: int) -> None:
+        stored = self._stored.setdefault(upload_id, {})
+        self._sum[upload_id] = self._sum.get(upload_id, 0) - stored.get(part, 0) + size
+        stored[part] = size
+
+    def end(self, upload_id: str, key: str) -> None:
+        arriving = self._arriving.get(upload_id, {})
+        arriving.pop(key, None)
+        if not arriving:
+            self._arriving.pop(upload_id, None)
+
+    def forget(self, upload_id: str) -> None:
+        self._stored.pop(upload_id, None)
+        self._sum.pop(upload_id, None)
+        self._arriving.pop(upload_id, None)
+
+    def forget_missing(self, base: Path) -> None:
+        """Drop the uploads whose folder is gone (swept); list() copies the keys in one step."""
+        for upload_id in list(self._stored):
+            if not (base / upload_id).is_dir():
+                self.forget(upload_id)
 
 
 def _owner(who: Principal) -> str:

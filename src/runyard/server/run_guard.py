@@ -14,7 +14,13 @@ scheduler or a waiting client may stop. So, over REST:
   that created the run or the run's own run token (a job may `take_snapshot()`). They are not steering
   keys: they steer no process and no reuse, so a pipeline may carry them, and the job itself may
   write them;
-- a pipeline placed on the server's own folder is accepted only from a server started with --compute.
+- a pipeline placed on the server's own folder is accepted only from a server started with --compute;
+- ACTION_KEYS are not data: the MLflow door (mlflow_api, server/routes_mlflow_artifacts.py) passes one as
+  a data key to ask about an action on a run, never stored: hiding or restoring it (runs/delete|restore),
+  deleting its files through the artifact proxy, nesting a new run under it. On a pipeline or step run
+  they follow the owner rule above (only the submitter's token; they are never a plain cancel), so
+  another write token cannot hide a pipeline's steps or delete their files; on any other run the scope
+  and family checks decide, as for every MLflow write.
 """
 
 from __future__ import annotations
@@ -36,6 +42,15 @@ RUN_TOKEN_KEYS = frozenset({"process", "supervisor"})
 #: RunRecord.data keys only the run's creator or its own run token may write (core/run_snapshots.py).
 CREATOR_KEYS = frozenset({SNAPSHOT_KEY, OUTPUTS_KEY})
 PIPELINE_TYPES = (PIPELINE_RUN_TYPE, STEP_RUN_TYPE)
+#: Pseudo data keys naming actions on a run (see the module docstring): owner-only on pipeline/step runs.
+ACTION_KEYS = frozenset({"lifecycle_stage", "deleteArtifacts", "nestRun"})
+
+
+_ACTION_WORDS = {
+    "lifecycle_stage": "delete or restore it",
+    "deleteArtifacts": "delete its files",
+    "nestRun": "add runs under it",
+}
 
 
 def submitter_token(record: RunRecord) -> str | None:
@@ -156,6 +171,13 @@ def check_run_write(
         pipeline = _pipeline_of(store, record)
         if _owns(store, pipeline, who) or is_cancel(record, status, data, fingerprint, force):
             return
+        actions = sorted(set(data or {}) & ACTION_KEYS)
+        if actions:
+            raise forbidden(
+                f"{record.run_type} {run_id} belongs to the token that submitted pipeline {pipeline.run_id}: only "
+                f"that token may {_ACTION_WORDS[actions[0]]}. Others may only cancel it (status CancelRequested "
+                "on the pipeline, or Canceled)."
+            )
         raise forbidden(
             f"{record.run_type} {run_id} belongs to the scheduler of pipeline {pipeline.run_id}: only the token "
             "that submitted it changes its steps' status, outputs or data. Others may only cancel it "
