@@ -8,41 +8,21 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from runyard import Workspace
-from runyard.server.auth import create_token
-from runyard.store import SqlStore
-from server_process import ServerProcess, running_server
+from mlflow_served import Served, served_with_tokens
 
 API = "/api/2.0/mlflow"
 SEE_DOCS = "See the API docs for more information about request parameters."
 
 
-@dataclass
-class Served:
-    server: ServerProcess
-    tokens: dict[str, str]
-
-    def http(self, token: str | None = "write") -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.tokens[token]}"} if token else {}
-        return httpx.Client(base_url=self.server.url, headers=headers, timeout=60)
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    root = tmp_path_factory.mktemp("mlflow-errors")
-    ws = Workspace.create(root / "ws" / ".runyard")
-    store = ws.store
-    assert isinstance(store, SqlStore)
-    tokens = {"write": create_token(store, "write")[0], "read": create_token(store, "read")[0]}
-    with running_server(ws.path, root / "server.log", auth=True) as server:
-        yield Served(server, tokens)
-        server.check_healthy()
+    with served_with_tokens(tmp_path_factory, "mlflow-errors") as served:
+        yield served
 
 
 def mlflow_error(response: httpx.Response, status: int, code: str) -> str:

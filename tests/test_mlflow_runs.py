@@ -9,66 +9,27 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import pytest
 
-from runyard import Workspace
+from mlflow_served import Served, refused, served_with_tokens, token_clients
 from runyard.server.auth import create_token
-from runyard.store import RunRecord, SqlStore
-from server_process import ServerProcess, running_server
+from runyard.store import RunRecord
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Param, RunTag  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-
-
-@dataclass
-class Served:
-    ws: Workspace
-    server: ServerProcess
-    tokens: dict[str, str]
-
-    @property
-    def store(self) -> SqlStore:
-        assert isinstance(self.ws.store, SqlStore)
-        return self.ws.store
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    root = tmp_path_factory.mktemp("mlflow-runs")
-    ws = Workspace.create(root / "ws" / ".runyard")
-    store = ws.store
-    assert isinstance(store, SqlStore)
-    tokens = {"write": create_token(store, "write")[0], "read": create_token(store, "read")[0]}
-    with running_server(ws.path, root / "server.log", auth=True) as server:
-        yield Served(ws, server, tokens)
+    with served_with_tokens(tmp_path_factory, "mlflow-runs") as served:
+        yield served
 
 
 @pytest.fixture
 def client(served: Served, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], MlflowClient]]:
-    """`client("read")`: an MlflowClient sending that token (the fluent API uses the last one chosen)."""
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    mlflow.set_tracking_uri(served.server.url)
-
-    def as_token(name: str) -> MlflowClient:
-        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", served.tokens[name])
-        return MlflowClient(served.server.url)
-
-    as_token("write")
-    yield as_token
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    served.server.check_healthy()
-
-
-def refused(call: Callable[[], object], code: str) -> str:
-    with pytest.raises(MlflowException) as info:
-        call()
-    assert info.value.error_code == code, info.value.message
-    return info.value.message.removeprefix(f"{code}: ")  # the REST client puts the code in front
+    yield from token_clients(served, monkeypatch)
 
 
 def test_a_run_without_a_name_gets_one_like_mlflow_gives(client: Callable[[str], MlflowClient]) -> None:
