@@ -120,6 +120,17 @@ def test_add_a_metric_column_and_sort_by_it(studio: Studio, page) -> None:
     names = [t.strip() for t in page.locator("table.runs tbody tr td:nth-child(2) a").all_inner_texts()]
     assert names == ["low", "mid", "high", "none"]
 
+    # the links an MLflow client prints against this server (MLflow's UI routes, in the fragment)
+    page.goto(f"{studio.url}/#/experiments/{exp.id}/runs/{run.id}")
+    expect(page).to_have_url(f"{studio.url}/runs/{run.id}")
+    page.goto(f"{studio.url}/#/experiments/{exp.id}")
+    expect(page).to_have_url(f"{studio.url}/experiments/sweep")
+    # MLflow's "0" is its default experiment, runyard's "Default"; an unknown id is the studio's 404
+    Experiment(studio.ws, "Default").start_logging().complete()
+    default = page.request.get(f"{studio.url}/experiment-ids/0", max_redirects=0)
+    assert default.status == 303 and default.headers["location"] == "/experiments/Default"
+    assert page.request.get(f"{studio.url}/experiment-ids/no-such-id").status == 404
+
 
 def test_failed_step_shows_its_driver_log_and_reuse_reason(studio: Studio, page, tmp_path: Path) -> None:
     prep = SourceDir(tmp_path / "prep").gen({"prep.py": "print('prepared')"})

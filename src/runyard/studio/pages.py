@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -131,6 +131,13 @@ def studio_page_router(
     @router.get("/experiments")
     def experiments(request: Request, who: Principal = Depends(principal)) -> Response:
         return render(request, "experiments.html", who, experiments=store.experiment_summaries())
+
+    @router.get("/experiment-ids/{experiment_id}")
+    def experiment_by_id(experiment_id: str, who: Principal = Depends(principal)) -> Response:
+        """An experiment named by its id, where MLflow's links name it (studio.js follows MLflow's
+        #/experiments/<id> here). MLflow's id "0" is its default experiment, runyard's "Default"."""
+        name = "Default" if experiment_id == "0" else store.get_experiment_by_id(experiment_id).name
+        return RedirectResponse(f"/experiments/{quote(name, safe='')}", status_code=303)
 
     @router.get("/experiments/{name:path}")
     def experiment(request: Request, name: str, who: Principal = Depends(principal)) -> Response:

@@ -102,7 +102,20 @@ function followLog(source, pre) {
   });
 }
 
+// -- MLflow's run links: an MLflow client against this server prints http://HOST/#/experiments/<id>/runs/<id>
+// (its own UI's routes, in the fragment, which the browser never sends): follow them to the studio's pages.
+function followMlflowLink() {
+  const found = /^#\/experiments\/([^/?#]+)(?:\/runs\/([^/?#]+))?/.exec(location.hash);
+  if (!found) return false;
+  const id = (part) => {
+    try { return encodeURIComponent(decodeURIComponent(part)); } catch { return encodeURIComponent(part); }
+  };
+  location.replace(found[2] ? `/runs/${id(found[2])}` : `/experiment-ids/${id(found[1])}`);
+  return true;
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  if (followMlflowLink()) return;
   startLive();
   if (window.Plotly) refreshCharts();
   else window.addEventListener("load", refreshCharts);
