@@ -216,8 +216,6 @@ class Servers:
         self.root, self.ws_path = root, ws_path
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.urls: dict[str, str] = {}
-        for side in ("runyard", "mlflow"):
-            self.start(side)
 
     def start(self, side: str) -> None:
         port = free_port()
@@ -261,7 +259,8 @@ class Servers:
 
     def close(self) -> None:
         for side in list(self.procs):
-            self.stop(side)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                self.stop(side)
 
 
 def search_times(
@@ -465,6 +464,8 @@ def measure(
         exp_ids["mlflow"] = populate_mlflow(db, [], root)  # MLflow's schema, before its server opens the file
         servers = Servers(root, ws.path)
         try:
+            for side in ("runyard", "mlflow"):  # inside the try: a server that failed to start is stopped too
+                servers.start(side)
             say("... artifacts")  # first: a search the client gave up on would still load the machine
             dirs = {"runyard": ws.path, "mlflow": root / "mlflow-art"}
             rates, failed = artifact_rates(servers, dirs, mib, repeats, root)
