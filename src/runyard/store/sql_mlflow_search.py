@@ -29,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from runyard.store import schema as t
+from runyard.store.mlflow_metric_copies import without_stored_copies
 from runyard.store.records import ExperimentRecord, MetricRow, MlflowMetric, RunRecord
 from runyard.store.sql_base import SqlBase
 from runyard.store.sql_metrics import SqlMetrics
@@ -156,76 +157,20 @@ def _side_table(entity: str) -> tuple[sa.Table, str]:
     }[entity]
 
 
-def _identity(
-    run_id: str, name: str, timestamp: float, step: int | None, value: float | None
-) -> tuple[Any, ...]:
-    """MLflow's identity of a metric row (its primary key): a NaN value is one value, not unequal to itself."""
-    nan = value is not None and math.isnan(value)
-    return (run_id, name, timestamp, step, None if nan else value, nan)
-
-
 class SqlMlflowSearch(SqlBase):
     def append_mlflow_metrics(self, rows: Sequence[MetricRow]) -> None:
         """MLflow's metrics: as `append_metrics`, but NaN and ±inf values are kept (MLflow logs them),
-        where runyard's own API refuses them. Every other check of a batch still applies."""
+        where runyard's own API refuses them, and exact copies of stored rows are dropped, as MLflow's
+        store drops them (mlflow_metric_copies). Every other check of a batch still applies."""
         finite = [
             dataclasses.replace(r, value=0.0) if r.value is not None and not math.isfinite(r.value) else r
             for r in rows
         ]
         validate_metric_rows(finite)
-        fresh = self._without_stored_copies(rows)
+        with self._read() as conn:
+            fresh = without_stored_copies(conn, rows)
         if fresh:
             SqlMetrics.append_metrics(self, fresh)  # type: ignore[arg-type]
-
-    def _without_stored_copies(self, rows: Sequence[MetricRow]) -> list[MetricRow]:
-        """`rows` less exact copies (same run, key, timestamp, step and value, NaN equal to NaN) of rows
-        stored before or earlier in the batch. MLflow keys a metric on exactly these and drops copies, and
-        MLflow 3's `log_model` resends every metric of the model's step (with model_id) through log_batch;
-        runyard's own Run.log may repeat a value, so only this door checks.
-
-        Cheap on a growing series: a row after its metric's MLflow latest (step, timestamp) cannot be a
-        copy (the latest holds the highest step, then its latest timestamp), so only rows at or before it
-        are looked up, in one query per run served by ix_metrics_run_name."""
-        batch: dict[tuple[Any, ...], MetricRow] = {}
-        for r in rows:
-            batch.setdefault(_identity(r.run_id, r.name, r.timestamp, r.step, r.value), r)
-        if not batch:
-            return []
-        ms, m = t.metric_summaries, t.metrics
-        run_ids = sorted({r.run_id for r in batch.values()})
-        names = sorted({r.name for r in batch.values()})
-        stored: set[tuple[Any, ...]] = set()
-        with self._read() as conn:
-            latest = {
-                (s.run_id, s.name): (s.latest_step, s.latest_timestamp)
-                for s in conn.execute(
-                    sa.select(ms.c.run_id, ms.c.name, ms.c.latest_step, ms.c.latest_timestamp).where(
-                        ms.c.run_id.in_(run_ids), ms.c.name.in_(names), ms.c.latest_step.is_not(None)
-                    )
-                )
-            }
-            maybe: dict[str, list[MetricRow]] = {}
-            for r in batch.values():
-                last = latest.get((r.run_id, r.name))
-                if last is not None and (r.step or 0, r.timestamp) <= (last[0], last[1]):
-                    maybe.setdefault(r.run_id, []).append(r)
-            for run_id, candidates in sorted(maybe.items()):
-                for start in range(0, len(candidates), _IN_CHUNK // 4):
-                    chunk = candidates[start : start + _IN_CHUNK // 4]
-                    found = conn.execute(
-                        sa.select(m.c.name, m.c.timestamp, m.c.step, m.c.value, m.c.is_nan).where(
-                            m.c.run_id == run_id,
-                            m.c.name.in_({r.name for r in chunk}),
-                            m.c.timestamp.in_({r.timestamp for r in chunk}),
-                            m.c.step.in_({r.step for r in chunk if r.step is not None}),
-                            m.c.kind == "scalar",
-                        )
-                    )
-                    stored.update(
-                        _identity(run_id, f.name, f.timestamp, f.step, math.nan if f.is_nan else f.value)
-                        for f in found
-                    )
-        return [r for key, r in batch.items() if key not in stored]
 
     def mlflow_latest_metrics(self, run_ids: Sequence[str]) -> dict[str, list[MlflowMetric]]:
         """Each run's metrics as MLflow shows them on the run (its latest values, NaN and ±inf kept), in
