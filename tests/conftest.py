@@ -55,12 +55,36 @@ def env_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _clean_env(monkeypatch: pytest.MonkeyPatch, env_cache: Path) -> None:
     """Tests must not see a developer's own runyard settings, nor build into the user's cache."""
     clean_settings(monkeypatch, env_cache)
+    forget_mlflow_state()
+
+
+def forget_mlflow_state() -> None:
+    """MLflow's fluent API remembers the active experiment and runs per process: a test module's server
+    is gone when the next module runs in the same worker, and its experiment ids mean nothing there."""
+    fluent = sys.modules.get("mlflow.tracking.fluent")
+    if fluent is not None:
+        fluent._active_experiment_id = None  # type: ignore[attr-defined]
+        fluent._active_run_stack.get().clear()  # type: ignore[attr-defined]
+
+
+#: The variables that point MLflow at a server, run or experiment (a developer's own must not leak in).
+MLFLOW_TARGET_VARIABLES = frozenset(
+    {
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_TRACKING_TOKEN",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_RUN_ID",
+        "MLFLOW_EXPERIMENT_ID",
+        "MLFLOW_EXPERIMENT_NAME",
+    }
+)
 
 
 def clean_settings(monkeypatch: pytest.MonkeyPatch, env_cache: Path) -> None:
     """What every test runs under (also for module-scoped fixtures, which run before `_clean_env`)."""
     for key in list(os.environ):
-        if key.startswith(("RUNYARD_", "AZUREML_")):
+        if key.startswith(("RUNYARD_", "AZUREML_")) or key in MLFLOW_TARGET_VARIABLES:
             monkeypatch.delenv(key)
     monkeypatch.setenv("RUNYARD_CANCEL_GRACE_SECONDS", "2")
     monkeypatch.setenv("RUNYARD_ENV_CACHE", str(env_cache))
