@@ -104,19 +104,19 @@ def job_log(python: str, code: str, cwd: Path | None = None) -> list[str]:
 
 def test_a_package_missing_from_the_environment_is_named_with_the_fix(old_env) -> None:
     root, python = old_env
-    log = job_log(python, "import sklearn.linear_model")
-    assert log[-1] == "ModuleNotFoundError: No module named 'sklearn'"
+    log = job_log(python, "import skimage.filters")
+    assert log[-1] == "ModuleNotFoundError: No module named 'skimage'"
     d = diagnose_failure(log, prepared(root, python))
     assert d is not None
-    assert d["kind"] == "missing-module" and d["module"] == "sklearn" and d["package"] == "scikit-learn"
+    assert d["kind"] == "missing-module" and d["module"] == "skimage" and d["package"] == "scikit-image"
     assert d["environment"] == "train-env" and d["environmentHash"].startswith("abc123456789")
     assert d["inRequirements"] is False and d["environmentVersion"] is None
     assert d["submittedVersion"] is None  # not installed where the tests run either
-    assert d["fix"] == "env.python.conda_dependencies.add_pip_package('scikit-learn')"
+    assert d["fix"] == "env.python.conda_dependencies.add_pip_package('scikit-image')"
     assert d["summary"].startswith(
-        "The job failed importing 'sklearn': package scikit-learn is not in environment 'train-env' "
+        "The job failed importing 'skimage': package scikit-image is not in environment 'train-env' "
         "(hash abc123456789; its requirements: tabulate==0.9.0). "
-        "The interpreter that submitted the job does not have scikit-learn either. Fix: "
+        "The interpreter that submitted the job does not have scikit-image either. Fix: "
     )
 
 
@@ -261,10 +261,10 @@ def test_a_user_managed_interpreter_is_named_and_fixed_with_pip(old_env) -> None
     assert dict(diagnosis_rows(named))["Environment"] == f"um: {python} (user-managed)"
     # the submitting interpreter itself: no "the interpreter that submitted the job" sentence
     mine = diagnose_failure(
-        job_log(sys.executable, "import sklearn"),
+        job_log(sys.executable, "import skimage"),
         prepared("", sys.executable, (), name="", user_managed=True),
     )
-    assert mine is not None and mine["fix"] == f"{sys.executable} -m pip install scikit-learn"
+    assert mine is not None and mine["fix"] == f"{sys.executable} -m pip install scikit-image"
     assert "submitted the job" not in mine["summary"]
 
 
