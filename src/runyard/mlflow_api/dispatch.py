@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from runyard.errors import ConflictError, InvalidInputError, NotFoundError
 from runyard.mlflow_api.caller import Caller
@@ -31,6 +31,13 @@ from runyard.store import SqlStore
 
 #: The modules that register handlers (imported on first dispatch).
 HANDLER_MODULES = ("experiments", "runs", "metrics", "search", "logged_models", "run_io")
+
+
+class Body(BaseModel):
+    """Base of every handler's request model: fields MLflow's clients send that a handler does not use
+    (newer clients send more) are ignored, as MLflow's server ignores them."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 @dataclass(frozen=True)

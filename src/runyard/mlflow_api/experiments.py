@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from runyard.errors import ConflictError, NotFoundError
 from runyard.mlflow_api.convert import (
     ACTIVE,
@@ -20,15 +18,11 @@ from runyard.mlflow_api.convert import (
     experiment_json,
     resolve_experiment,
 )
-from runyard.mlflow_api.dispatch import MlflowContext, route
+from runyard.mlflow_api.dispatch import Body, MlflowContext, route
 from runyard.mlflow_api.errors import MlflowError, invalid, missing
 from runyard.mlflow_api.limits import check_experiment_name, check_experiment_tag
 
 PROXY_SCHEME = "mlflow-artifacts:"
-
-
-class Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
 
 
 class Tag(Body):

@@ -27,10 +27,10 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from runyard.mlflow_api.convert import api_experiment_id, ms, resolve_experiment, run_for_write
-from runyard.mlflow_api.dispatch import MlflowContext, route
+from runyard.mlflow_api.dispatch import Body, MlflowContext, route
 from runyard.mlflow_api.errors import invalid, missing
 from runyard.mlflow_api.logged_model_search import matches, order_value, page_offset, page_token, parse_filter
 from runyard.store.sql_mlflow_models import LoggedModelNotFound, LoggedModelRecord
@@ -45,10 +45,6 @@ WIRE_STATUS = {v: k for k, v in STATUSES.items()}
 DEFAULT_MAX_RESULTS = 100
 _WORDS = ("bright", "calm", "clever", "gentle", "quick", "silent", "bold", "brave")
 _ANIMALS = ("otter", "heron", "lynx", "finch", "badger", "marten", "stoat", "wren")
-
-
-class Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
 
 
 class KeyValue(Body):

@@ -9,10 +9,10 @@ import binascii
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import field_validator
 
 from runyard.mlflow_api.convert import ms, run_for_read
-from runyard.mlflow_api.dispatch import MlflowContext, route
+from runyard.mlflow_api.dispatch import Body, MlflowContext, route
 from runyard.mlflow_api.errors import invalid
 from runyard.store.records import MlflowMetric
 
@@ -39,9 +39,7 @@ def page_token(offset: int) -> str:
     return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
 
 
-class GetHistory(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class GetHistory(Body):
     run_id: str | None = None
     run_uuid: str | None = None
     metric_key: str
@@ -76,9 +74,7 @@ MAX_RUNS_BULK, MAX_RESULTS_PER_RUN = 100, 2500
 _API_DOCS = "See the API docs for more information about request parameters."
 
 
-class BulkInterval(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class BulkInterval(Body):
     run_ids: list[str]
     metric_key: str
     start_step: int | None = None

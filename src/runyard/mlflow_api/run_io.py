@@ -15,20 +15,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from runyard.mlflow_api.convert import run_for_write
-from runyard.mlflow_api.dispatch import MlflowContext, route
+from runyard.mlflow_api.dispatch import Body, MlflowContext, route
 from runyard.mlflow_api.errors import invalid
 
 #: MLflow's tag for models logged the pre-3.0 way (mlflow.utils.mlflow_tags.MLFLOW_LOGGED_MODELS).
 LOG_MODEL_HISTORY = "mlflow.log-model.history"
 #: MLflow's limit on a tag value; a history longer than that is refused as MLflow does.
 MAX_TAG_VALUE = 8000
-
-
-class Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
 
 
 class KeyValue(Body):

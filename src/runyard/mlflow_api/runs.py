@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from runyard.errors import NotFoundError
 from runyard.mlflow_api import limits
@@ -29,7 +29,7 @@ from runyard.mlflow_api.convert import (
     run_info_json,
     run_json,
 )
-from runyard.mlflow_api.dispatch import MlflowContext, route
+from runyard.mlflow_api.dispatch import Body, MlflowContext, route
 from runyard.mlflow_api.errors import MlflowError, invalid, missing
 from runyard.mlflow_api.logged_models import check_model_metrics, record_model_metrics
 from runyard.mlflow_api.names import random_run_name
@@ -41,10 +41,6 @@ PARENT_TAG = "mlflow.parentRunId"
 PIPELINE_RUN_TYPE = "azureml.PipelineRun"
 STEP_RUN_TYPE = "azureml.StepRun"
 INT64 = 2**63
-
-
-class Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
 
 
 class Tag(Body):

@@ -15,11 +15,11 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import field_validator
 
 from runyard.errors import NotFoundError
 from runyard.mlflow_api.convert import DEFAULT_EXPERIMENT, TO_MLFLOW, experiments_json, runs_json
-from runyard.mlflow_api.dispatch import MlflowContext, route
+from runyard.mlflow_api.dispatch import Body, MlflowContext, route
 from runyard.mlflow_api.errors import invalid
 from runyard.mlflow_api.metrics import page_offset, page_token
 from runyard.store.sql_mlflow_search import (
@@ -256,11 +256,7 @@ _STAGES: dict[str | int, tuple[str, ...]] = {
 }
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class SearchRuns(_Body):
+class SearchRuns(Body):
     experiment_ids: list[str] = []
     filter: str | None = None
     run_view_type: str | int | None = None
@@ -269,7 +265,7 @@ class SearchRuns(_Body):
     page_token: str | None = None
 
 
-class SearchExperiments(_Body):
+class SearchExperiments(Body):
     max_results: int | None = None
     page_token: str | None = None
     filter: str | None = None
