@@ -10,7 +10,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any, BinaryIO
 
@@ -157,18 +157,31 @@ def _declared_size(request: Request) -> None:
         raise _request_too_large(int(declared))
 
 
-async def _body(request: Request) -> AsyncIterator[bytes]:
-    """The request body as it arrives, never held whole; 413 once it passes the limit of one request."""
-    total, limit = 0, _request_limit()
+async def limited_body(
+    request: Request, limit: int, too_large: Callable[[], Exception], gone: Callable[[], Exception]
+) -> AsyncIterator[bytes]:
+    """The request body as it arrives, never held whole; `too_large()` is raised once it passes `limit`
+    bytes, `gone()` when the client disconnects (what was written so far is then thrown away)."""
+    total = 0
     try:
         async for chunk in request.stream():
             total += len(chunk)
             if total > limit:
-                raise _request_too_large()
+                raise too_large()
             if chunk:
                 yield chunk
-    except ClientDisconnect:  # nobody is left to answer; what was written so far is thrown away
-        raise HTTPError(400, error_body("ClientDisconnect", "The client went away mid-upload.")) from None
+    except ClientDisconnect:  # nobody is left to answer
+        raise gone() from None
+
+
+def _body(request: Request) -> AsyncIterator[bytes]:
+    """runyard's own uploads: 413 once the body passes the limit of one request."""
+    return limited_body(
+        request,
+        _request_limit(),
+        _request_too_large,
+        lambda: HTTPError(400, error_body("ClientDisconnect", "The client went away mid-upload.")),
+    )
 
 
 def artifact_router(store: SqlStore, artifacts: ArtifactStore, principal: Any) -> APIRouter:

@@ -39,7 +39,6 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 
 from runyard import config
 from runyard.errors import InvalidInputError, NotFoundError
@@ -47,7 +46,7 @@ from runyard.mlflow_api.dispatch import MlflowContext
 from runyard.mlflow_api.errors import MlflowError, invalid, missing
 from runyard.mlflow_api.logged_models import _check as check_model_access
 from runyard.server.auth import Principal
-from runyard.server.routes_artifacts import _file_errors, _not_a_folder, _pieces, _range
+from runyard.server.routes_artifacts import _file_errors, _not_a_folder, _pieces, _range, limited_body
 from runyard.server.routes_mlflow import ServerCaller, artifact_uri
 from runyard.server.uploads import UPLOADS_DIR, UploadSessions, too_large
 from runyard.store import ArtifactStore, SqlStore
@@ -349,19 +348,15 @@ def _assemble(artifacts: ArtifactStore, rel: str, pieces: list[Path]) -> None:
                     shutil.copyfileobj(fh, out, COPY_BYTES)
 
 
-async def _stream(request: Request) -> AsyncIterator[bytes]:
+def _stream(request: Request) -> AsyncIterator[bytes]:
     """The request body as it arrives, never held whole. MLflow's client sends a whole file in one PUT,
     so the limit is the per-file one (RUNYARD_MAX_UPLOAD_BYTES), not the per-request one."""
-    total, limit = 0, config.max_upload_bytes()
-    try:
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit:
-                raise too_large()
-            if chunk:
-                yield chunk
-    except ClientDisconnect:
-        raise invalid("The client went away mid-upload; nothing was stored.") from None
+    return limited_body(
+        request,
+        config.max_upload_bytes(),
+        too_large,
+        lambda: invalid("The client went away mid-upload; nothing was stored."),
+    )
 
 
 def _children(artifacts: ArtifactStore, rel: str) -> list[dict[str, Any]]:
