@@ -61,3 +61,24 @@ def test_step_page_shows_live_progress_and_links_failed_mini_batches_to_tracebac
         link.click()
         expect(page).to_have_url(re.compile(rf"/runs/{step.id}/files/logs/user/error/0/process002\.txt$"))
         expect(page.locator("body")).to_contain_text("ValueError: bad image 1")
+
+
+def test_a_change_before_the_page_stream_connects_still_reaches_the_page(tmp_path: Path, page) -> None:
+    """The page renders, then opens its event stream; a progress file replaced in between used to be taken
+    as the stream's baseline and never shown (seen on a busy CI box). The stream is held back here until
+    the file has changed, which makes that gap certain."""
+    ws = Workspace.create(tmp_path / "ws")
+    run, step = make_pipeline(ws)
+    logs = job_logs(ws, step)
+    logs.progress(snapshot(117, 3, failures=3))
+    held = []
+    page.route("**/studio/api/live*", lambda route: held.append(route))
+    with running_server(ws.path, tmp_path / "server.log") as server:
+        page.goto(f"{server.url}/runs/{run.id}?step={step.id}")
+        bar = page.get_by_role("region", name="Parallel run").locator("progress")
+        expect(bar).to_have_attribute("value", "120")
+        page.wait_for_timeout(200)  # lets the held stream request reach the route handler
+        assert len(held) == 1, "the page opens one event stream"
+        logs.progress(snapshot(150, 3, failures=3))
+        held[0].continue_()
+        expect(bar).to_have_attribute("value", "153", timeout=20_000)

@@ -22,7 +22,7 @@ from runyard.server.errors import HTTPError
 from runyard.store import ArtifactStore, SqlStore
 from runyard.store.artifacts import clean_relpath
 from runyard.studio.auth import LoginRequired, StudioForbidden, studio_principal
-from runyard.studio.streams import ChangeWatch, LogTail, ProgressWatch
+from runyard.studio.streams import ChangeWatch, LogTail, ProgressWatch, event
 
 POLL_SECONDS = 1.0
 LOG_POLL_SECONDS = 0.4
@@ -105,11 +105,14 @@ def studio_api_router(store: SqlStore, artifacts: ArtifactStore, auth: bool) -> 
 
         async def events() -> AsyncIterator[dict[str, str]]:
             session = Session(request)
-            await watch.poll()  # the marker the page was rendered with
+            await watch.poll()  # the baselines the stream compares against
             if progress is not None:
-                await progress.poll()  # and the progress it showed
+                await progress.poll()
             if tail is not None:
                 yield await tail.start()
+            # The page was rendered before this stream began: whatever changed in between is caught by
+            # one refresh the page makes on "ready" (sent after the baselines above, on every reconnect).
+            yield event("ready")
             next_check = time.monotonic()
             while not await request.is_disconnected():
                 if await session.ended():

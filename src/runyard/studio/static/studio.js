@@ -19,10 +19,14 @@ function startLive() {
   source.addEventListener("open", () => dot && dot.classList.add("on"));
   source.addEventListener("error", () => dot && dot.classList.remove("on"));
   source.addEventListener("signed-out", () => { source.close(); location.reload(); });  // to the sign-in page
-  source.addEventListener("change", () => {
+  const refreshSoon = () => {
     if (pending) return;
     pending = setTimeout(() => { pending = null; refreshRegions(); refreshCharts(); }, 250);
-  });
+  };
+  source.addEventListener("change", refreshSoon);
+  // "ready" comes once the stream holds its baselines (and again after each reconnect): one refresh
+  // catches what changed between the page's render and then
+  source.addEventListener("ready", refreshSoon);
 }
 
 async function refreshRegions() {
