@@ -20,6 +20,7 @@ from runyard.store.records import (
     DatastoreRecord,
     EnvironmentRecord,
     ExperimentRecord,
+    MetricBatch,
     MetricRow,
     MetricSummary,
     ModelRecord,
@@ -116,6 +117,11 @@ class Store(Protocol):
     def append_metrics(self, rows: Sequence[MetricRow]) -> None:
         """Insert many rows in one transaction and update each metric's summary. The whole batch is
         refused (InvalidInputError) if any row has a bad name, kind or a non-finite value."""
+        ...
+
+    def append_metric_batch(self, batch: MetricBatch) -> None:
+        """append_metrics for a column-wise batch of scalars (a job's spool): same rules, same
+        exactly-once by (run_id, writer, seq), same summaries; made for hundreds of thousands of rows/s."""
         ...
 
     def get_metric_rows(self, run_ids: Sequence[str], name: str | None = None) -> list[MetricRow]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +81,50 @@ class MetricRow:
     step: int | None = None
     writer: str | None = None
     seq: int | None = None
+
+
+@dataclass(frozen=True)
+class MetricBatch:
+    """Scalar values one writer logged to one run, column by column: what a job's metric spool hands the
+    store (core/metric_spool.py), without building a MetricRow per value.
+
+    Row i is (names[name_ids[i]], steps[i], values[i], payloads[i], timestamps[i], seqs[i]); every row is
+    kind "scalar" with no text. `payloads[i]` keeps an int or bool as logged (values[i] is its float), as
+    MetricRow.payload does. Seqs are unique within (run_id, writer): the store keeps each one once.
+    """
+
+    run_id: str
+    writer: str
+    names: list[str]
+    name_ids: Sequence[int]
+    steps: Sequence[int | None]
+    values: Sequence[float | None]
+    payloads: Sequence[int | bool | None]
+    timestamps: Sequence[float]
+    seqs: Sequence[int]
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def rows(self) -> list[MetricRow]:
+        """The same values as MetricRows (for stores and checks that take rows)."""
+        names = self.names
+        return [
+            MetricRow(
+                run_id=self.run_id,
+                name=names[n],
+                kind="scalar",
+                timestamp=t,
+                value=v,
+                payload=p,
+                step=s,
+                writer=self.writer,
+                seq=q,
+            )
+            for n, s, v, p, t, q in zip(
+                self.name_ids, self.steps, self.values, self.payloads, self.timestamps, self.seqs, strict=True
+            )
+        ]
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from runyard.store.records import (
     DatastoreRecord,
     EnvironmentRecord,
     ExperimentRecord,
+    MetricBatch,
     MetricRow,
     MetricSummary,
     ModelRecord,
@@ -252,6 +253,11 @@ class RestStore(RestPublish):
             chunk = list(rows[start : start + METRIC_BATCH])
             numbered = all(r.writer is not None and r.seq is not None for r in chunk)
             self._send("POST", "/metrics", {"rows": _dump(list[MetricRow], chunk)}, retry=numbered)
+
+    def append_metric_batch(self, batch: MetricBatch) -> None:
+        """Over HTTP as rows, METRIC_BATCH per acknowledged request (the server's store takes them in
+        its own fast path per request)."""
+        self.append_metrics(batch.rows())
 
     def get_metric_rows(self, run_ids: Sequence[str], name: str | None = None) -> list[MetricRow]:
         if not run_ids:  # as SqlStore: no runs, no rows (the route needs at least one run_id)

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from runyard.errors import RunNotFound, StoreError
 from runyard.store import schema as t
-from runyard.store.records import MetricRow, MetricSummary
+from runyard.store.records import MetricBatch, MetricRow, MetricSummary
 from runyard.store.schema import ROLLUP_SIZES
 from runyard.store.sql_base import SqlBase
 
@@ -193,6 +193,10 @@ class SqlMetrics(SqlBase):
                         f"The database at {self.uri} kept storing the same metric rows from another "
                         f"request while this one ran ({_RACE_ATTEMPTS} tries); send the batch again."
                     ) from None
+
+    def append_metric_batch(self, batch: MetricBatch) -> None:
+        """Correct and slow for now (a MetricRow per value); issue 17 makes it column-wise."""
+        self.append_metrics(batch.rows())
 
     def _append_once(self, rows: list[MetricRow]) -> None:
         with self._write() as conn:
