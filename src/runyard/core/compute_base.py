@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from runyard.compat import v1_keywords
 from runyard.core.compute_config import ComputeStatus, ComputeTargetProvisioningConfiguration
 from runyard.core.compute_slots import slots_of, status_of, target_runs
-from runyard.core.experiment import matches_filters
 from runyard.core.run import Run
 from runyard.errors import ComputeTargetException, ConflictError
+from runyard.status import ACTIVE_STATUSES
 from runyard.store.records import ComputeTargetRecord
 from runyard.store.sql_compute import LOCAL, validate_compute_target
 
@@ -235,10 +235,15 @@ class ComputeTarget:
         return [ComputeTarget._from_record(workspace, r) for r in workspace.store.list_compute_targets()]
 
     def _active_runs(self, type: str | None, tags: Any, properties: Any, status: str | None) -> Iterator[Run]:
-        for record in target_runs(self.workspace, self.name):
-            run = Run._from_record(self.workspace, record)
-            if matches_filters(run, tags=tags, properties=properties, type=type, status=status):
-                yield run
+        active = sorted(ACTIVE_STATUSES) if status is None else [status] if status in ACTIVE_STATUSES else []
+        if not active:  # an empty status list would mean "any status" to list_runs
+            return
+        records = self.workspace.store.list_runs(
+            target=self.name, status=active, run_type=type, tags=tags, properties=properties
+        )
+        for record in records:  # one query, filtered in the store
+            if record.run_type != "azureml.PipelineRun":  # its steps are what runs on the target
+                yield Run._from_record(self.workspace, record)
 
     def __repr__(self) -> str:
         return f"{self.type}(workspace={self.workspace.name!r}, name={self.name!r}, slots={self.slots})"

@@ -61,8 +61,8 @@ def slots_for(workspace: Workspace, target_name: str) -> int:
 
 def target_runs(workspace: Workspace, name: str) -> list[RunRecord]:
     """Runs on target `name` that have not ended (pipeline runs excepted: their steps are what runs)."""
-    active = workspace.store.list_runs(status=sorted(ACTIVE_STATUSES))
-    return [r for r in active if r.target == name and r.run_type != "azureml.PipelineRun"]
+    active = workspace.store.list_runs(status=sorted(ACTIVE_STATUSES), target=name)
+    return [r for r in active if r.run_type != "azureml.PipelineRun"]
 
 
 def status_of(record: ComputeTargetRecord | None, runs: list[RunRecord]) -> ComputeStatus:

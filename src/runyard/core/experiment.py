@@ -25,7 +25,7 @@ from runyard.core.run import (
 from runyard.core.run_snapshots import OUTPUTS_KEY, SNAPSHOT_KEY, remember_outputs, store_snapshot
 from runyard.errors import InvalidInputError, RunyardError
 from runyard.status import RunStatus
-from runyard.store import RunRecord
+from runyard.store.records import KeyFilter, RunRecord
 
 if TYPE_CHECKING:
     from runyard.core.workspace import Workspace
@@ -55,24 +55,28 @@ def check_experiment_name(name: Any) -> str:
     return name
 
 
-def _tag_filter_ok(values: dict[str, Any], wanted: Any) -> bool:
-    if wanted is None:
-        return True
-    if isinstance(wanted, str):
-        return wanted in values
-    return all(values.get(k) == (None if v is None else str(v)) for k, v in dict(wanted).items())
+def _tag_filter_ok(values: Mapping[str, Any], wanted: Any, what: str = "tags") -> bool:
+    """v1's tags/properties filter (records.KeyFilter.of) on values already read; stores apply the same
+    filter in SQL (list_runs, list_descendants)."""
+    key_filter = KeyFilter.of(what, wanted)
+    return key_filter is None or (
+        all(key in values for key in key_filter.has)
+        and all(values.get(key) == value for key, value in key_filter.equal.items())
+    )
 
 
 def matches_filters(
     run: Run, *, tags: Any = None, properties: Any = None, type: str | None = None, status: str | None = None
 ) -> bool:
+    """v1's run filters on one run, reading its tags and properties (a query each): for a run at hand.
+    To list runs, pass the filters to the store (Experiment.get_runs): one query for all of them."""
     if type is not None and run.type != type:
         return False
     if status is not None and run.status != status:
         return False
     if tags is not None and not _tag_filter_ok(run.get_tags(), tags):
         return False
-    return properties is None or _tag_filter_ok(run.get_properties(), properties)
+    return properties is None or _tag_filter_ok(run.get_properties(), properties, "properties")
 
 
 def _start_logging_arguments(
@@ -132,13 +136,15 @@ class Experiment:
         )
         self._workspace = workspace
         self._name = check_experiment_name(name)
-        self._id = workspace.store.get_or_create_experiment(name).id
+        self._id: str | None = workspace.store.get_or_create_experiment(name).id
 
     @classmethod
-    def _existing(cls, workspace: Workspace, name: str) -> Experiment:
+    def _existing(cls, workspace: Workspace, name: str, experiment_id: str | None = None) -> Experiment:
+        """A handle on an experiment known to exist (named by a run record, say), made without a query:
+        its id is read on first use of `.id` unless given. Building a Run from a record (get_runs, a job's
+        get_context) must not cost a round trip per run."""
         exp = cls.__new__(cls)
-        exp._workspace, exp._name = workspace, name
-        exp._id = workspace.store.get_experiment(name).id
+        exp._workspace, exp._name, exp._id = workspace, name, experiment_id
         return exp
 
     @property
@@ -155,6 +161,8 @@ class Experiment:
 
     @property
     def id(self) -> str:
+        if self._id is None:  # an _existing handle: ExperimentNotFound here if it was deleted meanwhile
+            self._id = self._workspace.store.get_experiment(self._name).id
         return self._id
 
     @property
@@ -187,7 +195,7 @@ class Experiment:
         if view_type == "ArchivedOnly" or tags:
             return []
         return [
-            cls._existing(workspace, e.name)
+            cls._existing(workspace, e.name, e.id)
             for e in workspace.store.list_experiments()
             if experiment_name is None or e.name == experiment_name
         ]
@@ -278,13 +286,17 @@ class Experiment:
         *,
         status: str | None = None,
     ) -> Iterator[Run]:
-        """Runs of this experiment, newest first; top-level only unless include_children."""
-        for record in self.workspace.store.list_runs(
-            experiment_name=self.name, top_level_only=not include_children
-        ):
-            run = Run._from_record(self.workspace, record)
-            if matches_filters(run, tags=tags, properties=properties, type=type, status=status):
-                yield run
+        """Runs of this experiment, newest first; top-level only unless include_children. v1's filters
+        (tags and properties: a key, or a dict of key -> value) are applied by the store in one query."""
+        records = self.workspace.store.list_runs(
+            experiment_name=self.name,
+            top_level_only=not include_children,
+            run_type=type,
+            status=None if status is None else [status],
+            tags=tags,
+            properties=properties,
+        )
+        return (Run._from_record(self.workspace, record) for record in records)
 
     @classmethod
     def get_docs_url(cls) -> str:

@@ -86,9 +86,13 @@ class RunChildrenMixin:
         status: str | None = None,
         _rehydrate_runs: bool = True,
     ) -> Iterator[Run]:
-        from runyard.core.experiment import matches_filters
-
-        for record in self.workspace.store.list_descendants(self.id, recursive):
-            run = self._wrap(record)
-            if matches_filters(run, tags=tags, properties=properties, type=type, status=status):
-                yield run
+        records = self.workspace.store.list_descendants(
+            self.id,
+            recursive,
+            run_type=type,
+            status=None if status is None else [status],
+            tags=tags,
+            properties=properties,
+        )
+        for record in records:  # filtered in the store's one query per generation
+            yield self._wrap(record)

@@ -22,8 +22,8 @@ from runyard.engine.service import ensure_running
 from runyard.engine.submission import PIPELINE_ID_PROPERTY
 from runyard.errors import InvalidInputError, RunFailedError
 from runyard.parallel.progress import read_progress
+from runyard.pipeline import wait_output as w
 from runyard.pipeline.port_data import PortDataReference, StepRunOutput
-from runyard.pipeline.wait_output import STEP_STATUS, ProgressDisplay, StepLogWatcher, parallel_steps
 from runyard.status import TERMINAL_STATUSES, RunStatus
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class StepRun(Run):
 
     def get_status(self) -> str:
         """v1's step vocabulary: NotStarted, Queued, Running, Finished, Failed, Canceled."""
-        return STEP_STATUS.get(self._refresh().status, "Running")  # type: ignore[call-overload]
+        return w.STEP_STATUS.get(self._refresh().status, "Running")  # type: ignore[call-overload]
 
     @property
     def _is_reused(self) -> bool:
@@ -101,11 +101,13 @@ class StepRun(Run):
         ParallelRunStep its progress (a bar on a terminal, a line every 10 s elsewhere)."""
         deadline = time.monotonic() + timeout_seconds
         offset = 0
-        display = ProgressDisplay(sys.stdout) if show_output else None
+        display = w.ProgressDisplay(sys.stdout) if show_output else None
         parallel = show_output and self._is_parallel()
+        changes = w.ChangeWatch(self)  # the record is read again only when the step's marker moved
+        ended = False
         try:
             while True:
-                ended = self._ended()
+                ended = ended or (changes.moved() and self._ended())
                 if display is not None:
                     data = self.read_log(DRIVER_LOG, offset)
                     offset += len(data)
@@ -117,7 +119,7 @@ class StepRun(Run):
                     break
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"Step run {self.id} did not finish within {timeout_seconds}s.")
-                time.sleep(0.1)
+                time.sleep(w.POLL_INTERVAL)
         finally:
             if display is not None:
                 display.close()
@@ -131,7 +133,7 @@ class StepRun(Run):
         if not parent:
             return False
         graph = self.workspace.store.get_run(parent).data.get("graph")
-        return (self.name or "") in parallel_steps(graph)
+        return (self.name or "") in w.parallel_steps(graph)
 
     def get_job_log(self) -> str:
         return self._decode(self.read_log(DRIVER_LOG))
@@ -156,7 +158,7 @@ class StepRun(Run):
             status = RunStatus(self._record.status)
             if status in (RunStatus.FAILED, RunStatus.CANCELED) and name in self._declared_outputs():
                 raise InvalidInputError(
-                    f"Step {self.name!r} {STEP_STATUS[status]} before recording output {name!r}; see its "
+                    f"Step {self.name!r} {w.STEP_STATUS[status]} before recording output {name!r}; see its "
                     f"logs: `runyard runs show {self.id}`"
                 )
             raise InvalidInputError(
@@ -341,13 +343,18 @@ class PipelineRun(Run):
     ) -> str:
         """Block until the pipeline ends; with show_output, stream each step's driver log prefixed by its name."""
         deadline = time.monotonic() + timeout_seconds
-        watcher = StepLogWatcher(self, sys.stdout) if show_output else None
+        watcher = w.StepLogWatcher(self, sys.stdout) if show_output else None
         if watcher:
             print(f"PipelineRunId: {self.id}\nLink to runyard studio: {self.get_portal_url()}")
         last_check = time.monotonic()
+        changes = w.ChangeWatch(self)  # the run and its steps are read again only when its marker moved
+        status = self._record.status
         try:
             while True:
-                status = self._refresh().status
+                if changes.moved():
+                    status = self._refresh().status
+                    if watcher:
+                        watcher.steps = self._step_runs()
                 if watcher:
                     watcher.poll()
                 if status in TERMINAL_STATUSES:
@@ -357,9 +364,10 @@ class PipelineRun(Run):
                     last_check = time.monotonic()
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"Pipeline run {self.id} did not finish within {timeout_seconds}s.")
-                time.sleep(0.1)
+                time.sleep(w.POLL_INTERVAL)
             if watcher:
-                watcher.poll()
+                watcher.steps = self._step_runs()
+                watcher.poll(final=True)
         finally:
             if watcher:
                 watcher.close()  # ends a progress bar, also when the wait times out or is interrupted

@@ -20,12 +20,15 @@ from runyard.parallel.progress import ProgressSnapshot, describe, read_progress
 from runyard.status import TERMINAL_STATUSES, RunStatus
 
 if TYPE_CHECKING:
-    from runyard.pipeline.runs import PipelineRun
+    from runyard.core.run import Run
+    from runyard.pipeline.runs import PipelineRun, StepRun
 
 __all__ = [
     "CHECK_INTERVAL",
     "PLAIN_INTERVAL",
+    "POLL_INTERVAL",
     "STEP_STATUS",
+    "ChangeWatch",
     "ProgressDisplay",
     "StepLogWatcher",
     "eta_text",
@@ -45,6 +48,23 @@ STEP_STATUS = {
 PLAIN_INTERVAL = 10.0
 #: Seconds between reads of a running step's progress file (the driver writes it at most once a second).
 CHECK_INTERVAL = 0.5
+#: Seconds between polls of a waited-for run's change marker.
+POLL_INTERVAL = 0.1
+
+
+class ChangeWatch:
+    """Whether a run's family (the run and its children) changed since the last look, from the store's
+    change marker: one query per poll, or one HTTP request against a server, however many steps the run
+    has. A wait re-reads records only when it moved; the first look always counts as a change."""
+
+    def __init__(self, run: Run) -> None:
+        self.store, self.run_id = run.workspace.store, run.id
+        self.last: str | None = None
+
+    def moved(self) -> bool:
+        marker = self.store.change_marker(self.run_id)
+        moved, self.last = marker != self.last, marker
+        return moved
 
 
 def parallel_steps(graph: dict[str, Any] | None) -> set[str]:
@@ -214,18 +234,25 @@ class ProgressDisplay:
 
 class StepLogWatcher:
     """Prints new lines of every step's driver log, prefixed by the step name, and status changes; for
-    ParallelRunStep steps also their progress (ProgressDisplay)."""
+    ParallelRunStep steps also their progress (ProgressDisplay).
+
+    The wait loop hands it the step runs it read (`steps`) when the pipeline's change marker moved; a
+    poll reads the logs of steps that started and have not been read to the end since they ended, so
+    a quiet round costs no query and no file read per finished or waiting step."""
 
     def __init__(self, run: PipelineRun, out: TextIO) -> None:
         self.run, self.out = run, out
+        self.steps: list[StepRun] = []
         self.offsets: dict[str, int] = {}
         self.partial: dict[str, bytes] = {}
         self.statuses: dict[str, str] = {}
+        self.drained: set[str] = set()  # ended steps whose log was read after they ended
         self.display = ProgressDisplay(out)
         self.parallel = parallel_steps(run.get_graph())
 
-    def poll(self) -> None:
-        for step in self.run._step_runs():
+    def poll(self, final: bool = False) -> None:
+        """Print what is new; `final` reads every started step's log once more (the wait is over)."""
+        for step in self.steps:
             status = step._record.status
             name = step.name or step.id
             if self.statuses.get(step.id) != status:
@@ -241,18 +268,25 @@ class StepLogWatcher:
                     "Preparing" if status == RunStatus.PREPARING else STEP_STATUS.get(status, "Running")  # type: ignore[call-overload]
                 )
                 self.display.write(f"StepRun({name}) Status: {shown}{extra}\n")
-            data = step.read_log(DRIVER_LOG, self.offsets.get(step.id, 0))
-            if data:
-                self.offsets[step.id] = self.offsets.get(step.id, 0) + len(data)
-                lines = (self.partial.pop(step.id, b"") + data).split(b"\n")
-                self.partial[step.id] = lines.pop()
-                for line in lines:
-                    self.display.write(f"[{name}] {line.decode('utf-8', errors='replace')}\n")
-            if step.name in self.parallel and not step._record.data.get("reusedFrom"):
-                ended = status in TERMINAL_STATUSES
-                if not self.display.finished(step.id) and (ended or self.display.due(step.id)):
-                    self.display.update(step.id, name, read_progress(step), ended)
+            ended = status in TERMINAL_STATUSES
+            if status == RunStatus.NOT_STARTED or (step.id in self.drained and not final):
+                continue
+            self._print_log(step, name)
+            if ended:  # a step's process has exited before its run ends: its log is complete
+                self.drained.add(step.id)
+            watched = step.name in self.parallel and not step._record.data.get("reusedFrom")
+            if watched and not self.display.finished(step.id) and (ended or self.display.due(step.id)):
+                self.display.update(step.id, name, read_progress(step), ended)
         self.out.flush()
+
+    def _print_log(self, step: StepRun, name: str) -> None:
+        data = step.read_log(DRIVER_LOG, self.offsets.get(step.id, 0))
+        if data:
+            self.offsets[step.id] = self.offsets.get(step.id, 0) + len(data)
+            lines = (self.partial.pop(step.id, b"") + data).split(b"\n")
+            self.partial[step.id] = lines.pop()
+            for line in lines:
+                self.display.write(f"[{name}] {line.decode('utf-8', errors='replace')}\n")
 
     def close(self) -> None:
         self.display.close()

@@ -17,7 +17,7 @@ from runyard.server.auth import Principal
 from runyard.server.errors import ERROR_RESPONSES, forbidden
 from runyard.server.run_guard import check_new_runs, check_run_write
 from runyard.store import ExperimentRecord, MetricRow, MetricSummary, ModelRecord, RunRecord, SqlStore
-from runyard.store.records import SUBMISSION_KEYS
+from runyard.store.records import SUBMISSION_KEYS, KeyFilter
 
 MAX_METRIC_ROWS = 10_000
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -73,6 +73,18 @@ class Count(BaseModel):
 
 class Seq(BaseModel):
     seq: int
+
+
+class Marker(BaseModel):
+    marker: str
+
+
+def _key_filters(tags: str | None, properties: str | None) -> dict[str, KeyFilter | None]:
+    """The tags/properties run filters RestStore sends as JSON (InvalidInputError, a 400, if malformed)."""
+    return {
+        name: None if text is None else KeyFilter.from_json(name, text)
+        for name, text in (("tags", tags), ("properties", properties))
+    }
 
 
 def _refuse_submission_keys(run_id: str, patch: dict[str, Any] | None) -> None:
@@ -168,6 +180,9 @@ def store_router(store: SqlStore, principal: Any) -> APIRouter:
         exclude_parent: str | None = None,
         property_key: str | None = None,
         property_value: str | None = None,
+        tags: str | None = None,
+        properties: str | None = None,
+        target: str | None = None,
     ) -> list[RunRecord]:
         if who.scope == "run":
             if parent_id is None:
@@ -190,13 +205,37 @@ def store_router(store: SqlStore, principal: Any) -> APIRouter:
                 exclude_parent=exclude_parent,
                 property_key=property_key,
                 property_value=property_value,
+                target=target,
+                **_key_filters(tags, properties),
             ),
         )
 
     @router.get("/runs/{run_id}/descendants", response_model=list[RunRecord])
-    def list_descendants(run_id: str, recursive: bool = False, who: Principal = auth) -> list[RunRecord]:
+    def list_descendants(
+        run_id: str,
+        recursive: bool = False,
+        run_type: str | None = None,
+        status: list[str] | None = Query(None),
+        tags: str | None = None,
+        properties: str | None = None,
+        who: Principal = auth,
+    ) -> list[RunRecord]:
         who.family_check(store, run_id, write=False)
-        return _own_family(store, who, store.list_descendants(run_id, recursive))
+        found = store.list_descendants(
+            run_id, recursive, run_type=run_type, status=status, **_key_filters(tags, properties)
+        )
+        return _own_family(store, who, found)
+
+    @router.get("/runs/{run_id}/change-marker", response_model=Marker)
+    def run_change_marker(run_id: str, who: Principal = auth) -> Marker:
+        who.family_check(store, run_id, write=False)  # who may read the run may watch it
+        return Marker(marker=store.change_marker(run_id))
+
+    @router.get("/change-marker", response_model=Marker)
+    def change_marker(who: Principal = auth) -> Marker:
+        who.require("read")
+        who.require_not_run_token("Watching every run of the workspace")
+        return Marker(marker=store.change_marker())
 
     @router.post("/runs/{run_id}/status", response_model=RunRecord)
     def set_run_status(run_id: str, body: StatusIn, who: Principal = auth) -> RunRecord:

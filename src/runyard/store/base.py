@@ -20,6 +20,7 @@ from runyard.store.records import (
     DatastoreRecord,
     EnvironmentRecord,
     ExperimentRecord,
+    KeyFilterLike,
     MetricBatch,
     MetricRow,
     MetricSummary,
@@ -69,13 +70,36 @@ class Store(Protocol):
         exclude_parent: str | None = None,
         property_key: str | None = None,
         property_value: str | None = None,
+        tags: KeyFilterLike | None = None,
+        properties: KeyFilterLike | None = None,
+        target: str | None = None,
     ) -> list[RunRecord]:
         """Newest first. `exclude_parent` leaves out the children of that run. `property_key` keeps the
-        runs that have that property (with `property_value`, only where it has that value), in the same
-        query: finding a published pipeline's or a schedule's runs must not fetch each run's properties."""
+        runs that have that property (with `property_value`, only where it has that value). `tags` and
+        `properties` are v1's run filters (records.KeyFilter.of: a key, a dict of key -> value, ...);
+        `target` keeps the runs on that compute target. Every filter is applied in the same query:
+        listing runs must never fetch each run's tags or properties (InvalidInputError for a bad filter)."""
         ...
 
-    def list_descendants(self, run_id: str, recursive: bool) -> list[RunRecord]: ...
+    def list_descendants(
+        self,
+        run_id: str,
+        recursive: bool,
+        *,
+        run_type: str | None = None,
+        status: Sequence[str] | None = None,
+        tags: KeyFilterLike | None = None,
+        properties: KeyFilterLike | None = None,
+    ) -> list[RunRecord]:
+        """Children (all generations when `recursive`), oldest first, that pass the filters, which work as
+        list_runs's; a child that does not pass is still searched for descendants that do."""
+        ...
+
+    def change_marker(self, run_id: str | None = None) -> str:
+        """A short text that changes whenever a run's family (the run and its children: statuses, times,
+        names, tags, metric counts) changes, or with no run id anything the workspace's pages list. Waits
+        poll it (one query) and re-read records only when it moved."""
+        ...
 
     def set_run_status(
         self,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
+
+from runyard.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,80 @@ class RunRecord:
     #: MLflow's soft delete: "active" | "deleted" (runs/delete), and when it was deleted
     lifecycle_stage: str = "active"
     deleted_time: float | None = None
+
+
+#: What a Store's `tags=` / `properties=` run filter accepts: a KeyFilter or one of v1's forms (KeyFilter.of).
+KeyFilterLike = Union["KeyFilter", str, Mapping[str, Any], Sequence[Any]]
+
+_FORMS = (Mapping, list, tuple, set, frozenset)
+
+
+@dataclass(frozen=True)
+class KeyFilter:
+    """v1's `tags=` / `properties=` run filter in one shape every store takes (SqlStore turns it into SQL,
+    RestStore sends it as JSON): runs that have every key in `has`, and whose key in `equal` holds that
+    value (a None value: the key is absent or holds no value). Building it checks it, so the Python API,
+    the REST route and both databases refuse the same filters."""
+
+    has: tuple[str, ...] = ()
+    equal: Mapping[str, str | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.has, tuple) or not all(isinstance(k, str) for k in self.has):
+            raise InvalidInputError(f"A run filter's `has` must be a tuple of key names, not {self.has!r}.")
+        if not isinstance(self.equal, Mapping) or not all(
+            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in self.equal.items()
+        ):
+            raise InvalidInputError(
+                f"A run filter's `equal` maps key names to text (or None), not {self.equal!r}."
+            )
+
+    @classmethod
+    def of(cls, what: str, wanted: KeyFilterLike | None) -> KeyFilter | None:
+        """v1's forms of Run.list(tags=...), get_runs and get_children: "key" keeps runs that have the key;
+        {"key": value} runs whose key holds str(value) (None: absent or no value). As runyard always
+        took: a list of keys and (key, value) pairs combines both. None: no filter."""
+        if wanted is None or isinstance(wanted, KeyFilter):
+            return wanted
+        if isinstance(wanted, str):
+            return cls(has=(wanted,))
+        items = (
+            list(wanted.items() if isinstance(wanted, Mapping) else wanted)
+            if isinstance(wanted, _FORMS)
+            else []
+        )
+        pairs = [i for i in items if not isinstance(i, str)]
+        if not isinstance(wanted, _FORMS) or not all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) for p in pairs
+        ):
+            raise InvalidInputError(
+                f"{what}={wanted!r} is not a {what} filter: pass a key name, a dict of key -> value, "
+                "or a list of key names and (key, value) pairs."
+            )
+        return cls(
+            has=tuple(i for i in items if isinstance(i, str)),
+            equal={k: None if v is None else str(v) for k, v in pairs},
+        )
+
+    def to_json(self) -> str:
+        return json.dumps({"has": list(self.has), "equal": dict(self.equal)})
+
+    @classmethod
+    def from_json(cls, what: str, text: str) -> KeyFilter:
+        """The filter RestStore sent (to_json); InvalidInputError for anything else."""
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        if (
+            not isinstance(body, dict)
+            or set(body) - {"has", "equal"}
+            or not isinstance(body.get("has", []), list)
+        ):
+            raise InvalidInputError(
+                f'{what}={text!r} is not a run filter: send JSON {{"has": [keys], "equal": {{key: value}}}}.'
+            )
+        return cls(has=tuple(body.get("has", [])), equal=body.get("equal", {}))
 
 
 @dataclass(frozen=True)

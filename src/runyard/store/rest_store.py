@@ -25,6 +25,8 @@ from runyard.store.records import (
     DatastoreRecord,
     EnvironmentRecord,
     ExperimentRecord,
+    KeyFilter,
+    KeyFilterLike,
     MetricBatch,
     MetricRow,
     MetricSummary,
@@ -53,6 +55,12 @@ def _load(kind: Any, data: Any) -> Any:
 
 def _dump(kind: Any, value: Any) -> Any:
     return TypeAdapter(kind).dump_python(value, mode="json")
+
+
+def _key_filters(tags: KeyFilterLike | None, properties: KeyFilterLike | None) -> dict[str, str | None]:
+    """v1's tags/properties run filters as query parameters (JSON of a KeyFilter), checked here first."""
+    found = {"tags": KeyFilter.of("tags", tags), "properties": KeyFilter.of("properties", properties)}
+    return {name: None if wanted is None else wanted.to_json() for name, wanted in found.items()}
 
 
 class RestStore(RestPublish):
@@ -168,6 +176,9 @@ class RestStore(RestPublish):
         exclude_parent: str | None = None,
         property_key: str | None = None,
         property_value: str | None = None,
+        tags: KeyFilterLike | None = None,
+        properties: KeyFilterLike | None = None,
+        target: str | None = None,
     ) -> list[RunRecord]:
         return self._get(
             "/runs",
@@ -183,10 +194,32 @@ class RestStore(RestPublish):
             exclude_parent=exclude_parent,
             property_key=property_key,
             property_value=property_value,
+            target=target,
+            **_key_filters(tags, properties),
         )
 
-    def list_descendants(self, run_id: str, recursive: bool) -> list[RunRecord]:
-        return self._get(f"/runs/{_seg(run_id)}/descendants", list[RunRecord], recursive=recursive)
+    def list_descendants(
+        self,
+        run_id: str,
+        recursive: bool,
+        *,
+        run_type: str | None = None,
+        status: Sequence[str] | None = None,
+        tags: KeyFilterLike | None = None,
+        properties: KeyFilterLike | None = None,
+    ) -> list[RunRecord]:
+        return self._get(
+            f"/runs/{_seg(run_id)}/descendants",
+            list[RunRecord],
+            recursive=recursive,
+            run_type=run_type,
+            status=list(status) if status else None,
+            **_key_filters(tags, properties),
+        )
+
+    def change_marker(self, run_id: str | None = None) -> str:
+        path = "/change-marker" if run_id is None else f"/runs/{_seg(run_id)}/change-marker"
+        return str(self._get(path, dict[str, str])["marker"])
 
     def set_run_status(
         self,

@@ -22,7 +22,14 @@ from runyard.errors import ConflictError, ExperimentNotFound, InvalidInputError,
 from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import schema as t
 from runyard.store import validation as v
-from runyard.store.records import SUBMISSION_KEYS, ExperimentRecord, MetricRow, RunRecord
+from runyard.store.records import (
+    SUBMISSION_KEYS,
+    ExperimentRecord,
+    KeyFilter,
+    KeyFilterLike,
+    MetricRow,
+    RunRecord,
+)
 from runyard.store.sql_base import _retry_on_conflict, engine_for, run_from_row
 from runyard.store.sql_compute import SqlCompute
 from runyard.store.sql_data import SqlData
@@ -189,12 +196,15 @@ class SqlStore(
         exclude_parent: str | None = None,
         property_key: str | None = None,
         property_value: str | None = None,
+        tags: KeyFilterLike | None = None,
+        properties: KeyFilterLike | None = None,
+        target: str | None = None,
     ) -> list[RunRecord]:
-        query = self._run_select()
+        query = self._run_select().where(*run_conditions(run_type, status, tags, properties, target))
         if property_key is not None or property_value is not None:
-            query = query.where(_has_property(property_key, property_value))
-        if run_type is not None:
-            query = query.where(t.runs.c.run_type == run_type)
+            query = query.where(
+                *_key_conditions(t.run_properties, _property_filter(property_key, property_value))
+            )
         if display_name is not None:
             query = query.where(t.runs.c.display_name == display_name)
         if fingerprint is not None:
@@ -203,8 +213,6 @@ class SqlStore(
             query = query.where(sa.or_(t.runs.c.parent_id.is_(None), t.runs.c.parent_id != exclude_parent))
         if experiment_name is not None:
             query = query.where(t.experiments.c.name == experiment_name)
-        if status:
-            query = query.where(t.runs.c.status.in_(list(status)))
         if parent_id is not None:
             query = query.where(t.runs.c.parent_id == parent_id)
         if top_level_only:
@@ -215,19 +223,32 @@ class SqlStore(
         with self._read() as conn:
             return [self._to_run(r) for r in conn.execute(query)]
 
-    def list_descendants(self, run_id: str, recursive: bool) -> list[RunRecord]:
+    def list_descendants(
+        self,
+        run_id: str,
+        recursive: bool,
+        *,
+        run_type: str | None = None,
+        status: Sequence[str] | None = None,
+        tags: KeyFilterLike | None = None,
+        properties: KeyFilterLike | None = None,
+    ) -> list[RunRecord]:
+        """One query per generation: each reads every child (the next generation's parents) and, as a
+        column, whether it passes the filters."""
+        conditions = run_conditions(run_type, status, tags, properties)
+        passes = sa.and_(*conditions) if conditions else sa.true()
         found: list[RunRecord] = []
         frontier = [run_id]
         while frontier:
             with self._read() as conn:
                 rows = conn.execute(
-                    self._run_select()
+                    sa.select(*self._run_columns, passes.label("passes"))
+                    .join(t.experiments, t.experiments.c.id == t.runs.c.experiment_id)
                     .where(t.runs.c.parent_id.in_(frontier))
                     .order_by(t.runs.c.created_time, t.runs.c.number)
                 ).all()
-            children = [self._to_run(r) for r in rows]
-            found.extend(children)
-            frontier = [c.run_id for c in children] if recursive else []
+            found.extend(self._to_run(r) for r in rows if r.passes)
+            frontier = [r.run_id for r in rows] if recursive else []
         return found
 
     def set_run_status(
@@ -358,12 +379,47 @@ class SqlStore(
             return {r.key: r.value for r in rows}
 
 
-def _has_property(key: str | None, value: str | None) -> sa.Exists:
-    """EXISTS on run_properties for the run of the outer query (one query, however many runs)."""
+def run_conditions(
+    run_type: str | None,
+    status: Sequence[str] | None,
+    tags: KeyFilterLike | None,
+    properties: KeyFilterLike | None,
+    target: str | None = None,
+) -> list[sa.ColumnElement[bool]]:
+    """The WHERE conditions of v1's run filters on t.runs (tags and properties as EXISTS subqueries)."""
+    runs = t.runs
+    conditions: list[sa.ColumnElement[bool]] = []
+    if run_type is not None:
+        conditions.append(runs.c.run_type == run_type)
+    if status:
+        conditions.append(runs.c.status.in_(list(status)))
+    if target is not None:
+        conditions.append(runs.c.target == target)
+    for table, what, wanted in ((t.run_tags, "tags", tags), (t.run_properties, "properties", properties)):
+        key_filter = KeyFilter.of(what, wanted)
+        if key_filter is not None:
+            conditions.extend(_key_conditions(table, key_filter))
+    return conditions
+
+
+def _key_conditions(table: sa.Table, wanted: KeyFilter) -> list[sa.ColumnElement[bool]]:
+    """EXISTS per key on run_tags or run_properties for the run of the outer query: one query, however
+    many runs. A None value matches a key that is absent or holds no value (what v1 filters did here)."""
+
+    def rows_of(key: str) -> sa.Select[Any]:
+        return sa.select(table.c.run_id).where(table.c.run_id == t.runs.c.run_id, table.c.key == key)
+
+    conditions: list[sa.ColumnElement[bool]] = [rows_of(key).exists() for key in wanted.has]
+    for key, value in wanted.equal.items():
+        if value is None:
+            conditions.append(~rows_of(key).where(table.c.value.is_not(None)).exists())
+        else:
+            conditions.append(rows_of(key).where(table.c.value == value).exists())
+    return conditions
+
+
+def _property_filter(key: str | None, value: str | None) -> KeyFilter:
+    """list_runs's property_key/property_value as a KeyFilter."""
     if key is None:
         raise InvalidInputError("property_value needs property_key: name the property whose value to match.")
-    props = t.run_properties
-    found = sa.select(props.c.run_id).where(props.c.run_id == t.runs.c.run_id, props.c.key == key)
-    if value is not None:
-        found = found.where(props.c.value == value)
-    return found.exists()
+    return KeyFilter(has=(key,)) if value is None else KeyFilter(equal={key: value})
