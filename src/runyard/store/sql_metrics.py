@@ -21,11 +21,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from runyard.errors import RunNotFound, StoreError
+from runyard.errors import RunNotFound
 from runyard.store import schema as t
-from runyard.store.records import MetricBatch, MetricRow, MetricSummary
+from runyard.store.records import MetricRow, MetricSummary
 from runyard.store.schema import ROLLUP_SIZES
-from runyard.store.sql_base import SqlBase
+from runyard.store.sql_metric_batch import Raced, SqlMetricBatch, one_writer_batch
+from runyard.store.validation import validate_metric_batch
 
 #: [count, min_value, min_x, max_value, max_x, first_x, last_x] of a stretch of a series
 Stats = list[Any]
@@ -167,36 +168,22 @@ def _metric_values(r: MetricRow) -> dict[str, Any]:
     }
 
 
-class _Raced(Exception):
-    """Another transaction stored some of this batch's rows after we looked: roll back and look again."""
-
-
-#: How often a batch is retried when a concurrent resend of the same rows wins the race (PostgreSQL).
-_RACE_ATTEMPTS = 5
-
-
-class SqlMetrics(SqlBase):
+class SqlMetrics(SqlMetricBatch):
     def append_metrics(self, rows: Sequence[MetricRow]) -> None:
         """Store `rows` in one transaction, each (run_id, writer, seq) once: a resent batch, or the rows of
         it that are already stored, are skipped, and only the rows actually inserted reach the summaries
-        and rollups. Rows without a writer or seq are always inserted. RunNotFound if a run is missing."""
-        fresh = _first_copies(rows)
-        if not fresh:
-            return
-        for attempt in range(_RACE_ATTEMPTS):
-            try:
-                self._append_once(fresh)
-                return
-            except _Raced:
-                if attempt == _RACE_ATTEMPTS - 1:
-                    raise StoreError(
-                        f"The database at {self.uri} kept storing the same metric rows from another "
-                        f"request while this one ran ({_RACE_ATTEMPTS} tries); send the batch again."
-                    ) from None
+        and rollups. Rows without a writer or seq are always inserted. RunNotFound if a run is missing.
 
-    def append_metric_batch(self, batch: MetricBatch) -> None:
-        """Correct and slow for now (a MetricRow per value); issue 17 makes it column-wise."""
-        self.append_metrics(batch.rows())
+        Numbered scalars of one writer and run (run.log's batches) take the column-wise path
+        (sql_metric_batch), which stores the same rows, summaries and rollups; the rest go row by row."""
+        batch = one_writer_batch(rows)
+        if batch is not None:
+            # SqlStore checked the rows; MLflow's door lets NaN and ±inf through, and so does this
+            self.append_columns(batch, validate_metric_batch(batch, non_finite=True))
+            return
+        fresh = _first_copies(rows)
+        if fresh:
+            self.retry_races(lambda: self._append_once(fresh))
 
     def _append_once(self, rows: list[MetricRow]) -> None:
         with self._write() as conn:
@@ -261,7 +248,7 @@ class SqlMetrics(SqlBase):
             # On PostgreSQL a row another transaction committed since _stored_keys looked (a resend racing
             # its original) is skipped by the unique index; the summaries above counted it, so start over.
             elif len(conn.execute(self._metric_insert_returning, values).all()) != len(new):
-                raise _Raced()
+                raise Raced()
             if rollups:
                 # one statement for every touched bucket, in (run_id, name, level, bucket) order: the
                 # fixed lock order again

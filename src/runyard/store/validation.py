@@ -17,16 +17,22 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from runyard.errors import InvalidInputError, MetricValueError
 from runyard.status import RunStatus
 from runyard.store.records import (
+    MetricBatch,
     MetricRow,
     ModelRecord,
     RunRecord,
 )
+
+if TYPE_CHECKING:  # numpy loads with the first batch: a job that only logs imports this module, not numpy
+    import numpy as np
+    from numpy.typing import NDArray
 
 MAX_NAME_LENGTH = 255  # experiment names, metric names, tag and property keys (the database columns)
 MAX_RUN_ID_BYTES = 255  # a run id names a folder (runs/<run_id>/); file names stop at 255 bytes
@@ -191,6 +197,8 @@ def validate_metric_rows(rows: Iterable[MetricRow]) -> None:
     """
     checked: set[tuple[str, str]] = set()  # a batch repeats a few (run, name) pairs many times
     writers: set[str] = set()
+    # Each check tries the common case first (a float, an int) and builds its message only on a fault:
+    # the server's /metrics route checks every row of every batch.
     for row in rows:
         name = row.name
         if (row.run_id, name) not in checked:
@@ -201,27 +209,169 @@ def validate_metric_rows(rows: Iterable[MetricRow]) -> None:
             raise MetricValueError(
                 f"Metric {name!r} has kind {row.kind!r:.40}; use one of {', '.join(METRIC_KINDS)}."
             )
-        if row.value is not None and not (
-            isinstance(row.value, int | float)
-            and not isinstance(row.value, bool)
-            and math.isfinite(row.value)
+        value, timestamp, step, seq = row.value, row.timestamp, row.step, row.seq
+        if (
+            value is not None
+            and not (type(value) is float and math.isfinite(value))
+            and not _finite_number(value)
         ):
             raise MetricValueError(
-                f"Metric {name!r}: {row.value!r:.40} is not a finite number. Log finite numbers only; "
+                f"Metric {name!r}: {value!r:.40} is not a finite number. Log finite numbers only; "
                 "check for a division by zero or a diverging loss before logging."
             )
-        if not (isinstance(row.timestamp, int | float) and math.isfinite(row.timestamp)):
-            raise MetricValueError(
-                f"Metric {name!r}: timestamp must be a finite number, got {row.timestamp!r}."
-            )
+        if not (type(timestamp) is float and math.isfinite(timestamp)) and not _finite_time(timestamp):
+            raise MetricValueError(f"Metric {name!r}: timestamp must be a finite number, got {timestamp!r}.")
         if row.text is not None:
             check_text(f"Metric {name!r} text", row.text)
-        _check_int64(f"Metric {name!r} step", row.step)
-        _check_int64(f"Metric {name!r} seq", row.seq)
+        if step is not None and not (type(step) is int and INT64_MIN <= step <= INT64_MAX):
+            _check_int64(f"Metric {name!r} step", step)
+        if seq is not None and not (type(seq) is int and INT64_MIN <= seq <= INT64_MAX):
+            _check_int64(f"Metric {name!r} seq", seq)
         if row.writer is not None and row.writer not in writers:
             _check_short("writer", row.writer)
             writers.add(row.writer)
-        check_json(f"Metric {name!r}", row.payload)
+        if row.payload is not None:
+            check_json(f"Metric {name!r}", row.payload)
+
+
+@dataclass(frozen=True)
+class MetricColumns:
+    """A MetricBatch's columns as numpy arrays: a None step or value is 0 or NaN, its mask says where."""
+
+    name_ids: NDArray[np.intp]
+    steps: NDArray[np.int64]
+    step_none: NDArray[np.bool_] | None
+    values: NDArray[np.float64]
+    value_none: NDArray[np.bool_] | None
+    timestamps: NDArray[np.float64]
+    seqs: NDArray[np.int64]
+
+
+def _finite_number(v: Any) -> bool:
+    try:
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    except OverflowError:  # an int beyond float's range
+        return False
+
+
+def _finite_time(v: Any) -> bool:
+    try:
+        return isinstance(v, int | float) and math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def _int64(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and INT64_MIN <= v <= INT64_MAX
+
+
+def _column(data: Any, rule: Callable[[Any], bool], *, integer: bool, nullable: bool, finite: bool) -> Any:
+    """(array, None mask or None, index of the first value refused or None) for one column, a list or a
+    numpy array. Plain floats and ints (and None) cost a few C loops; other types go through `rule`, the
+    row path's rule, one value at a time."""
+    import numpy as np
+
+    dtype = np.int64 if integer else np.float64
+    none = None
+    if isinstance(data, np.ndarray) and data.dtype.kind in ("iu" if integer else "fiu"):
+        if data.dtype.kind == "u" and len(data) and data.max() > INT64_MAX:
+            return None, None, int(np.argmax(data > INT64_MAX))
+        arr = data.astype(dtype)
+    else:
+        items = data.tolist() if isinstance(data, np.ndarray) else list(data)
+        kinds = set(map(type, items))
+        if not kinds <= ({int} if integer else {int, float}) | {type(None)}:
+            bad = next((i for i, v in enumerate(items) if not (v is None or rule(v))), None)
+            if bad is not None:
+                return None, None, bad
+        if type(None) in kinds:
+            if not nullable:
+                return None, None, next(i for i, v in enumerate(items) if v is None)
+            none = np.fromiter((v is None for v in items), dtype=bool, count=len(items))
+            fill = 0 if integer else math.nan
+            items = [fill if v is None else v for v in items]
+        try:
+            arr = np.array(items, dtype=dtype)
+        except OverflowError:  # an int beyond int64's or float's range
+            return None, None, next(i for i, v in enumerate(items) if not rule(v))
+    if finite:
+        refused = ~np.isfinite(arr) if none is None else ~np.isfinite(arr) & ~none
+        if refused.any():
+            return arr, none, int(np.argmax(refused))
+    return arr, none, None
+
+
+def validate_metric_batch(batch: MetricBatch, *, non_finite: bool = False) -> MetricColumns:
+    """validate_metric_rows for a column-wise batch, a column at a time. The first row with a fault is then
+    checked by validate_metric_rows itself, so the message is the row path's, for the row it would name.
+    `non_finite=True` lets NaN and ±inf values through (rows that already passed validate_metric_rows).
+    A batch's payloads are what run.log keeps beside the float: an int, a bool or None."""
+    import numpy as np
+
+    n = len(batch.seqs)
+    if any(
+        len(c) != n for c in (batch.name_ids, batch.steps, batch.values, batch.payloads, batch.timestamps)
+    ):
+        raise InvalidInputError(f"A MetricBatch's columns must be equally long ({n} seqs); fix its builder.")
+    check_run_id(batch.run_id)
+    name_ids, _, bad_id = _column(batch.name_ids, _int64, integer=True, nullable=False, finite=False)
+    if bad_id is not None or (n and not (name_ids.min() >= 0 and name_ids.max() < len(batch.names))):
+        raise InvalidInputError(f"A MetricBatch's name_ids must index its {len(batch.names)} names.")
+    name_ids = name_ids.astype(np.intp)
+    steps, step_none, bad_step = _column(batch.steps, _int64, integer=True, nullable=True, finite=False)
+    values, value_none, bad_value = _column(
+        batch.values, _finite_number, integer=False, nullable=True, finite=not non_finite
+    )
+    times, _, bad_time = _column(batch.timestamps, _finite_time, integer=False, nullable=False, finite=True)
+    seqs, _, bad_seq = _column(batch.seqs, _int64, integer=True, nullable=False, finite=False)
+    faults = [i for i in (bad_step, bad_value, bad_time, bad_seq) if i is not None]
+    if not set(map(type, batch.payloads)) <= {type(None), int, bool}:
+        faults.append(next(i for i, p in enumerate(batch.payloads) if not isinstance(p, int | None)))
+    for used in np.flatnonzero(np.bincount(name_ids, minlength=len(batch.names))):
+        if _refuses(check_metric_name, batch.names[used]):
+            faults.append(int(np.argmax(name_ids == used)))
+    if n and _refuses(lambda w: _check_short("writer", w), batch.writer):
+        faults.append(0)  # the same for every row: the row path names the first
+    if faults:
+        row = min(faults)
+        value = _at(batch.values, row)
+        probe = MetricRow(
+            batch.run_id,
+            batch.names[name_ids[row]],
+            "scalar",
+            _at(batch.timestamps, row),
+            value=0.0 if non_finite and isinstance(value, float) else value,
+            payload=_at(batch.payloads, row),
+            step=_at(batch.steps, row),
+            writer=batch.writer,
+            seq=_at(batch.seqs, row),
+        )
+        validate_metric_rows([probe])  # raises the row path's message for this row, if it has a rule
+        name, payload = batch.names[name_ids[row]], _at(batch.payloads, row)
+        if isinstance(payload, int | None):  # the only other fault the row path has no rule for
+            raise MetricValueError(
+                f"Metric {name!r} seq=None: every row of a MetricBatch has a seq, so that a resent batch "
+                "is stored once; number the rows."
+            )
+        raise MetricValueError(
+            f"Metric {name!r}: payload {payload!r:.40} is not an int, a bool or None; a MetricBatch's payload "
+            "keeps the int or bool that run.log was given (its float is the value)."
+        )
+    return MetricColumns(name_ids, steps, step_none, values, value_none, times, seqs)
+
+
+def _refuses(check: Callable[[Any], Any], value: Any) -> bool:
+    try:
+        check(value)
+    except (InvalidInputError, MetricValueError):
+        return True
+    return False
+
+
+def _at(column: Any, i: int) -> Any:
+    """Row i of a column as the Python value a MetricRow would hold."""
+    value = column[i]
+    return value.item() if hasattr(value, "item") else value
 
 
 def validate_model(model: ModelRecord) -> None:
