@@ -344,7 +344,7 @@ def insert_pipeline(
     tests of what a scheduler or a reader does with a run it did not make. `step_ids` pins a step's run id
     (by step name); the others get fresh ones."""
     from runyard import Experiment
-    from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
+    from runyard.core.run_values import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
     from runyard.status import RunStatus
     from runyard.store import RunRecord
 

@@ -5,9 +5,9 @@ within one batch store nothing twice, and the summaries and rollups count only t
 equal those of a store that received every row once). Two clients sending the same rows at the same
 moment (a client retrying while its first request is still being served) store them once too.
 
-Over HTTP (the real app in-process, with a fault on the wire between client and app): the metric writer
-resends only what was not acknowledged, a lost answer is resent and stored once, and a request that is
-not safe to repeat is not repeated.
+Over HTTP (the real app in-process, with a fault on the wire between client and app): the store writer
+(what a process whose metric spool cannot be written uses) resends only what was not acknowledged, a lost
+answer is resent and stored once, and a request that is not safe to repeat is not repeated.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 
 from runyard import Workspace
-from runyard.core.metrics import STORE_CALL_ROWS, MetricWriter
+from runyard.core.metric_background import STORE_CALL_ROWS, StoreWriter
 from runyard.errors import StoreError
 from runyard.server.app import create_app
 from runyard.store import schema
@@ -216,7 +216,7 @@ def test_writer_resends_only_what_the_server_did_not_acknowledge(
         ws, lambda inner: FaultyNetwork(inner, "/api/v1/metrics", fail_on=3, fault="refused")
     )
     run_id = make_run(store, "idem").run_id
-    writer = MetricWriter(store, None)
+    writer = StoreWriter(store, "idem-writer")
     network.hold.clear()  # the first request waits (and then succeeds) while every row is queued behind it
     for i in range(12_000):
         writer.add(run_id, "m", "scalar", {"value": float(i), "text": None, "payload": None})

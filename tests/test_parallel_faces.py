@@ -23,8 +23,8 @@ from conftest import SourceDir
 from runyard import Experiment, Workspace
 from runyard.cli.main import app
 from runyard.core.run_files import DRIVER_LOG
+from runyard.core.run_values import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.data.dataset import Dataset
-from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.environments.environment import Environment
 from runyard.parallel import ParallelRunConfig, ParallelRunStep
 from runyard.parallel.joblogs import JobLogs

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import SourceDir, kill_strays
 from runyard import Workspace
-from runyard.engine.execution import PIPELINE_RUN_TYPE
+from runyard.core.run_values import PIPELINE_RUN_TYPE
 from runyard.errors import InvalidInputError
 from runyard.pipeline import Pipeline, PipelineParameter, PythonScriptStep
 from runyard.pipeline.endpoint import PipelineEndpoint

@@ -423,7 +423,9 @@ def test_cancel_stops_running_steps_and_ends_canceled(workspace: Workspace, tmp_
     run = Pipeline(workspace, [long, after]).submit("pipe-cancel", show_output=False)
     long_run = wait_for(lambda: run.find_step_run("long")[0], timeout=10)
     wait_for(lambda: "started" in long_run.get_job_log(), timeout=30)
-    pid = int(long_run._refresh().data["process"]["pid"])
+    # the scheduler records the process just after starting it: a fast script can print first
+    process = wait_for(lambda: long_run._refresh().data.get("process"), timeout=10)
+    pid = int(process["pid"])
     assert alive(pid)
     started = time.monotonic()
     run.cancel()

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import SourceDir
 from runyard import Workspace
-from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
+from runyard.core.run_values import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.engine.service import service_info
 from runyard.errors import InvalidInputError
 from runyard.pipeline import (

@@ -65,6 +65,7 @@ def test_every_setting_is_documented() -> None:
         "RUNYARD_TRACKING_URI",
         "RUNYARD_EXPERIMENT_NAME",
         "RUNYARD_SPOOL_DIR",
+        "RUNYARD_RUN_TYPE",
         "RUNYARD_DETACHED",
         # scheduler -> ParallelRunStep driver -> worker plumbing (docs/parallel.md), never set by users
         "RUNYARD_PARALLEL_JOB",

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from conftest import SourceDir, kill_strays, wait_for
 from runyard import Experiment, Workspace
-from runyard.engine.execution import PIPELINE_RUN_TYPE
+from runyard.core.run_values import PIPELINE_RUN_TYPE
 from runyard.engine.service import service_info
 from runyard.errors import InvalidInputError
 from runyard.pipeline import Pipeline, PipelineEndpoint, PipelineRun, PythonScriptStep

@@ -26,9 +26,9 @@ import pytest
 from conftest import SourceDir, wait_for
 from runyard import Experiment, Workspace, config
 from runyard.core.processes import identity, stop_run_processes
+from runyard.core.run_values import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.core.snapshot import snapshot_files
 from runyard.engine.data_paths import describe_output, manifest_location
-from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.engine.placement import Placement
 from runyard.engine.recovery import recover_steps
 from runyard.engine.service import SchedulerService

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from runyard import Experiment, Workspace
-from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
+from runyard.core.run_values import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.errors import InvalidInputError
 from runyard.server.auth import create_token
 from runyard.store import ModelRecord, RunRecord, SqlStore

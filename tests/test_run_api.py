@@ -583,7 +583,7 @@ def test_a_row_the_store_refuses_does_not_hold_back_the_others(
     from runyard.core import metrics
 
     run = _start(workspace)
-    writer = metrics.writer_for(workspace.store)
+    writer = metrics.writer_for(workspace)
     run.log("before", 1)
     writer.add("no-such-run", "orphan", "scalar", {"value": 1.0, "text": None, "payload": None})
     run.log("after", 2)

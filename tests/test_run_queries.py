@@ -24,7 +24,7 @@ import sqlalchemy as sa
 import runyard.pipeline.runs as pipeline_runs
 from runyard import Experiment, Run, Workspace
 from runyard.core.run_files import DRIVER_LOG
-from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
+from runyard.core.run_values import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.errors import AuthError, InvalidInputError
 from runyard.pipeline import PipelineRun, StepRun
 from runyard.server.auth import create_token

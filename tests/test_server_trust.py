@@ -21,7 +21,7 @@ import pytest
 
 from conftest import SourceDir, invoke_cli
 from runyard import Experiment, Workspace
-from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
+from runyard.core.run_values import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.pipeline import Pipeline, PythonScriptStep
 from runyard.server.auth import create_token
 from runyard.store import RunRecord, SqlStore

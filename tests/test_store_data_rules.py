@@ -22,7 +22,7 @@ from runyard.data import Dataset, hashing
 from runyard.errors import DatastoreNotFound, InvalidInputError
 from runyard.server.auth import create_token
 from runyard.server.run_inputs import run_input_reader
-from runyard.store import SqlStore, data_rules, validation
+from runyard.store import SqlStore, data_rules
 from runyard.store.records import DatasetRecord, DatasetUse, DatastoreRecord
 from server_process import running_server
 from store_suite import make_run
@@ -89,7 +89,6 @@ def test_azure_container_at_account_urls_stay_valid(workspace: Workspace) -> Non
 def test_workspacefilestore_is_built_in_like_workspaceblobstore(workspace: Workspace) -> None:
     store = workspace.store
     assert data_rules.BUILTIN_DATASTORES == ("workspaceblobstore", "workspacefilestore")
-    assert validation.BUILTIN_DATASTORES is data_rules.BUILTIN_DATASTORES  # the old import still works
     for name in ("workspacefilestore", "WorkspaceFileStore"):
         with pytest.raises(InvalidInputError, match="built-in datastore and cannot be saved"):
             store.save_datastore(datastore("s3://bucket/x", name))

@@ -20,9 +20,9 @@ import pytest
 
 from conftest import SourceDir, wait_for
 from runyard import Experiment, Workspace
+from runyard.core.run_values import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.core.snapshot import snapshot_files
 from runyard.engine.containment import CONTROL_LOG
-from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.engine.service import SchedulerService
 from runyard.errors import InvalidInputError
 from runyard.pipeline import Pipeline, PipelineData, PipelineRun, PythonScriptStep, StepRun

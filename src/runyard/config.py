@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 
 DEFAULT_WORKSPACE_DIRNAME = ".runyard"
+#: The compute target every workspace has: this machine's processes. It is not a record and cannot be
+#: replaced (store/sql_compute.py).
+LOCAL_TARGET = "local"
 
 #: Environment variables a submitted run's process receives. The AZUREML_* twins let v1 code that reads
 #: them directly keep working.
@@ -14,6 +17,8 @@ ENV_WORKSPACE = "RUNYARD_WORKSPACE"
 ENV_TRACKING_URI = "RUNYARD_TRACKING_URI"
 ENV_EXPERIMENT = "RUNYARD_EXPERIMENT_NAME"
 ENV_SPOOL_DIR = "RUNYARD_SPOOL_DIR"
+#: The job's run type, beside RUNYARD_RUN_ID, so that Run.get_context() in a job needs no store read.
+ENV_RUN_TYPE = "RUNYARD_RUN_TYPE"
 ENV_TOKEN = "RUNYARD_TOKEN"
 ENV_ENV_CACHE = "RUNYARD_ENV_CACHE"
 
@@ -44,8 +49,33 @@ def env_workspace() -> Path | None:
 
 
 def metric_flush_interval() -> float:
-    """Seconds between background metric flushes (RUNYARD_METRIC_FLUSH_SECONDS, default 0.5)."""
+    """Seconds between background metric flushes (RUNYARD_METRIC_FLUSH_SECONDS, default 0.5): how often a
+    job's supervisor (or an interactive run's flusher) moves the metric spool into the store when nobody
+    asks sooner (a flush, get_metrics, a spool half full)."""
     return float(os.environ.get("RUNYARD_METRIC_FLUSH_SECONDS", "0.5"))
+
+
+#: Records in one process's metric spool ring (RUNYARD_METRIC_SPOOL_RECORDS): 40 bytes each, so the
+#: default takes 10 MiB of disk and page cache per logging process, whatever the number of values logged.
+DEFAULT_METRIC_SPOOL_RECORDS = 256 * 1024
+MIN_METRIC_SPOOL_RECORDS = 16
+
+
+def metric_spool_records() -> int:
+    """How many values a process's metric spool holds before run.log() waits for the supervisor to store
+    some (RUNYARD_METRIC_SPOOL_RECORDS, default 262,144, at least 16)."""
+    value = os.environ.get("RUNYARD_METRIC_SPOOL_RECORDS")
+    if not value:
+        return DEFAULT_METRIC_SPOOL_RECORDS
+    try:
+        return max(MIN_METRIC_SPOOL_RECORDS, int(value))
+    except ValueError:
+        from runyard.errors import InvalidInputError
+
+        raise InvalidInputError(
+            f"RUNYARD_METRIC_SPOOL_RECORDS={value!r} is not a whole number. Set it to how many metric values "
+            f"one process may hold before they are stored (default {DEFAULT_METRIC_SPOOL_RECORDS}), or unset it."
+        ) from None
 
 
 def cancel_grace_seconds() -> float:

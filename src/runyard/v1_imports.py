@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import builtins
 import importlib
-import importlib.abc
 import importlib.machinery
 import io
 import os
@@ -37,8 +36,9 @@ def target_name(fullname: str) -> str:
     return TARGET + fullname[len(ALIAS) :]
 
 
-class _AliasLoader(importlib.abc.Loader):
-    """Hands the import system the already-imported runyard.v1 module instead of creating one."""
+class _AliasLoader:
+    """Hands the import system the already-imported runyard.v1 module instead of creating one. (A plain
+    class: the import system needs only these methods, and importlib.abc costs a job ~20 ms to import.)"""
 
     def __init__(self, module: ModuleType) -> None:
         self.module = module
@@ -53,7 +53,7 @@ class _AliasLoader(importlib.abc.Loader):
         module.__spec__ = self.spec
 
 
-class AzuremlAlias(importlib.abc.MetaPathFinder):
+class AzuremlAlias:  # a meta path finder: find_spec is all the import system calls
     """Resolves `azureml[.X.Y]` to the module `runyard.v1[.X.Y]` (first on sys.meta_path)."""
 
     runyard_v1_alias = True  # how install() recognises a finder, also one from another copy of this file
@@ -84,7 +84,9 @@ class AzuremlAlias(importlib.abc.MetaPathFinder):
                 name=fullname,
             ) from None
         return importlib.machinery.ModuleSpec(
-            fullname, _AliasLoader(module), is_package=hasattr(module, "__path__")
+            fullname,
+            _AliasLoader(module),  # type: ignore[arg-type]  # a Loader by its methods (see _AliasLoader)
+            is_package=hasattr(module, "__path__"),
         )
 
 

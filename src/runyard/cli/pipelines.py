@@ -14,7 +14,7 @@ from rich.text import Text
 
 from runyard import Workspace
 from runyard.cli.render import console, duration, print_json, status_text, table, when
-from runyard.engine.execution import PIPELINE_RUN_TYPE
+from runyard.core.run_values import PIPELINE_RUN_TYPE
 from runyard.engine.graph_order import dependencies, topological_order
 from runyard.engine.service import ensure_running
 from runyard.errors import ConflictError, InvalidInputError

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 from runyard import config
+from runyard.config import LOCAL_TARGET as LOCAL
 from runyard.core.processes import DETACHED_ENV, identity
 from runyard.core.run_files import LOG_DIR
 from runyard.core.workspace import Workspace
 from runyard.errors import ComputeTargetException
 from runyard.status import RunStatus
-from runyard.store.sql_compute import LOCAL
 
 
 def spawn_detached(workspace: Workspace, module_args: list[str], log_file: Path) -> subprocess.Popen[bytes]:

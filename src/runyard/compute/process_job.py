@@ -1,7 +1,9 @@
 """Everything around one process of a run: its log folder, environment, start and wrap-up.
 
 Shared by the one-run supervisor (`compute/supervisor.py`) and the pipeline scheduler
-(`engine/`), so a pipeline step's log folder looks exactly like a script run's.
+(`engine/`), so a pipeline step's log folder looks exactly like a script run's. Both therefore drain the
+job's metric spool the same way: a thread started with the process moves what the script logs into the
+store (core/metric_drain.py), and wrap_up drains it a last time once the process has ended.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 from runyard import config, v1_imports
 from runyard.compute import job_environment
+from runyard.core.metric_background import DrainThread
 from runyard.core.processes import identity, stop_run_processes, stop_tree
-from runyard.core.run_end import utc_now, write_job_end
+from runyard.core.run_end import spool_drain, utc_now, write_job_end
 from runyard.core.run_files import DRIVER_LOG, LOG_DIR
 from runyard.core.workspace import Workspace
 from runyard.store.rest_artifacts import MirrorSync, RestArtifactStore
 
 if TYPE_CHECKING:
+    from runyard.core.metric_drain import SpoolDrain
     from runyard.environments.build import PreparedEnvironment
     from runyard.environments.plan import BuildPlan
 
@@ -85,6 +89,10 @@ class ProcessJob:
         #: What went wrong around the process while wrapping up (a full disk): the run's warnings.
         self.problems: list[str] = []
         self.spool = work / "spool"
+        #: the job's run token against a server (environment()): the drain writes metrics with it
+        self.run_token: str | None = None
+        self._run_type: str | None = None
+        self._drain_thread: DrainThread | None = None
         self.run_dir = workspace.artifacts.local_path(f"runs/{run_id}")
         self.log_dir = self.run_dir / LOG_DIR
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -180,6 +188,7 @@ class ProcessJob:
         create_run_token = getattr(self.ws.store, "create_run_token", None)
         # against a server: the job gets a token for its own run only (runyard's and MLflow's client)
         token = create_run_token(self.run_id) if create_run_token is not None else None
+        self.run_token = token
         # MLflow's stale settings from the submitting shell (another run's id, an experiment id) and what a
         # notebook kernel set there (its inline plot backend, its front end's ids) go; the job's own come
         # next, then the environment's and the run's variables, which may override them
@@ -202,6 +211,7 @@ class ProcessJob:
                 config.ENV_TRACKING_URI: self.ws.tracking_uri,
                 config.ENV_EXPERIMENT: self.experiment_name,
                 config.ENV_SPOOL_DIR: str(self.spool),
+                config.ENV_RUN_TYPE: self.run_type,
                 "AZUREML_RUN_ID": self.run_id,
                 "AZUREML_ARM_PROJECT_NAME": self.experiment_name,
                 "AZUREML_ARM_WORKSPACE_NAME": self.ws.name,
@@ -212,6 +222,13 @@ class ProcessJob:
             env[config.ENV_TOKEN] = token
             env[config.ENV_TRACKING_URI] = self.ws.tracking_uri
         return env
+
+    @property
+    def run_type(self) -> str:
+        """The run's type (azureml.scriptrun, azureml.StepRun, ...), read once, for the job's environment."""
+        if self._run_type is None:
+            self._run_type = self.ws.store.get_run(self.run_id).run_type
+        return self._run_type
 
     def spawn(self, argv: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start the process in its own process group; stdout and stderr go straight to the driver log.
@@ -234,6 +251,7 @@ class ProcessJob:
                 start_new_session=True,
             )
         self.process = identity(proc.pid)
+        self.start_drain()
         self.write_json(
             "process_info.json",
             {
@@ -255,6 +273,23 @@ class ProcessJob:
         self.prep(f"Started process {proc.pid}")
         return proc
 
+    def start_drain(self) -> None:
+        """Move what the job logs into the store while it runs (with the job's rights: its run and that
+        run's children only; against a server, with its run token)."""
+        if self._drain_thread is None:
+            self._drain_thread = DrainThread(
+                lambda: spool_drain(self.ws, self.run_id, self.spool, self.run_token),
+                config.metric_flush_interval(),
+            ).start()
+
+    def stop_drain(self) -> SpoolDrain | None:
+        """Stop the background drain; returns its drain (for the final pass), if it got going."""
+        thread, self._drain_thread = self._drain_thread, None
+        if thread is None:
+            return None
+        thread.stop()
+        return thread.drain
+
     def stop_leftovers(self, grace: float = LEFTOVER_GRACE_SECONDS) -> None:
         """Stop what the process left running when it ended (forked or setsid children): they must not
         outlive the run. Their pid, group or RUNYARD_RUN_ID ties them to it."""
@@ -275,10 +310,13 @@ class ProcessJob:
         Returns the error dict for a failed run, or None when the process succeeded. Processes the job
         left behind are stopped first: nothing of the run may log or write after its post file exists."""
         self.stop_leftovers()
+        drain = self.stop_drain()  # every writer is gone: the final drain below takes the rest, gaps and all
         if self._sync is not None:  # the last bytes of the driver log reach the server before the post file
             self._sync.stop()
             self._sync = None
-        end = write_job_end(self.ws, self.run_id, self.work, code, ended, started, extra, keep_work)
+        end = write_job_end(
+            self.ws, self.run_id, self.work, code, ended, started, extra, keep_work, drain=drain
+        )
         self.problems = end.problems
         if ended == "canceled" or (ended == "exited" and code == 0):
             return None
@@ -301,7 +339,9 @@ class ProcessJob:
         return error
 
     def close(self) -> None:
-        """Send the last changes of a mirrored run folder to the server."""
+        """Stop the spool's drain (wrap_up has drained it) and send the last changes of a mirrored run
+        folder to the server."""
+        self.stop_drain()
         if self._sync is not None:
             self._sync.stop()
             self._sync = None

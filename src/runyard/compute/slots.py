@@ -23,12 +23,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from runyard.config import LOCAL_TARGET as LOCAL
 from runyard.core.compute_slots import holds_slot, slots_for, target_runs
 from runyard.core.processes import process_state
 from runyard.core.workspace import Workspace
 from runyard.status import RunStatus
 from runyard.store.records import RunRecord
-from runyard.store.sql_compute import LOCAL
 
 POLL_SECONDS = 0.25
 

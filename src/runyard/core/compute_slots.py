@@ -18,11 +18,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from runyard import config
+from runyard.config import LOCAL_TARGET as LOCAL
 from runyard.core.compute_config import ComputeStatus, ScaleSettings
 from runyard.core.processes import process_state
 from runyard.status import ACTIVE_STATUSES, RunStatus
 from runyard.store.records import ComputeTargetRecord, RunRecord
-from runyard.store.sql_compute import LOCAL
 
 if TYPE_CHECKING:
     from runyard.core.workspace import Workspace

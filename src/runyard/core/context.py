@@ -1,4 +1,9 @@
-"""Where a piece of code finds its run, and how a cancel request reaches a run's process."""
+"""Where a piece of code finds its run, and how a cancel request reaches a run's process.
+
+In a submitted job the run comes from the environment its supervisor set (compute/process_job.py):
+its id, workspace, experiment and type, so `Run.get_context()` reads nothing from the store and a
+script that only logs never imports the store's database or HTTP clients (tests/test_job_imports.py).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from runyard import config
-from runyard.core.processes import process_state, stop_run_processes
 from runyard.core.run import Run
-from runyard.core.run_end import write_job_end
 from runyard.core.workspace import Workspace
 from runyard.errors import InvalidInputError
 from runyard.status import TERMINAL_STATUSES, RunStatus
@@ -36,8 +39,7 @@ def get_context(allow_offline: bool = True) -> Run:
             return _context_run
         run_id = os.environ.get(config.ENV_RUN_ID)
         if run_id:
-            workspace = Workspace.get(os.environ[config.ENV_WORKSPACE])
-            _context_run = Run.get(workspace, run_id)
+            _context_run = _job_run(run_id)
             return _context_run
         if not allow_offline:
             raise InvalidInputError(
@@ -46,6 +48,17 @@ def get_context(allow_offline: bool = True) -> Run:
             )
         _context_run = _start_offline_run()
         return _context_run
+
+
+def _job_run(run_id: str) -> Run:
+    """The run this submitted job executes in, from the variables its supervisor set. A job started
+    by an older supervisor (no run type or experiment in the environment) has its record read."""
+    workspace = Workspace.get(os.environ[config.ENV_WORKSPACE])
+    run_type = os.environ.get(config.ENV_RUN_TYPE)
+    experiment_name = os.environ.get(config.ENV_EXPERIMENT)
+    if not run_type or not experiment_name:
+        return Run.get(workspace, run_id)
+    return Run._in_job(workspace, run_id, run_type, experiment_name)
 
 
 def _start_offline_run() -> Run:
@@ -92,6 +105,11 @@ def end_orphan(workspace: Workspace, run_id: str, status: str, error: dict[str, 
 
     Two readers may notice the same orphan at once: a lock on a file beside the working copy makes the
     second wait and then find the run already ended. Returns False when another reader ended it first."""
+    # imported here, not at the top, as in the two functions below: psutil and the spool's replay are
+    # for whoever ends or judges a run, and a job's Run.get_context() loads this module without them
+    from runyard.core.processes import stop_run_processes
+    from runyard.core.run_end import write_job_end
+
     store = workspace.store
     workspace.work_dir.mkdir(parents=True, exist_ok=True)
     with open(workspace.work_dir / f".{run_id}.end.lock", "a") as lock:
@@ -125,6 +143,8 @@ def reap_if_orphaned(run: Run) -> bool:
     metrics stored, and the run marked Failed with the reason. An interactive run (start_logging) whose
     owning process died without completing it is marked Failed too. Only processes on this host are
     judged. Returns True when the run was ended here."""
+    from runyard.core.processes import process_state
+
     record = run.workspace.store.get_run(run.id)
     if record.status in TERMINAL_STATUSES or record.run_type in SCHEDULED_RUN_TYPES:
         return False  # pipeline and step runs belong to their scheduler: its recovery ends them
@@ -152,6 +172,8 @@ def reap_if_orphaned(run: Run) -> bool:
 def request_cancel(run: Run) -> None:
     """Cancel a run. A live supervisor (or scheduler) is asked, and stops the processes itself; otherwise
     the run's processes are stopped here and the run ends Canceled at once."""
+    from runyard.core.processes import process_state
+
     store = run.workspace.store
     record = store.get_run(run.id)
     if record.status in TERMINAL_STATUSES:

@@ -25,7 +25,7 @@ from runyard.core.run import (
 from runyard.core.run_snapshots import OUTPUTS_KEY, SNAPSHOT_KEY, remember_outputs, store_snapshot
 from runyard.errors import InvalidInputError, RunyardError
 from runyard.status import RunStatus
-from runyard.store.records import KeyFilter, RunRecord
+from runyard.store.records import RunRecord
 
 if TYPE_CHECKING:
     from runyard.core.workspace import Workspace
@@ -53,30 +53,6 @@ def check_experiment_name(name: Any) -> str:
             stacklevel=3,
         )
     return name
-
-
-def _tag_filter_ok(values: Mapping[str, Any], wanted: Any, what: str = "tags") -> bool:
-    """v1's tags/properties filter (records.KeyFilter.of) on values already read; stores apply the same
-    filter in SQL (list_runs, list_descendants)."""
-    key_filter = KeyFilter.of(what, wanted)
-    return key_filter is None or (
-        all(key in values for key in key_filter.has)
-        and all(values.get(key) == value for key, value in key_filter.equal.items())
-    )
-
-
-def matches_filters(
-    run: Run, *, tags: Any = None, properties: Any = None, type: str | None = None, status: str | None = None
-) -> bool:
-    """v1's run filters on one run, reading its tags and properties (a query each): for a run at hand.
-    To list runs, pass the filters to the store (Experiment.get_runs): one query for all of them."""
-    if type is not None and run.type != type:
-        return False
-    if status is not None and run.status != status:
-        return False
-    if tags is not None and not _tag_filter_ok(run.get_tags(), tags):
-        return False
-    return properties is None or _tag_filter_ok(run.get_properties(), properties, "properties")
 
 
 def _start_logging_arguments(

@@ -1,40 +1,47 @@
-"""Metric values in, metric dicts out, and the background writer that keeps run.log() off the hot path.
+"""Metric values in, metric dicts out, and the per-process writer behind run.log().
 
-run.log() validates the value, appends one JSON line to this process's spool file when the run was
-submitted (a plain os.write on an O_APPEND file: it survives os._exit and SIGKILL), and puts the
-row on a queue. A daemon thread writes queued rows to the store in batches. When the process dies
-before a batch reaches the store, the job supervisor replays the spool lines the store lacks
-(`replay_spool`), so nothing that was logged is lost.
+run.log() validates the value and packs it into this process's metric spool, a memory-mapped ring
+(core/metric_spool.py): no lock, no syscall, and the value survives a SIGKILL a moment later. In a
+submitted job (RUNYARD_SPOOL_DIR set) the job's supervisor drains the spool into the store
+(core/metric_drain.py, started by compute/process_job.py), so the job never writes the store for its
+metrics. An interactive run uses the same ring in a private temporary file, drained by a thread of its
+own process. A spool that cannot be written (a full disk) falls back to writing the store from a
+background thread (core/metric_background.py), and says so once.
+
+Module imports stay light (stdlib, config, errors, store.records/validation): a job that only logs must
+not load the database client, HTTP client or numpy.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import errno
-import json
+import hashlib
+import itertools
 import math
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runyard import config
-from runyard.errors import InvalidInputError, MetricValueError, RunyardError, StoreError
-from runyard.store import MetricRow, Store
-from runyard.store.rest_store import METRIC_BATCH
+from runyard.core.metric_spool import INT64_MAX, INT64_MIN, T_BOOL, T_INT, T_NONE, SpoolFull, SpoolRing
+from runyard.errors import InvalidInputError, MetricValueError, RunyardError
+from runyard.store.records import MetricRow
 from runyard.store.validation import check_metric_name
 
-BATCH_SIZE = 1000
-#: Most rows the writer hands the store in one call: RestStore's request size, so that each call is one
-#: acknowledged request and a failure re-queues only what was not stored.
-STORE_CALL_ROWS = METRIC_BATCH
+if TYPE_CHECKING:
+    from runyard.core.metric_background import DrainThread, StoreWriter
+    from runyard.core.metric_drain import SpoolDrain
+    from runyard.core.workspace import Workspace
+
 #: Steps are stored as 64-bit integers (BIGINT on both databases, like MLflow's steps).
 MIN_STEP, MAX_STEP = -(2**63), 2**63 - 1
 
@@ -101,13 +108,6 @@ def scalar_fields(name: str, value: Any, *, where: str = "run.log") -> dict[str,
     )
 
 
-def numeric_fields(name: str, value: Any, *, where: str) -> dict[str, Any]:
-    fields = scalar_fields(name, value, where=where)
-    if fields["value"] is None:
-        raise MetricValueError(f"{where}({name!r}): {value!r} is not a number; this metric needs numbers.")
-    return fields
-
-
 def row_value(name: str, value: Any) -> Any:
     """A table cell: checked like a scalar, stored as the plain Python value."""
     scalar_fields(name, value, where="run.log_row")
@@ -151,188 +151,234 @@ def shape_metrics(rows: Iterable[MetricRow], *, lists: bool = False) -> dict[str
     return out
 
 
-# -- the background writer ----------------------------------------------------------------------
-class MetricWriter:
-    """One per store per process. Batches rows into the store from a daemon thread."""
+# -- the per-process writer ---------------------------------------------------------------------
+def new_writer_id() -> str:
+    return f"{socket.gethostname()[:24]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
-    def __init__(self, store: Store, spool_dir: Path | None) -> None:
-        self.store = store
-        self.writer_id = f"{socket.gethostname()[:24]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._pending: list[MetricRow] = []
+
+def job_spool_dir() -> Path | None:
+    """The spool folder of a submitted job (set by its supervisor); None in an interactive process."""
+    spool = os.environ.get(config.ENV_SPOOL_DIR)
+    return Path(spool) if spool else None
+
+
+class MetricWriter:
+    """One per workspace (database and credential) per process: its ring, its series ids, and whoever
+    drains the ring (the job's supervisor, or for an interactive process a thread of its own)."""
+
+    def __init__(self, workspace: Workspace, spool_dir: Path | None) -> None:
+        self.workspace = workspace
+        #: a supervisor drains this spool (a submitted job); otherwise this process does
+        self.supervised = spool_dir is not None
+        self._spool_dir = spool_dir
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._idle = threading.Condition(self._lock)
-        self._in_flight = 0
-        self._seq = 0
-        self._spool_fd: int | None = None
-        self._last_error: str | None = None
-        self._spool_path: Path | None = None
-        if spool_dir is not None:
-            self._spool_path = spool_dir / f"{self.writer_id}.jsonl"
-            try:
-                spool_dir.mkdir(parents=True, exist_ok=True)
-                self._spool_fd = os.open(self._spool_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            except OSError as exc:
-                self._spool_failed(exc)
-        self._thread = threading.Thread(target=self._loop, name="runyard-metric-writer", daemon=True)
-        self._thread.start()
+        self._begin()
+
+    def _begin(self) -> None:
+        """A fresh writer: its own id, seqs and (at the first value) ring. Also what a forked child does."""
+        self.writer_id = new_writer_id()
+        self._seqs = itertools.count()
+        self.ring: SpoolRing | None = None
+        self._ids: dict[str, dict[str, int]] = {}
+        self._direct: StoreWriter | None = None
+        self._drain: SpoolDrain | None = None
+        self._flusher: DrainThread | None = None
+        self._spool_failed = False
+
+    # -- series -----------------------------------------------------------------------------------
+    def series_ids(self, run_id: str) -> dict[str, int]:
+        """name -> series id for `run_id`: the dict Run.log() reads on its fast path (cleared on fork)."""
+        ids = self._ids.get(run_id)
+        if ids is None:
+            with self._lock:
+                ids = self._ids.setdefault(run_id, {})
+        return ids
+
+    def series(self, run_id: str, name: str) -> int | None:
+        """The ring's id of (run_id, name), defined now if new; None when values go to the store directly."""
+        ids = self.series_ids(run_id)
+        sid = ids.get(name)
+        if sid is not None:
+            return sid
+        with self._lock:
+            ring = self._open_ring()
+            if ring is None:
+                return None
+            sid = ids.get(name)
+            if sid is None:
+                try:
+                    sid = ring.define(run_id, name)
+                except SpoolFull as exc:
+                    self._say_spool_failed(str(exc))
+                    return None
+                ids[name] = sid
+            return sid
+
+    def _open_ring(self) -> SpoolRing | None:
+        """The ring, created at the first value (a process that never logs leaves no file). Called under
+        the lock. An interactive process drains it itself: the files are unlinked once open, so nothing
+        is left behind whatever way the process ends."""
+        if self.ring is not None or self._spool_failed:
+            return self.ring
+        capacity = config.metric_spool_records()  # a bad setting is said before any folder is made
+        folder = self._spool_dir or Path(tempfile.mkdtemp(prefix="runyard-spool-"))
+        try:
+            ring = SpoolRing(folder, self.writer_id, capacity, self._seqs)
+        except SpoolFull as exc:
+            self._say_spool_failed(str(exc))
+            return None
+        if not self.supervised:
+            from runyard.core.metric_background import DrainThread
+            from runyard.core.metric_drain import SpoolDrain
+            from runyard.core.metric_spool_reader import RingReader
+
+            reader = RingReader.open(ring.path)
+            assert reader is not None  # the header is written
+            reader.side_fd()
+            self._drain = SpoolDrain(self.workspace.store, None, root_run=None)
+            self._drain.add(reader)
+            shutil.rmtree(folder, ignore_errors=True)
+            drain = self._drain
+            self._flusher = DrainThread(
+                lambda: drain, config.metric_flush_interval(), "runyard-metric-flusher", poll=None
+            ).start()
+            ring.on_request = self._flusher.wake
+        self.ring = ring
+        return ring
+
+    def _say_spool_failed(self, problem: str) -> None:
+        """Write the store directly from now on (where the spool cannot take a value), and say so once."""
+        if not self._spool_failed:
+            self._spool_failed = True
+            print(
+                f"runyard: {problem}; metrics are now sent to the store directly, and those not yet written "
+                "are lost if this process is killed",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    # -- values -----------------------------------------------------------------------------------
+    def put_scalar(self, ring: SpoolRing, sid: int, fields: dict[str, Any], step: int | None) -> bool:
+        """Pack a checked scalar (scalar_fields) into the ring; False if the fixed layout cannot hold it."""
+        payload = fields["payload"]
+        if fields["text"] is not None:
+            return False
+        if payload is not None:
+            if not INT64_MIN <= payload <= INT64_MAX:
+                return False
+            ring.put_int(sid, int(payload), step, T_BOOL if isinstance(payload, bool) else T_INT)
+        elif fields["value"] is None:
+            ring.put_int(sid, 0, step, T_NONE)
+        else:
+            ring.put_float(sid, fields["value"], step)
+        return True
 
     def add(self, run_id: str, name: str, kind: str, fields: dict[str, Any], step: int | None = None) -> None:
-        with self._lock:
-            seq = self._seq
-            self._seq += 1
-            row = MetricRow(
-                run_id=run_id,
-                name=name,
-                kind=kind,
-                timestamp=time.time(),
-                step=step,
-                writer=self.writer_id,
-                seq=seq,
-                **fields,
-            )
-            if self._spool_fd is not None:
-                line = json.dumps(
-                    {
-                        "r": run_id,
-                        "n": name,
-                        "k": kind,
-                        "t": row.timestamp,
-                        "v": row.value,
-                        "x": row.text,
-                        "p": row.payload,
-                        "s": step,
-                        "q": seq,
-                    },
-                    separators=(",", ":"),
-                )
-                try:
-                    os.write(self._spool_fd, line.encode() + b"\n")
-                except OSError as exc:  # a full disk must not crash the script: the store still gets rows
-                    self._spool_failed(exc)
-            self._pending.append(row)
-            if len(self._pending) >= BATCH_SIZE:
-                self._wake.set()
-
-    def _spool_failed(self, exc: OSError) -> None:
-        """Stop spooling, say so once, and carry on: rows still go to the store from memory."""
-        if self._spool_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._spool_fd)
-            self._spool_fd = None
-        what = "disk full" if exc.errno == errno.ENOSPC else "cannot write"
-        print(
-            f"runyard: {what} while spooling metrics in {self._spool_path} ({exc.strerror or exc}); metrics "
-            "are still sent to the store, but those not yet written are lost if this process is killed",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def flush(self, timeout: float = 300.0) -> None:
-        """Block until every row added so far is in the store."""
-        deadline = time.monotonic() + timeout
-        self._wake.set()
-        with self._lock:
-            while self._pending or self._in_flight:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise RunyardError(
-                        f"Metrics could not be written within {timeout:.0f}s"
-                        + (f" (last error: {self._last_error})" if self._last_error else "")
-                        + ". They are kept and retried in the background."
-                    )
-                self._wake.set()
-                self._idle.wait(min(remaining, 0.1))
-
-    def _loop(self) -> None:
-        interval = config.metric_flush_interval()
-        while True:
-            self._wake.wait(interval)
-            self._wake.clear()
+        """Any checked value (scalar_fields' columns): a scalar into the ring, anything else into the side
+        file, or to the store directly when the spool cannot take it."""
+        if kind == "scalar":
+            sid = self.series(run_id, name)
+            if sid is not None and self.ring is not None and self.put_scalar(self.ring, sid, fields, step):
+                return
+        ring = self.ring
+        if ring is None and not self._spool_failed:
             with self._lock:
-                batch, self._pending = self._pending, []
-                self._in_flight = len(batch)
-            if batch:
-                unwritten = self._write(batch)
-                if unwritten:
-                    with self._lock:
-                        self._pending[:0] = unwritten
-                    time.sleep(min(interval, 1.0))
-            with self._lock:
-                self._in_flight = 0
-                self._idle.notify_all()
-
-    def _write(self, batch: list[MetricRow]) -> list[MetricRow]:
-        """Write `batch` in store calls of at most STORE_CALL_ROWS rows; returns the rows to try again.
-
-        Each call is acknowledged on its own (RestStore sends it as one request), so after a failure only
-        the failed call's rows and those after it are returned: rows already acknowledged are not sent
-        again. (Were they, the store would skip them by writer and seq; this just saves the resend.)"""
-        for start in range(0, len(batch), STORE_CALL_ROWS):
-            chunk = batch[start : start + STORE_CALL_ROWS]
+                ring = self._open_ring()
+        if ring is not None and not self._spool_failed:
+            row = {"r": run_id, "n": name, "k": kind, "t": time.time(), "s": step}
+            row.update(v=fields["value"], x=fields["text"], p=fields["payload"])
             try:
-                self.store.append_metrics(chunk)
-            except StoreError as exc:  # the database or server is busy or away: keep the rows for later
-                self._last_error = str(exc)
+                ring.put_row(row)
+                return
+            except SpoolFull as exc:
+                self._say_spool_failed(str(exc))
+        self._store_writer().add(run_id, name, kind, fields, step)
+
+    def _store_writer(self) -> StoreWriter:
+        with self._lock:
+            if self._direct is None:
+                from runyard.core.metric_background import StoreWriter
+
+                self._direct = StoreWriter(self.workspace.store, self.writer_id, self._seqs.__next__)
+            return self._direct
+
+    # -- flushing ---------------------------------------------------------------------------------
+    def flush(self, timeout: float = 300.0) -> None:
+        """Block until every value logged so far in this process is in the store."""
+        ring = self.ring
+        if ring is not None:
+            upto = ring.logged()
+            if self._drain is None:
+                if not ring.wait_consumed(upto, timeout):
+                    raise RunyardError(
+                        f"The metrics this process logged were not stored within {timeout:.0f}s: nothing drained "
+                        f"its spool {ring.path} (the job's supervisor does, for a script submitted with "
+                        f"runyard). Is {config.ENV_SPOOL_DIR} set outside a submitted run? Unset it to log "
+                        "interactively."
+                    )
+            else:
+                self._drain.drain_until(ring.consumed, upto, timeout)
+        if self._direct is not None:
+            self._direct.flush(timeout)
+
+    def flush_at_exit(self, timeout: float) -> None:
+        """A job leaves what is not stored yet to its supervisor's final drain (nothing is lost): it
+        waits only while the supervisor makes progress. An interactive process stores everything."""
+        ring = self.ring
+        if ring is not None and self._drain is None:
+            upto = ring.logged()
+            if not ring.wait_consumed(upto, timeout, stall=10.0):
+                left = upto - ring.consumed()
                 print(
-                    f"runyard: could not write {len(batch) - start} metrics yet ({exc}); retrying",
+                    f"runyard: {left} metric values are left in the spool for the job's supervisor",
                     file=sys.stderr,
                 )
-                return batch[start:]
-            except Exception:
-                # Not an outage: the store refuses something in this chunk. Retrying it would hold back
-                # every later metric (and make flush() wait out its timeout), so write its rows one by
-                # one and drop only those refused.
-                unwritten = append_row_by_row(self.store, chunk)
-                if unwritten:
-                    return unwritten + batch[start + len(chunk) :]
-        self._last_error = None
-        return []
+            if self._direct is not None:
+                self._direct.flush(timeout)
+            return
+        self.flush(timeout)
 
-
-def append_row_by_row(store: Store, rows: list[MetricRow]) -> list[MetricRow]:
-    """Append `rows` one at a time, dropping (and reporting, once) those the store refuses. Returns the rows
-    left unwritten because the store became unreachable (StoreError) part way."""
-    refused: list[tuple[MetricRow, Exception]] = []
-    unwritten: list[MetricRow] = []
-    for index, row in enumerate(rows):
-        try:
-            store.append_metrics([row])
-        except StoreError:
-            unwritten = rows[index:]
-            break
-        except Exception as exc:
-            refused.append((row, exc))
-    if refused:
-        names = sorted({f"{row.name!r} of run {row.run_id}" for row, _ in refused})
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        print(
-            f"runyard: the store refused {len(refused)} metric value(s) ({shown}) and they were dropped: "
-            f"{refused[0][1]}",
-            file=sys.stderr,
-        )
-    return unwritten
+    def _after_fork(self) -> None:
+        """In a forked child: drop the parent's ring (the child's copy of its mapping) and series ids (in
+        place: Run handles hold these dicts, so their next log() defines the series in the child's ring)."""
+        if self.ring is not None:
+            self.ring.close()
+        if self._drain is not None:
+            for reader in self._drain.readers.values():
+                reader.close()
+        for ids in self._ids.values():
+            ids.clear()
+        self._lock = threading.Lock()
+        self._begin()
 
 
 _writers: dict[str, MetricWriter] = {}
 _writers_lock = threading.Lock()
 
 
-def writer_for(store: Store) -> MetricWriter:
+def writer_key(workspace: Workspace) -> str:
     """One writer per database and credential: two server workspaces opened with different tokens in one
     process must not send each other's metrics with the wrong token."""
-    key = getattr(store, "identity", store.uri)
-    with _writers_lock:
-        if key not in _writers:
-            spool = os.environ.get(config.ENV_SPOOL_DIR)
-            _writers[key] = MetricWriter(store, Path(spool) if spool else None)
-        return _writers[key]
+    token = getattr(workspace, "token", None)
+    digest = hashlib.sha256(token.encode()).hexdigest()[:12] if token else ""
+    return f"{workspace.tracking_uri}#{digest}"
+
+
+def writer_for(workspace: Workspace) -> MetricWriter:
+    key = writer_key(workspace)
+    writer = _writers.get(key)
+    if writer is None:
+        with _writers_lock:
+            writer = _writers.get(key)
+            if writer is None:
+                writer = _writers[key] = MetricWriter(workspace, job_spool_dir())
+    return writer
 
 
 def flush_all(timeout: float = 300.0) -> None:
     for writer in list(_writers.values()):
         try:
-            writer.flush(timeout)
+            writer.flush_at_exit(timeout)
         except RunyardError as exc:
             print(f"runyard: {exc}", file=sys.stderr)
 
@@ -342,66 +388,16 @@ atexit.register(flush_all)
 
 def _after_fork_in_child() -> None:
     """A forked child (multiprocessing's default on Linux) inherits the parent's writers without their
-    threads: its flush() would wait forever, its rows would reuse the parent's writer id and sequence
-    numbers (so the spool replay would skip them), and at exit it would write the parent's pending rows a
-    second time. The child starts over with writers of its own, and with fresh database connection pools:
+    threads: its values would reuse the parent's writer id, seqs and ring, and at exit it would wait for
+    the parent's values. Each writer starts over in the child, with fresh database connection pools too:
     a connection must not be shared between two processes."""
     global _writers_lock
-    inherited = list(_writers.values())
-    _writers.clear()
     _writers_lock = threading.Lock()
-    for writer in inherited:
-        if writer._spool_fd is not None:
-            os.close(writer._spool_fd)
-        engine = getattr(writer.store, "engine", None)
+    for writer in _writers.values():
+        writer._after_fork()
+        engine = getattr(getattr(writer.workspace, "_store", None), "engine", None)
         if engine is not None and hasattr(engine, "dispose"):
             engine.dispose(close=False)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def replay_spool(store: Store, spool_dir: Path) -> int:
-    """Insert the spooled rows the store does not hold yet; returns how many. Used after a process ends."""
-    added = 0
-    for path in sorted(spool_dir.glob("*.jsonl")):
-        writer = path.stem
-        rows: list[MetricRow] = []
-        last_seen: dict[str, int] = {}
-        with path.open("rb") as fh:
-            for raw in fh:
-                if not raw.endswith(b"\n"):
-                    break  # a line cut off by a kill: it was never acknowledged to the caller
-                try:
-                    rec = json.loads(raw)
-                except json.JSONDecodeError:
-                    continue
-                run_id = rec["r"]
-                if run_id not in last_seen:
-                    last_seen[run_id] = store.last_metric_seq(run_id, writer)
-                if rec["q"] > last_seen[run_id]:
-                    rows.append(
-                        MetricRow(
-                            run_id=run_id,
-                            name=rec["n"],
-                            kind=rec["k"],
-                            timestamp=rec["t"],
-                            value=rec["v"],
-                            text=rec["x"],
-                            payload=rec["p"],
-                            step=rec["s"],
-                            writer=writer,
-                            seq=rec["q"],
-                        )
-                    )
-        for start in range(0, len(rows), BATCH_SIZE):
-            chunk = rows[start : start + BATCH_SIZE]
-            try:
-                store.append_metrics(chunk)
-            except StoreError:
-                raise
-            except Exception:  # one refused row must not cost the others
-                if append_row_by_row(store, chunk):
-                    raise StoreError(f"The store at {store.uri} went away while replaying metrics.") from None
-        added += len(rows)
-    return added

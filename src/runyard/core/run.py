@@ -1,12 +1,16 @@
 """Run: one execution of a script or an interactive session, with the Azure ML SDK v1 names.
 
 A Run object is a thin handle: its state lives in the store and is re-read when asked for
-(get_status, get_details), except terminal statuses, which never change and are cached.
+(get_status, get_details), except terminal statuses, which never change and are cached. The record is
+read on first use, so a job's `Run.get_context()` (Run._in_job) hands the run over without opening
+the store: a script that only logs never imports the database or HTTP clients.
 """
 
 from __future__ import annotations
 
 import builtins
+import functools
+import importlib
 import inspect
 import sys
 import time
@@ -15,7 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from runyard.compat import check_keywords, v1_ignores, v1_keywords
-from runyard.core.processes import process_state
+from runyard.core import RUN_CLASS_MODULES
 from runyard.core.run_children import RunChildrenMixin
 from runyard.core.run_datasets import RunDatasetsMixin
 from runyard.core.run_files import JOB_POST, RunFilesMixin
@@ -36,7 +40,7 @@ from runyard.core.run_values import (  # noqa: F401  (re-exported: other modules
 )
 from runyard.errors import InvalidInputError, RunEnvironmentException, RunFailedError, RunFinishedError
 from runyard.status import TERMINAL_STATUSES, RunStatus
-from runyard.store import RunRecord
+from runyard.store.records import RunRecord
 
 if TYPE_CHECKING:
     from runyard.core.experiment import Experiment
@@ -46,6 +50,14 @@ if TYPE_CHECKING:
 #: Run subclasses by run type, so a looked-up run comes back as the class its type needs (PipelineRun,
 #: StepRun, …). Higher layers register theirs on import; core stays unaware of them.
 RUN_CLASSES: dict[str, type[Run]] = {}
+
+
+def run_class_for(run_type: str) -> type[Run] | None:
+    """The Run subclass registered for `run_type`, importing the module that registers it first if
+    runyard/__init__.py named one (runyard.core.register_run_classes)."""
+    if run_type not in RUN_CLASSES and run_type in RUN_CLASS_MODULES:
+        importlib.import_module(RUN_CLASS_MODULES[run_type])
+    return RUN_CLASSES.get(run_type)
 
 
 #: Seconds wait_for_completion waits for a job's post-processing when its supervisor's liveness cannot
@@ -70,18 +82,51 @@ class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin, RunChildrenMixin, Ru
         self._record = self.workspace.store.get_run(run_id)
         self._writable_checked = False
 
+    #: The experiment's name when it is known before the record is (a job's run: from its environment).
+    _experiment_name: str | None = None
+
+    # The mixins declare `_record: RunRecord`; mypy calls a cached_property read-only, yet assigning one
+    # only sets the instance's attribute, which is what every `self._record = ...` here means.
+    @functools.cached_property
+    def _record(self) -> RunRecord:  # type: ignore[override]
+        """The run's record, read from the store on first use. Assigning replaces it (a plain attribute
+        from then on); _refresh() reads it again."""
+        return self.workspace.store.get_run(self._id)
+
+    @functools.cached_property
+    def _experiment(self) -> Experiment:
+        """The run's experiment, made on first use (a job's run is handed over without it)."""
+        from runyard.core.experiment import Experiment
+
+        return Experiment._existing(self.workspace, self._experiment_name or self._record.experiment_name)
+
     # -- construction ---------------------------------------------------------------------------
     @classmethod
     def _from_record(cls, workspace: Workspace, record: RunRecord) -> Run:
-        from runyard.core.experiment import Experiment
-
-        run_class = RUN_CLASSES.get(record.run_type, cls) if cls is Run else cls
+        """A run built from its record alone; its Experiment is made when first asked for."""
+        run_class = (run_class_for(record.run_type) or cls) if cls is Run else cls
         run = run_class.__new__(run_class)
-        run._experiment = Experiment._existing(workspace, record.experiment_name)
+        run._experiment_name = record.experiment_name
         run.workspace = workspace
         run._id = record.run_id
         run._record = record
         run._writable_checked = False
+        return run
+
+    @classmethod
+    def _in_job(cls, workspace: Workspace, run_id: str, run_type: str, experiment_name: str) -> Run:
+        """The run a submitted job executes in, from what its supervisor put in the environment, with
+        nothing read from the store: the record and the experiment load when first used.
+
+        The run counts as writable without the first-use check _check_writable makes elsewhere: the
+        supervisor owns it and stops this process when the run ends (cancel, timeout), so a check
+        would only cost a store round trip (and its imports) before the first run.log()."""
+        run_class = run_class_for(run_type) or Run
+        run = run_class.__new__(run_class)
+        run.workspace = workspace
+        run._id = run_id
+        run._experiment_name = experiment_name
+        run._writable_checked = True
         return run
 
     @classmethod
@@ -132,19 +177,21 @@ class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin, RunChildrenMixin, Ru
         properties: Any = None,
         status: Any = None,
     ) -> Iterator[Run]:
-        """Runs on a compute target (a ComputeTarget object: its workspace is searched), newest first."""
-        from runyard.core.experiment import matches_filters
-
+        """Runs on a compute target (a ComputeTarget object: its workspace is searched), newest first, with
+        v1's filters applied by the store in one query."""
         workspace, name = getattr(compute, "workspace", None), getattr(compute, "name", None)
         if workspace is None or name is None:
             raise InvalidInputError(
                 f"Run.list_by_compute: pass a compute target object (ComputeTarget(ws, name)), not {compute!r}."
             )
-        for record in workspace.store.list_runs():
-            if record.target == name:
-                run = Run._from_record(workspace, record)
-                if matches_filters(run, tags=tags, properties=properties, type=type, status=status):
-                    yield run
+        records = workspace.store.list_runs(
+            target=name,
+            run_type=type,
+            status=None if status is None else [status],
+            tags=tags,
+            properties=properties,
+        )
+        return (Run._from_record(workspace, record) for record in records)
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -207,7 +254,8 @@ class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin, RunChildrenMixin, Ru
         return None if parent_id is None else Run.get(self.workspace, parent_id)
 
     def _refresh(self) -> RunRecord:
-        if self._record.status not in TERMINAL_STATUSES:
+        known: RunRecord | None = self.__dict__.get("_record")  # None: not read yet
+        if known is None or known.status not in TERMINAL_STATUSES:
             self._record = self.workspace.store.get_run(self.id)
         return self._record
 
@@ -216,7 +264,8 @@ class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin, RunChildrenMixin, Ru
 
     # -- metrics (the logging methods live in core/run_logging.py) --------------------------------
     def _check_writable(self, action: str) -> None:
-        if self._record.status in TERMINAL_STATUSES or not self._writable_checked:
+        known: RunRecord | None = self.__dict__.get("_record")  # None: a job's run, not read yet
+        if not self._writable_checked or (known is not None and known.status in TERMINAL_STATUSES):
             record = self._refresh()
             self._writable_checked = True
             if record.status in TERMINAL_STATUSES:
@@ -340,6 +389,8 @@ class Run(RunFilesMixin, RunLoggingMixin, RunSnapshotMixin, RunChildrenMixin, Ru
         DP-100's do) is Completed while it still runs, and its supervisor then replays the metric spool and
         writes 75_job_post.txt. Wait for that file while the supervisor lives, so that what the run left
         is all there when wait_for_completion returns."""
+        from runyard.core.processes import process_state  # psutil: loaded once a job is waited for
+
         supervisor = self._record.data.get("supervisor")
         if supervisor is None:
             return  # interactive runs and pipeline runs have no post-processing of their own

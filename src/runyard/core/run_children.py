@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runyard.core.processes import identity
 from runyard.core.run_snapshots import OUTPUTS_KEY
 from runyard.errors import InvalidInputError
 from runyard.status import RunStatus
@@ -43,6 +42,8 @@ class RunChildrenMixin:
         """Create and start a child run in the same experiment, owned by this process: if the process dies
         before completing it, whoever waits on it marks it Failed instead of waiting forever. An `outputs`
         folder is uploaded as the child's outputs/ when it ends, as in v1."""
+        from runyard.core.processes import identity  # psutil: not for a job that only logs
+
         data: dict[str, Any] = {"owner": identity()}
         if outputs is not None:
             data[OUTPUTS_KEY] = str(Path(outputs).expanduser().resolve())

@@ -1,24 +1,38 @@
 """The metric half of the Run API: log, log_list, log_row, log_table, log_image, v1's schema metrics
 (confusion matrix, accuracy table, predictions, residuals) and reading them back. Mixed into Run.
 
-Values are checked here, at the user's call, so a mistake surfaces at the line that made it; the rows
-then go to the background writer (core/metrics.py) and never slow the caller down.
+Values are checked here, at the user's call, so a mistake surfaces at the line that made it; they then
+go to this process's metric spool (core/metrics.py, core/metric_spool.py) and never wait for the store.
+
+run.log() has a fast path: once a (run, name) pair has been checked, its series id is cached on the Run,
+and a float or an int (with or without an int step) is packed straight into the ring. Everything else
+(the first value of a name, strings, bools, None, numpy scalars, other kinds) takes the checked path.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import sys
 import time
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from runyard.core import metrics as m
+from runyard.core.metric_spool import INT64_MAX, INT64_MIN
 from runyard.errors import InvalidInputError, MetricValueError
 
 if TYPE_CHECKING:
+    from runyard.core.metric_spool import SpoolRing
     from runyard.core.run import Run
     from runyard.core.workspace import Workspace
+
+#: A Run's series ids before its first checked log() (and after a flush): empty, so every name is checked.
+_NO_SERIES: Mapping[str, int] = MappingProxyType({})
+#: Finite floats are exactly those within ±_MAX_FLOAT (NaN compares false): no math call on the hot path.
+_MAX_FLOAT = sys.float_info.max
+_MIN_FLOAT = -_MAX_FLOAT
 
 #: v1's schema metrics: method → (schema_type, schema_version) written when the value does not say.
 SCHEMA_METRICS = {
@@ -67,6 +81,9 @@ def schema_value(method: str, name: str, value: Any) -> dict[str, Any]:
 
 class RunLoggingMixin:
     workspace: Workspace
+    #: name -> series id in this process's spool, for names already checked (run.log's fast path)
+    _log_series: Mapping[str, int] = _NO_SERIES
+    _log_ring: SpoolRing
 
     if TYPE_CHECKING:
 
@@ -87,15 +104,52 @@ class RunLoggingMixin:
         ) -> Iterator[Run]: ...
 
     def _add(self, name: str, kind: str, fields: dict[str, Any], step: int | None = None) -> None:
-        m.writer_for(self.workspace.store).add(self.id, name, kind, fields, step)
+        m.writer_for(self.workspace).add(self.id, name, kind, fields, step)
 
-    def log(self, name: str, value: Any, description: str = "", step: int | None = None) -> None:
-        """Record a scalar; returns at once. Repeated calls with one name build a series."""
+    def log(
+        self, name: str, value: Any, description: str = "", step: int | None = None, **_mistyped: Any
+    ) -> None:
+        """Record a scalar; returns at once (it waits only when the spool is full, i.e. when values come
+        faster than the store takes them). Repeated calls with one name build a series.
+
+        (`**_mistyped` is not an option: it lets log() name a mistyped keyword itself, as the wrapper that
+        runyard puts around Run's other methods does, without that wrapper's cost on every call.)"""
+        if _mistyped:
+            from runyard.compat import check_keywords
+
+            check_keywords("Run.log", _mistyped, ["name", "value", "description", "step"])
+        try:
+            sid = self._log_series.get(name)
+        except TypeError:  # an unhashable name: the checked path says what is wrong with it
+            sid = None
+        if sid is not None and (step is None or (type(step) is int and INT64_MIN <= step <= INT64_MAX)):
+            kind = type(value)
+            if kind is float or isinstance(value, float):  # numpy.float64 is a float too
+                if _MIN_FLOAT <= value <= _MAX_FLOAT:
+                    self._log_ring.put_float(sid, value, step)
+                    return
+            elif kind is int and INT64_MIN <= value <= INT64_MAX:
+                self._log_ring.put_int(sid, value, step)
+                return
+        self._log_checked(name, value, step)
+
+    def _log_checked(self, name: str, value: Any, step: Any) -> None:
+        """log() for a name not checked yet, or a value the fast path does not take: every rule, then the
+        spool; the (run, name) pair is remembered for the fast path."""
         m.check_name(name)
         fields = m.scalar_fields(name, value)
         m.check_step(name, step)
         self._check_writable("log to")
-        self._add(name, "scalar", fields, step)
+        writer = m.writer_for(self.workspace)
+        sid = writer.series(self.id, name)
+        ring = writer.ring
+        if sid is None or ring is None:
+            writer.add(self.id, name, "scalar", fields, step)
+            return
+        self._log_ring = ring
+        self._log_series = writer.series_ids(self.id)
+        if not writer.put_scalar(ring, sid, fields, step):
+            writer.add(self.id, name, "scalar", fields, step)
 
     def log_list(self, name: str, value: Any, description: str = "") -> None:
         m.check_name(name)
@@ -167,7 +221,10 @@ class RunLoggingMixin:
         self._log_schema("log_residuals", name, value)
 
     def flush(self, timeout_seconds: int = 300) -> None:
-        m.writer_for(self.workspace.store).flush(timeout_seconds)
+        """Wait until every value this process logged is in the store (in a job: until its supervisor
+        has stored them). complete() and get_metrics() flush first."""
+        self._log_series = _NO_SERIES  # the next log() checks again whether the run may still be logged to
+        m.writer_for(self.workspace).flush(timeout_seconds)
 
     def get_metrics(
         self,

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runyard.core.snapshot import snapshot_files
 from runyard.errors import InvalidInputError, SnapshotException
-from runyard.store.snapshots import SnapshotStore
 
 if TYPE_CHECKING:
     from runyard.core.workspace import Workspace
@@ -45,6 +42,9 @@ def remember_outputs(run_id: str, folder: str | None) -> None:
 def store_snapshot(workspace: Workspace, file_or_folder: str | os.PathLike[str]) -> str:
     """Store a file, or a folder (with its .amlignore/.gitignore rules and v1's limits), as a snapshot;
     returns its id."""
+    from runyard.core.snapshot import snapshot_files  # pathspec: not for a job that only logs
+    from runyard.store.snapshots import SnapshotStore
+
     source = Path(file_or_folder).expanduser()
     if source.is_file():
         folder, files = source.parent, [Path(source.name)]
@@ -94,6 +94,10 @@ class RunSnapshotMixin:
         if target.suffix.lower() != ".zip":
             target = target / f"{snapshot_id}.zip"
         target.parent.mkdir(parents=True, exist_ok=True)
+        import zipfile
+
+        from runyard.store.snapshots import SnapshotStore
+
         store = SnapshotStore(self.workspace.artifacts)
         snapshot = store.load(snapshot_id)
         partial = target.with_name(f".{target.name}.partial")

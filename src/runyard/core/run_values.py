@@ -11,6 +11,11 @@ from runyard.errors import InvalidInputError
 
 SCRIPT_RUN_TYPE = "azureml.scriptrun"
 INTERACTIVE_RUN_TYPE = "runyard.interactive"
+#: A pipeline run and its steps' runs (their classes: pipeline/runs.py; the scheduler: engine/).
+PIPELINE_RUN_TYPE = "azureml.PipelineRun"
+STEP_RUN_TYPE = "azureml.StepRun"
+#: The run property naming the published pipeline a pipeline run came from (v1's name).
+PIPELINE_ID_PROPERTY = "azureml.pipelineid"
 MAX_ID_LENGTH = 256  # display names (Azure ML's limit, and the database column's)
 MAX_ID_BYTES = 255  # run ids: each names a folder (runs/<run_id>/), and file names stop at 255 bytes
 MAX_KEY_LENGTH = 255  # tag and property names (the database column)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from runyard.config import LOCAL_TARGET as LOCAL
 from runyard.errors import ComputeTargetException
-from runyard.store.sql_compute import LOCAL
 
 if TYPE_CHECKING:
     from runyard.core.workspace import Workspace

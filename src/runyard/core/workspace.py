@@ -47,13 +47,15 @@ from runyard.errors import (
     InvalidInputError,
     WorkspaceNotFound,
 )
-from runyard.store import ArtifactStore, Store, open_store
-from runyard.store.rest_artifacts import RestArtifactStore
+from runyard.store import open_store
 
 if TYPE_CHECKING:
     from runyard.core.experiment import Experiment
     from runyard.core.model import Model
     from runyard.core.run import Run
+    from runyard.store.artifacts import ArtifactStore
+    from runyard.store.base import Store
+    from runyard.store.rest_artifacts import RestArtifactStore
 
 
 @v1_keywords
@@ -301,10 +303,15 @@ class Workspace(WorkspaceV1):
 
     @property
     def artifacts(self) -> ArtifactStore | RestArtifactStore:
+        # imported here, like the store: a job that only logs metrics never touches artifacts (fsspec, httpx)
         if self._artifacts is None:
             if self.artifact_root.startswith(("http://", "https://")):
+                from runyard.store.rest_artifacts import RestArtifactStore
+
                 self._artifacts = RestArtifactStore(self.artifact_root, self.token, self.path / "mirror")
             else:
+                from runyard.store.artifacts import ArtifactStore
+
                 self._artifacts = ArtifactStore(self.artifact_root)
         return self._artifacts
 
@@ -334,7 +341,7 @@ class Workspace(WorkspaceV1):
     def experiments(self) -> dict[str, Experiment]:
         from runyard.core.experiment import Experiment
 
-        return {e.name: Experiment(self, e.name) for e in self.store.list_experiments()}
+        return {e.name: Experiment._existing(self, e.name, e.id) for e in self.store.list_experiments()}
 
     @property
     def models(self) -> dict[str, Model]:

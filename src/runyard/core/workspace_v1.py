@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from runyard.core.azure_identity import AzureIdentity, say_once, warn_mismatch, write_azure_config
@@ -22,8 +22,12 @@ from runyard.core.workspace_config import (
     read_json,
     write_config,
 )
-from runyard.data.datastore import Datastore, builtin_datastores
 from runyard.errors import ComputeTargetException, InvalidInputError
+
+if TYPE_CHECKING:
+    # imported where used: data/ loads the artifact stores and their HTTP client, which a job that
+    # only logs never needs (tests/test_job_imports.py)
+    from runyard.data.datastore import Datastore
 
 NO_AZURE_AUTH = (
     "a local workspace needs no sign-in; a server is reached with a runyard token (token= or RUNYARD_TOKEN)"
@@ -156,6 +160,8 @@ class WorkspaceV1:
     @property
     def datastores(self) -> dict[str, Datastore]:
         """The built-in 'workspaceblobstore' and 'workspacefilestore' and every registered datastore, by name."""
+        from runyard.data.datastore import Datastore, builtin_datastores
+
         found = dict(builtin_datastores(self))  # type: ignore[arg-type]
         for record in self.store.list_datastores():  # type: ignore[attr-defined]
             found[record.name] = Datastore._of(self, record)  # type: ignore[arg-type]
@@ -208,11 +214,15 @@ class WorkspaceV1:
 
     def get_default_datastore(self) -> Datastore:
         """The datastore set_default_datastore chose, else 'workspaceblobstore'."""
+        from runyard.data.datastore import Datastore
+
         return Datastore(self)  # type: ignore[arg-type]
 
     def set_default_datastore(self, name: str) -> None:
         """Make `name` (a registered datastore or 'workspaceblobstore') the default; DatastoreNotFound
         (listing the known names) otherwise."""
+        from runyard.data.datastore import Datastore
+
         store = Datastore(self, name)  # type: ignore[arg-type]
         self.store.set_default_datastore_name(store.name)  # type: ignore[attr-defined]
 

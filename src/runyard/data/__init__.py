@@ -9,8 +9,9 @@ reads data.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from runyard.lazy_exports import LazyExports
 
 if TYPE_CHECKING:
     from runyard.data.consumption import DatasetConsumptionConfig
@@ -66,10 +67,12 @@ __all__ = [
 ]
 
 
+_exports = LazyExports(__name__, _SOURCES, globals())
+
+
 def __getattr__(name: str) -> Any:
-    module = _SOURCES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'runyard.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _exports.load(name)
+
+
+def __dir__() -> list[str]:
+    return _exports.names()

@@ -27,8 +27,8 @@ from runyard.data.data_reference import DataReference
 from runyard.data.fsspec_backend import ArtifactBackend, FsspecBackend
 from runyard.data.transfer import download_from, upload_to
 from runyard.errors import ConflictError, DataAccessError, DatastoreNotFound, InvalidInputError
+from runyard.store.data_rules import BUILTIN_DATASTORES
 from runyard.store.records import DatastoreRecord
-from runyard.store.validation import BUILTIN_DATASTORES
 
 if TYPE_CHECKING:
     from runyard.core.workspace import Workspace

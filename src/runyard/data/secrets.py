@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from runyard.errors import InvalidInputError, RunyardError
-from runyard.store.validation import SECRET_OPTION_KEYS
+from runyard.store.data_rules import SECRET_OPTION_KEYS
 
 SECRETS_FILE = "secrets.json"
 #: Held (flock) around every read-modify-write of the secrets file, by every process.

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from runyard.compute.job_environment import plan_for
+from runyard.core.run_values import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.core.workspace import Workspace
 from runyard.engine.data_paths import MANIFEST_DIR, verify_output
 from runyard.engine.dataset_inputs import ResolvedInput, input_details, resolve_step_datasets, view_hash
@@ -38,8 +39,6 @@ from runyard.status import TERMINAL_STATUSES, RunStatus
 from runyard.store import RunRecord
 from runyard.store.snapshots import SnapshotStore
 
-STEP_RUN_TYPE = "azureml.StepRun"
-PIPELINE_RUN_TYPE = "azureml.PipelineRun"
 #: The error code of a pipeline failed because a step's record was ended by someone else.
 STEP_TAMPERED = "StepTampered"
 

@@ -20,8 +20,9 @@ from collections.abc import Callable
 
 from runyard.compute.process_job import ProcessJob
 from runyard.core.processes import stop_run_processes
+from runyard.core.run_values import STEP_RUN_TYPE
 from runyard.core.workspace import Workspace
-from runyard.engine.execution import STEP_RUN_TYPE, InvalidPipeline, pinned_steps
+from runyard.engine.execution import InvalidPipeline, pinned_steps
 from runyard.engine.placement import Placement
 from runyard.errors import StoreError
 from runyard.status import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus

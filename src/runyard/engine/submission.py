@@ -17,8 +17,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from runyard.core.experiment import check_experiment_name
-from runyard.core.run_values import MAX_KEY_LENGTH, check_key, check_run_id, check_text
-from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
+from runyard.core.run_values import (
+    MAX_KEY_LENGTH,
+    PIPELINE_ID_PROPERTY,
+    PIPELINE_RUN_TYPE,
+    STEP_RUN_TYPE,
+    check_key,
+    check_run_id,
+    check_text,
+)
 from runyard.engine.graph_spec import GraphError, parse_graph
 from runyard.engine.placement import placement_for
 from runyard.errors import InvalidInputError, PipelineDisabled
@@ -31,7 +38,6 @@ if TYPE_CHECKING:
     from runyard.store import Store
 
 #: Run properties that say where a pipeline run came from (v1's names), so runs can be found by them.
-PIPELINE_ID_PROPERTY = "azureml.pipelineid"
 ENDPOINT_ID_PROPERTY = "azureml.pipelineEndpointId"
 SCHEDULE_ID_PROPERTY = "azureml.scheduleId"
 RUN_SOURCE_PROPERTY = "azureml.runsource"

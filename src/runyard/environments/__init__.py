@@ -16,8 +16,9 @@ Names load lazily (PEP 562): `import runyard` in a job must not pay for YAML and
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from runyard.lazy_exports import LazyExports
 
 if TYPE_CHECKING:
     from runyard.environments.conda import CondaDependencies
@@ -45,8 +46,12 @@ __all__ = [
 ]
 
 
+_exports = LazyExports(__name__, _SOURCES, globals())
+
+
 def __getattr__(name: str) -> Any:
-    source = _SOURCES.get(name)
-    if source is None:
-        raise AttributeError(f"module 'runyard.environments' has no attribute {name!r}")
-    return getattr(importlib.import_module(source), name)
+    return _exports.load(name)
+
+
+def __dir__() -> list[str]:
+    return _exports.names()

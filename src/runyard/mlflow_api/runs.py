@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
+from runyard.core.run_values import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.errors import NotFoundError
 from runyard.mlflow_api import limits
 from runyard.mlflow_api.convert import (
@@ -37,9 +38,6 @@ from runyard.store import MetricRow, RunRecord
 
 RUN_NAME_TAG = "mlflow.runName"
 PARENT_TAG = "mlflow.parentRunId"
-#: runyard's pipeline run types (server/run_guard.py: they belong to their submitter)
-PIPELINE_RUN_TYPE = "azureml.PipelineRun"
-STEP_RUN_TYPE = "azureml.StepRun"
 INT64 = 2**63
 
 

@@ -21,8 +21,9 @@ Names load lazily (PEP 562): the worker imports this package and must not pay fo
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from runyard.lazy_exports import LazyExports
 
 if TYPE_CHECKING:
     from runyard.parallel.config import ParallelRunConfig
@@ -36,8 +37,12 @@ _SOURCES = {
 __all__ = ["ParallelRunConfig", "ParallelRunStep"]
 
 
+_exports = LazyExports(__name__, _SOURCES, globals())
+
+
 def __getattr__(name: str) -> Any:
-    source = _SOURCES.get(name)
-    if source is None:
-        raise AttributeError(f"module 'runyard.parallel' has no attribute {name!r}")
-    return getattr(importlib.import_module(source), name)
+    return _exports.load(name)
+
+
+def __dir__() -> list[str]:
+    return _exports.names()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from runyard.compat import check_keywords, v1_ignores, v1_keywords, warn_ignored
 from runyard.core.experiment import Experiment
-from runyard.engine.execution import PIPELINE_RUN_TYPE
+from runyard.core.run_values import PIPELINE_RUN_TYPE
 from runyard.engine.service import ensure_running
 from runyard.engine.submission import (
     check_graph,

@@ -1,7 +1,8 @@
 """PipelineRun and StepRun: Run subclasses with v1's pipeline methods and status words.
 
 Internally every run uses one status machine (runyard.status). v1 shows pipelines and steps with
-other words ("Finished" for Completed); those translations happen here, at the edge, and nowhere else.
+other words ("Finished" for Completed); those translations (pipeline/status_words.py) happen at this
+edge and in the wait output, nowhere else.
 """
 
 from __future__ import annotations
@@ -17,28 +18,21 @@ from runyard.compat import v1_ignores, v1_keywords
 from runyard.core.context import end_orphan
 from runyard.core.run import RUN_CLASSES, Run
 from runyard.core.run_files import DRIVER_LOG
-from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
-from runyard.engine.service import ensure_running
-from runyard.engine.submission import PIPELINE_ID_PROPERTY
+from runyard.core.run_values import PIPELINE_ID_PROPERTY, PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.errors import InvalidInputError, RunFailedError
-from runyard.parallel.progress import read_progress
-from runyard.pipeline import wait_output as w
-from runyard.pipeline.port_data import PortDataReference, StepRunOutput
+from runyard.pipeline.status_words import PIPELINE_STATUS, STEP_STATUS
+
+# The engine, the wait display (rich), the data classes and the progress model (pydantic) are imported in
+# the methods that use them: a step's job makes its StepRun with Run.get_context() and must stay light
+# (tests/test_job_imports.py).
 from runyard.status import TERMINAL_STATUSES, RunStatus
 
 if TYPE_CHECKING:
     from runyard.core.experiment import Experiment
     from runyard.core.workspace import Workspace
     from runyard.pipeline.pipeline import Pipeline
+    from runyard.pipeline.port_data import PortDataReference, StepRunOutput
     from runyard.pipeline.published import PublishedPipeline
-
-PIPELINE_STATUS = {
-    RunStatus.NOT_STARTED: "NotStarted",
-    RunStatus.QUEUED: "NotStarted",
-    RunStatus.COMPLETED: "Finished",
-    RunStatus.FAILED: "Failed",
-    RunStatus.CANCELED: "Canceled",
-}
 
 
 @v1_keywords
@@ -63,7 +57,7 @@ class StepRun(Run):
 
     def get_status(self) -> str:
         """v1's step vocabulary: NotStarted, Queued, Running, Finished, Failed, Canceled."""
-        return w.STEP_STATUS.get(self._refresh().status, "Running")  # type: ignore[call-overload]
+        return STEP_STATUS.get(self._refresh().status, "Running")  # type: ignore[call-overload]
 
     @property
     def _is_reused(self) -> bool:
@@ -99,6 +93,9 @@ class StepRun(Run):
     ) -> str:
         """Block until the step ends; with show_output, print its driver log as it grows, and for a
         ParallelRunStep its progress (a bar on a terminal, a line every 10 s elsewhere)."""
+        from runyard.parallel.progress import read_progress
+        from runyard.pipeline import wait_output as w
+
         deadline = time.monotonic() + timeout_seconds
         offset = 0
         display = w.ProgressDisplay(sys.stdout) if show_output else None
@@ -129,6 +126,8 @@ class StepRun(Run):
 
     def _is_parallel(self) -> bool:
         """Whether this step is a ParallelRunStep of its pipeline's graph."""
+        from runyard.pipeline import wait_output as w
+
         parent = self._record.parent_id
         if not parent:
             return False
@@ -146,6 +145,8 @@ class StepRun(Run):
 
     def get_outputs(self) -> dict[str, StepRunOutput]:
         """Every output this step recorded, by name (v1: StepRunOutput values)."""
+        from runyard.pipeline.port_data import StepRunOutput
+
         return {
             name: StepRunOutput(self.workspace, self.pipeline_run_id, self, name, info)
             for name, info in self._refresh().data.get("outputs", {}).items()
@@ -158,7 +159,7 @@ class StepRun(Run):
             status = RunStatus(self._record.status)
             if status in (RunStatus.FAILED, RunStatus.CANCELED) and name in self._declared_outputs():
                 raise InvalidInputError(
-                    f"Step {self.name!r} {w.STEP_STATUS[status]} before recording output {name!r}; see its "
+                    f"Step {self.name!r} {STEP_STATUS[status]} before recording output {name!r}; see its "
                     f"logs: `runyard runs show {self.id}`"
                 )
             raise InvalidInputError(
@@ -203,6 +204,8 @@ class PipelineRun(Run):
     def cancel(self) -> None:
         """Ask the scheduler to stop the pipeline. A run no live scheduler owns (not picked up yet, or its
         scheduler died) ends here: its step processes are stopped and its steps canceled."""
+        from runyard.engine.service import ensure_running
+
         super().cancel()
         status = self._refresh().status
         if status == RunStatus.CANCEL_REQUESTED:
@@ -342,6 +345,9 @@ class PipelineRun(Run):
         raise_on_error: bool = True,
     ) -> str:
         """Block until the pipeline ends; with show_output, stream each step's driver log prefixed by its name."""
+        from runyard.engine.service import ensure_running
+        from runyard.pipeline import wait_output as w
+
         deadline = time.monotonic() + timeout_seconds
         watcher = w.StepLogWatcher(self, sys.stdout) if show_output else None
         if watcher:

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from runyard.core.run_files import DRIVER_LOG
 from runyard.parallel.progress import ProgressSnapshot, describe, read_progress
+from runyard.pipeline.status_words import STEP_STATUS
 from runyard.status import TERMINAL_STATUSES, RunStatus
 
 if TYPE_CHECKING:
@@ -37,13 +38,6 @@ __all__ = [
     "short",
 ]
 
-STEP_STATUS = {
-    RunStatus.NOT_STARTED: "NotStarted",
-    RunStatus.QUEUED: "Queued",
-    RunStatus.COMPLETED: "Finished",
-    RunStatus.FAILED: "Failed",
-    RunStatus.CANCELED: "Canceled",
-}
 #: Seconds between plain progress lines when output is not a terminal.
 PLAIN_INTERVAL = 10.0
 #: Seconds between reads of a running step's progress file (the driver writes it at most once a second).

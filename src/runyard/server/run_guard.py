@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from runyard.core.run_snapshots import OUTPUTS_KEY, SNAPSHOT_KEY
-from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
+from runyard.core.run_values import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.errors import InvalidInputError, RunNotFound
 from runyard.server.auth import Principal
 from runyard.server.errors import forbidden

@@ -1,39 +1,92 @@
-"""The only package that knows SQL, files or URLs."""
+"""The only package that knows SQL, files or URLs.
 
-from runyard.store.artifacts import ArtifactStore
-from runyard.store.base import Store
-from runyard.store.records import (
-    ChartSeries,
-    ComputeTargetRecord,
-    DatasetRecord,
-    DatasetUse,
-    DatastoreRecord,
-    ExperimentRecord,
-    ExperimentSummary,
-    MetricBatch,
-    MetricColumn,
-    MetricRow,
-    MetricSummary,
-    ModelRecord,
-    PipelineEndpointRecord,
-    PublishedPipelineRecord,
-    RunPage,
-    RunQuery,
-    RunRecord,
-    ScheduleRecord,
-    TokenRecord,
-)
-from runyard.store.sql_store import SqlStore
+Names load lazily (PEP 562): a job that only logs metrics imports `runyard.store.records` and never
+pays for SQLAlchemy, httpx or fsspec, which `SqlStore`, `RestStore` and `ArtifactStore` bring with them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from runyard.lazy_exports import LazyExports
+
+if TYPE_CHECKING:
+    from runyard.store.artifacts import ArtifactStore
+    from runyard.store.base import Store
+    from runyard.store.records import (
+        ChartSeries,
+        ComputeTargetRecord,
+        DatasetRecord,
+        DatasetUse,
+        DatastoreRecord,
+        ExperimentRecord,
+        ExperimentSummary,
+        MetricBatch,
+        MetricColumn,
+        MetricRow,
+        MetricSummary,
+        ModelRecord,
+        PipelineEndpointRecord,
+        PublishedPipelineRecord,
+        RunPage,
+        RunQuery,
+        RunRecord,
+        ScheduleRecord,
+        TokenRecord,
+    )
+    from runyard.store.sql_store import SqlStore
+
+_RECORDS = "runyard.store.records"
+#: Where each lazily loaded public name lives.
+_SOURCES = {
+    "ArtifactStore": "runyard.store.artifacts",
+    "Store": "runyard.store.base",
+    "SqlStore": "runyard.store.sql_store",
+    **{
+        name: _RECORDS
+        for name in (
+            "ChartSeries",
+            "ComputeTargetRecord",
+            "DatasetRecord",
+            "DatasetUse",
+            "DatastoreRecord",
+            "ExperimentRecord",
+            "ExperimentSummary",
+            "MetricBatch",
+            "MetricColumn",
+            "MetricRow",
+            "MetricSummary",
+            "ModelRecord",
+            "PipelineEndpointRecord",
+            "PublishedPipelineRecord",
+            "RunPage",
+            "RunQuery",
+            "RunRecord",
+            "ScheduleRecord",
+            "TokenRecord",
+        )
+    },
+}
+
+
+_exports = LazyExports(__name__, _SOURCES, globals())
+
+
+def __getattr__(name: str) -> Any:
+    return _exports.load(name)
 
 
 def open_store(uri: str, *, workspace_label: str | None = None, token: str | None = None) -> Store:
     """The store behind a tracking URI: sqlite:///…, postgresql://… or http(s):// (a runyard server)."""
     from runyard.errors import InvalidInputError
-    from runyard.store.rest_store import RestStore
 
     if uri.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+        from runyard.store.sql_store import SqlStore
+
         return SqlStore(uri, workspace_label=workspace_label)
     if uri.startswith(("http://", "https://")):
+        from runyard.store.rest_store import RestStore
+
         return RestStore(uri, token)
     raise InvalidInputError(
         f"Unsupported tracking URI {uri!r}. Use sqlite:///PATH/runyard.db, postgresql://USER@HOST:PORT/DB "
@@ -81,3 +134,7 @@ __all__ = [
     "TokenRecord",
     "open_store",
 ]
+
+
+def __dir__() -> list[str]:
+    return _exports.names()

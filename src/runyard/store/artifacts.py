@@ -23,8 +23,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-import fsspec
-
 from runyard.errors import InvalidInputError, NotFoundError
 
 
@@ -53,6 +51,8 @@ def put_tree(put_file: Callable[[str, Path], None], rel: str, src_dir: str | os.
 
 class ArtifactStore:
     def __init__(self, root: str) -> None:
+        import fsspec  # here: a job that only logs never opens an artifact store (tests/test_job_imports.py)
+
         self.root = root.rstrip("/")
         self.fs, self._base = fsspec.core.url_to_fs(self.root)
         self.is_local = self.fs.protocol in ("file", "local", ("file", "local"))

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from tzlocal.windows_tz import win_tz
 
 from runyard.errors import InvalidInputError
+from runyard.store.data_rules import check_datastore_name
 from runyard.store.records import (
     ACTIVE,
     DISABLED,
@@ -33,7 +34,6 @@ from runyard.store.records import (
     ScheduleRecord,
 )
 from runyard.store.validation import (
-    check_datastore_name,
     check_experiment_name,
     check_json,
     check_run_id,

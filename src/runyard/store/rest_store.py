@@ -17,7 +17,7 @@ import httpx
 from pydantic import TypeAdapter
 
 from runyard import errors as e
-from runyard.store import validation
+from runyard.store import data_rules, env_rules, validation
 from runyard.store.records import (
     ComputeTargetRecord,
     DatasetRecord,
@@ -338,7 +338,7 @@ class RestStore(RestPublish):
 
     # datastores
     def save_datastore(self, record: DatastoreRecord, overwrite: bool = False) -> DatastoreRecord:
-        validation.validate_datastore(record)  # the server's rules: a secret never leaves this machine
+        data_rules.validate_datastore(record)  # the server's rules: a secret never leaves this machine
         response = self.http.request(
             "POST",
             "/api/v1/datastores",
@@ -365,7 +365,7 @@ class RestStore(RestPublish):
 
     # datasets
     def register_dataset(self, record: DatasetRecord, create_new_version: bool = False) -> DatasetRecord:
-        validation.validate_dataset(record)
+        data_rules.validate_dataset(record)
         response = self.http.request(
             "POST",
             "/api/v1/datasets",
@@ -390,7 +390,7 @@ class RestStore(RestPublish):
     def register_environment(
         self, name: str, definition: Mapping[str, Any], description: str | None = None
     ) -> EnvironmentRecord:
-        name, plain = validation.validate_environment(name, definition, description)
+        name, plain = env_rules.validate_environment(name, definition, description)
         body = {"name": name, "definition": plain, "description": description}
         return self._send("POST", "/environments", body, EnvironmentRecord, retry=True)
 
@@ -405,7 +405,7 @@ class RestStore(RestPublish):
     # lineage
     def record_dataset_uses(self, uses: Sequence[DatasetUse]) -> None:
         for use in uses:
-            validation.validate_dataset_use(use)
+            data_rules.validate_dataset_use(use)
         if uses:
             self._send("POST", "/dataset-uses", _dump(list[DatasetUse], list(uses)), retry=True)
 

@@ -19,10 +19,13 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runyard.errors import NotFoundError, SnapshotIntegrityError
-from runyard.store.artifacts import ArtifactStore
-from runyard.store.rest_artifacts import RestArtifactStore
+
+if TYPE_CHECKING:
+    from runyard.store.artifacts import ArtifactStore
+    from runyard.store.rest_artifacts import RestArtifactStore
 
 
 def file_sha256(path: Path) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from runyard import config
 from runyard.errors import ComputeTargetException, ComputeTargetNotFound, ConflictError
 from runyard.store import schema as t
 from runyard.store.records import ComputeTargetRecord
@@ -26,8 +27,7 @@ NAME_RULES = {
     "AmlCompute": (re.compile(r"[A-Za-z][A-Za-z0-9-]{1,15}"), "2 to 16"),
     "ComputeInstance": (re.compile(r"[A-Za-z][A-Za-z0-9-]{2,23}"), "3 to 24"),
 }
-#: The target every workspace has: this machine's processes. It is not a record and cannot be replaced.
-LOCAL = "local"
+LOCAL = config.LOCAL_TARGET
 MAX_NODES_LIMIT = 10_000
 
 

@@ -414,36 +414,3 @@ def _check_model_path(name: str, path: str) -> None:
 def check_time(what: str, value: Any) -> None:
     if isinstance(value, bool) or not (isinstance(value, int | float) and math.isfinite(value)):
         raise InvalidInputError(f"{what}: created_time must be a finite number, got {value!r}.")
-
-
-# -- the data rules live in store/data_rules.py ------------------------------------------------------------
-# Re-exported for importers that name them here (store/rest_store.py, data/secrets.py). Imported last, as
-# data_rules builds on the rules above: the package's __init__ loads this module first (through sql_store),
-# and this import then loads data_rules with every name it needs already defined.
-from runyard.store import data_rules as _data_rules  # noqa: E402
-
-BUILTIN_DATASTORE = _data_rules.BUILTIN_DATASTORE
-BUILTIN_DATASTORES = _data_rules.BUILTIN_DATASTORES
-DATASET_FILE_KEYS = _data_rules.DATASET_FILE_KEYS
-DATASET_KINDS = _data_rules.DATASET_KINDS
-DATASTORE_NAME = _data_rules.DATASTORE_NAME
-DATASTORE_SCHEMES = _data_rules.DATASTORE_SCHEMES
-SECRET_OPTION_KEYS = _data_rules.SECRET_OPTION_KEYS
-check_content_hash = _data_rules.check_content_hash
-check_dataset_name = _data_rules.check_dataset_name
-check_datastore_name = _data_rules.check_datastore_name
-check_datastore_url = _data_rules.check_datastore_url
-refuse_builtin_datastore = _data_rules.refuse_builtin_datastore
-validate_dataset = _data_rules.validate_dataset
-validate_dataset_use = _data_rules.validate_dataset_use
-validate_datastore = _data_rules.validate_datastore
-
-# -- the environment rules live in store/env_rules.py (imported last for the same reason) ------------------
-from runyard.store import env_rules as _env_rules  # noqa: E402
-
-ENVIRONMENT_NAME = _env_rules.ENVIRONMENT_NAME
-MAX_DEFINITION_BYTES = _env_rules.MAX_DEFINITION_BYTES
-RESERVED_PREFIXES = _env_rules.RESERVED_PREFIXES
-check_environment_name = _env_rules.check_environment_name
-definition_hash = _env_rules.definition_hash
-validate_environment = _env_rules.validate_environment

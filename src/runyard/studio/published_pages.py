@@ -24,10 +24,10 @@ from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 
 from runyard.core.experiment import check_experiment_name
+from runyard.core.run_values import PIPELINE_ID_PROPERTY, PIPELINE_RUN_TYPE
 from runyard.core.workspace import Workspace
-from runyard.engine.execution import PIPELINE_RUN_TYPE
 from runyard.engine.schedules import next_fire_time
-from runyard.engine.submission import ENDPOINT_ID_PROPERTY, PIPELINE_ID_PROPERTY
+from runyard.engine.submission import ENDPOINT_ID_PROPERTY
 from runyard.errors import NotFoundError, RunyardError
 from runyard.pipeline.published import ENDPOINT_SUBMIT_PATH, PUBLISHED_SUBMIT_PATH
 from runyard.server.auth import Principal

@@ -18,8 +18,8 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from runyard.core.run_values import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.core.workspace import Workspace
-from runyard.engine.execution import PIPELINE_RUN_TYPE, STEP_RUN_TYPE
 from runyard.engine.service import ensure_running
 from runyard.environments.diagnosis import diagnosis_rows
 from runyard.environments.display import environment_rows

@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from runyard.core.run_files import DRIVER_LOG
-from runyard.engine.execution import PIPELINE_RUN_TYPE
+from runyard.core.run_values import PIPELINE_RUN_TYPE
 from runyard.parallel.progress import PROGRESS_FILE, describe, read_progress
 from runyard.pipeline.wait_output import parallel_steps
 from runyard.status import TERMINAL_STATUSES

@@ -14,7 +14,7 @@ from runyard.pipeline import (
     StepSequence,
     TimeZone,
 )
-from runyard.pipeline.runs import StepRunOutput
+from runyard.pipeline.port_data import StepRunOutput
 from runyard.v1_pending import module_getattr
 
 __all__ = [

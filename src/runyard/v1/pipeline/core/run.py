@@ -3,7 +3,7 @@
 from runyard.core import Experiment, Run
 from runyard.errors import ActivityFailedException, AzureMLException, ExperimentExecutionException
 from runyard.pipeline import PipelineRun, StepRun
-from runyard.pipeline.runs import StepRunOutput
+from runyard.pipeline.port_data import StepRunOutput
 from runyard.v1_pending import module_getattr
 
 __all__ = [
