@@ -10,6 +10,8 @@ Cases, all measured in one run on one machine, 20 times each (min and median):
   does `import runyard; runyard.Run.get_context()`. Wall time is taken around the process, from
   spawn to exit (interpreter start-up and shutdown included); peak RSS is the kernel's own accounting
   for that child (os.wait4's ru_maxrss), spawned from a small stdlib-only interpreter (MEASURER).
+- the same replay on a ported v1 script, `from azureml.core import Run; Run.get_context()`: what a
+  training script rewritten from azureml to runyard.v1 pays (azureml is runyard.v1 in every job).
 - inside real submitted jobs (Experiment.submit(ScriptRunConfig)): the script reports, after
   `import runyard; runyard.Run.get_context()`, its peak RSS (ru_maxrss), the CPU time its process has
   used since the interpreter started (user + system: start-up included; a lower bound of wall time,
@@ -52,6 +54,8 @@ TARGET_MS = 100.0
 TARGET_MIB = 40.0
 
 CONTEXT_SCRIPT = "import runyard\nrunyard.Run.get_context()\n"
+#: The same two lines as a ported v1 script has them (azureml is runyard.v1 in every job).
+V1_CONTEXT_SCRIPT = "from azureml.core import Run\nRun.get_context()\n"
 
 #: A submitted script that records how it was started, then stays Running until `release` exists.
 RECORDER = """
@@ -151,7 +155,10 @@ def replayed_job(ws: Any, root: Path) -> dict[str, Any]:
     from runyard import Experiment, ScriptRunConfig
 
     release = root / "release"
-    folder = source(root / "recorder", {"recorder.py": RECORDER, "context.py": CONTEXT_SCRIPT})
+    folder = source(
+        root / "recorder",
+        {"recorder.py": RECORDER, "context.py": CONTEXT_SCRIPT, "v1_context.py": V1_CONTEXT_SCRIPT},
+    )
     run = Experiment(ws, "startup").submit(ScriptRunConfig(folder, "recorder.py", arguments=[str(release)]))
     started = ws.artifacts.local_path(f"runs/{run.id}/outputs/started.json")
     deadline = time.monotonic() + 120
@@ -163,7 +170,13 @@ def replayed_job(ws: Any, root: Path) -> dict[str, Any]:
     seen = json.loads(started.read_text())
     try:
         argv = [*seen["argv"][:-2], "context.py"]  # [python, -u, -P, launcher, recorder.py, release]
-        return {**repeated(argv, seen["env"], seen["cwd"]), "argv": argv, "env": seen["env"]}
+        v1_argv = [*seen["argv"][:-2], "v1_context.py"]
+        return {
+            **repeated(argv, seen["env"], seen["cwd"]),
+            "argv": argv,
+            "env": seen["env"],
+            "v1": repeated(v1_argv, seen["env"], seen["cwd"]),
+        }
     finally:
         release.touch()
         run.wait_for_completion(raise_on_error=True)
@@ -297,6 +310,10 @@ def main(argv: list[str] | None = None) -> list[str]:
                 ("`python -c pass`", bare),
                 ('`python -c "import runyard"`', imported),
                 ("job process replayed (launcher + `import runyard; Run.get_context()`), spawn to exit", job),
+                (
+                    "the same, a ported v1 script (`from azureml.core import Run; Run.get_context()`)",
+                    job["v1"],
+                ),
             )
         ),
         "",

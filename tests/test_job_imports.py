@@ -70,6 +70,12 @@ JOB_SCRIPT = """
 """
 
 
+#: The same job as a ported v1 script writes it: `azureml.core` is runyard.v1.core in every job.
+V1_JOB_SCRIPT = JOB_SCRIPT.replace("import runyard\n", "from azureml.core import Run\n").replace(
+    "runyard.Run.get_context()", "Run.get_context()"
+)
+
+
 def heavy_among(modules: list[str]) -> list[str]:
     """The HEAVY packages (or their submodules) among `modules`, sorted."""
     return sorted({m.partition(".")[0] for m in modules} & set(HEAVY))
@@ -79,6 +85,7 @@ def heavy_among(modules: list[str]) -> list[str]:
 class Jobs:
     ws: Workspace
     script_run: Run
+    v1_run: Run
     pipeline_run: PipelineRun
     folder: Path
 
@@ -99,15 +106,19 @@ def jobs(tmp_path_factory: pytest.TempPathFactory, env_cache: Path) -> Iterator[
         ws = Workspace.create(root / ".runyard")
         script = SourceDir(root / "script").gen({"job.py": JOB_SCRIPT})
         step_source = SourceDir(root / "step").gen({"job.py": JOB_SCRIPT})
+        v1_source = SourceDir(root / "v1").gen({"job.py": V1_JOB_SCRIPT})
         script_run = Experiment(ws, "job-imports").submit(ScriptRunConfig(script, "job.py"))
+        v1_run = Experiment(ws, "job-imports").submit(ScriptRunConfig(v1_source, "job.py"))
         step = PythonScriptStep("job.py", name="step", source_directory=str(step_source))
         pipeline_run = Pipeline(ws, [step]).submit("job-imports-pipeline", show_output=False)
         try:
             script_run.wait_for_completion(raise_on_error=True)
+            v1_run.wait_for_completion(raise_on_error=True)
             assert pipeline_run.wait_for_completion(show_output=False, timeout_seconds=90) == "Finished"
-            yield Jobs(ws, script_run, pipeline_run, root)
+            yield Jobs(ws, script_run, v1_run, pipeline_run, root)
         finally:
             script_run.wait_for_completion(raise_on_error=False)
+            v1_run.wait_for_completion(raise_on_error=False)
             pipeline_run.wait_for_completion(show_output=False, timeout_seconds=90, raise_on_error=False)
 
 
@@ -117,6 +128,18 @@ def test_get_context_in_a_submitted_script_imports_nothing_heavy_and_reads_no_st
     assert heavy_among(context) == []
     assert [m for m in STORE_CLIENTS if m in context] == []
     assert (seen["class"], seen["experiment"]) == ("Run", "job-imports")
+
+
+def test_a_ported_v1_script_imports_nothing_heavy(jobs: Jobs) -> None:
+    """`from azureml.core import Run` loads Run, not the datasets, environments and compute targets that
+    azureml.core also names (runyard.v1 modules re-export on first use)."""
+    seen = jobs.modules_seen(jobs.v1_run)
+    for moment in ("context", "log"):
+        modules = list(seen[moment])  # type: ignore[call-overload]
+        assert heavy_among(modules) == [], moment
+        assert [m for m in modules if m.startswith(("runyard.data", "runyard.environments"))] == [], moment
+    assert (seen["class"], seen["experiment"]) == ("Run", "job-imports")
+    assert jobs.v1_run.get_metrics() == {"x": 1.0}
 
 
 def test_run_log_in_a_job_imports_nothing_heavy_and_the_value_arrives(jobs: Jobs) -> None:

@@ -162,8 +162,31 @@ def _allowed(node: ast.stmt) -> bool:
         if target == "__all__":
             return isinstance(node.value, ast.List)
         if target == "__getattr__":
-            return ast.unparse(node.value) == "module_getattr(__name__)"
+            return _lazy_sources(node) is not None
     return False
+
+
+def _lazy_sources(node: ast.Assign) -> dict[str, str] | None:
+    """The names a `__getattr__ = module_getattr(__name__[, {name: "module[:attribute]"}])` line
+    re-exports (on first use); None for any other form."""
+    call = node.value
+    if not (
+        isinstance(call, ast.Call)
+        and ast.unparse(call.func) == "module_getattr"
+        and not call.keywords
+        and [ast.unparse(arg) for arg in call.args[:1]] == ["__name__"]
+        and len(call.args) <= 2
+    ):
+        return None
+    if len(call.args) == 1:
+        return {}
+    table = call.args[1]
+    if not isinstance(table, ast.Dict) or not all(
+        isinstance(part, ast.Constant) and isinstance(part.value, str)
+        for part in [*table.keys, *table.values]
+    ):
+        return None
+    return {key.value: value.value for key, value in zip(table.keys, table.values, strict=True)}  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("path", _module_files(), ids=lambda p: str(p.relative_to(V1)))
@@ -177,6 +200,14 @@ def test_v1_modules_only_re_export(path: Path) -> None:
         if isinstance(node, ast.ImportFrom)
         for alias in node.names
     }
+    lazy: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "__getattr__":
+            lazy = _lazy_sources(node) or {}
+    imported |= set(lazy)
     module = importlib.import_module(_module_name(path))
     assert set(getattr(module, "__all__", [])) <= imported
     assert set(imported) - {"module_getattr"} <= set(getattr(module, "__all__", [])) | {"module_getattr"}
+    for name, source in lazy.items():  # each name loaded on first use is the object its source defines
+        where, _, attribute = source.partition(":")
+        assert getattr(module, name) is getattr(importlib.import_module(where), attribute or name), name

@@ -2,8 +2,9 @@
 surface doc.
 
 Why a table and not stub classes: the docs, the signature test and the error a user sees must read the
-same sentence. The runyard.v1 modules only re-export real names and end with
-`__getattr__ = module_getattr(__name__)`: a name a later issue brings imports as a placeholder that warns
+same sentence. The runyard.v1 modules only re-export real names, through
+`__getattr__ = module_getattr(__name__, {name: source})` (imported on first use); for any other name, one
+a later issue brings imports as a placeholder that warns
 once and raises V1NameNotAvailable on any use (so one missing name does not fail a whole import line of a
 notebook); a name that is not planned raises V1NameNotAvailable at the import.
 
@@ -16,8 +17,10 @@ neither provided nor listed here, and on an entry here that no longer matches an
 from __future__ import annotations
 
 import fnmatch
+import importlib
+import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from runyard.errors import RunyardError
@@ -436,8 +439,14 @@ def is_placeholder(obj: Any) -> bool:
     return isinstance(obj, _PlaceholderType)
 
 
-def module_getattr(module_name: str) -> Callable[[str], Any]:
-    """The `__getattr__` of a runyard.v1 module, for a v1 name runyard lacks.
+def module_getattr(module_name: str, sources: Mapping[str, str] | None = None) -> Callable[[str], Any]:
+    """The `__getattr__` of a runyard.v1 module: its re-exported names, imported on first use, and the
+    v1 names runyard lacks.
+
+    `sources` maps each name the module re-exports to where it lives: "package.module", or
+    "package.module:attribute" when the name differs. A ported training script's first line,
+    `from azureml.core import Run`, must import only what Run needs, not datasets, environments and
+    compute targets (the job's hot path, docs/architecture.md); the value is cached in the module.
 
     A name a later issue brings imports as a placeholder (with one warning) and raises
     V1NameNotAvailable when used: `from azureml.core import Workspace, Experiment, Environment` must not
@@ -445,8 +454,15 @@ def module_getattr(module_name: str) -> Callable[[str], Any]:
     is not planned raises at the import, since no later runyard will make that line work.
     """
     v1_module = "azureml" + module_name[len("runyard.v1") :]
+    known = dict(sources or {})
 
     def __getattr__(name: str) -> Any:
+        source = known.get(name)
+        if source is not None:
+            module, _, attribute = source.partition(":")
+            value = getattr(importlib.import_module(module), attribute or name)
+            setattr(sys.modules[module_name], name, value)
+            return value
         pending = None if name.startswith("__") else classify_name(v1_module, name)
         if pending is None:
             raise AttributeError(f"module {module_name!r} has no attribute {name!r}")

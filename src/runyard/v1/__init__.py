@@ -2,3 +2,7 @@
 
 Every module under here only re-exports names implemented in runyard's own packages.
 """
+
+from runyard.v1_pending import module_getattr
+
+__getattr__ = module_getattr(__name__)

@@ -1,12 +1,5 @@
 """azureml.core"""
 
-from runyard import __version__ as VERSION
-from runyard.core import Experiment, Model, Run, ScriptRunConfig, Workspace
-from runyard.core.compute_target import ComputeTarget
-from runyard.core.runconfig import RunConfiguration
-from runyard.data.dataset import Dataset
-from runyard.data.datastore import Datastore
-from runyard.environments.environment import Environment
 from runyard.v1_pending import module_getattr
 
 __all__ = [
@@ -22,4 +15,19 @@ __all__ = [
     "ScriptRunConfig",
     "Workspace",
 ]
-__getattr__ = module_getattr(__name__)
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "ComputeTarget": "runyard.core.compute_target",
+        "Dataset": "runyard.data.dataset",
+        "Datastore": "runyard.data.datastore",
+        "Environment": "runyard.environments.environment",
+        "Experiment": "runyard.core",
+        "Model": "runyard.core",
+        "Run": "runyard.core",
+        "RunConfiguration": "runyard.core.runconfig",
+        "ScriptRunConfig": "runyard.core",
+        "VERSION": "runyard:__version__",
+        "Workspace": "runyard.core",
+    },
+)

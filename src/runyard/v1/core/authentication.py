@@ -1,18 +1,5 @@
 """azureml.core.authentication"""
 
-from runyard.core.authentication import (
-    AbstractAuthentication,
-    AzureCliAuthentication,
-    InteractiveLoginAuthentication,
-    MsiAuthentication,
-    ServicePrincipalAuthentication,
-)
-from runyard.errors import (
-    AuthenticationException,
-    AzureMLException,
-    RunEnvironmentException,
-    UserErrorException,
-)
 from runyard.v1_pending import module_getattr
 
 __all__ = [
@@ -26,4 +13,17 @@ __all__ = [
     "ServicePrincipalAuthentication",
     "UserErrorException",
 ]
-__getattr__ = module_getattr(__name__)
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "AbstractAuthentication": "runyard.core.authentication",
+        "AuthenticationException": "runyard.errors",
+        "AzureCliAuthentication": "runyard.core.authentication",
+        "AzureMLException": "runyard.errors",
+        "InteractiveLoginAuthentication": "runyard.core.authentication",
+        "MsiAuthentication": "runyard.core.authentication",
+        "RunEnvironmentException": "runyard.errors",
+        "ServicePrincipalAuthentication": "runyard.core.authentication",
+        "UserErrorException": "runyard.errors",
+    },
+)

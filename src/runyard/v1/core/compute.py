@@ -1,7 +1,13 @@
 """azureml.core.compute"""
 
-from runyard.core.compute_target import AmlCompute, ComputeInstance, ComputeTarget
 from runyard.v1_pending import module_getattr
 
 __all__ = ["AmlCompute", "ComputeInstance", "ComputeTarget"]
-__getattr__ = module_getattr(__name__)
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "AmlCompute": "runyard.core.compute_target",
+        "ComputeInstance": "runyard.core.compute_target",
+        "ComputeTarget": "runyard.core.compute_target",
+    },
+)

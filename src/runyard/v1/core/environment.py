@@ -1,15 +1,5 @@
 """azureml.core.environment"""
 
-from runyard.environments.conda import PYTHON_DEFAULT_VERSION, CondaDependencies
-from runyard.environments.definition import (
-    DEFAULT_CPU_IMAGE,
-    DEFAULT_GPU_IMAGE,
-    DockerSection,
-    PythonSection,
-    SparkSection,
-)
-from runyard.environments.environment import Environment, EnvironmentReference
-from runyard.errors import AzureMLException, UserErrorException
 from runyard.v1_pending import module_getattr
 
 __all__ = [
@@ -25,4 +15,19 @@ __all__ = [
     "SparkSection",
     "UserErrorException",
 ]
-__getattr__ = module_getattr(__name__)
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "AzureMLException": "runyard.errors",
+        "CondaDependencies": "runyard.environments.conda",
+        "DEFAULT_CPU_IMAGE": "runyard.environments.definition",
+        "DEFAULT_GPU_IMAGE": "runyard.environments.definition",
+        "DockerSection": "runyard.environments.definition",
+        "Environment": "runyard.environments.environment",
+        "EnvironmentReference": "runyard.environments.environment",
+        "PYTHON_DEFAULT_VERSION": "runyard.environments.conda",
+        "PythonSection": "runyard.environments.definition",
+        "SparkSection": "runyard.environments.definition",
+        "UserErrorException": "runyard.errors",
+    },
+)

@@ -1,9 +1,5 @@
 """azureml.core.model"""
 
-from runyard.core import Experiment, Model
-from runyard.data.dataset import Dataset, FileDataset, TabularDataset
-from runyard.environments.environment import Environment
-from runyard.errors import ModelNotFoundException, RunEnvironmentException, UserErrorException
 from runyard.v1_pending import module_getattr
 
 __all__ = [
@@ -17,4 +13,17 @@ __all__ = [
     "TabularDataset",
     "UserErrorException",
 ]
-__getattr__ = module_getattr(__name__)
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "Dataset": "runyard.data.dataset",
+        "Environment": "runyard.environments.environment",
+        "Experiment": "runyard.core",
+        "FileDataset": "runyard.data.dataset",
+        "Model": "runyard.core",
+        "ModelNotFoundException": "runyard.errors",
+        "RunEnvironmentException": "runyard.errors",
+        "TabularDataset": "runyard.data.dataset",
+        "UserErrorException": "runyard.errors",
+    },
+)

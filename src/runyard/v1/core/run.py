@@ -1,17 +1,5 @@
 """azureml.core.run"""
 
-from runyard.core import Run
-from runyard.data.datapath import DataPath
-from runyard.data.dataset import AbstractDataset
-from runyard.data.datastore import Datastore
-from runyard.environments.environment import Environment
-from runyard.errors import (
-    ActivityFailedException,
-    ExperimentExecutionException,
-    RunEnvironmentException,
-    SnapshotException,
-    UserErrorException,
-)
 from runyard.v1_pending import module_getattr
 
 __all__ = [
@@ -26,4 +14,18 @@ __all__ = [
     "SnapshotException",
     "UserErrorException",
 ]
-__getattr__ = module_getattr(__name__)
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "AbstractDataset": "runyard.data.dataset",
+        "ActivityFailedException": "runyard.errors",
+        "DataPath": "runyard.data.datapath",
+        "Datastore": "runyard.data.datastore",
+        "Environment": "runyard.environments.environment",
+        "ExperimentExecutionException": "runyard.errors",
+        "Run": "runyard.core",
+        "RunEnvironmentException": "runyard.errors",
+        "SnapshotException": "runyard.errors",
+        "UserErrorException": "runyard.errors",
+    },
+)

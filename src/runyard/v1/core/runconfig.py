@@ -1,13 +1,5 @@
 """azureml.core.runconfig"""
 
-from runyard.core import Run
-from runyard.core.compute_target import ComputeTarget
-from runyard.core.runconfig import DEFAULT_CPU_IMAGE, DEFAULT_GPU_IMAGE, DockerConfiguration, RunConfiguration
-from runyard.data.consumption import DatasetConsumptionConfig
-from runyard.environments.conda import CondaDependencies
-from runyard.environments.definition import DockerSection, PythonSection, SparkSection
-from runyard.environments.environment import Environment
-from runyard.errors import RunConfigurationException, UserErrorException
 from runyard.v1_pending import module_getattr
 
 __all__ = [
@@ -26,4 +18,22 @@ __all__ = [
     "SparkSection",
     "UserErrorException",
 ]
-__getattr__ = module_getattr(__name__)
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "ComputeTarget": "runyard.core.compute_target",
+        "CondaDependencies": "runyard.environments.conda",
+        "DEFAULT_CPU_IMAGE": "runyard.core.runconfig",
+        "DEFAULT_GPU_IMAGE": "runyard.core.runconfig",
+        "DatasetConsumptionConfig": "runyard.data.consumption",
+        "DockerConfiguration": "runyard.core.runconfig",
+        "DockerSection": "runyard.environments.definition",
+        "Environment": "runyard.environments.environment",
+        "PythonSection": "runyard.environments.definition",
+        "Run": "runyard.core",
+        "RunConfiguration": "runyard.core.runconfig",
+        "RunConfigurationException": "runyard.errors",
+        "SparkSection": "runyard.environments.definition",
+        "UserErrorException": "runyard.errors",
+    },
+)

@@ -1,9 +1,5 @@
 """azureml.core.script_run_config"""
 
-from runyard.core import ScriptRunConfig
-from runyard.core.runconfig import DockerConfiguration, RunConfiguration
-from runyard.data.datapath import DataPath, DataPathComputeBinding
-from runyard.errors import RunConfigurationException, UserErrorException
 from runyard.v1_pending import module_getattr
 
 __all__ = [
@@ -15,4 +11,15 @@ __all__ = [
     "ScriptRunConfig",
     "UserErrorException",
 ]
-__getattr__ = module_getattr(__name__)
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "DataPath": "runyard.data.datapath",
+        "DataPathComputeBinding": "runyard.data.datapath",
+        "DockerConfiguration": "runyard.core.runconfig",
+        "RunConfiguration": "runyard.core.runconfig",
+        "RunConfigurationException": "runyard.errors",
+        "ScriptRunConfig": "runyard.core",
+        "UserErrorException": "runyard.errors",
+    },
+)

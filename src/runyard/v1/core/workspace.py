@@ -1,12 +1,5 @@
 """azureml.core.workspace"""
 
-from runyard import __version__ as VERSION
-from runyard.core import Model, Workspace
-from runyard.core.authentication import InteractiveLoginAuthentication
-from runyard.core.compute_target import AmlCompute, ComputeTarget
-from runyard.data.dataset import Dataset
-from runyard.data.datastore import DEFAULT_DATASTORE as WORKSPACE_DEFAULT_BLOB_STORE_NAME
-from runyard.errors import ProjectSystemException, UserErrorException, WorkspaceException
 from runyard.v1_pending import module_getattr
 
 __all__ = [
@@ -22,4 +15,19 @@ __all__ = [
     "Workspace",
     "WorkspaceException",
 ]
-__getattr__ = module_getattr(__name__)
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "AmlCompute": "runyard.core.compute_target",
+        "ComputeTarget": "runyard.core.compute_target",
+        "Dataset": "runyard.data.dataset",
+        "InteractiveLoginAuthentication": "runyard.core.authentication",
+        "Model": "runyard.core",
+        "ProjectSystemException": "runyard.errors",
+        "UserErrorException": "runyard.errors",
+        "VERSION": "runyard:__version__",
+        "WORKSPACE_DEFAULT_BLOB_STORE_NAME": "runyard.data.datastore:DEFAULT_DATASTORE",
+        "Workspace": "runyard.core",
+        "WorkspaceException": "runyard.errors",
+    },
+)

@@ -1,8 +1,13 @@
 """azureml.data.datapath"""
 
-from runyard.data.data_reference import DataReference
-from runyard.data.datapath import DataPath, DataPathComputeBinding
 from runyard.v1_pending import module_getattr
 
 __all__ = ["DataPath", "DataPathComputeBinding", "DataReference"]
-__getattr__ = module_getattr(__name__)
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "DataPath": "runyard.data.datapath",
+        "DataPathComputeBinding": "runyard.data.datapath",
+        "DataReference": "runyard.data.data_reference",
+    },
+)

@@ -1,11 +1,5 @@
 """azureml.data.dataset_factory"""
 
-from runyard.data.data_reference import DataReference
-from runyard.data.data_type import DataType
-from runyard.data.datapath import DataPath
-from runyard.data.dataset_factory import FileDatasetFactory, TabularDatasetFactory
-from runyard.errors import UserErrorException
-from runyard.pipeline.data import PromoteHeadersBehavior
 from runyard.v1_pending import module_getattr
 
 __all__ = [
@@ -17,4 +11,15 @@ __all__ = [
     "TabularDatasetFactory",
     "UserErrorException",
 ]
-__getattr__ = module_getattr(__name__)
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "DataPath": "runyard.data.datapath",
+        "DataReference": "runyard.data.data_reference",
+        "DataType": "runyard.data.data_type",
+        "FileDatasetFactory": "runyard.data.dataset_factory",
+        "PromoteHeadersBehavior": "runyard.pipeline.data",
+        "TabularDatasetFactory": "runyard.data.dataset_factory",
+        "UserErrorException": "runyard.errors",
+    },
+)

@@ -1,10 +1,5 @@
 """azureml.data.output_dataset_config"""
 
-from runyard.data.consumption import DIRECT_MODE, MOUNT_MODE, UPLOAD_MODE
-from runyard.data.dataset import AbstractDataset
-from runyard.pipeline import OutputFileDatasetConfig
-from runyard.pipeline.data import PromoteHeadersBehavior
-from runyard.pipeline.output_views import OutputTabularDatasetConfig
 from runyard.v1_pending import module_getattr
 
 __all__ = [
@@ -16,4 +11,15 @@ __all__ = [
     "OutputTabularDatasetConfig",
     "PromoteHeadersBehavior",
 ]
-__getattr__ = module_getattr(__name__)
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "AbstractDataset": "runyard.data.dataset",
+        "DIRECT_MODE": "runyard.data.consumption",
+        "MOUNT_MODE": "runyard.data.consumption",
+        "OutputFileDatasetConfig": "runyard.pipeline",
+        "OutputTabularDatasetConfig": "runyard.pipeline.output_views",
+        "PromoteHeadersBehavior": "runyard.pipeline.data",
+        "UPLOAD_MODE": "runyard.data.consumption",
+    },
+)

@@ -1,10 +1,5 @@
 """azureml.pipeline.core.graph"""
 
-from runyard.data.consumption import DatasetConsumptionConfig
-from runyard.data.data_reference import DataReference
-from runyard.data.datapath import DataPath, DataPathComputeBinding
-from runyard.data.dataset import AbstractDataset, Dataset, FileDataset, TabularDataset
-from runyard.pipeline import PipelineParameter, PipelineRun, PortDataReference, PublishedPipeline
 from runyard.v1_pending import module_getattr
 
 __all__ = [
@@ -21,4 +16,20 @@ __all__ = [
     "PublishedPipeline",
     "TabularDataset",
 ]
-__getattr__ = module_getattr(__name__)
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "AbstractDataset": "runyard.data.dataset",
+        "DataPath": "runyard.data.datapath",
+        "DataPathComputeBinding": "runyard.data.datapath",
+        "DataReference": "runyard.data.data_reference",
+        "Dataset": "runyard.data.dataset",
+        "DatasetConsumptionConfig": "runyard.data.consumption",
+        "FileDataset": "runyard.data.dataset",
+        "PipelineParameter": "runyard.pipeline",
+        "PipelineRun": "runyard.pipeline",
+        "PortDataReference": "runyard.pipeline",
+        "PublishedPipeline": "runyard.pipeline",
+        "TabularDataset": "runyard.data.dataset",
+    },
+)

@@ -1,9 +1,5 @@
 """azureml.pipeline.core.run"""
 
-from runyard.core import Experiment, Run
-from runyard.errors import ActivityFailedException, AzureMLException, ExperimentExecutionException
-from runyard.pipeline import PipelineRun, StepRun
-from runyard.pipeline.port_data import StepRunOutput
 from runyard.v1_pending import module_getattr
 
 __all__ = [
@@ -16,4 +12,16 @@ __all__ = [
     "StepRun",
     "StepRunOutput",
 ]
-__getattr__ = module_getattr(__name__)
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "ActivityFailedException": "runyard.errors",
+        "AzureMLException": "runyard.errors",
+        "Experiment": "runyard.core",
+        "ExperimentExecutionException": "runyard.errors",
+        "PipelineRun": "runyard.pipeline",
+        "Run": "runyard.core",
+        "StepRun": "runyard.pipeline",
+        "StepRunOutput": "runyard.pipeline.port_data",
+    },
+)

@@ -1,8 +1,5 @@
 """azureml.pipeline.core.schedule"""
 
-from runyard.core import Experiment
-from runyard.data.datastore import Datastore
-from runyard.pipeline import PipelineRun, PublishedPipeline, Schedule, ScheduleRecurrence, TimeZone
 from runyard.v1_pending import module_getattr
 
 __all__ = [
@@ -14,4 +11,15 @@ __all__ = [
     "ScheduleRecurrence",
     "TimeZone",
 ]
-__getattr__ = module_getattr(__name__)
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "Datastore": "runyard.data.datastore",
+        "Experiment": "runyard.core",
+        "PipelineRun": "runyard.pipeline",
+        "PublishedPipeline": "runyard.pipeline",
+        "Schedule": "runyard.pipeline",
+        "ScheduleRecurrence": "runyard.pipeline",
+        "TimeZone": "runyard.pipeline",
+    },
+)
