@@ -25,22 +25,20 @@ import contextlib
 import dataclasses
 import os
 import platform
-import shutil
-import socket
 import sqlite3
-import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pg_cluster import PG_BIN, postgres_cluster
 
 from runyard.store.records import MetricBatch, MetricRow, RunRecord
 from runyard.store.sql_metric_batch import sqlite_insert
 from runyard.store.sql_store import SqlStore
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 RUN_ID = "run_" + "7f3a9c" * 5  # as long as a generated run id
 WRITER = "train-host-4242-1a2b3c4d"
 NAMES = ["loss", "acc", "lr"]
@@ -124,39 +122,6 @@ def _store_case(label: str, uri: str, rows: int, rows_api: Callable[[int, int], 
     if rows_api is None:
         return Case(label, rows, _batch, store.append_metric_batch, lambda: store.count_metric_rows(RUN_ID))
     return Case(label, rows, rows_api, store.append_metrics, lambda: store.count_metric_rows(RUN_ID))
-
-
-@contextlib.contextmanager
-def postgres_cluster() -> Iterator[str]:
-    """PostgreSQL 15 in a temporary folder, as tests/conftest.py starts it (as user postgres when root), with
-    its default settings; yields the URI of an empty database."""
-    root = Path(tempfile.mkdtemp(prefix="runyard-bench-pg-"))
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    data, pg_ctl = root / "data", str(PG_BIN / "pg_ctl")
-    subprocess.run(
-        [*as_postgres, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "runyard"],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-k {root} -h 127.0.0.1 -p {port}"
-    start = [pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"]
-    subprocess.run([*as_postgres, *start], check=True, capture_output=True)
-    try:
-        import psycopg
-
-        with psycopg.connect(f"postgresql://runyard@127.0.0.1:{port}/postgres", autocommit=True) as conn:
-            conn.execute("CREATE DATABASE bench")
-        yield f"postgresql://runyard@127.0.0.1:{port}/bench"
-    finally:
-        stop = [pg_ctl, "-D", str(data), "-m", "fast", "stop"]
-        subprocess.run([*as_postgres, *stop], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _cases(tmp: Path, rows: int, pg_uri: str | None) -> list[Case]:

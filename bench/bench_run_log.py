@@ -22,8 +22,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +30,8 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+import pg_cluster
+
 LOOP_CALLS = 200_000  # fits the default ring (262,144): the loop measures run.log, not the store
 DRAIN_CALLS = 2_000_000  # 8 rings' worth: the loop waits for the store when the store is slower
 MLFLOW_CALLS = 500
@@ -172,55 +171,13 @@ def concurrent(root: Path, jobs: int, n: int) -> dict[str, Any]:
 
 @contextmanager
 def postgres() -> Iterator[str | None]:
-    """A throwaway PostgreSQL 15 cluster, started as tests/conftest.py does; None (and why) if it cannot be."""
-    if not (PG_BIN / "initdb").exists():
-        print(f"PostgreSQL skipped: {PG_BIN}/initdb is not installed", file=sys.stderr)
+    """A throwaway PostgreSQL 15 cluster without fsync; None (and why) if it is not installed."""
+    if not pg_cluster.installed():
+        print(f"PostgreSQL skipped: {pg_cluster.PG_BIN}/initdb is not installed", file=sys.stderr)
         yield None
         return
-    root = Path(tempfile.mkdtemp(prefix="runyard-bench-pg-"))
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    data = root / "data"
-    try:
-        subprocess.run(
-            [*as_postgres, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "runyard"],
-            check=True,
-            capture_output=True,
-        )
-        subprocess.run(
-            [
-                *as_postgres,
-                str(PG_BIN / "pg_ctl"),
-                "-D",
-                str(data),
-                "-o",
-                f"-k {root} -h 127.0.0.1 -p {port} -F",
-                "-l",
-                str(root / "log"),
-                "-w",
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        import psycopg
-
-        with psycopg.connect(f"postgresql://runyard@127.0.0.1:{port}/postgres", autocommit=True) as conn:
-            conn.execute("CREATE DATABASE bench")
-        yield f"postgresql://runyard@127.0.0.1:{port}/bench"
-    finally:
-        subprocess.run(
-            [*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+    with pg_cluster.postgres_cluster(fsync=False) as uri:
+        yield uri
 
 
 def per_call(seconds: float, n: int, cpu: float | None = None) -> str:
